@@ -1,0 +1,252 @@
+//! The guest-physical memory map: RAM ranges, the 32-bit MMIO hole, and the
+//! fixed addresses of the boot structures the VMM writes into RAM.
+//!
+//! Every other crate asks this module where things go, so the map is written
+//! down in exactly one place.
+
+use vm_memory::GuestAddress;
+
+/// One mebibyte.
+pub const MIB: u64 = 1 << 20;
+/// One gibibyte.
+pub const GIB: u64 = 1 << 30;
+
+/// Start of the 32-bit MMIO hole: no RAM is placed in `[MMIO_HOLE_START, 4 GiB)`
+/// so 32-bit devices (IOAPIC, LAPIC, PCI BARs, test devices) have room.
+pub const MMIO_HOLE_START: u64 = 3 * GIB;
+/// End of the 32-bit MMIO hole (exclusive); RAM beyond the hole resumes here.
+pub const MMIO_HOLE_END: u64 = 4 * GIB;
+
+/// Where the VMM writes the GDT used for protected and long mode entry
+/// (the same low address Firecracker uses; below the default load address).
+pub const BOOT_GDT_START: GuestAddress = GuestAddress(0x500);
+/// Room reserved for the boot GDT (four 8-byte descriptors).
+pub const BOOT_GDT_MAX_ENTRIES: u64 = 4;
+/// Level-4 page map of the identity-mapped long-mode page tables.
+pub const PML4_START: GuestAddress = GuestAddress(0x9000);
+/// Page-directory-pointer table of the identity map.
+pub const PDPTE_START: GuestAddress = GuestAddress(0xa000);
+/// First of the four page directories (2 MiB pages) of the identity map; they
+/// cover the first 4 GiB and end at [`BOOT_PAGE_TABLES_END`].
+pub const PDE_START: GuestAddress = GuestAddress(0xb000);
+/// How many page directories the identity map uses (one per GiB mapped).
+pub const PDE_COUNT: u64 = 4;
+/// First byte after the long-mode page tables.
+pub const BOOT_PAGE_TABLES_END: GuestAddress = GuestAddress(0xb000 + PDE_COUNT * 0x1000);
+
+/// The smallest guest the layout accepts: the boot structures need the first
+/// 64 KiB, so 1 MiB is the practical floor.
+pub const MIN_MEMORY_MIB: u64 = 1;
+
+/// Errors describing a memory size that cannot be laid out.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum LayoutError {
+    /// The guest was given no memory at all.
+    #[error("guest memory size must be at least {MIN_MEMORY_MIB} MiB, got 0")]
+    ZeroSize,
+    /// The size in bytes, or the end of the last RAM range, overflows or goes
+    /// past what the host's physical address width can address.
+    #[error("guest memory size {mib} MiB is more than this host can map (at most {max_mib} MiB with {phys_bits}-bit guest physical addresses)")]
+    TooLarge {
+        /// Requested size in MiB.
+        mib: u64,
+        /// Largest size that fits.
+        max_mib: u64,
+        /// Guest physical address width used for the check.
+        phys_bits: u8,
+    },
+}
+
+/// A contiguous range of guest RAM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RamRange {
+    /// First guest-physical address of the range.
+    pub start: GuestAddress,
+    /// Length in bytes.
+    pub len: u64,
+}
+
+impl RamRange {
+    /// One past the last address of the range.
+    pub fn end(&self) -> u64 {
+        // Cannot overflow: `MemoryLayout::new` rejects layouts ending past the
+        // physical address width.
+        self.start.0 + self.len
+    }
+}
+
+/// The guest memory map for a given RAM size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryLayout {
+    size: u64,
+    ranges: Vec<RamRange>,
+}
+
+impl MemoryLayout {
+    /// Lays out `mib` MiB of RAM, checked against the host's physical address
+    /// width (see [`host_phys_bits`]).
+    pub fn new(mib: u64) -> Result<Self, LayoutError> {
+        Self::with_phys_bits(mib, host_phys_bits())
+    }
+
+    /// Lays out `mib` MiB of RAM for a guest with `phys_bits`-bit physical
+    /// addresses. Exposed so the arithmetic can be tested for any width.
+    pub fn with_phys_bits(mib: u64, phys_bits: u8) -> Result<Self, LayoutError> {
+        if mib == 0 {
+            return Err(LayoutError::ZeroSize);
+        }
+        let phys_bits = phys_bits.clamp(32, 63);
+        let limit = 1u64 << phys_bits;
+        // RAM above the hole is shifted up by the hole's size, so that is the
+        // most RAM a guest can have below `limit`.
+        let max_bytes = limit - (MMIO_HOLE_END - MMIO_HOLE_START);
+        let too_large = LayoutError::TooLarge {
+            mib,
+            max_mib: max_bytes / MIB,
+            phys_bits,
+        };
+        let size = mib.checked_mul(MIB).ok_or(too_large.clone())?;
+        if size > max_bytes {
+            return Err(too_large);
+        }
+        let low = size.min(MMIO_HOLE_START);
+        let mut ranges = vec![RamRange {
+            start: GuestAddress(0),
+            len: low,
+        }];
+        if size > low {
+            ranges.push(RamRange {
+                start: GuestAddress(MMIO_HOLE_END),
+                len: size - low,
+            });
+        }
+        Ok(MemoryLayout { size, ranges })
+    }
+
+    /// Total RAM in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The RAM ranges, sorted by address and never overlapping the MMIO hole.
+    pub fn ram_ranges(&self) -> &[RamRange] {
+        &self.ranges
+    }
+
+    /// Whether `[addr, addr + len)` lies entirely inside one RAM range.
+    /// Overflowing ranges are never in RAM.
+    pub fn contains_range(&self, addr: GuestAddress, len: u64) -> bool {
+        let Some(end) = addr.0.checked_add(len) else {
+            return false;
+        };
+        self.ranges
+            .iter()
+            .any(|r| addr.0 >= r.start.0 && end <= r.end())
+    }
+
+    /// Whether `addr` is a RAM address.
+    pub fn is_ram(&self, addr: GuestAddress) -> bool {
+        self.contains_range(addr, 1)
+    }
+
+    /// End of the RAM below 4 GiB (exclusive).
+    pub fn low_ram_end(&self) -> u64 {
+        self.ranges[0].end()
+    }
+}
+
+/// The host CPU's physical address width (CPUID 0x8000_0008), which bounds
+/// the guest-physical addresses KVM can map. Falls back to 36 bits, the
+/// architectural minimum with PAE, when the leaf is absent.
+pub fn host_phys_bits() -> u8 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::__cpuid;
+        // CPUID is always available on x86_64 and has no side effects.
+        let max_ext = __cpuid(0x8000_0000).eax;
+        if max_ext >= 0x8000_0008 {
+            let bits = (__cpuid(0x8000_0008).eax & 0xff) as u8;
+            if bits >= 32 {
+                return bits;
+            }
+        }
+    }
+    36
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn test_layout_zero_is_rejected() {
+        assert_eq!(MemoryLayout::with_phys_bits(0, 40), Err(LayoutError::ZeroSize));
+    }
+
+    #[test]
+    fn test_layout_small_is_one_range() {
+        let l = MemoryLayout::with_phys_bits(128, 40).unwrap();
+        assert_eq!(
+            l.ram_ranges(),
+            &[RamRange {
+                start: GuestAddress(0),
+                len: 128 * MIB
+            }]
+        );
+        assert!(l.is_ram(GuestAddress(128 * MIB - 1)));
+        assert!(!l.is_ram(GuestAddress(128 * MIB)));
+    }
+
+    #[test]
+    fn test_layout_large_skips_hole() {
+        let l = MemoryLayout::with_phys_bits(5 * 1024, 40).unwrap();
+        let r = l.ram_ranges();
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].end(), MMIO_HOLE_START);
+        assert_eq!(r[1].start.0, MMIO_HOLE_END);
+        assert_eq!(r[1].len, 2 * GIB);
+        assert!(!l.is_ram(GuestAddress(MMIO_HOLE_START)));
+        assert!(!l.contains_range(GuestAddress(MMIO_HOLE_START - 1), 2));
+    }
+
+    #[test]
+    fn test_layout_too_large_names_the_value() {
+        let e = MemoryLayout::with_phys_bits(u64::MAX, 40).unwrap_err();
+        assert!(e.to_string().contains(&u64::MAX.to_string()), "{e}");
+        let e = MemoryLayout::with_phys_bits(1 << 20, 36).unwrap_err();
+        assert!(matches!(e, LayoutError::TooLarge { mib, .. } if mib == 1 << 20));
+    }
+
+    #[test]
+    fn test_layout_contains_range_overflow_is_false() {
+        let l = MemoryLayout::with_phys_bits(16, 40).unwrap();
+        assert!(!l.contains_range(GuestAddress(u64::MAX), 2));
+    }
+
+    #[test]
+    fn test_boot_tables_fit_in_minimum_ram() {
+        assert!(BOOT_PAGE_TABLES_END.0 <= MIN_MEMORY_MIB * MIB);
+    }
+
+    proptest! {
+        #[test]
+        fn prop_layout_preserves_size_and_avoids_hole(mib in 1u64..(1 << 22), bits in 32u8..52) {
+            if let Ok(l) = MemoryLayout::with_phys_bits(mib, bits) {
+                let total: u64 = l.ram_ranges().iter().map(|r| r.len).sum();
+                prop_assert_eq!(total, mib * MIB);
+                for r in l.ram_ranges() {
+                    prop_assert!(r.end() <= MMIO_HOLE_START || r.start.0 >= MMIO_HOLE_END);
+                    prop_assert!(r.end() <= 1u64 << bits);
+                }
+            }
+        }
+
+        #[test]
+        fn prop_contains_range_matches_bytewise(mib in 1u64..16, addr in 0u64..(20 * MIB), len in 0u64..(2 * MIB)) {
+            let l = MemoryLayout::with_phys_bits(mib, 40).unwrap();
+            let expect = addr + len <= mib * MIB;
+            prop_assert_eq!(l.contains_range(GuestAddress(addr), len), expect);
+        }
+    }
+}
