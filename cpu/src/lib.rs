@@ -1,1 +1,64 @@
-//! placeholder
+//! vCPUs for a KVM virtual machine on x86_64: their initial state and the
+//! loop that runs them.
+//!
+//! - [`boot_state`], [`gdt`], [`paging`]: the entry state for 16-bit real
+//!   mode (CS:IP), 32-bit flat protected mode (flat GDT in guest memory) and
+//!   64-bit long mode (GDT plus page tables identity-mapping the first 4 GiB),
+//!   computed by pure functions and loaded with KVM_SET_SREGS/REGS.
+//! - [`cpuid`]: the CPUID each vCPU reports.
+//! - [`vcpu`]: [`Vcpu::run`], the KVM_RUN loop. It decodes every exit, splits
+//!   string I/O into elements, hands port and MMIO accesses to an
+//!   [`ExitHandler`] and returns a typed [`VcpuStop`]. EINTR/EAGAIN are retried.
+//! - [`kick`]: stopping a vCPU thread at any moment (signal + `immediate_exit`).
+//!
+//! The crate never depends on a device model: anything implementing
+//! [`ExitHandler`] can drive the loop.
+//!
+//! # Example
+//!
+//! Computing the long-mode entry state needs no KVM:
+//!
+//! ```
+//! use kvm_bindings::kvm_sregs;
+//! use vmm_cpu::boot_state::{flat_mode_sregs, EFER_LMA};
+//!
+//! let sregs = flat_mode_sregs(kvm_sregs::default(), true, 0x9000);
+//! assert_eq!(sregs.cs.selector, 0x10); // Linux's __BOOT_CS
+//! assert_ne!(sregs.efer & EFER_LMA, 0);
+//! ```
+//!
+//! Running a vCPU with your own handler (needs `/dev/kvm`):
+//!
+//! ```no_run
+//! use vm_device::bus::{MmioAddress, PioAddress};
+//! use vmm_cpu::{ExitHandler, Vcpu, VcpuStop};
+//!
+//! struct Console;
+//! impl ExitHandler for Console {
+//!     fn pio_read(&self, _: PioAddress, data: &mut [u8]) { data.fill(0xff) }
+//!     fn pio_write(&self, port: PioAddress, data: &[u8]) {
+//!         if port.0 == 0x3f8 { print!("{}", data[0] as char) }
+//!     }
+//!     fn mmio_read(&self, _: MmioAddress, data: &mut [u8]) { data.fill(0xff) }
+//!     fn mmio_write(&self, _: MmioAddress, _: &[u8]) {}
+//! }
+//!
+//! let kvm = kvm_ioctls::Kvm::new().unwrap();
+//! let vm = kvm.create_vm().unwrap();
+//! // ... map memory, load code, set registers with `boot_state` ...
+//! let mut vcpu = Vcpu::new(&vm, 0).unwrap();
+//! let stop = vcpu.run(&Console).unwrap();
+//! assert_eq!(stop, VcpuStop::Halted);
+//! ```
+
+pub mod boot_state;
+pub mod cpuid;
+pub mod exit_handler;
+pub mod gdt;
+pub mod kick;
+pub mod paging;
+pub mod vcpu;
+
+pub use boot_state::{setup_boot_state, BootStateError};
+pub use exit_handler::{ExitAction, ExitHandler, ExitKind};
+pub use vcpu::{InternalError, Vcpu, VcpuError, VcpuStats, VcpuStop};

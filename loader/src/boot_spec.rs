@@ -49,4 +49,137 @@ pub struct BootSpec {
     pub entry: Entry,
     /// Guest-physical range the image occupies: `(start, length)`.
     pub image: (GuestAddress, u64),
+    /// Register values the boot protocol requires, applied in order after the
+    /// mode's defaults (for example EAX/EBX for Multiboot).
+    pub regs: Vec<(Reg, u64)>,
+}
+
+/// A register a boot protocol or the user may set at entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reg {
+    /// RAX.
+    Rax,
+    /// RBX.
+    Rbx,
+    /// RCX.
+    Rcx,
+    /// RDX.
+    Rdx,
+    /// RSI.
+    Rsi,
+    /// RDI.
+    Rdi,
+    /// RSP.
+    Rsp,
+    /// RBP.
+    Rbp,
+    /// R8.
+    R8,
+    /// R9.
+    R9,
+    /// R10.
+    R10,
+    /// R11.
+    R11,
+    /// R12.
+    R12,
+    /// R13.
+    R13,
+    /// R14.
+    R14,
+    /// R15.
+    R15,
+    /// RIP.
+    Rip,
+    /// RFLAGS.
+    Rflags,
+}
+
+impl Reg {
+    /// Every register, in the order their names are listed in errors.
+    pub const ALL: [Reg; 18] = [
+        Reg::Rax,
+        Reg::Rbx,
+        Reg::Rcx,
+        Reg::Rdx,
+        Reg::Rsi,
+        Reg::Rdi,
+        Reg::Rsp,
+        Reg::Rbp,
+        Reg::R8,
+        Reg::R9,
+        Reg::R10,
+        Reg::R11,
+        Reg::R12,
+        Reg::R13,
+        Reg::R14,
+        Reg::R15,
+        Reg::Rip,
+        Reg::Rflags,
+    ];
+
+    /// The register's lower-case name (`rax`, `r8`, `rflags`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Reg::Rax => "rax",
+            Reg::Rbx => "rbx",
+            Reg::Rcx => "rcx",
+            Reg::Rdx => "rdx",
+            Reg::Rsi => "rsi",
+            Reg::Rdi => "rdi",
+            Reg::Rsp => "rsp",
+            Reg::Rbp => "rbp",
+            Reg::R8 => "r8",
+            Reg::R9 => "r9",
+            Reg::R10 => "r10",
+            Reg::R11 => "r11",
+            Reg::R12 => "r12",
+            Reg::R13 => "r13",
+            Reg::R14 => "r14",
+            Reg::R15 => "r15",
+            Reg::Rip => "rip",
+            Reg::Rflags => "rflags",
+        }
+    }
+}
+
+/// A register name that is not one of [`Reg::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown register '{0}' (expected one of rax, rbx, rcx, rdx, rsi, rdi, rsp, rbp, r8-r15, rip, rflags)")]
+pub struct UnknownReg(pub String);
+
+impl std::str::FromStr for Reg {
+    type Err = UnknownReg;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let lower = s.to_ascii_lowercase();
+        Reg::ALL
+            .into_iter()
+            .find(|r| r.name() == lower)
+            .ok_or_else(|| UnknownReg(s.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_reg_parse_round_trips() {
+        for r in Reg::ALL {
+            assert_eq!(r.name().parse::<Reg>(), Ok(r));
+        }
+        assert_eq!("RAX".parse::<Reg>(), Ok(Reg::Rax));
+        let e = "eax".parse::<Reg>().unwrap_err();
+        assert!(e.to_string().contains("'eax'"));
+    }
+
+    #[test]
+    fn test_entry_linear_of_segmented() {
+        let e = Entry::Segmented {
+            segment: 0x1000,
+            offset: 0x10,
+        };
+        assert_eq!(e.linear(), GuestAddress(0x10010));
+    }
 }

@@ -26,4 +26,4 @@
 pub mod boot_spec;
 pub mod raw;
 
-pub use boot_spec::{BootMode, BootSpec, Entry};
+pub use boot_spec::{BootMode, BootSpec, Entry, Reg, UnknownReg};

@@ -116,6 +116,7 @@ pub fn load_raw<M: GuestMemoryBackend, R: Read>(
         mode: opts.mode,
         entry,
         image: (addr, size),
+        regs: Vec::new(),
     })
 }
 

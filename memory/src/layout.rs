@@ -20,8 +20,8 @@ pub const MMIO_HOLE_END: u64 = 4 * GIB;
 /// Where the VMM writes the GDT used for protected and long mode entry
 /// (the same low address Firecracker uses; below the default load address).
 pub const BOOT_GDT_START: GuestAddress = GuestAddress(0x500);
-/// Room reserved for the boot GDT (four 8-byte descriptors).
-pub const BOOT_GDT_MAX_ENTRIES: u64 = 4;
+/// Room reserved for the boot GDT (null, two code, data and TSS descriptors).
+pub const BOOT_GDT_MAX_ENTRIES: u64 = 5;
 /// Level-4 page map of the identity-mapped long-mode page tables.
 pub const PML4_START: GuestAddress = GuestAddress(0x9000);
 /// Page-directory-pointer table of the identity map.

@@ -1,0 +1,280 @@
+//! The register state a vCPU starts in: 16-bit real mode, 32-bit flat
+//! protected mode or 64-bit long mode, plus whatever registers the boot
+//! protocol or the user asked for.
+//!
+//! The state is computed by pure functions (`real_mode_sregs` and friends) so
+//! it can be unit-tested without KVM; [`setup_boot_state`] writes the GDT and
+//! page tables into guest memory and loads the result into a vCPU.
+
+use kvm_bindings::{kvm_regs, kvm_sregs};
+use kvm_ioctls::VcpuFd;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
+use vmm_loader::{BootMode, BootSpec, Entry, Reg};
+use vmm_memory::layout::{BOOT_GDT_MAX_ENTRIES, BOOT_GDT_START, BOOT_PAGE_TABLES_END, PML4_START};
+
+use crate::gdt::{boot_gdt, kvm_segment_from, BOOT_CS_INDEX, BOOT_DS_INDEX, TSS_INDEX};
+use crate::paging::write_identity_map;
+
+/// CR0.PE: protection enable.
+pub const X86_CR0_PE: u64 = 1 << 0;
+/// CR0.ET: extension type, hard-wired to 1 on every CPU since the 486.
+pub const X86_CR0_ET: u64 = 1 << 4;
+/// CR0.PG: paging.
+pub const X86_CR0_PG: u64 = 1 << 31;
+/// CR4.PAE: physical address extension, required for long mode.
+pub const X86_CR4_PAE: u64 = 1 << 5;
+/// EFER.LME: long mode enable.
+pub const EFER_LME: u64 = 1 << 8;
+/// EFER.LMA: long mode active.
+pub const EFER_LMA: u64 = 1 << 10;
+/// RFLAGS bit 1 is reserved and always reads as 1.
+pub const RFLAGS_RESERVED: u64 = 0x2;
+
+/// Errors preparing a vCPU's initial state.
+#[derive(Debug, thiserror::Error)]
+pub enum BootStateError {
+    /// A real-mode entry point beyond what CS:IP can reach.
+    #[error("entry point {0:#x} cannot be reached in real mode as CS=0:IP (IP is 16 bits); use --entry SEG:OFF")]
+    RealModeEntry(u64),
+    /// The image overlaps memory the VMM needs for the GDT or page tables.
+    #[error("image at [{start:#x}, {end:#x}) overlaps the boot GDT and page tables at [{tables_start:#x}, {tables_end:#x}) needed for {mode:?} mode; load it elsewhere (e.g. --load-addr 0x100000)")]
+    OverlapsBootTables {
+        /// Image start.
+        start: u64,
+        /// Image end.
+        end: u64,
+        /// First byte of the boot structures.
+        tables_start: u64,
+        /// End of the boot structures.
+        tables_end: u64,
+        /// The mode that needs them.
+        mode: BootMode,
+    },
+    /// Guest RAM is too small to hold the boot structures.
+    #[error("writing the boot GDT/page tables to guest memory failed: {0}")]
+    GuestMemory(#[from] vm_memory::GuestMemoryError),
+    /// KVM_GET_SREGS failed.
+    #[error("KVM_GET_SREGS failed: {0}")]
+    GetSregs(kvm_ioctls::Error),
+    /// KVM_SET_SREGS failed.
+    #[error("KVM_SET_SREGS failed: {0}")]
+    SetSregs(kvm_ioctls::Error),
+    /// KVM_SET_REGS failed.
+    #[error("KVM_SET_REGS failed: {0}")]
+    SetRegs(kvm_ioctls::Error),
+}
+
+/// Real mode: CS selector/base from the entry, everything else as after reset
+/// (KVM's defaults for the other segments).
+pub fn real_mode_sregs(mut sregs: kvm_sregs, entry: Entry) -> Result<(kvm_sregs, u64), BootStateError> {
+    let (segment, ip) = match entry {
+        Entry::Segmented { segment, offset } => (segment, u64::from(offset)),
+        Entry::Linear(a) if a.0 <= 0xffff => (0, a.0),
+        Entry::Linear(a) => return Err(BootStateError::RealModeEntry(a.0)),
+    };
+    sregs.cs.selector = segment;
+    sregs.cs.base = u64::from(segment) << 4;
+    Ok((sregs, ip))
+}
+
+/// Protected or long mode: flat segments from the boot GDT, the control
+/// registers the mode needs. `cr3` is the identity map's root (long mode).
+pub fn flat_mode_sregs(mut sregs: kvm_sregs, long: bool, cr3: u64) -> kvm_sregs {
+    let gdt = boot_gdt(long);
+    let code = kvm_segment_from(gdt[usize::from(BOOT_CS_INDEX)], BOOT_CS_INDEX);
+    let data = kvm_segment_from(gdt[usize::from(BOOT_DS_INDEX)], BOOT_DS_INDEX);
+    let tss = kvm_segment_from(gdt[usize::from(TSS_INDEX)], TSS_INDEX);
+    sregs.gdt.base = BOOT_GDT_START.0;
+    sregs.gdt.limit = (std::mem::size_of_val(&gdt) - 1) as u16;
+    // An empty IDT: any exception before the guest loads its own triple-faults,
+    // which is the documented, visible outcome (KVM_EXIT_SHUTDOWN).
+    sregs.idt.base = 0;
+    sregs.idt.limit = 0;
+    sregs.cs = code;
+    sregs.ds = data;
+    sregs.es = data;
+    sregs.fs = data;
+    sregs.gs = data;
+    sregs.ss = data;
+    sregs.tr = tss;
+    sregs.cr0 = (sregs.cr0 & !X86_CR0_PG) | X86_CR0_PE | X86_CR0_ET;
+    if long {
+        sregs.cr3 = cr3;
+        sregs.cr4 |= X86_CR4_PAE;
+        sregs.cr0 |= X86_CR0_PG;
+        sregs.efer |= EFER_LME | EFER_LMA;
+    }
+    sregs
+}
+
+/// General-purpose registers at entry: RIP, RFLAGS, then `regs` in order.
+pub fn entry_regs(rip: u64, regs: &[(Reg, u64)]) -> kvm_regs {
+    let mut r = kvm_regs {
+        rip,
+        rflags: RFLAGS_RESERVED,
+        ..Default::default()
+    };
+    for &(reg, value) in regs {
+        set_reg(&mut r, reg, value);
+    }
+    r
+}
+
+/// Sets one register in a `kvm_regs`.
+pub fn set_reg(r: &mut kvm_regs, reg: Reg, value: u64) {
+    let slot = match reg {
+        Reg::Rax => &mut r.rax,
+        Reg::Rbx => &mut r.rbx,
+        Reg::Rcx => &mut r.rcx,
+        Reg::Rdx => &mut r.rdx,
+        Reg::Rsi => &mut r.rsi,
+        Reg::Rdi => &mut r.rdi,
+        Reg::Rsp => &mut r.rsp,
+        Reg::Rbp => &mut r.rbp,
+        Reg::R8 => &mut r.r8,
+        Reg::R9 => &mut r.r9,
+        Reg::R10 => &mut r.r10,
+        Reg::R11 => &mut r.r11,
+        Reg::R12 => &mut r.r12,
+        Reg::R13 => &mut r.r13,
+        Reg::R14 => &mut r.r14,
+        Reg::R15 => &mut r.r15,
+        Reg::Rip => &mut r.rip,
+        // Bit 1 of RFLAGS cannot be cleared; KVM would reject the state.
+        Reg::Rflags => {
+            r.rflags = value | RFLAGS_RESERVED;
+            return;
+        }
+    };
+    *slot = value;
+}
+
+/// The guest-physical ranges the boot structures of `mode` occupy.
+pub fn boot_table_ranges(mode: BootMode) -> Vec<(u64, u64)> {
+    let gdt = (BOOT_GDT_START.0, BOOT_GDT_START.0 + 8 * BOOT_GDT_MAX_ENTRIES);
+    match mode {
+        BootMode::Real => vec![],
+        BootMode::Protected => vec![gdt],
+        BootMode::Long => vec![gdt, (PML4_START.0, BOOT_PAGE_TABLES_END.0)],
+    }
+}
+
+/// Checks that the image leaves room for the boot structures its mode needs.
+pub fn check_boot_tables_free(spec: &BootSpec) -> Result<(), BootStateError> {
+    let (start, len) = (spec.image.0 .0, spec.image.1);
+    let end = start.saturating_add(len);
+    for (tables_start, tables_end) in boot_table_ranges(spec.mode) {
+        if start < tables_end && end > tables_start {
+            return Err(BootStateError::OverlapsBootTables {
+                start,
+                end,
+                tables_start,
+                tables_end,
+                mode: spec.mode,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Writes the boot structures the mode needs into `mem` and loads the entry
+/// state of `spec` into `vcpu`. The CPUID must already be set (KVM refuses
+/// EFER.LME when the guest's CPUID lacks long mode).
+pub fn setup_boot_state<M: GuestMemoryBackend>(
+    vcpu: &VcpuFd,
+    mem: &M,
+    spec: &BootSpec,
+) -> Result<(), BootStateError> {
+    check_boot_tables_free(spec)?;
+    let base = vcpu.get_sregs().map_err(BootStateError::GetSregs)?;
+    let (sregs, rip) = match spec.mode {
+        BootMode::Real => real_mode_sregs(base, spec.entry)?,
+        BootMode::Protected | BootMode::Long => {
+            let long = spec.mode == BootMode::Long;
+            let gdt = boot_gdt(long);
+            for (i, d) in gdt.iter().enumerate() {
+                mem.write_obj(*d, GuestAddress(BOOT_GDT_START.0 + 8 * i as u64))?;
+            }
+            let cr3 = if long {
+                write_identity_map(mem)?
+            } else {
+                PML4_START.0
+            };
+            (flat_mode_sregs(base, long, cr3), spec.entry.linear().0)
+        }
+    };
+    vcpu.set_sregs(&sregs).map_err(BootStateError::SetSregs)?;
+    vcpu.set_regs(&entry_regs(rip, &spec.regs))
+        .map_err(BootStateError::SetRegs)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_real_mode_segmented_entry() {
+        let (s, ip) = real_mode_sregs(
+            kvm_sregs::default(),
+            Entry::Segmented {
+                segment: 0x1000,
+                offset: 0x20,
+            },
+        )
+        .unwrap();
+        assert_eq!((s.cs.selector, s.cs.base, ip), (0x1000, 0x10000, 0x20));
+    }
+
+    #[test]
+    fn test_real_mode_linear_entry_limits() {
+        let (s, ip) = real_mode_sregs(kvm_sregs::default(), Entry::Linear(GuestAddress(0x1000))).unwrap();
+        assert_eq!((s.cs.selector, s.cs.base, ip), (0, 0, 0x1000));
+        let e = real_mode_sregs(kvm_sregs::default(), Entry::Linear(GuestAddress(0x10000))).unwrap_err();
+        assert!(e.to_string().contains("0x10000"));
+    }
+
+    #[test]
+    fn test_long_mode_sregs() {
+        let s = flat_mode_sregs(kvm_sregs::default(), true, 0x9000);
+        assert_eq!(s.cr3, 0x9000);
+        assert_eq!(s.cr0 & (X86_CR0_PE | X86_CR0_PG), X86_CR0_PE | X86_CR0_PG);
+        assert_ne!(s.cr4 & X86_CR4_PAE, 0);
+        assert_eq!(s.efer & (EFER_LME | EFER_LMA), EFER_LME | EFER_LMA);
+        assert_eq!((s.cs.selector, s.cs.l, s.ds.selector), (0x10, 1, 0x18));
+    }
+
+    #[test]
+    fn test_protected_mode_sregs() {
+        let s = flat_mode_sregs(kvm_sregs::default(), false, 0);
+        assert_eq!(s.cr0 & (X86_CR0_PE | X86_CR0_PG), X86_CR0_PE);
+        assert_eq!(s.efer & EFER_LME, 0);
+        assert_eq!((s.cs.db, s.cs.l, s.cs.limit), (1, 0, 0xffff_ffff));
+    }
+
+    #[test]
+    fn test_entry_regs_apply_in_order_and_keep_rflags_bit1() {
+        let r = entry_regs(0x1000, &[(Reg::Rax, 1), (Reg::Rax, 2), (Reg::Rflags, 0), (Reg::R15, 7)]);
+        assert_eq!((r.rip, r.rax, r.rflags, r.r15), (0x1000, 2, 2, 7));
+    }
+
+    #[test]
+    fn test_boot_table_overlap_detected() {
+        let spec = BootSpec {
+            mode: BootMode::Long,
+            entry: Entry::Linear(GuestAddress(0x1000)),
+            image: (GuestAddress(0x1000), 0x9000),
+            regs: vec![],
+        };
+        let e = check_boot_tables_free(&spec).unwrap_err();
+        assert!(e.to_string().contains("0x9000"), "{e}");
+        let ok = BootSpec { image: (GuestAddress(0x1000), 0x8000), ..spec.clone() };
+        assert!(check_boot_tables_free(&ok).is_ok());
+        let gdt = BootSpec { image: (GuestAddress(0x520), 0x10), ..spec.clone() };
+        assert!(check_boot_tables_free(&gdt).is_err());
+        let prot = BootSpec { mode: BootMode::Protected, ..spec.clone() };
+        assert!(check_boot_tables_free(&prot).is_ok(), "protected mode needs no page tables");
+        let real = BootSpec { mode: BootMode::Real, ..spec };
+        assert!(check_boot_tables_free(&real).is_ok());
+    }
+}
