@@ -1,0 +1,35 @@
+//! Requests from devices to the VMM that end or change the VM's life.
+
+/// Something a device asks the VMM to do to the whole VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VmEvent {
+    /// QEMU isa-debug-exit: the guest wrote `value`; the VMM exits with
+    /// status `(value << 1) | 1`.
+    DebugExit(u32),
+}
+
+/// Receives [`VmEvent`]s. vmm-core implements it to stop the vCPUs; tests
+/// implement it to record events.
+pub trait VmEventSink: Send + Sync {
+    /// Handles one event. Called on a vCPU thread, in the middle of an exit.
+    fn vm_event(&self, event: VmEvent);
+}
+
+/// Records events, for tests and for VMMs that poll.
+#[derive(Debug, Default)]
+pub struct RecordingSink {
+    events: std::sync::Mutex<Vec<VmEvent>>,
+}
+
+impl RecordingSink {
+    /// Events received so far.
+    pub fn events(&self) -> Vec<VmEvent> {
+        crate::lock(&self.events).clone()
+    }
+}
+
+impl VmEventSink for RecordingSink {
+    fn vm_event(&self, event: VmEvent) {
+        crate::lock(&self.events).push(event);
+    }
+}
