@@ -177,6 +177,16 @@ pub fn check_boot_tables_free(spec: &BootSpec) -> Result<(), BootStateError> {
     Ok(())
 }
 
+/// Checks everything about `spec` that can be known before touching KVM:
+/// the entry is reachable in its mode and the image leaves room for the boot
+/// structures. [`setup_boot_state`] repeats this check.
+pub fn validate_boot_spec(spec: &BootSpec) -> Result<(), BootStateError> {
+    if spec.mode == BootMode::Real {
+        real_mode_sregs(kvm_sregs::default(), spec.entry)?;
+    }
+    check_boot_tables_free(spec)
+}
+
 /// Writes the boot structures the mode needs into `mem` and loads the entry
 /// state of `spec` into `vcpu`. The CPUID must already be set (KVM refuses
 /// EFER.LME when the guest's CPUID lacks long mode).
@@ -185,7 +195,7 @@ pub fn setup_boot_state<M: GuestMemoryBackend>(
     mem: &M,
     spec: &BootSpec,
 ) -> Result<(), BootStateError> {
-    check_boot_tables_free(spec)?;
+    validate_boot_spec(spec)?;
     let base = vcpu.get_sregs().map_err(BootStateError::GetSregs)?;
     let (sregs, rip) = match spec.mode {
         BootMode::Real => real_mode_sregs(base, spec.entry)?,

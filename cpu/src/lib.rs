@@ -59,6 +59,6 @@ pub mod kick;
 pub mod paging;
 pub mod vcpu;
 
-pub use boot_state::{setup_boot_state, BootStateError};
+pub use boot_state::{setup_boot_state, validate_boot_spec, BootStateError};
 pub use exit_handler::{ExitAction, ExitHandler, ExitKind};
 pub use vcpu::{InternalError, Vcpu, VcpuError, VcpuStats, VcpuStop};

@@ -1,1 +1,97 @@
-fn main(){}
+//! `vmm-bin`: the command-line front end. It parses arguments, builds a VM
+//! with vmm-core, runs it, and turns the outcome into an exit status.
+
+mod cli;
+mod exit_status;
+
+use std::fs::File;
+
+use clap::Parser;
+use vmm_core::devices::console::LineBuffered;
+use vmm_core::devices::Console;
+use vmm_core::{VmBuilder, VmOutcome};
+
+use cli::{Cli, SerialOut};
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
+        .format_target(false)
+        .init();
+}
+
+fn console_for(serial: &SerialOut) -> Result<Console, String> {
+    Ok(match serial {
+        SerialOut::Stdio => Console::writer(Box::new(std::io::stdout())),
+        SerialOut::None => Console::discard(),
+        SerialOut::File(path) => {
+            let f = File::create(path)
+                .map_err(|e| format!("cannot create serial output file {}: {e}", path.display()))?;
+            Console::writer(Box::new(LineBuffered::new(f)))
+        }
+    })
+}
+
+fn run(cli: Cli) -> i32 {
+    let console = match console_for(&cli.serial) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("vmm-bin: error: {e}");
+            return exit_status::BAD_INPUT;
+        }
+    };
+    let mut builder = VmBuilder::new()
+        .memory_mib(cli.memory)
+        .kernel_path(&cli.kernel)
+        .mode(cli.mode.into())
+        .load_addr(cli.load_addr)
+        .console(console)
+        .trace_io(cli.trace_io)
+        .print_post_codes(cli.post_codes)
+        .thp(cli.thp);
+    if let Some(e) = cli.entry {
+        builder = builder.entry(e);
+    }
+    for (reg, value) in &cli.regs {
+        builder = builder.reg(*reg, *value);
+    }
+    if let Some(n) = cli.max_exits {
+        builder = builder.max_exits(n);
+    }
+    if let Some(t) = cli.timeout {
+        builder = builder.timeout(t);
+    }
+    let report = match builder.build().and_then(|vm| vm.run()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("vmm-bin: error: {e}");
+            return exit_status::for_error(&e);
+        }
+    };
+    match &report.outcome {
+        VmOutcome::Halted { .. } | VmOutcome::DebugExit { .. } => log::info!("{}", report.outcome),
+        other => eprintln!("vmm-bin: {other}"),
+    }
+    if cli.stats {
+        eprintln!("{}", report.stats);
+    }
+    exit_status::for_outcome(&report.outcome)
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() { exit_status::BAD_INPUT } else { 0 });
+        }
+    };
+    init_logging(cli.verbose);
+    let status = run(cli);
+    std::process::exit(status);
+}

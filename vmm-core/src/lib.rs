@@ -1,1 +1,44 @@
-//! placeholder
+//! vmm-core composes the workspace's crates into a running VM: guest RAM
+//! ([`vmm_memory`]), the image ([`vmm_loader`]), vCPUs and their run loop
+//! ([`vmm_cpu`]), and the bus with its devices ([`vmm_devices`]).
+//!
+//! It owns the [`dispatch::ExitDispatcher`] (the `ExitHandler` every vCPU
+//! exit goes through), the per-exit-kind counters, the run limits, and the
+//! typed [`VmOutcome`] a run ends with.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use vmm_core::{VmBuilder, VmOutcome};
+//!
+//! let report = VmBuilder::new()
+//!     .memory_mib(64)
+//!     .kernel_path("guests/hello.bin")
+//!     .timeout(Duration::from_secs(10))
+//!     .build()?
+//!     .run()?;
+//! println!("{}", report.outcome);
+//! # Ok::<(), vmm_core::VmmError>(())
+//! ```
+
+pub mod builder;
+pub mod control;
+pub mod dispatch;
+pub mod error;
+pub mod kvm;
+pub mod layout;
+pub mod outcome;
+pub mod stats;
+pub mod trace;
+pub mod vm;
+
+pub use builder::{KernelImage, VmBuilder, DEFAULT_MEMORY_MIB};
+pub use error::{ErrorClass, VmmError};
+pub use outcome::VmOutcome;
+pub use stats::VmStats;
+pub use vm::{RunReport, Vm};
+
+/// Re-exported so front ends and tests need no direct dependency.
+pub use vmm_cpu as cpu;
+pub use vmm_devices as devices;
+pub use vmm_loader as loader;
+pub use vmm_memory as memory;

@@ -1,0 +1,212 @@
+//! Command-line arguments and their parsers.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+use vmm_core::loader::{BootMode, Entry, Reg};
+
+use crate::exit_status::EXIT_STATUS_HELP;
+
+/// CPU mode for raw images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// 16-bit real mode.
+    Real,
+    /// 32-bit flat protected mode.
+    Protected,
+    /// 64-bit long mode, first 4 GiB identity-mapped.
+    Long,
+}
+
+impl From<Mode> for BootMode {
+    fn from(m: Mode) -> Self {
+        match m {
+            Mode::Real => BootMode::Real,
+            Mode::Protected => BootMode::Protected,
+            Mode::Long => BootMode::Long,
+        }
+    }
+}
+
+/// Where guest console output goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SerialOut {
+    /// Standard output.
+    Stdio,
+    /// A file (created or truncated).
+    File(PathBuf),
+    /// Discarded.
+    None,
+}
+
+/// Run a guest under KVM.
+#[derive(Debug, Parser)]
+#[command(name = "vmm-bin", version, about, after_help = EXIT_STATUS_HELP)]
+pub struct Cli {
+    /// Guest image (raw flat binary).
+    #[arg(long, value_name = "PATH")]
+    pub kernel: PathBuf,
+
+    /// Guest RAM in MiB.
+    #[arg(long, value_name = "MIB", default_value = "128", value_parser = parse_u64)]
+    pub memory: u64,
+
+    /// CPU mode a raw image starts in.
+    #[arg(long, value_enum, default_value_t = Mode::Real)]
+    pub mode: Mode,
+
+    /// Guest-physical load address of a raw image.
+    #[arg(long = "load-addr", value_name = "ADDR", default_value = "0x1000", value_parser = parse_u64)]
+    pub load_addr: u64,
+
+    /// Entry point: ADDR (real mode: CS=0, IP=ADDR) or SEG:OFF (real mode CS:IP). Default: the load address.
+    #[arg(long, value_name = "ADDR|SEG:OFF", value_parser = parse_entry)]
+    pub entry: Option<Entry>,
+
+    /// Set a register at entry, after everything else (rax..r15, rip, rsp, rflags). Repeatable.
+    #[arg(long = "reg", value_name = "NAME=VALUE", value_parser = parse_reg)]
+    pub regs: Vec<(Reg, u64)>,
+
+    /// Console output: stdio, file:PATH or none.
+    #[arg(long, value_name = "stdio|file:PATH|none", default_value = "stdio", value_parser = parse_serial)]
+    pub serial: SerialOut,
+
+    /// Print every port and MMIO access to stderr.
+    #[arg(long = "trace-io")]
+    pub trace_io: bool,
+
+    /// Stop after N port/MMIO exits.
+    #[arg(long = "max-exits", value_name = "N", value_parser = parse_u64)]
+    pub max_exits: Option<u64>,
+
+    /// Stop after SECS seconds of wall time (decimals allowed).
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub timeout: Option<std::time::Duration>,
+
+    /// Print exit, port and timing statistics to stderr at exit.
+    #[arg(long)]
+    pub stats: bool,
+
+    /// Print POST codes (port 0x80) to stderr as they arrive.
+    #[arg(long = "post-codes")]
+    pub post_codes: bool,
+
+    /// Back guest RAM with transparent huge pages.
+    #[arg(long)]
+    pub thp: bool,
+
+    /// More logging (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// Parses a decimal or 0x-hex number.
+pub fn parse_u64(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let parsed = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => t.parse::<u64>(),
+    };
+    parsed.map_err(|_| format!("'{s}' is not a number (use decimal or 0x-hex, at most {})", u64::MAX))
+}
+
+fn parse_u16(s: &str, what: &str) -> Result<u16, String> {
+    let v = parse_u64(s)?;
+    u16::try_from(v).map_err(|_| format!("{what} '{s}' does not fit in 16 bits"))
+}
+
+/// Parses `ADDR` or `SEG:OFF`.
+pub fn parse_entry(s: &str) -> Result<Entry, String> {
+    match s.split_once(':') {
+        Some((seg, off)) => Ok(Entry::Segmented {
+            segment: parse_u16(seg, "segment")
+                .map_err(|e| format!("malformed entry '{s}': {e}"))?,
+            offset: parse_u16(off, "offset").map_err(|e| format!("malformed entry '{s}': {e}"))?,
+        }),
+        None => parse_u64(s)
+            .map(|a| Entry::Linear(vm_memory::GuestAddress(a)))
+            .map_err(|e| format!("malformed entry '{s}': {e}")),
+    }
+}
+
+/// Parses `NAME=VALUE`.
+pub fn parse_reg(s: &str) -> Result<(Reg, u64), String> {
+    let (name, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}' is not NAME=VALUE"))?;
+    let reg = name.trim().parse::<Reg>().map_err(|e| e.to_string())?;
+    let value = parse_u64(value).map_err(|e| format!("bad value for {}: {e}", reg.name()))?;
+    Ok((reg, value))
+}
+
+/// Parses `stdio`, `none` or `file:PATH`.
+pub fn parse_serial(s: &str) -> Result<SerialOut, String> {
+    match s {
+        "stdio" => Ok(SerialOut::Stdio),
+        "none" => Ok(SerialOut::None),
+        _ => match s.strip_prefix("file:") {
+            Some(p) if !p.is_empty() => Ok(SerialOut::File(PathBuf::from(p))),
+            _ => Err(format!("'{s}' is not stdio, none or file:PATH")),
+        },
+    }
+}
+
+/// Parses seconds, possibly fractional; positive and finite.
+pub fn parse_secs(s: &str) -> Result<std::time::Duration, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if !(v.is_finite() && v > 0.0 && v < 1e9) {
+        return Err(format!("timeout '{s}' must be a positive number of seconds below 1e9"));
+    }
+    Ok(std::time::Duration::from_secs_f64(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_parse_numbers() {
+        assert_eq!(parse_u64("4096"), Ok(4096));
+        assert_eq!(parse_u64("0x1000"), Ok(4096));
+        assert!(parse_u64("12abc").unwrap_err().contains("'12abc'"));
+        assert!(parse_u64("-1").is_err());
+        assert!(parse_u64("0x").is_err());
+    }
+
+    #[test]
+    fn test_parse_entry_forms() {
+        assert_eq!(
+            parse_entry("0x1000:0"),
+            Ok(Entry::Segmented {
+                segment: 0x1000,
+                offset: 0
+            })
+        );
+        assert_eq!(parse_entry("0x7c00"), Ok(Entry::Linear(vm_memory::GuestAddress(0x7c00))));
+        assert!(parse_entry("0x10000:0").unwrap_err().contains("16 bits"));
+        assert!(parse_entry("1:2:3").is_err());
+        assert!(parse_entry(":5").is_err());
+    }
+
+    #[test]
+    fn test_parse_reg() {
+        assert_eq!(parse_reg("rax=2"), Ok((Reg::Rax, 2)));
+        assert_eq!(parse_reg("R15=0xff"), Ok((Reg::R15, 255)));
+        assert!(parse_reg("eax=1").unwrap_err().contains("'eax'"));
+        assert!(parse_reg("rax").unwrap_err().contains("NAME=VALUE"));
+        assert!(parse_reg("rbx=zz").unwrap_err().contains("'zz'"));
+    }
+
+    #[test]
+    fn test_parse_serial_and_secs() {
+        assert_eq!(parse_serial("file:/tmp/x"), Ok(SerialOut::File("/tmp/x".into())));
+        assert!(parse_serial("file:").is_err());
+        assert!(parse_serial("tcp:1").is_err());
+        assert_eq!(parse_secs("1.5"), Ok(std::time::Duration::from_millis(1500)));
+        assert!(parse_secs("0").is_err());
+        assert!(parse_secs("nan").is_err());
+    }
+}

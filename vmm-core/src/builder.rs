@@ -1,0 +1,347 @@
+//! [`VmBuilder`]: the library entry point. Describe the VM, then
+//! `build()?.run()?`.
+//!
+//! `build` checks all user input (memory size, image, addresses, entry)
+//! before it opens `/dev/kvm`, so bad input is reported as such even on a
+//! host without KVM, and nothing is left behind when it fails.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use vm_device::bus::{MmioAddress, PioAddress};
+use vm_device::{DeviceMmio, DevicePio};
+use vm_memory::GuestAddress;
+use vmm_cpu::{cpuid, setup_boot_state, validate_boot_spec, Vcpu};
+use vmm_devices::legacy::{DebugCon, DebugExit, NoIrq, PostCodePort, Uart8250};
+use vmm_devices::{Console, IoBus};
+use vmm_loader::raw::{load_raw, RawOptions, DEFAULT_LOAD_ADDR};
+use vmm_loader::{BootMode, BootSpec, Entry, Reg};
+use vmm_memory::{register_memory_slots, GuestRam, MemoryLayout, ThpHint};
+
+use crate::control::VmControl;
+use crate::dispatch::ExitDispatcher;
+use crate::error::VmmError;
+use crate::kvm::open_kvm;
+use crate::layout;
+use crate::vm::Vm;
+
+/// Guest RAM when none is asked for, in MiB (QEMU's default).
+pub const DEFAULT_MEMORY_MIB: u64 = 128;
+
+/// Where the kernel image comes from.
+#[derive(Debug, Clone)]
+pub enum KernelImage {
+    /// A file.
+    Path(PathBuf),
+    /// Bytes already in memory (tests, embedding).
+    Bytes(Vec<u8>),
+}
+
+struct ExtraPio {
+    name: String,
+    base: u16,
+    len: u16,
+    device: Arc<dyn DevicePio + Send + Sync>,
+}
+
+struct ExtraMmio {
+    name: String,
+    base: u64,
+    len: u64,
+    device: Arc<dyn DeviceMmio + Send + Sync>,
+}
+
+/// Describes a VM; [`VmBuilder::build`] creates it.
+///
+/// ```no_run
+/// use vmm_core::{VmBuilder, VmOutcome};
+/// use vmm_core::devices::Console;
+///
+/// let console = Console::memory();
+/// let report = VmBuilder::new()
+///     .memory_mib(16)
+///     .kernel_bytes(vec![0xb0, b'A', 0xe6, 0xe9, 0xf4]) // mov al,'A'; out 0xe9,al; hlt
+///     .console(console.clone())
+///     .build()
+///     .unwrap()
+///     .run()
+///     .unwrap();
+/// assert_eq!(report.outcome, VmOutcome::Halted { vcpu: 0 });
+/// assert_eq!(console.captured(), b"A");
+/// ```
+pub struct VmBuilder {
+    memory_mib: u64,
+    kernel: Option<KernelImage>,
+    mode: BootMode,
+    load_addr: GuestAddress,
+    entry: Option<Entry>,
+    regs: Vec<(Reg, u64)>,
+    console: Option<Console>,
+    trace_io: bool,
+    print_post_codes: bool,
+    max_exits: Option<u64>,
+    timeout: Option<Duration>,
+    thp: ThpHint,
+    kvm_path: PathBuf,
+    extra_pio: Vec<ExtraPio>,
+    extra_mmio: Vec<ExtraMmio>,
+}
+
+impl Default for VmBuilder {
+    fn default() -> Self {
+        VmBuilder {
+            memory_mib: DEFAULT_MEMORY_MIB,
+            kernel: None,
+            mode: BootMode::Real,
+            load_addr: DEFAULT_LOAD_ADDR,
+            entry: None,
+            regs: Vec::new(),
+            console: None,
+            trace_io: false,
+            print_post_codes: false,
+            max_exits: None,
+            timeout: None,
+            thp: ThpHint::Off,
+            kvm_path: PathBuf::from("/dev/kvm"),
+            extra_pio: Vec::new(),
+            extra_mmio: Vec::new(),
+        }
+    }
+}
+
+impl VmBuilder {
+    /// A builder with the defaults: 128 MiB, real mode, load at 0x1000,
+    /// console on stdout.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Guest RAM in MiB.
+    pub fn memory_mib(mut self, mib: u64) -> Self {
+        self.memory_mib = mib;
+        self
+    }
+
+    /// The kernel image file.
+    pub fn kernel_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.kernel = Some(KernelImage::Path(path.into()));
+        self
+    }
+
+    /// A kernel image held in memory.
+    pub fn kernel_bytes(mut self, bytes: Vec<u8>) -> Self {
+        self.kernel = Some(KernelImage::Bytes(bytes));
+        self
+    }
+
+    /// CPU mode for raw images.
+    pub fn mode(mut self, mode: BootMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Load address for raw images.
+    pub fn load_addr(mut self, addr: u64) -> Self {
+        self.load_addr = GuestAddress(addr);
+        self
+    }
+
+    /// Entry point (default: the load address).
+    pub fn entry(mut self, entry: Entry) -> Self {
+        self.entry = Some(entry);
+        self
+    }
+
+    /// Sets a register at entry, after everything else (repeatable; later
+    /// values win).
+    pub fn reg(mut self, reg: Reg, value: u64) -> Self {
+        self.regs.push((reg, value));
+        self
+    }
+
+    /// Where UART and debug-console output goes (default: stdout).
+    pub fn console(mut self, console: Console) -> Self {
+        self.console = Some(console);
+        self
+    }
+
+    /// Print one line per port/MMIO access to stderr.
+    pub fn trace_io(mut self, on: bool) -> Self {
+        self.trace_io = on;
+        self
+    }
+
+    /// Print POST codes to stderr as they arrive.
+    pub fn print_post_codes(mut self, on: bool) -> Self {
+        self.print_post_codes = on;
+        self
+    }
+
+    /// Stop after this many port/MMIO exits.
+    pub fn max_exits(mut self, n: u64) -> Self {
+        self.max_exits = Some(n);
+        self
+    }
+
+    /// Stop after this much wall time.
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = Some(t);
+        self
+    }
+
+    /// Ask for transparent huge pages behind guest RAM.
+    pub fn thp(mut self, on: bool) -> Self {
+        self.thp = if on { ThpHint::On } else { ThpHint::Off };
+        self
+    }
+
+    /// The KVM device (default `/dev/kvm`).
+    pub fn kvm_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.kvm_path = path.into();
+        self
+    }
+
+    /// Adds a port-I/O device at `[base, base + len)`.
+    pub fn pio_device(
+        mut self,
+        name: &str,
+        base: u16,
+        len: u16,
+        device: Arc<dyn DevicePio + Send + Sync>,
+    ) -> Self {
+        self.extra_pio.push(ExtraPio {
+            name: name.to_string(),
+            base,
+            len,
+            device,
+        });
+        self
+    }
+
+    /// Adds an MMIO device at `[base, base + len)`.
+    pub fn mmio_device(
+        mut self,
+        name: &str,
+        base: u64,
+        len: u64,
+        device: Arc<dyn DeviceMmio + Send + Sync>,
+    ) -> Self {
+        self.extra_mmio.push(ExtraMmio {
+            name: name.to_string(),
+            base,
+            len,
+            device,
+        });
+        self
+    }
+
+    /// The entry the user asked for, or the load address; in real mode a
+    /// load address above 64 KiB becomes the equivalent SEG:0 form.
+    fn effective_entry(&self) -> Option<Entry> {
+        if self.entry.is_some() || self.mode != BootMode::Real {
+            return self.entry;
+        }
+        let a = self.load_addr.0;
+        if a > 0xffff && a < 0x10_0000 {
+            return Some(Entry::Segmented {
+                segment: (a >> 4) as u16,
+                offset: (a & 0xf) as u16,
+            });
+        }
+        None
+    }
+
+    fn load(&self, ram: &GuestRam) -> Result<BootSpec, VmmError> {
+        let opts = RawOptions {
+            load_addr: self.load_addr,
+            mode: self.mode,
+            entry: self.effective_entry(),
+        };
+        let (name, spec) = match &self.kernel {
+            None => return Err(VmmError::NoKernel),
+            Some(KernelImage::Bytes(b)) => (
+                "<memory>".to_string(),
+                load_raw(ram.memory(), &mut &b[..], b.len() as u64, opts),
+            ),
+            Some(KernelImage::Path(p)) => {
+                let open_err = |source| VmmError::KernelOpen {
+                    path: p.clone(),
+                    source,
+                };
+                let mut file = File::open(p).map_err(open_err)?;
+                let meta = file.metadata().map_err(open_err)?;
+                if meta.is_dir() {
+                    return Err(VmmError::KernelIsDirectory(p.clone()));
+                }
+                let spec = load_raw(ram.memory(), &mut file, meta.len(), opts);
+                (p.display().to_string(), spec)
+            }
+        };
+        let mut spec = spec.map_err(|source| VmmError::Load { path: name, source })?;
+        spec.regs.extend_from_slice(&self.regs);
+        validate_boot_spec(&spec)?;
+        Ok(spec)
+    }
+
+    /// Creates the VM: guest RAM, the loaded image, KVM VM and vCPU, devices.
+    pub fn build(self) -> Result<Vm, VmmError> {
+        // Input first, KVM last: bad input is reported even without KVM.
+        let layout = MemoryLayout::new(self.memory_mib)?;
+        let ram = GuestRam::new(&layout, self.thp)?;
+        let spec = self.load(&ram)?;
+
+        let kvm = open_kvm(&self.kvm_path)?;
+        let vm_fd = kvm.create_vm().map_err(VmmError::CreateVm)?;
+        // SAFETY: `ram` is moved into the returned `Vm`, which drops its VM
+        // fd before its RAM (see `Vm`'s field order).
+        unsafe { register_memory_slots(&vm_fd, &ram, kvm.get_nr_memslots()) }?;
+
+        let vcpu = Vcpu::new(&vm_fd, 0)?;
+        let supported = cpuid::supported_cpuid(&kvm)?;
+        cpuid::set_vcpu_cpuid(vcpu.fd(), &supported, 0)?;
+        setup_boot_state(vcpu.fd(), ram.memory(), &spec)?;
+
+        let console = self.console.clone().unwrap_or_else(|| Console::writer(Box::new(std::io::stdout())));
+        let control = Arc::new(VmControl::new(self.max_exits));
+        let post = Arc::new(PostCodePort::new(Instant::now(), self.print_post_codes));
+        let mut bus = IoBus::new();
+        bus.register_pio(
+            "uart8250",
+            PioAddress(layout::COM1_PORT),
+            layout::COM1_WIDTH,
+            Arc::new(Uart8250::new(NoIrq, console.clone())),
+        )?;
+        bus.register_pio(
+            "debug-exit",
+            PioAddress(layout::DEBUG_EXIT_PORT),
+            layout::DEBUG_EXIT_WIDTH,
+            Arc::new(DebugExit::new(control.clone())),
+        )?;
+        bus.register_pio(
+            "debugcon",
+            PioAddress(layout::DEBUGCON_PORT),
+            1,
+            Arc::new(DebugCon::new(console)),
+        )?;
+        bus.register_pio("post-code", PioAddress(layout::POST_CODE_PORT), 1, post.clone())?;
+        for d in self.extra_pio {
+            bus.register_pio(&d.name, PioAddress(d.base), d.len, d.device)?;
+        }
+        for d in self.extra_mmio {
+            bus.register_mmio(&d.name, MmioAddress(d.base), d.len, d.device)?;
+        }
+        let dispatcher = Arc::new(ExitDispatcher::new(bus, control.clone(), self.trace_io));
+        Ok(Vm::new(
+            vec![vcpu],
+            vm_fd,
+            kvm,
+            ram,
+            dispatcher,
+            control,
+            post,
+            self.timeout,
+        ))
+    }
+}

@@ -1,0 +1,118 @@
+//! vmm-core's error type: everything that can stop a VM from being built or
+//! run, grouped by whose fault it is so front ends can pick an exit status.
+
+use std::path::PathBuf;
+
+use crate::kvm::KvmError;
+
+/// Who is to blame for an error, for choosing an exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The user's input (arguments, image) is wrong.
+    BadInput,
+    /// KVM is missing, inaccessible or unsuitable.
+    KvmUnavailable,
+    /// The VMM or a KVM call failed.
+    Internal,
+}
+
+/// Errors building or running a VM.
+#[derive(Debug, thiserror::Error)]
+pub enum VmmError {
+    /// No kernel image was given.
+    #[error("no kernel image given (use --kernel PATH)")]
+    NoKernel,
+    /// The kernel path cannot be read.
+    #[error("cannot read kernel image {path}: {source}")]
+    KernelOpen {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The kernel path is a directory.
+    #[error("kernel image {0} is a directory, not a file")]
+    KernelIsDirectory(PathBuf),
+    /// The memory size cannot be laid out.
+    #[error(transparent)]
+    Layout(#[from] vmm_memory::LayoutError),
+    /// Guest RAM could not be mapped.
+    #[error(transparent)]
+    GuestRam(#[from] vmm_memory::GuestRamError),
+    /// The image could not be loaded.
+    #[error("loading {path}: {source}")]
+    Load {
+        /// The image path (or `<memory>`).
+        path: String,
+        /// The loader's error.
+        source: vmm_loader::raw::RawLoadError,
+    },
+    /// The entry state cannot be set up (bad entry, overlap, KVM refusal).
+    #[error(transparent)]
+    BootState(#[from] vmm_cpu::BootStateError),
+    /// KVM is not usable.
+    #[error(transparent)]
+    Kvm(#[from] KvmError),
+    /// KVM_CREATE_VM failed.
+    #[error("KVM_CREATE_VM failed: {0}")]
+    CreateVm(kvm_ioctls::Error),
+    /// Registering guest memory failed.
+    #[error(transparent)]
+    MemorySlots(#[from] vmm_memory::KvmSlotError),
+    /// Creating or running a vCPU failed.
+    #[error(transparent)]
+    Vcpu(#[from] vmm_cpu::VcpuError),
+    /// Setting CPUID failed.
+    #[error(transparent)]
+    Cpuid(#[from] vmm_cpu::cpuid::CpuidError),
+    /// A device could not be placed on the bus.
+    #[error(transparent)]
+    Bus(#[from] vmm_devices::BusError),
+    /// The kick signal handler could not be installed.
+    #[error(transparent)]
+    Kick(#[from] vmm_cpu::kick::KickError),
+    /// A vCPU thread could not be started.
+    #[error("starting the thread for vCPU {index} failed: {source}")]
+    SpawnVcpu {
+        /// vCPU index.
+        index: u64,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A vCPU thread panicked (a VMM bug).
+    #[error("the thread of vCPU {0} panicked")]
+    VcpuPanicked(u64),
+    /// The serial output file could not be created.
+    #[error("cannot create serial output file {path}: {source}")]
+    SerialFile {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+impl VmmError {
+    /// Whose fault the error is.
+    pub fn class(&self) -> ErrorClass {
+        use vmm_cpu::BootStateError as B;
+        match self {
+            VmmError::NoKernel
+            | VmmError::KernelOpen { .. }
+            | VmmError::KernelIsDirectory(_)
+            | VmmError::Layout(_)
+            | VmmError::Load { .. }
+            | VmmError::SerialFile { .. }
+            | VmmError::BootState(B::RealModeEntry(_) | B::OverlapsBootTables { .. }) => {
+                ErrorClass::BadInput
+            }
+            // The host refused the mapping: the size asked for is the problem.
+            VmmError::GuestRam(vmm_memory::GuestRamError::Mmap { .. })
+            | VmmError::GuestRam(vmm_memory::GuestRamError::RangeTooLarge(_)) => {
+                ErrorClass::BadInput
+            }
+            VmmError::Kvm(_) => ErrorClass::KvmUnavailable,
+            _ => ErrorClass::Internal,
+        }
+    }
+}

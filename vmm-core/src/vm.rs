@@ -1,0 +1,228 @@
+//! A built VM and its run: one thread per vCPU, a watchdog on the calling
+//! thread, and a clean stop (every vCPU kicked and joined) however it ends.
+
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use kvm_ioctls::{Kvm, VmFd};
+use vm_memory::GuestMemoryMmap;
+use vmm_cpu::kick::{install_kick_handler, kick_signal};
+use vmm_cpu::{Vcpu, VcpuError, VcpuStats, VcpuStop};
+use vmm_devices::legacy::{PostCode, PostCodePort};
+use vmm_memory::GuestRam;
+use vmm_sys_util::signal::Killable;
+
+use crate::control::VmControl;
+use crate::dispatch::ExitDispatcher;
+use crate::error::VmmError;
+use crate::outcome::VmOutcome;
+use crate::stats::VmStats;
+
+/// How often a vCPU that has not stopped yet is kicked again. A kick can be
+/// delayed by a few ms while KVM emulates guest code on nested hosts.
+const KICK_RETRY: Duration = Duration::from_millis(5);
+
+/// What a finished run reports.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// How the run ended.
+    pub outcome: VmOutcome,
+    /// Counters and timings.
+    pub stats: VmStats,
+    /// POST codes written to port 0x80, oldest first.
+    pub post_codes: Vec<PostCode>,
+}
+
+/// A VM ready to run. Dropping it without running releases everything.
+pub struct Vm {
+    // Field order is drop order: vCPU fds, then the VM fd, then the RAM that
+    // KVM maps (see the safety contract of `register_memory_slots`).
+    vcpus: Vec<Vcpu>,
+    vm_fd: VmFd,
+    _kvm: Kvm,
+    ram: GuestRam,
+    dispatcher: Arc<ExitDispatcher>,
+    control: Arc<VmControl>,
+    post: Arc<PostCodePort>,
+    timeout: Option<Duration>,
+}
+
+/// Sends a vCPU's index when its thread ends, even by panic.
+struct DoneSignal(Sender<u64>, u64);
+
+impl Drop for DoneSignal {
+    fn drop(&mut self) {
+        let _ = self.0.send(self.1);
+    }
+}
+
+type VcpuResult = (u64, Result<VcpuStop, VcpuError>, VcpuStats);
+
+impl Vm {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        vcpus: Vec<Vcpu>,
+        vm_fd: VmFd,
+        kvm: Kvm,
+        ram: GuestRam,
+        dispatcher: Arc<ExitDispatcher>,
+        control: Arc<VmControl>,
+        post: Arc<PostCodePort>,
+        timeout: Option<Duration>,
+    ) -> Self {
+        Vm {
+            vcpus,
+            vm_fd,
+            _kvm: kvm,
+            ram,
+            dispatcher,
+            control,
+            post,
+            timeout,
+        }
+    }
+
+    /// Guest memory, to inspect or prepare before running.
+    pub fn memory(&self) -> &GuestMemoryMmap {
+        self.ram.memory()
+    }
+
+    /// The KVM VM, for extra set-up before running.
+    pub fn vm_fd(&self) -> &VmFd {
+        &self.vm_fd
+    }
+
+    /// Runs the guest until it halts, exits through debug-exit, faults, or
+    /// hits a limit. Every vCPU thread is stopped and joined before this
+    /// returns, whatever the outcome.
+    pub fn run(mut self) -> Result<RunReport, VmmError> {
+        install_kick_handler()?;
+        let started = Instant::now();
+        let (done_tx, done_rx) = mpsc::channel();
+        let mut threads: Vec<JoinHandle<VcpuResult>> = Vec::new();
+        for vcpu in std::mem::take(&mut self.vcpus) {
+            let index = vcpu.index();
+            match self.spawn_vcpu(vcpu, done_tx.clone()) {
+                Ok(t) => threads.push(t),
+                Err(source) => {
+                    self.control.stop_all();
+                    stop_and_join(&threads, &done_rx);
+                    return Err(VmmError::SpawnVcpu { index, source });
+                }
+            }
+        }
+        drop(done_tx);
+
+        // The watchdog: wait for the first vCPU to end, or the deadline.
+        let first = match self.timeout {
+            Some(t) => done_rx.recv_timeout(t),
+            None => done_rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        if let Err(RecvTimeoutError::Timeout) = first {
+            self.control.stop(VmOutcome::Timeout {
+                after: started.elapsed(),
+            });
+        }
+        // Whatever ended one vCPU ends the VM.
+        self.control.stop_all();
+        stop_and_join(&threads, &done_rx);
+        let wall = started.elapsed();
+
+        let mut vcpu_stats = Vec::new();
+        let mut error = None;
+        for t in threads {
+            match t.join() {
+                Ok((index, result, stats)) => {
+                    vcpu_stats.push((index, stats));
+                    if let Err(e) = result {
+                        error.get_or_insert(VmmError::Vcpu(e));
+                    }
+                }
+                Err(_) => {
+                    error.get_or_insert(VmmError::VcpuPanicked(vcpu_stats.len() as u64));
+                }
+            }
+        }
+        let outcome = match (self.control.outcome(), error) {
+            (_, Some(e @ VmmError::VcpuPanicked(_))) => return Err(e),
+            (Some(outcome), _) => outcome,
+            (None, Some(e)) => return Err(e),
+            // Unreachable in practice: every way out records an outcome.
+            (None, None) => VmOutcome::Timeout { after: wall },
+        };
+        Ok(RunReport {
+            outcome,
+            stats: VmStats {
+                exits_by_kind: self.dispatcher.exits_by_kind(),
+                bus: self.dispatcher.bus().access_counts(),
+                vcpus: vcpu_stats,
+                wall,
+            },
+            post_codes: self.post.codes(),
+        })
+    }
+
+    fn spawn_vcpu(&self, mut vcpu: Vcpu, done: Sender<u64>) -> std::io::Result<JoinHandle<VcpuResult>> {
+        let dispatcher = self.dispatcher.clone();
+        let control = self.control.clone();
+        let index = vcpu.index();
+        std::thread::Builder::new()
+            .name(format!("vcpu{index}"))
+            .spawn(move || {
+                let _done = DoneSignal(done, index);
+                let result = vcpu.run(&*dispatcher);
+                match &result {
+                    Ok(stop) => {
+                        if let Some(outcome) = outcome_of(index, stop) {
+                            control.stop(outcome);
+                        }
+                    }
+                    Err(_) => control.stop_all(),
+                }
+                (index, result, vcpu.stats())
+            })
+    }
+}
+
+/// The VM outcome a vCPU's stop implies (`None` when the stop was requested
+/// by whoever already recorded the outcome).
+fn outcome_of(vcpu: u64, stop: &VcpuStop) -> Option<VmOutcome> {
+    match stop {
+        VcpuStop::Halted => Some(VmOutcome::Halted { vcpu }),
+        VcpuStop::Shutdown => Some(VmOutcome::TripleFault { vcpu }),
+        VcpuStop::StopRequested => None,
+        other => Some(VmOutcome::VcpuFault {
+            vcpu,
+            stop: other.clone(),
+        }),
+    }
+}
+
+/// Kicks every vCPU thread still running until all have ended.
+fn stop_and_join<T>(threads: &[JoinHandle<T>], done: &mpsc::Receiver<u64>) {
+    while threads.iter().any(|t| !t.is_finished()) {
+        for t in threads.iter().filter(|t| !t.is_finished()) {
+            // ESRCH (the thread just ended) is fine.
+            let _ = t.kill(kick_signal());
+        }
+        let _ = done.recv_timeout(KICK_RETRY);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_outcome_of_stops() {
+        assert_eq!(outcome_of(1, &VcpuStop::Halted), Some(VmOutcome::Halted { vcpu: 1 }));
+        assert_eq!(outcome_of(0, &VcpuStop::Shutdown), Some(VmOutcome::TripleFault { vcpu: 0 }));
+        assert_eq!(outcome_of(0, &VcpuStop::StopRequested), None);
+        assert!(matches!(
+            outcome_of(0, &VcpuStop::FailEntry { reason: 7, cpu: 0 }),
+            Some(VmOutcome::VcpuFault { .. })
+        ));
+    }
+}
