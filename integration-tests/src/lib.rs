@@ -1,1 +1,166 @@
-//! placeholder
+//! Helpers for the KVM integration tests: building test guests with the
+//! iced-x86 assembler, writing them to temporary files, and running the
+//! `vmm-bin` binary with a watchdog.
+//!
+//! Every test that runs a guest needs `/dev/kvm`; [`require_kvm`] fails the
+//! test loudly (never skips it) when it is missing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub use iced_x86::code_asm;
+use iced_x86::code_asm::CodeAssembler;
+
+/// Assembles a guest for `bitness` (16, 32 or 64) at address `ip`.
+pub fn assemble(bitness: u32, ip: u64, build: impl FnOnce(&mut CodeAssembler)) -> Vec<u8> {
+    let mut a = CodeAssembler::new(bitness).expect("valid bitness");
+    build(&mut a);
+    a.assemble(ip).expect("guest assembles")
+}
+
+/// Panics with a clear message when `/dev/kvm` cannot be opened: these tests
+/// exist to run guests, so a machine without KVM must fail them, not skip.
+pub fn require_kvm() {
+    if let Err(e) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
+        panic!("this test needs /dev/kvm (read/write), which this machine lacks: {e}");
+    }
+}
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("integration-tests sits in the workspace")
+        .to_path_buf()
+}
+
+/// Path to a freshly built `vmm-bin` (built once per test process with the
+/// same profile as the tests).
+pub fn vmm_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let release = !cfg!(debug_assertions);
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-q", "-p", "vmm-bin"]).current_dir(workspace_root());
+        if release {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("cargo runs");
+        assert!(status.success(), "building vmm-bin failed");
+        let target = std::env::var("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| workspace_root().join("target"));
+        target
+            .join(if release { "release" } else { "debug" })
+            .join("vmm-bin")
+    })
+}
+
+/// A temporary file deleted on drop.
+pub struct TempFile(PathBuf);
+
+impl TempFile {
+    /// Writes `bytes` to a new temporary file.
+    pub fn with_bytes(bytes: &[u8]) -> Self {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "vmm-test-{}-{}.bin",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::write(&path, bytes).expect("temp file written");
+        TempFile(path)
+    }
+
+    /// Its path as a string.
+    pub fn path(&self) -> &str {
+        self.0.to_str().expect("temp paths are UTF-8")
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// What a `vmm-bin` run produced.
+#[derive(Debug)]
+pub struct Output {
+    /// Exit status (-1 if killed by a signal).
+    pub status: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+    /// Wall time of the process.
+    pub elapsed: Duration,
+}
+
+/// How long any single `vmm-bin` process may run before the test kills it
+/// and fails: a watchdog on top of the VMM's own `--timeout`.
+pub const PROCESS_WATCHDOG: Duration = Duration::from_secs(60);
+
+/// Runs `vmm-bin` with `args`, killing it after [`PROCESS_WATCHDOG`].
+pub fn run_vmm(args: &[&str]) -> Output {
+    let start = Instant::now();
+    let mut child = Command::new(vmm_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("vmm-bin starts");
+    // Drain pipes on threads so a chatty guest cannot block on a full pipe.
+    let mut out_pipe = child.stdout.take().expect("piped");
+    let mut err_pipe = child.stderr.take().expect("piped");
+    let out_t = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        std::io::Read::read_to_end(&mut out_pipe, &mut s).ok();
+        s
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        std::io::Read::read_to_end(&mut err_pipe, &mut s).ok();
+        s
+    });
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait works") {
+            break st;
+        }
+        if start.elapsed() > PROCESS_WATCHDOG {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("vmm-bin {args:?} still running after {PROCESS_WATCHDOG:?}: hung");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let stdout = String::from_utf8_lossy(&out_t.join().expect("reader")).into_owned();
+    let stderr = String::from_utf8_lossy(&err_t.join().expect("reader")).into_owned();
+    Output {
+        status: status.code().unwrap_or(-1),
+        stdout,
+        stderr,
+        elapsed: start.elapsed(),
+    }
+}
+
+/// The documented exit statuses (see `vmm-bin --help`).
+pub mod status {
+    /// Guest halted.
+    pub const HALTED: i32 = 0;
+    /// Bad usage or input.
+    pub const BAD_INPUT: i32 = 2;
+    /// Triple fault.
+    pub const TRIPLE_FAULT: i32 = 4;
+    /// `--max-exits` or `--timeout` reached.
+    pub const LIMIT_REACHED: i32 = 6;
+    /// KVM unavailable.
+    pub const KVM_UNAVAILABLE: i32 = 8;
+    /// vCPU fault.
+    pub const VCPU_FAULT: i32 = 10;
+}

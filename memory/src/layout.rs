@@ -34,6 +34,10 @@ pub const PDE_COUNT: u64 = 4;
 /// First byte after the long-mode page tables.
 pub const BOOT_PAGE_TABLES_END: GuestAddress = GuestAddress(0xb000 + PDE_COUNT * 0x1000);
 
+/// The largest memory slot KVM accepts (`KVM_MEM_MAX_NR_PAGES` 4 KiB pages);
+/// the RAM above 4 GiB is one slot, so it bounds the guest's size too.
+pub const KVM_MAX_SLOT_BYTES: u64 = ((1 << 31) - 1) * 4096;
+
 /// The smallest guest the layout accepts: the boot structures need the first
 /// 64 KiB, so 1 MiB is the practical floor.
 pub const MIN_MEMORY_MIB: u64 = 1;
@@ -44,9 +48,10 @@ pub enum LayoutError {
     /// The guest was given no memory at all.
     #[error("guest memory size must be at least {MIN_MEMORY_MIB} MiB, got 0")]
     ZeroSize,
-    /// The size in bytes, or the end of the last RAM range, overflows or goes
-    /// past what the host's physical address width can address.
-    #[error("guest memory size {mib} MiB is more than this host can map (at most {max_mib} MiB with {phys_bits}-bit guest physical addresses)")]
+    /// The size in bytes overflows, the last RAM range would end past what
+    /// the host's physical address width can address, or it is larger than
+    /// one KVM memory slot can be.
+    #[error("guest memory size {mib} MiB is more than this host can map (at most {max_mib} MiB with {phys_bits}-bit guest physical addresses and KVM's slot size limit)")]
     TooLarge {
         /// Requested size in MiB.
         mib: u64,
@@ -99,7 +104,8 @@ impl MemoryLayout {
         let limit = 1u64 << phys_bits;
         // RAM above the hole is shifted up by the hole's size, so that is the
         // most RAM a guest can have below `limit`.
-        let max_bytes = limit - (MMIO_HOLE_END - MMIO_HOLE_START);
+        let max_bytes = (limit - (MMIO_HOLE_END - MMIO_HOLE_START))
+            .min(MMIO_HOLE_START + KVM_MAX_SLOT_BYTES);
         let too_large = LayoutError::TooLarge {
             mib,
             max_mib: max_bytes / MIB,

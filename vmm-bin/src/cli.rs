@@ -95,6 +95,10 @@ pub struct Cli {
     #[arg(long)]
     pub thp: bool,
 
+    /// The KVM device node.
+    #[arg(long = "kvm-device", value_name = "PATH", default_value = "/dev/kvm")]
+    pub kvm_device: PathBuf,
+
     /// More logging (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,

@@ -53,7 +53,8 @@ fn run(cli: Cli) -> i32 {
         .console(console)
         .trace_io(cli.trace_io)
         .print_post_codes(cli.post_codes)
-        .thp(cli.thp);
+        .thp(cli.thp)
+        .kvm_path(&cli.kvm_device);
     if let Some(e) = cli.entry {
         builder = builder.entry(e);
     }

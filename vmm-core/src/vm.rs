@@ -102,13 +102,21 @@ impl Vm {
         let started = Instant::now();
         let (done_tx, done_rx) = mpsc::channel();
         let mut threads: Vec<JoinHandle<VcpuResult>> = Vec::new();
+        let mut indices = Vec::new();
+        let mut reported = Vec::new();
         for vcpu in std::mem::take(&mut self.vcpus) {
             let index = vcpu.index();
             match self.spawn_vcpu(vcpu, done_tx.clone()) {
-                Ok(t) => threads.push(t),
+                Ok(t) => {
+                    threads.push(t);
+                    indices.push(index);
+                }
                 Err(source) => {
                     self.control.stop_all();
-                    stop_and_join(&threads, &done_rx);
+                    stop_and_join(&threads, &indices, &done_rx, &mut reported);
+                    for t in threads {
+                        let _ = t.join();
+                    }
                     return Err(VmmError::SpawnVcpu { index, source });
                 }
             }
@@ -120,14 +128,16 @@ impl Vm {
             Some(t) => done_rx.recv_timeout(t),
             None => done_rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
-        if let Err(RecvTimeoutError::Timeout) = first {
-            self.control.stop(VmOutcome::Timeout {
+        match first {
+            Ok(i) => reported.push(i),
+            Err(RecvTimeoutError::Timeout) => self.control.stop(VmOutcome::Timeout {
                 after: started.elapsed(),
-            });
+            }),
+            Err(RecvTimeoutError::Disconnected) => {}
         }
         // Whatever ended one vCPU ends the VM.
         self.control.stop_all();
-        stop_and_join(&threads, &done_rx);
+        stop_and_join(&threads, &indices, &done_rx, &mut reported);
         let wall = started.elapsed();
 
         let mut vcpu_stats = Vec::new();
@@ -171,7 +181,7 @@ impl Vm {
         std::thread::Builder::new()
             .name(format!("vcpu{index}"))
             .spawn(move || {
-                let _done = DoneSignal(done, index);
+                let done = DoneSignal(done, index);
                 let result = vcpu.run(&*dispatcher);
                 match &result {
                     Ok(stop) => {
@@ -181,6 +191,10 @@ impl Vm {
                     }
                     Err(_) => control.stop_all(),
                 }
+                // Report as soon as the run loop is left: from here on the
+                // thread must not be kicked (signals during vCPU teardown
+                // can keep it from finishing on nested KVM).
+                drop(done);
                 (index, result, vcpu.stats())
             })
     }
@@ -200,14 +214,29 @@ fn outcome_of(vcpu: u64, stop: &VcpuStop) -> Option<VmOutcome> {
     }
 }
 
-/// Kicks every vCPU thread still running until all have ended.
-fn stop_and_join<T>(threads: &[JoinHandle<T>], done: &mpsc::Receiver<u64>) {
-    while threads.iter().any(|t| !t.is_finished()) {
-        for t in threads.iter().filter(|t| !t.is_finished()) {
+/// Kicks every vCPU thread still in its run loop until each has reported
+/// that it left it. Threads that reported are never signalled again.
+fn stop_and_join<T>(threads: &[JoinHandle<T>], indices: &[u64], done: &mpsc::Receiver<u64>, reported: &mut Vec<u64>) {
+    loop {
+        while let Ok(i) = done.try_recv() {
+            reported.push(i);
+        }
+        let running: Vec<&JoinHandle<T>> = threads
+            .iter()
+            .zip(indices)
+            .filter(|(t, i)| !reported.contains(i) && !t.is_finished())
+            .map(|(t, _)| t)
+            .collect();
+        if running.is_empty() {
+            return;
+        }
+        for t in running {
             // ESRCH (the thread just ended) is fine.
             let _ = t.kill(kick_signal());
         }
-        let _ = done.recv_timeout(KICK_RETRY);
+        if let Ok(i) = done.recv_timeout(KICK_RETRY) {
+            reported.push(i);
+        }
     }
 }
 
