@@ -66,7 +66,10 @@ pub enum BootStateError {
 
 /// Real mode: CS selector/base from the entry, everything else as after reset
 /// (KVM's defaults for the other segments).
-pub fn real_mode_sregs(mut sregs: kvm_sregs, entry: Entry) -> Result<(kvm_sregs, u64), BootStateError> {
+pub fn real_mode_sregs(
+    mut sregs: kvm_sregs,
+    entry: Entry,
+) -> Result<(kvm_sregs, u64), BootStateError> {
     let (segment, ip) = match entry {
         Entry::Segmented { segment, offset } => (segment, u64::from(offset)),
         Entry::Linear(a) if a.0 <= 0xffff => (0, a.0),
@@ -151,7 +154,10 @@ pub fn set_reg(r: &mut kvm_regs, reg: Reg, value: u64) {
 
 /// The guest-physical ranges the boot structures of `mode` occupy.
 pub fn boot_table_ranges(mode: BootMode) -> Vec<(u64, u64)> {
-    let gdt = (BOOT_GDT_START.0, BOOT_GDT_START.0 + 8 * BOOT_GDT_MAX_ENTRIES);
+    let gdt = (
+        BOOT_GDT_START.0,
+        BOOT_GDT_START.0 + 8 * BOOT_GDT_MAX_ENTRIES,
+    );
     match mode {
         BootMode::Real => vec![],
         BootMode::Protected => vec![gdt],
@@ -238,9 +244,11 @@ mod tests {
 
     #[test]
     fn test_real_mode_linear_entry_limits() {
-        let (s, ip) = real_mode_sregs(kvm_sregs::default(), Entry::Linear(GuestAddress(0x1000))).unwrap();
+        let (s, ip) =
+            real_mode_sregs(kvm_sregs::default(), Entry::Linear(GuestAddress(0x1000))).unwrap();
         assert_eq!((s.cs.selector, s.cs.base, ip), (0, 0, 0x1000));
-        let e = real_mode_sregs(kvm_sregs::default(), Entry::Linear(GuestAddress(0x10000))).unwrap_err();
+        let e = real_mode_sregs(kvm_sregs::default(), Entry::Linear(GuestAddress(0x10000)))
+            .unwrap_err();
         assert!(e.to_string().contains("0x10000"));
     }
 
@@ -264,7 +272,15 @@ mod tests {
 
     #[test]
     fn test_entry_regs_apply_in_order_and_keep_rflags_bit1() {
-        let r = entry_regs(0x1000, &[(Reg::Rax, 1), (Reg::Rax, 2), (Reg::Rflags, 0), (Reg::R15, 7)]);
+        let r = entry_regs(
+            0x1000,
+            &[
+                (Reg::Rax, 1),
+                (Reg::Rax, 2),
+                (Reg::Rflags, 0),
+                (Reg::R15, 7),
+            ],
+        );
         assert_eq!((r.rip, r.rax, r.rflags, r.r15), (0x1000, 2, 2, 7));
     }
 
@@ -278,13 +294,28 @@ mod tests {
         };
         let e = check_boot_tables_free(&spec).unwrap_err();
         assert!(e.to_string().contains("0x9000"), "{e}");
-        let ok = BootSpec { image: (GuestAddress(0x1000), 0x8000), ..spec.clone() };
+        let ok = BootSpec {
+            image: (GuestAddress(0x1000), 0x8000),
+            ..spec.clone()
+        };
         assert!(check_boot_tables_free(&ok).is_ok());
-        let gdt = BootSpec { image: (GuestAddress(0x520), 0x10), ..spec.clone() };
+        let gdt = BootSpec {
+            image: (GuestAddress(0x520), 0x10),
+            ..spec.clone()
+        };
         assert!(check_boot_tables_free(&gdt).is_err());
-        let prot = BootSpec { mode: BootMode::Protected, ..spec.clone() };
-        assert!(check_boot_tables_free(&prot).is_ok(), "protected mode needs no page tables");
-        let real = BootSpec { mode: BootMode::Real, ..spec };
+        let prot = BootSpec {
+            mode: BootMode::Protected,
+            ..spec.clone()
+        };
+        assert!(
+            check_boot_tables_free(&prot).is_ok(),
+            "protected mode needs no page tables"
+        );
+        let real = BootSpec {
+            mode: BootMode::Real,
+            ..spec
+        };
         assert!(check_boot_tables_free(&real).is_ok());
     }
 }

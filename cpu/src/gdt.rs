@@ -96,7 +96,10 @@ mod tests {
         assert_eq!(s.base, 0x1234_5678);
         assert_eq!(s.limit, 0xabcd_efff);
         assert_eq!(s.selector, 0x18);
-        assert_eq!((s.type_, s.present, s.s, s.db, s.g, s.l), (3, 1, 1, 1, 1, 0));
+        assert_eq!(
+            (s.type_, s.present, s.s, s.db, s.g, s.l),
+            (3, 1, 1, 1, 1, 0)
+        );
         assert_eq!(s.unusable, 0);
         let cs = kvm_segment_from(descriptor(FLAGS_CODE64, 0, 0xfffff), BOOT_CS_INDEX);
         assert_eq!((cs.l, cs.db, cs.type_), (1, 0, 0xb));

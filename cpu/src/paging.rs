@@ -39,7 +39,9 @@ mod tests {
 
     /// Walks the tables like the MMU does for a 2 MiB mapping.
     fn translate(mem: &GuestMemoryMmap, cr3: u64, va: u64) -> Option<u64> {
-        let pml4e: u64 = mem.read_obj(GuestAddress(cr3 + ((va >> 39) & 0x1ff) * 8)).ok()?;
+        let pml4e: u64 = mem
+            .read_obj(GuestAddress(cr3 + ((va >> 39) & 0x1ff) * 8))
+            .ok()?;
         if pml4e & 1 == 0 {
             return None;
         }
@@ -62,7 +64,14 @@ mod tests {
     fn test_identity_map_covers_4gib() {
         let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
         let cr3 = write_identity_map(&mem).unwrap();
-        for va in [0u64, 0x1000, 0x20_0000 + 5, 0xbfff_ffff, 0xfee0_0000, 0xffff_ffff] {
+        for va in [
+            0u64,
+            0x1000,
+            0x20_0000 + 5,
+            0xbfff_ffff,
+            0xfee0_0000,
+            0xffff_ffff,
+        ] {
             assert_eq!(translate(&mem, cr3, va), Some(va), "va {va:#x}");
         }
         assert_eq!(translate(&mem, cr3, 1 << 32), None);

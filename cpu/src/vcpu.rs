@@ -195,7 +195,8 @@ impl Vcpu {
         // SAFETY: the kvm_run area is mapped for as long as `self.fd` lives,
         // which outlasts this function and so the guard; the guard is created
         // and dropped on this thread.
-        let _kick = unsafe { KickTarget::install(std::ptr::addr_of_mut!((*run_area).immediate_exit)) };
+        let _kick =
+            unsafe { KickTarget::install(std::ptr::addr_of_mut!((*run_area).immediate_exit)) };
         loop {
             if handler.should_stop() {
                 return Ok(VcpuStop::StopRequested);
@@ -249,7 +250,9 @@ fn internal_error(run: *const kvm_run) -> InternalError {
         // SAFETY: as above; for an emulation failure KVM lays the same bytes
         // out as `emulation_failure`, and every bit pattern is a valid value.
         let emu = unsafe { std::ptr::addr_of!((*run).__bindgen_anon_1.emulation_failure).read() };
-        if ndata >= 1 && emu.flags & u64::from(KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES) != 0 {
+        if ndata >= 1
+            && emu.flags & u64::from(KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES) != 0
+        {
             // SAFETY: plain bytes inside the union just read.
             let bytes = unsafe { emu.__bindgen_anon_1.__bindgen_anon_1 };
             let len = usize::from(bytes.insn_size).min(bytes.insn_bytes.len());
@@ -301,9 +304,10 @@ fn handle_exit<H: ExitHandler + ?Sized>(
             ExitKind::InternalError,
             Some(VcpuStop::InternalError(internal_error(run))),
         ),
-        VcpuExit::FailEntry(reason, cpu) => {
-            (ExitKind::FailEntry, Some(VcpuStop::FailEntry { reason, cpu }))
-        }
+        VcpuExit::FailEntry(reason, cpu) => (
+            ExitKind::FailEntry,
+            Some(VcpuStop::FailEntry { reason, cpu }),
+        ),
         VcpuExit::Debug(arch) => (
             ExitKind::Debug,
             Some(VcpuStop::Debug {
@@ -342,18 +346,30 @@ mod tests {
     impl ExitHandler for Recorder {
         fn pio_read(&self, port: PioAddress, data: &mut [u8]) {
             assert!(data.iter().all(|b| *b == 0), "read buffers arrive zeroed");
-            self.ops.lock().unwrap().push(format!("in {:#x} {}", port.0, data.len()));
+            self.ops
+                .lock()
+                .unwrap()
+                .push(format!("in {:#x} {}", port.0, data.len()));
             data.fill(0xab);
         }
         fn pio_write(&self, port: PioAddress, data: &[u8]) {
-            self.ops.lock().unwrap().push(format!("out {:#x} {:?}", port.0, data));
+            self.ops
+                .lock()
+                .unwrap()
+                .push(format!("out {:#x} {:?}", port.0, data));
         }
         fn mmio_read(&self, addr: MmioAddress, data: &mut [u8]) {
-            self.ops.lock().unwrap().push(format!("mr {:#x} {}", addr.0, data.len()));
+            self.ops
+                .lock()
+                .unwrap()
+                .push(format!("mr {:#x} {}", addr.0, data.len()));
             data.fill(0xcd);
         }
         fn mmio_write(&self, addr: MmioAddress, data: &[u8]) {
-            self.ops.lock().unwrap().push(format!("mw {:#x} {:?}", addr.0, data));
+            self.ops
+                .lock()
+                .unwrap()
+                .push(format!("mw {:#x} {:?}", addr.0, data));
         }
     }
 
@@ -418,7 +434,11 @@ mod tests {
             run.__bindgen_anon_1.emulation_failure.ndata = 3;
             run.__bindgen_anon_1.emulation_failure.flags =
                 u64::from(KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES);
-            let b = &mut run.__bindgen_anon_1.emulation_failure.__bindgen_anon_1.__bindgen_anon_1;
+            let b = &mut run
+                .__bindgen_anon_1
+                .emulation_failure
+                .__bindgen_anon_1
+                .__bindgen_anon_1;
             b.insn_size = 3;
             b.insn_bytes[..3].copy_from_slice(&[0x0f, 0x01, 0xc1]);
         }

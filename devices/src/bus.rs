@@ -151,12 +151,14 @@ impl IoBus {
             len: u64::from(len),
         };
         let range = PioRange::new(base, len).map_err(|_| invalid())?;
-        self.manager.register_pio(range, device).map_err(|_| BusError::Overlap {
-            name: name.to_string(),
-            base: u64::from(base.0),
-            len: u64::from(len),
-            existing: overlapping(&self.pio_names, u64::from(base.0), u64::from(len)),
-        })?;
+        self.manager
+            .register_pio(range, device)
+            .map_err(|_| BusError::Overlap {
+                name: name.to_string(),
+                base: u64::from(base.0),
+                len: u64::from(len),
+                existing: overlapping(&self.pio_names, u64::from(base.0), u64::from(len)),
+            })?;
         self.pio_names.insert(base.0, (len, name.to_string()));
         Ok(())
     }
@@ -175,12 +177,14 @@ impl IoBus {
             len,
         };
         let range = MmioRange::new(base, len).map_err(|_| invalid())?;
-        self.manager.register_mmio(range, device).map_err(|_| BusError::Overlap {
-            name: name.to_string(),
-            base: base.0,
-            len,
-            existing: overlapping(&self.mmio_names, base.0, len),
-        })?;
+        self.manager
+            .register_mmio(range, device)
+            .map_err(|_| BusError::Overlap {
+                name: name.to_string(),
+                base: base.0,
+                len,
+                existing: overlapping(&self.mmio_names, base.0, len),
+            })?;
         self.mmio_names.insert(base.0, (len, name.to_string()));
         Ok(())
     }
@@ -193,8 +197,8 @@ impl IoBus {
                 let mut any = false;
                 for (i, byte) in data.iter_mut().enumerate() {
                     let one = std::slice::from_mut(byte);
-                    let claimed = next_port(port, i)
-                        .is_some_and(|p| self.manager.pio_read(p, one).is_ok());
+                    let claimed =
+                        next_port(port, i).is_some_and(|p| self.manager.pio_read(p, one).is_ok());
                     if !claimed {
                         one[0] = 0xff;
                     }
@@ -212,7 +216,11 @@ impl IoBus {
             }
         };
         if access == Access::Unclaimed {
-            log::debug!("unclaimed pio read port={:#06x} size={}", port.0, data.len());
+            log::debug!(
+                "unclaimed pio read port={:#06x} size={}",
+                port.0,
+                data.len()
+            );
         }
         self.count(BusKey::Port(port.0), Dir::Read, access);
         access
@@ -240,7 +248,11 @@ impl IoBus {
             Err(_) => Access::Unclaimed,
         };
         if access == Access::Unclaimed {
-            log::debug!("unclaimed pio write port={:#06x} size={}", port.0, data.len());
+            log::debug!(
+                "unclaimed pio write port={:#06x} size={}",
+                port.0,
+                data.len()
+            );
         }
         self.count(BusKey::Port(port.0), Dir::Write, access);
         access
@@ -265,7 +277,11 @@ impl IoBus {
         let access = match self.manager.mmio_write(addr, data) {
             Ok(()) => Access::Claimed,
             Err(_) => {
-                log::debug!("unclaimed mmio write addr={:#x} size={}", addr.0, data.len());
+                log::debug!(
+                    "unclaimed mmio write addr={:#x} size={}",
+                    addr.0,
+                    data.len()
+                );
                 Access::Unclaimed
             }
         };
@@ -370,7 +386,10 @@ mod tests {
             data.fill(0x10 + offset as u8);
         }
         fn pio_write(&self, _: PioAddress, offset: PioAddressOffset, data: &[u8]) {
-            self.writes.lock().unwrap().push((u64::from(offset), data.to_vec()));
+            self.writes
+                .lock()
+                .unwrap()
+                .push((u64::from(offset), data.to_vec()));
         }
     }
     impl DeviceMmio for Probe {
@@ -394,14 +413,21 @@ mod tests {
         let rows = bus.access_counts();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].key, BusKey::Port(0x64));
-        assert_eq!((rows[0].count.unclaimed_reads, rows[0].count.unclaimed_writes), (3, 1));
+        assert_eq!(
+            (
+                rows[0].count.unclaimed_reads,
+                rows[0].count.unclaimed_writes
+            ),
+            (3, 1)
+        );
     }
 
     #[test]
     fn test_bus_routes_offset_and_names_device() {
         let mut bus = IoBus::new();
         let p = Arc::new(Probe::default());
-        bus.register_pio("probe", PioAddress(0x3f8), 8, p.clone()).unwrap();
+        bus.register_pio("probe", PioAddress(0x3f8), 8, p.clone())
+            .unwrap();
         let mut d = [0u8; 1];
         assert_eq!(bus.pio_read(PioAddress(0x3fd), &mut d), Access::Claimed);
         assert_eq!(d[0], 0x15);
@@ -415,11 +441,15 @@ mod tests {
     fn test_bus_splits_straddling_port_access_into_bytes() {
         let mut bus = IoBus::new();
         let p = Arc::new(Probe::default());
-        bus.register_pio("probe", PioAddress(0xe9), 1, p.clone()).unwrap();
+        bus.register_pio("probe", PioAddress(0xe9), 1, p.clone())
+            .unwrap();
         let mut d = [0u8; 4];
         assert_eq!(bus.pio_read(PioAddress(0xe8), &mut d), Access::Split);
         assert_eq!(d, [0xff, 0x10, 0xff, 0xff]);
-        assert_eq!(bus.pio_write(PioAddress(0xe9), &[0x41, 0x42]), Access::Split);
+        assert_eq!(
+            bus.pio_write(PioAddress(0xe9), &[0x41, 0x42]),
+            Access::Split
+        );
         assert_eq!(*p.writes.lock().unwrap(), vec![(0, vec![0x41])]);
         // The top of the port space: no wrap-around to port 0.
         let mut d = [0u8; 4];
@@ -430,7 +460,8 @@ mod tests {
     #[test]
     fn test_bus_rejects_overlap_with_names() {
         let mut bus = IoBus::new();
-        bus.register_pio("uart", PioAddress(0x3f8), 8, Arc::new(Probe::default())).unwrap();
+        bus.register_pio("uart", PioAddress(0x3f8), 8, Arc::new(Probe::default()))
+            .unwrap();
         let e = bus
             .register_pio("other", PioAddress(0x3ff), 2, Arc::new(Probe::default()))
             .unwrap_err();
@@ -445,14 +476,24 @@ mod tests {
     fn test_bus_mmio_claimed_and_unclaimed() {
         let mut bus = IoBus::new();
         let p = Arc::new(Probe::default());
-        bus.register_mmio("probe", MmioAddress(0xd000_0000), 0x1000, p.clone()).unwrap();
+        bus.register_mmio("probe", MmioAddress(0xd000_0000), 0x1000, p.clone())
+            .unwrap();
         let mut d = [0u8; 8];
-        assert_eq!(bus.mmio_read(MmioAddress(0xd000_0008), &mut d), Access::Claimed);
+        assert_eq!(
+            bus.mmio_read(MmioAddress(0xd000_0008), &mut d),
+            Access::Claimed
+        );
         assert_eq!(d, [8; 8]);
         // Straddling the end of the device: unclaimed, nothing reaches it.
-        assert_eq!(bus.mmio_write(MmioAddress(0xd000_0ffc), &[1; 8]), Access::Unclaimed);
+        assert_eq!(
+            bus.mmio_write(MmioAddress(0xd000_0ffc), &[1; 8]),
+            Access::Unclaimed
+        );
         assert!(p.writes.lock().unwrap().is_empty());
-        assert_eq!(bus.mmio_read(MmioAddress(u64::MAX - 3), &mut d), Access::Unclaimed);
+        assert_eq!(
+            bus.mmio_read(MmioAddress(u64::MAX - 3), &mut d),
+            Access::Unclaimed
+        );
         assert_eq!(d, [0xff; 8]);
     }
 
@@ -464,7 +505,10 @@ mod tests {
         }
         let rows = bus.access_counts();
         assert_eq!(rows.len(), MAX_UNCLAIMED_MMIO_KEYS + 1);
-        let other = rows.iter().find(|r| r.key == BusKey::UnclaimedMmioOther).unwrap();
+        let other = rows
+            .iter()
+            .find(|r| r.key == BusKey::UnclaimedMmioOther)
+            .unwrap();
         assert_eq!(other.count.unclaimed_writes, 50);
     }
 }

@@ -24,7 +24,11 @@ pub fn assemble(bitness: u32, ip: u64, build: impl FnOnce(&mut CodeAssembler)) -
 /// Panics with a clear message when `/dev/kvm` cannot be opened: these tests
 /// exist to run guests, so a machine without KVM must fail them, not skip.
 pub fn require_kvm() {
-    if let Err(e) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
+    if let Err(e) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
         panic!("this test needs /dev/kvm (read/write), which this machine lacks: {e}");
     }
 }
@@ -45,7 +49,8 @@ pub fn vmm_bin() -> &'static Path {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let release = !cfg!(debug_assertions);
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-q", "-p", "vmm-bin"]).current_dir(workspace_root());
+        cmd.args(["build", "-q", "-p", "vmm-bin"])
+            .current_dir(workspace_root());
         if release {
             cmd.arg("--release");
         }

@@ -4,7 +4,11 @@
 use integration_tests::{require_kvm, run_vmm, status, workspace_root};
 
 fn guest(name: &str) -> String {
-    workspace_root().join("guests").join(name).display().to_string()
+    workspace_root()
+        .join("guests")
+        .join(name)
+        .display()
+        .to_string()
 }
 
 #[test]
@@ -27,7 +31,16 @@ fn test_hello_prints_4_and_halts() {
 #[test]
 fn test_hello_uses_the_registers_given() {
     require_kvm();
-    let out = run_vmm(&["--kernel", &guest("hello.bin"), "--reg", "rax=3", "--reg", "rbx=5", "--timeout", "20"]);
+    let out = run_vmm(&[
+        "--kernel",
+        &guest("hello.bin"),
+        "--reg",
+        "rax=3",
+        "--reg",
+        "rbx=5",
+        "--timeout",
+        "20",
+    ]);
     assert_eq!(out.stdout, "8\n", "stderr: {}", out.stderr);
 }
 
@@ -47,13 +60,21 @@ fn test_counter_traces_until_exit_limit() {
         "--timeout",
         "20",
     ]);
-    let trace: Vec<&str> = out.stderr.lines().filter(|l| l.starts_with("io ")).collect();
+    let trace: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("io "))
+        .collect();
     let expected: Vec<String> = (0..6)
         .map(|i| format!("io out port=0x0010 size=2 value={i:#06x}"))
         .collect();
     assert_eq!(trace, expected, "stderr: {}", out.stderr);
     assert_eq!(out.status, status::LIMIT_REACHED);
-    assert!(out.stderr.contains("exit limit reached (6 exits)"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("exit limit reached (6 exits)"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -69,7 +90,10 @@ fn test_committed_guests_match_their_source() {
     for name in ["hello", "counter"] {
         let rebuilt = std::fs::read(dir.join(format!("{name}.bin"))).unwrap();
         let committed = std::fs::read(workspace_root().join(format!("guests/{name}.bin"))).unwrap();
-        assert_eq!(rebuilt, committed, "guests/{name}.bin differs from guests/{name}.S");
+        assert_eq!(
+            rebuilt, committed,
+            "guests/{name}.bin differs from guests/{name}.S"
+        );
     }
     assert_eq!(
         std::fs::read(workspace_root().join("guests/hello.bin")).unwrap(),

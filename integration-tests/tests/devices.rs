@@ -36,7 +36,12 @@ fn test_rep_outsb_sends_every_byte_in_order() {
     code.extend_from_slice(b"hello world");
     let g = TempFile::with_bytes(&code);
     let out = run_vmm(&["--kernel", g.path(), "--timeout", "20"]);
-    assert_eq!((out.status, out.stdout.as_str()), (status::HALTED, "hello world"), "{}", out.stderr);
+    assert_eq!(
+        (out.status, out.stdout.as_str()),
+        (status::HALTED, "hello world"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -57,7 +62,11 @@ fn test_rep_insw_from_unclaimed_port_reads_all_ones() {
     let g = TempFile::with_bytes(&code);
     let out = run_vmm(&["--kernel", g.path(), "--trace-io", "--timeout", "20"]);
     assert_eq!(out.status, status::HALTED, "{}", out.stderr);
-    let lines: Vec<&str> = out.stderr.lines().filter(|l| l.starts_with("io ")).collect();
+    let lines: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("io "))
+        .collect();
     assert_eq!(
         lines,
         [
@@ -80,13 +89,36 @@ fn test_unclaimed_mmio_traced_and_reads_all_ones() {
         a.hlt().unwrap();
     });
     let g = TempFile::with_bytes(&code);
-    let out = run_vmm(&["--kernel", g.path(), "--mode", "protected", "--trace-io", "--stats", "--timeout", "20"]);
+    let out = run_vmm(&[
+        "--kernel",
+        g.path(),
+        "--mode",
+        "protected",
+        "--trace-io",
+        "--stats",
+        "--timeout",
+        "20",
+    ]);
     assert_eq!(out.status, status::HALTED, "{}", out.stderr);
-    assert!(out.stderr.contains("mmio write addr=0xd0000000 size=4 value=0x12345678\n"), "{}", out.stderr);
-    assert!(out.stderr.contains("mmio read addr=0xd0000000 size=4 value=0xffffffff\n"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("mmio write addr=0xd0000000 size=4 value=0x12345678\n"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("mmio read addr=0xd0000000 size=4 value=0xffffffff\n"),
+        "{}",
+        out.stderr
+    );
     // --stats: per-kind counts and the unclaimed page.
     assert!(out.stderr.contains("mmio_write       1"), "{}", out.stderr);
-    assert!(out.stderr.contains("mmio page 0xd0000000"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("mmio page 0xd0000000"),
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.contains("in_kvm_run="), "{}", out.stderr);
 }
 
@@ -109,7 +141,11 @@ fn test_post_codes_printed_with_time() {
         .map(|l| l.split(' ').next().unwrap())
         .collect();
     assert_eq!(codes, ["0x11", "0x22", "0x33"], "{}", out.stderr);
-    assert!(out.stderr.lines().filter(|l| l.starts_with("post ")).all(|l| l.contains(" t=")));
+    assert!(out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("post "))
+        .all(|l| l.contains(" t=")));
 }
 
 #[test]
@@ -118,11 +154,29 @@ fn test_serial_to_file_and_none() {
     let hello = integration_tests::workspace_root().join("guests/hello.bin");
     let dest = std::env::temp_dir().join(format!("vmm-serial-{}.txt", std::process::id()));
     let arg = format!("file:{}", dest.display());
-    let out = run_vmm(&["--kernel", hello.to_str().unwrap(), "--reg", "rax=1", "--reg", "rbx=1", "--serial", &arg, "--timeout", "20"]);
+    let out = run_vmm(&[
+        "--kernel",
+        hello.to_str().unwrap(),
+        "--reg",
+        "rax=1",
+        "--reg",
+        "rbx=1",
+        "--serial",
+        &arg,
+        "--timeout",
+        "20",
+    ]);
     assert_eq!(out.status, status::HALTED, "{}", out.stderr);
     assert_eq!(out.stdout, "");
     assert_eq!(std::fs::read_to_string(&dest).unwrap(), "2\n");
     std::fs::remove_file(&dest).ok();
-    let out = run_vmm(&["--kernel", hello.to_str().unwrap(), "--serial", "none", "--timeout", "20"]);
+    let out = run_vmm(&[
+        "--kernel",
+        hello.to_str().unwrap(),
+        "--serial",
+        "none",
+        "--timeout",
+        "20",
+    ]);
     assert_eq!((out.status, out.stdout.as_str()), (status::HALTED, ""));
 }

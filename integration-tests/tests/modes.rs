@@ -20,8 +20,20 @@ fn print_and_halt(bitness: u32, byte: u8) -> Vec<u8> {
 fn test_protected_mode_print_and_halt() {
     require_kvm();
     let g = TempFile::with_bytes(&print_and_halt(32, b'P'));
-    let out = run_vmm(&["--kernel", g.path(), "--mode", "protected", "--timeout", "20"]);
-    assert_eq!((out.status, out.stdout.as_str()), (status::HALTED, "P\n"), "{}", out.stderr);
+    let out = run_vmm(&[
+        "--kernel",
+        g.path(),
+        "--mode",
+        "protected",
+        "--timeout",
+        "20",
+    ]);
+    assert_eq!(
+        (out.status, out.stdout.as_str()),
+        (status::HALTED, "P\n"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -29,7 +41,12 @@ fn test_long_mode_print_and_halt() {
     require_kvm();
     let g = TempFile::with_bytes(&print_and_halt(64, b'L'));
     let out = run_vmm(&["--kernel", g.path(), "--mode", "long", "--timeout", "20"]);
-    assert_eq!((out.status, out.stdout.as_str()), (status::HALTED, "L\n"), "{}", out.stderr);
+    assert_eq!(
+        (out.status, out.stdout.as_str()),
+        (status::HALTED, "L\n"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -47,7 +64,16 @@ fn test_long_mode_identity_map_reaches_high_memory() {
         a.out(dx, eax).unwrap();
     });
     let g = TempFile::with_bytes(&code);
-    let out = run_vmm(&["--kernel", g.path(), "--mode", "long", "--memory", "3072", "--timeout", "20"]);
+    let out = run_vmm(&[
+        "--kernel",
+        g.path(),
+        "--mode",
+        "long",
+        "--memory",
+        "3072",
+        "--timeout",
+        "20",
+    ]);
     assert_eq!(out.status, (0x2a << 1) | 1, "{}", out.stderr);
 }
 
@@ -62,7 +88,12 @@ fn test_debug_exit_status_is_value_shifted_or_1() {
         });
         let g = TempFile::with_bytes(&code);
         let out = run_vmm(&["--kernel", g.path(), "--timeout", "20"]);
-        assert_eq!(out.status, ((i32::from(value) << 1) | 1) & 0xff, "{}", out.stderr);
+        assert_eq!(
+            out.status,
+            ((i32::from(value) << 1) | 1) & 0xff,
+            "{}",
+            out.stderr
+        );
     }
 }
 
@@ -113,7 +144,14 @@ fn test_real_mode_entry_segment_offset() {
     });
     let g = TempFile::with_bytes(&code);
     let out = run_vmm(&[
-        "--kernel", g.path(), "--load-addr", "0x20000", "--entry", "0x2000:0", "--timeout", "20",
+        "--kernel",
+        g.path(),
+        "--load-addr",
+        "0x20000",
+        "--entry",
+        "0x2000:0",
+        "--timeout",
+        "20",
     ]);
     assert_eq!(out.status, status::HALTED, "{}", out.stderr);
     assert_eq!(out.stdout.as_bytes(), [0x00, 0x20]);

@@ -84,11 +84,14 @@ pub fn load_raw<M: GuestMemoryBackend, R: Read>(
     let addr = opts.load_addr;
     let end = addr.0.checked_add(size);
     let fits = end.is_some_and(|end| mem.check_range(addr, (end - addr.0) as usize));
-    let len = usize::try_from(size).ok().filter(|_| fits).ok_or(RawLoadError::DoesNotFit {
-        size,
-        addr: addr.0,
-        end: end.unwrap_or(u64::MAX),
-    })?;
+    let len = usize::try_from(size)
+        .ok()
+        .filter(|_| fits)
+        .ok_or(RawLoadError::DoesNotFit {
+            size,
+            addr: addr.0,
+            end: end.unwrap_or(u64::MAX),
+        })?;
 
     let mut bytes = Vec::with_capacity(len);
     // Read one byte more than expected so a file that grew is noticed.

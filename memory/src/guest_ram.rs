@@ -87,7 +87,8 @@ fn advise_huge_pages(memory: &GuestMemoryMmap) -> Result<(), GuestRamError> {
         let Ok(host) = region.get_host_address(vm_memory::MemoryRegionAddress(0)) else {
             continue;
         };
-        let len = usize::try_from(region.len()).map_err(|_| GuestRamError::RangeTooLarge(region.len()))?;
+        let len = usize::try_from(region.len())
+            .map_err(|_| GuestRamError::RangeTooLarge(region.len()))?;
         // SAFETY: `host` and `len` describe exactly one mapping owned by
         // `memory`, which outlives this call; MADV_HUGEPAGE only changes the
         // kernel's backing policy and never the contents or the mapping.

@@ -42,6 +42,9 @@ pub const KVM_MAX_SLOT_BYTES: u64 = ((1 << 31) - 1) * 4096;
 /// 64 KiB, so 1 MiB is the practical floor.
 pub const MIN_MEMORY_MIB: u64 = 1;
 
+// The boot structures must fit in the smallest guest.
+const _: () = assert!(BOOT_PAGE_TABLES_END.0 <= MIN_MEMORY_MIB * MIB);
+
 /// Errors describing a memory size that cannot be laid out.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum LayoutError {
@@ -104,8 +107,8 @@ impl MemoryLayout {
         let limit = 1u64 << phys_bits;
         // RAM above the hole is shifted up by the hole's size, so that is the
         // most RAM a guest can have below `limit`.
-        let max_bytes = (limit - (MMIO_HOLE_END - MMIO_HOLE_START))
-            .min(MMIO_HOLE_START + KVM_MAX_SLOT_BYTES);
+        let max_bytes =
+            (limit - (MMIO_HOLE_END - MMIO_HOLE_START)).min(MMIO_HOLE_START + KVM_MAX_SLOT_BYTES);
         let too_large = LayoutError::TooLarge {
             mib,
             max_mib: max_bytes / MIB,
@@ -187,7 +190,10 @@ mod tests {
 
     #[test]
     fn test_layout_zero_is_rejected() {
-        assert_eq!(MemoryLayout::with_phys_bits(0, 40), Err(LayoutError::ZeroSize));
+        assert_eq!(
+            MemoryLayout::with_phys_bits(0, 40),
+            Err(LayoutError::ZeroSize)
+        );
     }
 
     #[test]
@@ -230,10 +236,6 @@ mod tests {
         assert!(!l.contains_range(GuestAddress(u64::MAX), 2));
     }
 
-    #[test]
-    fn test_boot_tables_fit_in_minimum_ram() {
-        assert!(BOOT_PAGE_TABLES_END.0 <= MIN_MEMORY_MIB * MIB);
-    }
 
     proptest! {
         #[test]

@@ -111,7 +111,12 @@ pub fn parse_u64(s: &str) -> Result<u64, String> {
         Some(hex) => u64::from_str_radix(hex, 16),
         None => t.parse::<u64>(),
     };
-    parsed.map_err(|_| format!("'{s}' is not a number (use decimal or 0x-hex, at most {})", u64::MAX))
+    parsed.map_err(|_| {
+        format!(
+            "'{s}' is not a number (use decimal or 0x-hex, at most {})",
+            u64::MAX
+        )
+    })
 }
 
 fn parse_u16(s: &str, what: &str) -> Result<u16, String> {
@@ -162,7 +167,9 @@ pub fn parse_secs(s: &str) -> Result<std::time::Duration, String> {
         .parse()
         .map_err(|_| format!("'{s}' is not a number of seconds"))?;
     if !(v.is_finite() && v > 0.0 && v < 1e9) {
-        return Err(format!("timeout '{s}' must be a positive number of seconds below 1e9"));
+        return Err(format!(
+            "timeout '{s}' must be a positive number of seconds below 1e9"
+        ));
     }
     Ok(std::time::Duration::from_secs_f64(v))
 }
@@ -189,7 +196,10 @@ mod tests {
                 offset: 0
             })
         );
-        assert_eq!(parse_entry("0x7c00"), Ok(Entry::Linear(vm_memory::GuestAddress(0x7c00))));
+        assert_eq!(
+            parse_entry("0x7c00"),
+            Ok(Entry::Linear(vm_memory::GuestAddress(0x7c00)))
+        );
         assert!(parse_entry("0x10000:0").unwrap_err().contains("16 bits"));
         assert!(parse_entry("1:2:3").is_err());
         assert!(parse_entry(":5").is_err());
@@ -206,10 +216,16 @@ mod tests {
 
     #[test]
     fn test_parse_serial_and_secs() {
-        assert_eq!(parse_serial("file:/tmp/x"), Ok(SerialOut::File("/tmp/x".into())));
+        assert_eq!(
+            parse_serial("file:/tmp/x"),
+            Ok(SerialOut::File("/tmp/x".into()))
+        );
         assert!(parse_serial("file:").is_err());
         assert!(parse_serial("tcp:1").is_err());
-        assert_eq!(parse_secs("1.5"), Ok(std::time::Duration::from_millis(1500)));
+        assert_eq!(
+            parse_secs("1.5"),
+            Ok(std::time::Duration::from_millis(1500))
+        );
         assert!(parse_secs("0").is_err());
         assert!(parse_secs("nan").is_err());
     }

@@ -71,7 +71,14 @@ mod tests {
 
     #[test]
     fn test_statuses_are_distinct_and_even() {
-        let all = [BAD_INPUT, TRIPLE_FAULT, LIMIT_REACHED, KVM_UNAVAILABLE, VCPU_FAULT, VMM_FAILURE];
+        let all = [
+            BAD_INPUT,
+            TRIPLE_FAULT,
+            LIMIT_REACHED,
+            KVM_UNAVAILABLE,
+            VCPU_FAULT,
+            VMM_FAILURE,
+        ];
         for (i, a) in all.iter().enumerate() {
             assert_eq!(a % 2, 0, "odd statuses belong to debug-exit");
             assert!(all[i + 1..].iter().all(|b| b != a));

@@ -89,7 +89,11 @@ fn main() {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            std::process::exit(if e.use_stderr() { exit_status::BAD_INPUT } else { 0 });
+            std::process::exit(if e.use_stderr() {
+                exit_status::BAD_INPUT
+            } else {
+                0
+            });
         }
     };
     init_logging(cli.verbose);

@@ -303,7 +303,10 @@ impl VmBuilder {
         cpuid::set_vcpu_cpuid(vcpu.fd(), &supported, 0)?;
         setup_boot_state(vcpu.fd(), ram.memory(), &spec)?;
 
-        let console = self.console.clone().unwrap_or_else(|| Console::writer(Box::new(std::io::stdout())));
+        let console = self
+            .console
+            .clone()
+            .unwrap_or_else(|| Console::writer(Box::new(std::io::stdout())));
         let control = Arc::new(VmControl::new(self.max_exits));
         let post = Arc::new(PostCodePort::new(Instant::now(), self.print_post_codes));
         let mut bus = IoBus::new();
@@ -325,7 +328,12 @@ impl VmBuilder {
             1,
             Arc::new(DebugCon::new(console)),
         )?;
-        bus.register_pio("post-code", PioAddress(layout::POST_CODE_PORT), 1, post.clone())?;
+        bus.register_pio(
+            "post-code",
+            PioAddress(layout::POST_CODE_PORT),
+            1,
+            post.clone(),
+        )?;
         for d in self.extra_pio {
             bus.register_pio(&d.name, PioAddress(d.base), d.len, d.device)?;
         }

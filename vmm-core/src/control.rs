@@ -53,7 +53,10 @@ impl VmControl {
 
     /// The recorded outcome, if any.
     pub fn outcome(&self) -> Option<VmOutcome> {
-        self.outcome.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.outcome
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Counts one guest exit against the budget; returns `true` when this

@@ -43,10 +43,11 @@ pub enum KvmError {
 
 /// Opens the KVM device at `path` and checks its API version.
 pub fn open_kvm(path: &Path) -> Result<Kvm, KvmError> {
-    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| KvmError::Open {
-        path: path.to_path_buf(),
-        source: kvm_ioctls::Error::new(libc::EINVAL),
-    })?;
+    let c_path =
+        std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| KvmError::Open {
+            path: path.to_path_buf(),
+            source: kvm_ioctls::Error::new(libc::EINVAL),
+        })?;
     let kvm = Kvm::new_with_path(c_path).map_err(|source| match source.errno() {
         libc::ENOENT => KvmError::Missing {
             path: path.to_path_buf(),

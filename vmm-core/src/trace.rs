@@ -35,7 +35,11 @@ pub fn io_line(dir: Dir, port: u16, data: &[u8]) -> String {
         Dir::Read => "in",
         Dir::Write => "out",
     };
-    format!("io {d} port={port:#06x} size={} value={}", data.len(), value_hex(data))
+    format!(
+        "io {d} port={port:#06x} size={} value={}",
+        data.len(),
+        value_hex(data)
+    )
 }
 
 /// An MMIO trace line.
@@ -44,7 +48,11 @@ pub fn mmio_line(dir: Dir, addr: u64, data: &[u8]) -> String {
         Dir::Read => "read",
         Dir::Write => "write",
     };
-    format!("mmio {d} addr={addr:#x} size={} value={}", data.len(), value_hex(data))
+    format!(
+        "mmio {d} addr={addr:#x} size={} value={}",
+        data.len(),
+        value_hex(data)
+    )
 }
 
 #[cfg(test)]
@@ -53,8 +61,14 @@ mod tests {
 
     #[test]
     fn test_trace_lines_match_documented_format() {
-        assert_eq!(io_line(Dir::Write, 0x10, &[1, 0]), "io out port=0x0010 size=2 value=0x0001");
-        assert_eq!(io_line(Dir::Read, 0x64, &[0xff]), "io in port=0x0064 size=1 value=0xff");
+        assert_eq!(
+            io_line(Dir::Write, 0x10, &[1, 0]),
+            "io out port=0x0010 size=2 value=0x0001"
+        );
+        assert_eq!(
+            io_line(Dir::Read, 0x64, &[0xff]),
+            "io in port=0x0064 size=1 value=0xff"
+        );
         assert_eq!(
             mmio_line(Dir::Write, 0xd000_0000, &0x1234_5678u32.to_le_bytes()),
             "mmio write addr=0xd0000000 size=4 value=0x12345678"

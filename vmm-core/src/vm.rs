@@ -174,7 +174,11 @@ impl Vm {
         })
     }
 
-    fn spawn_vcpu(&self, mut vcpu: Vcpu, done: Sender<u64>) -> std::io::Result<JoinHandle<VcpuResult>> {
+    fn spawn_vcpu(
+        &self,
+        mut vcpu: Vcpu,
+        done: Sender<u64>,
+    ) -> std::io::Result<JoinHandle<VcpuResult>> {
         let dispatcher = self.dispatcher.clone();
         let control = self.control.clone();
         let index = vcpu.index();
@@ -216,7 +220,12 @@ fn outcome_of(vcpu: u64, stop: &VcpuStop) -> Option<VmOutcome> {
 
 /// Kicks every vCPU thread still in its run loop until each has reported
 /// that it left it. Threads that reported are never signalled again.
-fn stop_and_join<T>(threads: &[JoinHandle<T>], indices: &[u64], done: &mpsc::Receiver<u64>, reported: &mut Vec<u64>) {
+fn stop_and_join<T>(
+    threads: &[JoinHandle<T>],
+    indices: &[u64],
+    done: &mpsc::Receiver<u64>,
+    reported: &mut Vec<u64>,
+) {
     loop {
         while let Ok(i) = done.try_recv() {
             reported.push(i);
@@ -246,8 +255,14 @@ mod tests {
 
     #[test]
     fn test_outcome_of_stops() {
-        assert_eq!(outcome_of(1, &VcpuStop::Halted), Some(VmOutcome::Halted { vcpu: 1 }));
-        assert_eq!(outcome_of(0, &VcpuStop::Shutdown), Some(VmOutcome::TripleFault { vcpu: 0 }));
+        assert_eq!(
+            outcome_of(1, &VcpuStop::Halted),
+            Some(VmOutcome::Halted { vcpu: 1 })
+        );
+        assert_eq!(
+            outcome_of(0, &VcpuStop::Shutdown),
+            Some(VmOutcome::TripleFault { vcpu: 0 })
+        );
         assert_eq!(outcome_of(0, &VcpuStop::StopRequested), None);
         assert!(matches!(
             outcome_of(0, &VcpuStop::FailEntry { reason: 7, cpu: 0 }),

@@ -46,7 +46,8 @@ impl DevicePio for DebugExit {
         let mut le = [0u8; 4];
         let n = data.len().min(4);
         le[..n].copy_from_slice(&data[..n]);
-        self.sink.vm_event(VmEvent::DebugExit(u32::from_le_bytes(le)));
+        self.sink
+            .vm_event(VmEvent::DebugExit(u32::from_le_bytes(le)));
     }
 }
 

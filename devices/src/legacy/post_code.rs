@@ -97,7 +97,10 @@ mod tests {
         dev.pio_write(PioAddress(0x80), 0, &[0x11]);
         dev.pio_write(PioAddress(0x80), 0, &[0x22]);
         let codes = dev.codes();
-        assert_eq!(codes.iter().map(|c| c.code).collect::<Vec<_>>(), vec![0x11, 0x22]);
+        assert_eq!(
+            codes.iter().map(|c| c.code).collect::<Vec<_>>(),
+            vec![0x11, 0x22]
+        );
         assert!(codes[0].at <= codes[1].at);
         let mut d = [0u8];
         dev.pio_read(PioAddress(0x80), 0, &mut d);
