@@ -1,13 +1,16 @@
 //! Guest image loaders: put a kernel or program into guest memory and say how
 //! to start it.
 //!
-//! A loader reads an image, checks that every byte of it lands in guest RAM,
-//! copies it there through vm-memory, and returns a [`BootSpec`]: the CPU mode
-//! to start in, the entry point and any register values the image's boot
-//! protocol requires. It does not touch KVM, so it can be reused by any VMM
-//! (or tested) without `/dev/kvm`.
+//! A loader reads an image, checks that every byte of it lands in guest RAM
+//! (and nowhere near the VMM's boot structures), copies it there through
+//! vm-memory, writes whatever information structure its boot protocol
+//! defines, and returns a [`BootSpec`]: the CPU mode to start in, the entry
+//! point and the register values the protocol requires. It does not touch
+//! KVM, so it can be reused by any VMM (or tested) without `/dev/kvm`.
 //!
-//! Formats: [`raw`] flat binaries today.
+//! Formats, each in its own module: [`raw`] flat binaries, [`elf`] static
+//! ELF32/ELF64, [`multiboot`] Multiboot v1, [`linux`] bzImage and vmlinux,
+//! [`pvh`] PVH. [`detect`] recognises them; [`load`] dispatches.
 //!
 //! # Example
 //!
@@ -21,9 +24,125 @@
 //! assert_eq!(spec.mode, BootMode::Real);
 //! assert_eq!(spec.entry, Entry::Linear(GuestAddress(0x1000)));
 //! assert_eq!(mem.read_obj::<u8>(GuestAddress(0x1000)).unwrap(), 0xf4);
+//!
+//! // Format detection needs only the bytes.
+//! assert_eq!(vmm_loader::detect::detect(&image).format, vmm_loader::Format::Raw);
 //! ```
 
 pub mod boot_spec;
+pub mod detect;
+pub mod elf;
+pub mod linux;
+pub mod multiboot;
+pub mod pvh;
 pub mod raw;
+pub mod request;
 
 pub use boot_spec::{BootMode, BootSpec, Entry, Reg, UnknownReg};
+pub use detect::{detect, Detection, Format};
+pub use request::{LoadRequest, ModuleImage};
+
+use vm_memory::GuestMemoryBackend;
+use vmm_memory::MemoryLayout;
+
+/// Errors from any loader.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// `--format` names a format the image is not.
+    #[error("--format {asked} contradicts the image: {why}")]
+    FormatMismatch {
+        /// The format asked for.
+        asked: Format,
+        /// What is missing.
+        why: String,
+    },
+    /// Raw loader error.
+    #[error(transparent)]
+    Raw(#[from] raw::RawLoadError),
+    /// ELF loader error.
+    #[error(transparent)]
+    Elf(#[from] elf::ElfError),
+    /// Multiboot loader error.
+    #[error(transparent)]
+    Multiboot(#[from] multiboot::MultibootError),
+    /// Linux loader error.
+    #[error(transparent)]
+    Linux(#[from] linux::LinuxError),
+    /// PVH loader error.
+    #[error(transparent)]
+    Pvh(#[from] pvh::PvhError),
+}
+
+/// Checks that `image` can be what `asked` says.
+fn check_format(image: &[u8], asked: Format) -> Result<(), LoadError> {
+    let is_elf = image.starts_with(b"\x7fELF");
+    let why = match asked {
+        Format::Raw => None,
+        Format::Elf if !is_elf => Some("no ELF magic (7f 45 4c 46) at offset 0".to_string()),
+        Format::Multiboot if detect::find_multiboot_header(image).is_none() => Some(
+            "no Multiboot v1 header (magic 0x1BADB002 with a valid checksum) in the first 8 KiB"
+                .to_string(),
+        ),
+        Format::Linux if !detect::is_bzimage(image) && !is_elf => {
+            Some("neither a bzImage (\"HdrS\" at 0x202) nor an ELF vmlinux".to_string())
+        }
+        Format::Pvh if detect::detect(image).format != Format::Pvh => {
+            Some("no Xen PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY) in an ELF image".to_string())
+        }
+        _ => None,
+    };
+    match why {
+        Some(why) => Err(LoadError::FormatMismatch { asked, why }),
+        None => Ok(()),
+    }
+}
+
+/// Detects (or, with `forced`, checks) the format of `image` and loads it.
+/// `raw` describes how to place and start a raw binary.
+pub fn load<M: GuestMemoryBackend>(
+    mem: &M,
+    layout: &MemoryLayout,
+    image: &[u8],
+    forced: Option<Format>,
+    req: &LoadRequest,
+    raw_opts: raw::RawOptions,
+) -> Result<(Detection, BootSpec), LoadError> {
+    let detection = match forced {
+        Some(asked) => {
+            check_format(image, asked)?;
+            Detection {
+                format: asked,
+                reason: format!("--format {asked}"),
+            }
+        }
+        None => detect(image),
+    };
+    let spec = match detection.format {
+        Format::Raw => raw::load_raw(mem, &mut &image[..], image.len() as u64, raw_opts)?,
+        Format::Elf => elf::load_elf(mem, layout, image)?,
+        Format::Multiboot => multiboot::load_multiboot(mem, layout, image, req)?,
+        Format::Linux => linux::load_linux(mem, layout, image, req)?,
+        Format::Pvh => pvh::load_pvh(mem, layout, image, req)?,
+    };
+    Ok((detection, spec))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_forced_format_must_match_image() {
+        for (f, needle) in [
+            (Format::Elf, "ELF magic"),
+            (Format::Multiboot, "Multiboot"),
+            (Format::Linux, "bzImage"),
+            (Format::Pvh, "PVH"),
+        ] {
+            let e = check_format(&[0xf4; 64], f).unwrap_err();
+            assert!(e.to_string().contains(needle), "{e}");
+            assert!(e.to_string().contains(f.name()), "{e}");
+        }
+        assert!(check_format(&[0xf4], Format::Raw).is_ok());
+    }
+}

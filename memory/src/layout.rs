@@ -38,12 +38,85 @@ pub const BOOT_PAGE_TABLES_END: GuestAddress = GuestAddress(0xb000 + PDE_COUNT *
 /// the RAM above 4 GiB is one slot, so it bounds the guest's size too.
 pub const KVM_MAX_SLOT_BYTES: u64 = ((1 << 31) - 1) * 4096;
 
+/// Where Linux's zero page (`struct boot_params`) goes (as in Firecracker).
+pub const ZERO_PAGE_START: GuestAddress = GuestAddress(0x7000);
+/// Boot-information area for Multiboot info / PVH start_info, their memory
+/// maps and module lists: `[BOOT_INFO_START, BOOT_INFO_END)`.
+pub const BOOT_INFO_START: GuestAddress = GuestAddress(0x1_0000);
+/// End of the boot-information area (exclusive).
+pub const BOOT_INFO_END: GuestAddress = GuestAddress(0x2_0000);
+/// Where the kernel command line goes.
+pub const CMDLINE_START: GuestAddress = GuestAddress(0x2_0000);
+/// Room for the command line, terminating NUL included.
+pub const CMDLINE_MAX_SIZE: u64 = 0x1_0000;
+/// Start of the legacy hole (VGA memory, option and BIOS ROMs) that firmware
+/// reports as reserved even though RAM backs it here.
+pub const LEGACY_HOLE_START: u64 = 0xa_0000;
+/// End of the legacy hole: where "high" memory begins (1 MiB).
+pub const LEGACY_HOLE_END: u64 = 0x10_0000;
+/// Where ELF kernels conventionally load (1 MiB), the lowest address
+/// linux-loader accepts for a kernel.
+pub const HIGH_MEMORY_START: GuestAddress = GuestAddress(LEGACY_HOLE_END);
+
+/// Every range the VMM writes boot structures into, `(start, end)`: the
+/// GDT, Linux's zero page, the long-mode page tables, the boot-information
+/// area and the command line. Loaders refuse to put image bytes here.
+pub const BOOT_STRUCTURES: [(u64, u64); 5] = [
+    (
+        BOOT_GDT_START.0,
+        BOOT_GDT_START.0 + 8 * BOOT_GDT_MAX_ENTRIES,
+    ),
+    (ZERO_PAGE_START.0, ZERO_PAGE_START.0 + 0x1000),
+    (PML4_START.0, BOOT_PAGE_TABLES_END.0),
+    (BOOT_INFO_START.0, BOOT_INFO_END.0),
+    (CMDLINE_START.0, CMDLINE_START.0 + CMDLINE_MAX_SIZE),
+];
+
+/// The first boot-structure range `[start, start + len)` overlaps, if any.
+pub fn overlapping_boot_structure(start: u64, len: u64) -> Option<(u64, u64)> {
+    let end = start.saturating_add(len);
+    BOOT_STRUCTURES
+        .iter()
+        .copied()
+        .find(|&(s, e)| start < e && end > s)
+}
+
 /// The smallest guest the layout accepts: the boot structures need the first
 /// 64 KiB, so 1 MiB is the practical floor.
 pub const MIN_MEMORY_MIB: u64 = 1;
 
 // The boot structures must fit in the smallest guest.
 const _: () = assert!(BOOT_PAGE_TABLES_END.0 <= MIN_MEMORY_MIB * MIB);
+
+/// What a firmware memory-map entry describes (the E820 types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapKind {
+    /// Usable RAM (E820 type 1).
+    Ram,
+    /// Reserved (E820 type 2).
+    Reserved,
+}
+
+impl MapKind {
+    /// The E820 / Multiboot / PVH type number.
+    pub fn e820_type(self) -> u32 {
+        match self {
+            MapKind::Ram => 1,
+            MapKind::Reserved => 2,
+        }
+    }
+}
+
+/// One entry of the memory map a guest is told about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MapEntry {
+    /// First address.
+    pub start: u64,
+    /// Length in bytes.
+    pub len: u64,
+    /// RAM or reserved.
+    pub kind: MapKind,
+}
 
 /// Errors describing a memory size that cannot be laid out.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -158,6 +231,32 @@ impl MemoryLayout {
         self.contains_range(addr, 1)
     }
 
+    /// The memory map every boot protocol reports (E820, Multiboot mmap,
+    /// PVH memmap), derived from the RAM ranges: RAM below 640 KiB, the
+    /// legacy hole `[0xa0000, 1 MiB)` reserved, then the rest of RAM. Sorted,
+    /// non-overlapping, covering exactly the RAM ranges.
+    pub fn firmware_map(&self) -> Vec<MapEntry> {
+        let mut map = Vec::new();
+        for r in &self.ranges {
+            let (start, end) = (r.start.0, r.end());
+            let mut push = |s: u64, e: u64, kind| {
+                if e > s {
+                    map.push(MapEntry {
+                        start: s,
+                        len: e - s,
+                        kind,
+                    });
+                }
+            };
+            let hole_s = LEGACY_HOLE_START.clamp(start, end);
+            let hole_e = LEGACY_HOLE_END.clamp(start, end);
+            push(start, hole_s, MapKind::Ram);
+            push(hole_s, hole_e, MapKind::Reserved);
+            push(hole_e, end, MapKind::Ram);
+        }
+        map
+    }
+
     /// End of the RAM below 4 GiB (exclusive).
     pub fn low_ram_end(&self) -> u64 {
         self.ranges[0].end()
@@ -231,13 +330,46 @@ mod tests {
     }
 
     #[test]
+    fn test_firmware_map_reserves_legacy_hole() {
+        let l = MemoryLayout::with_phys_bits(4096 + 512, 40).unwrap();
+        let m = l.firmware_map();
+        let kinds: Vec<(u64, u64, MapKind)> = m.iter().map(|e| (e.start, e.len, e.kind)).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (0, 0xa_0000, MapKind::Ram),
+                (0xa_0000, 0x6_0000, MapKind::Reserved),
+                (0x10_0000, MMIO_HOLE_START - 0x10_0000, MapKind::Ram),
+                (MMIO_HOLE_END, GIB + 512 * MIB, MapKind::Ram),
+            ]
+        );
+        // A 1 MiB guest: RAM then the hole, nothing above.
+        let small = MemoryLayout::with_phys_bits(1, 40).unwrap().firmware_map();
+        assert_eq!(small.len(), 2);
+        assert_eq!(small[1].start + small[1].len, MIB);
+    }
+
+    #[test]
     fn test_layout_contains_range_overflow_is_false() {
         let l = MemoryLayout::with_phys_bits(16, 40).unwrap();
         assert!(!l.contains_range(GuestAddress(u64::MAX), 2));
     }
 
-
     proptest! {
+        #[test]
+        fn prop_firmware_map_covers_ram_exactly(mib in 1u64..8192) {
+            let l = MemoryLayout::with_phys_bits(mib, 40).unwrap();
+            let m = l.firmware_map();
+            let total: u64 = m.iter().map(|e| e.len).sum();
+            prop_assert_eq!(total, l.size());
+            for w in m.windows(2) {
+                prop_assert!(w[0].start + w[0].len <= w[1].start);
+            }
+            for e in &m {
+                prop_assert!(l.contains_range(GuestAddress(e.start), e.len));
+            }
+        }
+
         #[test]
         fn prop_layout_preserves_size_and_avoids_hole(mib in 1u64..(1 << 22), bits in 32u8..52) {
             if let Ok(l) = MemoryLayout::with_phys_bits(mib, bits) {

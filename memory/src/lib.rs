@@ -38,4 +38,4 @@ pub mod layout;
 
 pub use guest_ram::{GuestRam, GuestRamError, ThpHint};
 pub use kvm_slots::{register_memory_slots, KvmSlotError};
-pub use layout::{LayoutError, MemoryLayout, RamRange};
+pub use layout::{LayoutError, MapEntry, MapKind, MemoryLayout, RamRange};

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
-use vmm_core::loader::{BootMode, Entry, Reg};
+use vmm_core::loader::{BootMode, Entry, Format, Reg};
 
 use crate::exit_status::EXIT_STATUS_HELP;
 
@@ -43,23 +43,43 @@ pub enum SerialOut {
 #[derive(Debug, Parser)]
 #[command(name = "vmm-bin", version, about, after_help = EXIT_STATUS_HELP)]
 pub struct Cli {
-    /// Guest image (raw flat binary).
+    /// Guest image: Linux bzImage/vmlinux, PVH ELF, Multiboot kernel, ELF program or raw binary (detected).
     #[arg(long, value_name = "PATH")]
     pub kernel: PathBuf,
+
+    /// Image format, instead of detecting it.
+    #[arg(long, value_name = "raw|elf|multiboot|linux|pvh", value_parser = parse_format)]
+    pub format: Option<Format>,
+
+    /// Kernel command line (Linux, Multiboot, PVH).
+    #[arg(long, value_name = "STRING")]
+    pub cmdline: Option<String>,
+
+    /// Initial ramdisk (Linux), or module 0 (Multiboot, PVH).
+    #[arg(long, value_name = "PATH")]
+    pub initrd: Option<PathBuf>,
+
+    /// Extra Multiboot/PVH module, with an optional string (default: the path). Repeatable.
+    #[arg(long = "module", value_name = "PATH[,STRING]", value_parser = parse_module)]
+    pub modules: Vec<(PathBuf, Option<String>)>,
+
+    /// Run a bzImage's own 64-bit entry (decompressing in the guest) instead of decompressing on the host.
+    #[arg(long = "bzimage-entry")]
+    pub bzimage_entry: bool,
 
     /// Guest RAM in MiB.
     #[arg(long, value_name = "MIB", default_value = "128", value_parser = parse_u64)]
     pub memory: u64,
 
-    /// CPU mode a raw image starts in.
-    #[arg(long, value_enum, default_value_t = Mode::Real)]
-    pub mode: Mode,
+    /// CPU mode a raw image starts in [default: real].
+    #[arg(long, value_enum)]
+    pub mode: Option<Mode>,
 
-    /// Guest-physical load address of a raw image.
-    #[arg(long = "load-addr", value_name = "ADDR", default_value = "0x1000", value_parser = parse_u64)]
-    pub load_addr: u64,
+    /// Guest-physical load address of a raw image [default: 0x1000].
+    #[arg(long = "load-addr", value_name = "ADDR", value_parser = parse_u64)]
+    pub load_addr: Option<u64>,
 
-    /// Entry point: ADDR (real mode: CS=0, IP=ADDR) or SEG:OFF (real mode CS:IP). Default: the load address.
+    /// Entry point of a raw image: ADDR (real mode: CS=0, IP=ADDR) or SEG:OFF (real mode CS:IP). Default: the load address.
     #[arg(long, value_name = "ADDR|SEG:OFF", value_parser = parse_entry)]
     pub entry: Option<Entry>,
 
@@ -160,6 +180,23 @@ pub fn parse_serial(s: &str) -> Result<SerialOut, String> {
     }
 }
 
+/// Parses a `--format` name.
+pub fn parse_format(s: &str) -> Result<Format, String> {
+    s.parse()
+}
+
+/// Parses `PATH[,STRING]`.
+pub fn parse_module(s: &str) -> Result<(PathBuf, Option<String>), String> {
+    let (path, string) = match s.split_once(',') {
+        Some((p, st)) => (p, Some(st.to_string())),
+        None => (s, None),
+    };
+    if path.is_empty() {
+        return Err(format!("'{s}' has no path (expected PATH[,STRING])"));
+    }
+    Ok((PathBuf::from(path), string))
+}
+
 /// Parses seconds, possibly fractional; positive and finite.
 pub fn parse_secs(s: &str) -> Result<std::time::Duration, String> {
     let v: f64 = s
@@ -212,6 +249,18 @@ mod tests {
         assert!(parse_reg("eax=1").unwrap_err().contains("'eax'"));
         assert!(parse_reg("rax").unwrap_err().contains("NAME=VALUE"));
         assert!(parse_reg("rbx=zz").unwrap_err().contains("'zz'"));
+    }
+
+    #[test]
+    fn test_parse_module_and_format() {
+        assert_eq!(parse_module("a.bin"), Ok(("a.bin".into(), None)));
+        assert_eq!(
+            parse_module("a.bin,x y,z"),
+            Ok(("a.bin".into(), Some("x y,z".into())))
+        );
+        assert!(parse_module(",x").is_err());
+        assert_eq!(parse_format("pvh"), Ok(Format::Pvh));
+        assert!(parse_format("coff").is_err());
     }
 
     #[test]

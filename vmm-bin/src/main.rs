@@ -48,13 +48,30 @@ fn run(cli: Cli) -> i32 {
     let mut builder = VmBuilder::new()
         .memory_mib(cli.memory)
         .kernel_path(&cli.kernel)
-        .mode(cli.mode.into())
-        .load_addr(cli.load_addr)
+        .bzimage_own_entry(cli.bzimage_entry)
         .console(console)
         .trace_io(cli.trace_io)
         .print_post_codes(cli.post_codes)
         .thp(cli.thp)
         .kvm_path(&cli.kvm_device);
+    if let Some(f) = cli.format {
+        builder = builder.format(f);
+    }
+    if let Some(c) = &cli.cmdline {
+        builder = builder.cmdline(c.clone());
+    }
+    if let Some(p) = &cli.initrd {
+        builder = builder.initrd_path(p);
+    }
+    for (p, string) in &cli.modules {
+        builder = builder.module(p, string.clone());
+    }
+    if let Some(m) = cli.mode {
+        builder = builder.mode(m.into());
+    }
+    if let Some(a) = cli.load_addr {
+        builder = builder.load_addr(a);
+    }
     if let Some(e) = cli.entry {
         builder = builder.entry(e);
     }

@@ -6,7 +6,8 @@
 //! host without KVM, and nothing is left behind when it fails.
 
 use std::fs::File;
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,8 +17,8 @@ use vm_memory::GuestAddress;
 use vmm_cpu::{cpuid, setup_boot_state, validate_boot_spec, Vcpu};
 use vmm_devices::legacy::{DebugCon, DebugExit, NoIrq, PostCodePort, Uart8250};
 use vmm_devices::{Console, IoBus};
-use vmm_loader::raw::{load_raw, RawOptions, DEFAULT_LOAD_ADDR};
-use vmm_loader::{BootMode, BootSpec, Entry, Reg};
+use vmm_loader::raw::{RawOptions, DEFAULT_LOAD_ADDR};
+use vmm_loader::{BootMode, BootSpec, Entry, Format, LoadRequest, ModuleImage, Reg};
 use vmm_memory::{register_memory_slots, GuestRam, MemoryLayout, ThpHint};
 
 use crate::control::VmControl;
@@ -53,6 +54,63 @@ struct ExtraMmio {
     device: Arc<dyn DeviceMmio + Send + Sync>,
 }
 
+/// Which kind of input file is being read, for error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputKind {
+    /// The kernel image.
+    Kernel,
+    /// An initrd or module.
+    Module,
+}
+
+impl std::fmt::Display for InputKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            InputKind::Kernel => "kernel image",
+            InputKind::Module => "initrd/module",
+        })
+    }
+}
+
+/// Reads a whole input file, refusing directories and files larger than
+/// guest RAM before reading them, and a file that changes size meanwhile.
+fn read_input(path: &Path, limit: u64, kind: InputKind) -> Result<Vec<u8>, VmmError> {
+    let open_err = |source| VmmError::InputOpen {
+        kind,
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(open_err)?;
+    let meta = file.metadata().map_err(open_err)?;
+    if meta.is_dir() {
+        return Err(VmmError::InputIsDirectory {
+            kind,
+            path: path.to_path_buf(),
+        });
+    }
+    if meta.len() > limit {
+        return Err(VmmError::InputTooLarge {
+            kind,
+            path: path.to_path_buf(),
+            size: meta.len(),
+            ram: limit,
+        });
+    }
+    let mut data = Vec::with_capacity(meta.len() as usize);
+    file.take(meta.len() + 1)
+        .read_to_end(&mut data)
+        .map_err(open_err)?;
+    if data.len() as u64 != meta.len() {
+        return Err(VmmError::InputChanged {
+            kind,
+            path: path.to_path_buf(),
+            expected: meta.len(),
+            read: data.len() as u64,
+        });
+    }
+    Ok(data)
+}
+
 /// Describes a VM; [`VmBuilder::build`] creates it.
 ///
 /// ```no_run
@@ -74,8 +132,13 @@ struct ExtraMmio {
 pub struct VmBuilder {
     memory_mib: u64,
     kernel: Option<KernelImage>,
-    mode: BootMode,
-    load_addr: GuestAddress,
+    format: Option<Format>,
+    cmdline: Option<String>,
+    initrd: Option<PathBuf>,
+    modules: Vec<(PathBuf, Option<String>)>,
+    bzimage_own_entry: bool,
+    mode: Option<BootMode>,
+    load_addr: Option<GuestAddress>,
     entry: Option<Entry>,
     regs: Vec<(Reg, u64)>,
     console: Option<Console>,
@@ -94,8 +157,13 @@ impl Default for VmBuilder {
         VmBuilder {
             memory_mib: DEFAULT_MEMORY_MIB,
             kernel: None,
-            mode: BootMode::Real,
-            load_addr: DEFAULT_LOAD_ADDR,
+            format: None,
+            cmdline: None,
+            initrd: None,
+            modules: Vec::new(),
+            bzimage_own_entry: false,
+            mode: None,
+            load_addr: None,
             entry: None,
             regs: Vec::new(),
             console: None,
@@ -136,19 +204,50 @@ impl VmBuilder {
         self
     }
 
-    /// CPU mode for raw images.
+    /// The image format, instead of detecting it.
+    pub fn format(mut self, format: Format) -> Self {
+        self.format = Some(format);
+        self
+    }
+
+    /// The kernel command line.
+    pub fn cmdline(mut self, cmdline: impl Into<String>) -> Self {
+        self.cmdline = Some(cmdline.into());
+        self
+    }
+
+    /// The initrd (Linux), or module 0 (Multiboot, PVH).
+    pub fn initrd_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.initrd = Some(path.into());
+        self
+    }
+
+    /// A further Multiboot/PVH module, with its string (default: the path).
+    pub fn module(mut self, path: impl Into<PathBuf>, string: Option<String>) -> Self {
+        self.modules.push((path.into(), string));
+        self
+    }
+
+    /// Run a bzImage's own 64-bit entry (its decompressor runs in the guest)
+    /// instead of decompressing it on the host.
+    pub fn bzimage_own_entry(mut self, on: bool) -> Self {
+        self.bzimage_own_entry = on;
+        self
+    }
+
+    /// CPU mode for raw images (default real mode).
     pub fn mode(mut self, mode: BootMode) -> Self {
-        self.mode = mode;
+        self.mode = Some(mode);
         self
     }
 
-    /// Load address for raw images.
+    /// Load address for raw images (default 0x1000).
     pub fn load_addr(mut self, addr: u64) -> Self {
-        self.load_addr = GuestAddress(addr);
+        self.load_addr = Some(GuestAddress(addr));
         self
     }
 
-    /// Entry point (default: the load address).
+    /// Entry point for raw images (default: the load address).
     pub fn entry(mut self, entry: Entry) -> Self {
         self.entry = Some(entry);
         self
@@ -239,11 +338,11 @@ impl VmBuilder {
 
     /// The entry the user asked for, or the load address; in real mode a
     /// load address above 64 KiB becomes the equivalent SEG:0 form.
-    fn effective_entry(&self) -> Option<Entry> {
-        if self.entry.is_some() || self.mode != BootMode::Real {
+    fn effective_entry(&self, mode: BootMode, load_addr: GuestAddress) -> Option<Entry> {
+        if self.entry.is_some() || mode != BootMode::Real {
             return self.entry;
         }
-        let a = self.load_addr.0;
+        let a = load_addr.0;
         if a > 0xffff && a < 0x10_0000 {
             return Some(Entry::Segmented {
                 segment: (a >> 4) as u16,
@@ -254,32 +353,71 @@ impl VmBuilder {
     }
 
     fn load(&self, ram: &GuestRam) -> Result<BootSpec, VmmError> {
-        let opts = RawOptions {
-            load_addr: self.load_addr,
-            mode: self.mode,
-            entry: self.effective_entry(),
-        };
-        let (name, spec) = match &self.kernel {
+        let limit = ram.layout().size();
+        let (name, image) = match &self.kernel {
             None => return Err(VmmError::NoKernel),
-            Some(KernelImage::Bytes(b)) => (
-                "<memory>".to_string(),
-                load_raw(ram.memory(), &mut &b[..], b.len() as u64, opts),
+            Some(KernelImage::Bytes(b)) => ("<memory>".to_string(), b.clone()),
+            Some(KernelImage::Path(p)) => (
+                p.display().to_string(),
+                read_input(p, limit, InputKind::Kernel)?,
             ),
-            Some(KernelImage::Path(p)) => {
-                let open_err = |source| VmmError::KernelOpen {
-                    path: p.clone(),
-                    source,
-                };
-                let mut file = File::open(p).map_err(open_err)?;
-                let meta = file.metadata().map_err(open_err)?;
-                if meta.is_dir() {
-                    return Err(VmmError::KernelIsDirectory(p.clone()));
-                }
-                let spec = load_raw(ram.memory(), &mut file, meta.len(), opts);
-                (p.display().to_string(), spec)
-            }
         };
-        let mut spec = spec.map_err(|source| VmmError::Load { path: name, source })?;
+        let mut req = LoadRequest {
+            kernel_path: name.clone(),
+            cmdline: self.cmdline.clone(),
+            initrd: None,
+            modules: Vec::new(),
+            bzimage_own_entry: self.bzimage_own_entry,
+        };
+        if let Some(p) = &self.initrd {
+            req.initrd = Some(ModuleImage {
+                name: p.display().to_string(),
+                data: read_input(p, limit, InputKind::Module)?,
+            });
+        }
+        for (p, string) in &self.modules {
+            req.modules.push(ModuleImage {
+                name: string.clone().unwrap_or_else(|| p.display().to_string()),
+                data: read_input(p, limit, InputKind::Module)?,
+            });
+        }
+        let mode = self.mode.unwrap_or(BootMode::Real);
+        let load_addr = self.load_addr.unwrap_or(DEFAULT_LOAD_ADDR);
+        let raw_opts = RawOptions {
+            load_addr,
+            mode,
+            entry: self.effective_entry(mode, load_addr),
+        };
+        let (detection, mut spec) = vmm_loader::load(
+            ram.memory(),
+            ram.layout(),
+            &image,
+            self.format,
+            &req,
+            raw_opts,
+        )
+        .map_err(|source| VmmError::Load {
+            path: name.clone(),
+            source,
+        })?;
+        log::info!(
+            "{name}: loading as {} ({})",
+            detection.format,
+            detection.reason
+        );
+        if detection.format != vmm_loader::Format::Raw {
+            let raw_only = [
+                (self.mode.is_some(), "--mode"),
+                (self.load_addr.is_some(), "--load-addr"),
+                (self.entry.is_some(), "--entry"),
+            ];
+            if let Some((_, flag)) = raw_only.iter().find(|(set, _)| *set) {
+                return Err(VmmError::RawOnlyOption {
+                    option: flag,
+                    format: detection.format,
+                });
+            }
+        }
         spec.regs.extend_from_slice(&self.regs);
         validate_boot_spec(&spec)?;
         Ok(spec)

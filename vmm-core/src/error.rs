@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use crate::builder::InputKind;
 use crate::kvm::KvmError;
 
 /// Who is to blame for an error, for choosing an exit status.
@@ -22,17 +23,56 @@ pub enum VmmError {
     /// No kernel image was given.
     #[error("no kernel image given (use --kernel PATH)")]
     NoKernel,
-    /// The kernel path cannot be read.
-    #[error("cannot read kernel image {path}: {source}")]
-    KernelOpen {
+    /// An input file cannot be read.
+    #[error("cannot read {kind} {path}: {source}")]
+    InputOpen {
+        /// Kernel or module.
+        kind: InputKind,
         /// The path.
         path: PathBuf,
         /// The error.
         source: std::io::Error,
     },
-    /// The kernel path is a directory.
-    #[error("kernel image {0} is a directory, not a file")]
-    KernelIsDirectory(PathBuf),
+    /// An input path is a directory.
+    #[error("{kind} {path} is a directory, not a file")]
+    InputIsDirectory {
+        /// Kernel or module.
+        kind: InputKind,
+        /// The path.
+        path: PathBuf,
+    },
+    /// An input file is larger than guest RAM.
+    #[error("{kind} {path} is {size} bytes, larger than guest RAM ({ram} bytes)")]
+    InputTooLarge {
+        /// Kernel or module.
+        kind: InputKind,
+        /// The path.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+        /// RAM size.
+        ram: u64,
+    },
+    /// An input file changed size while being read.
+    #[error("{kind} {path} changed while being read: expected {expected} bytes, read {read}")]
+    InputChanged {
+        /// Kernel or module.
+        kind: InputKind,
+        /// The path.
+        path: PathBuf,
+        /// Size before reading.
+        expected: u64,
+        /// Bytes read.
+        read: u64,
+    },
+    /// A raw-image option was given for another format.
+    #[error("{option} applies to raw images only, but the image is {format}")]
+    RawOnlyOption {
+        /// The option.
+        option: &'static str,
+        /// The image's format.
+        format: vmm_loader::Format,
+    },
     /// The memory size cannot be laid out.
     #[error(transparent)]
     Layout(#[from] vmm_memory::LayoutError),
@@ -45,7 +85,7 @@ pub enum VmmError {
         /// The image path (or `<memory>`).
         path: String,
         /// The loader's error.
-        source: vmm_loader::raw::RawLoadError,
+        source: vmm_loader::LoadError,
     },
     /// The entry state cannot be set up (bad entry, overlap, KVM refusal).
     #[error(transparent)]
@@ -98,8 +138,11 @@ impl VmmError {
         use vmm_cpu::BootStateError as B;
         match self {
             VmmError::NoKernel
-            | VmmError::KernelOpen { .. }
-            | VmmError::KernelIsDirectory(_)
+            | VmmError::InputOpen { .. }
+            | VmmError::InputIsDirectory { .. }
+            | VmmError::InputTooLarge { .. }
+            | VmmError::InputChanged { .. }
+            | VmmError::RawOnlyOption { .. }
             | VmmError::Layout(_)
             | VmmError::Load { .. }
             | VmmError::SerialFile { .. }
