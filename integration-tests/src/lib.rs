@@ -169,3 +169,95 @@ pub mod status {
     /// vCPU fault.
     pub const VCPU_FAULT: i32 = 10;
 }
+
+/// A `vmm-bin` run whose stdout was read line by line as it arrived.
+#[derive(Debug)]
+pub struct StreamedRun {
+    /// Each stdout line (without `\r`/`\n`) with the time since spawn.
+    pub lines: Vec<(Duration, String)>,
+    /// Whether `stop_when` matched (the process was then killed).
+    pub matched: bool,
+    /// Exit status if the process ended by itself.
+    pub status: Option<i32>,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl StreamedRun {
+    /// The first line containing `needle`, with its arrival time.
+    pub fn find(&self, needle: &str) -> Option<&(Duration, String)> {
+        self.lines.iter().find(|(_, l)| l.contains(needle))
+    }
+}
+
+/// Runs `vmm-bin` with `args`, reading stdout as it comes; kills it as soon
+/// as `stop_when(line)` is true or after `limit`.
+pub fn run_vmm_until(args: &[&str], stop_when: impl Fn(&str) -> bool, limit: Duration) -> StreamedRun {
+    use std::io::BufRead;
+    let start = Instant::now();
+    let mut child = Command::new(vmm_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("vmm-bin starts");
+    let out = child.stdout.take().expect("piped");
+    let mut err_pipe = child.stderr.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = std::io::BufReader::new(out);
+        let mut buf = Vec::new();
+        while reader.read_until(b'\n', &mut buf).map(|n| n > 0).unwrap_or(false) {
+            let line = String::from_utf8_lossy(&buf).trim_end_matches(['\r', '\n']).to_string();
+            if tx.send((start.elapsed(), line)).is_err() {
+                break;
+            }
+            buf.clear();
+        }
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        std::io::Read::read_to_end(&mut err_pipe, &mut s).ok();
+        s
+    });
+    let mut lines = Vec::new();
+    let mut matched = false;
+    while start.elapsed() < limit {
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok((t, line)) => {
+                let hit = stop_when(&line);
+                lines.push((t, line));
+                if hit {
+                    matched = true;
+                    break;
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if child.try_wait().ok().flatten().is_some() {
+                    // Drain whatever is left, then stop.
+                    while let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
+                        lines.push(l);
+                    }
+                    break;
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let status = match child.try_wait().ok().flatten() {
+        Some(st) => st.code(),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            None
+        }
+    };
+    let stderr = String::from_utf8_lossy(&err_t.join().expect("reader")).into_owned();
+    StreamedRun {
+        lines,
+        matched,
+        status,
+        stderr,
+    }
+}

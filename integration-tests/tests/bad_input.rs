@@ -5,7 +5,7 @@ use integration_tests::{run_vmm, status, workspace_root, TempFile};
 
 fn hello() -> String {
     workspace_root()
-        .join("guests/hello.bin")
+        .join("integration-tests/guests/hello.bin")
         .display()
         .to_string()
 }

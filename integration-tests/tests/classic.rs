@@ -5,7 +5,7 @@ use integration_tests::{require_kvm, run_vmm, status, workspace_root};
 
 fn guest(name: &str) -> String {
     workspace_root()
-        .join("guests")
+        .join("integration-tests/guests")
         .join(name)
         .display()
         .to_string()
@@ -82,21 +82,21 @@ fn test_committed_guests_match_their_source() {
     // A binary may be committed only if rebuilding its source gives it back.
     let dir = std::env::temp_dir().join(format!("vmm-guests-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let st = std::process::Command::new(workspace_root().join("guests/build.sh"))
+    let st = std::process::Command::new(workspace_root().join("integration-tests/guests/build.sh"))
         .arg(&dir)
         .status()
         .expect("guests/build.sh runs (needs GNU as and objcopy from binutils)");
     assert!(st.success(), "guests/build.sh failed");
     for name in ["hello", "counter"] {
         let rebuilt = std::fs::read(dir.join(format!("{name}.bin"))).unwrap();
-        let committed = std::fs::read(workspace_root().join(format!("guests/{name}.bin"))).unwrap();
+        let committed = std::fs::read(workspace_root().join(format!("integration-tests/guests/{name}.bin"))).unwrap();
         assert_eq!(
             rebuilt, committed,
-            "guests/{name}.bin differs from guests/{name}.S"
+            "integration-tests/guests/{name}.bin differs from its .S source"
         );
     }
     assert_eq!(
-        std::fs::read(workspace_root().join("guests/hello.bin")).unwrap(),
+        std::fs::read(workspace_root().join("integration-tests/guests/hello.bin")).unwrap(),
         [0xba, 0xf8, 0x03, 0x00, 0xd8, 0x04, 0x30, 0xee, 0xb0, 0x0a, 0xee, 0xf4],
         "the classic example's exact bytes"
     );

@@ -151,7 +151,7 @@ fn test_post_codes_printed_with_time() {
 #[test]
 fn test_serial_to_file_and_none() {
     require_kvm();
-    let hello = integration_tests::workspace_root().join("guests/hello.bin");
+    let hello = integration_tests::workspace_root().join("integration-tests/guests/hello.bin");
     let dest = std::env::temp_dir().join(format!("vmm-serial-{}.txt", std::process::id()));
     let arg = format!("file:{}", dest.display());
     let out = run_vmm(&[

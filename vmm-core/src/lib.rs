@@ -12,7 +12,7 @@
 //!
 //! let report = VmBuilder::new()
 //!     .memory_mib(64)
-//!     .kernel_path("guests/hello.bin")
+//!     .kernel_path("integration-tests/guests/hello.bin")
 //!     .timeout(Duration::from_secs(10))
 //!     .build()?
 //!     .run()?;

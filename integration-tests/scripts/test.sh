@@ -2,13 +2,15 @@
 # The project's test command: installs what a fresh machine lacks, then runs
 # every test in the workspace. README and .ci/run both call this.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
-# GNU as + objcopy rebuild guests/*.S to check the committed binaries.
+# GNU as + objcopy rebuild integration-tests/guests/*.S to check the committed binaries.
 if ! command -v as >/dev/null || ! command -v objcopy >/dev/null; then
   echo "installing binutils (as, objcopy) for the guest sources" >&2
   apt-get update -qq && apt-get install -y -qq binutils >/dev/null
 fi
+# A real kernel for the boot tests: Debian's cloud kernel, through apt.
+integration-tests/scripts/fetch-debian-kernel.sh
 # KVM tests fail loudly without /dev/kvm; say so up front too.
 if [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
   echo "WARNING: /dev/kvm is not accessible: every guest-running test will FAIL" >&2
