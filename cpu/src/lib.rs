@@ -10,6 +10,8 @@
 //!   string I/O into elements, hands port and MMIO accesses to an
 //!   [`ExitHandler`] and returns a typed [`VcpuStop`]. EINTR/EAGAIN are retried.
 //! - [`kick`]: stopping a vCPU thread at any moment (signal + `immediate_exit`).
+//! - [`metrics`]: lock-free per-vCPU counters and per-exit-kind latency
+//!   histograms, readable while the vCPU runs.
 //!
 //! The crate never depends on a device model: anything implementing
 //! [`ExitHandler`] can drive the loop.
@@ -56,6 +58,7 @@ pub mod cpuid;
 pub mod exit_handler;
 pub mod gdt;
 pub mod kick;
+pub mod metrics;
 pub mod paging;
 pub mod vcpu;
 

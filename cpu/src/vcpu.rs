@@ -2,6 +2,7 @@
 //! [`ExitHandler`], repeat until something ends the loop.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kvm_bindings::{
@@ -12,6 +13,7 @@ use vm_device::bus::{MmioAddress, PioAddress};
 
 use crate::exit_handler::{ExitAction, ExitHandler, ExitKind};
 use crate::kick::KickTarget;
+use crate::metrics::VcpuMetrics;
 
 /// Errors creating or running a vCPU.
 #[derive(Debug, thiserror::Error)]
@@ -136,7 +138,8 @@ impl fmt::Display for VcpuStop {
     }
 }
 
-/// Time and exit counts of one vCPU's run loop.
+/// Time and exit counts of one vCPU's run loop (a snapshot of its
+/// [`VcpuMetrics`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct VcpuStats {
     /// Exits seen, including interrupted KVM_RUN calls.
@@ -147,12 +150,17 @@ pub struct VcpuStats {
     pub handle_time: Duration,
 }
 
-/// A vCPU: its KVM file descriptor, index and statistics.
-#[derive(Debug)]
+/// A vCPU: its KVM file descriptor, index and metrics.
 pub struct Vcpu {
     fd: VcpuFd,
     index: u64,
-    stats: VcpuStats,
+    metrics: Arc<VcpuMetrics>,
+}
+
+impl fmt::Debug for Vcpu {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Vcpu").field("index", &self.index).finish()
+    }
 }
 
 impl Vcpu {
@@ -164,7 +172,7 @@ impl Vcpu {
         Ok(Vcpu {
             fd,
             index,
-            stats: VcpuStats::default(),
+            metrics: Arc::new(VcpuMetrics::default()),
         })
     }
 
@@ -180,7 +188,16 @@ impl Vcpu {
 
     /// Statistics accumulated by [`Vcpu::run`].
     pub fn stats(&self) -> VcpuStats {
-        self.stats
+        VcpuStats {
+            exits: self.metrics.exits(),
+            run_time: self.metrics.run_time(),
+            handle_time: self.metrics.handle_time(),
+        }
+    }
+
+    /// The live metrics, readable from other threads while the vCPU runs.
+    pub fn metrics(&self) -> Arc<VcpuMetrics> {
+        self.metrics.clone()
     }
 
     /// Runs the guest until an exit ends the loop, `handler` asks to stop, or
@@ -204,7 +221,7 @@ impl Vcpu {
             let entered = Instant::now();
             let result = self.fd.run();
             let exited = Instant::now();
-            self.stats.run_time += exited - entered;
+            self.metrics.record_run(exited - entered);
             let (kind, stop) = match result {
                 Ok(exit) => handle_exit(exit, run_area, handler),
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
@@ -219,8 +236,7 @@ impl Vcpu {
                 }
             };
             let action = handler.exit_handled(kind);
-            self.stats.exits += 1;
-            self.stats.handle_time += exited.elapsed();
+            self.metrics.record_exit(kind, exited.elapsed());
             if let Some(stop) = stop {
                 return Ok(stop);
             }

@@ -192,7 +192,11 @@ impl StreamedRun {
 
 /// Runs `vmm-bin` with `args`, reading stdout as it comes; kills it as soon
 /// as `stop_when(line)` is true or after `limit`.
-pub fn run_vmm_until(args: &[&str], stop_when: impl Fn(&str) -> bool, limit: Duration) -> StreamedRun {
+pub fn run_vmm_until(
+    args: &[&str],
+    stop_when: impl Fn(&str) -> bool,
+    limit: Duration,
+) -> StreamedRun {
     use std::io::BufRead;
     let start = Instant::now();
     let mut child = Command::new(vmm_bin())
@@ -208,8 +212,14 @@ pub fn run_vmm_until(args: &[&str], stop_when: impl Fn(&str) -> bool, limit: Dur
     std::thread::spawn(move || {
         let mut reader = std::io::BufReader::new(out);
         let mut buf = Vec::new();
-        while reader.read_until(b'\n', &mut buf).map(|n| n > 0).unwrap_or(false) {
-            let line = String::from_utf8_lossy(&buf).trim_end_matches(['\r', '\n']).to_string();
+        while reader
+            .read_until(b'\n', &mut buf)
+            .map(|n| n > 0)
+            .unwrap_or(false)
+        {
+            let line = String::from_utf8_lossy(&buf)
+                .trim_end_matches(['\r', '\n'])
+                .to_string();
             if tx.send((start.elapsed(), line)).is_err() {
                 break;
             }

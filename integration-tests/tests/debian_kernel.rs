@@ -18,7 +18,10 @@ fn e820_line(start: u64, len: u64, kind: MapKind) -> String {
         MapKind::Ram => "usable",
         MapKind::Reserved => "reserved",
     };
-    format!("BIOS-e820: [mem {start:#018x}-{:#018x}] {kind}", start + len - 1)
+    format!(
+        "BIOS-e820: [mem {start:#018x}-{:#018x}] {kind}",
+        start + len - 1
+    )
 }
 
 #[test]
@@ -31,7 +34,16 @@ fn test_debian_kernel_prints_banner_cmdline_and_our_e820_map() {
         kernel.display()
     );
     let mem = MEMORY_MIB.to_string();
-    let args = ["--kernel", kernel.to_str().unwrap(), "--memory", &mem, "--cmdline", CMDLINE, "--timeout", "170"];
+    let args = [
+        "--kernel",
+        kernel.to_str().unwrap(),
+        "--memory",
+        &mem,
+        "--cmdline",
+        CMDLINE,
+        "--timeout",
+        "170",
+    ];
     // Stop at the first line after the e820 block.
     let seen_e820 = std::cell::Cell::new(false);
     let run = run_vmm_until(
@@ -48,7 +60,11 @@ fn test_debian_kernel_prints_banner_cmdline_and_our_e820_map() {
     let context = format!("serial log:\n{}\nstderr:\n{}", log.join("\n"), run.stderr);
     assert!(run.find("Linux version ").is_some(), "no banner; {context}");
     let cmd = run.find("Command line: ").expect("no 'Command line:' line");
-    assert!(cmd.1.ends_with(&format!("Command line: {CMDLINE}")), "command line differs: {:?}", cmd.1);
+    assert!(
+        cmd.1.ends_with(&format!("Command line: {CMDLINE}")),
+        "command line differs: {:?}",
+        cmd.1
+    );
     let expected: Vec<String> = MemoryLayout::new(MEMORY_MIB)
         .unwrap()
         .firmware_map()
@@ -60,7 +76,13 @@ fn test_debian_kernel_prints_banner_cmdline_and_our_e820_map() {
         .filter_map(|l| l.find("BIOS-e820:").map(|i| l[i..].to_string()))
         .collect();
     assert_eq!(got, expected, "{context}");
-    assert!(run.matched, "the log stopped before the e820 map ended; {context}");
+    assert!(
+        run.matched,
+        "the log stopped before the e820 map ended; {context}"
+    );
     let banner_at = run.find("Linux version ").unwrap().0;
-    eprintln!("debian kernel: banner after {:.2}s", banner_at.as_secs_f64());
+    eprintln!(
+        "debian kernel: banner after {:.2}s",
+        banner_at.as_secs_f64()
+    );
 }

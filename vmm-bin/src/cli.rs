@@ -107,6 +107,14 @@ pub struct Cli {
     #[arg(long)]
     pub stats: bool,
 
+    /// Write the --stats figures as JSON to PATH at exit (and every --metrics-interval).
+    #[arg(long = "metrics-file", value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+
+    /// Also write --metrics-file every SECS seconds while the guest runs.
+    #[arg(long = "metrics-interval", value_name = "SECS", value_parser = parse_secs, requires = "metrics_file")]
+    pub metrics_interval: Option<std::time::Duration>,
+
     /// Print POST codes (port 0x80) to stderr as they arrive.
     #[arg(long = "post-codes")]
     pub post_codes: bool,

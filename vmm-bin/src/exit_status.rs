@@ -29,7 +29,8 @@ Exit status:
   6              --max-exits or --timeout reached
   8              /dev/kvm missing, not accessible, or wrong API version
   10             vCPU fault: emulation failure, failed entry, unhandled exit
-  12             VMM failure";
+  12             VMM failure
+  130, 143       stopped by SIGINT (Ctrl-C) or SIGTERM; a second one forces an immediate exit";
 
 /// The status for a finished run.
 pub fn for_outcome(outcome: &VmOutcome) -> i32 {
@@ -39,6 +40,7 @@ pub fn for_outcome(outcome: &VmOutcome) -> i32 {
         VmOutcome::TripleFault { .. } => TRIPLE_FAULT,
         VmOutcome::MaxExits { .. } | VmOutcome::Timeout { .. } => LIMIT_REACHED,
         VmOutcome::VcpuFault { .. } => VCPU_FAULT,
+        VmOutcome::Interrupted { signal } => 128 + signal,
     }
 }
 

@@ -37,7 +37,24 @@ fn console_for(serial: &SerialOut) -> Result<Console, String> {
     })
 }
 
+/// Writes each report to `path` atomically (temp file + rename), so a reader
+/// never sees half a JSON document.
+fn metrics_writer(path: std::path::PathBuf) -> vmm_core::MetricsSink {
+    Box::new(move |stats| {
+        let tmp = path.with_extension("tmp");
+        let result =
+            std::fs::write(&tmp, stats.to_json() + "\n").and_then(|_| std::fs::rename(&tmp, &path));
+        if let Err(e) = result {
+            log::warn!("writing metrics to {}: {e}", path.display());
+        }
+    })
+}
+
 fn run(cli: Cli) -> i32 {
+    if let Err(e) = vmm_core::signals::install_stop_signal_handlers() {
+        eprintln!("vmm-bin: error: {e}");
+        return exit_status::VMM_FAILURE;
+    }
     let console = match console_for(&cli.serial) {
         Ok(c) => c,
         Err(e) => {
@@ -83,6 +100,13 @@ fn run(cli: Cli) -> i32 {
     }
     if let Some(t) = cli.timeout {
         builder = builder.timeout(t);
+    }
+    if let Some(path) = &cli.metrics_file {
+        // Without an interval, only the final report is written.
+        let every = cli
+            .metrics_interval
+            .unwrap_or(std::time::Duration::from_secs(u64::MAX / 4));
+        builder = builder.metrics_sink(every, metrics_writer(path.clone()));
     }
     let report = match builder.build().and_then(|vm| vm.run()) {
         Ok(r) => r,

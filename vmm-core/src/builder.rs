@@ -148,6 +148,7 @@ pub struct VmBuilder {
     timeout: Option<Duration>,
     thp: ThpHint,
     kvm_path: PathBuf,
+    metrics: Option<(Duration, crate::vm::MetricsSink)>,
     extra_pio: Vec<ExtraPio>,
     extra_mmio: Vec<ExtraMmio>,
 }
@@ -173,6 +174,7 @@ impl Default for VmBuilder {
             timeout: None,
             thp: ThpHint::Off,
             kvm_path: PathBuf::from("/dev/kvm"),
+            metrics: None,
             extra_pio: Vec::new(),
             extra_mmio: Vec::new(),
         }
@@ -299,6 +301,13 @@ impl VmBuilder {
     /// The KVM device (default `/dev/kvm`).
     pub fn kvm_path(mut self, path: impl Into<PathBuf>) -> Self {
         self.kvm_path = path.into();
+        self
+    }
+
+    /// Calls `sink` with the statistics every `every` while the VM runs, and
+    /// once more at the end.
+    pub fn metrics_sink(mut self, every: Duration, sink: crate::vm::MetricsSink) -> Self {
+        self.metrics = Some((every, sink));
         self
     }
 
@@ -488,6 +497,7 @@ impl VmBuilder {
             control,
             post,
             self.timeout,
+            self.metrics,
         ))
     }
 }

@@ -120,8 +120,8 @@ pub enum VmmError {
         source: std::io::Error,
     },
     /// A vCPU thread panicked (a VMM bug).
-    #[error("the thread of vCPU {0} panicked")]
-    VcpuPanicked(u64),
+    #[error("a vCPU thread panicked (a VMM bug; the VM was stopped)")]
+    VcpuPanicked,
     /// The serial output file could not be created.
     #[error("cannot create serial output file {path}: {source}")]
     SerialFile {

@@ -27,6 +27,7 @@ pub mod error;
 pub mod kvm;
 pub mod layout;
 pub mod outcome;
+pub mod signals;
 pub mod stats;
 pub mod trace;
 pub mod vm;
@@ -35,7 +36,7 @@ pub use builder::{KernelImage, VmBuilder, DEFAULT_MEMORY_MIB};
 pub use error::{ErrorClass, VmmError};
 pub use outcome::VmOutcome;
 pub use stats::VmStats;
-pub use vm::{RunReport, Vm};
+pub use vm::{MetricsSink, RunReport, Vm};
 
 /// Re-exported so front ends and tests need no direct dependency.
 pub use vmm_cpu as cpu;

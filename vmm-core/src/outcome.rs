@@ -33,6 +33,11 @@ pub enum VmOutcome {
         /// The timeout.
         after: Duration,
     },
+    /// The VMM received SIGINT or SIGTERM and stopped the VM.
+    Interrupted {
+        /// The signal number.
+        signal: i32,
+    },
     /// A vCPU stopped on something neither the guest nor the VMM can recover
     /// from: an emulation failure, a failed VM entry, a debug exit with no
     /// debugger, an exit the VMM does not handle.
@@ -57,6 +62,14 @@ impl fmt::Display for VmOutcome {
             VmOutcome::MaxExits { limit } => write!(f, "exit limit reached ({limit} exits)"),
             VmOutcome::Timeout { after } => {
                 write!(f, "timeout reached after {:.3}s", after.as_secs_f64())
+            }
+            VmOutcome::Interrupted { signal } => {
+                let name = match *signal {
+                    libc::SIGINT => "SIGINT",
+                    libc::SIGTERM => "SIGTERM",
+                    _ => "a signal",
+                };
+                write!(f, "stopped by {name} ({signal})")
             }
             VmOutcome::VcpuFault { vcpu, stop } => write!(f, "vCPU {vcpu}: {stop}"),
         }

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use vmm_cpu::metrics::LatencySnapshot;
 use vmm_cpu::{ExitKind, VcpuStats};
 use vmm_devices::bus::{AccessRow, BusKey};
 
@@ -16,12 +17,105 @@ pub struct VmStats {
     pub bus: Vec<AccessRow>,
     /// Per-vCPU loop statistics, by vCPU index.
     pub vcpus: Vec<(u64, VcpuStats)>,
+    /// Exit-handling latency per kind, all vCPUs merged (kinds seen only).
+    pub latency: Vec<(ExitKind, LatencySnapshot)>,
     /// Wall time from the start of `run` to the end.
     pub wall: Duration,
 }
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
+}
+
+fn us(ns: u64) -> f64 {
+    ns as f64 / 1e3
+}
+
+impl VmStats {
+    /// The same report as JSON (for `--metrics-file`): one object with
+    /// `exits_by_kind`, `exit_latency_ns` (count, p50, p99, max per kind),
+    /// `bus` rows, `vcpus` and `wall_ns`.
+    pub fn to_json(&self) -> String {
+        let mut out = String::from("{\"exits_by_kind\":{");
+        let kinds: Vec<String> = self
+            .exits_by_kind
+            .iter()
+            .map(|(k, n)| format!("\"{}\":{n}", k.name()))
+            .collect();
+        out += &kinds.join(",");
+        out += "},\"exit_latency_ns\":{";
+        let lat: Vec<String> = self
+            .latency
+            .iter()
+            .map(|(k, l)| {
+                format!(
+                    "\"{}\":{{\"count\":{},\"p50\":{},\"p99\":{},\"max\":{}}}",
+                    k.name(),
+                    l.count,
+                    l.quantile_ns(0.5),
+                    l.quantile_ns(0.99),
+                    l.max_ns
+                )
+            })
+            .collect();
+        out += &lat.join(",");
+        out += "},\"bus\":[";
+        let rows: Vec<String> = self
+            .bus
+            .iter()
+            .map(|r| {
+                let (space, addr) = match r.key {
+                    BusKey::Port(p) => ("pio", u64::from(p)),
+                    BusKey::Mmio(a) => ("mmio", a),
+                    BusKey::UnclaimedMmioPage(a) => ("mmio_page", a),
+                    BusKey::UnclaimedMmioOther => ("mmio_other", 0),
+                };
+                format!(
+                    "{{\"space\":\"{space}\",\"addr\":{addr},\"device\":{},\"reads\":{},\"writes\":{},\"unclaimed_reads\":{},\"unclaimed_writes\":{}}}",
+                    r.device
+                        .as_deref()
+                        .map(json_string)
+                        .unwrap_or_else(|| "null".into()),
+                    r.count.reads,
+                    r.count.writes,
+                    r.count.unclaimed_reads,
+                    r.count.unclaimed_writes
+                )
+            })
+            .collect();
+        out += &rows.join(",");
+        out += "],\"vcpus\":[";
+        let vcpus: Vec<String> = self
+            .vcpus
+            .iter()
+            .map(|(i, v)| {
+                format!(
+                    "{{\"index\":{i},\"exits\":{},\"in_kvm_run_ns\":{},\"handling_ns\":{}}}",
+                    v.exits,
+                    v.run_time.as_nanos(),
+                    v.handle_time.as_nanos()
+                )
+            })
+            .collect();
+        out += &vcpus.join(",");
+        out += &format!("],\"wall_ns\":{}}}", self.wall.as_nanos());
+        out
+    }
+}
+
+/// A JSON string literal (device names are ours, but escape anyway).
+fn json_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out += "\\\"",
+            '\\' => out += "\\\\",
+            c if (c as u32) < 0x20 => out += &format!("\\u{:04x}", c as u32),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 impl fmt::Display for VmStats {
@@ -47,6 +141,18 @@ impl fmt::Display for VmStats {
                 c.writes,
                 c.unclaimed_reads,
                 c.unclaimed_writes
+            )?;
+        }
+        writeln!(f, "exit handling latency (us):")?;
+        for (kind, l) in &self.latency {
+            writeln!(
+                f,
+                "  {:<16} count={} p50={:.2} p99={:.2} max={:.2}",
+                kind.name(),
+                l.count,
+                us(l.quantile_ns(0.5)),
+                us(l.quantile_ns(0.99)),
+                us(l.max_ns)
             )?;
         }
         writeln!(f, "time:")?;

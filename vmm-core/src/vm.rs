@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use kvm_ioctls::{Kvm, VmFd};
 use vm_memory::GuestMemoryMmap;
 use vmm_cpu::kick::{install_kick_handler, kick_signal};
-use vmm_cpu::{Vcpu, VcpuError, VcpuStats, VcpuStop};
+use vmm_cpu::metrics::{LatencySnapshot, VcpuMetrics};
+use vmm_cpu::{ExitKind, Vcpu, VcpuError, VcpuStats, VcpuStop};
 use vmm_devices::legacy::{PostCode, PostCodePort};
 use vmm_memory::GuestRam;
 use vmm_sys_util::signal::Killable;
@@ -18,7 +19,14 @@ use crate::control::VmControl;
 use crate::dispatch::ExitDispatcher;
 use crate::error::VmmError;
 use crate::outcome::VmOutcome;
+use crate::signals::pending_stop_signal;
 use crate::stats::VmStats;
+
+/// How often the watchdog wakes to look for stop signals.
+const SIGNAL_POLL: Duration = Duration::from_millis(20);
+
+/// Receives periodic statistics while the VM runs (`--metrics-interval`).
+pub type MetricsSink = Box<dyn FnMut(&VmStats) + Send>;
 
 /// How often a vCPU that has not stopped yet is kicked again. A kick can be
 /// delayed by a few ms while KVM emulates guest code on nested hosts.
@@ -47,6 +55,7 @@ pub struct Vm {
     control: Arc<VmControl>,
     post: Arc<PostCodePort>,
     timeout: Option<Duration>,
+    metrics: Option<(Duration, MetricsSink)>,
 }
 
 /// Sends a vCPU's index when its thread ends, even by panic.
@@ -71,6 +80,7 @@ impl Vm {
         control: Arc<VmControl>,
         post: Arc<PostCodePort>,
         timeout: Option<Duration>,
+        metrics: Option<(Duration, MetricsSink)>,
     ) -> Self {
         Vm {
             vcpus,
@@ -81,6 +91,81 @@ impl Vm {
             control,
             post,
             timeout,
+            metrics,
+        }
+    }
+
+    /// Statistics as of now, from the live counters.
+    fn snapshot(&self, vcpus: &[(u64, Arc<VcpuMetrics>)], wall: Duration) -> VmStats {
+        let mut latency = Vec::new();
+        for kind in ExitKind::ALL {
+            let mut merged = LatencySnapshot::default();
+            for (_, m) in vcpus {
+                merged.merge(&m.latency(kind));
+            }
+            if merged.count > 0 {
+                latency.push((kind, merged));
+            }
+        }
+        VmStats {
+            exits_by_kind: self.dispatcher.exits_by_kind(),
+            bus: self.dispatcher.bus().access_counts(),
+            vcpus: vcpus
+                .iter()
+                .map(|(i, m)| {
+                    (
+                        *i,
+                        VcpuStats {
+                            exits: m.exits(),
+                            run_time: m.run_time(),
+                            handle_time: m.handle_time(),
+                        },
+                    )
+                })
+                .collect(),
+            latency,
+            wall,
+        }
+    }
+
+    /// Waits for the first vCPU to leave its loop, the timeout, or a stop
+    /// signal, feeding the metrics sink on its interval meanwhile.
+    fn watch(
+        &mut self,
+        started: Instant,
+        done: &mpsc::Receiver<u64>,
+        vcpus: &[(u64, Arc<VcpuMetrics>)],
+    ) -> Option<u64> {
+        let deadline = self.timeout.map(|t| started + t);
+        let mut next_report = self.metrics.as_ref().map(|(every, _)| started + *every);
+        loop {
+            if let Some(signal) = pending_stop_signal() {
+                self.control.stop(VmOutcome::Interrupted { signal });
+                return None;
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                self.control.stop(VmOutcome::Timeout {
+                    after: started.elapsed(),
+                });
+                return None;
+            }
+            if let Some(at) = next_report.filter(|at| now >= *at) {
+                let stats = self.snapshot(vcpus, started.elapsed());
+                if let Some((every, sink)) = self.metrics.as_mut() {
+                    sink(&stats);
+                    next_report = Some(at + *every);
+                }
+            }
+            let mut wait = SIGNAL_POLL;
+            for t in [deadline, next_report].into_iter().flatten() {
+                wait = wait.min(t.saturating_duration_since(now));
+            }
+            match done.recv_timeout(wait) {
+                Ok(i) => return Some(i),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return None,
+            }
         }
     }
 
@@ -101,6 +186,11 @@ impl Vm {
         install_kick_handler()?;
         let started = Instant::now();
         let (done_tx, done_rx) = mpsc::channel();
+        let metrics: Vec<(u64, Arc<VcpuMetrics>)> = self
+            .vcpus
+            .iter()
+            .map(|v| (v.index(), v.metrics()))
+            .collect();
         let mut threads: Vec<JoinHandle<VcpuResult>> = Vec::new();
         let mut indices = Vec::new();
         let mut reported = Vec::new();
@@ -123,53 +213,40 @@ impl Vm {
         }
         drop(done_tx);
 
-        // The watchdog: wait for the first vCPU to end, or the deadline.
-        let first = match self.timeout {
-            Some(t) => done_rx.recv_timeout(t),
-            None => done_rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-        };
-        match first {
-            Ok(i) => reported.push(i),
-            Err(RecvTimeoutError::Timeout) => self.control.stop(VmOutcome::Timeout {
-                after: started.elapsed(),
-            }),
-            Err(RecvTimeoutError::Disconnected) => {}
+        if let Some(i) = self.watch(started, &done_rx, &metrics) {
+            reported.push(i);
         }
         // Whatever ended one vCPU ends the VM.
         self.control.stop_all();
         stop_and_join(&threads, &indices, &done_rx, &mut reported);
         let wall = started.elapsed();
 
-        let mut vcpu_stats = Vec::new();
         let mut error = None;
         for t in threads {
             match t.join() {
-                Ok((index, result, stats)) => {
-                    vcpu_stats.push((index, stats));
-                    if let Err(e) = result {
-                        error.get_or_insert(VmmError::Vcpu(e));
-                    }
+                Ok((_, Err(e), _)) => {
+                    error.get_or_insert(VmmError::Vcpu(e));
                 }
+                Ok(_) => {}
                 Err(_) => {
-                    error.get_or_insert(VmmError::VcpuPanicked(vcpu_stats.len() as u64));
+                    error = Some(VmmError::VcpuPanicked);
                 }
             }
         }
         let outcome = match (self.control.outcome(), error) {
-            (_, Some(e @ VmmError::VcpuPanicked(_))) => return Err(e),
+            (_, Some(e @ VmmError::VcpuPanicked)) => return Err(e),
             (Some(outcome), _) => outcome,
             (None, Some(e)) => return Err(e),
             // Unreachable in practice: every way out records an outcome.
             (None, None) => VmOutcome::Timeout { after: wall },
         };
+        let stats = self.snapshot(&metrics, wall);
+        if let Some((_, sink)) = self.metrics.as_mut() {
+            sink(&stats);
+        }
         Ok(RunReport {
             outcome,
-            stats: VmStats {
-                exits_by_kind: self.dispatcher.exits_by_kind(),
-                bus: self.dispatcher.bus().access_counts(),
-                vcpus: vcpu_stats,
-                wall,
-            },
+            stats,
             post_codes: self.post.codes(),
         })
     }

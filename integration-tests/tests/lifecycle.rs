@@ -1,0 +1,121 @@
+//! Stopping from outside: SIGINT/SIGTERM end the VM cleanly with their
+//! documented statuses; metrics are written as JSON at exit and periodically.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use integration_tests::{require_kvm, run_vmm, status, vmm_bin, workspace_root};
+
+fn counter() -> String {
+    workspace_root()
+        .join("integration-tests/guests/counter.bin")
+        .display()
+        .to_string()
+}
+
+/// Starts the never-ending counter guest, sends `signal` once it runs, and
+/// returns (status, stderr, time from signal to exit).
+fn stop_with(signal: i32) -> (i32, String, Duration) {
+    let child = Command::new(vmm_bin())
+        .args(["--kernel", &counter(), "--timeout", "60"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+    let sent = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        sent.elapsed(),
+    )
+}
+
+#[test]
+fn test_sigint_stops_vm_with_status_130() {
+    require_kvm();
+    let (st, stderr, took) = stop_with(libc::SIGINT);
+    assert_eq!(st, 128 + libc::SIGINT, "{stderr}");
+    assert!(stderr.contains("stopped by SIGINT"), "{stderr}");
+    assert!(took < Duration::from_secs(10), "took {took:?} to stop");
+}
+
+#[test]
+fn test_sigterm_stops_vm_with_status_143() {
+    require_kvm();
+    let (st, stderr, _) = stop_with(libc::SIGTERM);
+    assert_eq!(st, 128 + libc::SIGTERM, "{stderr}");
+    assert!(stderr.contains("stopped by SIGTERM"), "{stderr}");
+}
+
+#[test]
+fn test_metrics_file_matches_stats() {
+    require_kvm();
+    let path = std::env::temp_dir().join(format!("vmm-metrics-{}.json", std::process::id()));
+    let p = path.to_str().unwrap();
+    let out = run_vmm(&[
+        "--kernel",
+        &counter(),
+        "--max-exits",
+        "500",
+        "--stats",
+        "--metrics-file",
+        p,
+        "--timeout",
+        "20",
+    ]);
+    assert_eq!(out.status, status::LIMIT_REACHED, "{}", out.stderr);
+    let json = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).ok();
+    assert!(json.contains("\"io_out\":500"), "{json}");
+    assert!(
+        json.contains("\"exit_latency_ns\":{\"io_out\":{\"count\":500,"),
+        "{json}"
+    );
+    assert!(
+        json.starts_with('{') && json.trim_end().ends_with('}'),
+        "{json}"
+    );
+    assert!(
+        out.stderr.contains("io_out           count=500 p50="),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn test_metrics_file_written_periodically() {
+    require_kvm();
+    let path =
+        std::env::temp_dir().join(format!("vmm-metrics-periodic-{}.json", std::process::id()));
+    let p = path.to_str().unwrap().to_string();
+    let mut child = Command::new(vmm_bin())
+        .args([
+            "--kernel",
+            &counter(),
+            "--timeout",
+            "3",
+            "--metrics-file",
+            &p,
+            "--metrics-interval",
+            "0.2",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    let during = std::fs::read_to_string(&path).expect("metrics written while running");
+    let st = child.wait().unwrap();
+    let after = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).ok();
+    assert_eq!(st.code(), Some(status::LIMIT_REACHED));
+    assert!(during.contains("\"io_out\":"), "{during}");
+    assert_ne!(
+        during, after,
+        "the final report differs from the periodic one"
+    );
+}
