@@ -47,6 +47,8 @@ fn test_mmio_reaches_test_device_both_ways() {
         .console(Console::discard())
         .mmio_device("test-device", 0xd000_0000, 0x1000, dev.clone())
         .timeout(Duration::from_secs(20))
+        // run() would confine this test thread for good.
+        .seccomp(false)
         .build()
         .unwrap()
         .run()
@@ -85,6 +87,8 @@ fn test_console_capture_and_exit_counts() {
         .kernel_bytes(code)
         .console(console.clone())
         .timeout(Duration::from_secs(20))
+        // run() would confine this test thread for good.
+        .seccomp(false)
         .build()
         .unwrap()
         .run()

@@ -123,6 +123,10 @@ pub struct Cli {
     #[arg(long)]
     pub thp: bool,
 
+    /// Do not confine VMM threads with seccomp (for debugging).
+    #[arg(long = "no-seccomp")]
+    pub no_seccomp: bool,
+
     /// The KVM device node.
     #[arg(long = "kvm-device", value_name = "PATH", default_value = "/dev/kvm")]
     pub kvm_device: PathBuf,

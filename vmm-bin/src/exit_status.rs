@@ -30,7 +30,8 @@ Exit status:
   8              /dev/kvm missing, not accessible, or wrong API version
   10             vCPU fault: emulation failure, failed entry, unhandled exit
   12             VMM failure
-  130, 143       stopped by SIGINT (Ctrl-C) or SIGTERM; a second one forces an immediate exit";
+  130, 143       stopped by SIGINT (Ctrl-C) or SIGTERM; a second one forces an immediate exit
+  159            a VMM thread made a system call outside its seccomp list (SIGSYS)";
 
 /// The status for a finished run.
 pub fn for_outcome(outcome: &VmOutcome) -> i32 {

@@ -70,7 +70,8 @@ fn run(cli: Cli) -> i32 {
         .trace_io(cli.trace_io)
         .print_post_codes(cli.post_codes)
         .thp(cli.thp)
-        .kvm_path(&cli.kvm_device);
+        .kvm_path(&cli.kvm_device)
+        .seccomp(!cli.no_seccomp);
     if let Some(f) = cli.format {
         builder = builder.format(f);
     }

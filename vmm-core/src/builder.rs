@@ -149,6 +149,7 @@ pub struct VmBuilder {
     thp: ThpHint,
     kvm_path: PathBuf,
     metrics: Option<(Duration, crate::vm::MetricsSink)>,
+    seccomp: bool,
     extra_pio: Vec<ExtraPio>,
     extra_mmio: Vec<ExtraMmio>,
 }
@@ -175,6 +176,7 @@ impl Default for VmBuilder {
             thp: ThpHint::Off,
             kvm_path: PathBuf::from("/dev/kvm"),
             metrics: None,
+            seccomp: true,
             extra_pio: Vec::new(),
             extra_mmio: Vec::new(),
         }
@@ -308,6 +310,14 @@ impl VmBuilder {
     /// once more at the end.
     pub fn metrics_sink(mut self, every: Duration, sink: crate::vm::MetricsSink) -> Self {
         self.metrics = Some((every, sink));
+        self
+    }
+
+    /// Confine every VMM thread with seccomp while running (default on).
+    /// `run()` confines the calling thread too, for good; turn this off to
+    /// embed the VMM in a process that must keep its full system-call set.
+    pub fn seccomp(mut self, on: bool) -> Self {
+        self.seccomp = on;
         self
     }
 
@@ -498,6 +508,7 @@ impl VmBuilder {
             post,
             self.timeout,
             self.metrics,
+            self.seccomp,
         ))
     }
 }

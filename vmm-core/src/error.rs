@@ -111,6 +111,9 @@ pub enum VmmError {
     /// The kick signal handler could not be installed.
     #[error(transparent)]
     Kick(#[from] vmm_cpu::kick::KickError),
+    /// A seccomp filter could not be built or installed.
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
     /// A vCPU thread could not be started.
     #[error("starting the thread for vCPU {index} failed: {source}")]
     SpawnVcpu {

@@ -27,6 +27,7 @@ pub mod error;
 pub mod kvm;
 pub mod layout;
 pub mod outcome;
+pub mod seccomp;
 pub mod signals;
 pub mod stats;
 pub mod trace;

@@ -2,7 +2,7 @@
 //! thread, and a clean stop (every vCPU kicked and joined) however it ends.
 
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Barrier};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,7 @@ use crate::control::VmControl;
 use crate::dispatch::ExitDispatcher;
 use crate::error::VmmError;
 use crate::outcome::VmOutcome;
+use crate::seccomp::{confine_current_thread, install_sigsys_handler, SeccompError, ThreadRole};
 use crate::signals::pending_stop_signal;
 use crate::stats::VmStats;
 
@@ -56,6 +57,7 @@ pub struct Vm {
     post: Arc<PostCodePort>,
     timeout: Option<Duration>,
     metrics: Option<(Duration, MetricsSink)>,
+    seccomp: bool,
 }
 
 /// Sends a vCPU's index when its thread ends, even by panic.
@@ -67,7 +69,13 @@ impl Drop for DoneSignal {
     }
 }
 
-type VcpuResult = (u64, Result<VcpuStop, VcpuError>, VcpuStats);
+/// Why a vCPU thread failed.
+enum VcpuFailure {
+    Run(VcpuError),
+    Seccomp(SeccompError),
+}
+
+type VcpuResult = (u64, Result<VcpuStop, VcpuFailure>, VcpuStats);
 
 impl Vm {
     #[allow(clippy::too_many_arguments)]
@@ -81,6 +89,7 @@ impl Vm {
         post: Arc<PostCodePort>,
         timeout: Option<Duration>,
         metrics: Option<(Duration, MetricsSink)>,
+        seccomp: bool,
     ) -> Self {
         Vm {
             vcpus,
@@ -92,6 +101,7 @@ impl Vm {
             post,
             timeout,
             metrics,
+            seccomp,
         }
     }
 
@@ -182,8 +192,17 @@ impl Vm {
     /// Runs the guest until it halts, exits through debug-exit, faults, or
     /// hits a limit. Every vCPU thread is stopped and joined before this
     /// returns, whatever the outcome.
+    ///
+    /// With seccomp on (the default), every vCPU thread and the calling
+    /// thread are confined to their system-call lists before the guest runs
+    /// (see [`crate::seccomp`]); the calling thread stays confined afterwards.
     pub fn run(mut self) -> Result<RunReport, VmmError> {
         install_kick_handler()?;
+        if self.seccomp {
+            install_sigsys_handler()?;
+        }
+        // Guest code runs only once every thread is confined.
+        let gate = Arc::new(Barrier::new(self.vcpus.len() + 1));
         let started = Instant::now();
         let (done_tx, done_rx) = mpsc::channel();
         let metrics: Vec<(u64, Arc<VcpuMetrics>)> = self
@@ -196,13 +215,17 @@ impl Vm {
         let mut reported = Vec::new();
         for vcpu in std::mem::take(&mut self.vcpus) {
             let index = vcpu.index();
-            match self.spawn_vcpu(vcpu, done_tx.clone()) {
+            match self.spawn_vcpu(vcpu, done_tx.clone(), gate.clone()) {
                 Ok(t) => {
                     threads.push(t);
                     indices.push(index);
                 }
                 Err(source) => {
                     self.control.stop_all();
+                    // Threads already started wait at the gate: open it.
+                    for _ in threads.len()..self.vcpus.len() + 1 {
+                        let _ = gate.wait();
+                    }
                     stop_and_join(&threads, &indices, &done_rx, &mut reported);
                     for t in threads {
                         let _ = t.join();
@@ -212,6 +235,15 @@ impl Vm {
             }
         }
         drop(done_tx);
+        let confined = if self.seccomp {
+            confine_current_thread(ThreadRole::Main)
+        } else {
+            Ok(())
+        };
+        if confined.is_err() {
+            self.control.stop_all();
+        }
+        gate.wait();
 
         if let Some(i) = self.watch(started, &done_rx, &metrics) {
             reported.push(i);
@@ -224,14 +256,20 @@ impl Vm {
         let mut error = None;
         for t in threads {
             match t.join() {
-                Ok((_, Err(e), _)) => {
+                Ok((_, Err(VcpuFailure::Run(e)), _)) => {
                     error.get_or_insert(VmmError::Vcpu(e));
+                }
+                Ok((_, Err(VcpuFailure::Seccomp(e)), _)) => {
+                    error.get_or_insert(VmmError::Seccomp(e));
                 }
                 Ok(_) => {}
                 Err(_) => {
                     error = Some(VmmError::VcpuPanicked);
                 }
             }
+        }
+        if let Err(e) = confined {
+            return Err(e.into());
         }
         let outcome = match (self.control.outcome(), error) {
             (_, Some(e @ VmmError::VcpuPanicked)) => return Err(e),
@@ -255,7 +293,9 @@ impl Vm {
         &self,
         mut vcpu: Vcpu,
         done: Sender<u64>,
+        gate: Arc<Barrier>,
     ) -> std::io::Result<JoinHandle<VcpuResult>> {
+        let seccomp = self.seccomp;
         let dispatcher = self.dispatcher.clone();
         let control = self.control.clone();
         let index = vcpu.index();
@@ -263,7 +303,16 @@ impl Vm {
             .name(format!("vcpu{index}"))
             .spawn(move || {
                 let done = DoneSignal(done, index);
-                let result = vcpu.run(&*dispatcher);
+                let confined = if seccomp {
+                    confine_current_thread(ThreadRole::Vcpu)
+                } else {
+                    Ok(())
+                };
+                gate.wait();
+                let result = match confined {
+                    Ok(()) => vcpu.run(&*dispatcher).map_err(VcpuFailure::Run),
+                    Err(e) => Err(VcpuFailure::Seccomp(e)),
+                };
                 match &result {
                     Ok(stop) => {
                         if let Some(outcome) = outcome_of(index, stop) {
