@@ -1,9 +1,6 @@
 //! `vmm-bin`: the command-line front end. It parses arguments, builds a VM
 //! with vmm-core, runs it, and turns the outcome into an exit status.
 
-mod cli;
-mod exit_status;
-
 use std::fs::File;
 
 use clap::Parser;
@@ -11,7 +8,8 @@ use vmm_core::devices::console::LineBuffered;
 use vmm_core::devices::Console;
 use vmm_core::{VmBuilder, VmOutcome};
 
-use cli::{Cli, SerialOut};
+use vmm_bin::cli::{Cli, SerialOut};
+use vmm_bin::exit_status;
 
 fn init_logging(verbose: u8) {
     let default = match verbose {
