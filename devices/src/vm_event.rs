@@ -6,6 +6,11 @@ pub enum VmEvent {
     /// QEMU isa-debug-exit: the guest wrote `value`; the VMM exits with
     /// status `(value << 1) | 1`.
     DebugExit(u32),
+    /// The guest asked for a CPU reset (i8042 command 0xFE, ...). This VMM
+    /// ends the VM instead of rebooting it.
+    Reset,
+    /// The guest powered off (ACPI S5 through PM1a_CNT, ...).
+    PowerOff,
 }
 
 /// Receives [`VmEvent`]s. vmm-core implements it to stop the vCPUs; tests

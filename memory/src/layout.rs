@@ -54,6 +54,17 @@ pub const CMDLINE_MAX_SIZE: u64 = 0x1_0000;
 pub const LEGACY_HOLE_START: u64 = 0xa_0000;
 /// End of the legacy hole: where "high" memory begins (1 MiB).
 pub const LEGACY_HOLE_END: u64 = 0x10_0000;
+/// Where the ACPI tables go: RSDP first (the spec's search range is
+/// `[0xe0000, 0x100000)`, 16-byte aligned), then XSDT, MADT, FADT, DSDT.
+pub const ACPI_TABLES_START: GuestAddress = GuestAddress(0xe_0000);
+/// End of the room for ACPI tables (exclusive).
+pub const ACPI_TABLES_END: GuestAddress = GuestAddress(0xf_0000);
+/// Where the Intel MP floating pointer and configuration table go (inside
+/// the BIOS area `[0xf0000, 0x100000)` that MP-spec searches cover).
+pub const MPTABLE_START: GuestAddress = GuestAddress(0xf_0000);
+/// End of the room for the MP table (exclusive).
+pub const MPTABLE_END: GuestAddress = GuestAddress(0x10_0000);
+
 /// Where ELF kernels conventionally load (1 MiB), the lowest address
 /// linux-loader accepts for a kernel.
 pub const HIGH_MEMORY_START: GuestAddress = GuestAddress(LEGACY_HOLE_END);

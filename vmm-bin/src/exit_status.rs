@@ -18,11 +18,13 @@ pub const KVM_UNAVAILABLE: i32 = 8;
 pub const VCPU_FAULT: i32 = 10;
 /// The VMM itself failed (a KVM call, a thread).
 pub const VMM_FAILURE: i32 = 12;
+/// The guest requested a reset (i8042 CPU-reset command); the VM ends.
+pub const GUEST_RESET: i32 = 14;
 
 /// Text for `--help`.
 pub const EXIT_STATUS_HELP: &str = "\
 Exit status:
-  0              the guest halted
+  0              the guest halted, or powered off through ACPI (S5)
   (v << 1) | 1   the guest wrote v to the debug-exit port 0xf4 (low 8 bits; always odd)
   2              bad usage or bad input
   4              the guest triple-faulted
@@ -30,13 +32,15 @@ Exit status:
   8              /dev/kvm missing, not accessible, or wrong API version
   10             vCPU fault: emulation failure, failed entry, unhandled exit
   12             VMM failure
+  14             the guest requested a reset (i8042 0xFE); the VM is not rebooted
   130, 143       stopped by SIGINT (Ctrl-C) or SIGTERM; a second one forces an immediate exit
   159            a VMM thread made a system call outside its seccomp list (SIGSYS)";
 
 /// The status for a finished run.
 pub fn for_outcome(outcome: &VmOutcome) -> i32 {
     match outcome {
-        VmOutcome::Halted { .. } => HALTED,
+        VmOutcome::Halted { .. } | VmOutcome::PowerOff => HALTED,
+        VmOutcome::Reset => GUEST_RESET,
         VmOutcome::DebugExit { value } => debug_exit_status(*value),
         VmOutcome::TripleFault { .. } => TRIPLE_FAULT,
         VmOutcome::MaxExits { .. } | VmOutcome::Timeout { .. } => LIMIT_REACHED,
@@ -81,6 +85,7 @@ mod tests {
             KVM_UNAVAILABLE,
             VCPU_FAULT,
             VMM_FAILURE,
+            GUEST_RESET,
         ];
         for (i, a) in all.iter().enumerate() {
             assert_eq!(a % 2, 0, "odd statuses belong to debug-exit");

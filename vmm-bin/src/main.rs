@@ -115,7 +115,9 @@ fn run(cli: Cli) -> i32 {
         }
     };
     match &report.outcome {
-        VmOutcome::Halted { .. } | VmOutcome::DebugExit { .. } => log::info!("{}", report.outcome),
+        VmOutcome::Halted { .. } | VmOutcome::DebugExit { .. } | VmOutcome::PowerOff => {
+            log::info!("{}", report.outcome)
+        }
         other => eprintln!("vmm-bin: {other}"),
     }
     if cli.stats {

@@ -82,6 +82,8 @@ impl VmEventSink for VmControl {
     fn vm_event(&self, event: VmEvent) {
         match event {
             VmEvent::DebugExit(value) => self.stop(VmOutcome::DebugExit { value }),
+            VmEvent::Reset => self.stop(VmOutcome::Reset),
+            VmEvent::PowerOff => self.stop(VmOutcome::PowerOff),
         }
     }
 }

@@ -15,3 +15,27 @@ pub const DEBUG_EXIT_WIDTH: u16 = debug_exit::DEBUG_EXIT_WIDTH;
 pub const DEBUGCON_PORT: u16 = debugcon::DEBUGCON_PORT;
 /// POST-code port.
 pub const POST_CODE_PORT: u16 = post_code::POST_CODE_PORT;
+
+/// i8042 keyboard controller data port.
+pub const I8042_DATA_PORT: u16 = 0x60;
+/// i8042 status/command port.
+pub const I8042_COMMAND_PORT: u16 = 0x64;
+/// i8042 keyboard IRQ.
+pub const I8042_KBD_IRQ: u32 = 1;
+/// i8042 auxiliary (mouse) IRQ.
+pub const I8042_AUX_IRQ: u32 = 12;
+/// MC146818 RTC/CMOS index port (0x71 is data).
+pub const CMOS_PORT: u16 = 0x70;
+/// RTC IRQ.
+pub const RTC_IRQ: u32 = 8;
+/// ACPI PM register block base, laid out as on QEMU's ICH9: PM1a_EVT
+/// (status + enable) at +0, PM1a_CNT at +4, PM_TMR at +8.
+pub const ACPI_PM_BASE: u16 = 0x600;
+/// Length of the ACPI PM register block.
+pub const ACPI_PM_LEN: u16 = 0xc;
+/// ACPI SCI interrupt line (ISA IRQ 9, level-triggered, active high).
+pub const ACPI_SCI_IRQ: u32 = 9;
+/// IOAPIC MMIO base.
+pub const IOAPIC_BASE: u64 = 0xfec0_0000;
+/// Local APIC MMIO base.
+pub const LAPIC_BASE: u64 = 0xfee0_0000;

@@ -33,6 +33,10 @@ pub enum VmOutcome {
         /// The timeout.
         after: Duration,
     },
+    /// The guest requested a reset (i8042 0xFE, triple fault excluded).
+    Reset,
+    /// The guest powered off through ACPI (S5).
+    PowerOff,
     /// The VMM received SIGINT or SIGTERM and stopped the VM.
     Interrupted {
         /// The signal number.
@@ -63,6 +67,8 @@ impl fmt::Display for VmOutcome {
             VmOutcome::Timeout { after } => {
                 write!(f, "timeout reached after {:.3}s", after.as_secs_f64())
             }
+            VmOutcome::Reset => write!(f, "guest requested a reset"),
+            VmOutcome::PowerOff => write!(f, "guest powered off (ACPI S5)"),
             VmOutcome::Interrupted { signal } => {
                 let name = match *signal {
                     libc::SIGINT => "SIGINT",
