@@ -5,7 +5,10 @@
 //!   mode (CS:IP), 32-bit flat protected mode (flat GDT in guest memory) and
 //!   64-bit long mode (GDT plus page tables identity-mapping the first 4 GiB),
 //!   computed by pure functions and loaded with KVM_SET_SREGS/REGS.
-//! - [`cpuid`]: the CPUID each vCPU reports.
+//! - [`cpuid`]: the CPUID each vCPU reports (APIC IDs, topology, hidden
+//!   hypercall-based paravirtual features).
+//! - [`firmware_state`]: LAPIC virtual wire, FPU and MSRs as a BIOS leaves
+//!   them.
 //! - [`vcpu`]: [`Vcpu::run`], the KVM_RUN loop. It decodes every exit, splits
 //!   string I/O into elements, hands port and MMIO accesses to an
 //!   [`ExitHandler`] and returns a typed [`VcpuStop`]. EINTR/EAGAIN are retried.
@@ -56,6 +59,7 @@
 pub mod boot_state;
 pub mod cpuid;
 pub mod exit_handler;
+pub mod firmware_state;
 pub mod gdt;
 pub mod kick;
 pub mod metrics;

@@ -10,6 +10,7 @@
 //!   convention it models: the 8250/16550 UART (on vm-superio), QEMU's
 //!   isa-debug-exit, the Bochs/QEMU debug console and the POST-code port.
 //! - [`console::Console`]: the byte sink guest output goes to.
+//! - [`irq::IrqLine`]: a device's interrupt line (none, or a KVM irqfd).
 //! - [`vm_event`]: how a device asks the VMM to end the VM, without knowing
 //!   the VMM (like vm-superio's `Trigger` for interrupts).
 //!
@@ -42,11 +43,13 @@
 
 pub mod bus;
 pub mod console;
+pub mod irq;
 pub mod legacy;
 pub mod vm_event;
 
 pub use bus::{Access, BusError, IoBus};
 pub use console::Console;
+pub use irq::IrqLine;
 pub use vm_event::{VmEvent, VmEventSink};
 
 /// Locks a device mutex, recovering the state if another thread panicked

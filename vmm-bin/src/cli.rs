@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
 use vmm_core::loader::{BootMode, Entry, Format, Reg};
+use vmm_core::Platform;
 
 use crate::exit_status::EXIT_STATUS_HELP;
 
@@ -70,6 +71,18 @@ pub struct Cli {
     /// Guest RAM in MiB.
     #[arg(long, value_name = "MIB", default_value = "128", value_parser = parse_u64)]
     pub memory: u64,
+
+    /// Number of vCPUs (1 to the KVM maximum; more than one needs the PC platform).
+    #[arg(long, value_name = "N", default_value = "1", value_parser = parse_u64)]
+    pub cpus: u64,
+
+    /// Machine: pc (irqchip, PIT, firmware tables, SMP), minimal (hlt ends the VM), auto (pc for Multiboot, Linux and PVH kernels; minimal for raw binaries and plain ELF programs).
+    #[arg(long, value_name = "auto|minimal|pc", default_value = "auto", value_parser = parse_platform)]
+    pub platform: Platform,
+
+    /// Advertise KVM's hypercall-based paravirtual features (they hang where vmcall does not exit).
+    #[arg(long = "pv-hypercalls")]
+    pub pv_hypercalls: bool,
 
     /// CPU mode a raw image starts in [default: real].
     #[arg(long, value_enum)]
@@ -190,6 +203,11 @@ pub fn parse_serial(s: &str) -> Result<SerialOut, String> {
             _ => Err(format!("'{s}' is not stdio, none or file:PATH")),
         },
     }
+}
+
+/// Parses a `--platform` name.
+pub fn parse_platform(s: &str) -> Result<Platform, String> {
+    s.parse()
 }
 
 /// Parses a `--format` name.

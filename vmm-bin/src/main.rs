@@ -69,6 +69,9 @@ fn run(cli: Cli) -> i32 {
         .print_post_codes(cli.post_codes)
         .thp(cli.thp)
         .kvm_path(&cli.kvm_device)
+        .cpus(cli.cpus)
+        .platform(cli.platform)
+        .hypercall_pv_features(cli.pv_hypercalls)
         .seccomp(!cli.no_seccomp);
     if let Some(f) = cli.format {
         builder = builder.format(f);

@@ -9,14 +9,14 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use vm_device::bus::{MmioAddress, PioAddress};
 use vm_device::{DeviceMmio, DevicePio};
 use vm_memory::GuestAddress;
-use vmm_cpu::{cpuid, setup_boot_state, validate_boot_spec, Vcpu};
-use vmm_devices::legacy::{DebugCon, DebugExit, NoIrq, PostCodePort, Uart8250};
-use vmm_devices::{Console, IoBus};
+use vmm_cpu::cpuid::{self, Topology};
+use vmm_cpu::{firmware_state, setup_boot_state, validate_boot_spec, Vcpu};
+use vmm_devices::Console;
 use vmm_loader::raw::{RawOptions, DEFAULT_LOAD_ADDR};
 use vmm_loader::{BootMode, BootSpec, Entry, Format, LoadRequest, ModuleImage, Reg};
 use vmm_memory::{register_memory_slots, GuestRam, MemoryLayout, ThpHint};
@@ -25,8 +25,12 @@ use crate::control::VmControl;
 use crate::dispatch::ExitDispatcher;
 use crate::error::VmmError;
 use crate::kvm::open_kvm;
-use crate::layout;
+use crate::platform::{build_devices, create_irqchip, Devices, Platform};
 use crate::vm::Vm;
+
+/// Most vCPUs a VM may have: APIC IDs are 8 bits in the MP table and
+/// xAPIC mode, and 0xff is the broadcast ID.
+pub const MAX_CPUS: u64 = 254;
 
 /// Guest RAM when none is asked for, in MiB (QEMU's default).
 pub const DEFAULT_MEMORY_MIB: u64 = 128;
@@ -150,6 +154,9 @@ pub struct VmBuilder {
     kvm_path: PathBuf,
     metrics: Option<(Duration, crate::vm::MetricsSink)>,
     seccomp: bool,
+    cpus: u64,
+    platform: Platform,
+    hypercall_pv: bool,
     extra_pio: Vec<ExtraPio>,
     extra_mmio: Vec<ExtraMmio>,
 }
@@ -177,6 +184,9 @@ impl Default for VmBuilder {
             kvm_path: PathBuf::from("/dev/kvm"),
             metrics: None,
             seccomp: true,
+            cpus: 1,
+            platform: Platform::Auto,
+            hypercall_pv: false,
             extra_pio: Vec::new(),
             extra_mmio: Vec::new(),
         }
@@ -313,6 +323,28 @@ impl VmBuilder {
         self
     }
 
+    /// Number of vCPUs (1 to the KVM maximum; more than one needs the PC
+    /// platform).
+    pub fn cpus(mut self, n: u64) -> Self {
+        self.cpus = n;
+        self
+    }
+
+    /// The machine: PC platform or minimal (default: PC for kernels,
+    /// minimal for raw binaries).
+    pub fn platform(mut self, platform: Platform) -> Self {
+        self.platform = platform;
+        self
+    }
+
+    /// Advertise KVM's hypercall-based paravirtual features (PV unhalt, PV
+    /// TLB flush, PV IPIs...). Off by default: where `vmcall` never exits
+    /// (nested KVM), a guest using them hangs.
+    pub fn hypercall_pv_features(mut self, on: bool) -> Self {
+        self.hypercall_pv = on;
+        self
+    }
+
     /// Confine every VMM thread with seccomp while running (default on).
     /// `run()` confines the calling thread too, for good; turn this off to
     /// embed the VMM in a process that must keep its full system-call set.
@@ -371,7 +403,7 @@ impl VmBuilder {
         None
     }
 
-    fn load(&self, ram: &GuestRam) -> Result<BootSpec, VmmError> {
+    fn load(&self, ram: &GuestRam) -> Result<(Format, BootSpec), VmmError> {
         let limit = ram.layout().size();
         let (name, image) = match &self.kernel {
             None => return Err(VmmError::NoKernel),
@@ -439,58 +471,78 @@ impl VmBuilder {
         }
         spec.regs.extend_from_slice(&self.regs);
         validate_boot_spec(&spec)?;
-        Ok(spec)
+        Ok((detection.format, spec))
     }
 
     /// Creates the VM: guest RAM, the loaded image, KVM VM and vCPU, devices.
     pub fn build(self) -> Result<Vm, VmmError> {
         // Input first, KVM last: bad input is reported even without KVM.
+        if self.cpus == 0 {
+            return Err(VmmError::CpuCount {
+                requested: 0,
+                max: MAX_CPUS,
+            });
+        }
         let layout = MemoryLayout::new(self.memory_mib)?;
         let ram = GuestRam::new(&layout, self.thp)?;
-        let spec = self.load(&ram)?;
+        let (format, spec) = self.load(&ram)?;
+        let pc = match self.platform {
+            Platform::Pc => true,
+            Platform::Minimal => false,
+            Platform::Auto => matches!(format, Format::Multiboot | Format::Linux | Format::Pvh),
+        };
+        if !pc && self.cpus > 1 {
+            return Err(VmmError::Conflict(format!(
+                "--cpus {} needs the PC platform (the APs start through the local APIC): add --platform pc",
+                self.cpus
+            )));
+        }
 
         let kvm = open_kvm(&self.kvm_path)?;
+        let max = (kvm.get_max_vcpus() as u64).min(MAX_CPUS);
+        if self.cpus > max {
+            return Err(VmmError::CpuCount {
+                requested: self.cpus,
+                max,
+            });
+        }
         let vm_fd = kvm.create_vm().map_err(VmmError::CreateVm)?;
         // SAFETY: `ram` is moved into the returned `Vm`, which drops its VM
         // fd before its RAM (see `Vm`'s field order).
         unsafe { register_memory_slots(&vm_fd, &ram, kvm.get_nr_memslots()) }?;
+        if pc {
+            create_irqchip(&vm_fd)?;
+        }
 
-        let vcpu = Vcpu::new(&vm_fd, 0)?;
         let supported = cpuid::supported_cpuid(&kvm)?;
-        cpuid::set_vcpu_cpuid(vcpu.fd(), &supported, 0)?;
-        setup_boot_state(vcpu.fd(), ram.memory(), &spec)?;
+        let topo = Topology {
+            cpus: self.cpus as u8,
+            hypercall_pv_features: self.hypercall_pv,
+        };
+        let mut vcpus = Vec::new();
+        for index in 0..self.cpus {
+            let vcpu = Vcpu::new(&vm_fd, index)?;
+            cpuid::set_vcpu_cpuid(vcpu.fd(), &supported, index as u8, topo)?;
+            if pc {
+                firmware_state::setup_lapic(vcpu.fd())?;
+                firmware_state::setup_msrs(vcpu.fd())?;
+                firmware_state::setup_fpu(vcpu.fd())?;
+            }
+            // Only the BSP starts at the image's entry; with the irqchip,
+            // APs wait for INIT/SIPI like real hardware.
+            if index == 0 {
+                setup_boot_state(vcpu.fd(), ram.memory(), &spec)?;
+            }
+            vcpus.push(vcpu);
+        }
 
         let console = self
             .console
             .clone()
             .unwrap_or_else(|| Console::writer(Box::new(std::io::stdout())));
         let control = Arc::new(VmControl::new(self.max_exits));
-        let post = Arc::new(PostCodePort::new(Instant::now(), self.print_post_codes));
-        let mut bus = IoBus::new();
-        bus.register_pio(
-            "uart8250",
-            PioAddress(layout::COM1_PORT),
-            layout::COM1_WIDTH,
-            Arc::new(Uart8250::new(NoIrq, console.clone())),
-        )?;
-        bus.register_pio(
-            "debug-exit",
-            PioAddress(layout::DEBUG_EXIT_PORT),
-            layout::DEBUG_EXIT_WIDTH,
-            Arc::new(DebugExit::new(control.clone())),
-        )?;
-        bus.register_pio(
-            "debugcon",
-            PioAddress(layout::DEBUGCON_PORT),
-            1,
-            Arc::new(DebugCon::new(console)),
-        )?;
-        bus.register_pio(
-            "post-code",
-            PioAddress(layout::POST_CODE_PORT),
-            1,
-            post.clone(),
-        )?;
+        let Devices { mut bus, post, uart: _ } =
+            build_devices(&vm_fd, pc, console, &control, self.print_post_codes)?;
         for d in self.extra_pio {
             bus.register_pio(&d.name, PioAddress(d.base), d.len, d.device)?;
         }
@@ -499,7 +551,7 @@ impl VmBuilder {
         }
         let dispatcher = Arc::new(ExitDispatcher::new(bus, control.clone(), self.trace_io));
         Ok(Vm::new(
-            vec![vcpu],
+            vcpus,
             vm_fd,
             kvm,
             ram,

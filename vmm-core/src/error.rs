@@ -114,6 +114,37 @@ pub enum VmmError {
     /// A seccomp filter could not be built or installed.
     #[error(transparent)]
     Seccomp(#[from] crate::seccomp::SeccompError),
+    /// KVM_CREATE_IRQCHIP failed.
+    #[error("KVM_CREATE_IRQCHIP failed: {0}")]
+    CreateIrqchip(kvm_ioctls::Error),
+    /// KVM_CREATE_PIT2 failed.
+    #[error("KVM_CREATE_PIT2 failed: {0}")]
+    CreatePit(kvm_ioctls::Error),
+    /// An eventfd could not be created.
+    #[error("creating an eventfd failed: {0}")]
+    EventFd(std::io::Error),
+    /// KVM_IRQFD failed.
+    #[error("KVM_IRQFD for GSI {gsi} failed: {source}")]
+    RegisterIrqfd {
+        /// The GSI.
+        gsi: u32,
+        /// The ioctl's error.
+        source: kvm_ioctls::Error,
+    },
+    /// Setting up a vCPU's LAPIC, FPU or MSRs failed.
+    #[error(transparent)]
+    FirmwareState(#[from] vmm_cpu::firmware_state::FirmwareStateError),
+    /// The vCPU count is out of range.
+    #[error("--cpus {requested} is out of range: this host's KVM allows 1 to {max}")]
+    CpuCount {
+        /// Requested.
+        requested: u64,
+        /// KVM's maximum.
+        max: u64,
+    },
+    /// Options that cannot go together.
+    #[error("{0}")]
+    Conflict(String),
     /// A vCPU thread could not be started.
     #[error("starting the thread for vCPU {index} failed: {source}")]
     SpawnVcpu {
@@ -146,6 +177,8 @@ impl VmmError {
             | VmmError::InputTooLarge { .. }
             | VmmError::InputChanged { .. }
             | VmmError::RawOnlyOption { .. }
+            | VmmError::CpuCount { .. }
+            | VmmError::Conflict(_)
             | VmmError::Layout(_)
             | VmmError::Load { .. }
             | VmmError::SerialFile { .. }

@@ -5,6 +5,8 @@ use vmm_devices::legacy::{debug_exit, debugcon, post_code, uart8250};
 
 /// COM1 8250/16550A UART base port.
 pub const COM1_PORT: u16 = uart8250::COM1_PORT;
+/// COM1's IRQ (ISA IRQ 4 = GSI 4).
+pub const COM1_IRQ: u32 = uart8250::COM1_IRQ;
 /// Ports the UART decodes.
 pub const COM1_WIDTH: u16 = uart8250::UART_REGISTER_COUNT;
 /// QEMU isa-debug-exit port.

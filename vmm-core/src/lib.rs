@@ -27,6 +27,7 @@ pub mod error;
 pub mod kvm;
 pub mod layout;
 pub mod outcome;
+pub mod platform;
 pub mod seccomp;
 pub mod signals;
 pub mod stats;
@@ -36,6 +37,7 @@ pub mod vm;
 pub use builder::{KernelImage, VmBuilder, DEFAULT_MEMORY_MIB};
 pub use error::{ErrorClass, VmmError};
 pub use outcome::VmOutcome;
+pub use platform::Platform;
 pub use stats::VmStats;
 pub use vm::{MetricsSink, RunReport, Vm};
 

@@ -1,0 +1,101 @@
+//! SMP on the PC platform: the BSP wakes the APs with INIT/SIPI through its
+//! local APIC, each AP checks in with the APIC ID CPUID gives it, and the
+//! number that checked in must match `--cpus`.
+
+use integration_tests::code_asm::*;
+use integration_tests::{assemble, require_kvm, run_vmm, status, TempFile};
+
+/// Where the APs count themselves in (guest-physical).
+const COUNTER: u64 = 0x6000;
+/// The AP trampoline's page: SIPI vector 0x08 starts APs at 0x8000.
+const TRAMPOLINE: u64 = 0x8000;
+
+/// BSP (32-bit flat protected mode at 0x1000) + AP trampoline (real mode at
+/// 0x8000) as one raw image loaded at 0x1000.
+fn smp_guest() -> Vec<u8> {
+    let bsp = assemble(32, 0x1000, |a| {
+        a.mov(dword_ptr(COUNTER), 0).unwrap();
+        // INIT to all but self, then SIPI (twice, per the MP spec) with
+        // vector 0x08 (start at 0x8000).
+        a.mov(dword_ptr(0xfee0_0300u64), 0x000c_4500).unwrap();
+        a.mov(dword_ptr(0xfee0_0300u64), 0x000c_4608).unwrap();
+        a.mov(dword_ptr(0xfee0_0300u64), 0x000c_4608).unwrap();
+        // Expected APs: CPUID.1:EBX[23:16] (logical processors) - 1.
+        a.mov(eax, 1).unwrap();
+        a.cpuid().unwrap();
+        a.shr(ebx, 16).unwrap();
+        a.and(ebx, 0xff).unwrap();
+        a.dec(ebx).unwrap();
+        let mut wait = a.create_label();
+        a.set_label(&mut wait).unwrap();
+        a.pause().unwrap();
+        a.mov(eax, dword_ptr(COUNTER)).unwrap();
+        a.cmp(eax, ebx).unwrap();
+        a.jb(wait).unwrap();
+        // Report the CPUs seen: APs + the BSP.
+        a.inc(eax).unwrap();
+        a.mov(edx, 0xf4).unwrap();
+        a.out(dx, eax).unwrap();
+        a.hlt().unwrap();
+    });
+    let ap = assemble(16, 0, |a| {
+        a.mov(eax, 1).unwrap();
+        a.cpuid().unwrap();
+        a.shr(ebx, 24).unwrap();
+        a.mov(al, bl).unwrap();
+        a.add(al, b'0' as i32).unwrap();
+        a.out(0xe9, al).unwrap();
+        a.xor(ax, ax).unwrap();
+        a.mov(ds, ax).unwrap();
+        a.lock().inc(dword_ptr(COUNTER)).unwrap();
+        a.cli().unwrap();
+        let mut stop = a.create_label();
+        a.set_label(&mut stop).unwrap();
+        a.hlt().unwrap();
+        a.jmp(stop).unwrap();
+    });
+    let mut image = bsp;
+    let ap_offset = (TRAMPOLINE - 0x1000) as usize;
+    assert!(image.len() <= ap_offset);
+    image.resize(ap_offset, 0x90);
+    image.extend_from_slice(&ap);
+    image
+}
+
+fn run_smp(cpus: u32) -> integration_tests::Output {
+    let g = TempFile::with_bytes(&smp_guest());
+    run_vmm(&[
+        "--kernel", g.path(), "--mode", "protected", "--platform", "pc", "--cpus", &cpus.to_string(), "--timeout", "30",
+    ])
+}
+
+#[test]
+fn test_two_cpus_check_in() {
+    require_kvm();
+    let out = run_smp(2);
+    assert_eq!(out.status, (2 << 1) | 1, "stdout {:?} stderr {}", out.stdout, out.stderr);
+    assert_eq!(out.stdout, "1");
+}
+
+#[test]
+fn test_four_cpus_check_in_with_distinct_apic_ids() {
+    require_kvm();
+    let out = run_smp(4);
+    assert_eq!(out.status, (4 << 1) | 1, "stdout {:?} stderr {}", out.stdout, out.stderr);
+    let mut ids: Vec<char> = out.stdout.chars().collect();
+    ids.sort();
+    assert_eq!(ids, ['1', '2', '3']);
+}
+
+#[test]
+fn test_cpu_count_errors() {
+    let g = TempFile::with_bytes(&[0xf4]);
+    for (cpus, needle) in [("0", "--cpus 0"), ("100000", "--cpus 100000"), ("two", "'two'")] {
+        let out = run_vmm(&["--kernel", g.path(), "--platform", "pc", "--cpus", cpus]);
+        assert_eq!(out.status, status::BAD_INPUT, "{cpus}: {}", out.stderr);
+        assert!(out.stderr.contains(needle), "{cpus}: {}", out.stderr);
+    }
+    let out = run_vmm(&["--kernel", g.path(), "--platform", "minimal", "--cpus", "2"]);
+    assert_eq!(out.status, status::BAD_INPUT, "{}", out.stderr);
+    assert!(out.stderr.contains("needs the PC platform"), "{}", out.stderr);
+}
