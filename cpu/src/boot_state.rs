@@ -100,7 +100,10 @@ pub fn flat_mode_sregs(mut sregs: kvm_sregs, long: bool, cr3: u64) -> kvm_sregs 
     sregs.gs = data;
     sregs.ss = data;
     sregs.tr = tss;
-    sregs.cr0 = (sregs.cr0 & !X86_CR0_PG) | X86_CR0_PE | X86_CR0_ET;
+    // Every boot ABI we serve wants PE set and the other writable bits
+    // clear (PVH says so explicitly); KVM's reset value has CD|NW set.
+    sregs.cr0 = X86_CR0_PE | X86_CR0_ET;
+    sregs.cr4 = 0;
     if long {
         sregs.cr3 = cr3;
         sregs.cr4 |= X86_CR4_PAE;
@@ -267,6 +270,15 @@ mod tests {
         let s = flat_mode_sregs(kvm_sregs::default(), false, 0);
         assert_eq!(s.cr0 & (X86_CR0_PE | X86_CR0_PG), X86_CR0_PE);
         assert_eq!(s.efer & EFER_LME, 0);
+        let reset = kvm_sregs {
+            cr0: 0x6000_0010,
+            ..Default::default()
+        };
+        assert_eq!(
+            flat_mode_sregs(reset, false, 0).cr0,
+            X86_CR0_PE | X86_CR0_ET,
+            "CD/NW cleared"
+        );
         assert_eq!((s.cs.db, s.cs.l, s.cs.limit), (1, 0, 0xffff_ffff));
     }
 

@@ -104,7 +104,12 @@ pub fn patch_for_vcpu(cpuid: &mut CpuId, apic_id: u8, topo: Topology) {
 }
 
 /// Sets `cpuid`, patched for `apic_id` in `topo`, on `vcpu`.
-pub fn set_vcpu_cpuid(vcpu: &VcpuFd, cpuid: &CpuId, apic_id: u8, topo: Topology) -> Result<(), CpuidError> {
+pub fn set_vcpu_cpuid(
+    vcpu: &VcpuFd,
+    cpuid: &CpuId,
+    apic_id: u8,
+    topo: Topology,
+) -> Result<(), CpuidError> {
     let mut own = cpuid.clone();
     patch_for_vcpu(&mut own, apic_id, topo);
     vcpu.set_cpuid2(&own).map_err(CpuidError::SetCpuid)
@@ -130,7 +135,14 @@ mod tests {
             },
         ])
         .unwrap();
-        patch_for_vcpu(&mut c, 3, Topology { cpus: 4, hypercall_pv_features: false });
+        patch_for_vcpu(
+            &mut c,
+            3,
+            Topology {
+                cpus: 4,
+                hypercall_pv_features: false,
+            },
+        );
         assert_eq!(c.as_slice()[0].ebx, 0x0304_ccdd);
         assert_ne!(c.as_slice()[0].edx & (1 << 28), 0);
         assert_eq!(c.as_slice()[1].edx, 3);
@@ -152,7 +164,14 @@ mod tests {
             },
         ])
         .unwrap();
-        patch_for_vcpu(&mut c, 2, Topology { cpus: 3, hypercall_pv_features: false });
+        patch_for_vcpu(
+            &mut c,
+            2,
+            Topology {
+                cpus: 3,
+                hypercall_pv_features: false,
+            },
+        );
         let core = c.as_slice()[0];
         assert_eq!((core.eax, core.ebx, core.ecx >> 8, core.edx), (2, 3, 2, 2));
         assert_eq!(c.as_slice()[1].eax & HYPERCALL_PV_FEATURES, 0);

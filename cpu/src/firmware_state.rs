@@ -52,9 +52,16 @@ fn set_lapic_reg(state: &mut kvm_lapic_state, off: usize, v: u32) {
 /// Rewrites LINT0 as ExtINT and LINT1 as NMI (unmasked), the virtual-wire
 /// setup firmware leaves so the 8259 PIC's interrupts reach the CPU.
 pub fn set_lint_virtual_wire(state: &mut kvm_lapic_state) {
-    for (reg, mode) in [(APIC_LVT_LINT0, APIC_MODE_EXTINT), (APIC_LVT_LINT1, APIC_MODE_NMI)] {
+    for (reg, mode) in [
+        (APIC_LVT_LINT0, APIC_MODE_EXTINT),
+        (APIC_LVT_LINT1, APIC_MODE_NMI),
+    ] {
         let v = lapic_reg(state, reg);
-        set_lapic_reg(state, reg, (v & !(APIC_DELIVERY_MODE_MASK | APIC_LVT_MASKED)) | mode);
+        set_lapic_reg(
+            state,
+            reg,
+            (v & !(APIC_DELIVERY_MODE_MASK | APIC_LVT_MASKED)) | mode,
+        );
     }
 }
 
@@ -83,8 +90,11 @@ pub fn setup_msrs(vcpu: &VcpuFd) -> Result<(), FirmwareStateError> {
         data: MISC_ENABLE_FAST_STRING,
         ..Default::default()
     }];
-    let msrs = Msrs::from_entries(&entries).map_err(|e| FirmwareStateError::SetMsrs(format!("{e:?}")))?;
-    let set = vcpu.set_msrs(&msrs).map_err(|e| FirmwareStateError::SetMsrs(e.to_string()))?;
+    let msrs =
+        Msrs::from_entries(&entries).map_err(|e| FirmwareStateError::SetMsrs(format!("{e:?}")))?;
+    let set = vcpu
+        .set_msrs(&msrs)
+        .map_err(|e| FirmwareStateError::SetMsrs(e.to_string()))?;
     if set != entries.len() {
         return Err(FirmwareStateError::SetMsrs(format!(
             "KVM accepted {set} of {} MSRs (IA32_MISC_ENABLE refused)",

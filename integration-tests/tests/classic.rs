@@ -89,7 +89,9 @@ fn test_committed_guests_match_their_source() {
     assert!(st.success(), "guests/build.sh failed");
     for name in ["hello", "counter"] {
         let rebuilt = std::fs::read(dir.join(format!("{name}.bin"))).unwrap();
-        let committed = std::fs::read(workspace_root().join(format!("integration-tests/guests/{name}.bin"))).unwrap();
+        let committed =
+            std::fs::read(workspace_root().join(format!("integration-tests/guests/{name}.bin")))
+                .unwrap();
         assert_eq!(
             rebuilt, committed,
             "integration-tests/guests/{name}.bin differs from its .S source"

@@ -65,7 +65,16 @@ fn smp_guest() -> Vec<u8> {
 fn run_smp(cpus: u32) -> integration_tests::Output {
     let g = TempFile::with_bytes(&smp_guest());
     run_vmm(&[
-        "--kernel", g.path(), "--mode", "protected", "--platform", "pc", "--cpus", &cpus.to_string(), "--timeout", "30",
+        "--kernel",
+        g.path(),
+        "--mode",
+        "protected",
+        "--platform",
+        "pc",
+        "--cpus",
+        &cpus.to_string(),
+        "--timeout",
+        "30",
     ])
 }
 
@@ -73,7 +82,13 @@ fn run_smp(cpus: u32) -> integration_tests::Output {
 fn test_two_cpus_check_in() {
     require_kvm();
     let out = run_smp(2);
-    assert_eq!(out.status, (2 << 1) | 1, "stdout {:?} stderr {}", out.stdout, out.stderr);
+    assert_eq!(
+        out.status,
+        (2 << 1) | 1,
+        "stdout {:?} stderr {}",
+        out.stdout,
+        out.stderr
+    );
     assert_eq!(out.stdout, "1");
 }
 
@@ -81,7 +96,13 @@ fn test_two_cpus_check_in() {
 fn test_four_cpus_check_in_with_distinct_apic_ids() {
     require_kvm();
     let out = run_smp(4);
-    assert_eq!(out.status, (4 << 1) | 1, "stdout {:?} stderr {}", out.stdout, out.stderr);
+    assert_eq!(
+        out.status,
+        (4 << 1) | 1,
+        "stdout {:?} stderr {}",
+        out.stdout,
+        out.stderr
+    );
     let mut ids: Vec<char> = out.stdout.chars().collect();
     ids.sort();
     assert_eq!(ids, ['1', '2', '3']);
@@ -90,12 +111,20 @@ fn test_four_cpus_check_in_with_distinct_apic_ids() {
 #[test]
 fn test_cpu_count_errors() {
     let g = TempFile::with_bytes(&[0xf4]);
-    for (cpus, needle) in [("0", "--cpus 0"), ("100000", "--cpus 100000"), ("two", "'two'")] {
+    for (cpus, needle) in [
+        ("0", "--cpus 0"),
+        ("100000", "--cpus 100000"),
+        ("two", "'two'"),
+    ] {
         let out = run_vmm(&["--kernel", g.path(), "--platform", "pc", "--cpus", cpus]);
         assert_eq!(out.status, status::BAD_INPUT, "{cpus}: {}", out.stderr);
         assert!(out.stderr.contains(needle), "{cpus}: {}", out.stderr);
     }
     let out = run_vmm(&["--kernel", g.path(), "--platform", "minimal", "--cpus", "2"]);
     assert_eq!(out.status, status::BAD_INPUT, "{}", out.stderr);
-    assert!(out.stderr.contains("needs the PC platform"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("needs the PC platform"),
+        "{}",
+        out.stderr
+    );
 }

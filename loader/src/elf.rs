@@ -228,13 +228,13 @@ pub fn write_segments<M: GuestMemoryBackend>(
     image: &[u8],
     elf: &ElfImage,
 ) -> Result<(), ElfError> {
-    for s in &elf.segments {
+    for (index, s) in elf.segments.iter().enumerate() {
         let bytes = usize::try_from(s.offset)
             .ok()
             .zip(usize::try_from(s.offset.saturating_add(s.filesz)).ok())
             .and_then(|(from, to)| image.get(from..to))
             .ok_or(ElfError::SegmentOutsideFile {
-                index: 0,
+                index,
                 offset: s.offset,
                 filesz: s.filesz,
                 file_len: image.len(),

@@ -10,7 +10,7 @@
 //!
 //! Formats, each in its own module: [`raw`] flat binaries, [`elf`] static
 //! ELF32/ELF64, [`multiboot`] Multiboot v1, [`linux`] bzImage and vmlinux,
-//! [`pvh`] PVH. [`detect`] recognises them; [`load`] dispatches.
+//! [`pvh`] PVH. [`mod@detect`] recognises them; [`load`] dispatches.
 //!
 //! # Example
 //!

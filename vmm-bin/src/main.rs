@@ -6,6 +6,7 @@ use std::fs::File;
 use clap::Parser;
 use vmm_core::devices::console::LineBuffered;
 use vmm_core::devices::Console;
+use vmm_core::terminal::{restore_terminal, RawTerminal};
 use vmm_core::{VmBuilder, VmOutcome};
 
 use vmm_bin::cli::{Cli, SerialOut};
@@ -60,6 +61,20 @@ fn run(cli: Cli) -> i32 {
             return exit_status::BAD_INPUT;
         }
     };
+    // The guest owns the terminal while it runs: raw mode (Ctrl-C still
+    // stops the VM), restored when `_raw` drops, on panic (hook in main) and
+    // on a forced second Ctrl-C (signal handler).
+    let _raw = if cli.serial == SerialOut::Stdio {
+        match RawTerminal::enable() {
+            Ok(raw) => raw,
+            Err(e) => {
+                eprintln!("vmm-bin: error: {e}");
+                return exit_status::VMM_FAILURE;
+            }
+        }
+    } else {
+        None
+    };
     let mut builder = VmBuilder::new()
         .memory_mib(cli.memory)
         .kernel_path(&cli.kernel)
@@ -73,6 +88,9 @@ fn run(cli: Cli) -> i32 {
         .platform(cli.platform)
         .hypercall_pv_features(cli.pv_hypercalls)
         .seccomp(!cli.no_seccomp);
+    if cli.serial == SerialOut::Stdio {
+        builder = builder.console_input(libc::STDIN_FILENO);
+    }
     if let Some(f) = cli.format {
         builder = builder.format(f);
     }
@@ -142,6 +160,11 @@ fn main() {
         }
     };
     init_logging(cli.verbose);
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        restore_terminal();
+        default_hook(info);
+    }));
     let status = run(cli);
     std::process::exit(status);
 }

@@ -7,6 +7,7 @@
 
 use std::fs::File;
 use std::io::Read;
+use std::os::unix::io::RawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +27,7 @@ use crate::dispatch::ExitDispatcher;
 use crate::error::VmmError;
 use crate::kvm::open_kvm;
 use crate::platform::{build_devices, create_irqchip, Devices, Platform};
+use crate::serial_input::SerialInput;
 use crate::vm::Vm;
 
 /// Most vCPUs a VM may have: APIC IDs are 8 bits in the MP table and
@@ -154,6 +156,7 @@ pub struct VmBuilder {
     kvm_path: PathBuf,
     metrics: Option<(Duration, crate::vm::MetricsSink)>,
     seccomp: bool,
+    console_input: Option<RawFd>,
     cpus: u64,
     platform: Platform,
     hypercall_pv: bool,
@@ -184,6 +187,7 @@ impl Default for VmBuilder {
             kvm_path: PathBuf::from("/dev/kvm"),
             metrics: None,
             seccomp: true,
+            console_input: None,
             cpus: 1,
             platform: Platform::Auto,
             hypercall_pv: false,
@@ -277,6 +281,13 @@ impl VmBuilder {
     /// Where UART and debug-console output goes (default: stdout).
     pub fn console(mut self, console: Console) -> Self {
         self.console = Some(console);
+        self
+    }
+
+    /// Feed bytes read from `fd` (normally stdin, 0) to the UART's receive
+    /// side. The descriptor must stay open while the VM runs.
+    pub fn console_input(mut self, fd: RawFd) -> Self {
+        self.console_input = Some(fd);
         self
     }
 
@@ -541,8 +552,22 @@ impl VmBuilder {
             .clone()
             .unwrap_or_else(|| Console::writer(Box::new(std::io::stdout())));
         let control = Arc::new(VmControl::new(self.max_exits));
-        let Devices { mut bus, post, uart: _ } =
-            build_devices(&vm_fd, pc, console, &control, self.print_post_codes)?;
+        let Devices {
+            mut bus,
+            post,
+            uart_input,
+        } = build_devices(
+            &vm_fd,
+            pc,
+            console,
+            &control,
+            self.print_post_codes,
+            self.console_input.is_some(),
+        )?;
+        let serial_input = match (self.console_input, uart_input) {
+            (Some(fd), Some((uart, drained))) => Some(SerialInput::new(fd, uart, drained)),
+            _ => None,
+        };
         for d in self.extra_pio {
             bus.register_pio(&d.name, PioAddress(d.base), d.len, d.device)?;
         }
@@ -561,6 +586,7 @@ impl VmBuilder {
             self.timeout,
             self.metrics,
             self.seccomp,
+            serial_input,
         ))
     }
 }

@@ -123,6 +123,9 @@ pub enum VmmError {
     /// An eventfd could not be created.
     #[error("creating an eventfd failed: {0}")]
     EventFd(std::io::Error),
+    /// The event loop could not be created.
+    #[error("creating the event loop failed: {0:?}")]
+    EventLoop(event_manager::Error),
     /// KVM_IRQFD failed.
     #[error("KVM_IRQFD for GSI {gsi} failed: {source}")]
     RegisterIrqfd {

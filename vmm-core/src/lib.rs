@@ -29,8 +29,10 @@ pub mod layout;
 pub mod outcome;
 pub mod platform;
 pub mod seccomp;
+pub mod serial_input;
 pub mod signals;
 pub mod stats;
+pub mod terminal;
 pub mod trace;
 pub mod vm;
 

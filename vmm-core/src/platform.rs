@@ -10,6 +10,7 @@ use kvm_ioctls::VmFd;
 use vm_device::bus::PioAddress;
 use vmm_devices::legacy::{DebugCon, DebugExit, PostCodePort, Uart8250};
 use vmm_devices::{Console, IoBus, IrqLine};
+use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC, EFD_NONBLOCK};
 
 use crate::control::VmControl;
 use crate::error::VmmError;
@@ -38,7 +39,9 @@ impl std::str::FromStr for Platform {
             "auto" => Ok(Platform::Auto),
             "minimal" => Ok(Platform::Minimal),
             "pc" => Ok(Platform::Pc),
-            _ => Err(format!("unknown platform '{s}' (expected auto, minimal or pc)")),
+            _ => Err(format!(
+                "unknown platform '{s}' (expected auto, minimal or pc)"
+            )),
         }
     }
 }
@@ -76,7 +79,9 @@ fn irq_line(vm_fd: &VmFd, pc: bool, gsi: u32) -> Result<IrqLine, VmmError> {
 pub(crate) struct Devices {
     pub bus: IoBus,
     pub post: Arc<PostCodePort>,
-    pub uart: Arc<Uart8250<IrqLine>>,
+    /// With console input: the UART and the eventfd it writes when the
+    /// guest empties its receive FIFO.
+    pub uart_input: Option<(Arc<Uart8250<IrqLine>>, EventFd)>,
 }
 
 /// Builds the bus with the UART, debug-exit, debug console and POST port.
@@ -86,13 +91,26 @@ pub(crate) fn build_devices(
     console: Console,
     control: &Arc<VmControl>,
     print_post_codes: bool,
+    with_input: bool,
 ) -> Result<Devices, VmmError> {
     let mut bus = IoBus::new();
-    let uart = Arc::new(Uart8250::new(
-        irq_line(vm_fd, pc, layout::COM1_IRQ)?,
-        console.clone(),
-    ));
-    bus.register_pio("uart8250", PioAddress(layout::COM1_PORT), layout::COM1_WIDTH, uart.clone())?;
+    let irq = irq_line(vm_fd, pc, layout::COM1_IRQ)?;
+    let (uart, drained) = if with_input {
+        let drained = EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC).map_err(VmmError::EventFd)?;
+        let notify = drained.try_clone().map_err(VmmError::EventFd)?;
+        (
+            Arc::new(Uart8250::with_rx_drained(irq, console.clone(), notify)),
+            Some(drained),
+        )
+    } else {
+        (Arc::new(Uart8250::new(irq, console.clone())), None)
+    };
+    bus.register_pio(
+        "uart8250",
+        PioAddress(layout::COM1_PORT),
+        layout::COM1_WIDTH,
+        uart.clone(),
+    )?;
     bus.register_pio(
         "debug-exit",
         PioAddress(layout::DEBUG_EXIT_PORT),
@@ -106,6 +124,15 @@ pub(crate) fn build_devices(
         Arc::new(DebugCon::new(console)),
     )?;
     let post = Arc::new(PostCodePort::new(Instant::now(), print_post_codes));
-    bus.register_pio("post-code", PioAddress(layout::POST_CODE_PORT), 1, post.clone())?;
-    Ok(Devices { bus, post, uart })
+    bus.register_pio(
+        "post-code",
+        PioAddress(layout::POST_CODE_PORT),
+        1,
+        post.clone(),
+    )?;
+    Ok(Devices {
+        bus,
+        post,
+        uart_input: drained.map(|d| (uart, d)),
+    })
 }

@@ -80,9 +80,13 @@ const COMMON: &[i64] = &[
     libc::SYS_exit_group,
 ];
 
-/// What the main thread adds: kicking vCPU threads, waiting, writing
-/// metrics files (create, write, rename).
+/// What the main thread adds: kicking vCPU threads, its event loop (epoll,
+/// reading console input), writing metrics files (create, write, rename).
 const MAIN_ONLY: &[i64] = &[
+    libc::SYS_read,
+    libc::SYS_epoll_wait,
+    libc::SYS_epoll_pwait,
+    libc::SYS_epoll_ctl,
     libc::SYS_tgkill,
     libc::SYS_clock_nanosleep,
     libc::SYS_nanosleep,
@@ -106,7 +110,19 @@ fn rules_for(
                 SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, KVM_RUN)?;
             rules.insert(libc::SYS_ioctl, vec![SeccompRule::new(vec![kvm_run])?]);
         }
-        ThreadRole::Main => rules.extend(MAIN_ONLY.iter().map(|s| (*s, vec![]))),
+        ThreadRole::Main => {
+            rules.extend(MAIN_ONLY.iter().map(|s| (*s, vec![])));
+            // Restoring the terminal from raw mode at the end (and reading
+            // its mode): TCGETS and TCSETS only.
+            let tty = [libc::TCGETS, libc::TCSETS]
+                .into_iter()
+                .map(|req| {
+                    SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, req)
+                        .and_then(|c| SeccompRule::new(vec![c]))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            rules.insert(libc::SYS_ioctl, tty);
+        }
     }
     Ok(rules)
 }

@@ -24,6 +24,7 @@ pub struct SignalError {
 extern "C" fn on_stop_signal(signal: c_int, _: *mut siginfo_t, _: *mut c_void) {
     // Only async-signal-safe operations: atomics and _exit.
     if RECEIVED.fetch_add(1, Ordering::SeqCst) >= 1 {
+        crate::terminal::restore_terminal();
         // SAFETY: _exit is async-signal-safe and ends the process at once.
         unsafe { libc::_exit(128 + signal) };
     }

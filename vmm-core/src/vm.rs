@@ -1,11 +1,12 @@
 //! A built VM and its run: one thread per vCPU, a watchdog on the calling
 //! thread, and a clean stop (every vCPU kicked and joined) however it ends.
 
-use std::sync::mpsc::{self, RecvTimeoutError, Sender};
-use std::sync::{Arc, Barrier};
+use std::sync::mpsc::{self, Sender, TryRecvError};
+use std::sync::{Arc, Barrier, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use event_manager::{EventManager, EventOps, Events, MutEventSubscriber, SubscriberOps};
 use kvm_ioctls::{Kvm, VmFd};
 use vm_memory::GuestMemoryMmap;
 use vmm_cpu::kick::{install_kick_handler, kick_signal};
@@ -13,6 +14,8 @@ use vmm_cpu::metrics::{LatencySnapshot, VcpuMetrics};
 use vmm_cpu::{ExitKind, Vcpu, VcpuError, VcpuStats, VcpuStop};
 use vmm_devices::legacy::{PostCode, PostCodePort};
 use vmm_memory::GuestRam;
+use vmm_sys_util::epoll::EventSet;
+use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC, EFD_NONBLOCK};
 use vmm_sys_util::signal::Killable;
 
 use crate::control::VmControl;
@@ -20,6 +23,7 @@ use crate::dispatch::ExitDispatcher;
 use crate::error::VmmError;
 use crate::outcome::VmOutcome;
 use crate::seccomp::{confine_current_thread, install_sigsys_handler, SeccompError, ThreadRole};
+use crate::serial_input::SerialInput;
 use crate::signals::pending_stop_signal;
 use crate::stats::VmStats;
 
@@ -58,16 +62,36 @@ pub struct Vm {
     timeout: Option<Duration>,
     metrics: Option<(Duration, MetricsSink)>,
     seccomp: bool,
+    serial_input: Option<SerialInput>,
 }
 
-/// Sends a vCPU's index when its thread ends, even by panic.
-struct DoneSignal(Sender<u64>, u64);
+/// Sends a vCPU's index when its thread leaves its run loop (even by
+/// panic), and wakes the main thread's event loop.
+struct DoneSignal(Sender<u64>, u64, Arc<EventFd>);
 
 impl Drop for DoneSignal {
     fn drop(&mut self) {
         let _ = self.0.send(self.1);
+        let _ = self.2.write(1);
     }
 }
+
+/// Drains the "a vCPU is done" eventfd so the event loop returns.
+struct Wakeup(Arc<EventFd>);
+
+impl MutEventSubscriber for Wakeup {
+    fn process(&mut self, _: Events, _: &mut EventOps) {
+        let _ = self.0.read();
+    }
+
+    fn init(&mut self, ops: &mut EventOps) {
+        if let Err(e) = ops.add(Events::new(&*self.0, EventSet::IN)) {
+            log::warn!("event loop: watching vCPU completion failed: {e:?}");
+        }
+    }
+}
+
+type EventLoop = EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>>;
 
 /// Why a vCPU thread failed.
 enum VcpuFailure {
@@ -90,6 +114,7 @@ impl Vm {
         timeout: Option<Duration>,
         metrics: Option<(Duration, MetricsSink)>,
         seccomp: bool,
+        serial_input: Option<SerialInput>,
     ) -> Self {
         Vm {
             vcpus,
@@ -102,6 +127,7 @@ impl Vm {
             timeout,
             metrics,
             seccomp,
+            serial_input,
         }
     }
 
@@ -145,6 +171,7 @@ impl Vm {
         started: Instant,
         done: &mpsc::Receiver<u64>,
         vcpus: &[(u64, Arc<VcpuMetrics>)],
+        events: &mut EventLoop,
     ) -> Option<u64> {
         let deadline = self.timeout.map(|t| started + t);
         let mut next_report = self.metrics.as_ref().map(|(every, _)| started + *every);
@@ -171,10 +198,17 @@ impl Vm {
             for t in [deadline, next_report].into_iter().flatten() {
                 wait = wait.min(t.saturating_duration_since(now));
             }
-            match done.recv_timeout(wait) {
+            match done.try_recv() {
                 Ok(i) => return Some(i),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return None,
+                Err(TryRecvError::Empty) => {}
+                Err(TryRecvError::Disconnected) => return None,
+            }
+            // Console input, vCPU completion (the wakeup eventfd) and the
+            // timers above all end this wait.
+            let ms = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX).max(1);
+            if let Err(e) = events.run_with_timeout(ms) {
+                log::warn!("event loop: {e:?}");
+                std::thread::sleep(wait);
             }
         }
     }
@@ -205,6 +239,12 @@ impl Vm {
         let gate = Arc::new(Barrier::new(self.vcpus.len() + 1));
         let started = Instant::now();
         let (done_tx, done_rx) = mpsc::channel();
+        let wakeup = Arc::new(EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC).map_err(VmmError::EventFd)?);
+        let mut events: EventLoop = EventManager::new().map_err(VmmError::EventLoop)?;
+        events.add_subscriber(Arc::new(Mutex::new(Wakeup(wakeup.clone()))));
+        if let Some(input) = self.serial_input.take() {
+            events.add_subscriber(Arc::new(Mutex::new(input)));
+        }
         let metrics: Vec<(u64, Arc<VcpuMetrics>)> = self
             .vcpus
             .iter()
@@ -215,7 +255,7 @@ impl Vm {
         let mut reported = Vec::new();
         for vcpu in std::mem::take(&mut self.vcpus) {
             let index = vcpu.index();
-            match self.spawn_vcpu(vcpu, done_tx.clone(), gate.clone()) {
+            match self.spawn_vcpu(vcpu, done_tx.clone(), wakeup.clone(), gate.clone()) {
                 Ok(t) => {
                     threads.push(t);
                     indices.push(index);
@@ -245,7 +285,7 @@ impl Vm {
         }
         gate.wait();
 
-        if let Some(i) = self.watch(started, &done_rx, &metrics) {
+        if let Some(i) = self.watch(started, &done_rx, &metrics, &mut events) {
             reported.push(i);
         }
         // Whatever ended one vCPU ends the VM.
@@ -293,6 +333,7 @@ impl Vm {
         &self,
         mut vcpu: Vcpu,
         done: Sender<u64>,
+        wakeup: Arc<EventFd>,
         gate: Arc<Barrier>,
     ) -> std::io::Result<JoinHandle<VcpuResult>> {
         let seccomp = self.seccomp;
@@ -302,7 +343,7 @@ impl Vm {
         std::thread::Builder::new()
             .name(format!("vcpu{index}"))
             .spawn(move || {
-                let done = DoneSignal(done, index);
+                let done = DoneSignal(done, index, wakeup);
                 let confined = if seccomp {
                     confine_current_thread(ThreadRole::Vcpu)
                 } else {

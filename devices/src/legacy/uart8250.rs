@@ -12,7 +12,9 @@ use std::sync::Mutex;
 
 use vm_device::bus::{PioAddress, PioAddressOffset};
 use vm_device::DevicePio;
+use vm_superio::serial::SerialEvents;
 use vm_superio::{Serial, Trigger};
+use vmm_sys_util::eventfd::EventFd;
 
 use crate::console::Console;
 use crate::lock;
@@ -36,17 +38,56 @@ impl Trigger for NoIrq {
     }
 }
 
+/// Tells the host side when the guest has emptied the receive FIFO, so
+/// queued input can be fed in without polling (flow control).
+#[derive(Debug, Default)]
+pub struct RxDrained {
+    notify: Option<EventFd>,
+}
+
+impl SerialEvents for RxDrained {
+    fn buffer_read(&self) {}
+    fn out_byte(&self) {}
+    fn tx_lost_byte(&self) {}
+    fn in_buffer_empty(&self) {
+        if let Some(e) = &self.notify {
+            // Non-blocking eventfd: a full counter only means a wake-up is
+            // already pending.
+            let _ = e.write(1);
+        }
+    }
+}
+
 /// A 16550A UART writing what the guest transmits to a [`Console`].
 pub struct Uart8250<T: Trigger> {
-    serial: Mutex<Serial<T, vm_superio::serial::NoEvents, Console>>,
+    serial: Mutex<Serial<T, RxDrained, Console>>,
 }
 
 impl<T: Trigger> Uart8250<T> {
     /// A UART raising `irq` and transmitting to `out`.
     pub fn new(irq: T, out: Console) -> Self {
         Uart8250 {
-            serial: Mutex::new(Serial::new(irq, out)),
+            serial: Mutex::new(Serial::with_events(irq, RxDrained::default(), out)),
         }
+    }
+
+    /// Like [`Uart8250::new`], and writes `drained` each time the guest
+    /// empties the receive FIFO.
+    pub fn with_rx_drained(irq: T, out: Console, drained: EventFd) -> Self {
+        Uart8250 {
+            serial: Mutex::new(Serial::with_events(
+                irq,
+                RxDrained {
+                    notify: Some(drained),
+                },
+                out,
+            )),
+        }
+    }
+
+    /// Free space in the receive FIFO.
+    pub fn rx_room(&self) -> usize {
+        lock(&self.serial).fifo_capacity()
     }
 
     /// Queues bytes the guest will receive (RBR), as if typed; returns how
@@ -136,6 +177,22 @@ mod tests {
         uart.pio_write(PioAddress(COM1_PORT), SCR, &[0x5a]);
         uart.pio_read(PioAddress(COM1_PORT), SCR, &mut d);
         assert_eq!(d, [0x5a, 0xff]);
+    }
+
+    #[test]
+    fn test_uart_signals_when_guest_drains_rx_fifo() {
+        let drained = EventFd::new(vmm_sys_util::eventfd::EFD_NONBLOCK).unwrap();
+        let uart =
+            Uart8250::with_rx_drained(NoIrq, Console::discard(), drained.try_clone().unwrap());
+        let room = uart.rx_room();
+        assert_eq!(uart.receive(&vec![b'x'; room + 10]), room, "FIFO bounded");
+        assert_eq!(uart.rx_room(), 0);
+        let mut d = [0u8];
+        for _ in 0..room {
+            uart.pio_read(PioAddress(COM1_PORT), THR, &mut d);
+        }
+        assert_eq!(drained.read().unwrap(), 1);
+        assert_eq!(uart.rx_room(), room);
     }
 
     #[test]

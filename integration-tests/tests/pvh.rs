@@ -1,0 +1,652 @@
+//! PVH boot end to end: a test kernel built here (an ELF with a Xen
+//! `XEN_ELFNOTE_PHYS32_ENTRY` note, 32-bit code) checks that EBX points to
+//! an `hvm_start_info` with the right magic and version and usable
+//! addresses (debug-exit code per failed check), then dumps its entry state
+//! (EBX, CR0, CR4, EFLAGS), `hvm_start_info`, the memory map, the command
+//! line and every module's data and string through the debug console with
+//! `rep outsb`; the host parses the dump and checks each value against what
+//! it asked for and what the ABI requires.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use integration_tests::{require_kvm, run_vmm, status, vmm_bin, TempFile, PROCESS_WATCHDOG};
+use vmm_core::loader::detect::XEN_ELFNOTE_PHYS32_ENTRY;
+use vmm_core::loader::pvh::test_image;
+use vmm_core::memory::layout::{
+    overlapping_boot_structure, BOOT_INFO_END, BOOT_INFO_START, CMDLINE_MAX_SIZE, CMDLINE_START,
+};
+use vmm_core::memory::MemoryLayout;
+
+/// Where the test kernel's code is linked and loaded.
+const KERNEL_BASE: u64 = 0x10_0000;
+/// BSS after the code, so the kernel does not end on a page boundary and
+/// the first module's alignment is the loader's doing.
+const KERNEL_BSS: u64 = 0x123;
+const XEN_HVM_START_MAGIC: u32 = 0x336e_c578;
+
+/// The guest's failure codes, written to the debug-exit port.
+const CHECKS: [&str; 4] = [
+    "magic is not XEN_HVM_START_MAGIC_VALUE",
+    "version is not 1",
+    "an address field does not fit in 32 bits",
+    "cmdline_paddr, memmap_paddr or memmap_entries is 0",
+];
+
+/// The test kernel's code (kept apart: `code_asm::*` brings register names
+/// such as `cr0` and `ebx` into scope).
+mod guest {
+    use super::{CHECKS, XEN_HVM_START_MAGIC};
+    use integration_tests::assemble;
+    use integration_tests::code_asm::*;
+    use vmm_core::memory::layout::CMDLINE_MAX_SIZE;
+
+    /// Writes a two-byte tag to the debug console (DX = 0xe9).
+    fn tag(a: &mut CodeAssembler, t: &[u8; 2]) {
+        for &b in t {
+            a.mov(al, i32::from(b)).unwrap();
+            a.out(dx, al).unwrap();
+        }
+    }
+
+    /// Dumps the NUL-terminated string at ESI, NUL included.
+    fn dump_string(a: &mut CodeAssembler) {
+        a.mov(edi, esi).unwrap();
+        a.xor(eax, eax).unwrap();
+        a.mov(ecx, CMDLINE_MAX_SIZE as u32).unwrap();
+        a.repne().scasb().unwrap();
+        a.mov(ecx, edi).unwrap();
+        a.sub(ecx, esi).unwrap();
+        a.rep().outsb().unwrap();
+    }
+
+    /// The PVH test kernel's 32-bit code, linked at `base`.
+    pub fn pvh_guest(base: u64) -> Vec<u8> {
+        assemble(32, base, |a| {
+            let mut fails: Vec<CodeLabel> = (0..CHECKS.len()).map(|_| a.create_label()).collect();
+            // A stack below the legacy hole, clear of the kernel and boot data
+            // (the ABI leaves ESP unspecified).
+            a.mov(esp, 0x8_0000u32).unwrap();
+            // EFLAGS as entered, before anything changes DF (which the string
+            // instructions below need clear).
+            a.pushfd().unwrap();
+            a.cld().unwrap();
+            a.cmp(dword_ptr(ebx), XEN_HVM_START_MAGIC as i32).unwrap();
+            a.jne(fails[0]).unwrap();
+            a.cmp(dword_ptr(ebx + 4), 1).unwrap();
+            a.jne(fails[1]).unwrap();
+            // High halves of modlist_paddr, cmdline_paddr, memmap_paddr.
+            a.mov(eax, dword_ptr(ebx + 20)).unwrap();
+            a.or(eax, dword_ptr(ebx + 28)).unwrap();
+            a.or(eax, dword_ptr(ebx + 44)).unwrap();
+            a.jnz(fails[2]).unwrap();
+            for off in [24, 40, 48] {
+                a.cmp(dword_ptr(ebx + off), 0).unwrap();
+                a.je(fails[3]).unwrap();
+            }
+
+            a.mov(edx, 0xe9).unwrap();
+            // The entry state, for the host to judge: EBX, CR0, CR4, EFLAGS.
+            tag(a, b"ES");
+            a.mov(eax, cr4).unwrap();
+            a.push(eax).unwrap();
+            a.mov(eax, cr0).unwrap();
+            a.push(eax).unwrap();
+            a.push(ebx).unwrap();
+            a.mov(esi, esp).unwrap();
+            a.mov(ecx, 16).unwrap();
+            a.rep().outsb().unwrap();
+            a.pop(ebx).unwrap();
+            a.add(esp, 12).unwrap();
+            tag(a, b"SI");
+            a.mov(esi, ebx).unwrap();
+            a.mov(ecx, 56).unwrap();
+            a.rep().outsb().unwrap();
+            tag(a, b"MM");
+            a.mov(esi, dword_ptr(ebx + 40)).unwrap();
+            a.imul_3(ecx, dword_ptr(ebx + 48), 24).unwrap();
+            a.rep().outsb().unwrap();
+            tag(a, b"CL");
+            a.mov(esi, dword_ptr(ebx + 24)).unwrap();
+            dump_string(a);
+            tag(a, b"ML");
+            a.mov(esi, dword_ptr(ebx + 16)).unwrap();
+            a.mov(ecx, dword_ptr(ebx + 12)).unwrap();
+            a.shl(ecx, 5).unwrap();
+            a.rep().outsb().unwrap();
+            // Each module's data and string, walking the module list.
+            a.mov(ebp, dword_ptr(ebx + 16)).unwrap();
+            a.mov(ebx, dword_ptr(ebx + 12)).unwrap();
+            let mut next = a.create_label();
+            let mut done = a.create_label();
+            a.set_label(&mut next).unwrap();
+            a.test(ebx, ebx).unwrap();
+            a.jz(done).unwrap();
+            tag(a, b"MD");
+            a.mov(esi, dword_ptr(ebp)).unwrap();
+            a.mov(ecx, dword_ptr(ebp + 8)).unwrap();
+            a.rep().outsb().unwrap();
+            tag(a, b"MS");
+            a.mov(esi, dword_ptr(ebp + 16)).unwrap();
+            dump_string(a);
+            a.add(ebp, 32).unwrap();
+            a.dec(ebx).unwrap();
+            a.jmp(next).unwrap();
+            a.set_label(&mut done).unwrap();
+            tag(a, b"EN");
+            a.mov(al, 0).unwrap();
+            a.out(0xf4, al).unwrap();
+            a.hlt().unwrap();
+            for (i, l) in fails.iter_mut().enumerate() {
+                a.set_label(l).unwrap();
+                a.mov(al, i as i32 + 1).unwrap();
+                a.out(0xf4, al).unwrap();
+                a.hlt().unwrap();
+            }
+        })
+    }
+}
+
+/// The test kernel as an ELF64 or ELF32 PVH image; returns it and the
+/// physical range it occupies.
+fn pvh_kernel(is_64: bool) -> (Vec<u8>, (u64, u64)) {
+    let code = guest::pvh_guest(KERNEL_BASE);
+    let memsz = code.len() as u64 + KERNEL_BSS;
+    let img = test_image::build_pvh(
+        is_64,
+        KERNEL_BASE as u32,
+        &[(KERNEL_BASE, KERNEL_BASE, &code, memsz)],
+    );
+    (img, (KERNEL_BASE, KERNEL_BASE + memsz))
+}
+
+/// A `vmm-bin` run with stdout kept as bytes (the dump is binary).
+struct RawRun {
+    status: i32,
+    stdout: Vec<u8>,
+    stderr: String,
+}
+
+fn run_raw(args: &[&str]) -> RawRun {
+    let start = Instant::now();
+    let mut child = Command::new(vmm_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("vmm-bin starts");
+    let mut out = child.stdout.take().expect("piped");
+    let mut err = child.stderr.take().expect("piped");
+    let out_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        out.read_to_end(&mut v).ok();
+        v
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        err.read_to_end(&mut v).ok();
+        v
+    });
+    let st = loop {
+        if let Some(st) = child.try_wait().expect("wait works") {
+            break st;
+        }
+        if start.elapsed() > PROCESS_WATCHDOG {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("vmm-bin {args:?} still running after {PROCESS_WATCHDOG:?}: hung");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    RawRun {
+        status: st.code().unwrap_or(-1),
+        stdout: out_t.join().expect("reader"),
+        stderr: String::from_utf8_lossy(&err_t.join().expect("reader")).into_owned(),
+    }
+}
+
+/// Reads the guest's tagged dump.
+struct Dump<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Dump<'a> {
+    fn take(&mut self, n: usize) -> &'a [u8] {
+        let s = self.bytes.get(self.at..self.at + n).unwrap_or_else(|| {
+            panic!(
+                "dump ends at {} (wanted {n} bytes at {})",
+                self.bytes.len(),
+                self.at
+            )
+        });
+        self.at += n;
+        s
+    }
+
+    fn tag(&mut self, t: &[u8; 2]) {
+        let at = self.at;
+        let got = self.take(2);
+        assert_eq!(
+            got,
+            t,
+            "tag {:?} expected at dump offset {at}",
+            String::from_utf8_lossy(t)
+        );
+    }
+
+    fn cstr(&mut self) -> &'a [u8] {
+        let len = self.bytes[self.at..]
+            .iter()
+            .position(|&b| b == 0)
+            .expect("NUL-terminated string in dump");
+        let s = self.take(len);
+        self.take(1);
+        s
+    }
+
+    fn u32(&mut self) -> u32 {
+        u32::from_le_bytes(self.take(4).try_into().unwrap())
+    }
+
+    fn u64(&mut self) -> u64 {
+        u64::from_le_bytes(self.take(8).try_into().unwrap())
+    }
+}
+
+/// A module list entry and what the guest found at its addresses.
+#[derive(Debug)]
+struct SeenModule {
+    paddr: u64,
+    size: u64,
+    cmdline_paddr: u64,
+    reserved: u64,
+    data: Vec<u8>,
+    string: Vec<u8>,
+}
+
+/// What the guest reported.
+#[derive(Debug)]
+struct Seen {
+    /// EBX at entry.
+    start_info_addr: u32,
+    cr0: u32,
+    cr4: u32,
+    eflags: u32,
+    flags: u32,
+    rsdp_paddr: u64,
+    reserved: u32,
+    modlist_paddr: u64,
+    cmdline_paddr: u64,
+    memmap_paddr: u64,
+    /// (addr, size, type, reserved)
+    memmap: Vec<(u64, u64, u32, u32)>,
+    cmdline: Vec<u8>,
+    modules: Vec<SeenModule>,
+}
+
+fn parse_dump(bytes: &[u8]) -> Seen {
+    let mut d = Dump { bytes, at: 0 };
+    d.tag(b"ES");
+    let start_info_addr = d.u32();
+    let cr0 = d.u32();
+    let cr4 = d.u32();
+    let eflags = d.u32();
+    d.tag(b"SI");
+    let magic = d.u32();
+    let version = d.u32();
+    assert_eq!((magic, version), (XEN_HVM_START_MAGIC, 1));
+    let flags = d.u32();
+    let nr_modules = d.u32();
+    let modlist_paddr = d.u64();
+    let cmdline_paddr = d.u64();
+    let rsdp_paddr = d.u64();
+    let memmap_paddr = d.u64();
+    let memmap_entries = d.u32();
+    let reserved = d.u32();
+    d.tag(b"MM");
+    let memmap = (0..memmap_entries)
+        .map(|_| (d.u64(), d.u64(), d.u32(), d.u32()))
+        .collect();
+    d.tag(b"CL");
+    let cmdline = d.cstr().to_vec();
+    d.tag(b"ML");
+    let list: Vec<(u64, u64, u64, u64)> = (0..nr_modules)
+        .map(|_| (d.u64(), d.u64(), d.u64(), d.u64()))
+        .collect();
+    let mut modules = Vec::new();
+    for (paddr, size, string, res) in list {
+        d.tag(b"MD");
+        let data = d.take(size as usize).to_vec();
+        d.tag(b"MS");
+        let s = d.cstr().to_vec();
+        modules.push(SeenModule {
+            paddr,
+            size,
+            cmdline_paddr: string,
+            reserved: res,
+            data,
+            string: s,
+        });
+    }
+    d.tag(b"EN");
+    assert_eq!(d.at, bytes.len(), "trailing bytes after the dump");
+    Seen {
+        start_info_addr,
+        cr0,
+        cr4,
+        eflags,
+        flags,
+        rsdp_paddr,
+        reserved,
+        modlist_paddr,
+        cmdline_paddr,
+        memmap_paddr,
+        memmap,
+        cmdline,
+        modules,
+    }
+}
+
+/// Asserts the guest passed its checks (debug-exit 0 gives status 1).
+fn assert_guest_ok(run: &RawRun) {
+    if run.status != 1 {
+        let check = usize::try_from((run.status - 1) / 2)
+            .ok()
+            .and_then(|c| c.checked_sub(1))
+            .and_then(|c| CHECKS.get(c));
+        panic!(
+            "status {} (guest check failed: {check:?}); stderr: {}",
+            run.status, run.stderr
+        );
+    }
+}
+
+fn in_boot_info(addr: u64) -> bool {
+    (BOOT_INFO_START.0..BOOT_INFO_END.0).contains(&addr)
+}
+
+/// A module's bytes: a pattern that a misplaced or shifted copy would not
+/// reproduce.
+fn module_bytes(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn test_pvh_elf64_start_info_memmap_cmdline_modules() {
+    require_kvm();
+    let (img, (kstart, kend)) = pvh_kernel(true);
+    let kernel = TempFile::with_bytes(&img);
+    let initrd_data = module_bytes(3001, 1);
+    let module_data = module_bytes(333, 2);
+    let initrd = TempFile::with_bytes(&initrd_data);
+    let module = TempFile::with_bytes(&module_data);
+    let module_arg = format!("{},second module, with a comma", module.path());
+    let cmdline = "console=ttyS0 earlyprintk=serial pvh=yes";
+    let run = run_raw(&[
+        "--kernel",
+        kernel.path(),
+        "--cmdline",
+        cmdline,
+        "--initrd",
+        initrd.path(),
+        "--module",
+        &module_arg,
+        "--memory",
+        "64",
+        "--timeout",
+        "30",
+    ]);
+    assert_guest_ok(&run);
+    let seen = parse_dump(&run.stdout);
+
+    assert!(
+        in_boot_info(u64::from(seen.start_info_addr)) && seen.start_info_addr.is_multiple_of(8),
+        "EBX {:#x}",
+        seen.start_info_addr
+    );
+    assert_eq!((seen.flags, seen.rsdp_paddr, seen.reserved), (0, 0, 0));
+    for a in [seen.modlist_paddr, seen.memmap_paddr] {
+        assert!(
+            in_boot_info(a) && a.is_multiple_of(8),
+            "{a:#x} outside the boot info area"
+        );
+    }
+    assert!(
+        (CMDLINE_START.0..CMDLINE_START.0 + CMDLINE_MAX_SIZE).contains(&seen.cmdline_paddr),
+        "{:#x}",
+        seen.cmdline_paddr
+    );
+
+    let expected_map: Vec<(u64, u64, u32, u32)> = MemoryLayout::new(64)
+        .unwrap()
+        .firmware_map()
+        .iter()
+        .map(|e| (e.start, e.len, e.kind.e820_type(), 0))
+        .collect();
+    assert_eq!(seen.memmap, expected_map);
+    assert_eq!(
+        expected_map.iter().map(|e| e.2).collect::<Vec<_>>(),
+        [1, 2, 1],
+        "64 MiB: RAM, legacy hole, RAM"
+    );
+
+    assert_eq!(seen.cmdline, cmdline.as_bytes());
+
+    let expected = [
+        (initrd_data.as_slice(), initrd.path()),
+        (module_data.as_slice(), "second module, with a comma"),
+    ];
+    assert_eq!(seen.modules.len(), expected.len());
+    let mut prev_end = kend;
+    for (i, (m, (want, name))) in seen.modules.iter().zip(expected).enumerate() {
+        let (paddr, size) = (m.paddr, m.size);
+        assert!(
+            paddr.is_multiple_of(0x1000),
+            "module {i} at {paddr:#x} not page-aligned"
+        );
+        assert!(
+            paddr >= prev_end,
+            "module {i} at {paddr:#x} overlaps what precedes it (ends {prev_end:#x})"
+        );
+        assert!(
+            paddr >= kend || paddr + size <= kstart,
+            "module {i} over the kernel"
+        );
+        assert!(
+            overlapping_boot_structure(paddr, size).is_none(),
+            "module {i} over boot structures"
+        );
+        assert!(
+            seen.memmap
+                .iter()
+                .any(|&(a, l, t, _)| t == 1 && paddr >= a && paddr + size <= a + l),
+            "module {i} [{paddr:#x}, +{size:#x}) not in a RAM entry"
+        );
+        assert_eq!(size, want.len() as u64, "module {i} size");
+        assert_eq!(m.data.as_slice(), want, "module {i} bytes");
+        assert_eq!(m.reserved, 0);
+        assert!(
+            in_boot_info(m.cmdline_paddr),
+            "module {i} string at {:#x}",
+            m.cmdline_paddr
+        );
+        assert_eq!(m.string.as_slice(), name.as_bytes(), "module {i} string");
+        prev_end = paddr + size;
+    }
+    // The first module follows the kernel's last (unaligned) byte directly.
+    assert_eq!(seen.modules[0].paddr, kend.div_ceil(0x1000) * 0x1000);
+}
+
+#[test]
+fn test_pvh_elf32_forced_format_no_cmdline_no_modules() {
+    require_kvm();
+    let (img, _) = pvh_kernel(false);
+    let kernel = TempFile::with_bytes(&img);
+    let run = run_raw(&[
+        "--kernel",
+        kernel.path(),
+        "--format",
+        "pvh",
+        "--memory",
+        "16",
+        "--timeout",
+        "30",
+    ]);
+    assert_guest_ok(&run);
+    let seen = parse_dump(&run.stdout);
+    assert_eq!(seen.cmdline, b"", "no --cmdline: an empty command line");
+    assert!(seen.modules.is_empty());
+    // No modules: the list is "not present" (address 0).
+    assert_eq!(seen.modlist_paddr, 0);
+    let expected_map: Vec<(u64, u64, u32, u32)> = MemoryLayout::new(16)
+        .unwrap()
+        .firmware_map()
+        .iter()
+        .map(|e| (e.start, e.len, e.kind.e820_type(), 0))
+        .collect();
+    assert_eq!(seen.memmap, expected_map);
+}
+
+/// CR0.ET: hard-wired to 1 since the 486, so not a "writable bit".
+const CR0_ET: u32 = 1 << 4;
+const CR0_PE: u32 = 1;
+
+#[test]
+fn test_pvh_entry_state_follows_abi() {
+    require_kvm();
+    let (img, _) = pvh_kernel(false);
+    let kernel = TempFile::with_bytes(&img);
+    let run = run_raw(&["--kernel", kernel.path(), "--timeout", "30"]);
+    assert_guest_ok(&run);
+    let seen = parse_dump(&run.stdout);
+    // pvh.pandoc: "cr0: bit 0 (PE) must be set. All the other writeable bits
+    // are cleared." (so paging, CD and NW are off); "cr4: all bits are
+    // cleared"; "eflags: bit 17 (VM) must be cleared. Bit 9 (IF) must be
+    // cleared. Bit 8 (TF) must be cleared."
+    assert_eq!(
+        seen.cr0 & !CR0_ET,
+        CR0_PE,
+        "CR0 {:#x}: only PE may be set (ET is hard-wired)",
+        seen.cr0
+    );
+    assert_eq!(seen.cr4, 0, "CR4 {:#x}", seen.cr4);
+    assert_eq!(
+        seen.eflags & ((1 << 17) | (1 << 9) | (1 << 8)),
+        0,
+        "EFLAGS {:#x}",
+        seen.eflags
+    );
+}
+
+#[test]
+fn test_pvh_is_detected_and_logged() {
+    require_kvm();
+    let (img, _) = pvh_kernel(true);
+    let kernel = TempFile::with_bytes(&img);
+    let run = run_raw(&["--kernel", kernel.path(), "-v", "--timeout", "30"]);
+    assert_guest_ok(&run);
+    assert!(
+        run.stderr.contains("loading as pvh"),
+        "detection not reported: {}",
+        run.stderr
+    );
+}
+
+/// Runs with `args`, expects status 2 and an error naming `needle`.
+fn expect_bad_input(args: &[&str], needle: &str) {
+    let out = run_vmm(args);
+    assert_eq!(out.status, status::BAD_INPUT, "{args:?}: {}", out.stderr);
+    assert!(
+        out.stderr.contains(needle),
+        "{args:?}: stderr lacks {needle:?}: {}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    assert!(out.stdout.is_empty(), "nothing should run: {}", out.stdout);
+}
+
+#[test]
+fn test_pvh_bad_input() {
+    let code = [0xf4u8; 16];
+    let seg: &[test_image::Seg<'_>] = &[(KERNEL_BASE, KERNEL_BASE, &code, 16)];
+    let with_entry = |entry: u32| {
+        let desc = entry.to_le_bytes();
+        test_image::build(
+            true,
+            KERNEL_BASE,
+            seg,
+            &[("Xen", XEN_ELFNOTE_PHYS32_ENTRY, &desc)],
+        )
+    };
+    let outside_ram = TempFile::with_bytes(&with_entry(0x2000_0000));
+    expect_bad_input(
+        &[
+            "--kernel",
+            outside_ram.path(),
+            "--memory",
+            "16",
+            "--timeout",
+            "5",
+        ],
+        "0x20000000 is outside guest RAM",
+    );
+    let outside_image = TempFile::with_bytes(&with_entry(0x20_0000));
+    expect_bad_input(
+        &[
+            "--kernel",
+            outside_image.path(),
+            "--memory",
+            "16",
+            "--timeout",
+            "5",
+        ],
+        "0x200000 is not inside any loaded segment",
+    );
+
+    let ok = TempFile::with_bytes(&with_entry(KERNEL_BASE as u32));
+    let long = "c".repeat(CMDLINE_MAX_SIZE as usize);
+    expect_bad_input(
+        &["--kernel", ok.path(), "--cmdline", &long, "--timeout", "5"],
+        "command line of 65536 bytes",
+    );
+    // 2 MiB of RAM: 1 MiB - 4 KiB is free above the kernel.
+    let big = TempFile::with_bytes(&vec![0x11; 0x10_0000]);
+    expect_bad_input(
+        &[
+            "--kernel",
+            ok.path(),
+            "--initrd",
+            big.path(),
+            "--memory",
+            "2",
+            "--timeout",
+            "5",
+        ],
+        "1048576 bytes) does not fit",
+    );
+
+    // --format pvh on an ELF without the note.
+    let plain = TempFile::with_bytes(&test_image::build(true, KERNEL_BASE, seg, &[]));
+    expect_bad_input(
+        &[
+            "--kernel",
+            plain.path(),
+            "--format",
+            "pvh",
+            "--timeout",
+            "5",
+        ],
+        "XEN_ELFNOTE_PHYS32_ENTRY",
+    );
+}
