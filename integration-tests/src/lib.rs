@@ -98,8 +98,10 @@ impl Drop for TempFile {
 pub struct Output {
     /// Exit status (-1 if killed by a signal).
     pub status: i32,
-    /// Standard output.
+    /// Standard output (lossy UTF-8).
     pub stdout: String,
+    /// Standard output, byte for byte (guests that dump binary data).
+    pub stdout_raw: Vec<u8>,
     /// Standard error.
     pub stderr: String,
     /// Wall time of the process.
@@ -144,11 +146,13 @@ pub fn run_vmm(args: &[&str]) -> Output {
         }
         std::thread::sleep(Duration::from_millis(5));
     };
-    let stdout = String::from_utf8_lossy(&out_t.join().expect("reader")).into_owned();
+    let stdout_raw = out_t.join().expect("reader");
+    let stdout = String::from_utf8_lossy(&stdout_raw).into_owned();
     let stderr = String::from_utf8_lossy(&err_t.join().expect("reader")).into_owned();
     Output {
         status: status.code().unwrap_or(-1),
         stdout,
+        stdout_raw,
         stderr,
         elapsed: start.elapsed(),
     }
