@@ -1,7 +1,9 @@
 //! The CPUID a vCPU reports: what KVM supports on this host, with the
 //! per-vCPU fields (APIC ID) filled in.
 
-use kvm_bindings::{CpuId, KVM_MAX_CPUID_ENTRIES};
+use kvm_bindings::{
+    kvm_cpuid_entry2, CpuId, KVM_CPUID_FLAG_SIGNIFCANT_INDEX, KVM_MAX_CPUID_ENTRIES,
+};
 use kvm_ioctls::{Kvm, VcpuFd};
 
 /// Errors setting up CPUID.
@@ -60,6 +62,27 @@ fn bits_for(n: u32) -> u32 {
 pub fn patch_for_vcpu(cpuid: &mut CpuId, apic_id: u8, topo: Topology) {
     let cpus = u32::from(topo.cpus.max(1));
     let core_bits = bits_for(cpus);
+    // KVM lists only subleaf 0 of the extended topology leaf; the core level
+    // (subleaf 1) must be added for the guest to see the package layout.
+    for leaf in [0xb, 0x1f] {
+        let has = |i: u32| {
+            cpuid
+                .as_slice()
+                .iter()
+                .any(|e| e.function == leaf && e.index == i)
+        };
+        if has(0) && !has(1) {
+            let entry = kvm_cpuid_entry2 {
+                function: leaf,
+                index: 1,
+                flags: KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
+                ..Default::default()
+            };
+            if cpuid.push(entry).is_err() {
+                log::warn!("CPUID table full: leaf {leaf:#x} core level not reported");
+            }
+        }
+    }
     for e in cpuid.as_mut_slice() {
         match e.function {
             0x1 => {
@@ -97,6 +120,9 @@ pub fn patch_for_vcpu(cpuid: &mut CpuId, apic_id: u8, topo: Topology) {
                     }
                 }
             }
+            // AMD: ECX[7:0] cores per package - 1, ECX[15:12] APIC ID bits
+            // for the core number.
+            0x8000_0008 => e.ecx = (e.ecx & !0xf0ff) | (core_bits << 12) | ((cpus - 1) & 0xff),
             KVM_CPUID_FEATURES if !topo.hypercall_pv_features => e.eax &= !HYPERCALL_PV_FEATURES,
             _ => {}
         }
@@ -118,7 +144,6 @@ pub fn set_vcpu_cpuid(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kvm_bindings::kvm_cpuid_entry2;
 
     #[test]
     fn test_patch_sets_apic_id() {
@@ -147,6 +172,30 @@ mod tests {
         assert_ne!(c.as_slice()[0].edx & (1 << 28), 0);
         assert_eq!(c.as_slice()[1].edx, 3);
         assert_eq!((c.as_slice()[1].ebx, c.as_slice()[1].ecx >> 8), (1, 1));
+    }
+
+    #[test]
+    fn test_core_level_added_when_kvm_lists_only_subleaf_0() {
+        let mut c = CpuId::from_entries(&[kvm_cpuid_entry2 {
+            function: 0xb,
+            index: 0,
+            ..Default::default()
+        }])
+        .unwrap();
+        patch_for_vcpu(
+            &mut c,
+            1,
+            Topology {
+                cpus: 2,
+                hypercall_pv_features: false,
+            },
+        );
+        let core = c
+            .as_slice()
+            .iter()
+            .find(|e| e.function == 0xb && e.index == 1)
+            .unwrap();
+        assert_eq!((core.eax, core.ebx, core.ecx >> 8, core.edx), (1, 2, 2, 1));
     }
 
     #[test]

@@ -112,7 +112,16 @@ fn guest_tsc_khz() -> u64 {
 fn run(img: Vec<u8>) -> (i32, Vec<u8>, String) {
     let g = TempFile::with_bytes(&img);
     let out = run_vmm(&[
-        "--kernel", g.path(), "--mode", "long", "--platform", "pc", "--serial", "stdio", "--timeout", "60",
+        "--kernel",
+        g.path(),
+        "--mode",
+        "long",
+        "--platform",
+        "pc",
+        "--serial",
+        "stdio",
+        "--timeout",
+        "60",
     ]);
     (out.status, out.stdout_raw, out.stderr)
 }
@@ -127,7 +136,7 @@ fn test_pit_ticks_at_the_programmed_rate() {
         a.mov(qword_ptr(TICKS), 0).unwrap();
         a.lidt(ptr(IDTR)).unwrap();
         init_pics(a, 0xfe); // IRQ 0 only
-        // PIT channel 0, mode 2 (rate generator), divisor 1193: ~1000.15 Hz.
+                            // PIT channel 0, mode 2 (rate generator), divisor 1193: ~1000.15 Hz.
         a.mov(al, 0x34).unwrap();
         a.out(0x43, al).unwrap();
         a.mov(al, (1193 & 0xff) as i32).unwrap();
