@@ -31,7 +31,10 @@ fn gate(handler: u64) -> [u8; 16] {
 /// Lays out main code at LOAD, `handlers` (vector, code built at a given
 /// address) in the stub area, and an IDT whose other vectors report
 /// exceptions (0x80 | vector through debug-exit) or EOI stray IRQs.
-fn image(main: Vec<u8>, handlers: &[(u64, fn(&mut CodeAssembler))]) -> Vec<u8> {
+/// A handler: its vector and the code building it.
+type Handler = (u64, fn(&mut CodeAssembler));
+
+fn image(main: Vec<u8>, handlers: &[Handler]) -> Vec<u8> {
     let mut img = main;
     assert!(img.len() as u64 <= STUBS - LOAD);
     img.resize((STUBS - LOAD) as usize, 0x90);
@@ -58,7 +61,7 @@ fn image(main: Vec<u8>, handlers: &[(u64, fn(&mut CodeAssembler))]) -> Vec<u8> {
     // Real handlers go after the stubs.
     let mut at = STUBS + VECTORS * STUB_SIZE;
     for (v, build) in handlers {
-        let code = assemble(64, at, |a| build(a));
+        let code = assemble(64, at, build);
         img.extend_from_slice(&code);
         targets[*v as usize] = at;
         at += code.len() as u64;
@@ -139,9 +142,9 @@ fn test_pit_ticks_at_the_programmed_rate() {
                             // PIT channel 0, mode 2 (rate generator), divisor 1193: ~1000.15 Hz.
         a.mov(al, 0x34).unwrap();
         a.out(0x43, al).unwrap();
-        a.mov(al, (1193 & 0xff) as i32).unwrap();
+        a.mov(al, 1193 & 0xff).unwrap();
         a.out(0x40, al).unwrap();
-        a.mov(al, (1193 >> 8) as i32).unwrap();
+        a.mov(al, 1193 >> 8).unwrap();
         a.out(0x40, al).unwrap();
         a.sti().unwrap();
         for (target, slot) in [(WARMUP, TSC_AT), (WARMUP + COUNTED, TSC_AT + 8)] {

@@ -71,8 +71,8 @@ pub const HIGH_MEMORY_START: GuestAddress = GuestAddress(LEGACY_HOLE_END);
 
 /// Every range the VMM writes boot structures into, `(start, end)`: the
 /// GDT, Linux's zero page, the long-mode page tables, the boot-information
-/// area and the command line. Loaders refuse to put image bytes here.
-pub const BOOT_STRUCTURES: [(u64, u64); 5] = [
+/// area, the command line, and the ACPI/MP tables. Loaders refuse to put image bytes here.
+pub const BOOT_STRUCTURES: [(u64, u64); 6] = [
     (
         BOOT_GDT_START.0,
         BOOT_GDT_START.0 + 8 * BOOT_GDT_MAX_ENTRIES,
@@ -81,6 +81,7 @@ pub const BOOT_STRUCTURES: [(u64, u64); 5] = [
     (PML4_START.0, BOOT_PAGE_TABLES_END.0),
     (BOOT_INFO_START.0, BOOT_INFO_END.0),
     (CMDLINE_START.0, CMDLINE_START.0 + CMDLINE_MAX_SIZE),
+    (ACPI_TABLES_START.0, MPTABLE_END.0),
 ];
 
 /// The first boot-structure range `[start, start + len)` overlaps, if any.

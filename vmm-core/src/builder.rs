@@ -17,14 +17,17 @@ use vm_device::{DeviceMmio, DevicePio};
 use vm_memory::GuestAddress;
 use vmm_cpu::cpuid::{self, Topology};
 use vmm_cpu::{firmware_state, setup_boot_state, validate_boot_spec, Vcpu};
+use vmm_devices::legacy::{acpi_pm, cmos};
 use vmm_devices::Console;
 use vmm_loader::raw::{RawOptions, DEFAULT_LOAD_ADDR};
 use vmm_loader::{BootMode, BootSpec, Entry, Format, LoadRequest, ModuleImage, Reg};
+use vmm_memory::layout::{ACPI_TABLES_START, MPTABLE_END};
 use vmm_memory::{register_memory_slots, GuestRam, MemoryLayout, ThpHint};
 
 use crate::control::VmControl;
 use crate::dispatch::ExitDispatcher;
 use crate::error::VmmError;
+use crate::firmware::{write_firmware_tables, PlatformInfo};
 use crate::kvm::open_kvm;
 use crate::platform::{build_devices, create_irqchip, Devices, Platform};
 use crate::serial_input::SerialInput;
@@ -58,6 +61,14 @@ struct ExtraMmio {
     base: u64,
     len: u64,
     device: Arc<dyn DeviceMmio + Send + Sync>,
+}
+
+/// The firmware-table range the image overlaps, if any.
+fn spec_overlaps_firmware(spec: &BootSpec) -> Option<(u64, u64)> {
+    let (s, e) = (ACPI_TABLES_START.0, MPTABLE_END.0);
+    let start = spec.image.0 .0;
+    let end = start.saturating_add(spec.image.1);
+    (start < e && end > s).then_some((s, e))
 }
 
 /// Which kind of input file is being read, for error messages.
@@ -547,6 +558,27 @@ impl VmBuilder {
             vcpus.push(vcpu);
         }
 
+        if pc {
+            if let Some((s, e)) = spec_overlaps_firmware(&spec) {
+                return Err(VmmError::Conflict(format!(
+                    "the image at [{:#x}, {:#x}) overlaps the firmware tables at [{s:#x}, {e:#x}) of the PC platform; load it elsewhere or use --platform minimal",
+                    spec.image.0 .0,
+                    spec.image.0 .0 + spec.image.1
+                )));
+            }
+            let info = PlatformInfo {
+                pm_timer_32bit: acpi_pm::PM_TMR_VAL_EXT,
+                rtc_century_index: cmos::CMOS_CENTURY,
+                ..PlatformInfo::pc(self.cpus as u8, acpi_pm::S5_SLP_TYP)
+            };
+            let tables = write_firmware_tables(ram.memory(), &info)?;
+            log::info!(
+                "firmware tables: ACPI RSDP at {:#x}, MP floating pointer at {:#x}",
+                tables.rsdp.0,
+                tables.mp_floating_pointer.0
+            );
+        }
+
         let console = self
             .console
             .clone()
@@ -563,6 +595,7 @@ impl VmBuilder {
             &control,
             self.print_post_codes,
             self.console_input.is_some(),
+            ram.layout(),
         )?;
         let serial_input = match (self.console_input, uart_input) {
             (Some(fd), Some((uart, drained))) => Some(SerialInput::new(fd, uart, drained)),

@@ -117,6 +117,12 @@ pub enum VmmError {
     /// KVM_CREATE_IRQCHIP failed.
     #[error("KVM_CREATE_IRQCHIP failed: {0}")]
     CreateIrqchip(kvm_ioctls::Error),
+    /// KVM_SET_GSI_ROUTING failed.
+    #[error("setting the GSI routing failed: {0}")]
+    GsiRouting(String),
+    /// The firmware tables could not be written.
+    #[error(transparent)]
+    Firmware(#[from] crate::firmware::FirmwareError),
     /// KVM_CREATE_PIT2 failed.
     #[error("KVM_CREATE_PIT2 failed: {0}")]
     CreatePit(kvm_ioctls::Error),

@@ -1,7 +1,7 @@
 //! Where the VMM's devices live: ports, widths and IRQ lines, in one place.
 //! (The guest RAM map lives in `vmm_memory::layout`.)
 
-use vmm_devices::legacy::{debug_exit, debugcon, post_code, uart8250};
+use vmm_devices::legacy::{acpi_pm, cmos, debug_exit, debugcon, i8042, post_code, uart8250};
 
 /// COM1 8250/16550A UART base port.
 pub const COM1_PORT: u16 = uart8250::COM1_PORT;
@@ -19,22 +19,24 @@ pub const DEBUGCON_PORT: u16 = debugcon::DEBUGCON_PORT;
 pub const POST_CODE_PORT: u16 = post_code::POST_CODE_PORT;
 
 /// i8042 keyboard controller data port.
-pub const I8042_DATA_PORT: u16 = 0x60;
+pub const I8042_DATA_PORT: u16 = i8042::I8042_DATA_PORT;
 /// i8042 status/command port.
-pub const I8042_COMMAND_PORT: u16 = 0x64;
+pub const I8042_COMMAND_PORT: u16 = i8042::I8042_COMMAND_PORT;
 /// i8042 keyboard IRQ.
-pub const I8042_KBD_IRQ: u32 = 1;
+pub const I8042_KBD_IRQ: u32 = i8042::I8042_KBD_IRQ;
 /// i8042 auxiliary (mouse) IRQ.
-pub const I8042_AUX_IRQ: u32 = 12;
+pub const I8042_AUX_IRQ: u32 = i8042::I8042_AUX_IRQ;
 /// MC146818 RTC/CMOS index port (0x71 is data).
-pub const CMOS_PORT: u16 = 0x70;
+pub const CMOS_PORT: u16 = cmos::CMOS_INDEX_PORT;
+/// Ports the RTC decodes.
+pub const CMOS_WIDTH: u16 = cmos::CMOS_PORT_COUNT;
 /// RTC IRQ.
 pub const RTC_IRQ: u32 = 8;
 /// ACPI PM register block base, laid out as on QEMU's ICH9: PM1a_EVT
 /// (status + enable) at +0, PM1a_CNT at +4, PM_TMR at +8.
 pub const ACPI_PM_BASE: u16 = 0x600;
 /// Length of the ACPI PM register block.
-pub const ACPI_PM_LEN: u16 = 0xc;
+pub const ACPI_PM_LEN: u16 = acpi_pm::ACPI_PM_BLOCK_LEN;
 /// ACPI SCI interrupt line (ISA IRQ 9, level-triggered, active high).
 pub const ACPI_SCI_IRQ: u32 = 9;
 /// IOAPIC MMIO base.

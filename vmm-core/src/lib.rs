@@ -24,6 +24,7 @@ pub mod builder;
 pub mod control;
 pub mod dispatch;
 pub mod error;
+pub mod firmware;
 pub mod kvm;
 pub mod layout;
 pub mod outcome;

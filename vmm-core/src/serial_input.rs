@@ -155,10 +155,8 @@ mod tests {
     fn pipe() -> (RawFd, std::fs::File) {
         let mut fds = [0; 2];
         // SAFETY: pipe2 fills two descriptors we then own.
-        assert_eq!(
-            unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK) },
-            0
-        );
+        let ret = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK) };
+        assert_eq!(ret, 0);
         // SAFETY: fds[1] is a fresh descriptor owned by nobody else.
         (fds[0], unsafe { std::fs::File::from_raw_fd(fds[1]) })
     }

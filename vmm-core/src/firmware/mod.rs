@@ -1,0 +1,640 @@
+//! Firmware tables describing the PC platform, written into guest RAM where
+//! a PC BIOS leaves them, so an operating system finds its CPUs, interrupt
+//! controllers, interrupt routing and power-management registers:
+//!
+//! - [`acpi`]: RSDP, RSDT/XSDT, FADT, FACS, MADT and DSDT (ACPI 6.5), from
+//!   [`ACPI_TABLES_START`](vmm_memory::layout::ACPI_TABLES_START);
+//! - [`mptable`]: the Intel MultiProcessor Specification 1.4 floating pointer
+//!   and configuration table, from
+//!   [`MPTABLE_START`](vmm_memory::layout::MPTABLE_START).
+//!
+//! Both are generated from one [`PlatformInfo`], so the two descriptions
+//! cannot disagree with each other.
+
+pub mod acpi;
+pub mod mptable;
+
+pub use acpi::write_acpi_tables;
+pub use mptable::write_mptable;
+
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryError};
+
+use crate::layout;
+
+/// Most CPUs the tables describe. xAPIC IDs are 8 bits and 0xff is the
+/// broadcast ID; the VMM gives CPU `i` APIC ID `i` and keeps one ID spare.
+pub const MAX_CPUS: u8 = 254;
+
+/// Inputs of KVM's in-kernel IOAPIC (`IOAPIC_NUM_PINS`); GSIs `0..24`.
+pub const IOAPIC_PINS: u8 = 24;
+
+/// Version register value of KVM's in-kernel IOAPIC (82093AA-compatible).
+pub const IOAPIC_VERSION: u8 = 0x11;
+
+/// Version register value of KVM's in-kernel local APIC (an integrated
+/// xAPIC); the MP table repeats it per processor.
+pub const LAPIC_VERSION: u8 = 0x14;
+
+/// Offset of PM1a_CNT in the PM register block.
+pub const PM1A_CNT_OFFSET: u16 = 4;
+/// Offset of PM_TMR in the PM register block.
+pub const PM_TMR_OFFSET: u16 = 8;
+
+/// An ISA 16550-compatible UART.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IsaSerial {
+    /// First of its eight ports.
+    pub port: u16,
+    /// Its ISA IRQ (1-15, not 2).
+    pub irq: u8,
+}
+
+/// An I/O-port register that resets the machine when `value` is written to
+/// it (the FADT's RESET_REG / RESET_VALUE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResetRegister {
+    /// The port.
+    pub port: u16,
+    /// The byte that resets the machine.
+    pub value: u8,
+}
+
+/// What the firmware tables describe. [`PlatformInfo::pc`] fills it from
+/// [`crate::layout`]; every field is checked by [`PlatformInfo::validate`]
+/// before anything is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformInfo {
+    /// Number of CPUs: CPU `i` has APIC ID `i` and ACPI processor UID `i`;
+    /// CPU 0 is the bootstrap processor. 1 to [`MAX_CPUS`].
+    pub cpus: u8,
+    /// Local APIC MMIO base (below 4 GiB).
+    pub lapic_base: u64,
+    /// I/O APIC ID (0-15: the ID register holds four bits). It should be
+    /// what the IOAPIC's ID register reads; KVM's reads 0 after reset.
+    pub ioapic_id: u8,
+    /// I/O APIC MMIO base (below 4 GiB). Its inputs are GSIs 0-23.
+    pub ioapic_base: u64,
+    /// ACPI PM register block: PM1a_EVT (status, enable) at +0 (4 bytes),
+    /// PM1a_CNT at +4 (2 bytes), PM_TMR at +8 (4 bytes).
+    pub pm_base: u16,
+    /// Whether the PM timer counts 32 bits (FADT TMR_VAL_EXT) rather than 24.
+    pub pm_timer_32bit: bool,
+    /// ISA IRQ of the SCI; described as level-triggered, active-high.
+    pub sci_irq: u8,
+    /// PM1_CNT.SLP_TYP value that enters S5 (soft off), 0-7.
+    pub s5_slp_typ: u16,
+    /// Whether ISA IRQ 0 (the PIT) is wired to IOAPIC input 2, as on PCs
+    /// (an Interrupt Source Override), rather than to input 0.
+    pub irq0_to_gsi2: bool,
+    /// The reset register, if the platform has one.
+    pub reset: Option<ResetRegister>,
+    /// COM1, if present.
+    pub com1: Option<IsaSerial>,
+    /// Whether an i8042 keyboard controller sits at ports 0x60/0x64 on IRQ 1.
+    pub i8042: bool,
+    /// Whether an MC146818 RTC/CMOS sits at ports 0x70/0x71 on IRQ 8.
+    pub rtc: bool,
+    /// CMOS RAM index of the RTC's century byte (FADT CENTURY); 0 if the
+    /// RTC keeps none.
+    pub rtc_century_index: u8,
+    /// CPUID signature for the MP table's processor entries: CPUID.1:EAX
+    /// bits 0-11 (stepping, model, family).
+    pub cpu_signature: u32,
+    /// CPUID.1:EDX feature flags for the MP table's processor entries.
+    pub cpu_features: u32,
+}
+
+/// CPUID.1:EDX bits the default processor entries advertise: an FPU and an
+/// on-chip APIC.
+const DEFAULT_CPU_FEATURES: u32 = (1 << 0) | (1 << 9);
+/// Family 6, model 0, stepping 0.
+const DEFAULT_CPU_SIGNATURE: u32 = 0x600;
+/// The value the i8042 takes on its command port to pulse the CPU reset line.
+pub const I8042_RESET_VALUE: u8 = 0xfe;
+
+// The ISA IRQs from `crate::layout` are narrowed to bytes below.
+const _: () = assert!(layout::ACPI_SCI_IRQ < 16 && layout::COM1_IRQ < 16);
+const _: () = assert!(layout::I8042_KBD_IRQ < 16 && layout::RTC_IRQ < 16);
+
+impl PlatformInfo {
+    /// The PC platform of [`crate::layout`] with `cpus` CPUs, whose ACPI
+    /// power-off writes `s5_slp_typ` to PM1a_CNT.SLP_TYP.
+    pub fn pc(cpus: u8, s5_slp_typ: u16) -> Self {
+        PlatformInfo {
+            cpus,
+            lapic_base: layout::LAPIC_BASE,
+            ioapic_id: 0,
+            ioapic_base: layout::IOAPIC_BASE,
+            pm_base: layout::ACPI_PM_BASE,
+            pm_timer_32bit: false,
+            sci_irq: layout::ACPI_SCI_IRQ as u8,
+            s5_slp_typ,
+            irq0_to_gsi2: true,
+            reset: Some(ResetRegister {
+                port: layout::I8042_COMMAND_PORT,
+                value: I8042_RESET_VALUE,
+            }),
+            com1: Some(IsaSerial {
+                port: layout::COM1_PORT,
+                irq: layout::COM1_IRQ as u8,
+            }),
+            i8042: true,
+            rtc: true,
+            rtc_century_index: 0,
+            cpu_signature: DEFAULT_CPU_SIGNATURE,
+            cpu_features: DEFAULT_CPU_FEATURES,
+        }
+    }
+
+    /// Checks that the description is one the tables can express.
+    pub fn validate(&self) -> Result<(), FirmwareError> {
+        if self.cpus == 0 {
+            return Err(FirmwareError::NoCpus);
+        }
+        if self.cpus > MAX_CPUS {
+            return Err(FirmwareError::TooManyCpus {
+                cpus: self.cpus,
+                max: MAX_CPUS,
+            });
+        }
+        address32("local APIC base", self.lapic_base)?;
+        address32("I/O APIC base", self.ioapic_base)?;
+        if self.ioapic_id > 0x0f {
+            return Err(FirmwareError::IoApicId { id: self.ioapic_id });
+        }
+        if self.pm_base == 0 || self.pm_base.checked_add(layout::ACPI_PM_LEN - 1).is_none() {
+            return Err(FirmwareError::PmBlock {
+                base: self.pm_base,
+                len: layout::ACPI_PM_LEN,
+            });
+        }
+        if self.s5_slp_typ > 7 {
+            return Err(FirmwareError::SleepType {
+                value: self.s5_slp_typ,
+            });
+        }
+        if self.rtc_century_index != 0
+            && (!self.rtc || !(0x0e..0x80).contains(&self.rtc_century_index))
+        {
+            return Err(FirmwareError::CenturyIndex {
+                index: self.rtc_century_index,
+            });
+        }
+        if let Some(com1) = self.com1 {
+            if com1.port.checked_add(7).is_none() {
+                return Err(FirmwareError::SerialPort { port: com1.port });
+            }
+        }
+        let mut used: Vec<(&'static str, u8)> = vec![("the PIT", 0)];
+        used.push(("the SCI", self.sci_irq));
+        if let Some(com1) = self.com1 {
+            used.push(("COM1", com1.irq));
+        }
+        if self.i8042 {
+            used.push(("the i8042", layout::I8042_KBD_IRQ as u8));
+        }
+        if self.rtc {
+            used.push(("the RTC", layout::RTC_IRQ as u8));
+        }
+        for (i, &(user, irq)) in used.iter().enumerate().skip(1) {
+            if irq == 0 || irq == 2 || irq > 15 {
+                return Err(FirmwareError::IsaIrq { user, irq });
+            }
+            if let Some(&(other, _)) = used[..i].iter().find(|&&(_, o)| o == irq) {
+                return Err(FirmwareError::IrqConflict {
+                    irq,
+                    first: other,
+                    second: user,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// IOAPIC input (= GSI, the IOAPIC's GSI base being 0) of ISA `irq`.
+    fn isa_irq_gsi(&self, irq: u8) -> u8 {
+        if irq == 0 && self.irq0_to_gsi2 {
+            2
+        } else {
+            irq
+        }
+    }
+
+    /// ISA IRQs with their MPS INTI flags (polarity bits 0-1, trigger mode
+    /// bits 2-3; 0 = as the ISA bus specifies: edge, active high), skipping
+    /// IRQ 2, the 8259 cascade. The SCI is the one level-triggered line.
+    fn isa_irqs(&self) -> impl Iterator<Item = (u8, u16)> + '_ {
+        (0..16u8).filter(|&irq| irq != 2).map(move |irq| {
+            (
+                irq,
+                if irq == self.sci_irq {
+                    SCI_INTI_FLAGS
+                } else {
+                    0
+                },
+            )
+        })
+    }
+}
+
+/// MPS INTI flags: active high (01) in bits 0-1, level-triggered (11) in
+/// bits 2-3. The same encoding serves the MADT and the MP table.
+const SCI_INTI_FLAGS: u16 = 0x0d;
+
+/// The addresses a guest is told about (boot_params.acpi_rsdp_addr,
+/// hvm_start_info.rsdp_paddr), after [`write_firmware_tables`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FirmwareTables {
+    /// The ACPI RSDP.
+    pub rsdp: GuestAddress,
+    /// The MP floating pointer structure.
+    pub mp_floating_pointer: GuestAddress,
+}
+
+/// Writes the ACPI tables and the MP table for `info` into `mem`.
+pub fn write_firmware_tables<M: GuestMemoryBackend>(
+    mem: &M,
+    info: &PlatformInfo,
+) -> Result<FirmwareTables, FirmwareError> {
+    Ok(FirmwareTables {
+        rsdp: write_acpi_tables(mem, info)?,
+        mp_floating_pointer: write_mptable(mem, info)?,
+    })
+}
+
+/// Why firmware tables could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum FirmwareError {
+    /// The platform has no CPU.
+    #[error("the firmware tables need at least one CPU, got 0")]
+    NoCpus,
+    /// More CPUs than the tables can describe.
+    #[error("{cpus} CPUs requested, but the firmware tables describe at most {max}")]
+    TooManyCpus {
+        /// CPUs requested.
+        cpus: u8,
+        /// The most the tables take.
+        max: u8,
+    },
+    /// An MMIO base the tables hold in 32 bits lies above 4 GiB.
+    #[error(
+        "{what} {addr:#x} is not below 4 GiB, where the firmware tables' 32-bit fields can point"
+    )]
+    AddressAbove4G {
+        /// Which address.
+        what: &'static str,
+        /// Its value.
+        addr: u64,
+    },
+    /// The I/O APIC ID does not fit its four-bit ID register.
+    #[error("I/O APIC ID {id} does not fit the IOAPIC's 4-bit ID register (0-15)")]
+    IoApicId {
+        /// The ID.
+        id: u8,
+    },
+    /// The PM register block is at port 0 or runs past port 0xffff.
+    #[error("ACPI PM register block at port {base:#x} ({len} ports) is not a valid I/O range")]
+    PmBlock {
+        /// Its base.
+        base: u16,
+        /// Its length.
+        len: u16,
+    },
+    /// The S5 sleep type does not fit PM1_CNT.SLP_TYP (3 bits).
+    #[error("S5 sleep type {value} does not fit the 3-bit PM1_CNT.SLP_TYP field (0-7)")]
+    SleepType {
+        /// The value.
+        value: u16,
+    },
+    /// The century CMOS index is a clock register, out of CMOS RAM, or
+    /// given without an RTC.
+    #[error("RTC century index {index:#x} is not a CMOS RAM byte (0x0e-0x7f) of a present RTC")]
+    CenturyIndex {
+        /// The index.
+        index: u8,
+    },
+    /// The UART's eight ports run past 0xffff.
+    #[error("COM1 at port {port:#x} runs past port 0xffff")]
+    SerialPort {
+        /// Its base port.
+        port: u16,
+    },
+    /// A device is given an IRQ that is not a free ISA IRQ.
+    #[error("{user} is given IRQ {irq}, not an ISA IRQ a device can use (1, 3-15)")]
+    IsaIrq {
+        /// The device.
+        user: &'static str,
+        /// The IRQ.
+        irq: u8,
+    },
+    /// Two devices share an edge-triggered ISA IRQ.
+    #[error("{first} and {second} are both given ISA IRQ {irq}")]
+    IrqConflict {
+        /// The IRQ.
+        irq: u8,
+        /// One device.
+        first: &'static str,
+        /// The other.
+        second: &'static str,
+    },
+    /// The tables do not fit the room the memory layout gives them.
+    #[error("the {area} do not fit: the {table} would end at {end:#x}, past {limit:#x}")]
+    NoRoom {
+        /// ACPI tables or MP table.
+        area: &'static str,
+        /// The structure that overflows.
+        table: &'static str,
+        /// Where it would end.
+        end: u64,
+        /// The end of the room.
+        limit: u64,
+    },
+    /// Guest RAM does not back the tables' address range.
+    #[error("cannot write {len} bytes of firmware tables at guest address {addr:#x}: {source}")]
+    GuestMemory {
+        /// Where.
+        addr: u64,
+        /// How much.
+        len: usize,
+        /// The error.
+        source: GuestMemoryError,
+    },
+}
+
+fn address32(what: &'static str, addr: u64) -> Result<u32, FirmwareError> {
+    u32::try_from(addr).map_err(|_| FirmwareError::AddressAbove4G { what, addr })
+}
+
+/// The byte that makes `bytes` sum to zero (mod 256), as both specifications
+/// define their checksums.
+fn checksum(bytes: &[u8]) -> u8 {
+    0u8.wrapping_sub(bytes.iter().fold(0u8, |sum, b| sum.wrapping_add(*b)))
+}
+
+/// Hands out addresses in `[next, limit)`, each aligned, refusing to go
+/// past the end.
+struct Placer {
+    area: &'static str,
+    next: u64,
+    limit: u64,
+}
+
+impl Placer {
+    fn new(area: &'static str, start: GuestAddress, limit: GuestAddress) -> Self {
+        Placer {
+            area,
+            next: start.0,
+            limit: limit.0,
+        }
+    }
+
+    /// `align` must be a power of two.
+    fn place(&mut self, table: &'static str, len: usize, align: u64) -> Result<u64, FirmwareError> {
+        let start = self.next.checked_add(align - 1).map(|a| a & !(align - 1));
+        let end = start.and_then(|s| s.checked_add(len as u64));
+        match (start, end) {
+            (Some(start), Some(end)) if end <= self.limit => {
+                self.next = end;
+                Ok(start)
+            }
+            _ => Err(FirmwareError::NoRoom {
+                area: self.area,
+                table,
+                end: end.unwrap_or(u64::MAX),
+                limit: self.limit,
+            }),
+        }
+    }
+}
+
+fn write_bytes<M: GuestMemoryBackend>(
+    mem: &M,
+    addr: u64,
+    bytes: &[u8],
+) -> Result<(), FirmwareError> {
+    mem.write_slice(bytes, GuestAddress(addr))
+        .map_err(|source| FirmwareError::GuestMemory {
+            addr,
+            len: bytes.len(),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_pc_platform_is_valid() {
+        for cpus in [1, 4, MAX_CPUS] {
+            PlatformInfo::pc(cpus, 5).validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn test_validation_rejects_bad_descriptions() {
+        let pc = PlatformInfo::pc(1, 5);
+        let cases: Vec<(PlatformInfo, &str)> = vec![
+            (
+                PlatformInfo {
+                    cpus: 0,
+                    ..pc.clone()
+                },
+                "got 0",
+            ),
+            (
+                PlatformInfo {
+                    cpus: 255,
+                    ..pc.clone()
+                },
+                "255 CPUs",
+            ),
+            (
+                PlatformInfo {
+                    s5_slp_typ: 8,
+                    ..pc.clone()
+                },
+                "sleep type 8",
+            ),
+            (
+                PlatformInfo {
+                    ioapic_id: 16,
+                    ..pc.clone()
+                },
+                "I/O APIC ID 16",
+            ),
+            (
+                PlatformInfo {
+                    lapic_base: 0x1_0000_0000,
+                    ..pc.clone()
+                },
+                "local APIC base 0x100000000",
+            ),
+            (
+                PlatformInfo {
+                    pm_base: 0xfff8,
+                    ..pc.clone()
+                },
+                "port 0xfff8",
+            ),
+            (
+                PlatformInfo {
+                    pm_base: 0,
+                    ..pc.clone()
+                },
+                "port 0x0",
+            ),
+            (
+                PlatformInfo {
+                    sci_irq: 2,
+                    ..pc.clone()
+                },
+                "IRQ 2",
+            ),
+            (
+                PlatformInfo {
+                    sci_irq: 16,
+                    ..pc.clone()
+                },
+                "IRQ 16",
+            ),
+            (
+                PlatformInfo {
+                    sci_irq: 8,
+                    ..pc.clone()
+                },
+                "the SCI and the RTC",
+            ),
+            (
+                PlatformInfo {
+                    com1: Some(IsaSerial {
+                        port: 0x3f8,
+                        irq: 1,
+                    }),
+                    ..pc.clone()
+                },
+                "COM1 and the i8042",
+            ),
+            (
+                PlatformInfo {
+                    com1: Some(IsaSerial {
+                        port: 0xfffc,
+                        irq: 4,
+                    }),
+                    ..pc.clone()
+                },
+                "port 0xfffc",
+            ),
+            (
+                PlatformInfo {
+                    rtc_century_index: 0x09,
+                    ..pc.clone()
+                },
+                "index 0x9",
+            ),
+            (
+                PlatformInfo {
+                    rtc: false,
+                    rtc_century_index: 0x32,
+                    ..pc.clone()
+                },
+                "index 0x32",
+            ),
+        ];
+        for (info, text) in cases {
+            let e = info.validate().unwrap_err().to_string();
+            assert!(e.contains(text), "{e:?} should mention {text:?}");
+        }
+        // Moving a device off a clash makes it valid again.
+        PlatformInfo {
+            sci_irq: 10,
+            ..pc.clone()
+        }
+        .validate()
+        .unwrap();
+        PlatformInfo {
+            rtc_century_index: 0x32,
+            ..pc
+        }
+        .validate()
+        .unwrap();
+    }
+
+    #[test]
+    fn test_checksum_zeroes_sum() {
+        let mut bytes = vec![1u8, 2, 250, 77, 0];
+        bytes[4] = checksum(&bytes);
+        assert_eq!(bytes.iter().fold(0u8, |s, b| s.wrapping_add(*b)), 0);
+        assert_eq!(checksum(&[]), 0);
+    }
+
+    #[test]
+    fn test_placer_aligns_and_refuses_overflow() {
+        let mut p = Placer::new("test area", GuestAddress(0x1001), GuestAddress(0x1100));
+        assert_eq!(p.place("a", 0x10, 16).unwrap(), 0x1010);
+        assert_eq!(p.place("b", 0x40, 64).unwrap(), 0x1040);
+        let e = p.place("c", 0x90, 16).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "the test area do not fit: the c would end at 0x1110, past 0x1100"
+        );
+        // The failed placement consumed nothing: the room left still fits.
+        assert_eq!(p.place("d", 0x80, 16).unwrap(), 0x1080);
+        assert!(p.place("e", 1, 1).is_err());
+    }
+
+    /// The MADT and the MP table describe the same CPUs, I/O APIC and
+    /// ISA interrupt routing.
+    #[test]
+    fn test_acpi_and_mp_agree() {
+        for info in [
+            PlatformInfo::pc(4, 5),
+            PlatformInfo {
+                irq0_to_gsi2: false,
+                sci_irq: 10,
+                ioapic_id: 2,
+                ..PlatformInfo::pc(3, 5)
+            },
+        ] {
+            let mem = acpi::tests::guest(0, 2 << 20);
+            let tables = write_firmware_tables(&mem, &info).unwrap();
+            let a = acpi::tests::parse(&mem);
+            let m = mptable::tests::parse(&mem);
+            assert_eq!(tables.rsdp.0, a.rsdp);
+            assert_eq!(tables.mp_floating_pointer.0, m.pointer);
+
+            let madt_ids: Vec<u8> = a.lapics.iter().map(|l| l.1).collect();
+            let mp_ids: Vec<u8> = m.cpus.iter().map(|c| c.0).collect();
+            assert_eq!(madt_ids, mp_ids);
+            assert_eq!(
+                u32::from_le_bytes(a.madt()[36..40].try_into().unwrap()),
+                m.lapic_base
+            );
+            assert_eq!(a.ioapics.len(), 1);
+            assert_eq!(
+                (a.ioapics[0].0, a.ioapics[0].1),
+                (m.ioapics[0].0, m.ioapics[0].3)
+            );
+
+            // Each ISA IRQ reaches the same I/O APIC input with the same
+            // polarity and trigger mode: an override where ACPI has one,
+            // identity with the ISA defaults elsewhere.
+            for &(_, flags, _, irq, _, pin) in &m.io_ints {
+                let (gsi, acpi_flags) = a
+                    .overrides
+                    .iter()
+                    .find(|o| o.1 == irq)
+                    .map(|o| (o.2, o.3))
+                    .unwrap_or((u32::from(irq), 0));
+                assert_eq!((gsi, acpi_flags), (u32::from(pin), flags), "ISA IRQ {irq}");
+            }
+            // The SCI the FADT names is the level-triggered line in both.
+            let sci = u16::from_le_bytes(a.fadt()[46..48].try_into().unwrap());
+            assert_eq!(u16::from(info.sci_irq), sci);
+            assert!(m
+                .io_ints
+                .iter()
+                .any(|e| u16::from(e.3) == sci && e.1 == 0x0d));
+        }
+    }
+}
