@@ -128,3 +128,57 @@ fn test_cpu_count_errors() {
         out.stderr
     );
 }
+
+#[test]
+fn test_one_vcpu_faulting_ends_vm_while_others_spin() {
+    require_kvm();
+    // The BSP wakes 3 APs that spin forever without exits, waits until they
+    // all run, then triple-faults (ud2, no IDT). The VM must end with the
+    // triple-fault status and every spinning AP must be stopped and joined.
+    let bsp = assemble(32, 0x1000, |a| {
+        a.mov(dword_ptr(COUNTER), 0).unwrap();
+        a.mov(dword_ptr(0xfee0_0300u64), 0x000c_4500).unwrap();
+        a.mov(dword_ptr(0xfee0_0300u64), 0x000c_4608).unwrap();
+        let mut wait = a.create_label();
+        a.set_label(&mut wait).unwrap();
+        a.pause().unwrap();
+        a.cmp(dword_ptr(COUNTER), 3).unwrap();
+        a.jb(wait).unwrap();
+        a.ud2().unwrap();
+    });
+    let ap = assemble(16, 0, |a| {
+        a.xor(ax, ax).unwrap();
+        a.mov(ds, ax).unwrap();
+        a.lock().inc(dword_ptr(COUNTER)).unwrap();
+        let mut spin = a.create_label();
+        a.set_label(&mut spin).unwrap();
+        a.jmp(spin).unwrap();
+    });
+    let mut image = bsp;
+    image.resize((TRAMPOLINE - 0x1000) as usize, 0x90);
+    image.extend_from_slice(&ap);
+    let g = TempFile::with_bytes(&image);
+    let out = run_vmm(&[
+        "--kernel",
+        g.path(),
+        "--mode",
+        "protected",
+        "--platform",
+        "pc",
+        "--cpus",
+        "4",
+        "--timeout",
+        "30",
+    ]);
+    assert_eq!(out.status, status::TRIPLE_FAULT, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("triple fault on vCPU 0"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.elapsed < std::time::Duration::from_secs(25),
+        "stopping took {:?}",
+        out.elapsed
+    );
+}
