@@ -2,7 +2,7 @@
 //! minimal KVM_RUN loop written directly on kvm-ioctls; how long the classic
 //! guest takes from process start to halt; and how much memory the VMM uses.
 //!
-//! Run it with `scripts/bench.sh` (which also builds the release `vmm-bin`
+//! Run it with `integration-tests/scripts/bench.sh` (which also builds the release `vmm-bin`
 //! and prints a summary), or alone:
 //! `cargo bench -p integration-tests --bench exit_cost`.
 //!
@@ -92,7 +92,7 @@
 //! `EXIT_COST_RSS_RUNS` (5), `EXIT_COST_CRITERION_N` (10000),
 //! `EXIT_COST_CRITERION_CLOCK` (`cpu` or `wall`), `EXIT_COST_CRITERION=0` to
 //! skip section 4, `EXIT_COST_SUMMARY=PATH` to
-//! also write the figures as `key=value` lines (used by `scripts/bench.sh`).
+//! also write the figures as `key=value` lines (used by `integration-tests/scripts/bench.sh`).
 
 use std::error::Error;
 use std::fmt::Write as _;
