@@ -201,9 +201,10 @@ mod tests {
             );
         }
         let main = rules_for(ThreadRole::Main).unwrap();
-        assert!(
-            !main.contains_key(&libc::SYS_ioctl),
-            "main thread needs no ioctl once running"
+        assert_eq!(
+            main[&libc::SYS_ioctl].len(),
+            2,
+            "main thread: the terminal ioctls (TCGETS, TCSETS) only"
         );
         assert!(!main.contains_key(&libc::SYS_execve));
     }
