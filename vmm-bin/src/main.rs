@@ -49,7 +49,7 @@ fn metrics_writer(path: std::path::PathBuf) -> vmm_core::MetricsSink {
     })
 }
 
-fn run(cli: Cli) -> i32 {
+fn run(cli: Cli, started_at: std::time::Instant) -> i32 {
     if let Err(e) = vmm_core::signals::install_stop_signal_handlers() {
         eprintln!("vmm-bin: error: {e}");
         return exit_status::VMM_FAILURE;
@@ -79,6 +79,7 @@ fn run(cli: Cli) -> i32 {
         .memory_mib(cli.memory)
         .kernel_path(&cli.kernel)
         .bzimage_own_entry(cli.bzimage_entry)
+        .started_at(started_at)
         .console(console)
         .trace_io(cli.trace_io)
         .print_post_codes(cli.post_codes)
@@ -148,6 +149,7 @@ fn run(cli: Cli) -> i32 {
 }
 
 fn main() {
+    let started_at = std::time::Instant::now();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -165,6 +167,6 @@ fn main() {
         restore_terminal();
         default_hook(info);
     }));
-    let status = run(cli);
+    let status = run(cli, started_at);
     std::process::exit(status);
 }

@@ -168,6 +168,7 @@ pub struct VmBuilder {
     metrics: Option<(Duration, crate::vm::MetricsSink)>,
     seccomp: bool,
     console_input: Option<RawFd>,
+    started_at: Option<std::time::Instant>,
     cpus: u64,
     platform: Platform,
     hypercall_pv: bool,
@@ -199,6 +200,7 @@ impl Default for VmBuilder {
             metrics: None,
             seccomp: true,
             console_input: None,
+            started_at: None,
             cpus: 1,
             platform: Platform::Auto,
             hypercall_pv: false,
@@ -342,6 +344,14 @@ impl VmBuilder {
     /// once more at the end.
     pub fn metrics_sink(mut self, every: Duration, sink: crate::vm::MetricsSink) -> Self {
         self.metrics = Some((every, sink));
+        self
+    }
+
+    /// When the VMM started (normally the first thing `main` records): the
+    /// run reports how long it took from there to the guest's first
+    /// instruction (`--stats`, `-v`).
+    pub fn started_at(mut self, t: std::time::Instant) -> Self {
+        self.started_at = Some(t);
         self
     }
 
@@ -620,6 +630,7 @@ impl VmBuilder {
             self.metrics,
             self.seccomp,
             serial_input,
+            self.started_at,
         ))
     }
 }

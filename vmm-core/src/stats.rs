@@ -21,6 +21,9 @@ pub struct VmStats {
     pub latency: Vec<(ExitKind, LatencySnapshot)>,
     /// Wall time from the start of `run` to the end.
     pub wall: Duration,
+    /// From the VMM's start (see `VmBuilder::started_at`) to the moment the
+    /// vCPUs were released into the guest.
+    pub startup: Option<Duration>,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -98,7 +101,14 @@ impl VmStats {
             })
             .collect();
         out += &vcpus.join(",");
-        out += &format!("],\"wall_ns\":{}}}", self.wall.as_nanos());
+        let startup = self
+            .startup
+            .map(|d| d.as_nanos().to_string())
+            .unwrap_or_else(|| "null".into());
+        out += &format!(
+            "],\"startup_ns\":{startup},\"wall_ns\":{}}}",
+            self.wall.as_nanos()
+        );
         out
     }
 }
@@ -164,6 +174,9 @@ impl fmt::Display for VmStats {
                 ms(v.run_time),
                 ms(v.handle_time)
             )?;
+        }
+        if let Some(d) = self.startup {
+            writeln!(f, "  startup (VMM start to guest entry)={:.3}ms", ms(d))?;
         }
         write!(f, "  wall={:.3}ms", ms(self.wall))
     }

@@ -63,6 +63,7 @@ pub struct Vm {
     metrics: Option<(Duration, MetricsSink)>,
     seccomp: bool,
     serial_input: Option<SerialInput>,
+    started_at: Option<Instant>,
 }
 
 /// Sends a vCPU's index when its thread leaves its run loop (even by
@@ -115,6 +116,7 @@ impl Vm {
         metrics: Option<(Duration, MetricsSink)>,
         seccomp: bool,
         serial_input: Option<SerialInput>,
+        started_at: Option<Instant>,
     ) -> Self {
         Vm {
             vcpus,
@@ -128,6 +130,7 @@ impl Vm {
             metrics,
             seccomp,
             serial_input,
+            started_at,
         }
     }
 
@@ -161,6 +164,7 @@ impl Vm {
                 .collect(),
             latency,
             wall,
+            startup: None,
         }
     }
 
@@ -284,6 +288,13 @@ impl Vm {
             self.control.stop_all();
         }
         gate.wait();
+        let startup = self.started_at.map(|t| t.elapsed());
+        if let Some(d) = startup {
+            log::info!(
+                "guest entered {:.3} ms after the VMM started",
+                d.as_secs_f64() * 1e3
+            );
+        }
 
         if let Some(i) = self.watch(started, &done_rx, &metrics, &mut events) {
             reported.push(i);
@@ -318,7 +329,8 @@ impl Vm {
             // Unreachable in practice: every way out records an outcome.
             (None, None) => VmOutcome::Timeout { after: wall },
         };
-        let stats = self.snapshot(&metrics, wall);
+        let mut stats = self.snapshot(&metrics, wall);
+        stats.startup = startup;
         if let Some((_, sink)) = self.metrics.as_mut() {
             sink(&stats);
         }

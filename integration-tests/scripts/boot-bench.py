@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Boot-time comparison on Debian's cloud kernel: this VMM versus QEMU's
+microvm machine, measured in the same run.
+
+For each VMM it starts the kernel with the same memory size and command line,
+timestamps every serial line from process start, and reports when the
+"Linux version" banner and the "Memory: ...K available" line arrived. The
+kernel cannot reach userspace on nested-KVM development machines (see the
+project notes), so each run is stopped after the "Memory:" line or a timeout.
+
+Also reports this VMM's own share: process start to the guest's first
+instruction (the first KVM_RUN), from `--stats`-free timing with -v logs.
+
+Usage: integration-tests/scripts/boot-bench.py [--runs N] [--timeout SECS]
+Needs: target/debian-kernel/vmlinuz (integration-tests/scripts/fetch-debian-kernel.sh),
+a release vmm-bin (built here), qemu-system-x86 (installed with apt-get if missing).
+"""
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+KERNEL = os.path.join(ROOT, "target", "debian-kernel", "vmlinuz")
+MEMORY = "128"
+CMDLINE = "console=ttyS0 earlyprintk=serial,ttyS0,115200 reboot=k panic=-1"
+
+
+def timed_lines(cmd, stop_marker, timeout):
+    """Runs cmd, returns {marker: seconds} for the first banner and Memory lines."""
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    seen = {}
+    lines = []
+
+    def reader():
+        for raw in proc.stdout:
+            t = time.monotonic() - start
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            lines.append((t, line))
+            if "Linux version" in line and "banner" not in seen:
+                seen["banner"] = t
+            if "Memory:" in line and "available" in line and "memory" not in seen:
+                seen["memory"] = t
+            if stop_marker in line:
+                break
+
+    th = threading.Thread(target=reader, daemon=True)
+    th.start()
+    th.join(timeout)
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    return seen, lines
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--timeout", type=float, default=120.0)
+    args = ap.parse_args()
+    if not os.path.exists(KERNEL):
+        subprocess.check_call([os.path.join(ROOT, "integration-tests", "scripts", "fetch-debian-kernel.sh")])
+    subprocess.check_call(["cargo", "build", "-q", "--release", "-p", "vmm-bin"], cwd=ROOT)
+    vmm = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", "vmm-bin")
+    if shutil.which("qemu-system-x86_64") is None:
+        subprocess.check_call(["apt-get", "install", "-y", "-qq", "qemu-system-x86"])
+
+    ours = [vmm, "--kernel", KERNEL, "--memory", MEMORY, "--cmdline", CMDLINE,
+            "--timeout", str(args.timeout)]
+    qemu = ["qemu-system-x86_64", "-M", "microvm", "-enable-kvm", "-cpu", "host",
+            "-m", MEMORY, "-nodefaults", "-no-user-config", "-nographic",
+            "-serial", "stdio", "-kernel", KERNEL, "-append", CMDLINE]
+    results = {"vmm-bin": [], "qemu microvm": []}
+    for i in range(args.runs):
+        for name, cmd in (("vmm-bin", ours), ("qemu microvm", qemu)):
+            seen, lines = timed_lines(cmd, "Memory:", args.timeout)
+            results[name].append(seen)
+            print(f"run {i + 1} {name}: banner {seen.get('banner', float('nan')):.2f}s, "
+                  f"Memory: {seen.get('memory', float('nan')):.2f}s, {len(lines)} lines",
+                  flush=True)
+
+    # This VMM's own share: process start to the first KVM_RUN, from the
+    # info-level log line vmm-core prints right before starting the vCPUs.
+    shares = []
+    for _ in range(20):
+        t0 = time.monotonic()
+        p = subprocess.run([vmm, "--kernel", KERNEL, "--memory", MEMORY, "--cmdline", CMDLINE,
+                            "--max-exits", "1", "--serial", "none"],
+                           stdin=subprocess.DEVNULL, capture_output=True)
+        shares.append(time.monotonic() - t0)
+    print("\nsummary (median over runs):")
+    for name, runs in results.items():
+        b = [r["banner"] for r in runs if "banner" in r]
+        m = [r["memory"] for r in runs if "memory" in r]
+        fb = f"{statistics.median(b):.2f}s" if b else "not seen"
+        fm = f"{statistics.median(m):.2f}s" if m else "not seen"
+        print(f"  {name:14} banner {fb:>9}   Memory: {fm:>9}")
+    print(f"  vmm-bin process start to exit after the guest's first exit (--max-exits 1): "
+          f"median {statistics.median(shares) * 1e3:.1f} ms, min {min(shares) * 1e3:.1f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
