@@ -415,7 +415,11 @@ fn test_pvh_elf64_start_info_memmap_cmdline_modules() {
         "EBX {:#x}",
         seen.start_info_addr
     );
-    assert_eq!((seen.flags, seen.rsdp_paddr, seen.reserved), (0, 0, 0));
+    // PVH kernels run on the PC platform: rsdp_paddr points at the ACPI RSDP.
+    assert_eq!(
+        (seen.flags, seen.rsdp_paddr, seen.reserved),
+        (0, 0xe0000, 0)
+    );
     for a in [seen.modlist_paddr, seen.memmap_paddr] {
         assert!(
             in_boot_info(a) && a.is_multiple_of(8),

@@ -465,7 +465,7 @@ pub fn load_pvh<M: GuestMemoryBackend>(
             plan.modlist_addr
         },
         cmdline_paddr: CMDLINE_START.0,
-        rsdp_paddr: 0,
+        rsdp_paddr: req.acpi_rsdp.unwrap_or(0),
         memmap_paddr: plan.memmap_addr,
         memmap_entries: plan.memmap.len() as u32,
         reserved: 0,
@@ -538,6 +538,7 @@ mod tests {
             )),
             modules: vec![module("second module", vec![0x5a; 77])],
             bzimage_own_entry: false,
+            acpi_rsdp: Some(0xe0000),
         }
     }
 
@@ -564,7 +565,7 @@ mod tests {
         assert_eq!(si.flags, 0);
         assert_eq!(si.nr_modules, 2);
         assert_eq!(si.cmdline_paddr, 0x2_0000);
-        assert_eq!(si.rsdp_paddr, 0);
+        assert_eq!(si.rsdp_paddr, 0xe0000, "the RSDP the VMM passes");
         assert_eq!(si.reserved, 0);
         for a in [si.memmap_paddr, si.modlist_paddr] {
             assert!(

@@ -24,4 +24,8 @@ pub struct LoadRequest {
     /// `--bzimage-entry`: run a bzImage's own 64-bit entry (and its
     /// decompressor in the guest) instead of decompressing on the host.
     pub bzimage_own_entry: bool,
+    /// Where the VMM puts the ACPI RSDP, if the platform has ACPI tables:
+    /// protocols with a field for it (Linux `acpi_rsdp_addr`, PVH
+    /// `rsdp_paddr`) pass it on; Multiboot guests scan for it.
+    pub acpi_rsdp: Option<u64>,
 }

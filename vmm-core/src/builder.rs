@@ -419,6 +419,15 @@ impl VmBuilder {
         self
     }
 
+    /// Whether the guest gets the PC platform for an image of `format`.
+    fn is_pc(&self, format: Format) -> bool {
+        match self.platform {
+            Platform::Pc => true,
+            Platform::Minimal => false,
+            Platform::Auto => matches!(format, Format::Multiboot | Format::Linux | Format::Pvh),
+        }
+    }
+
     /// The entry the user asked for, or the load address; in real mode a
     /// load address above 64 KiB becomes the equivalent SEG:0 form.
     fn effective_entry(&self, mode: BootMode, load_addr: GuestAddress) -> Option<Entry> {
@@ -445,12 +454,18 @@ impl VmBuilder {
                 read_input(p, limit, InputKind::Kernel)?,
             ),
         };
+        // The platform follows from the format, and the loader needs to know
+        // whether ACPI tables will exist (for the RSDP pointer it passes on).
+        let format = self
+            .format
+            .unwrap_or_else(|| vmm_loader::detect(&image).format);
         let mut req = LoadRequest {
             kernel_path: name.clone(),
             cmdline: self.cmdline.clone(),
             initrd: None,
             modules: Vec::new(),
             bzimage_own_entry: self.bzimage_own_entry,
+            acpi_rsdp: self.is_pc(format).then_some(ACPI_TABLES_START.0),
         };
         if let Some(p) = &self.initrd {
             req.initrd = Some(ModuleImage {
@@ -518,11 +533,7 @@ impl VmBuilder {
         let layout = MemoryLayout::new(self.memory_mib)?;
         let ram = GuestRam::new(&layout, self.thp)?;
         let (format, spec) = self.load(&ram)?;
-        let pc = match self.platform {
-            Platform::Pc => true,
-            Platform::Minimal => false,
-            Platform::Auto => matches!(format, Format::Multiboot | Format::Linux | Format::Pvh),
-        };
+        let pc = self.is_pc(format);
         if !pc && self.cpus > 1 {
             return Err(VmmError::Conflict(format!(
                 "--cpus {} needs the PC platform (the APs start through the local APIC): add --platform pc",
