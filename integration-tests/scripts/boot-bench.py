@@ -71,11 +71,18 @@ def main():
     if shutil.which("qemu-system-x86_64") is None:
         subprocess.check_call(["apt-get", "install", "-y", "-qq", "qemu-system-x86"])
 
+    # QEMU's microvm boots a bzImage through its firmware and the kernel's
+    # own decompressor (minutes here); give it the same kernel's vmlinux,
+    # which it enters through PVH, as the notes' measurement did.
+    vmlinux = os.path.join(os.path.dirname(KERNEL), "vmlinux")
+    if not os.path.exists(vmlinux):
+        subprocess.check_call(["cargo", "run", "-q", "--release", "-p", "integration-tests",
+                               "--bin", "extract_vmlinux", "--", KERNEL, vmlinux], cwd=ROOT)
     ours = [vmm, "--kernel", KERNEL, "--memory", MEMORY, "--cmdline", CMDLINE,
             "--timeout", str(args.timeout)]
     qemu = ["qemu-system-x86_64", "-M", "microvm", "-enable-kvm", "-cpu", "host",
             "-m", MEMORY, "-nodefaults", "-no-user-config", "-nographic",
-            "-serial", "stdio", "-kernel", KERNEL, "-append", CMDLINE]
+            "-serial", "stdio", "-kernel", vmlinux, "-append", CMDLINE]
     results = {"vmm-bin": [], "qemu microvm": []}
     for i in range(args.runs):
         for name, cmd in (("vmm-bin", ours), ("qemu microvm", qemu)):
@@ -85,15 +92,16 @@ def main():
                   f"Memory: {seen.get('memory', float('nan')):.2f}s, {len(lines)} lines",
                   flush=True)
 
-    # This VMM's own share: process start to the first KVM_RUN, from the
-    # info-level log line vmm-core prints right before starting the vCPUs.
+    # This VMM's own share: process start to the guest's first instruction,
+    # as vmm-core reports it at info level ("guest entered N ms after...").
     shares = []
     for _ in range(20):
-        t0 = time.monotonic()
-        p = subprocess.run([vmm, "--kernel", KERNEL, "--memory", MEMORY, "--cmdline", CMDLINE,
-                            "--max-exits", "1", "--serial", "none"],
-                           stdin=subprocess.DEVNULL, capture_output=True)
-        shares.append(time.monotonic() - t0)
+        p = subprocess.run([vmm, "-v", "--kernel", KERNEL, "--memory", MEMORY, "--cmdline", CMDLINE,
+                            "--timeout", "0.2", "--serial", "none"],
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        for line in p.stderr.splitlines():
+            if "guest entered" in line:
+                shares.append(float(line.split("guest entered")[1].split()[0]))
     print("\nsummary (median over runs):")
     for name, runs in results.items():
         b = [r["banner"] for r in runs if "banner" in r]
@@ -101,8 +109,9 @@ def main():
         fb = f"{statistics.median(b):.2f}s" if b else "not seen"
         fm = f"{statistics.median(m):.2f}s" if m else "not seen"
         print(f"  {name:14} banner {fb:>9}   Memory: {fm:>9}")
-    print(f"  vmm-bin process start to exit after the guest's first exit (--max-exits 1): "
-          f"median {statistics.median(shares) * 1e3:.1f} ms, min {min(shares) * 1e3:.1f} ms")
+    if shares:
+        print(f"  vmm-bin start to guest entry (bzImage read, payload decompressed, loaded): "
+              f"median {statistics.median(shares):.1f} ms, min {min(shares):.1f} ms")
     return 0
 
 

@@ -114,8 +114,10 @@ pub const PROCESS_WATCHDOG: Duration = Duration::from_secs(60);
 
 /// Runs `vmm-bin` with `args`, killing it after [`PROCESS_WATCHDOG`].
 pub fn run_vmm(args: &[&str]) -> Output {
+    // Build first: the watchdog times the VMM, not cargo.
+    let bin = vmm_bin();
     let start = Instant::now();
-    let mut child = Command::new(vmm_bin())
+    let mut child = Command::new(bin)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -202,8 +204,10 @@ pub fn run_vmm_until(
     limit: Duration,
 ) -> StreamedRun {
     use std::io::BufRead;
+    // Build first: the limit times the VMM, not cargo.
+    let bin = vmm_bin();
     let start = Instant::now();
-    let mut child = Command::new(vmm_bin())
+    let mut child = Command::new(bin)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
