@@ -7,11 +7,7 @@
 //! `rep outsb`; the host parses the dump and checks each value against what
 //! it asked for and what the ABI requires.
 
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::Instant;
-
-use integration_tests::{require_kvm, run_vmm, status, vmm_bin, TempFile, PROCESS_WATCHDOG};
+use integration_tests::{require_kvm, run_vmm, status, TempFile};
 use vmm_core::loader::detect::XEN_ELFNOTE_PHYS32_ENTRY;
 use vmm_core::loader::pvh::test_image;
 use vmm_core::memory::layout::{
@@ -169,41 +165,12 @@ struct RawRun {
 }
 
 fn run_raw(args: &[&str]) -> RawRun {
-    let start = Instant::now();
-    let mut child = Command::new(vmm_bin())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("vmm-bin starts");
-    let mut out = child.stdout.take().expect("piped");
-    let mut err = child.stderr.take().expect("piped");
-    let out_t = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        out.read_to_end(&mut v).ok();
-        v
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        err.read_to_end(&mut v).ok();
-        v
-    });
-    let st = loop {
-        if let Some(st) = child.try_wait().expect("wait works") {
-            break st;
-        }
-        if start.elapsed() > PROCESS_WATCHDOG {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("vmm-bin {args:?} still running after {PROCESS_WATCHDOG:?}: hung");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    };
+    // run_vmm keeps stdout byte for byte and has the watchdog.
+    let out = run_vmm(args);
     RawRun {
-        status: st.code().unwrap_or(-1),
-        stdout: out_t.join().expect("reader"),
-        stderr: String::from_utf8_lossy(&err_t.join().expect("reader")).into_owned(),
+        status: out.status,
+        stdout: out.stdout_raw,
+        stderr: out.stderr,
     }
 }
 

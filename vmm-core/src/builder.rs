@@ -445,6 +445,7 @@ impl VmBuilder {
     }
 
     fn load(&self, ram: &GuestRam) -> Result<(Format, BootSpec), VmmError> {
+        let t0 = std::time::Instant::now();
         let limit = ram.layout().size();
         let (name, image) = match &self.kernel {
             None => return Err(VmmError::NoKernel),
@@ -502,6 +503,10 @@ impl VmBuilder {
             "{name}: loading as {} ({})",
             detection.format,
             detection.reason
+        );
+        log::info!(
+            "{name}: loaded in {:.1} ms",
+            t0.elapsed().as_secs_f64() * 1e3
         );
         if detection.format != vmm_loader::Format::Raw {
             let raw_only = [
