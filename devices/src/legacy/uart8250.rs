@@ -23,6 +23,11 @@ use crate::lock;
 pub const COM1_PORT: u16 = 0x3f8;
 /// COM1's legacy IRQ line.
 pub const COM1_IRQ: u32 = 4;
+/// Modem control register offset (PC16550D datasheet).
+const MCR_OFFSET: u8 = 4;
+/// MCR bit 4: loopback.
+const MCR_LOOP_BIT: u8 = 1 << 4;
+
 /// Registers (ports) the UART decodes.
 pub const UART_REGISTER_COUNT: u16 = 8;
 
@@ -92,8 +97,15 @@ impl<T: Trigger> Uart8250<T> {
 
     /// Queues bytes the guest will receive (RBR), as if typed; returns how
     /// many fit in the receive FIFO.
+    /// In loopback mode (MCR bit 4) the UART's serial input is
+    /// disconnected, as on the chip, and nothing is taken: the host keeps the
+    /// bytes until the guest leaves loopback.
     pub fn receive(&self, bytes: &[u8]) -> usize {
         let mut s = lock(&self.serial);
+        // Reading MCR has no side effects.
+        if s.read(MCR_OFFSET) & MCR_LOOP_BIT != 0 {
+            return 0;
+        }
         let room = s.fifo_capacity();
         let n = bytes.len().min(room);
         if n > 0 && s.enqueue_raw_bytes(&bytes[..n]).is_err() {
@@ -193,6 +205,15 @@ mod tests {
         }
         assert_eq!(drained.read().unwrap(), 1);
         assert_eq!(uart.rx_room(), room);
+    }
+
+    #[test]
+    fn test_uart_holds_host_input_in_loopback() {
+        let uart = Uart8250::new(NoIrq, Console::discard());
+        uart.pio_write(PioAddress(COM1_PORT), 4, &[0x10]);
+        assert_eq!(uart.receive(b"abc"), 0, "input is disconnected in loopback");
+        uart.pio_write(PioAddress(COM1_PORT), 4, &[0x00]);
+        assert_eq!(uart.receive(b"abc"), 3);
     }
 
     #[test]
