@@ -8,7 +8,9 @@
 //!   access is counted per port / MMIO range.
 //! - [`legacy`]: one device per file, each named after the chip or
 //!   convention it models: the 8250/16550 UART (on vm-superio), QEMU's
-//!   isa-debug-exit, the Bochs/QEMU debug console and the POST-code port.
+//!   isa-debug-exit, the Bochs/QEMU debug console, the POST-code port, the
+//!   i8042 keyboard controller, the MC146818 RTC/CMOS and the ACPI PM
+//!   register block (PM timer, S5 power-off).
 //! - [`console::Console`]: the byte sink guest output goes to.
 //! - [`irq::IrqLine`]: a device's interrupt line (none, or a KVM irqfd).
 //! - [`vm_event`]: how a device asks the VMM to end the VM, without knowing
