@@ -47,7 +47,11 @@ pub struct BootSpec {
     pub mode: BootMode,
     /// The entry point.
     pub entry: Entry,
-    /// Guest-physical range the image occupies: `(start, length)`.
+    /// Guest-physical range the image occupies: `(start, length)`; for
+    /// images with several segments, the range from the lowest to the end of
+    /// the highest (the loaders check each segment against RAM and the boot
+    /// structures themselves; vCPU set-up refuses a range that spans the GDT
+    /// or page tables, even if the segments inside it do not touch them).
     pub image: (GuestAddress, u64),
     /// Register values the boot protocol requires, applied in order after the
     /// mode's defaults (for example EAX/EBX for Multiboot).
