@@ -5,9 +5,10 @@
 //! - By default the compressed kernel inside it (`payload_offset`/
 //!   `payload_length`, an ELF vmlinux compressed with gzip, bzip2, lzma, xz,
 //!   lz4 or zstd) is decompressed on the host ([`payload`]) and loaded at its
-//!   ELF physical addresses; the vCPU enters `startup_64` (the ELF entry)
-//!   directly. This skips the kernel's own decompressor, which is slow here
-//!   because CPL0 guest code is emulated.
+//!   ELF physical addresses piece by piece as it decompresses, so the whole
+//!   vmlinux is never held in memory; the vCPU enters `startup_64` (the ELF
+//!   entry) directly. This skips the kernel's own decompressor, which is slow
+//!   here because CPL0 guest code is emulated.
 //! - With [`LoadRequest::bzimage_own_entry`] the protected-mode part is
 //!   loaded at `pref_address` (or `code32_start`), `code32_start` is set to
 //!   it, and the vCPU enters its 64-bit entry at load address + 0x200, so the
@@ -33,13 +34,15 @@
 mod boot_params;
 pub mod payload;
 mod setup_header;
+mod vmlinux;
 
 use std::io::Cursor;
+use std::time::Instant;
 
 use linux_loader::configurator::linux::LinuxBootConfigurator;
 use linux_loader::configurator::{BootConfigurator, BootParams};
 use linux_loader::loader::bootparam::{boot_params as BootParamsRaw, LOADED_HIGH, XLF_KERNEL_64};
-use linux_loader::loader::{load_cmdline, BzImage, Elf, KernelLoader};
+use linux_loader::loader::{load_cmdline, BzImage, KernelLoader};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 use vmm_memory::layout::{CMDLINE_START, HIGH_MEMORY_START, ZERO_PAGE_START};
 use vmm_memory::MemoryLayout;
@@ -50,6 +53,7 @@ use crate::elf::{parse_elf, ElfError};
 use crate::request::LoadRequest;
 use payload::{first_bytes, Codec, PayloadError, MAX_DECOMPRESSED};
 use setup_header::{version_str, BzImageHeader, BOOT_FLAG, HDRS, PROTO_XLOADFLAGS};
+use vmlinux::VmlinuxLoader;
 
 /// The command line a kernel gets when none is given: the serial console
 /// on COM1 (the VMM's UART), reboot by keyboard controller (the quickest
@@ -70,8 +74,6 @@ pub const VMLINUX_CMDLINE_MAX: u32 = 2047;
 /// The highest initrd byte for a vmlinux: x86-64's default
 /// `initrd_addr_max`.
 pub const VMLINUX_INITRD_ADDR_MAX: u32 = 0x7fff_ffff;
-/// `e_machine` of an x86-64 ELF.
-const EM_X86_64: u16 = 62;
 
 /// Errors loading a Linux kernel.
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +155,12 @@ pub enum LinuxError {
     /// linux-loader failed to copy the kernel.
     #[error("loading the kernel into guest memory failed: {0}")]
     KernelLoad(#[source] linux_loader::loader::Error),
+    /// Copying the kernel into guest memory failed.
+    #[error("writing the kernel into guest memory failed: {0}")]
+    KernelWrite(#[source] vm_memory::GuestMemoryError),
+    /// The vmlinux entry point is below 1 MiB.
+    #[error("vmlinux entry point {0:#x} is below 1 MiB, in the real-mode area: the 64-bit boot protocol starts the protected-mode kernel at 1 MiB or above")]
+    EntryBelowHighMemory(u64),
     /// The kernel (with the room it needs to start) is not in RAM below
     /// 4 GiB.
     #[error("the kernel needs [{start:#x}, {end:#x}) (its image, and init_size from its runtime address for --bzimage-entry), which is not all guest RAM below {ram_end:#x}")]
@@ -260,13 +268,7 @@ pub fn load_linux<M: GuestMemoryBackend>(
             load_own_entry(mem, layout, image, &bz)?
         } else {
             let range = bz.payload_range(image.len())?;
-            let limit = MAX_DECOMPRESSED.min(layout.size());
-            let (codec, vmlinux) = payload::decompress(&image[range], limit)?;
-            log::info!(
-                "bzImage payload: {codec}, {} bytes decompressed on the host",
-                vmlinux.len()
-            );
-            load_vmlinux(mem, layout, &vmlinux, Some(codec))?
+            load_payload(mem, layout, &image[range])?
         };
         let mut params = bz.params;
         if req.bzimage_own_entry {
@@ -278,7 +280,7 @@ pub fn load_linux<M: GuestMemoryBackend>(
         (params, kernel)
     } else if image.starts_with(b"\x7fELF") {
         let cmdline = boot_params::build_cmdline(line, VMLINUX_CMDLINE_MAX)?;
-        let kernel = load_vmlinux(mem, layout, image, None)?;
+        let kernel = load_vmlinux(mem, layout, image)?;
         load_cmdline(mem, CMDLINE_START, &cmdline).map_err(LinuxError::CmdlineWrite)?;
         (vmlinux_header(), kernel)
     } else {
@@ -323,58 +325,46 @@ pub fn load_linux<M: GuestMemoryBackend>(
     })
 }
 
-/// Validates an ELF64 x86-64 vmlinux against the layout, then loads it with
-/// linux-loader's ELF loader at its physical addresses.
+/// Decompresses a bzImage's payload, a vmlinux, straight into guest memory
+/// ([`vmlinux`]), never holding the whole decompressed kernel.
+fn load_payload<M: GuestMemoryBackend>(
+    mem: &M,
+    layout: &MemoryLayout,
+    data: &[u8],
+) -> Result<LoadedKernel, LinuxError> {
+    let t = Instant::now();
+    let what = match Codec::detect(data) {
+        Some(c) => format!("{c}-decompressed bzImage payload"),
+        None => "bzImage payload".to_string(),
+    };
+    let mut loader = VmlinuxLoader::new(mem, layout, what);
+    let limit = MAX_DECOMPRESSED.min(layout.size());
+    let (codec, size) = payload::decompress_with(data, limit, |piece| loader.feed(piece))?;
+    let (kernel, writing) = loader.finish()?;
+    let total = t.elapsed();
+    log::info!("bzImage payload: {codec}, {size} bytes decompressed on the host");
+    log::debug!(
+        "bzImage payload: decompressed and loaded in {:.1} ms ({:.1} ms decompressing, {:.1} ms writing guest memory)",
+        total.as_secs_f64() * 1e3,
+        total.saturating_sub(writing).as_secs_f64() * 1e3,
+        writing.as_secs_f64() * 1e3
+    );
+    Ok(kernel)
+}
+
+/// Validates an ELF64 x86-64 vmlinux against the layout, then copies its
+/// segments to their physical addresses.
 fn load_vmlinux<M: GuestMemoryBackend>(
     mem: &M,
     layout: &MemoryLayout,
     vmlinux: &[u8],
-    codec: Option<Codec>,
 ) -> Result<LoadedKernel, LinuxError> {
-    if !vmlinux.starts_with(b"\x7fELF") {
-        return Err(LinuxError::NotElf {
-            what: match codec {
-                Some(c) => format!("{c}-decompressed bzImage payload"),
-                None => "image".to_string(),
-            },
-            first: first_bytes(vmlinux),
-        });
-    }
-    let elf = parse_elf(vmlinux, layout)?;
-    // parse_elf read the whole ELF header, so bytes 18..20 exist.
-    let machine = vmlinux
-        .get(18..20)
-        .map(|b| u16::from_le_bytes([b[0], b[1]]))
-        .unwrap_or(0);
-    if !elf.is_64 || machine != EM_X86_64 {
-        return Err(LinuxError::NotX86_64 {
-            class: if elf.is_64 { 64 } else { 32 },
-            machine,
-        });
-    }
-    // The VMM's page tables identity-map only the first 4 GiB, where the
-    // protocol wants the kernel mapped at entry.
-    let ram_end = layout.low_ram_end();
-    if elf.end > ram_end || elf.entry >= ram_end {
-        return Err(LinuxError::KernelOutsideRam {
-            start: elf.start,
-            end: elf.end,
-            ram_end,
-        });
-    }
-    Elf::load(
-        mem,
-        None,
-        &mut Cursor::new(vmlinux),
-        Some(HIGH_MEMORY_START),
-    )
-    .map_err(LinuxError::KernelLoad)?;
-    Ok(LoadedKernel {
-        entry: elf.entry,
-        start: elf.start,
-        end: elf.end,
-        footprint_end: elf.end,
-    })
+    // goblin's parse of the whole file first, as for any ELF; the loader
+    // then checks what the Linux protocol adds.
+    parse_elf(vmlinux, layout)?;
+    let mut loader = VmlinuxLoader::new(mem, layout, "image".to_string());
+    loader.feed(vmlinux)?;
+    Ok(loader.finish()?.0)
 }
 
 /// Loads a bzImage's protected-mode part for its own 64-bit entry.
