@@ -14,7 +14,7 @@
 //! kernel, and the setup header is the image's with the loader's fields.
 //! Bad input through the CLI ends with status 2 and a message naming it.
 
-use integration_tests::{require_kvm, run_vmm, status, TempFile};
+use integration_tests::{require_kvm, run_vmm, status, Dump, TempFile};
 use vmm_core::loader::elf::test_image::build;
 use vmm_core::loader::linux::test_image::{bzimage, compress, BzImageSpec, Codec};
 use vmm_core::loader::linux::DEFAULT_CMDLINE;
@@ -165,40 +165,6 @@ fn run_raw(args: &[&str]) -> RawRun {
         status: out.status,
         stdout: out.stdout_raw,
         stderr: out.stderr,
-    }
-}
-
-/// Reads the guest's tagged dump.
-struct Dump<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Dump<'a> {
-    fn take(&mut self, n: usize) -> &'a [u8] {
-        let s = self.bytes.get(self.at..self.at + n).unwrap_or_else(|| {
-            panic!(
-                "dump ends at {} (wanted {n} bytes at {})",
-                self.bytes.len(),
-                self.at
-            )
-        });
-        self.at += n;
-        s
-    }
-
-    fn tag(&mut self, t: &[u8; 2]) {
-        let at = self.at;
-        assert_eq!(
-            self.take(2),
-            t,
-            "tag {:?} expected at dump offset {at}",
-            String::from_utf8_lossy(t)
-        );
-    }
-
-    fn u64(&mut self) -> u64 {
-        u64::from_le_bytes(self.take(8).try_into().unwrap())
     }
 }
 

@@ -7,7 +7,7 @@
 //! `rep outsb`; the host parses the dump and checks each value against what
 //! it asked for and what the ABI requires.
 
-use integration_tests::{require_kvm, run_vmm, status, TempFile};
+use integration_tests::{require_kvm, run_vmm, status, Dump, TempFile};
 use vmm_core::loader::detect::XEN_ELFNOTE_PHYS32_ENTRY;
 use vmm_core::loader::pvh::test_image;
 use vmm_core::memory::layout::{
@@ -171,55 +171,6 @@ fn run_raw(args: &[&str]) -> RawRun {
         status: out.status,
         stdout: out.stdout_raw,
         stderr: out.stderr,
-    }
-}
-
-/// Reads the guest's tagged dump.
-struct Dump<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Dump<'a> {
-    fn take(&mut self, n: usize) -> &'a [u8] {
-        let s = self.bytes.get(self.at..self.at + n).unwrap_or_else(|| {
-            panic!(
-                "dump ends at {} (wanted {n} bytes at {})",
-                self.bytes.len(),
-                self.at
-            )
-        });
-        self.at += n;
-        s
-    }
-
-    fn tag(&mut self, t: &[u8; 2]) {
-        let at = self.at;
-        let got = self.take(2);
-        assert_eq!(
-            got,
-            t,
-            "tag {:?} expected at dump offset {at}",
-            String::from_utf8_lossy(t)
-        );
-    }
-
-    fn cstr(&mut self) -> &'a [u8] {
-        let len = self.bytes[self.at..]
-            .iter()
-            .position(|&b| b == 0)
-            .expect("NUL-terminated string in dump");
-        let s = self.take(len);
-        self.take(1);
-        s
-    }
-
-    fn u32(&mut self) -> u32 {
-        u32::from_le_bytes(self.take(4).try_into().unwrap())
-    }
-
-    fn u64(&mut self) -> u64 {
-        u64::from_le_bytes(self.take(8).try_into().unwrap())
     }
 }
 
