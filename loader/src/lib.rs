@@ -34,6 +34,7 @@ pub mod detect;
 pub mod elf;
 pub mod linux;
 pub mod multiboot;
+pub mod placement;
 pub mod pvh;
 pub mod raw;
 pub mod request;

@@ -36,8 +36,8 @@ use linux_loader::loader::elf::{Elf as LinuxElf, PvhBootCapability};
 use linux_loader::loader::KernelLoader;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 use vmm_memory::layout::{
-    overlapping_boot_structure, MapEntry, MapKind, BOOT_INFO_END, BOOT_INFO_START,
-    CMDLINE_MAX_SIZE, CMDLINE_START, HIGH_MEMORY_START, MMIO_HOLE_END,
+    MapEntry, MapKind, BOOT_INFO_END, BOOT_INFO_START, CMDLINE_MAX_SIZE, CMDLINE_START,
+    HIGH_MEMORY_START, MMIO_HOLE_END,
 };
 use vmm_memory::MemoryLayout;
 
@@ -241,10 +241,6 @@ pub fn memmap(layout: &MemoryLayout) -> Vec<hvm_memmap_table_entry> {
         .collect()
 }
 
-fn align_up(v: u64, align: u64) -> Option<u64> {
-    Some(v.checked_add(align - 1)? & !(align - 1))
-}
-
 fn align8(v: u64) -> u64 {
     v.saturating_add(7) & !7
 }
@@ -253,24 +249,7 @@ fn align8(v: u64) -> u64 {
 /// `len` bytes lie inside one RAM entry of `map` below 4 GiB and clear of
 /// the VMM's boot structures.
 pub fn place_module(map: &[MapEntry], from: u64, len: u64) -> Option<u64> {
-    let mut addr = align_up(from, MODULE_ALIGN)?;
-    for e in map.iter().filter(|e| e.kind == MapKind::Ram) {
-        let entry_end = e.start.saturating_add(e.len).min(MMIO_HOLE_END);
-        if addr < e.start {
-            addr = align_up(e.start, MODULE_ALIGN)?;
-        }
-        loop {
-            let end = addr.checked_add(len)?;
-            if addr >= entry_end || end > entry_end {
-                break;
-            }
-            match overlapping_boot_structure(addr, len.max(1)) {
-                Some((_, structure_end)) => addr = align_up(structure_end, MODULE_ALIGN)?,
-                None => return Some(addr),
-            }
-        }
-    }
-    None
+    crate::placement::place_in_ram(map, from, len, MODULE_ALIGN, MMIO_HOLE_END)
 }
 
 fn check_no_nul(what: impl FnOnce() -> String, s: &str) -> Result<(), PvhError> {
@@ -356,7 +335,7 @@ fn plan<'a>(
             index,
             name: m.name.clone(),
             size,
-            from: align_up(from, MODULE_ALIGN).unwrap_or(from),
+            from: crate::placement::align_up(from, MODULE_ALIGN).unwrap_or(from),
             ram_end: layout.low_ram_end(),
         })?;
         modlist.push(hvm_modlist_entry {
@@ -607,7 +586,7 @@ mod tests {
             assert!(e.paddr >= prev_end, "module {i} at {:#x}", e.paddr);
             assert_eq!(e.size, m.data.len() as u64);
             assert_eq!(e.reserved, 0);
-            assert!(overlapping_boot_structure(e.paddr, e.size).is_none());
+            assert!(vmm_memory::layout::overlapping_boot_structure(e.paddr, e.size).is_none());
             let mut data = vec![0u8; m.data.len()];
             mem.read_slice(&mut data, GuestAddress(e.paddr)).unwrap();
             assert_eq!(data, m.data);

@@ -14,8 +14,8 @@ use std::borrow::Cow;
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 use vmm_memory::layout::{
-    overlapping_boot_structure, MapEntry, MapKind, BOOT_INFO_END, BOOT_INFO_START,
-    CMDLINE_MAX_SIZE, CMDLINE_START, HIGH_MEMORY_START, LEGACY_HOLE_START,
+    MapEntry, MapKind, BOOT_INFO_END, BOOT_INFO_START, CMDLINE_MAX_SIZE, CMDLINE_START,
+    HIGH_MEMORY_START, LEGACY_HOLE_START,
 };
 use vmm_memory::MemoryLayout;
 
@@ -105,34 +105,12 @@ pub fn mmap_bytes(map: &[MapEntry]) -> Vec<u8> {
     out
 }
 
-fn align_up(v: u64, align: u64) -> Option<u64> {
-    Some(v.checked_add(align - 1)? & !(align - 1))
-}
-
 /// The lowest [`MODULE_ALIGN`]-aligned address at or above `from` where
 /// `len` bytes lie inside one usable entry of `map`, below 4 GiB and clear
 /// of the VMM's boot structures.
 pub fn place_module(map: &[MapEntry], from: u64, len: u64) -> Option<u64> {
-    let mut addr = align_up(from, MODULE_ALIGN)?;
-    for e in map.iter().filter(|e| e.kind == MapKind::Ram) {
-        // mod_start and mod_end are 32-bit, so mod_end (exclusive) must be
-        // a u32 too.
-        let end = (e.start + e.len).min(FOUR_GIB - 1);
-        if addr < e.start {
-            addr = align_up(e.start, MODULE_ALIGN)?;
-        }
-        loop {
-            let mod_end = addr.checked_add(len)?;
-            if mod_end > end {
-                break;
-            }
-            match overlapping_boot_structure(addr, len.max(1)) {
-                Some((_, structure_end)) => addr = align_up(structure_end, MODULE_ALIGN)?,
-                None => return Some(addr),
-            }
-        }
-    }
-    None
+    // mod_start and mod_end are 32-bit, so mod_end (exclusive) must be a u32.
+    crate::placement::place_in_ram(map, from, len, MODULE_ALIGN, FOUR_GIB - 1)
 }
 
 fn check_no_nul(what: impl FnOnce() -> String, s: &str) -> Result<(), MultibootError> {
@@ -235,7 +213,7 @@ pub fn plan<'a>(
                 index,
                 name: m.name.clone(),
                 size,
-                from: align_up(from, MODULE_ALIGN).unwrap_or(from),
+                from: crate::placement::align_up(from, MODULE_ALIGN).unwrap_or(from),
                 ram_end: layout.low_ram_end(),
             })?;
         // place_module keeps addr + size below 4 GiB and string addresses
