@@ -338,3 +338,62 @@ impl<'a> Dump<'a> {
         u64::from_le_bytes(self.take(8).try_into().expect("8 bytes"))
     }
 }
+
+/// Code emitters and data for test kernels.
+pub mod guest_asm {
+    use iced_x86::code_asm::*;
+
+    /// A 64-bit interrupt gate to `handler` through the VMM's boot code
+    /// segment (0x10). Interrupt test guests run in long mode: on the
+    /// development machines' nested KVM a 32-bit `iret` fails emulation.
+    pub fn idt_gate64(handler: u64) -> [u8; 16] {
+        let mut g = [0u8; 16];
+        g[0..2].copy_from_slice(&(handler as u16).to_le_bytes());
+        g[2..4].copy_from_slice(&0x10u16.to_le_bytes());
+        g[5] = 0x8e; // present, DPL 0, interrupt gate
+        g[6..8].copy_from_slice(&((handler >> 16) as u16).to_le_bytes());
+        g[8..12].copy_from_slice(&((handler >> 32) as u32).to_le_bytes());
+        g
+    }
+
+    /// Writes a two-byte tag to the debug console (DX must be 0xe9).
+    pub fn tag(a: &mut CodeAssembler, t: &[u8; 2]) {
+        for &b in t {
+            a.mov(al, i32::from(b)).expect("mov");
+            a.out(dx, al).expect("out");
+        }
+    }
+
+    /// 32-bit code: dumps the NUL-terminated string at ESI (NUL included,
+    /// at most `max` bytes scanned) to the port in DX.
+    pub fn dump_string(a: &mut CodeAssembler, max: u32) {
+        a.mov(edi, esi).expect("mov");
+        a.xor(eax, eax).expect("xor");
+        a.mov(ecx, max).expect("mov");
+        a.repne().scasb().expect("scasb");
+        a.mov(ecx, edi).expect("mov");
+        a.sub(ecx, esi).expect("sub");
+        a.rep().outsb().expect("outsb");
+    }
+}
+
+/// A `vmm-bin` run with stdout as bytes (guests that dump binary data).
+#[derive(Debug)]
+pub struct RawRun {
+    /// Exit status.
+    pub status: i32,
+    /// Standard output, byte for byte.
+    pub stdout: Vec<u8>,
+    /// Standard error.
+    pub stderr: String,
+}
+
+/// [`run_vmm`], keeping stdout as bytes.
+pub fn run_raw(args: &[&str]) -> RawRun {
+    let out = run_vmm(args);
+    RawRun {
+        status: out.status,
+        stdout: out.stdout_raw,
+        stderr: out.stderr,
+    }
+}

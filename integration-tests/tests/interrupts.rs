@@ -4,6 +4,7 @@
 //! guest's handler.
 
 use integration_tests::code_asm::*;
+use integration_tests::guest_asm::idt_gate64;
 use integration_tests::{assemble, require_kvm, run_vmm, TempFile};
 
 const LOAD: u64 = 0x1000;
@@ -15,18 +16,6 @@ const VECTORS: u64 = 0x30;
 /// Guest variables.
 const TICKS: u64 = 0x6000;
 const TSC_AT: u64 = 0x6010;
-
-/// A 64-bit interrupt gate (long mode: 32-bit `iret` fails emulation on the
-/// development machines' nested KVM).
-fn gate(handler: u64) -> [u8; 16] {
-    let mut g = [0u8; 16];
-    g[0..2].copy_from_slice(&(handler as u16).to_le_bytes());
-    g[2..4].copy_from_slice(&0x10u16.to_le_bytes());
-    g[5] = 0x8e;
-    g[6..8].copy_from_slice(&((handler >> 16) as u16).to_le_bytes());
-    g[8..12].copy_from_slice(&((handler >> 32) as u32).to_le_bytes());
-    g
-}
 
 /// Lays out main code at LOAD, `handlers` (vector, code built at a given
 /// address) in the stub area, and an IDT whose other vectors report
@@ -72,7 +61,7 @@ fn image(main: Vec<u8>, handlers: &[Handler]) -> Vec<u8> {
     img.extend_from_slice(&IDT.to_le_bytes());
     img.resize((IDT - LOAD) as usize, 0);
     for t in targets {
-        img.extend_from_slice(&gate(t));
+        img.extend_from_slice(&idt_gate64(t));
     }
     img
 }

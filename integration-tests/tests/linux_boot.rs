@@ -14,7 +14,7 @@
 //! kernel, and the setup header is the image's with the loader's fields.
 //! Bad input through the CLI ends with status 2 and a message naming it.
 
-use integration_tests::{require_kvm, run_vmm, status, Dump, TempFile};
+use integration_tests::{require_kvm, run_raw, run_vmm, status, Dump, TempFile};
 use vmm_core::loader::elf::test_image::build;
 use vmm_core::loader::linux::test_image::{bzimage, compress, BzImageSpec, Codec};
 use vmm_core::loader::linux::DEFAULT_CMDLINE;
@@ -46,13 +46,7 @@ mod guest {
     use super::CHECKS;
     use integration_tests::assemble;
     use integration_tests::code_asm::*;
-
-    fn tag(a: &mut CodeAssembler, t: &[u8; 2]) {
-        for &b in t {
-            a.mov(al, i32::from(b)).unwrap();
-            a.out(dx, al).unwrap();
-        }
-    }
+    use integration_tests::guest_asm::tag;
 
     /// The 64-bit test kernel linked at `base`.
     pub fn kernel(base: u64) -> Vec<u8> {
@@ -149,23 +143,6 @@ fn vmlinux() -> Vec<u8> {
         KERNEL_BASE,
         &[(KERNEL_BASE, KERNEL_BASE, &code, KERNEL_MEMSZ)],
     )
-}
-
-/// A `vmm-bin` run with stdout kept as bytes (the dump is binary).
-struct RawRun {
-    status: i32,
-    stdout: Vec<u8>,
-    stderr: String,
-}
-
-fn run_raw(args: &[&str]) -> RawRun {
-    // run_vmm keeps stdout byte for byte and has the watchdog.
-    let out = run_vmm(args);
-    RawRun {
-        status: out.status,
-        stdout: out.stdout_raw,
-        stderr: out.stderr,
-    }
 }
 
 fn u32_at(b: &[u8], off: usize) -> u32 {

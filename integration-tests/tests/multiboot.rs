@@ -5,7 +5,7 @@
 //! command line, the boot loader name and every module through the debug
 //! console; the host parses the dump and checks each value exactly.
 
-use integration_tests::{require_kvm, run_vmm, status, Dump, TempFile};
+use integration_tests::{require_kvm, run_raw, status, Dump, RawRun, TempFile};
 use vmm_core::loader::elf::test_image as elf_image;
 use vmm_core::loader::multiboot::test_image::{
     header, AOUT_KLUDGE, MEMORY_INFO, PAGE_ALIGN, VIDEO_MODE,
@@ -52,25 +52,7 @@ mod guest {
     use super::{BOOTLOADER_MAGIC, CHECKS, INFO_NOT_PROVIDED, INFO_REQUIRED, INFO_SIZE};
     use integration_tests::assemble;
     use integration_tests::code_asm::*;
-
-    /// Writes a two-byte tag to the debug console (DX = 0xe9).
-    fn tag(a: &mut CodeAssembler, t: &[u8; 2]) {
-        for &b in t {
-            a.mov(al, i32::from(b)).unwrap();
-            a.out(dx, al).unwrap();
-        }
-    }
-
-    /// Dumps the NUL-terminated string at ESI, NUL included.
-    fn dump_string(a: &mut CodeAssembler) {
-        a.mov(edi, esi).unwrap();
-        a.xor(eax, eax).unwrap();
-        a.mov(ecx, 0x1_0000).unwrap();
-        a.repne().scasb().unwrap();
-        a.mov(ecx, edi).unwrap();
-        a.sub(ecx, esi).unwrap();
-        a.rep().outsb().unwrap();
-    }
+    use integration_tests::guest_asm::{dump_string, tag};
 
     /// The kernel's 32-bit code, placed at `ip`. With `marker`, it checks
     /// that the dword at `load_addr` is `marker` (the a.out kludge's file
@@ -192,10 +174,10 @@ mod guest {
             a.rep().outsb().unwrap();
             tag(a, b"CL");
             a.mov(esi, dword_ptr(ebx + 16)).unwrap();
-            dump_string(a);
+            dump_string(a, 0x1_0000);
             tag(a, b"BL");
             a.mov(esi, dword_ptr(ebx + 64)).unwrap();
-            dump_string(a);
+            dump_string(a, 0x1_0000);
             tag(a, b"ML");
             a.mov(esi, dword_ptr(ebx + 24)).unwrap();
             a.mov(ecx, dword_ptr(ebx + 20)).unwrap();
@@ -216,7 +198,7 @@ mod guest {
             a.rep().outsb().unwrap();
             tag(a, b"MS");
             a.mov(esi, dword_ptr(ebp + 8)).unwrap();
-            dump_string(a);
+            dump_string(a, 0x1_0000);
             a.add(ebp, 16).unwrap();
             a.dec(ebx).unwrap();
             a.jmp(next).unwrap();
@@ -298,23 +280,6 @@ fn elf_kernel() -> Kernel {
         image,
         start: KERNEL_BASE.into(),
         end: u64::from(KERNEL_BASE) + memsz,
-    }
-}
-
-/// A `vmm-bin` run with stdout kept as bytes (the dump is binary).
-struct RawRun {
-    status: i32,
-    stdout: Vec<u8>,
-    stderr: String,
-}
-
-fn run_raw(args: &[&str]) -> RawRun {
-    // run_vmm keeps stdout byte for byte and has the watchdog.
-    let out = run_vmm(args);
-    RawRun {
-        status: out.status,
-        stdout: out.stdout_raw,
-        stderr: out.stderr,
     }
 }
 

@@ -7,7 +7,7 @@
 //! `rep outsb`; the host parses the dump and checks each value against what
 //! it asked for and what the ABI requires.
 
-use integration_tests::{require_kvm, run_vmm, status, Dump, TempFile};
+use integration_tests::{require_kvm, run_raw, run_vmm, status, Dump, RawRun, TempFile};
 use vmm_core::loader::detect::XEN_ELFNOTE_PHYS32_ENTRY;
 use vmm_core::loader::pvh::test_image;
 use vmm_core::memory::layout::{
@@ -36,26 +36,8 @@ mod guest {
     use super::{CHECKS, XEN_HVM_START_MAGIC};
     use integration_tests::assemble;
     use integration_tests::code_asm::*;
+    use integration_tests::guest_asm::{dump_string, tag};
     use vmm_core::memory::layout::CMDLINE_MAX_SIZE;
-
-    /// Writes a two-byte tag to the debug console (DX = 0xe9).
-    fn tag(a: &mut CodeAssembler, t: &[u8; 2]) {
-        for &b in t {
-            a.mov(al, i32::from(b)).unwrap();
-            a.out(dx, al).unwrap();
-        }
-    }
-
-    /// Dumps the NUL-terminated string at ESI, NUL included.
-    fn dump_string(a: &mut CodeAssembler) {
-        a.mov(edi, esi).unwrap();
-        a.xor(eax, eax).unwrap();
-        a.mov(ecx, CMDLINE_MAX_SIZE as u32).unwrap();
-        a.repne().scasb().unwrap();
-        a.mov(ecx, edi).unwrap();
-        a.sub(ecx, esi).unwrap();
-        a.rep().outsb().unwrap();
-    }
 
     /// The PVH test kernel's 32-bit code, linked at `base`.
     pub fn pvh_guest(base: u64) -> Vec<u8> {
@@ -105,7 +87,7 @@ mod guest {
             a.rep().outsb().unwrap();
             tag(a, b"CL");
             a.mov(esi, dword_ptr(ebx + 24)).unwrap();
-            dump_string(a);
+            dump_string(a, CMDLINE_MAX_SIZE as u32);
             tag(a, b"ML");
             a.mov(esi, dword_ptr(ebx + 16)).unwrap();
             a.mov(ecx, dword_ptr(ebx + 12)).unwrap();
@@ -125,7 +107,7 @@ mod guest {
             a.rep().outsb().unwrap();
             tag(a, b"MS");
             a.mov(esi, dword_ptr(ebp + 16)).unwrap();
-            dump_string(a);
+            dump_string(a, CMDLINE_MAX_SIZE as u32);
             a.add(ebp, 32).unwrap();
             a.dec(ebx).unwrap();
             a.jmp(next).unwrap();
@@ -155,23 +137,6 @@ fn pvh_kernel(is_64: bool) -> (Vec<u8>, (u64, u64)) {
         &[(KERNEL_BASE, KERNEL_BASE, &code, memsz)],
     );
     (img, (KERNEL_BASE, KERNEL_BASE + memsz))
-}
-
-/// A `vmm-bin` run with stdout kept as bytes (the dump is binary).
-struct RawRun {
-    status: i32,
-    stdout: Vec<u8>,
-    stderr: String,
-}
-
-fn run_raw(args: &[&str]) -> RawRun {
-    // run_vmm keeps stdout byte for byte and has the watchdog.
-    let out = run_vmm(args);
-    RawRun {
-        status: out.status,
-        stdout: out.stdout_raw,
-        stderr: out.stderr,
-    }
 }
 
 /// A module list entry and what the guest found at its addresses.

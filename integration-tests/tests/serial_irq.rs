@@ -8,6 +8,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use integration_tests::code_asm::*;
+use integration_tests::guest_asm::idt_gate64;
 use integration_tests::{assemble, require_kvm, vmm_bin, TempFile};
 
 const LOAD: u64 = 0x1000;
@@ -23,18 +24,6 @@ const QUIT_FLAG: u64 = 0x6000;
 const COM1_VECTOR: u64 = 0x24;
 /// Vectors the IDT covers: exceptions and both PICs' IRQs.
 const VECTORS: u64 = 0x30;
-
-/// A 64-bit interrupt gate. (The guests here run in long mode: on the
-/// development machines' nested KVM, a 32-bit `iret` fails emulation.)
-fn idt_gate(handler: u64) -> [u8; 16] {
-    let mut g = [0u8; 16];
-    g[0..2].copy_from_slice(&(handler as u16).to_le_bytes());
-    g[2..4].copy_from_slice(&0x10u16.to_le_bytes()); // the VMM's 64-bit code segment
-    g[5] = 0x8e; // present, DPL 0, interrupt gate
-    g[6..8].copy_from_slice(&((handler >> 16) as u16).to_le_bytes());
-    g[8..12].copy_from_slice(&((handler >> 32) as u32).to_le_bytes());
-    g
-}
 
 /// Long-mode guest: PIC remapped to 0x20, only IRQ 4 unmasked, UART RX
 /// interrupt on; the handler echoes bytes until it sees 'q'.
@@ -138,7 +127,7 @@ fn echo_guest() -> Vec<u8> {
         } else {
             STUBS + v * STUB_SIZE
         };
-        image.extend_from_slice(&idt_gate(target));
+        image.extend_from_slice(&idt_gate64(target));
     }
     image
 }
