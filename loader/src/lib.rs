@@ -41,7 +41,7 @@ pub mod request;
 
 pub use boot_spec::{BootMode, BootSpec, Entry, Reg, UnknownReg};
 pub use detect::{detect, Detection, Format};
-pub use request::{LoadRequest, ModuleImage};
+pub use request::{KernelCacheUse, LoadRequest, ModuleImage};
 
 use vm_memory::GuestMemoryBackend;
 use vmm_memory::MemoryLayout;
@@ -100,7 +100,7 @@ fn check_format(image: &[u8], asked: Format) -> Result<(), LoadError> {
 
 /// Detects (or, with `forced`, checks) the format of `image` and loads it.
 /// `raw` describes how to place and start a raw binary.
-pub fn load<M: GuestMemoryBackend>(
+pub fn load<M: GuestMemoryBackend + 'static>(
     mem: &M,
     layout: &MemoryLayout,
     image: &[u8],

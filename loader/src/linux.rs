@@ -32,6 +32,7 @@
 //! printable ASCII is accepted.
 
 mod boot_params;
+pub mod cache;
 pub mod payload;
 mod setup_header;
 mod vmlinux;
@@ -50,10 +51,11 @@ use vmm_memory::MemoryLayout;
 use crate::boot_spec::{BootMode, BootSpec, Entry, Reg};
 use crate::detect::is_bzimage;
 use crate::elf::{parse_elf, ElfError};
-use crate::request::LoadRequest;
+use crate::request::{KernelCacheUse, LoadRequest};
 use payload::{first_bytes, Codec, PayloadError, MAX_DECOMPRESSED};
 use setup_header::{version_str, BzImageHeader, BOOT_FLAG, HDRS, PROTO_XLOADFLAGS};
-use vmlinux::VmlinuxLoader;
+use cache::{CachedVmlinux, ImageKey, VmlinuxCache};
+use vmlinux::{Placing, VmlinuxLoader};
 
 /// The command line a kernel gets when none is given: the serial console
 /// on COM1 (the VMM's UART), reboot by keyboard controller (the quickest
@@ -205,6 +207,14 @@ pub enum LinuxError {
     /// `--module` was given: the Linux protocol has only the initrd.
     #[error("the Linux boot protocol takes no modules, but {0} --module file(s) were given (pass one initrd with --initrd)")]
     ModulesUnsupported(usize),
+    /// Reading a vmlinux file (a kernel cache entry) failed.
+    #[error("reading the {what} failed: {source}")]
+    FileRead {
+        /// What was read.
+        what: String,
+        /// The host's error.
+        source: std::io::Error,
+    },
     /// Writing boot_params failed.
     #[error("writing the zero page failed: {0}")]
     BootParams(#[source] linux_loader::configurator::Error),
@@ -244,7 +254,7 @@ pub fn vmlinux_header() -> BootParamsRaw {
 
 /// Loads a Linux bzImage or ELF64 vmlinux and writes its zero page, command
 /// line and initrd (see the module documentation).
-pub fn load_linux<M: GuestMemoryBackend>(
+pub fn load_linux<M: GuestMemoryBackend + 'static>(
     mem: &M,
     layout: &MemoryLayout,
     image: &[u8],
@@ -266,9 +276,16 @@ pub fn load_linux<M: GuestMemoryBackend>(
         let cmdline = boot_params::build_cmdline(line, bz.cmdline_max())?;
         let kernel = if req.bzimage_own_entry {
             load_own_entry(mem, layout, image, &bz)?
+        } else if let KernelCacheUse::Hit(entry) = &req.kernel_cache {
+            load_cached(mem, layout, entry)?
         } else {
             let range = bz.payload_range(image.len())?;
-            load_payload(mem, layout, &image[range])?
+            match &req.kernel_cache {
+                KernelCacheUse::Fill { cache, key } => {
+                    fill_cache(mem, layout, &image[range], cache, key)?
+                }
+                _ => load_payload(mem, layout, &image[range])?,
+            }
         };
         let mut params = bz.params;
         if req.bzimage_own_entry {
@@ -333,11 +350,7 @@ fn load_payload<M: GuestMemoryBackend>(
     data: &[u8],
 ) -> Result<LoadedKernel, LinuxError> {
     let t = Instant::now();
-    let what = match Codec::detect(data) {
-        Some(c) => format!("{c}-decompressed bzImage payload"),
-        None => "bzImage payload".to_string(),
-    };
-    let mut loader = VmlinuxLoader::new(mem, layout, what);
+    let mut loader = VmlinuxLoader::new(mem, layout, payload_what(data), Placing::Copy);
     let limit = MAX_DECOMPRESSED.min(layout.size());
     let (codec, size) = payload::decompress_with(data, limit, |piece| loader.feed(piece))?;
     let (kernel, writing) = loader.finish()?;
@@ -352,6 +365,83 @@ fn load_payload<M: GuestMemoryBackend>(
     Ok(kernel)
 }
 
+/// Loads a kernel cache entry, mapping its pages into guest memory.
+fn load_cached<M: GuestMemoryBackend + 'static>(
+    mem: &M,
+    layout: &MemoryLayout,
+    entry: &CachedVmlinux,
+) -> Result<LoadedKernel, LinuxError> {
+    let t = Instant::now();
+    let what = format!("cached vmlinux {}", entry.path().display());
+    let (kernel, done) = vmlinux::load_from_file(mem, layout, entry.file(), entry.len(), &what)?;
+    log::info!(
+        "bzImage payload: from the kernel cache ({}), {} bytes mapped, {} copied, in {:.2} ms",
+        entry.path().display(),
+        done.mapped,
+        done.copied,
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    Ok(kernel)
+}
+
+/// Decompresses a bzImage's payload into a new kernel cache entry while
+/// validating it as a vmlinux, then loads from the entry. If the entry
+/// cannot be written, decompresses straight into guest memory instead.
+fn fill_cache<M: GuestMemoryBackend + 'static>(
+    mem: &M,
+    layout: &MemoryLayout,
+    data: &[u8],
+    cache: &VmlinuxCache,
+    key: &ImageKey,
+) -> Result<LoadedKernel, LinuxError> {
+    let t = Instant::now();
+    let cache_failed = |e: std::io::Error| {
+        log::warn!(
+            "kernel cache: cannot write to {}: {e}; decompressing without it",
+            cache.dir().display()
+        );
+    };
+    let mut writer = match cache.begin(key) {
+        Ok(w) => w,
+        Err(e) => {
+            cache_failed(e);
+            return load_payload(mem, layout, data);
+        }
+    };
+    let mut check = VmlinuxLoader::new(mem, layout, payload_what(data), Placing::ValidateOnly);
+    let mut write_failed = None;
+    let limit = MAX_DECOMPRESSED.min(layout.size());
+    let (codec, size) = payload::decompress_with(data, limit, |piece| {
+        check.feed(piece)?;
+        if write_failed.is_none() {
+            write_failed = writer.write(piece).err();
+        }
+        Ok::<(), LinuxError>(())
+    })?;
+    check.finish()?;
+    let entry = match write_failed.map_or_else(|| writer.commit(), Err) {
+        Ok(entry) => entry,
+        Err(e) => {
+            cache_failed(e);
+            return load_payload(mem, layout, data);
+        }
+    };
+    log::info!(
+        "bzImage payload: {codec}, {size} bytes decompressed on the host into the kernel cache ({}) in {:.1} ms",
+        entry.path().display(),
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    load_cached(mem, layout, &entry)
+}
+
+/// How errors name a bzImage's payload.
+fn payload_what(data: &[u8]) -> String {
+    match Codec::detect(data) {
+        Some(c) => format!("{c}-decompressed bzImage payload"),
+        None => "bzImage payload".to_string(),
+    }
+}
+
 /// Validates an ELF64 x86-64 vmlinux against the layout, then copies its
 /// segments to their physical addresses.
 fn load_vmlinux<M: GuestMemoryBackend>(
@@ -362,7 +452,7 @@ fn load_vmlinux<M: GuestMemoryBackend>(
     // goblin's parse of the whole file first, as for any ELF; the loader
     // then checks what the Linux protocol adds.
     parse_elf(vmlinux, layout)?;
-    let mut loader = VmlinuxLoader::new(mem, layout, "image".to_string());
+    let mut loader = VmlinuxLoader::new(mem, layout, "image".to_string(), Placing::Copy);
     loader.feed(vmlinux)?;
     Ok(loader.finish()?.0)
 }
@@ -532,6 +622,7 @@ mod tests {
     use crate::elf::test_image::build;
     use crate::request::ModuleImage;
     use linux_loader::loader::bootparam::boot_params;
+    use std::os::unix::fs::FileExt;
     use vm_memory::{ByteValued, GuestMemoryMmap};
     use vmm_memory::layout::MIB;
 
@@ -665,6 +756,155 @@ mod tests {
             assert_eq!(cmdline_at(&mem, &p), b"quiet");
             check_e820(&p, &layout);
         }
+    }
+
+    /// A vmlinux whose segments sit at page-congruent file offsets, as a
+    /// real one's do: one with ragged ends and BSS, one starting mid-page.
+    fn paged_vmlinux() -> Vec<u8> {
+        let segs: [(u64, u64, u64, u64); 2] = [
+            // (offset, paddr, filesz, memsz)
+            (0x1000, 0x20_0000, 0x5123, 0x8000),
+            (0x7800, 0x30_0800, 0x3000, 0x3000),
+        ];
+        let mut out = vec![0u8; 0xa800];
+        out[0..4].copy_from_slice(b"\x7fELF");
+        out[4] = 2;
+        out[5] = 1;
+        out[6] = 1;
+        let put = |o: &mut Vec<u8>, at: usize, v: u64, n: usize| {
+            o[at..at + n].copy_from_slice(&v.to_le_bytes()[..n]);
+        };
+        put(&mut out, 16, 2, 2);
+        put(&mut out, 18, 62, 2);
+        put(&mut out, 20, 1, 4);
+        put(&mut out, 24, 0x20_0000, 8);
+        put(&mut out, 32, 64, 8);
+        put(&mut out, 52, 64, 2);
+        put(&mut out, 54, 56, 2);
+        put(&mut out, 56, 2, 2);
+        for (i, (offset, paddr, filesz, memsz)) in segs.into_iter().enumerate() {
+            let ph = 64 + i * 56;
+            put(&mut out, ph, 1, 4);
+            put(&mut out, ph + 8, offset, 8);
+            put(&mut out, ph + 16, paddr, 8);
+            put(&mut out, ph + 24, paddr, 8);
+            put(&mut out, ph + 32, filesz, 8);
+            put(&mut out, ph + 40, memsz, 8);
+            for b in offset..offset + filesz {
+                out[b as usize] = (b * 13 + b / 4096) as u8 | 1;
+            }
+        }
+        out
+    }
+
+    fn temp_cache(tag: &str) -> VmlinuxCache {
+        let dir = std::env::temp_dir().join(format!(
+            "vmm-loader-linux-cache-{tag}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        VmlinuxCache::new(dir)
+    }
+
+    fn all_of(mem: &GuestMemoryMmap) -> Vec<u8> {
+        let mut buf = vec![0u8; (MEM_MIB * MIB) as usize];
+        mem.read_slice(&mut buf, GuestAddress(0)).unwrap();
+        buf
+    }
+
+    #[test]
+    fn test_linux_kernel_cache_fill_and_hit_load_what_decompression_loads() {
+        let elf = paged_vmlinux();
+        let key = ImageKey::of(&std::fs::metadata(std::env::current_exe().unwrap()).unwrap());
+        for codec in Codec::ALL {
+            let Some(payload) = compress(codec, &elf) else {
+                continue;
+            };
+            let cache = temp_cache(codec.name());
+            let img = bzimage(&BzImageSpec::default(), &payload);
+            let setup_len = (usize::from(img[0x1f1]) + 1) * 512;
+            let mut r = req(Some("quiet"), Some(vec![3; 5000]));
+            let (layout, direct) = setup();
+            let want = load_linux(&direct, &layout, &img, &r).unwrap();
+
+            r.kernel_cache = KernelCacheUse::Fill {
+                cache: cache.clone(),
+                key,
+            };
+            let (_, filled) = setup();
+            assert_eq!(load_linux(&filled, &layout, &img, &r).unwrap(), want);
+            assert!(all_of(&filled) == all_of(&direct), "{codec}: fill");
+
+            let hit = cache.lookup(&key).expect("the fill wrote an entry");
+            let mut on_disk = vec![0u8; elf.len()];
+            hit.file().read_exact_at(&mut on_disk, 0).unwrap();
+            assert_eq!(on_disk, elf, "{codec}: the entry is the vmlinux");
+            r.kernel_cache = KernelCacheUse::Hit(hit.clone());
+            let (_, from_cache) = setup();
+            // Only the setup part: the payload is never read on a hit.
+            let spec = load_linux(&from_cache, &layout, &img[..setup_len], &r).unwrap();
+            assert_eq!(spec, want);
+            assert!(all_of(&from_cache) == all_of(&direct), "{codec}: hit");
+
+            // The guest's writes to mapped pages stay in its memory.
+            from_cache
+                .write_slice(&[0u8; 0x3000], GuestAddress(0x20_1000))
+                .unwrap();
+            hit.file().read_exact_at(&mut on_disk, 0).unwrap();
+            assert_eq!(on_disk, elf, "{codec}: guest writes reached the entry");
+            std::fs::remove_dir_all(cache.dir()).unwrap();
+        }
+    }
+
+    #[test]
+    fn test_linux_cached_vmlinux_maps_aligned_pages_and_copies_the_rest() {
+        let elf = paged_vmlinux();
+        let cache = temp_cache("map");
+        let key = ImageKey::of(&std::fs::metadata(std::env::current_exe().unwrap()).unwrap());
+        let mut w = cache.begin(&key).unwrap();
+        w.write(&elf).unwrap();
+        let entry = w.commit().unwrap();
+        let (layout, mem) = setup();
+        let (kernel, done) =
+            vmlinux::load_from_file(&mem, &layout, entry.file(), entry.len(), "entry").unwrap();
+        assert_eq!(kernel.entry, 0x20_0000);
+        // Segment 0: pages 0x200000..0x205000 mapped, 0x123 copied; segment
+        // 1: 0x800 copied up to its first page, 0x2000 mapped, 0x800 copied.
+        assert_eq!(done.mapped, 0x5000 + 0x2000);
+        assert_eq!(done.copied, 0x123 + 0x800 + 0x800);
+        let mut seg = vec![0u8; 0x8000];
+        mem.read_slice(&mut seg, GuestAddress(0x20_0000)).unwrap();
+        assert_eq!(&seg[..0x5123], &elf[0x1000..0x6123]);
+        assert!(seg[0x5123..].iter().all(|&b| b == 0), "BSS is zero");
+        let mut seg = vec![0u8; 0x3000];
+        mem.read_slice(&mut seg, GuestAddress(0x30_0800)).unwrap();
+        assert_eq!(&seg[..], &elf[0x7800..0xa800]);
+
+        // Validated against this layout, like any vmlinux: 2 MiB of RAM
+        // cannot hold it.
+        let small = MemoryLayout::with_phys_bits(2, 40).unwrap();
+        let err = vmlinux::load_from_file(&mem, &small, entry.file(), entry.len(), "entry")
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                LinuxError::Vmlinux(ElfError::SegmentOutsideRam { .. })
+                    | LinuxError::KernelOutsideRam { .. }
+            ),
+            "{err}"
+        );
+        // An entry that is not a vmlinux is named in the error.
+        let mut w = cache.begin(&key).unwrap();
+        w.write(b"MZ not an elf").unwrap();
+        let junk = w.commit().unwrap();
+        let err =
+            vmlinux::load_from_file(&mem, &layout, junk.file(), junk.len(), "cached vmlinux x")
+                .unwrap_err();
+        assert!(
+            err.to_string().contains("cached vmlinux x is not an ELF vmlinux"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(cache.dir()).unwrap();
     }
 
     #[test]

@@ -463,6 +463,7 @@ mod tests {
             modules: vec![module("second module arg=1", vec![0x5a; 77])],
             bzimage_own_entry: false,
             acpi_rsdp: None,
+            kernel_cache: Default::default(),
         }
     }
 

@@ -518,6 +518,7 @@ mod tests {
             modules: vec![module("second module", vec![0x5a; 77])],
             bzimage_own_entry: false,
             acpi_rsdp: Some(0xe0000),
+            kernel_cache: Default::default(),
         }
     }
 

@@ -1,5 +1,7 @@
 //! What the user asks a loader to pass to the kernel besides the image.
 
+use crate::linux::cache::{CachedVmlinux, ImageKey, VmlinuxCache};
+
 /// A file handed to the kernel: an initrd or a Multiboot/PVH module.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModuleImage {
@@ -7,6 +9,26 @@ pub struct ModuleImage {
     pub name: String,
     /// Its bytes.
     pub data: Vec<u8>,
+}
+
+/// How a bzImage's host-decompressed payload uses the kernel cache
+/// ([`crate::linux::cache`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum KernelCacheUse {
+    /// No cache: decompress straight into guest memory.
+    #[default]
+    Off,
+    /// Decompress into a new entry under this key, then load from it.
+    Fill {
+        /// The cache.
+        cache: VmlinuxCache,
+        /// The bzImage's key.
+        key: ImageKey,
+    },
+    /// The payload is already decompressed here. The image handed to the
+    /// loader may then be just the bzImage's setup part (its first
+    /// `(setup_sects + 1) * 512` bytes): the payload is not read.
+    Hit(CachedVmlinux),
 }
 
 /// Inputs common to the boot protocols.
@@ -28,4 +50,7 @@ pub struct LoadRequest {
     /// protocols with a field for it (Linux `acpi_rsdp_addr`, PVH
     /// `rsdp_paddr`) pass it on; Multiboot guests scan for it.
     pub acpi_rsdp: Option<u64>,
+    /// Whether a bzImage's payload comes from, or goes into, the kernel
+    /// cache (host decompression only).
+    pub kernel_cache: KernelCacheUse,
 }

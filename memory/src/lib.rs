@@ -32,10 +32,12 @@
 //! assert_eq!(ram.memory().read_obj::<u8>(GuestAddress(0x1000)).unwrap(), 0xf4);
 //! ```
 
+pub mod file_pages;
 pub mod guest_ram;
 pub mod kvm_slots;
 pub mod layout;
 
+pub use file_pages::{map_file_pages, FilePagesError};
 pub use guest_ram::{GuestRam, GuestRamError, ThpHint};
 pub use kvm_slots::{register_memory_slots, KvmSlotError};
 pub use layout::{LayoutError, MapEntry, MapKind, MemoryLayout, RamRange};

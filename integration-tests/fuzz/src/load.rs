@@ -159,6 +159,7 @@ impl LoadHeader {
             bzimage_own_entry: self.bzimage_own_entry,
             // Where vmm-core's builder puts the RSDP on the PC platform.
             acpi_rsdp: self.acpi.then_some(ACPI_TABLES_START.0),
+            kernel_cache: Default::default(),
         }
     }
 

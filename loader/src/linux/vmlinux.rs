@@ -13,11 +13,14 @@
 //! there; a stream that fails this (or anything else) has written part of
 //! the kernel, which is harmless because the load fails and no guest runs.
 
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::time::Duration;
 use std::time::Instant;
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 use vmm_memory::layout::{overlapping_boot_structure, HIGH_MEMORY_START};
+use vmm_memory::file_pages::{map_file_pages, PAGE_SIZE};
 use vmm_memory::MemoryLayout;
 
 use super::payload::first_bytes;
@@ -282,12 +285,24 @@ pub struct VmlinuxLoader<'a, M> {
     len: u64,
     /// Time spent writing guest memory, for the load timing log.
     writing: Duration,
+    placing: Placing,
+}
+
+/// Whether a [`VmlinuxLoader`] writes guest memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placing {
+    /// Copy the segments to their addresses and zero their BSS.
+    Copy,
+    /// Only validate: the stream is going somewhere else (the kernel
+    /// cache) and will be loaded from there.
+    ValidateOnly,
 }
 
 impl<'a, M: GuestMemoryBackend> VmlinuxLoader<'a, M> {
     /// A loader for a stream described as `what` in errors.
-    pub fn new(mem: &'a M, layout: &'a MemoryLayout, what: String) -> Self {
+    pub fn new(mem: &'a M, layout: &'a MemoryLayout, what: String, placing: Placing) -> Self {
         VmlinuxLoader {
+            placing,
             mem,
             layout,
             what,
@@ -350,6 +365,9 @@ impl<'a, M: GuestMemoryBackend> VmlinuxLoader<'a, M> {
     /// Copies the parts of `piece` (at `pos` in the file) that are segment
     /// bytes to their physical addresses.
     fn route(&mut self, pos: u64, piece: &[u8]) -> Result<(), LinuxError> {
+        if self.placing == Placing::ValidateOnly {
+            return Ok(());
+        }
         let t = Instant::now();
         let headers = self.headers.as_ref().ok_or_else(|| self.not_elf(piece))?;
         let piece_end = pos + piece.len() as u64;
@@ -371,38 +389,162 @@ impl<'a, M: GuestMemoryBackend> VmlinuxLoader<'a, M> {
     /// segments' BSS and says where the kernel is.
     pub fn finish(self) -> Result<(LoadedKernel, Duration), LinuxError> {
         let Some(headers) = &self.headers else {
-            let magic = b"\x7fELF";
-            if !self.pending.starts_with(magic) {
-                return Err(self.not_elf(&self.pending));
-            }
-            let needed = headers_end(&self.pending)?.unwrap_or(EHDR64_SIZE as u64);
-            return Err(ElfError::Parse(format!(
-                "the {}-byte {} ends inside its ELF headers, which need {needed} bytes",
-                self.len, self.what
-            ))
-            .into());
+            return Err(missing_headers(&self.pending, self.len, &self.what));
         };
         check_in_file(headers, self.len)?;
         let t = Instant::now();
-        for (_, s) in &headers.segments {
-            let mut at = s.paddr + s.filesz;
-            let end = s.paddr + s.memsz;
-            while at < end {
-                let n = (end - at).min(ZEROES.len() as u64);
-                self.mem
-                    .write_slice(&ZEROES[..n as usize], GuestAddress(at))
-                    .map_err(LinuxError::KernelWrite)?;
-                at += n;
-            }
+        if self.placing == Placing::Copy {
+            zero_bss(self.mem, headers)?;
         }
-        let kernel = LoadedKernel {
-            entry: headers.entry,
-            start: headers.start,
-            end: headers.end,
-            footprint_end: headers.end,
-        };
-        Ok((kernel, self.writing + t.elapsed()))
+        Ok((headers.loaded(), self.writing + t.elapsed()))
     }
+}
+
+impl VmlinuxHeaders {
+    /// Where this kernel is once loaded.
+    pub fn loaded(&self) -> LoadedKernel {
+        LoadedKernel {
+            entry: self.entry,
+            start: self.start,
+            end: self.end,
+            footprint_end: self.end,
+        }
+    }
+}
+
+/// The error for a `len`-byte vmlinux described as `what` whose headers
+/// never completed; `head` is what it held.
+fn missing_headers(head: &[u8], len: u64, what: &str) -> LinuxError {
+    let magic = b"\x7fELF";
+    if !head.starts_with(magic) {
+        return LinuxError::NotElf {
+            what: what.to_string(),
+            first: first_bytes(head),
+        };
+    }
+    let needed = match headers_end(head) {
+        Ok(end) => end.unwrap_or(EHDR64_SIZE as u64),
+        Err(e) => return e,
+    };
+    ElfError::Parse(format!(
+        "the {len}-byte {what} ends inside its ELF headers, which need {needed} bytes"
+    ))
+    .into()
+}
+
+/// Zeroes the part of each segment past its file bytes.
+fn zero_bss<M: GuestMemoryBackend>(mem: &M, headers: &VmlinuxHeaders) -> Result<(), LinuxError> {
+    for (_, s) in &headers.segments {
+        let mut at = s.paddr + s.filesz;
+        let end = s.paddr + s.memsz;
+        while at < end {
+            let n = (end - at).min(ZEROES.len() as u64);
+            mem.write_slice(&ZEROES[..n as usize], GuestAddress(at))
+                .map_err(LinuxError::KernelWrite)?;
+            at += n;
+        }
+    }
+    Ok(())
+}
+
+/// How much of a vmlinux loaded from a file was mapped rather than copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FileLoad {
+    /// Bytes whose pages were mapped copy-on-write.
+    pub mapped: u64,
+    /// Bytes copied.
+    pub copied: u64,
+}
+
+/// Loads a vmlinux that is whole in the first `len` bytes of `file` (an
+/// entry of the kernel cache, say): the same checks as a stream, then each
+/// segment's page-aligned middle mapped copy-on-write
+/// ([`vmm_memory::file_pages::map_file_pages`]) and its ragged ends copied;
+/// where pages cannot be mapped (file offset and address not congruent
+/// modulo the page size, or memory that is not vm-memory's anonymous
+/// mmap), the whole segment is copied. `file` must never be written while
+/// the guest memory lives (see `map_file_pages`).
+pub fn load_from_file<M: GuestMemoryBackend + 'static>(
+    mem: &M,
+    layout: &MemoryLayout,
+    file: &File,
+    len: u64,
+    what: &str,
+) -> Result<(LoadedKernel, FileLoad), LinuxError> {
+    let read_err = |e: std::io::Error| LinuxError::FileRead {
+        what: what.to_string(),
+        source: e,
+    };
+    let mut head = vec![0u8; len.min(HEADERS_MAX) as usize];
+    file.read_exact_at(&mut head, 0).map_err(read_err)?;
+    let headers = match head.starts_with(b"\x7fELF") {
+        true => parse_headers(&head, layout)?,
+        false => None,
+    }
+    .ok_or_else(|| missing_headers(&head, len, what))?;
+    check_in_file(&headers, len)?;
+    let mut done = FileLoad::default();
+    let mut buf = Vec::new();
+    for (_, s) in &headers.segments {
+        let end = s.paddr + s.filesz;
+        let first = s.paddr.next_multiple_of(PAGE_SIZE);
+        let last = end - end % PAGE_SIZE;
+        let file_first = s.offset + (first - s.paddr).min(s.filesz);
+        let mapped = first < last
+            && file_first % PAGE_SIZE == 0
+            && match map_file_pages(mem, GuestAddress(first), last - first, file, file_first) {
+                Ok(()) => true,
+                Err(e) => {
+                    log::debug!("{what}: copying instead of mapping: {e}");
+                    false
+                }
+            };
+        let copies = if mapped {
+            done.mapped += last - first;
+            [(s.paddr, first), (last, end)]
+        } else {
+            [(s.paddr, end), (end, end)]
+        };
+        for (from, to) in copies {
+            copy_from_file(mem, file, s.offset + (from - s.paddr), from, to - from, &mut buf)
+                .map_err(|e| match e {
+                    CopyError::Read(e) => read_err(e),
+                    CopyError::Write(e) => LinuxError::KernelWrite(e),
+                })?;
+            done.copied += to - from;
+        }
+    }
+    zero_bss(mem, &headers)?;
+    Ok((headers.loaded(), done))
+}
+
+enum CopyError {
+    Read(std::io::Error),
+    Write(vm_memory::GuestMemoryError),
+}
+
+/// Copies `len` bytes at `offset` in `file` to guest address `gpa`, through
+/// `buf` in pieces of at most 1 MiB.
+fn copy_from_file<M: GuestMemoryBackend>(
+    mem: &M,
+    file: &File,
+    offset: u64,
+    gpa: u64,
+    len: u64,
+    buf: &mut Vec<u8>,
+) -> Result<(), CopyError> {
+    const PIECE: u64 = 1 << 20;
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(PIECE) as usize;
+        buf.resize(n, 0);
+        file.read_exact_at(&mut buf[..n], offset + done)
+            .map_err(CopyError::Read)?;
+        mem.write_slice(&buf[..n], GuestAddress(gpa + done))
+            .map_err(CopyError::Write)?;
+        done += n as u64;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -572,7 +714,7 @@ mod tests {
             // Stale bytes where the BSS goes must be cleared.
             mem.write_slice(&[0xaa; 0x100], GuestAddress(0x20_0000 + 3000))
                 .unwrap();
-            let mut loader = VmlinuxLoader::new(&mem, &l, "image".into());
+            let mut loader = VmlinuxLoader::new(&mem, &l, "image".into(), Placing::Copy);
             for p in img.chunks(piece) {
                 loader.feed(p).unwrap();
             }
@@ -602,7 +744,7 @@ mod tests {
             &[(0x20_0000, 0x20_0000, &[0xf4; 300], 300)],
         );
         let run = |pieces: &[&[u8]]| {
-            let mut loader = VmlinuxLoader::new(&mem, &l, "test stream".into());
+            let mut loader = VmlinuxLoader::new(&mem, &l, "test stream".into(), Placing::Copy);
             for p in pieces {
                 loader.feed(p)?;
             }
