@@ -56,13 +56,27 @@ pub fn vmm_bin() -> &'static Path {
         }
         let status = cmd.status().expect("cargo runs");
         assert!(status.success(), "building vmm-bin failed");
-        let target = std::env::var("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| workspace_root().join("target"));
-        target
+        target_dir()
             .join(if release { "release" } else { "debug" })
             .join("vmm-bin")
     })
+}
+
+/// A command that runs `vmm-bin` with its kernel cache (on by default)
+/// under the target directory instead of the user's `~/.cache`, shared by
+/// all tests: entries are keyed by file identity, and test kernels are
+/// fresh files, so they do not hit each other's entries.
+pub fn vmm_command() -> Command {
+    let mut cmd = Command::new(vmm_bin());
+    cmd.env("XDG_CACHE_HOME", target_dir().join("test-xdg-cache"));
+    cmd
+}
+
+/// The cargo target directory.
+pub fn target_dir() -> PathBuf {
+    std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace_root().join("target"))
 }
 
 /// A temporary file deleted on drop.
@@ -115,9 +129,9 @@ pub const PROCESS_WATCHDOG: Duration = Duration::from_secs(60);
 /// Runs `vmm-bin` with `args`, killing it after [`PROCESS_WATCHDOG`].
 pub fn run_vmm(args: &[&str]) -> Output {
     // Build first: the watchdog times the VMM, not cargo.
-    let bin = vmm_bin();
+    vmm_bin();
     let start = Instant::now();
-    let mut child = Command::new(bin)
+    let mut child = vmm_command()
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -205,9 +219,9 @@ pub fn run_vmm_until(
 ) -> StreamedRun {
     use std::io::BufRead;
     // Build first: the limit times the VMM, not cargo.
-    let bin = vmm_bin();
+    vmm_bin();
     let start = Instant::now();
-    let mut child = Command::new(bin)
+    let mut child = vmm_command()
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -14,12 +14,13 @@
 //! hundreds of thousands at most.
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use integration_tests::code_asm::*;
 use integration_tests::{
-    assemble, require_kvm, run_vmm, status, vmm_bin, Output, TempFile, PROCESS_WATCHDOG,
+    assemble, require_kvm, run_vmm, status, vmm_bin, vmm_command, Output, TempFile,
+    PROCESS_WATCHDOG,
 };
 
 // ---------------------------------------------------------------------------
@@ -199,9 +200,9 @@ fn vm_rss_kib(pid: u32) -> Option<u64> {
 /// growth without the run-to-run noise of comparing peak RSS of two runs.
 fn run_vmm_sampled(args: &[&str], metrics: &std::path::Path, kind: &str) -> SampledRun {
     assert!(args.contains(&"--timeout"), "{args:?}");
-    let bin = vmm_bin();
+    vmm_bin();
     let start = Instant::now();
-    let mut child = Command::new(bin)
+    let mut child = vmm_command()
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -1,10 +1,10 @@
 //! Stopping from outside: SIGINT/SIGTERM end the VM cleanly with their
 //! documented statuses; metrics are written as JSON at exit and periodically.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use integration_tests::{require_kvm, run_vmm, status, vmm_bin, workspace_root};
+use integration_tests::{require_kvm, run_vmm, status, vmm_command, workspace_root};
 
 fn counter() -> String {
     workspace_root()
@@ -16,7 +16,7 @@ fn counter() -> String {
 /// Starts the never-ending counter guest, sends `signal` once it runs, and
 /// returns (status, stderr, time from signal to exit).
 fn stop_with(signal: i32) -> (i32, String, Duration) {
-    let child = Command::new(vmm_bin())
+    let child = vmm_command()
         .args(["--kernel", &counter(), "--timeout", "60"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -92,7 +92,7 @@ fn test_metrics_file_written_periodically() {
     let path =
         std::env::temp_dir().join(format!("vmm-metrics-periodic-{}.json", std::process::id()));
     let p = path.to_str().unwrap().to_string();
-    let mut child = Command::new(vmm_bin())
+    let mut child = vmm_command()
         .args([
             "--kernel",
             &counter(),

@@ -13,9 +13,15 @@
 //! initrd bytes are what it passed, the initrd is page-aligned RAM above the
 //! kernel, and the setup header is the image's with the loader's fields.
 //! Bad input through the CLI ends with status 2 and a message naming it.
+//! The kernel cache is exercised end to end: a first start fills it, a
+//! second maps the kernel from it, a changed file is never served the old
+//! entry.
+
+use std::time::Duration;
 
 use integration_tests::{require_kvm, run_raw, run_vmm, status, Dump, TempFile};
-use vmm_core::loader::elf::test_image::build;
+use vmm_core::loader::elf::test_image::{build, build_paged};
+use vmm_core::loader::linux::cache::SETTLE;
 use vmm_core::loader::linux::test_image::{bzimage, compress, BzImageSpec, Codec};
 use vmm_core::loader::linux::DEFAULT_CMDLINE;
 use vmm_core::memory::layout::{overlapping_boot_structure, ZERO_PAGE_START};
@@ -352,6 +358,92 @@ fn test_linux_bzimage_host_decompressed_every_codec() {
             && booted.contains(&Codec::Zstd)
             && booted.contains(&Codec::Xz)
     );
+}
+
+/// The test kernel as a vmlinux laid out like a linked one (file offset
+/// congruent to the address modulo 4 KiB), its code padded to `pages`
+/// pages so that whole pages, the entry among them, can be mapped.
+fn paged_vmlinux(pages: usize) -> Vec<u8> {
+    let mut code = guest::kernel(KERNEL_BASE);
+    assert!(code.len() <= pages * 4096 && pages * 4096 <= KERNEL_MEMSZ as usize);
+    code.resize(pages * 4096, 0xcc);
+    build_paged(
+        true,
+        KERNEL_BASE,
+        &[(KERNEL_BASE, KERNEL_BASE, &code, KERNEL_MEMSZ)],
+    )
+}
+
+#[test]
+fn test_linux_bzimage_kernel_cache_fill_hit_and_changed_file() {
+    require_kvm();
+    let dir = std::env::temp_dir().join(format!("vmm-it-kernel-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let dir_s = dir.to_str().unwrap().to_string();
+    let rd = initrd_bytes();
+    let rd_file = TempFile::with_bytes(&rd);
+    let img = |pages| {
+        let payload = compress(Codec::Gzip, &paged_vmlinux(pages)).unwrap();
+        bzimage(&BzImageSpec::default(), &payload)
+    };
+    let k = TempFile::with_bytes(&img(3));
+    let cmdline = "console=ttyS0 cached";
+    let boot_logged = |cache_args: &[&str], want: &[&str]| {
+        // A file changed within SETTLE is not cached: wait it out.
+        std::thread::sleep(SETTLE + Duration::from_millis(100));
+        let mut args = vec![
+            "-v",
+            "--kernel",
+            k.path(),
+            "--memory",
+            MEM,
+            "--timeout",
+            "20",
+        ];
+        args.extend_from_slice(&["--cmdline", cmdline, "--initrd", rd_file.path()]);
+        args.extend_from_slice(cache_args);
+        let run = run_raw(&args);
+        assert_eq!(run.status, 1, "{args:?}: stderr {}", run.stderr);
+        for w in want {
+            assert!(
+                run.stderr.contains(w),
+                "{args:?}: no {w:?} in {}",
+                run.stderr
+            );
+        }
+        let seen = parse_dump(&run.stdout);
+        check_common(&seen, cmdline, Some(&rd), KERNEL_BASE + KERNEL_MEMSZ);
+        (run.stdout, run.stderr)
+    };
+    let with_cache = ["--kernel-cache", dir_s.as_str()];
+    let (filled, _) = boot_logged(
+        &with_cache,
+        &["decompressed on the host into the kernel cache"],
+    );
+    // 3 pages mapped, the entry point among them; only the guest's
+    // report is compared, byte for byte.
+    let (hit, _) = boot_logged(
+        &with_cache,
+        &["from the kernel cache", "12288 bytes mapped"],
+    );
+    assert!(
+        hit == filled,
+        "a cache hit must give the guest what a fill did"
+    );
+    let entries = || std::fs::read_dir(&dir).unwrap().count();
+    assert_eq!(entries(), 1);
+
+    // Rewritten in place: a new key, so a fill, never the stale entry.
+    std::fs::write(k.path(), img(4)).unwrap();
+    boot_logged(&with_cache, &["into the kernel cache"]);
+    boot_logged(&with_cache, &["16384 bytes mapped"]);
+    assert_eq!(entries(), 2);
+
+    // --no-kernel-cache neither reads nor writes it.
+    let (_, log) = boot_logged(&["--no-kernel-cache"], &["decompressed on the host"]);
+    assert!(!log.contains("kernel cache"), "{log}");
+    assert_eq!(entries(), 2);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

@@ -5,7 +5,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use integration_tests::{require_kvm, vmm_bin, workspace_root};
+use integration_tests::{require_kvm, vmm_command, workspace_root};
 
 #[test]
 fn test_forbidden_call_in_vcpu_thread_is_blocked() {
@@ -64,7 +64,7 @@ fn seccomp_modes(pid: u32) -> Vec<(String, String)> {
 fn test_every_vmm_thread_reports_seccomp_filter_mode() {
     require_kvm();
     let counter = workspace_root().join("integration-tests/guests/counter.bin");
-    let mut child = Command::new(vmm_bin())
+    let mut child = vmm_command()
         .args(["--kernel", counter.to_str().unwrap(), "--timeout", "3"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -99,7 +99,7 @@ fn test_every_vmm_thread_reports_seccomp_filter_mode() {
 fn test_no_seccomp_flag_leaves_threads_unfiltered() {
     require_kvm();
     let counter = workspace_root().join("integration-tests/guests/counter.bin");
-    let mut child = Command::new(vmm_bin())
+    let mut child = vmm_command()
         .args([
             "--kernel",
             counter.to_str().unwrap(),

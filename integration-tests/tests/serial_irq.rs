@@ -5,11 +5,11 @@
 //! larger than the UART FIFO and the VMM's queue (flow control).
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use integration_tests::code_asm::*;
 use integration_tests::guest_asm::idt_gate64;
-use integration_tests::{assemble, require_kvm, vmm_bin, TempFile};
+use integration_tests::{assemble, require_kvm, vmm_command, TempFile};
 
 const LOAD: u64 = 0x1000;
 const HANDLER: u64 = 0x1400;
@@ -134,7 +134,7 @@ fn echo_guest() -> Vec<u8> {
 
 fn echo(input: &[u8]) -> (i32, Vec<u8>, String) {
     let g = TempFile::with_bytes(&echo_guest());
-    let mut child = Command::new(vmm_bin())
+    let mut child = vmm_command()
         .args([
             "--kernel",
             g.path(),

@@ -274,8 +274,33 @@ pub mod test_image {
     /// One segment: `(paddr, vaddr, bytes, memsz)`.
     pub type Seg<'a> = (u64, u64, &'a [u8], u64);
 
-    /// An ELF64 (`is_64`) or ELF32 x86 executable with `segs` and `entry`.
+    /// An ELF64 (`is_64`) or ELF32 x86 executable with `segs` and `entry`,
+    /// each segment's bytes right after the previous one's.
     pub fn build(is_64: bool, entry: u64, segs: &[Seg<'_>]) -> Vec<u8> {
+        build_with(is_64, entry, segs, |cursor, _| cursor)
+    }
+
+    /// Like [`build`], but each segment's bytes start at a file offset
+    /// congruent to its `paddr` modulo 4 KiB, as a linker lays out a real
+    /// vmlinux, so that its pages can be mapped rather than copied.
+    pub fn build_paged(is_64: bool, entry: u64, segs: &[Seg<'_>]) -> Vec<u8> {
+        build_with(is_64, entry, segs, |cursor, paddr| {
+            let page = cursor & !0xfff;
+            let at = page + (paddr & 0xfff) as usize;
+            if at >= cursor {
+                at
+            } else {
+                at + 0x1000
+            }
+        })
+    }
+
+    fn build_with(
+        is_64: bool,
+        entry: u64,
+        segs: &[Seg<'_>],
+        place: impl Fn(usize, u64) -> usize,
+    ) -> Vec<u8> {
         let (ehsize, phsize) = if is_64 { (64usize, 56usize) } else { (52, 32) };
         let data_start = ehsize + phsize * segs.len();
         let mut out = vec![0u8; data_start];
@@ -291,7 +316,8 @@ pub mod test_image {
         put(&mut out, 20, 1, 4);
         let mut offsets = Vec::new();
         let mut cursor = data_start;
-        for (_, _, bytes, _) in segs {
+        for (paddr, _, bytes, _) in segs {
+            cursor = place(cursor, *paddr);
             offsets.push(cursor);
             cursor += bytes.len();
         }
@@ -329,7 +355,8 @@ pub mod test_image {
                 put(&mut out, ph + 28, 0x1000, 4);
             }
         }
-        for (_, _, bytes, _) in segs {
+        for ((_, _, bytes, _), at) in segs.iter().zip(offsets) {
+            out.resize(at, 0);
             out.extend_from_slice(bytes);
         }
         out

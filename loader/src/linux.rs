@@ -52,9 +52,9 @@ use crate::boot_spec::{BootMode, BootSpec, Entry, Reg};
 use crate::detect::is_bzimage;
 use crate::elf::{parse_elf, ElfError};
 use crate::request::{KernelCacheUse, LoadRequest};
+use cache::{CachedVmlinux, ImageKey, VmlinuxCache};
 use payload::{first_bytes, Codec, PayloadError, MAX_DECOMPRESSED};
 use setup_header::{version_str, BzImageHeader, BOOT_FLAG, HDRS, PROTO_XLOADFLAGS};
-use cache::{CachedVmlinux, ImageKey, VmlinuxCache};
 use vmlinux::{Placing, VmlinuxLoader};
 
 /// The command line a kernel gets when none is given: the serial console
@@ -761,40 +761,20 @@ mod tests {
     /// A vmlinux whose segments sit at page-congruent file offsets, as a
     /// real one's do: one with ragged ends and BSS, one starting mid-page.
     fn paged_vmlinux() -> Vec<u8> {
-        let segs: [(u64, u64, u64, u64); 2] = [
-            // (offset, paddr, filesz, memsz)
-            (0x1000, 0x20_0000, 0x5123, 0x8000),
-            (0x7800, 0x30_0800, 0x3000, 0x3000),
-        ];
-        let mut out = vec![0u8; 0xa800];
-        out[0..4].copy_from_slice(b"\x7fELF");
-        out[4] = 2;
-        out[5] = 1;
-        out[6] = 1;
-        let put = |o: &mut Vec<u8>, at: usize, v: u64, n: usize| {
-            o[at..at + n].copy_from_slice(&v.to_le_bytes()[..n]);
+        let fill = |from: u64, len: u64| -> Vec<u8> {
+            (from..from + len)
+                .map(|b| (b * 13 + b / 4096) as u8 | 1)
+                .collect()
         };
-        put(&mut out, 16, 2, 2);
-        put(&mut out, 18, 62, 2);
-        put(&mut out, 20, 1, 4);
-        put(&mut out, 24, 0x20_0000, 8);
-        put(&mut out, 32, 64, 8);
-        put(&mut out, 52, 64, 2);
-        put(&mut out, 54, 56, 2);
-        put(&mut out, 56, 2, 2);
-        for (i, (offset, paddr, filesz, memsz)) in segs.into_iter().enumerate() {
-            let ph = 64 + i * 56;
-            put(&mut out, ph, 1, 4);
-            put(&mut out, ph + 8, offset, 8);
-            put(&mut out, ph + 16, paddr, 8);
-            put(&mut out, ph + 24, paddr, 8);
-            put(&mut out, ph + 32, filesz, 8);
-            put(&mut out, ph + 40, memsz, 8);
-            for b in offset..offset + filesz {
-                out[b as usize] = (b * 13 + b / 4096) as u8 | 1;
-            }
-        }
-        out
+        let (a, b) = (fill(0, 0x5123), fill(7, 0x3000));
+        crate::elf::test_image::build_paged(
+            true,
+            0x20_0000,
+            &[
+                (0x20_0000, 0x20_0000, &a, 0x8000),
+                (0x30_0800, 0x30_0800, &b, 0x3000),
+            ],
+        )
     }
 
     fn temp_cache(tag: &str) -> VmlinuxCache {
@@ -874,17 +854,21 @@ mod tests {
         assert_eq!(done.copied, 0x123 + 0x800 + 0x800);
         let mut seg = vec![0u8; 0x8000];
         mem.read_slice(&mut seg, GuestAddress(0x20_0000)).unwrap();
-        assert_eq!(&seg[..0x5123], &elf[0x1000..0x6123]);
+        assert_eq!(
+            &seg[..0x5123],
+            &elf[0x1000..0x6123],
+            "segment 0 at offset 0x1000"
+        );
         assert!(seg[0x5123..].iter().all(|&b| b == 0), "BSS is zero");
         let mut seg = vec![0u8; 0x3000];
         mem.read_slice(&mut seg, GuestAddress(0x30_0800)).unwrap();
-        assert_eq!(&seg[..], &elf[0x7800..0xa800]);
+        assert_eq!(&seg[..], &elf[0x6800..0x9800], "segment 1 at offset 0x6800");
 
         // Validated against this layout, like any vmlinux: 2 MiB of RAM
         // cannot hold it.
         let small = MemoryLayout::with_phys_bits(2, 40).unwrap();
-        let err = vmlinux::load_from_file(&mem, &small, entry.file(), entry.len(), "entry")
-            .unwrap_err();
+        let err =
+            vmlinux::load_from_file(&mem, &small, entry.file(), entry.len(), "entry").unwrap_err();
         assert!(
             matches!(
                 err,
@@ -901,7 +885,8 @@ mod tests {
             vmlinux::load_from_file(&mem, &layout, junk.file(), junk.len(), "cached vmlinux x")
                 .unwrap_err();
         assert!(
-            err.to_string().contains("cached vmlinux x is not an ELF vmlinux"),
+            err.to_string()
+                .contains("cached vmlinux x is not an ELF vmlinux"),
             "{err}"
         );
         std::fs::remove_dir_all(cache.dir()).unwrap();

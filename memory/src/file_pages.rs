@@ -113,7 +113,10 @@ pub fn map_file_pages<M: GuestMemoryBackend + 'static>(
             why: "not a vm-memory GuestMemoryMmap",
         });
     };
-    if gpa.0 % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 || offset % PAGE_SIZE != 0 {
+    if ![gpa.0, len, offset]
+        .iter()
+        .all(|v| v.is_multiple_of(PAGE_SIZE))
+    {
         return Err(FilePagesError::Unaligned {
             gpa: gpa.0,
             len,
@@ -124,7 +127,11 @@ pub fn map_file_pages<M: GuestMemoryBackend + 'static>(
         .find_region(gpa)
         .ok_or(FilePagesError::OutsideRegion { gpa: gpa.0, len })?;
     let in_region = gpa.0 - region.start_addr().0;
-    if len == 0 || in_region.checked_add(len).is_none_or(|end| end > region.len()) {
+    if len == 0
+        || in_region
+            .checked_add(len)
+            .is_none_or(|end| end > region.len())
+    {
         return Err(FilePagesError::OutsideRegion { gpa: gpa.0, len });
     }
     let private_anon = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
@@ -178,10 +185,8 @@ mod tests {
     fn file_with(bytes: &[u8]) -> File {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!(
-            "vmm-memory-file-pages-{}-{n}",
-            std::process::id()
-        ));
+        let path =
+            std::env::temp_dir().join(format!("vmm-memory-file-pages-{}-{n}", std::process::id()));
         File::create(&path).unwrap().write_all(bytes).unwrap();
         let f = std::fs::OpenOptions::new()
             .read(true)
@@ -271,10 +276,7 @@ mod tests {
             .unwrap()])
             .unwrap();
             let err = map_file_pages(&mem, GuestAddress(0), 0x1000, &file, 0).unwrap_err();
-            assert!(
-                matches!(err, FilePagesError::Unsupported { .. }),
-                "{err}"
-            );
+            assert!(matches!(err, FilePagesError::Unsupported { .. }), "{err}");
         }
     }
 }

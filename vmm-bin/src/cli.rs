@@ -68,6 +68,18 @@ pub struct Cli {
     #[arg(long = "bzimage-entry")]
     pub bzimage_entry: bool,
 
+    /// Keep decompressed bzImage payloads here and map them into guest RAM on later starts of the same file [default: $XDG_CACHE_HOME/vmm/vmlinux, else ~/.cache/vmm/vmlinux].
+    #[arg(
+        long = "kernel-cache",
+        value_name = "DIR",
+        conflicts_with = "no_kernel_cache"
+    )]
+    pub kernel_cache: Option<PathBuf>,
+
+    /// Decompress a bzImage's payload on every start; read and write no kernel cache.
+    #[arg(long = "no-kernel-cache")]
+    pub no_kernel_cache: bool,
+
     /// Guest RAM in MiB.
     #[arg(long, value_name = "MIB", default_value = "128", value_parser = parse_u64)]
     pub memory: u64,
@@ -241,6 +253,34 @@ pub fn parse_secs(s: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs_f64(v))
 }
 
+impl Cli {
+    /// The kernel cache directory: `--kernel-cache`, else the XDG default,
+    /// else none (no `--no-kernel-cache`, no usable home).
+    pub fn kernel_cache_dir(&self) -> Option<PathBuf> {
+        if self.no_kernel_cache {
+            return None;
+        }
+        if let Some(dir) = &self.kernel_cache {
+            return Some(dir.clone());
+        }
+        default_kernel_cache_dir(
+            std::env::var_os("XDG_CACHE_HOME").as_deref(),
+            std::env::var_os("HOME").as_deref(),
+        )
+    }
+}
+
+/// `$XDG_CACHE_HOME/vmm/vmlinux`, or `$HOME/.cache/vmm/vmlinux`; relative
+/// values are ignored, as the XDG base directory specification says.
+fn default_kernel_cache_dir(
+    xdg_cache_home: Option<&std::ffi::OsStr>,
+    home: Option<&std::ffi::OsStr>,
+) -> Option<PathBuf> {
+    let absolute = |v: Option<&std::ffi::OsStr>| v.map(PathBuf::from).filter(|p| p.is_absolute());
+    let base = absolute(xdg_cache_home).or_else(|| absolute(home).map(|h| h.join(".cache")))?;
+    Some(base.join("vmm").join("vmlinux"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,5 +347,38 @@ mod tests {
         );
         assert!(parse_secs("0").is_err());
         assert!(parse_secs("nan").is_err());
+    }
+
+    #[test]
+    fn test_kernel_cache_dir_defaults_follow_xdg() {
+        use std::ffi::OsStr;
+        let d = |x: Option<&str>, h: Option<&str>| {
+            default_kernel_cache_dir(x.map(OsStr::new), h.map(OsStr::new))
+        };
+        assert_eq!(
+            d(Some("/x"), Some("/h")),
+            Some(PathBuf::from("/x/vmm/vmlinux"))
+        );
+        assert_eq!(
+            d(None, Some("/h")),
+            Some(PathBuf::from("/h/.cache/vmm/vmlinux"))
+        );
+        assert_eq!(
+            d(Some("rel"), Some("/h")),
+            Some(PathBuf::from("/h/.cache/vmm/vmlinux"))
+        );
+        assert_eq!(d(None, Some("")), None);
+        assert_eq!(d(None, None), None);
+        let cli =
+            |args: &[&str]| Cli::try_parse_from([&["vmm-bin", "--kernel", "k"], args].concat());
+        assert_eq!(
+            cli(&["--kernel-cache", "/c"]).unwrap().kernel_cache_dir(),
+            Some(PathBuf::from("/c"))
+        );
+        assert_eq!(
+            cli(&["--no-kernel-cache"]).unwrap().kernel_cache_dir(),
+            None
+        );
+        assert!(cli(&["--no-kernel-cache", "--kernel-cache", "/c"]).is_err());
     }
 }

@@ -85,6 +85,7 @@ fn run(cli: Cli, started_at: std::time::Instant) -> i32 {
         .trace_io(cli.trace_io)
         .print_post_codes(cli.post_codes)
         .thp(cli.thp)
+        .kernel_cache(cli.kernel_cache_dir())
         .kvm_path(&cli.kvm_device)
         .cpus(cli.cpus)
         .platform(cli.platform)

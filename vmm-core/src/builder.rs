@@ -19,8 +19,12 @@ use vmm_cpu::cpuid::{self, Topology};
 use vmm_cpu::{firmware_state, setup_boot_state, validate_boot_spec, Vcpu};
 use vmm_devices::legacy::{acpi_pm, cmos};
 use vmm_devices::Console;
+use vmm_loader::detect::is_bzimage;
+use vmm_loader::linux::cache::{ImageKey, VmlinuxCache};
 use vmm_loader::raw::{RawOptions, DEFAULT_LOAD_ADDR};
-use vmm_loader::{BootMode, BootSpec, Entry, Format, LoadRequest, ModuleImage, Reg};
+use vmm_loader::{
+    BootMode, BootSpec, Entry, Format, KernelCacheUse, LoadRequest, ModuleImage, Reg,
+};
 use vmm_memory::layout::{ACPI_TABLES_START, MPTABLE_END};
 use vmm_memory::{register_memory_slots, GuestRam, MemoryLayout, ThpHint};
 
@@ -89,9 +93,9 @@ impl std::fmt::Display for InputKind {
     }
 }
 
-/// Reads a whole input file, refusing directories and files larger than
-/// guest RAM before reading them, and a file that changes size meanwhile.
-fn read_input(path: &Path, limit: u64, kind: InputKind) -> Result<Vec<u8>, VmmError> {
+/// Opens an input file, refusing directories and files larger than guest
+/// RAM before reading anything.
+fn open_input(path: &Path, limit: u64, kind: InputKind) -> Result<(File, u64), VmmError> {
     let open_err = |source| VmmError::InputOpen {
         kind,
         path: path.to_path_buf(),
@@ -113,22 +117,104 @@ fn read_input(path: &Path, limit: u64, kind: InputKind) -> Result<Vec<u8>, VmmEr
             ram: limit,
         });
     }
-    let mut data = Vec::with_capacity(meta.len() as usize);
+    Ok((file, meta.len()))
+}
+
+/// Reads the rest of a `len`-byte input file after the `head` already read
+/// from it, refusing a file that changes size meanwhile.
+fn read_rest(
+    file: &File,
+    len: u64,
+    head: Vec<u8>,
+    path: &Path,
+    kind: InputKind,
+) -> Result<Vec<u8>, VmmError> {
+    let mut data = head;
+    data.reserve_exact((len as usize).saturating_sub(data.len()));
     // Kernels are tens of MiB, touched once: huge pages mean 512 times fewer
     // first-touch page faults (a best-effort hint).
     vmm_memory::guest_ram::advise_huge_pages_in(data.spare_capacity_mut());
-    file.take(meta.len() + 1)
+    let have = data.len() as u64;
+    file.take((len + 1).saturating_sub(have))
         .read_to_end(&mut data)
-        .map_err(open_err)?;
-    if data.len() as u64 != meta.len() {
+        .map_err(|source| VmmError::InputOpen {
+            kind,
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if data.len() as u64 != len {
         return Err(VmmError::InputChanged {
             kind,
             path: path.to_path_buf(),
-            expected: meta.len(),
+            expected: len,
             read: data.len() as u64,
         });
     }
     Ok(data)
+}
+
+/// Reads a whole input file (see [`open_input`] and [`read_rest`]).
+fn read_input(path: &Path, limit: u64, kind: InputKind) -> Result<Vec<u8>, VmmError> {
+    let (file, len) = open_input(path, limit, kind)?;
+    read_rest(&file, len, Vec::new(), path, kind)
+}
+
+/// The most a bzImage's setup part can be: `(setup_sects + 1) * 512` with
+/// the one-byte `setup_sects` at 255.
+const BZIMAGE_SETUP_MAX: u64 = 256 * 512;
+
+/// Reads the kernel file, or on a kernel cache hit only its setup part, and
+/// says how the loader uses the cache.
+fn read_kernel(
+    path: &Path,
+    limit: u64,
+    cache: Option<&VmlinuxCache>,
+) -> Result<(Vec<u8>, KernelCacheUse), VmmError> {
+    let kind = InputKind::Kernel;
+    let (file, len) = open_input(path, limit, kind)?;
+    let Some(cache) = cache else {
+        return Ok((
+            read_rest(&file, len, Vec::new(), path, kind)?,
+            KernelCacheUse::Off,
+        ));
+    };
+    let mut head = Vec::new();
+    (&file)
+        .take(BZIMAGE_SETUP_MAX.min(len))
+        .read_to_end(&mut head)
+        .map_err(|source| VmmError::InputOpen {
+            kind,
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let key = match file.metadata() {
+        Ok(meta) if is_bzimage(&head) => ImageKey::of(&meta),
+        _ => {
+            return Ok((
+                read_rest(&file, len, head, path, kind)?,
+                KernelCacheUse::Off,
+            ))
+        }
+    };
+    if let Some(hit) = cache.lookup(&key) {
+        return Ok((head, KernelCacheUse::Hit(hit)));
+    }
+    let data = read_rest(&file, len, head, path, kind)?;
+    if !key.settled(std::time::SystemTime::now()) {
+        log::info!(
+            "kernel cache: {} changed less than {:?} ago; not caching it",
+            path.display(),
+            vmm_loader::linux::cache::SETTLE
+        );
+        return Ok((data, KernelCacheUse::Off));
+    }
+    Ok((
+        data,
+        KernelCacheUse::Fill {
+            cache: cache.clone(),
+            key,
+        },
+    ))
 }
 
 /// Describes a VM; [`VmBuilder::build`] creates it.
@@ -167,6 +253,7 @@ pub struct VmBuilder {
     max_exits: Option<u64>,
     timeout: Option<Duration>,
     thp: ThpHint,
+    kernel_cache: Option<VmlinuxCache>,
     kvm_path: PathBuf,
     metrics: Option<(Duration, crate::vm::MetricsSink)>,
     seccomp: bool,
@@ -199,6 +286,7 @@ impl Default for VmBuilder {
             max_exits: None,
             timeout: None,
             thp: ThpHint::Off,
+            kernel_cache: None,
             kvm_path: PathBuf::from("/dev/kvm"),
             metrics: None,
             seccomp: true,
@@ -266,6 +354,15 @@ impl VmBuilder {
     /// instead of decompressing it on the host.
     pub fn bzimage_own_entry(mut self, on: bool) -> Self {
         self.bzimage_own_entry = on;
+        self
+    }
+
+    /// Keep decompressed bzImage payloads in `dir` and map them into guest
+    /// RAM on later starts of the same file (see
+    /// [`vmm_loader::linux::cache`]); `None` (the default) decompresses on
+    /// every start.
+    pub fn kernel_cache(mut self, dir: Option<PathBuf>) -> Self {
+        self.kernel_cache = dir.map(VmlinuxCache::new);
         self
     }
 
@@ -450,13 +547,17 @@ impl VmBuilder {
     fn load(&self, ram: &GuestRam) -> Result<(Format, BootSpec), VmmError> {
         let t0 = std::time::Instant::now();
         let limit = ram.layout().size();
-        let (name, image) = match &self.kernel {
+        // The cache serves only the host-decompressed bzImage path.
+        let cache = self.kernel_cache.as_ref().filter(|_| {
+            !self.bzimage_own_entry && matches!(self.format, None | Some(Format::Linux))
+        });
+        let (name, image, kernel_cache) = match &self.kernel {
             None => return Err(VmmError::NoKernel),
-            Some(KernelImage::Bytes(b)) => ("<memory>".to_string(), b.clone()),
-            Some(KernelImage::Path(p)) => (
-                p.display().to_string(),
-                read_input(p, limit, InputKind::Kernel)?,
-            ),
+            Some(KernelImage::Bytes(b)) => ("<memory>".to_string(), b.clone(), KernelCacheUse::Off),
+            Some(KernelImage::Path(p)) => {
+                let (image, use_cache) = read_kernel(p, limit, cache)?;
+                (p.display().to_string(), image, use_cache)
+            }
         };
         // The platform follows from the format, and the loader needs to know
         // whether ACPI tables will exist (for the RSDP pointer it passes on).
@@ -470,6 +571,7 @@ impl VmBuilder {
             modules: Vec::new(),
             bzimage_own_entry: self.bzimage_own_entry,
             acpi_rsdp: self.is_pc(format).then_some(ACPI_TABLES_START.0),
+            kernel_cache,
         };
         if let Some(p) = &self.initrd {
             req.initrd = Some(ModuleImage {

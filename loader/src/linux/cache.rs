@@ -315,7 +315,7 @@ fn evict(dir: &Path, keep: &Path) {
         }
     }
     // Newest first; `keep` counts as the newest.
-    entries.sort_by(|a, b| b.0.cmp(&a.0));
+    entries.sort_by_key(|e| std::cmp::Reverse(e.0));
     let mut count = 1;
     let mut bytes = std::fs::metadata(keep).map_or(0, |m| m.len());
     for (_, len, path) in entries {
@@ -333,10 +333,7 @@ mod tests {
     use super::*;
 
     fn temp_dir(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "vmm-loader-cache-{tag}-{}",
-            std::process::id()
-        ));
+        let d = std::env::temp_dir().join(format!("vmm-loader-cache-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         d
     }

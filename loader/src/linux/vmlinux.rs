@@ -19,8 +19,8 @@ use std::time::Duration;
 use std::time::Instant;
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
-use vmm_memory::layout::{overlapping_boot_structure, HIGH_MEMORY_START};
 use vmm_memory::file_pages::{map_file_pages, PAGE_SIZE};
+use vmm_memory::layout::{overlapping_boot_structure, HIGH_MEMORY_START};
 use vmm_memory::MemoryLayout;
 
 use super::payload::first_bytes;
@@ -475,13 +475,21 @@ pub fn load_from_file<M: GuestMemoryBackend + 'static>(
         what: what.to_string(),
         source: e,
     };
-    let mut head = vec![0u8; len.min(HEADERS_MAX) as usize];
-    file.read_exact_at(&mut head, 0).map_err(read_err)?;
-    let headers = match head.starts_with(b"\x7fELF") {
-        true => parse_headers(&head, layout)?,
-        false => None,
+    // A vmlinux's headers fit in its first page; read more only if not.
+    let mut head = Vec::new();
+    let mut headers = None;
+    for want in [PAGE_SIZE, HEADERS_MAX] {
+        head.resize(len.min(want) as usize, 0);
+        file.read_exact_at(&mut head, 0).map_err(read_err)?;
+        if !head.starts_with(b"\x7fELF") {
+            break;
+        }
+        headers = parse_headers(&head, layout)?;
+        if headers.is_some() || len <= want {
+            break;
+        }
     }
-    .ok_or_else(|| missing_headers(&head, len, what))?;
+    let headers = headers.ok_or_else(|| missing_headers(&head, len, what))?;
     check_in_file(&headers, len)?;
     let mut done = FileLoad::default();
     let mut buf = Vec::new();
@@ -506,11 +514,18 @@ pub fn load_from_file<M: GuestMemoryBackend + 'static>(
             [(s.paddr, end), (end, end)]
         };
         for (from, to) in copies {
-            copy_from_file(mem, file, s.offset + (from - s.paddr), from, to - from, &mut buf)
-                .map_err(|e| match e {
-                    CopyError::Read(e) => read_err(e),
-                    CopyError::Write(e) => LinuxError::KernelWrite(e),
-                })?;
+            copy_from_file(
+                mem,
+                file,
+                s.offset + (from - s.paddr),
+                from,
+                to - from,
+                &mut buf,
+            )
+            .map_err(|e| match e {
+                CopyError::Read(e) => read_err(e),
+                CopyError::Write(e) => LinuxError::KernelWrite(e),
+            })?;
             done.copied += to - from;
         }
     }
