@@ -8,7 +8,11 @@
 //!   ELF physical addresses piece by piece as it decompresses, so the whole
 //!   vmlinux is never held in memory; the vCPU enters `startup_64` (the ELF
 //!   entry) directly. This skips the kernel's own decompressor, which is slow
-//!   here because CPL0 guest code is emulated.
+//!   here because CPL0 guest code is emulated. With a kernel cache
+//!   ([`LoadRequest::kernel_cache`], [`cache`]) the payload is instead
+//!   decompressed once into a cache file and its pages are mapped
+//!   copy-on-write into guest RAM, then and on every later start of the same
+//!   file, which reads only the bzImage's setup part.
 //! - With [`LoadRequest::bzimage_own_entry`] the protected-mode part is
 //!   loaded at `pref_address` (or `code32_start`), `code32_start` is set to
 //!   it, and the vCPU enters its 64-bit entry at load address + 0x200, so the

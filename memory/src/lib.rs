@@ -1,13 +1,15 @@
 //! Guest RAM for a KVM virtual machine on x86_64: where it goes, how it is
 //! mapped in the VMM, and how KVM learns about it.
 //!
-//! The crate has three jobs, one module each:
+//! The crate has four jobs, one module each:
 //! - [`layout`]: the guest-physical memory map. RAM starts at 0; below 4 GiB
 //!   a 32-bit MMIO hole (`[3 GiB, 4 GiB)`) is kept free for devices, and any
 //!   RAM that does not fit below the hole continues at 4 GiB. It also names
 //!   where boot structures (GDT, page tables) live.
 //! - [`guest_ram`]: builds a [`vm_memory::GuestMemoryMmap`] from a layout,
 //!   with an optional transparent-huge-page hint.
+//! - [`file_pages`]: maps a file's pages copy-on-write over guest RAM
+//!   instead of copying them (a cached kernel, say).
 //! - [`kvm_slots`]: registers every region with KVM as a memory slot.
 //!
 //! It depends on nothing of the VMM that uses it, so it can be reused on its
