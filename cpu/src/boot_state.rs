@@ -170,10 +170,8 @@ pub fn boot_table_ranges(mode: BootMode) -> Vec<(u64, u64)> {
 
 /// Checks that the image leaves room for the boot structures its mode needs.
 pub fn check_boot_tables_free(spec: &BootSpec) -> Result<(), BootStateError> {
-    let (start, len) = (spec.image.0 .0, spec.image.1);
-    let end = start.saturating_add(len);
     for (tables_start, tables_end) in boot_table_ranges(spec.mode) {
-        if start < tables_end && end > tables_start {
+        if let Some((start, end)) = spec.overlap(tables_start, tables_end) {
             return Err(BootStateError::OverlapsBootTables {
                 start,
                 end,
@@ -302,6 +300,7 @@ mod tests {
             mode: BootMode::Long,
             entry: Entry::Linear(GuestAddress(0x1000)),
             image: (GuestAddress(0x1000), 0x9000),
+            segments: vec![],
             regs: vec![],
         };
         let e = check_boot_tables_free(&spec).unwrap_err();
@@ -329,5 +328,40 @@ mod tests {
             ..spec
         };
         assert!(check_boot_tables_free(&real).is_ok());
+    }
+
+    #[test]
+    fn test_sparse_image_may_straddle_the_boot_tables() {
+        // A trampoline page below the page tables and a kernel at 1 MiB:
+        // their span covers 0x9000-0xf000, the segments do not.
+        let spec = BootSpec {
+            mode: BootMode::Long,
+            entry: Entry::Linear(GuestAddress(0x10_0000)),
+            image: (GuestAddress(0x8000), 0x10_0000),
+            segments: vec![
+                (GuestAddress(0x8000), 0x1000),
+                (GuestAddress(0x10_0000), 0x8000),
+            ],
+            regs: vec![],
+        };
+        assert!(check_boot_tables_free(&spec).is_ok());
+        let touching = BootSpec {
+            segments: vec![
+                (GuestAddress(0x8000), 0x1001),
+                (GuestAddress(0x10_0000), 0x8000),
+            ],
+            ..spec.clone()
+        };
+        let e = check_boot_tables_free(&touching).unwrap_err();
+        assert!(
+            e.to_string().contains("0x8000") && e.to_string().contains("0x9001"),
+            "{e}"
+        );
+        // No segments: the whole span counts.
+        let unsplit = BootSpec {
+            segments: vec![],
+            ..spec
+        };
+        assert!(check_boot_tables_free(&unsplit).is_err());
     }
 }

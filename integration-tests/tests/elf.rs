@@ -223,6 +223,36 @@ fn test_elf_multi_segment_data_and_bss() {
     run_expect(&img, &[], "data segment ok\nbss zero\n");
 }
 
+#[test]
+fn test_elf_sparse_segments_straddle_the_page_tables() {
+    // Data and its BSS at 0x1000, a marker page at 0x8000, code at 1 MiB:
+    // the span covers the long-mode page tables (0x9000-0xf000) and the
+    // zero page, no segment does. Odd but legal; it must run.
+    let code_at = BASE;
+    let data_at = 0x1000u64;
+    let marker_at = 0x8000u64;
+    let pure_bss_at = 0x4_0000u64;
+    let msg = b"sparse ok\n\0";
+    let bss_len = 0x800u64;
+    let code = guest::multi_segment(
+        code_at,
+        data_at,
+        data_at + msg.len() as u64,
+        bss_len,
+        pure_bss_at,
+        0x1000,
+        marker_at,
+    );
+    let marker = vec![0xaau8; 0x1000];
+    let segs: [Seg<'_>; 4] = [
+        (data_at, data_at, msg, msg.len() as u64 + bss_len),
+        (marker_at, marker_at, &marker, 0x1000),
+        (pure_bss_at, pure_bss_at, &[], 0x1000),
+        (code_at, code_at, &code, code.len() as u64),
+    ];
+    run_expect(&build(true, code_at, &segs), &[], "sparse ok\nbss zero\n");
+}
+
 /// Runs with `args`, expects status 2 and an error naming `needle`, and no
 /// guest output.
 fn expect_bad_input(args: &[&str], needle: &str) {

@@ -47,15 +47,39 @@ pub struct BootSpec {
     pub mode: BootMode,
     /// The entry point.
     pub entry: Entry,
-    /// Guest-physical range the image occupies: `(start, length)`; for
-    /// images with several segments, the range from the lowest to the end of
-    /// the highest (the loaders check each segment against RAM and the boot
-    /// structures themselves; vCPU set-up refuses a range that spans the GDT
-    /// or page tables, even if the segments inside it do not touch them).
+    /// Guest-physical range the image spans: `(start, length)`, from its
+    /// lowest byte to the end of its highest segment (for messages).
     pub image: (GuestAddress, u64),
+    /// The ranges the image really occupies, `(start, length)`: one per
+    /// loaded segment. The boot structures must stay clear of these, not of
+    /// the gaps between them, so a sparse image (a trampoline below 640 KiB,
+    /// the kernel at 1 MiB) may straddle the GDT or page tables. Empty means
+    /// all of `image`.
+    pub segments: Vec<(GuestAddress, u64)>,
     /// Register values the boot protocol requires, applied in order after the
     /// mode's defaults (for example EAX/EBX for Multiboot).
     pub regs: Vec<(Reg, u64)>,
+}
+
+impl BootSpec {
+    /// The occupied ranges as `[start, end)` pairs: [`Self::segments`], or
+    /// [`Self::image`] when there are none.
+    pub fn occupied(&self) -> Vec<(u64, u64)> {
+        let end =
+            |(GuestAddress(start), len): (GuestAddress, u64)| (start, start.saturating_add(len));
+        if self.segments.is_empty() {
+            vec![end(self.image)]
+        } else {
+            self.segments.iter().copied().map(end).collect()
+        }
+    }
+
+    /// The first occupied range overlapping `[start, end)`, if any.
+    pub fn overlap(&self, start: u64, end: u64) -> Option<(u64, u64)> {
+        self.occupied()
+            .into_iter()
+            .find(|&(s, e)| s < end && e > start)
+    }
 }
 
 /// A register a boot protocol or the user may set at entry.

@@ -123,6 +123,16 @@ pub struct ElfImage {
     pub end: u64,
 }
 
+impl ElfImage {
+    /// Each loadable segment's `(paddr, memsz)`, for [`BootSpec::segments`].
+    pub fn extents(&self) -> Vec<(GuestAddress, u64)> {
+        self.segments
+            .iter()
+            .map(|s| (GuestAddress(s.paddr), s.memsz))
+            .collect()
+    }
+}
+
 /// Parses and validates `image` against `layout`.
 pub fn parse_elf(image: &[u8], layout: &MemoryLayout) -> Result<ElfImage, ElfError> {
     let elf = Elf::parse(image).map_err(|e| ElfError::Parse(e.to_string()))?;
@@ -265,6 +275,7 @@ pub fn load_elf<M: GuestMemoryBackend>(
         },
         entry: Entry::Linear(GuestAddress(elf.entry)),
         image: (GuestAddress(elf.start), elf.end - elf.start),
+        segments: elf.extents(),
         regs: Vec::new(),
     })
 }

@@ -225,8 +225,10 @@ pub enum LinuxError {
 }
 
 /// Where the kernel went and how to enter it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct LoadedKernel {
+    /// The ranges it occupies, `(start, length)`.
+    segments: Vec<(GuestAddress, u64)>,
     /// Entry point (physical).
     entry: u64,
     /// Lowest address of the image.
@@ -342,6 +344,7 @@ pub fn load_linux<M: GuestMemoryBackend + 'static>(
         mode: BootMode::Long,
         entry: Entry::Linear(GuestAddress(kernel.entry)),
         image: (GuestAddress(kernel.start), kernel.end - kernel.start),
+        segments: kernel.segments,
         regs: vec![(Reg::Rsi, ZERO_PAGE_START.0)],
     })
 }
@@ -522,6 +525,7 @@ fn load_own_entry<M: GuestMemoryBackend>(
     )
     .map_err(LinuxError::KernelLoad)?;
     Ok(LoadedKernel {
+        segments: vec![(GuestAddress(load), pm_len)],
         entry: load + ENTRY_64_OFFSET,
         start: load,
         end: load + pm_len,

@@ -375,6 +375,10 @@ pub fn load_multiboot<M: GuestMemoryBackend>(
         mode: BootMode::Protected,
         entry: Entry::Linear(GuestAddress(kernel.entry())),
         image: (GuestAddress(start), end - start),
+        segments: match &kernel {
+            Kernel::Aout(a) => vec![(GuestAddress(a.load_addr), a.mem_end - a.load_addr)],
+            Kernel::Elf(e) => e.extents(),
+        },
         regs: vec![
             (Reg::Rax, u64::from(BOOTLOADER_MAGIC)),
             (Reg::Rbx, INFO_ADDR.0),

@@ -460,6 +460,7 @@ pub fn load_pvh<M: GuestMemoryBackend>(
         mode: BootMode::Protected,
         entry: Entry::Linear(GuestAddress(entry)),
         image: (GuestAddress(elf.start), elf.end - elf.start),
+        segments: elf.extents(),
         regs: vec![(Reg::Rbx, START_INFO_ADDR.0)],
     })
 }

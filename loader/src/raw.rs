@@ -119,6 +119,7 @@ pub fn load_raw<M: GuestMemoryBackend, R: Read>(
         mode: opts.mode,
         entry,
         image: (addr, size),
+        segments: vec![(addr, size)],
         regs: Vec::new(),
     })
 }

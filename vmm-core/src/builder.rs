@@ -67,12 +67,11 @@ struct ExtraMmio {
     device: Arc<dyn DeviceMmio + Send + Sync>,
 }
 
-/// The firmware-table range the image overlaps, if any.
-fn spec_overlaps_firmware(spec: &BootSpec) -> Option<(u64, u64)> {
-    let (s, e) = (ACPI_TABLES_START.0, MPTABLE_END.0);
-    let start = spec.image.0 .0;
-    let end = start.saturating_add(spec.image.1);
-    (start < e && end > s).then_some((s, e))
+/// The part of the image that overlaps the firmware tables, and their
+/// range, if any.
+fn spec_overlaps_firmware(spec: &BootSpec) -> Option<((u64, u64), (u64, u64))> {
+    let tables = (ACPI_TABLES_START.0, MPTABLE_END.0);
+    spec.overlap(tables.0, tables.1).map(|seg| (seg, tables))
 }
 
 /// Which kind of input file is being read, for error messages.
@@ -690,11 +689,9 @@ impl VmBuilder {
         }
 
         if pc {
-            if let Some((s, e)) = spec_overlaps_firmware(&spec) {
+            if let Some(((start, end), (s, e))) = spec_overlaps_firmware(&spec) {
                 return Err(VmmError::Conflict(format!(
-                    "the image at [{:#x}, {:#x}) overlaps the firmware tables at [{s:#x}, {e:#x}) of the PC platform; load it elsewhere or use --platform minimal",
-                    spec.image.0 .0,
-                    spec.image.0 .0 + spec.image.1
+                    "the image at [{start:#x}, {end:#x}) overlaps the firmware tables at [{s:#x}, {e:#x}) of the PC platform; load it elsewhere or use --platform minimal"
                 )));
             }
             let info = PlatformInfo {

@@ -404,6 +404,11 @@ impl VmlinuxHeaders {
     /// Where this kernel is once loaded.
     pub fn loaded(&self) -> LoadedKernel {
         LoadedKernel {
+            segments: self
+                .segments
+                .iter()
+                .map(|(_, s)| (GuestAddress(s.paddr), s.memsz))
+                .collect(),
             entry: self.entry,
             start: self.start,
             end: self.end,
