@@ -287,6 +287,18 @@ fn load_seeds(out: &Out) {
         }
         out.put("linux_payload", codec.name(), &seed);
     }
+
+    // The cache target: vmlinux bytes, one laid out like a linked kernel
+    // (pages mappable), one packed (copied), one not an ELF.
+    out.put("kernel_cache", "packed", &vml);
+    let code = hlt_code();
+    let paged = vmm_loader::elf::test_image::build_paged(
+        true,
+        0x10_0000,
+        &[(0x10_0000, 0x10_0000, &[code.as_slice(), &[0x90; 0x2000]].concat(), 0x4000)],
+    );
+    out.put("kernel_cache", "paged", &paged);
+    out.put("kernel_cache", "not-elf", b"MZ\x90\x00");
 }
 
 fn cli_seeds(out: &Out) {
