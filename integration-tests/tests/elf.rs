@@ -189,38 +189,58 @@ fn test_elf64_high_virtual_entry_is_translated() {
     run_expect(&img, &[], "high entry\n");
 }
 
-#[test]
-fn test_elf_multi_segment_data_and_bss() {
-    let code_at = BASE;
-    let data_at = 0x30_0000u64;
-    let marker_at = 0x40_0000u64;
-    let pure_bss_at = 0x50_0000u64;
-    let msg = b"data segment ok\n\0";
-    let bss_len = 0x2345u64;
-    let pure_bss_len = 0x1800u64;
+/// Where [`run_multi_segment`] puts the guest's segments.
+struct Placement {
+    code: u64,
+    data: u64,
+    bss_len: u64,
+    marker: u64,
+    pure_bss: u64,
+    pure_bss_len: u64,
+}
+
+/// Runs [`guest::multi_segment`] with its code, data-plus-BSS, marker and
+/// pure-BSS segments at `p`, printing `msg`; the segments go into the ELF in
+/// `order` (indexes into that list).
+fn run_multi_segment(p: &Placement, msg: &[u8], order: [usize; 4]) {
     let code = guest::multi_segment(
-        code_at,
-        data_at,
-        data_at + msg.len() as u64,
-        bss_len,
-        pure_bss_at,
-        pure_bss_len,
-        marker_at,
+        p.code,
+        p.data,
+        p.data + msg.len() as u64,
+        p.bss_len,
+        p.pure_bss,
+        p.pure_bss_len,
+        p.marker,
     );
     // Fresh guest RAM is zero, so a loader that forgot to zero BSS would go
     // unnoticed; one that copied p_memsz bytes from the file instead of
     // p_filesz would not: the bytes after the data segment's in the file
     // are the marker segment's 0xAA (and then trailing 0x55 filler).
-    let marker = vec![0xaau8; bss_len as usize];
-    let segs: [Seg<'_>; 4] = [
-        (code_at, code_at, &code, code.len() as u64),
-        (data_at, data_at, msg, msg.len() as u64 + bss_len),
-        (marker_at, marker_at, &marker, marker.len() as u64),
-        (pure_bss_at, pure_bss_at, &[], pure_bss_len),
+    let marker = vec![0xaau8; p.bss_len as usize];
+    let all: [Seg<'_>; 4] = [
+        (p.code, p.code, &code, code.len() as u64),
+        (p.data, p.data, msg, msg.len() as u64 + p.bss_len),
+        (p.marker, p.marker, &marker, marker.len() as u64),
+        (p.pure_bss, p.pure_bss, &[], p.pure_bss_len),
     ];
-    let mut img = build(true, code_at, &segs);
+    let segs = order.map(|i| all[i]);
+    let mut img = build(true, p.code, &segs);
     img.extend(vec![0x55u8; 0x4000]);
-    run_expect(&img, &[], "data segment ok\nbss zero\n");
+    let text = String::from_utf8_lossy(&msg[..msg.len() - 1]).into_owned();
+    run_expect(&img, &[], &format!("{text}bss zero\n"));
+}
+
+#[test]
+fn test_elf_multi_segment_data_and_bss() {
+    let p = Placement {
+        code: BASE,
+        data: 0x30_0000,
+        bss_len: 0x2345,
+        marker: 0x40_0000,
+        pure_bss: 0x50_0000,
+        pure_bss_len: 0x1800,
+    };
+    run_multi_segment(&p, b"data segment ok\n\0", [0, 1, 2, 3]);
 }
 
 #[test]
@@ -228,29 +248,15 @@ fn test_elf_sparse_segments_straddle_the_page_tables() {
     // Data and its BSS at 0x1000, a marker page at 0x8000, code at 1 MiB:
     // the span covers the long-mode page tables (0x9000-0xf000) and the
     // zero page, no segment does. Odd but legal; it must run.
-    let code_at = BASE;
-    let data_at = 0x1000u64;
-    let marker_at = 0x8000u64;
-    let pure_bss_at = 0x4_0000u64;
-    let msg = b"sparse ok\n\0";
-    let bss_len = 0x800u64;
-    let code = guest::multi_segment(
-        code_at,
-        data_at,
-        data_at + msg.len() as u64,
-        bss_len,
-        pure_bss_at,
-        0x1000,
-        marker_at,
-    );
-    let marker = vec![0xaau8; 0x1000];
-    let segs: [Seg<'_>; 4] = [
-        (data_at, data_at, msg, msg.len() as u64 + bss_len),
-        (marker_at, marker_at, &marker, 0x1000),
-        (pure_bss_at, pure_bss_at, &[], 0x1000),
-        (code_at, code_at, &code, code.len() as u64),
-    ];
-    run_expect(&build(true, code_at, &segs), &[], "sparse ok\nbss zero\n");
+    let p = Placement {
+        code: BASE,
+        data: 0x1000,
+        bss_len: 0x800,
+        marker: 0x8000,
+        pure_bss: 0x4_0000,
+        pure_bss_len: 0x1000,
+    };
+    run_multi_segment(&p, b"sparse ok\n\0", [1, 2, 3, 0]);
 }
 
 /// Runs with `args`, expects status 2 and an error naming `needle`, and no
