@@ -55,7 +55,7 @@ fn bits_for(n: u32) -> u32 {
     32 - n.saturating_sub(1).leading_zeros()
 }
 
-/// Fills what differs per vCPU and per VM: APIC IDs (leaf 1 EBX[31:24],
+/// Fills what differs per vCPU and per VM: APIC IDs (leaf 1 EBX bits 31:24,
 /// leaves 0xB/0x1F EDX), the package topology (leaf 1 logical count and HTT,
 /// leaf 4 cores per package, leaf 0xB levels: 1 thread per core, `cpus`
 /// cores), and the paravirtual features that need working hypercalls.
