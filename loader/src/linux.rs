@@ -358,7 +358,7 @@ fn load_payload<M: GuestMemoryBackend>(
 ) -> Result<LoadedKernel, LinuxError> {
     let t = Instant::now();
     let mut loader = VmlinuxLoader::new(mem, layout, payload_what(data), Placing::Copy);
-    let limit = MAX_DECOMPRESSED.min(layout.size());
+    let limit = max_vmlinux_len(layout);
     let (codec, size) = payload::decompress_with(data, limit, |piece| loader.feed(piece))?;
     let (kernel, writing) = loader.finish()?;
     let total = t.elapsed();
@@ -370,6 +370,12 @@ fn load_payload<M: GuestMemoryBackend>(
         writing.as_secs_f64() * 1e3
     );
     Ok(kernel)
+}
+
+/// The most a bzImage's payload may decompress to in guest RAM laid out as
+/// `layout`: the VMM's cap, and never more than the RAM.
+pub fn max_vmlinux_len(layout: &MemoryLayout) -> u64 {
+    MAX_DECOMPRESSED.min(layout.size())
 }
 
 /// Loads a kernel cache entry, mapping its pages into guest memory.
@@ -417,7 +423,7 @@ fn fill_cache<M: GuestMemoryBackend + 'static>(
     };
     let mut check = VmlinuxLoader::new(mem, layout, payload_what(data), Placing::ValidateOnly);
     let mut write_failed = None;
-    let limit = MAX_DECOMPRESSED.min(layout.size());
+    let limit = max_vmlinux_len(layout);
     let (codec, size) = payload::decompress_with(data, limit, |piece| {
         check.feed(piece)?;
         if write_failed.is_none() {

@@ -27,7 +27,10 @@ pub enum KernelCacheUse {
     },
     /// The payload is already decompressed here. The image handed to the
     /// loader may then be just the bzImage's setup part (its first
-    /// `(setup_sects + 1) * 512` bytes): the payload is not read.
+    /// `(setup_sects + 1) * 512` bytes): the payload is not read. Ignored
+    /// with `bzimage_own_entry`, which needs the whole image. The caller
+    /// checks that the entry is no larger than decompression would allow
+    /// ([`crate::linux::max_vmlinux_len`]).
     Hit(CachedVmlinux),
 }
 

@@ -53,6 +53,16 @@ pub enum FilePagesError {
         /// Length.
         len: u64,
     },
+    /// The file ends before the range to map does.
+    #[error("file range [{offset:#x}, +{len:#x}) runs past the end of the {file_len}-byte file")]
+    PastEndOfFile {
+        /// File offset.
+        offset: u64,
+        /// Length.
+        len: u64,
+        /// The file's length.
+        file_len: u64,
+    },
     /// The host refused the mapping.
     #[error("mmap of {len:#x} file bytes at offset {offset:#x} over guest address {gpa:#x} failed: {source}")]
     Mmap {
@@ -69,9 +79,10 @@ pub enum FilePagesError {
 
 /// Maps `len` bytes of `file` from `offset` over guest RAM at `gpa`,
 /// private and copy-on-write. All three must be multiples of
-/// [`PAGE_SIZE`], and the range must lie in one region of a
-/// [`GuestMemoryMmap`] that is an anonymous private mapping; anything else
-/// is an error and leaves the memory as it was.
+/// [`PAGE_SIZE`], the file must hold the whole range, and the range must
+/// lie in one region of a [`GuestMemoryMmap`] that vm-memory mapped itself,
+/// read-write, private and anonymous; anything else is an error and leaves
+/// the memory as it was.
 ///
 /// The caller promises that nobody writes or truncates `file` while the
 /// guest memory lives: pages the guest has not written yet still show the
@@ -135,10 +146,27 @@ pub fn map_file_pages<M: GuestMemoryBackend + 'static>(
         return Err(FilePagesError::OutsideRegion { gpa: gpa.0, len });
     }
     let private_anon = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
-    if region.file_offset().is_some() || region.flags() & private_anon != private_anon {
+    let flags = region.flags();
+    // A region vm-memory did not map itself reports default flags, so only
+    // owned mappings are trusted to be what their flags say.
+    if !region.owned()
+        || region.file_offset().is_some()
+        || flags & private_anon != private_anon
+        || flags & (libc::MAP_SHARED | libc::MAP_HUGETLB) != 0
+        || region.prot() != libc::PROT_READ | libc::PROT_WRITE
+    {
         return Err(FilePagesError::Unsupported {
             gpa: gpa.0,
-            why: "the region is shared or backed by a file",
+            why: "the region is not a read-write private anonymous mapping of vm-memory's own",
+        });
+    }
+    // Pages past the end of the file would raise SIGBUS when touched.
+    let file_len = file.metadata().map_or(0, |m| m.len());
+    if offset.checked_add(len).is_none_or(|end| end > file_len) {
+        return Err(FilePagesError::PastEndOfFile {
+            offset,
+            len,
+            file_len,
         });
     }
     let (Ok(len_usize), Ok(off), Ok(in_region)) = (
@@ -239,16 +267,19 @@ mod tests {
             (0x1001, 0x1000, 0),
             (0x1000, 0x1001, 0),
             (0x1000, 0x1000, 0x10),
-            (0xf000, 0x2000, 0),  // runs off the first region
-            (0x10000, 0x1000, 0), // in the gap
-            (0x1000, 0, 0),       // empty
+            (0xf000, 0x2000, 0),       // runs off the first region
+            (0x10000, 0x1000, 0),      // in the gap
+            (0x1000, 0, 0),            // empty
+            (0x1000, 0x1000, 0x20000), // past the end of the file
         ];
         for (gpa, len, off) in cases {
             let err = map_file_pages(&mem, GuestAddress(gpa), len, &file, off).unwrap_err();
             assert!(
                 matches!(
                     err,
-                    FilePagesError::Unaligned { .. } | FilePagesError::OutsideRegion { .. }
+                    FilePagesError::Unaligned { .. }
+                        | FilePagesError::OutsideRegion { .. }
+                        | FilePagesError::PastEndOfFile { .. }
                 ),
                 "{gpa:#x}+{len:#x}@{off:#x}: {err}"
             );

@@ -163,10 +163,13 @@ fn read_input(path: &Path, limit: u64, kind: InputKind) -> Result<Vec<u8>, VmmEr
 const BZIMAGE_SETUP_MAX: u64 = 256 * 512;
 
 /// Reads the kernel file, or on a kernel cache hit only its setup part, and
-/// says how the loader uses the cache.
+/// says how the loader uses the cache. `max_vmlinux` is the most a payload
+/// may decompress to: a larger entry (filled for more RAM) is not a hit, so
+/// decompression reports the error it would without the cache.
 fn read_kernel(
     path: &Path,
     limit: u64,
+    max_vmlinux: u64,
     cache: Option<&VmlinuxCache>,
 ) -> Result<(Vec<u8>, KernelCacheUse), VmmError> {
     let kind = InputKind::Kernel;
@@ -186,8 +189,8 @@ fn read_kernel(
             path: path.to_path_buf(),
             source,
         })?;
-    let key = match file.metadata() {
-        Ok(meta) if is_bzimage(&head) => ImageKey::of(&meta),
+    let key = match ImageKey::read(&file) {
+        Ok(key) if is_bzimage(&head) => key,
         _ => {
             return Ok((
                 read_rest(&file, len, head, path, kind)?,
@@ -195,7 +198,7 @@ fn read_kernel(
             ))
         }
     };
-    if let Some(hit) = cache.lookup(&key) {
+    if let Some(hit) = cache.lookup(&key).filter(|hit| hit.len() <= max_vmlinux) {
         return Ok((head, KernelCacheUse::Hit(hit)));
     }
     let data = read_rest(&file, len, head, path, kind)?;
@@ -204,6 +207,14 @@ fn read_kernel(
             "kernel cache: {} changed less than {:?} ago; not caching it",
             path.display(),
             vmm_loader::linux::cache::SETTLE
+        );
+        return Ok((data, KernelCacheUse::Off));
+    }
+    // Changed while it was read: what was read may match neither key.
+    if ImageKey::read(&file).ok() != Some(key) {
+        log::info!(
+            "kernel cache: {} changed while it was read; not caching it",
+            path.display()
         );
         return Ok((data, KernelCacheUse::Off));
     }
@@ -554,7 +565,8 @@ impl VmBuilder {
             None => return Err(VmmError::NoKernel),
             Some(KernelImage::Bytes(b)) => ("<memory>".to_string(), b.clone(), KernelCacheUse::Off),
             Some(KernelImage::Path(p)) => {
-                let (image, use_cache) = read_kernel(p, limit, cache)?;
+                let max_vmlinux = vmm_loader::linux::max_vmlinux_len(ram.layout());
+                let (image, use_cache) = read_kernel(p, limit, max_vmlinux, cache)?;
                 (p.display().to_string(), image, use_cache)
             }
         };

@@ -3,32 +3,47 @@
 //! copying tens of MiB.
 //!
 //! An entry is the payload's vmlinux exactly as decompressed, followed by a
-//! [`TRAILER_LEN`]-byte trailer (magic, format version, vmlinux length)
-//! written last, so a file cut short by a crash is not taken for an entry.
-//! Its name is the bzImage's [`ImageKey`]: device, inode, size, and
-//! modification and change times to the nanosecond, the way make and
-//! ccache's direct mode tell a file is unchanged without reading it. A
-//! kernel file changed less than [`SETTLE`] ago is not cached, because a
-//! second change within the file system's timestamp tick would keep its
-//! times.
+//! [`TRAILER_LEN`]-byte trailer written last: magic, format version, the
+//! vmlinux's CRC32 and length, and the host's boot ID at the time. Its name
+//! is the bzImage's [`ImageKey`]: device, inode, size, modification and
+//! change times to the nanosecond (the way make and ccache's direct mode
+//! tell a file is unchanged without reading it) and the file's last four
+//! bytes (a bzImage's own CRC32), so two builds with equal stat data still
+//! differ. A kernel file changed less than [`SETTLE`] ago is not cached,
+//! because a second change within the file system's timestamp tick would
+//! keep its times; a file that changes while it is read is not cached
+//! either.
+//!
+//! Entries are not fsynced (that would cost the first start about 200 ms
+//! here). Instead, an entry written during this boot of the host is trusted
+//! as it is (the page cache holds what was written), and one written before
+//! a reboot, when a crash may have torn it, has its CRC32 checked once; the
+//! boot ID it was checked in goes into a small `<entry>.boot` marker. A torn
+//! entry is removed and the payload decompressed again.
 //!
 //! Entries are written to a temporary name, made read-only and renamed
 //! into place, and never written again: that is what lets the loader map
 //! their pages into guest RAM copy-on-write
 //! ([`vmm_memory::file_pages::map_file_pages`]). Two VMMs filling the same
 //! entry at once each write their own file; the last rename wins and the
-//! other's mapping keeps its (identical) inode alive. After each fill the
-//! least recently used entries beyond [`MAX_ENTRIES`] or [`MAX_BYTES`] are
-//! removed; a hit marks an entry used by setting its modification time.
+//! other's mapping keeps its (identical) inode alive. That holds on local
+//! file systems only, so a directory on a network or FUSE file system is
+//! not used. After each fill the least recently used entries beyond
+//! [`MAX_ENTRIES`] or [`MAX_BYTES`] are removed; a hit marks an entry used by
+//! setting its modification time. Only files named exactly as entries,
+//! their markers and temporary files are ever removed, so a directory
+//! shared with other files is safe.
 //!
 //! The directory must belong to the user and be writable by nobody else
-//! (whoever can write an entry picks the kernel); it is created mode 0700.
-//! Every cache failure (such a directory, a full disk, a corrupt entry)
-//! makes the loader decompress as if there were no cache; none fails a
-//! load.
+//! (whoever can write an entry picks the kernel); it is created mode 0700,
+//! and entries must be regular files of the user that nobody else can
+//! write. A cache that cannot be used or written (such a directory, a full
+//! disk, a torn or foreign entry) makes the loader decompress as if there
+//! were no cache. An entry that passes these checks but cannot be read
+//! when it is loaded fails that start, naming the entry.
 
 use std::fs::{File, Metadata, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -36,11 +51,14 @@ use std::time::{Duration, SystemTime};
 
 /// Version of the entry format and of the decompressors behind it; bumping
 /// it orphans older entries (they age out through eviction).
-pub const CACHE_FORMAT: u32 = 1;
+pub const CACHE_FORMAT: u32 = 2;
 /// Magic at the start of an entry's trailer.
 const TRAILER_MAGIC: &[u8; 8] = b"VMMVMLNX";
-/// Bytes of trailer after the vmlinux: magic, format, reserved, length.
-pub const TRAILER_LEN: u64 = 24;
+/// Length of a boot ID (`/proc/sys/kernel/random/boot_id`, a UUID string).
+const BOOT_ID_LEN: usize = 36;
+/// Bytes of trailer after the vmlinux: magic 8, format 4, CRC32 4, length
+/// 8, boot ID 36, padding 4.
+pub const TRAILER_LEN: u64 = 64;
 /// A kernel file changed more recently than this is not cached.
 pub const SETTLE: Duration = Duration::from_secs(1);
 /// Entries kept at most.
@@ -49,12 +67,23 @@ pub const MAX_ENTRIES: usize = 8;
 pub const MAX_BYTES: u64 = 1 << 30;
 /// Prefix of every entry's file name.
 const ENTRY_PREFIX: &str = "vmlinux-";
-/// Prefix of files being written.
+/// Prefix of files being written (followed by the entry or marker name).
 const TEMP_PREFIX: &str = ".tmp-";
+/// Suffix of an entry's boot marker.
+const MARKER_SUFFIX: &str = ".boot";
 /// Temporary files older than this are leftovers of a VMM that died.
 const STALE_TEMP: Duration = Duration::from_secs(3600);
 
-/// What identifies a kernel file's contents without reading it.
+/// A boot ID: which boot of the host a page cache belongs to.
+type BootId = [u8; BOOT_ID_LEN];
+
+/// This boot's ID, if the host says.
+fn boot_id() -> Option<BootId> {
+    let text = std::fs::read("/proc/sys/kernel/random/boot_id").ok()?;
+    text.get(..BOOT_ID_LEN)?.try_into().ok()
+}
+
+/// What identifies a kernel file's contents without reading all of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ImageKey {
     dev: u64,
@@ -62,6 +91,7 @@ pub struct ImageKey {
     size: u64,
     mtime_ns: i128,
     ctime_ns: i128,
+    tail: u32,
 }
 
 fn ns(secs: i64, nsecs: i64) -> i128 {
@@ -69,7 +99,7 @@ fn ns(secs: i64, nsecs: i64) -> i128 {
 }
 
 impl ImageKey {
-    /// The key of the file `meta` describes.
+    /// The key of the file `meta` describes, without its last bytes.
     pub fn of(meta: &Metadata) -> Self {
         ImageKey {
             dev: meta.dev(),
@@ -77,7 +107,21 @@ impl ImageKey {
             size: meta.size(),
             mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
             ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
+            tail: 0,
         }
+    }
+
+    /// The key of an open file: its stat data and its last four bytes.
+    pub fn read(file: &File) -> std::io::Result<Self> {
+        let meta = file.metadata()?;
+        let mut tail = [0u8; 4];
+        if let Some(at) = meta.len().checked_sub(4) {
+            file.read_exact_at(&mut tail, at)?;
+        }
+        Ok(ImageKey {
+            tail: u32::from_le_bytes(tail),
+            ..ImageKey::of(&meta)
+        })
     }
 
     /// Whether the file last changed at least [`SETTLE`] before `now`.
@@ -91,10 +135,50 @@ impl ImageKey {
 
     fn file_name(&self) -> String {
         format!(
-            "{ENTRY_PREFIX}{:x}-{:x}-{:x}-{:x}-{:x}-f{CACHE_FORMAT}",
-            self.dev, self.ino, self.size, self.mtime_ns, self.ctime_ns
+            "{ENTRY_PREFIX}{:x}-{:x}-{:x}-{:x}-{:x}-{:08x}-f{CACHE_FORMAT}",
+            self.dev, self.ino, self.size, self.mtime_ns, self.ctime_ns, self.tail
         )
     }
+}
+
+/// Whether `name` is an entry's name as [`ImageKey`] makes them (any
+/// format version).
+fn is_entry_name(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(ENTRY_PREFIX) else {
+        return false;
+    };
+    let fields: Vec<&str> = rest.split('-').collect();
+    let hex = |f: &&str| !f.is_empty() && f.bytes().all(|b| b.is_ascii_hexdigit());
+    fields.len() == 7
+        && fields[..6].iter().all(hex)
+        && fields[6]
+            .strip_prefix('f')
+            .is_some_and(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Whether `name` is a temporary file this module writes: the prefix, an
+/// entry's or marker's name, then `-<pid>-<hex>`.
+fn is_temp_name(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(TEMP_PREFIX) else {
+        return false;
+    };
+    let mut parts = rest.rsplitn(3, '-');
+    let (Some(nonce), Some(pid), Some(target)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let target = target.strip_suffix(MARKER_SUFFIX).unwrap_or(target);
+    !nonce.is_empty()
+        && nonce.bytes().all(|b| b.is_ascii_hexdigit())
+        && !pid.is_empty()
+        && pid.bytes().all(|b| b.is_ascii_digit())
+        && is_entry_name(target)
+}
+
+/// The boot marker of the entry at `path`.
+fn marker_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(MARKER_SUFFIX);
+    path.with_file_name(name)
 }
 
 /// A decompressed kernel in the cache, open and checked.
@@ -112,6 +196,100 @@ impl PartialEq for CachedVmlinux {
 }
 
 impl Eq for CachedVmlinux {}
+
+/// An entry's trailer, decoded.
+struct Trailer {
+    crc: u32,
+    len: u64,
+    boot: BootId,
+}
+
+impl Trailer {
+    fn encode(&self) -> [u8; TRAILER_LEN as usize] {
+        let mut t = [0u8; TRAILER_LEN as usize];
+        t[..8].copy_from_slice(TRAILER_MAGIC);
+        t[8..12].copy_from_slice(&CACHE_FORMAT.to_le_bytes());
+        t[12..16].copy_from_slice(&self.crc.to_le_bytes());
+        t[16..24].copy_from_slice(&self.len.to_le_bytes());
+        t[24..24 + BOOT_ID_LEN].copy_from_slice(&self.boot);
+        t
+    }
+
+    fn decode(t: &[u8; TRAILER_LEN as usize]) -> Option<Trailer> {
+        let u32_at = |at: usize| u32::from_le_bytes([t[at], t[at + 1], t[at + 2], t[at + 3]]);
+        if &t[..8] != TRAILER_MAGIC || u32_at(8) != CACHE_FORMAT {
+            return None;
+        }
+        let mut len = [0u8; 8];
+        len.copy_from_slice(&t[16..24]);
+        let mut boot = [0u8; BOOT_ID_LEN];
+        boot.copy_from_slice(&t[24..24 + BOOT_ID_LEN]);
+        Some(Trailer {
+            crc: u32_at(12),
+            len: u64::from_le_bytes(len),
+            boot,
+        })
+    }
+}
+
+/// Whether `meta` is a regular file of this user that nobody else can
+/// write.
+fn owned_regular_file(meta: &Metadata) -> bool {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    meta.is_file() && meta.uid() == uid && meta.permissions().mode() & 0o022 == 0
+}
+
+/// The CRC32 of the first `len` bytes of `file`.
+fn crc_of(file: &File, len: u64) -> std::io::Result<u32> {
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut reader = file.take(len);
+    let mut seen = 0u64;
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                hasher.update(&buf[..n]);
+                seen += n as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if seen != len {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(hasher.finalize())
+}
+
+/// Writes `bytes` to `path` atomically (a temporary file renamed over it).
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let temp = path.with_file_name(format!(
+        "{TEMP_PREFIX}{name}-{}-{:x}",
+        std::process::id(),
+        nonce()
+    ));
+    let done = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temp)
+        .and_then(|mut f| f.write_all(bytes))
+        .and_then(|()| std::fs::rename(&temp, path));
+    if done.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    done
+}
+
+/// Something unlikely to repeat between two temporary files of one process.
+fn nonce() -> u32 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+}
 
 impl CachedVmlinux {
     /// The open entry. It is never written, so its pages may be mapped.
@@ -134,19 +312,49 @@ impl CachedVmlinux {
         &self.path
     }
 
-    /// Opens `path` as an entry if its trailer is intact.
-    fn open(path: PathBuf) -> Option<Self> {
-        let file = File::open(&path).ok()?;
-        let total = file.metadata().ok()?.len();
-        let len = total.checked_sub(TRAILER_LEN)?;
-        let mut trailer = [0u8; TRAILER_LEN as usize];
-        file.read_exact_at(&mut trailer, len).ok()?;
-        if trailer != make_trailer(len) {
-            log::warn!(
-                "kernel cache: {} has no valid trailer; ignoring it",
-                path.display()
-            );
+    /// Opens `path` as an entry if it is the user's, its trailer is intact,
+    /// and it was written in this boot of the host or its CRC32 matches.
+    /// A torn entry is removed.
+    fn open(path: PathBuf, boot: Option<BootId>) -> Option<Self> {
+        // No blocking on a FIFO, no following a planted symlink.
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+            .open(&path)
+            .ok()?;
+        let meta = file.metadata().ok()?;
+        let ignore = |why: &str| {
+            log::warn!("kernel cache: ignoring {}: {why}", path.display());
+        };
+        if !owned_regular_file(&meta) {
+            ignore("not a regular file of this user that only it can write");
             return None;
+        }
+        let Some(len) = meta.len().checked_sub(TRAILER_LEN) else {
+            ignore("too short to hold a trailer");
+            return None;
+        };
+        let mut raw = [0u8; TRAILER_LEN as usize];
+        file.read_exact_at(&mut raw, len).ok()?;
+        let Some(trailer) = Trailer::decode(&raw).filter(|t| t.len == len) else {
+            ignore("no valid trailer (cut short, or another format version)");
+            return None;
+        };
+        let marker = || std::fs::read(marker_path(&path)).ok();
+        let this_boot = boot.is_some_and(|b| {
+            trailer.boot == b || marker().is_some_and(|m| m.as_slice() == b.as_slice())
+        });
+        if !this_boot {
+            // Written before a reboot: a crash may have left holes.
+            if crc_of(&file, len).ok() != Some(trailer.crc) {
+                ignore("its CRC32 does not match (torn by a crash?); removing it");
+                let _ = std::fs::remove_file(&path);
+                return None;
+            }
+            if let Some(b) = boot {
+                let _ = write_atomically(&marker_path(&path), &b);
+            }
+            log::info!("kernel cache: {} checked after a reboot", path.display());
         }
         Some(CachedVmlinux {
             file: Arc::new(file),
@@ -156,12 +364,36 @@ impl CachedVmlinux {
     }
 }
 
-fn make_trailer(len: u64) -> [u8; TRAILER_LEN as usize] {
-    let mut t = [0u8; TRAILER_LEN as usize];
-    t[..8].copy_from_slice(TRAILER_MAGIC);
-    t[8..12].copy_from_slice(&CACHE_FORMAT.to_le_bytes());
-    t[16..24].copy_from_slice(&len.to_le_bytes());
-    t
+/// File systems whose files can change or vanish under a mapping when
+/// another host acts on them (NFS, SMB/CIFS, FUSE, 9p, Ceph, AFS, Coda).
+const REMOTE_FS_MAGIC: [i64; 9] = [
+    0x6969,
+    0x517b,
+    0xff53_4d42,
+    0xfe53_4d42,
+    0x6573_5546,
+    0x0102_1997,
+    0x00c3_6400,
+    0x5346_414f,
+    0x7375_7245,
+];
+
+/// Whether `dir` is on a file system where another host may change files.
+fn on_remote_fs(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return true;
+    };
+    // SAFETY: statfs is plain data, for which all zeroes is a valid value.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: statfs reads the NUL-terminated path and writes only into the
+    // struct it is given, which lives across the call.
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return true;
+    }
+    #[allow(clippy::unnecessary_cast)] // f_type's width differs between libcs.
+    let magic = st.f_type as i64;
+    REMOTE_FS_MAGIC.contains(&magic)
 }
 
 /// A directory of decompressed kernels.
@@ -181,30 +413,40 @@ impl VmlinuxCache {
         &self.dir
     }
 
-    /// Whether the directory is one only this user can write: anyone who
-    /// can put a file there chooses the kernel the next guest runs.
-    fn trusted(&self) -> bool {
+    /// Why the directory cannot be used, if it cannot: it must be a local
+    /// directory of this user that nobody else can write.
+    fn unusable(&self) -> Option<String> {
         let Ok(meta) = std::fs::metadata(&self.dir) else {
-            return false;
+            return Some("it cannot be read".to_string());
         };
         // SAFETY: getuid has no preconditions and cannot fail.
         let uid = unsafe { libc::getuid() };
-        let ok = meta.is_dir() && meta.uid() == uid && meta.permissions().mode() & 0o022 == 0;
-        if !ok {
-            log::warn!(
-                "kernel cache: not using {}: it must be a directory owned by uid {uid} that nobody else can write",
-                self.dir.display()
-            );
+        if !meta.is_dir() {
+            Some("it is not a directory".to_string())
+        } else if meta.uid() != uid {
+            Some(format!("it belongs to uid {}, not {uid}", meta.uid()))
+        } else if meta.permissions().mode() & 0o022 != 0 {
+            Some(format!(
+                "others can write it (mode {:o})",
+                meta.permissions().mode() & 0o777
+            ))
+        } else if on_remote_fs(&self.dir) {
+            Some("it is on a network or FUSE file system, where cached pages could change under a running guest".to_string())
+        } else {
+            None
         }
-        ok
     }
 
     /// The entry for `key`, if there is an intact one; marks it used.
     pub fn lookup(&self, key: &ImageKey) -> Option<CachedVmlinux> {
-        if !self.dir.exists() || !self.trusted() {
+        if !self.dir.exists() {
             return None;
         }
-        let hit = CachedVmlinux::open(self.dir.join(key.file_name()))?;
+        if let Some(why) = self.unusable() {
+            log::warn!("kernel cache: not using {}: {why}", self.dir.display());
+            return None;
+        }
+        let hit = CachedVmlinux::open(self.dir.join(key.file_name()), boot_id())?;
         // For eviction only: failing to mark it costs nothing else.
         let _ = hit.file.set_modified(SystemTime::now());
         Some(hit)
@@ -216,19 +458,14 @@ impl VmlinuxCache {
             .recursive(true)
             .mode(0o700)
             .create(&self.dir)?;
-        if !self.trusted() {
-            return Err(std::io::Error::other(format!(
-                "{} is writable by others",
-                self.dir.display()
-            )));
+        if let Some(why) = self.unusable() {
+            return Err(std::io::Error::other(why));
         }
-        let nanos = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
         let temp = self.dir.join(format!(
-            "{TEMP_PREFIX}{}-{}-{nanos:x}",
+            "{TEMP_PREFIX}{}-{}-{:x}",
             key.file_name(),
-            std::process::id()
+            std::process::id(),
+            nonce()
         ));
         let file = OpenOptions::new()
             .write(true)
@@ -237,7 +474,9 @@ impl VmlinuxCache {
             .open(&temp)?;
         Ok(EntryWriter {
             out: Some(BufWriter::with_capacity(1 << 20, file)),
+            crc: crc32fast::Hasher::new(),
             len: 0,
+            committed: false,
             temp,
             path: self.dir.join(key.file_name()),
             dir: self.dir.clone(),
@@ -246,11 +485,14 @@ impl VmlinuxCache {
 }
 
 /// An entry being written: the vmlinux in consecutive pieces, then
-/// [`EntryWriter::commit`]. Dropped without a commit, it removes its file.
+/// [`EntryWriter::commit`]. Dropped without a successful commit, it removes
+/// its file.
 #[derive(Debug)]
 pub struct EntryWriter {
     out: Option<BufWriter<File>>,
+    crc: crc32fast::Hasher,
     len: u64,
+    committed: bool,
     temp: PathBuf,
     path: PathBuf,
     dir: PathBuf,
@@ -261,6 +503,7 @@ impl EntryWriter {
     pub fn write(&mut self, piece: &[u8]) -> std::io::Result<()> {
         let out = self.out.as_mut().ok_or(std::io::ErrorKind::BrokenPipe)?;
         out.write_all(piece)?;
+        self.crc.update(piece);
         self.len += piece.len() as u64;
         Ok(())
     }
@@ -269,12 +512,19 @@ impl EntryWriter {
     /// a [`CachedVmlinux`]. Then evicts what is beyond the cache's limits.
     pub fn commit(mut self) -> std::io::Result<CachedVmlinux> {
         let mut out = self.out.take().ok_or(std::io::ErrorKind::BrokenPipe)?;
-        out.write_all(&make_trailer(self.len))?;
+        let boot = boot_id();
+        let trailer = Trailer {
+            crc: self.crc.clone().finalize(),
+            len: self.len,
+            boot: boot.unwrap_or([0; BOOT_ID_LEN]),
+        };
+        out.write_all(&trailer.encode())?;
         let file = out.into_inner().map_err(|e| e.into_error())?;
         file.set_permissions(std::fs::Permissions::from_mode(0o444))?;
         drop(file);
         std::fs::rename(&self.temp, &self.path)?;
-        let entry = CachedVmlinux::open(self.path.clone()).ok_or_else(|| {
+        self.committed = true;
+        let entry = CachedVmlinux::open(self.path.clone(), boot).ok_or_else(|| {
             std::io::Error::other(format!(
                 "{} changed after it was written",
                 self.path.display()
@@ -287,30 +537,35 @@ impl EntryWriter {
 
 impl Drop for EntryWriter {
     fn drop(&mut self) {
-        if self.out.is_some() {
+        if !self.committed {
             let _ = std::fs::remove_file(&self.temp);
         }
     }
 }
 
 /// Removes the least recently used entries beyond [`MAX_ENTRIES`] and
-/// [`MAX_BYTES`], never `keep`, and temporary files a dead VMM left.
+/// [`MAX_BYTES`] (never `keep`), markers whose entry is gone, and temporary
+/// files a dead VMM left. Touches nothing not named as this module names
+/// its files.
 fn evict(dir: &Path, keep: &Path) {
     let Ok(list) = std::fs::read_dir(dir) else {
         return;
     };
     let now = SystemTime::now();
     let mut entries: Vec<(SystemTime, u64, PathBuf)> = Vec::new();
+    let mut markers = Vec::new();
     for item in list.flatten() {
         let name = item.file_name();
         let name = name.to_string_lossy();
         let Ok(meta) = item.metadata() else { continue };
         let used = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-        if name.starts_with(TEMP_PREFIX) {
+        if is_temp_name(&name) {
             if now.duration_since(used).is_ok_and(|age| age > STALE_TEMP) {
                 let _ = std::fs::remove_file(item.path());
             }
-        } else if name.starts_with(ENTRY_PREFIX) && item.path() != keep {
+        } else if name.strip_suffix(MARKER_SUFFIX).is_some_and(is_entry_name) {
+            markers.push(item.path());
+        } else if is_entry_name(&name) && meta.is_file() && item.path() != keep {
             entries.push((used, meta.len(), item.path()));
         }
     }
@@ -324,6 +579,21 @@ fn evict(dir: &Path, keep: &Path) {
         if count > MAX_ENTRIES || bytes > MAX_BYTES {
             log::info!("kernel cache: evicting {}", path.display());
             let _ = std::fs::remove_file(path);
+        }
+    }
+    for marker in markers {
+        let entry = marker.with_file_name(
+            marker
+                .file_name()
+                .map(|n| {
+                    n.to_string_lossy()
+                        .trim_end_matches(MARKER_SUFFIX)
+                        .to_string()
+                })
+                .unwrap_or_default(),
+        );
+        if !entry.exists() {
+            let _ = std::fs::remove_file(marker);
         }
     }
 }
@@ -345,6 +615,7 @@ mod tests {
             size: 100,
             mtime_ns: 5,
             ctime_ns: 6,
+            tail: 7,
         }
     }
 
@@ -415,6 +686,114 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// Rewrites the trailer of the entry at `path` as `edit` says.
+    fn edit_trailer(path: &Path, edit: impl FnOnce(&mut [u8])) {
+        let mut all = std::fs::read(path).unwrap();
+        let at = all.len() - TRAILER_LEN as usize;
+        edit(&mut all[at..]);
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::write(path, &all).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o444)).unwrap();
+    }
+
+    #[test]
+    fn test_cache_checks_entries_from_an_earlier_boot_once() {
+        if boot_id().is_none() {
+            panic!("this test needs /proc/sys/kernel/random/boot_id, which this host lacks");
+        }
+        let dir = temp_dir("reboot");
+        let cache = VmlinuxCache::new(&dir);
+        let mut w = cache.begin(&key(1)).unwrap();
+        w.write(&[0x42u8; 5000]).unwrap();
+        let path = w.commit().unwrap().path().to_path_buf();
+        // As if written before a reboot, intact: checked, then trusted
+        // through the marker.
+        edit_trailer(&path, |t| t[24..24 + BOOT_ID_LEN].fill(b'x'));
+        assert!(cache.lookup(&key(1)).is_some());
+        let marker = std::fs::read(marker_path(&path)).expect("a boot marker");
+        assert_eq!(
+            Some(marker.as_slice()),
+            boot_id().as_ref().map(|b| b.as_slice())
+        );
+        assert!(cache.lookup(&key(1)).is_some());
+        // Torn by a crash before the reboot: the data no longer matches the
+        // CRC. The marker is for this boot, so drop it as a reboot would.
+        std::fs::remove_file(marker_path(&path)).unwrap();
+        let mut all = std::fs::read(&path).unwrap();
+        all[100] = 0;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::write(&path, &all).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).unwrap();
+        assert!(cache.lookup(&key(1)).is_none());
+        assert!(!path.exists(), "a torn entry is removed");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn test_cache_entries_must_be_the_users_regular_files() {
+        let dir = temp_dir("foreign");
+        let cache = VmlinuxCache::new(&dir);
+        let mut w = cache.begin(&key(1)).unwrap();
+        w.write(b"x").unwrap();
+        let path = w.commit().unwrap().path().to_path_buf();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(cache.lookup(&key(1)).is_none(), "others can write it");
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", &path).unwrap();
+        assert!(cache.lookup(&key(1)).is_none(), "a symlink");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn test_cache_names_are_recognised_exactly() {
+        let name = key(1).file_name();
+        assert!(is_entry_name(&name));
+        assert!(is_temp_name(&format!(".tmp-{name}-123-abc")));
+        assert!(is_temp_name(&format!(".tmp-{name}.boot-123-abc")));
+        for other in [
+            "vmlinux-6.1",
+            "vmlinux-6.1.0-56-cloud-amd64",
+            "vmlinux",
+            "notes.txt",
+            ".tmp-vmlinux-6.1-1-a",
+            ".tmp-notes",
+        ] {
+            assert!(!is_entry_name(other) && !is_temp_name(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn test_cache_eviction_leaves_other_files_alone() {
+        let dir = temp_dir("shared");
+        let cache = VmlinuxCache::new(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mine = ["vmlinux-6.1", "vmlinux-6.6", "notes.txt", ".tmp-x"];
+        for f in mine {
+            std::fs::write(dir.join(f), [1u8; 10]).unwrap();
+            let old = SystemTime::now() - Duration::from_secs(10 * 3600);
+            File::options()
+                .write(true)
+                .open(dir.join(f))
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+        for n in 0..MAX_ENTRIES as u64 + 2 {
+            let mut w = cache.begin(&key(n)).unwrap();
+            w.write(&[n as u8; 10]).unwrap();
+            w.commit().unwrap();
+        }
+        for f in mine {
+            assert!(dir.join(f).exists(), "{f} was removed");
+        }
+        let entries = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter(|e| is_entry_name(&e.as_ref().unwrap().file_name().to_string_lossy()))
+            .count();
+        assert_eq!(entries, MAX_ENTRIES);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn test_cache_uncommitted_writer_leaves_nothing() {
         let dir = temp_dir("drop");
@@ -449,7 +828,10 @@ mod tests {
             assert!(cache.lookup(&key(n)).is_some(), "entry {n}");
         }
         let count = std::fs::read_dir(&dir).unwrap().count();
-        assert_eq!(count, MAX_ENTRIES);
+        assert_eq!(
+            count, MAX_ENTRIES,
+            "entries only: no markers, no temporary files"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
