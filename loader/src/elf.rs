@@ -133,6 +133,82 @@ impl ElfImage {
     }
 }
 
+/// Checks loadable segment `seg` (program header `index`): no more file
+/// bytes than memory, all in RAM, clear of the boot structures and of the
+/// segments already `accepted`. Shared by every ELF parser of the crate.
+pub fn check_segment(
+    layout: &MemoryLayout,
+    index: usize,
+    seg: &ElfSegment,
+    accepted: &[(usize, ElfSegment)],
+) -> Result<(), ElfError> {
+    if seg.filesz > seg.memsz {
+        return Err(ElfError::SegmentSizes {
+            index,
+            filesz: seg.filesz,
+            memsz: seg.memsz,
+        });
+    }
+    if !layout.contains_range(GuestAddress(seg.paddr), seg.memsz) {
+        return Err(ElfError::SegmentOutsideRam {
+            index,
+            paddr: seg.paddr,
+            memsz: seg.memsz,
+        });
+    }
+    if let Some((start, end)) = overlapping_boot_structure(seg.paddr, seg.memsz) {
+        return Err(ElfError::OverlapsBootStructures {
+            index,
+            paddr: seg.paddr,
+            memsz: seg.memsz,
+            start,
+            end,
+        });
+    }
+    // contains_range held for both, so the ends do not overflow.
+    if let Some((other, _)) = accepted
+        .iter()
+        .find(|(_, o)| seg.paddr < o.paddr + o.memsz && o.paddr < seg.paddr + seg.memsz)
+    {
+        return Err(ElfError::SegmentsOverlap {
+            a: *other,
+            b: index,
+        });
+    }
+    Ok(())
+}
+
+/// Where checked segments put an image: its physical entry point (from
+/// `e_entry`) and the span `[start, end)` of its segments. Fails without
+/// segments or with the entry outside RAM.
+pub fn placement(
+    e_entry: u64,
+    segments: &[(usize, ElfSegment)],
+    layout: &MemoryLayout,
+) -> Result<(u64, u64, u64), ElfError> {
+    if segments.is_empty() {
+        return Err(ElfError::NoLoadSegments);
+    }
+    let e = e_entry;
+    // An entry linked at a virtual address is entered at its physical twin:
+    // the VMM's page tables are an identity map.
+    let entry = segments
+        .iter()
+        .map(|(_, s)| s)
+        .find(|s| s.vaddr != s.paddr && e >= s.vaddr && e - s.vaddr < s.memsz)
+        .map_or(e, |s| e - s.vaddr + s.paddr);
+    if !layout.is_ram(GuestAddress(entry)) {
+        return Err(ElfError::EntryOutsideRam(entry));
+    }
+    let start = segments.iter().map(|(_, s)| s.paddr).min().unwrap_or(0);
+    let end = segments
+        .iter()
+        .map(|(_, s)| s.paddr + s.memsz)
+        .max()
+        .unwrap_or(0);
+    Ok((entry, start, end))
+}
+
 /// Parses and validates `image` against `layout`.
 pub fn parse_elf(image: &[u8], layout: &MemoryLayout) -> Result<ElfImage, ElfError> {
     let elf = Elf::parse(image).map_err(|e| ElfError::Parse(e.to_string()))?;
@@ -167,61 +243,11 @@ pub fn parse_elf(image: &[u8], layout: &MemoryLayout) -> Result<ElfImage, ElfErr
                 file_len: image.len(),
             });
         }
-        if seg.filesz > seg.memsz {
-            return Err(ElfError::SegmentSizes {
-                index,
-                filesz: seg.filesz,
-                memsz: seg.memsz,
-            });
-        }
-        if !layout.contains_range(GuestAddress(seg.paddr), seg.memsz) {
-            return Err(ElfError::SegmentOutsideRam {
-                index,
-                paddr: seg.paddr,
-                memsz: seg.memsz,
-            });
-        }
-        if let Some((start, end)) = overlapping_boot_structure(seg.paddr, seg.memsz) {
-            return Err(ElfError::OverlapsBootStructures {
-                index,
-                paddr: seg.paddr,
-                memsz: seg.memsz,
-                start,
-                end,
-            });
-        }
-        for (other, o) in &segments {
-            if seg.paddr < o.paddr + o.memsz && o.paddr < seg.paddr + seg.memsz {
-                return Err(ElfError::SegmentsOverlap {
-                    a: *other,
-                    b: index,
-                });
-            }
-        }
+        check_segment(layout, index, &seg, &segments)?;
         segments.push((index, seg));
     }
-    if segments.is_empty() {
-        return Err(ElfError::NoLoadSegments);
-    }
-    let e = elf.header.e_entry;
-    // An entry linked at a virtual address is entered at its physical twin:
-    // the VMM's page tables are an identity map.
-    let entry = segments
-        .iter()
-        .map(|(_, s)| s)
-        .find(|s| s.vaddr != s.paddr && e >= s.vaddr && e - s.vaddr < s.memsz)
-        .map(|s| e - s.vaddr + s.paddr)
-        .unwrap_or(e);
-    if !layout.is_ram(GuestAddress(entry)) {
-        return Err(ElfError::EntryOutsideRam(entry));
-    }
+    let (entry, start, end) = placement(elf.header.e_entry, &segments, layout)?;
     let segments: Vec<ElfSegment> = segments.into_iter().map(|(_, s)| s).collect();
-    let start = segments.iter().map(|s| s.paddr).min().unwrap_or(0);
-    let end = segments
-        .iter()
-        .map(|s| s.paddr + s.memsz)
-        .max()
-        .unwrap_or(0);
     Ok(ElfImage {
         is_64: elf.is_64,
         entry,

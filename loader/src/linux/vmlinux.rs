@@ -20,12 +20,12 @@ use std::time::Instant;
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 use vmm_memory::file_pages::{map_file_pages, PAGE_SIZE};
-use vmm_memory::layout::{overlapping_boot_structure, HIGH_MEMORY_START};
+use vmm_memory::layout::HIGH_MEMORY_START;
 use vmm_memory::MemoryLayout;
 
 use super::payload::first_bytes;
 use super::{LinuxError, LoadedKernel};
-use crate::elf::{ElfError, ElfSegment};
+use crate::elf::{check_segment, placement, ElfError, ElfSegment};
 
 /// `e_machine` of an x86-64 ELF.
 pub const EM_X86_64: u16 = 62;
@@ -169,65 +169,10 @@ pub fn parse_headers(
         if u32_at(ph, 0) != PT_LOAD || seg.memsz == 0 {
             continue;
         }
-        if seg.filesz > seg.memsz {
-            return Err(ElfError::SegmentSizes {
-                index,
-                filesz: seg.filesz,
-                memsz: seg.memsz,
-            }
-            .into());
-        }
-        if !layout.contains_range(GuestAddress(seg.paddr), seg.memsz) {
-            return Err(ElfError::SegmentOutsideRam {
-                index,
-                paddr: seg.paddr,
-                memsz: seg.memsz,
-            }
-            .into());
-        }
-        if let Some((start, end)) = overlapping_boot_structure(seg.paddr, seg.memsz) {
-            return Err(ElfError::OverlapsBootStructures {
-                index,
-                paddr: seg.paddr,
-                memsz: seg.memsz,
-                start,
-                end,
-            }
-            .into());
-        }
-        // contains_range held for both, so the ends do not overflow.
-        if let Some((other, _)) = segments
-            .iter()
-            .find(|(_, o)| seg.paddr < o.paddr + o.memsz && o.paddr < seg.paddr + seg.memsz)
-        {
-            return Err(ElfError::SegmentsOverlap {
-                a: *other,
-                b: index,
-            }
-            .into());
-        }
+        check_segment(layout, index, &seg, &segments)?;
         segments.push((index, seg));
     }
-    if segments.is_empty() {
-        return Err(ElfError::NoLoadSegments.into());
-    }
-    let e = u64_at(head, 24);
-    // An entry linked at a virtual address is entered at its physical twin:
-    // the VMM's page tables are an identity map.
-    let entry = segments
-        .iter()
-        .map(|(_, s)| s)
-        .find(|s| s.vaddr != s.paddr && e >= s.vaddr && e - s.vaddr < s.memsz)
-        .map_or(e, |s| e - s.vaddr + s.paddr);
-    if !layout.is_ram(GuestAddress(entry)) {
-        return Err(ElfError::EntryOutsideRam(entry).into());
-    }
-    let start = segments.iter().map(|(_, s)| s.paddr).min().unwrap_or(0);
-    let end = segments
-        .iter()
-        .map(|(_, s)| s.paddr + s.memsz)
-        .max()
-        .unwrap_or(0);
+    let (entry, start, end) = placement(u64_at(head, 24), &segments, layout)?;
     // The VMM's page tables identity-map only the first 4 GiB, where the
     // protocol wants the kernel mapped at entry.
     let ram_end = layout.low_ram_end();
