@@ -47,6 +47,7 @@ pub mod bus;
 pub mod console;
 pub mod irq;
 pub mod legacy;
+pub mod pc;
 pub mod vm_event;
 
 pub use bus::{Access, BusError, IoBus};

@@ -116,10 +116,10 @@ use vm_memory::{
 };
 use vmm_core::control::VmControl;
 use vmm_core::cpu::{ExitHandler, ExitKind, Vcpu, VcpuStop};
-use vmm_core::devices::legacy::{DebugCon, DebugExit, NoIrq, PostCodePort, Uart8250};
-use vmm_core::devices::{Console, IoBus};
+use vmm_core::devices::legacy::CmosMemorySizes;
+use vmm_core::devices::pc::{build_devices, DeviceSet, DeviceSetOptions, NoInterrupts};
+use vmm_core::devices::Console;
 use vmm_core::dispatch::ExitDispatcher;
-use vmm_core::layout;
 use vmm_core::loader::Reg;
 use vmm_core::{VmBuilder, VmOutcome};
 
@@ -320,37 +320,24 @@ impl ExitHandler for NullHandler {
     fn mmio_write(&self, _: MmioAddress, _: &[u8]) {}
 }
 
-/// vmm-core's exit dispatcher over a bus with the devices `VmBuilder`
-/// registers (UART, debug-exit, debugcon, POST port).
+/// vmm-core's exit dispatcher over the minimal platform's device set (UART,
+/// debug-exit, debugcon, POST port), built by the same public call vmm-bin
+/// makes (`vmm_devices::pc::build_devices`).
 fn vmm_dispatcher() -> Res<ExitDispatcher> {
     let control = Arc::new(VmControl::new(None));
-    let console = Console::discard();
-    let mut bus = IoBus::new();
-    bus.register_pio(
-        "uart8250",
-        PioAddress(layout::COM1_PORT),
-        layout::COM1_WIDTH,
-        Arc::new(Uart8250::new(NoIrq, console.clone())),
-    )?;
-    bus.register_pio(
-        "debug-exit",
-        PioAddress(layout::DEBUG_EXIT_PORT),
-        layout::DEBUG_EXIT_WIDTH,
-        Arc::new(DebugExit::new(control.clone())),
-    )?;
-    bus.register_pio(
-        "debugcon",
-        PioAddress(layout::DEBUGCON_PORT),
-        1,
-        Arc::new(DebugCon::new(console)),
-    )?;
-    bus.register_pio(
-        "post-code",
-        PioAddress(layout::POST_CODE_PORT),
-        1,
-        Arc::new(PostCodePort::new(Instant::now(), false)),
-    )?;
-    Ok(ExitDispatcher::new(bus, control, false))
+    let options = DeviceSetOptions {
+        set: DeviceSet::Minimal,
+        console: Console::discard(),
+        events: control.clone(),
+        memory: CmosMemorySizes {
+            below_4g_end: 1 << 20,
+            above_4g_size: 0,
+        },
+        print_post_codes: false,
+        uart_input: false,
+    };
+    let devices = build_devices(options, &mut NoInterrupts)?;
+    Ok(ExitDispatcher::new(devices.bus, control, false))
 }
 
 // ---------------------------------------------------------------------------

@@ -14,6 +14,10 @@ pub const GIB: u64 = 1 << 30;
 /// Start of the 32-bit MMIO hole: no RAM is placed in `[MMIO_HOLE_START, 4 GiB)`
 /// so 32-bit devices (IOAPIC, LAPIC, PCI BARs, test devices) have room.
 pub const MMIO_HOLE_START: u64 = 3 * GIB;
+/// I/O APIC MMIO base, in the MMIO hole.
+pub const IOAPIC_BASE: u64 = 0xfec0_0000;
+/// Local APIC MMIO base, in the MMIO hole.
+pub const LAPIC_BASE: u64 = 0xfee0_0000;
 /// End of the 32-bit MMIO hole (exclusive); RAM beyond the hole resumes here.
 pub const MMIO_HOLE_END: u64 = 4 * GIB;
 

@@ -36,8 +36,9 @@ Exit status:
   130, 143       stopped by SIGINT (Ctrl-C) or SIGTERM; a second one forces an immediate exit
   159            a VMM thread made a system call outside its seccomp list (SIGSYS)";
 
-/// The status for a finished run.
-pub fn for_outcome(outcome: &VmOutcome) -> i32 {
+/// The status for a finished run; `signal` is the stop signal that made
+/// the front end stop the VM, if one did.
+pub fn for_outcome(outcome: &VmOutcome, signal: Option<i32>) -> i32 {
     match outcome {
         VmOutcome::Halted { .. } | VmOutcome::PowerOff => HALTED,
         VmOutcome::Reset => GUEST_RESET,
@@ -45,7 +46,7 @@ pub fn for_outcome(outcome: &VmOutcome) -> i32 {
         VmOutcome::TripleFault { .. } => TRIPLE_FAULT,
         VmOutcome::MaxExits { .. } | VmOutcome::Timeout { .. } => LIMIT_REACHED,
         VmOutcome::VcpuFault { .. } => VCPU_FAULT,
-        VmOutcome::Interrupted { signal } => 128 + signal,
+        VmOutcome::Stopped => signal.map_or(VMM_FAILURE, |s| 128 + s),
     }
 }
 

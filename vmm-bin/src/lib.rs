@@ -1,6 +1,10 @@
 //! The command-line front end's pieces, as a library so they can be tested
-//! and fuzzed: argument parsing ([`cli`]) and exit statuses
-//! ([`exit_status`]). `main.rs` only wires them to vmm-core.
+//! and fuzzed: argument parsing ([`cli`]), exit statuses ([`exit_status`]),
+//! and the process policy a library must not impose: stop signals
+//! ([`signals`]) and the terminal's raw mode ([`terminal`]). `main.rs` wires
+//! them to vmm-core and builds the device set.
 
 pub mod cli;
 pub mod exit_status;
+pub mod signals;
+pub mod terminal;

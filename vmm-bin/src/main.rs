@@ -6,12 +6,14 @@ use std::io::Write;
 
 use clap::Parser;
 use vmm_core::devices::console::LineBuffered;
+use vmm_core::devices::pc::build_devices;
 use vmm_core::devices::Console;
-use vmm_core::terminal::{restore_terminal, RawTerminal};
-use vmm_core::{VmBuilder, VmOutcome};
+use vmm_core::{Vm, VmBuilder, VmOutcome, VmmError};
 
 use vmm_bin::cli::{Cli, SerialOut};
 use vmm_bin::exit_status;
+use vmm_bin::signals::{self, signal_name};
+use vmm_bin::terminal::{restore_terminal, RawTerminal};
 
 fn init_logging(verbose: u8) {
     let default = match verbose {
@@ -51,7 +53,7 @@ fn metrics_writer(path: std::path::PathBuf) -> vmm_core::MetricsSink {
 }
 
 fn run(cli: Cli, started_at: std::time::Instant) -> i32 {
-    if let Err(e) = vmm_core::signals::install_stop_signal_handlers() {
+    if let Err(e) = signals::install_stop_signal_handlers() {
         eprintln!("vmm-bin: error: {e}");
         return exit_status::VMM_FAILURE;
     }
@@ -81,7 +83,6 @@ fn run(cli: Cli, started_at: std::time::Instant) -> i32 {
         .kernel_path(&cli.kernel)
         .bzimage_own_entry(cli.bzimage_entry)
         .started_at(started_at)
-        .console(console)
         .trace_io(cli.trace_io)
         .print_post_codes(cli.post_codes)
         .thp(cli.thp)
@@ -131,17 +132,36 @@ fn run(cli: Cli, started_at: std::time::Instant) -> i32 {
             .unwrap_or(std::time::Duration::from_secs(u64::MAX / 4));
         builder = builder.metrics_sink(every, metrics_writer(path.clone()));
     }
-    let report = match builder.build().and_then(|vm| vm.run()) {
+    let vm = match create_with_devices(builder, console) {
+        Ok(vm) => vm,
+        Err(e) => {
+            eprintln!("vmm-bin: error: {e}");
+            return exit_status::for_error(&e);
+        }
+    };
+    if let Some(signal) = signals::stop_on_signal(vm.handle()) {
+        eprintln!(
+            "vmm-bin: stopped by {} ({signal}) during start-up",
+            signal_name(signal)
+        );
+        return 128 + signal;
+    }
+    let report = match vm.run() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("vmm-bin: error: {e}");
             return exit_status::for_error(&e);
         }
     };
+    let signal = signals::stop_signal();
     match &report.outcome {
         VmOutcome::Halted { .. } | VmOutcome::DebugExit { .. } | VmOutcome::PowerOff => {
             log::info!("{}", report.outcome)
         }
+        VmOutcome::Stopped => match signal {
+            Some(s) => eprintln!("vmm-bin: stopped by {} ({s})", signal_name(s)),
+            None => eprintln!("vmm-bin: {}", report.outcome),
+        },
         other => eprintln!("vmm-bin: {other}"),
     }
     if cli.stats {
@@ -149,7 +169,16 @@ fn run(cli: Cli, started_at: std::time::Instant) -> i32 {
         // printed piece by piece costs millions of system calls.
         let _ = std::io::stderr().write_all(format!("{}\n", report.stats).as_bytes());
     }
-    exit_status::for_outcome(&report.outcome)
+    exit_status::for_outcome(&report.outcome, signal)
+}
+
+/// The VM, with the platform's device set (`vmm_devices::pc`) on its exit
+/// dispatcher's bus.
+fn create_with_devices(builder: VmBuilder, console: Console) -> Result<Vm, VmmError> {
+    let mut vm = builder.create()?;
+    let devices = build_devices(vm.device_options(console), &mut vm.interrupt_lines())?;
+    vm.attach_devices(devices);
+    Ok(vm)
 }
 
 fn main() {

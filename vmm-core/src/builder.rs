@@ -29,13 +29,12 @@ use vmm_memory::layout::{ACPI_TABLES_START, MPTABLE_END};
 use vmm_memory::{register_memory_slots, GuestRam, MemoryLayout, ThpHint};
 
 use crate::control::VmControl;
-use crate::dispatch::ExitDispatcher;
 use crate::error::VmmError;
 use crate::firmware::{write_firmware_tables, PlatformInfo};
 use crate::kvm::open_kvm;
-use crate::platform::{build_devices, create_irqchip, Devices, Platform};
-use crate::serial_input::SerialInput;
-use crate::vm::Vm;
+use crate::platform::{create_irqchip, Platform};
+use crate::vm::{RunOptions, Vm};
+use vmm_devices::pc::build_devices;
 
 /// Most vCPUs a VM may have: APIC IDs are 8 bits in the MP table and
 /// xAPIC mode, and 0xff is the broadcast ID.
@@ -642,8 +641,7 @@ impl VmBuilder {
         Ok((detection.format, spec))
     }
 
-    /// Creates the VM: guest RAM, the loaded image, KVM VM and vCPU, devices.
-    pub fn build(self) -> Result<Vm, VmmError> {
+    fn create_parts(self) -> Result<Created, VmmError> {
         // Input first, KVM last: bad input is reported even without KVM.
         if self.cpus == 0 {
             return Err(VmmError::CpuCount {
@@ -719,48 +717,65 @@ impl VmBuilder {
             );
         }
 
-        let console = self
-            .console
-            .clone()
-            .unwrap_or_else(|| Console::writer(Box::new(std::io::stdout())));
         let control = Arc::new(VmControl::new(self.max_exits));
-        let Devices {
-            mut bus,
-            post,
-            uart_input,
-        } = build_devices(
-            &vm_fd,
-            pc,
-            console,
-            &control,
-            self.print_post_codes,
-            self.console_input.is_some(),
-            ram.layout(),
-        )?;
-        let serial_input = match (self.console_input, uart_input) {
-            (Some(fd), Some((uart, drained))) => Some(SerialInput::new(fd, uart, drained)),
-            _ => None,
+        let options = RunOptions {
+            timeout: self.timeout,
+            metrics: self.metrics,
+            seccomp: self.seccomp,
+            trace_io: self.trace_io,
+            print_post_codes: self.print_post_codes,
+            console_input: self.console_input,
+            started_at: self.started_at,
         };
-        for d in self.extra_pio {
-            bus.register_pio(&d.name, PioAddress(d.base), d.len, d.device)?;
-        }
-        for d in self.extra_mmio {
-            bus.register_mmio(&d.name, MmioAddress(d.base), d.len, d.device)?;
-        }
-        let dispatcher = Arc::new(ExitDispatcher::new(bus, control.clone(), self.trace_io));
-        Ok(Vm::new(
-            vcpus,
-            vm_fd,
-            kvm,
-            ram,
-            dispatcher,
-            control,
-            post,
-            self.timeout,
-            self.metrics,
-            self.seccomp,
-            serial_input,
-            self.started_at,
-        ))
+        let vm = Vm::new(vcpus, vm_fd, kvm, ram, pc, control, options)?;
+        Ok(Created {
+            vm,
+            console: self.console,
+            extra_pio: self.extra_pio,
+            extra_mmio: self.extra_mmio,
+        })
     }
+
+    /// Creates the VM (see [`Self::create`]) and attaches the platform's
+    /// devices from [`vmm_devices::pc`], plus any added with
+    /// [`Self::pio_device`]/[`Self::mmio_device`]: the same steps vmm-bin
+    /// takes.
+    pub fn build(self) -> Result<Vm, VmmError> {
+        let Created {
+            mut vm,
+            console,
+            extra_pio,
+            extra_mmio,
+        } = self.create_parts()?;
+        let console = console.unwrap_or_else(|| Console::writer(Box::new(std::io::stdout())));
+        let mut devices = build_devices(vm.device_options(console), &mut vm.interrupt_lines())?;
+        for d in extra_pio {
+            devices
+                .bus
+                .register_pio(&d.name, PioAddress(d.base), d.len, d.device)?;
+        }
+        for d in extra_mmio {
+            devices
+                .bus
+                .register_mmio(&d.name, MmioAddress(d.base), d.len, d.device)?;
+        }
+        vm.attach_devices(devices);
+        Ok(vm)
+    }
+
+    /// Creates the VM without devices: guest RAM with the image loaded, the
+    /// KVM VM, its vCPUs in their start state and, on the PC platform, the
+    /// irqchip and firmware tables. Attach devices with
+    /// [`Vm::attach_devices`] before [`Vm::run`].
+    pub fn create(self) -> Result<Vm, VmmError> {
+        Ok(self.create_parts()?.vm)
+    }
+}
+
+/// A created VM and what [`VmBuilder::build`] still needs to attach.
+struct Created {
+    vm: Vm,
+    console: Option<Console>,
+    extra_pio: Vec<ExtraPio>,
+    extra_mmio: Vec<ExtraMmio>,
 }

@@ -13,6 +13,9 @@ use crate::outcome::VmOutcome;
 #[derive(Debug, Default)]
 pub struct VmControl {
     stopping: AtomicBool,
+    /// A stop asked for through [`crate::VmHandle`]; recorded as
+    /// [`VmOutcome::Stopped`] unless something else ended the VM first.
+    requested: AtomicBool,
     outcome: Mutex<Option<VmOutcome>>,
     exits: AtomicU64,
     max_exits: Option<u64>,
@@ -40,6 +43,19 @@ impl VmControl {
         self.stopping.store(true, Ordering::Release);
     }
 
+    /// Asks the VM to stop, recording nothing yet: only atomics, so it may
+    /// be called from a signal handler. The outcome becomes
+    /// [`VmOutcome::Stopped`] unless another one is recorded first.
+    pub fn request_stop(&self) {
+        self.requested.store(true, Ordering::SeqCst);
+        self.stopping.store(true, Ordering::Release);
+    }
+
+    /// Whether [`Self::request_stop`] was called.
+    pub fn stop_requested(&self) -> bool {
+        self.requested.load(Ordering::SeqCst)
+    }
+
     /// Raises the stop flag without recording an outcome (a vCPU failed and
     /// the error travels separately, or an outcome is already recorded).
     pub fn stop_all(&self) {
@@ -51,12 +67,15 @@ impl VmControl {
         self.stopping.load(Ordering::Acquire)
     }
 
-    /// The recorded outcome, if any.
+    /// The recorded outcome; [`VmOutcome::Stopped`] if none was recorded
+    /// but a stop was requested.
     pub fn outcome(&self) -> Option<VmOutcome> {
-        self.outcome
+        let recorded = self
+            .outcome
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .clone();
+        recorded.or_else(|| self.stop_requested().then_some(VmOutcome::Stopped))
     }
 
     /// Counts one guest exit against the budget; returns `true` when this
@@ -100,6 +119,18 @@ mod tests {
         c.stop(VmOutcome::Halted { vcpu: 0 });
         assert!(c.is_stopping());
         assert_eq!(c.outcome(), Some(VmOutcome::DebugExit { value: 3 }));
+    }
+
+    #[test]
+    fn test_requested_stop_is_stopped_unless_something_came_first() {
+        let c = VmControl::new(None);
+        c.request_stop();
+        assert!(c.is_stopping());
+        assert_eq!(c.outcome(), Some(VmOutcome::Stopped));
+        let c = VmControl::new(None);
+        c.vm_event(VmEvent::PowerOff);
+        c.request_stop();
+        assert_eq!(c.outcome(), Some(VmOutcome::PowerOff));
     }
 
     #[test]

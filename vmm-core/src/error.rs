@@ -108,6 +108,9 @@ pub enum VmmError {
     /// A device could not be placed on the bus.
     #[error(transparent)]
     Bus(#[from] vmm_devices::BusError),
+    /// The platform's device set could not be built.
+    #[error(transparent)]
+    Devices(#[from] vmm_devices::pc::DeviceSetError),
     /// The kick signal handler could not be installed.
     #[error(transparent)]
     Kick(#[from] vmm_cpu::kick::KickError),

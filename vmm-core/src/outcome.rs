@@ -37,11 +37,9 @@ pub enum VmOutcome {
     Reset,
     /// The guest powered off through ACPI (S5).
     PowerOff,
-    /// The VMM received SIGINT or SIGTERM and stopped the VM.
-    Interrupted {
-        /// The signal number.
-        signal: i32,
-    },
+    /// Someone holding the VM's [`crate::VmHandle`] asked it to stop (a
+    /// front end on SIGINT/SIGTERM, a control API).
+    Stopped,
     /// A vCPU stopped on something neither the guest nor the VMM can recover
     /// from: an emulation failure, a failed VM entry, a debug exit with no
     /// debugger, an exit the VMM does not handle.
@@ -69,14 +67,7 @@ impl fmt::Display for VmOutcome {
             }
             VmOutcome::Reset => write!(f, "guest requested a reset"),
             VmOutcome::PowerOff => write!(f, "guest powered off (ACPI S5)"),
-            VmOutcome::Interrupted { signal } => {
-                let name = match *signal {
-                    libc::SIGINT => "SIGINT",
-                    libc::SIGTERM => "SIGTERM",
-                    _ => "a signal",
-                };
-                write!(f, "stopped by {name} ({signal})")
-            }
+            VmOutcome::Stopped => write!(f, "stopped on request"),
             VmOutcome::VcpuFault { vcpu, stop } => write!(f, "vCPU {vcpu}: {stop}"),
         }
     }

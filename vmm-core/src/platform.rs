@@ -1,27 +1,16 @@
 //! The machine around the vCPUs: the in-kernel interrupt controllers and
-//! timer (PC platform only), and the devices on the bus with their
-//! interrupt lines. Ports and IRQs come from [`crate::layout`].
-
-use std::sync::Arc;
-use std::time::Instant;
+//! timer (PC platform only) and the KVM side of the devices' interrupt
+//! lines. Which device sits where is [`vmm_devices::pc`]'s.
 
 use kvm_bindings::{
     kvm_irq_routing_entry, kvm_irq_routing_entry__bindgen_ty_1, kvm_irq_routing_irqchip,
     kvm_pit_config, KvmIrqRouting, KVM_IRQ_ROUTING_IRQCHIP, KVM_PIT_SPEAKER_DUMMY,
 };
 use kvm_ioctls::VmFd;
-use vm_device::bus::PioAddress;
-use vmm_devices::legacy::{
-    AcpiPm, Cmos, CmosMemorySizes, DebugCon, DebugExit, InstantClock, PostCodePort, SystemClock,
-    Uart8250, I8042,
-};
-use vmm_devices::{Console, IoBus, IrqLine};
-use vmm_memory::MemoryLayout;
-use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC, EFD_NONBLOCK};
+use vmm_devices::pc::InterruptLines;
+use vmm_devices::IrqLine;
 
-use crate::control::VmControl;
 use crate::error::VmmError;
-use crate::layout;
 
 /// Which machine the guest gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -111,122 +100,35 @@ pub(crate) fn create_irqchip(vm_fd: &VmFd) -> Result<(), VmmError> {
     vm_fd.create_pit2(pit).map_err(VmmError::CreatePit)
 }
 
-/// An interrupt line for `gsi`: an irqfd with the PC platform, nothing
-/// without an irqchip.
-fn irq_line(vm_fd: &VmFd, pc: bool, gsi: u32) -> Result<IrqLine, VmmError> {
-    if !pc {
-        return Ok(IrqLine::None);
-    }
-    let line = IrqLine::eventfd().map_err(VmmError::EventFd)?;
-    if let Some(fd) = line.as_eventfd() {
-        vm_fd
-            .register_irqfd(fd, gsi)
-            .map_err(|source| VmmError::RegisterIrqfd { gsi, source })?;
-    }
-    Ok(line)
+/// Interrupt lines for the devices of [`vmm_devices::pc`]: with the PC
+/// platform each GSI gets an eventfd registered as a KVM irqfd, so raising
+/// it injects the interrupt without a trip through userspace; without an
+/// irqchip the lines are unconnected.
+pub struct KvmInterruptLines<'a> {
+    vm_fd: &'a VmFd,
+    irqchip: bool,
 }
 
-/// The PC platform's own devices: the i8042 (its reset line ends the VM),
-/// the RTC/CMOS with the memory sizes firmware would store, and the ACPI PM
-/// block (PM timer, S5 power-off). Not on the minimal platform, where a raw
-/// program poking 0x64 or 0x604 should not reset or power off the VM.
-fn add_pc_devices(
-    bus: &mut IoBus,
-    vm_fd: &VmFd,
-    control: &Arc<VmControl>,
-    ram: &MemoryLayout,
-) -> Result<(), VmmError> {
-    let kbc = Arc::new(I8042::new(
-        control.clone(),
-        irq_line(vm_fd, true, layout::I8042_KBD_IRQ)?,
-        irq_line(vm_fd, true, layout::I8042_AUX_IRQ)?,
-    ));
-    bus.register_pio("i8042", PioAddress(layout::I8042_DATA_PORT), 1, kbc.clone())?;
-    bus.register_pio("i8042", PioAddress(layout::I8042_COMMAND_PORT), 1, kbc)?;
-    let below_4g_end = ram.low_ram_end();
-    let sizes = CmosMemorySizes {
-        below_4g_end,
-        above_4g_size: ram.size() - below_4g_end,
-    };
-    bus.register_pio(
-        "rtc-cmos",
-        PioAddress(layout::CMOS_PORT),
-        layout::CMOS_WIDTH,
-        Arc::new(Cmos::new(sizes, Arc::new(SystemClock))),
-    )?;
-    bus.register_pio(
-        "acpi-pm",
-        PioAddress(layout::ACPI_PM_BASE),
-        layout::ACPI_PM_LEN,
-        Arc::new(AcpiPm::new(control.clone(), Arc::new(InstantClock::new()))),
-    )?;
-    Ok(())
-}
-
-/// The devices every VM has, on a fresh bus.
-pub(crate) struct Devices {
-    pub bus: IoBus,
-    pub post: Arc<PostCodePort>,
-    /// With console input: the UART and the eventfd it writes when the
-    /// guest empties its receive FIFO.
-    pub uart_input: Option<(Arc<Uart8250<IrqLine>>, EventFd)>,
-}
-
-/// Builds the bus with the UART, debug-exit, debug console and POST port.
-pub(crate) fn build_devices(
-    vm_fd: &VmFd,
-    pc: bool,
-    console: Console,
-    control: &Arc<VmControl>,
-    print_post_codes: bool,
-    with_input: bool,
-    ram: &MemoryLayout,
-) -> Result<Devices, VmmError> {
-    let mut bus = IoBus::new();
-    let irq = irq_line(vm_fd, pc, layout::COM1_IRQ)?;
-    let (uart, drained) = if with_input {
-        let drained = EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC).map_err(VmmError::EventFd)?;
-        let notify = drained.try_clone().map_err(VmmError::EventFd)?;
-        (
-            Arc::new(Uart8250::with_rx_drained(irq, console.clone(), notify)),
-            Some(drained),
-        )
-    } else {
-        (Arc::new(Uart8250::new(irq, console.clone())), None)
-    };
-    bus.register_pio(
-        "uart8250",
-        PioAddress(layout::COM1_PORT),
-        layout::COM1_WIDTH,
-        uart.clone(),
-    )?;
-    bus.register_pio(
-        "debug-exit",
-        PioAddress(layout::DEBUG_EXIT_PORT),
-        layout::DEBUG_EXIT_WIDTH,
-        Arc::new(DebugExit::new(control.clone())),
-    )?;
-    bus.register_pio(
-        "debugcon",
-        PioAddress(layout::DEBUGCON_PORT),
-        1,
-        Arc::new(DebugCon::new(console)),
-    )?;
-    let post = Arc::new(PostCodePort::new(Instant::now(), print_post_codes));
-    bus.register_pio(
-        "post-code",
-        PioAddress(layout::POST_CODE_PORT),
-        1,
-        post.clone(),
-    )?;
-    if pc {
-        add_pc_devices(&mut bus, vm_fd, control, ram)?;
+impl<'a> KvmInterruptLines<'a> {
+    /// Lines on `vm_fd`; `irqchip` says whether the in-kernel irqchip exists.
+    pub fn new(vm_fd: &'a VmFd, irqchip: bool) -> Self {
+        KvmInterruptLines { vm_fd, irqchip }
     }
-    Ok(Devices {
-        bus,
-        post,
-        uart_input: drained.map(|d| (uart, d)),
-    })
+}
+
+impl InterruptLines for KvmInterruptLines<'_> {
+    fn line(&mut self, gsi: u32) -> std::io::Result<IrqLine> {
+        if !self.irqchip {
+            return Ok(IrqLine::None);
+        }
+        let line = IrqLine::eventfd()?;
+        if let Some(fd) = line.as_eventfd() {
+            self.vm_fd
+                .register_irqfd(fd, gsi)
+                .map_err(|e| std::io::Error::from_raw_os_error(e.errno()))?;
+        }
+        Ok(line)
+    }
 }
 
 #[cfg(test)]

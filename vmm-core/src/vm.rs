@@ -1,6 +1,7 @@
 //! A built VM and its run: one thread per vCPU, a watchdog on the calling
 //! thread, and a clean stop (every vCPU kicked and joined) however it ends.
 
+use std::os::unix::io::RawFd;
 use std::sync::mpsc::{self, Sender, TryRecvError};
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread::JoinHandle;
@@ -12,7 +13,9 @@ use vm_memory::GuestMemoryMmap;
 use vmm_cpu::kick::{install_kick_handler, kick_signal};
 use vmm_cpu::metrics::{LatencySnapshot, VcpuMetrics};
 use vmm_cpu::{ExitKind, Vcpu, VcpuError, VcpuStats, VcpuStop};
-use vmm_devices::legacy::{PostCode, PostCodePort};
+use vmm_devices::legacy::{CmosMemorySizes, PostCode, PostCodePort};
+use vmm_devices::pc::{BuiltDevices, DeviceSet, DeviceSetOptions};
+use vmm_devices::{Console, IoBus};
 use vmm_memory::GuestRam;
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC, EFD_NONBLOCK};
@@ -21,14 +24,12 @@ use vmm_sys_util::signal::Killable;
 use crate::control::VmControl;
 use crate::dispatch::ExitDispatcher;
 use crate::error::VmmError;
+use crate::handle::VmHandle;
 use crate::outcome::VmOutcome;
+use crate::platform::KvmInterruptLines;
 use crate::seccomp::{confine_current_thread, install_sigsys_handler, SeccompError, ThreadRole};
 use crate::serial_input::SerialInput;
-use crate::signals::pending_stop_signal;
 use crate::stats::VmStats;
-
-/// How often the watchdog wakes to look for stop signals.
-const SIGNAL_POLL: Duration = Duration::from_millis(20);
 
 /// Receives periodic statistics while the VM runs (`--metrics-interval`).
 pub type MetricsSink = Box<dyn FnMut(&VmStats) + Send>;
@@ -48,7 +49,23 @@ pub struct RunReport {
     pub post_codes: Vec<PostCode>,
 }
 
-/// A VM ready to run. Dropping it without running releases everything.
+/// How a VM runs, as the host wants it (none of it is the guest's view).
+pub(crate) struct RunOptions {
+    pub timeout: Option<Duration>,
+    pub metrics: Option<(Duration, MetricsSink)>,
+    pub seccomp: bool,
+    pub trace_io: bool,
+    pub print_post_codes: bool,
+    pub console_input: Option<RawFd>,
+    pub started_at: Option<Instant>,
+}
+
+/// A created VM: guest RAM holding the image, the KVM VM with its vCPUs in
+/// their start state and, on the PC platform, the in-kernel irqchip and
+/// the firmware tables. Devices are attached with
+/// [`Vm::attach_devices`] (built from [`vmm_devices::pc`] with
+/// [`Vm::device_options`] and [`Vm::interrupt_lines`]); then
+/// [`Vm::run`]. Dropping it without running releases everything.
 pub struct Vm {
     // Field order is drop order: vCPU fds, then the VM fd, then the RAM that
     // KVM maps (see the safety contract of `register_memory_slots`).
@@ -56,14 +73,13 @@ pub struct Vm {
     vm_fd: VmFd,
     _kvm: Kvm,
     ram: GuestRam,
-    dispatcher: Arc<ExitDispatcher>,
-    control: Arc<VmControl>,
-    post: Arc<PostCodePort>,
-    timeout: Option<Duration>,
-    metrics: Option<(Duration, MetricsSink)>,
-    seccomp: bool,
+    irqchip: bool,
+    bus: IoBus,
+    post: Option<Arc<PostCodePort>>,
     serial_input: Option<SerialInput>,
-    started_at: Option<Instant>,
+    control: Arc<VmControl>,
+    wake: Arc<EventFd>,
+    options: RunOptions,
 }
 
 /// Sends a vCPU's index when its thread leaves its run loop (even by
@@ -103,39 +119,84 @@ enum VcpuFailure {
 type VcpuResult = (u64, Result<VcpuStop, VcpuFailure>, VcpuStats);
 
 impl Vm {
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         vcpus: Vec<Vcpu>,
         vm_fd: VmFd,
         kvm: Kvm,
         ram: GuestRam,
-        dispatcher: Arc<ExitDispatcher>,
+        irqchip: bool,
         control: Arc<VmControl>,
-        post: Arc<PostCodePort>,
-        timeout: Option<Duration>,
-        metrics: Option<(Duration, MetricsSink)>,
-        seccomp: bool,
-        serial_input: Option<SerialInput>,
-        started_at: Option<Instant>,
-    ) -> Self {
-        Vm {
+        options: RunOptions,
+    ) -> Result<Self, VmmError> {
+        let wake = Arc::new(EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC).map_err(VmmError::EventFd)?);
+        Ok(Vm {
             vcpus,
             vm_fd,
             _kvm: kvm,
             ram,
-            dispatcher,
+            irqchip,
+            bus: IoBus::new(),
+            post: None,
+            serial_input: None,
             control,
-            post,
-            timeout,
-            metrics,
-            seccomp,
-            serial_input,
-            started_at,
+            wake,
+            options,
+        })
+    }
+
+    /// A handle to stop this VM from another thread or a signal handler.
+    pub fn handle(&self) -> VmHandle {
+        VmHandle::new(self.control.clone(), self.wake.clone())
+    }
+
+    /// Interrupt lines for devices: KVM irqfds on the PC platform,
+    /// unconnected lines on the minimal one.
+    pub fn interrupt_lines(&self) -> KvmInterruptLines<'_> {
+        KvmInterruptLines::new(&self.vm_fd, self.irqchip)
+    }
+
+    /// What [`vmm_devices::pc::build_devices`] needs to build this VM's
+    /// device set: the PC set with an irqchip, the minimal set without;
+    /// the VM's stop logic as the devices' event sink; the RAM sizes for
+    /// the CMOS; output to `console`.
+    pub fn device_options(&self, console: Console) -> DeviceSetOptions {
+        let layout = self.ram.layout();
+        let below_4g_end = layout.low_ram_end();
+        DeviceSetOptions {
+            set: if self.irqchip {
+                DeviceSet::Pc
+            } else {
+                DeviceSet::Minimal
+            },
+            console,
+            events: self.control.clone(),
+            memory: CmosMemorySizes {
+                below_4g_end,
+                above_4g_size: layout.size() - below_4g_end,
+            },
+            print_post_codes: self.options.print_post_codes,
+            uart_input: self.options.console_input.is_some(),
         }
     }
 
+    /// Puts `devices` behind this VM's exit dispatcher (replacing any
+    /// attached before) and, with console input, connects the host's input
+    /// to their UART.
+    pub fn attach_devices(&mut self, devices: BuiltDevices) {
+        self.bus = devices.bus;
+        self.post = Some(devices.post);
+        self.serial_input = match (self.options.console_input, devices.uart_rx_drained) {
+            (Some(fd), Some(drained)) => Some(SerialInput::new(fd, devices.uart, drained)),
+            _ => None,
+        };
+    }
+
     /// Statistics as of now, from the live counters.
-    fn snapshot(&self, vcpus: &[(u64, Arc<VcpuMetrics>)], wall: Duration) -> VmStats {
+    fn snapshot(
+        dispatcher: &ExitDispatcher,
+        vcpus: &[(u64, Arc<VcpuMetrics>)],
+        wall: Duration,
+    ) -> VmStats {
         let mut latency = Vec::new();
         for kind in ExitKind::ALL {
             let mut merged = LatencySnapshot::default();
@@ -147,8 +208,8 @@ impl Vm {
             }
         }
         VmStats {
-            exits_by_kind: self.dispatcher.exits_by_kind(),
-            bus: self.dispatcher.bus().access_counts(),
+            exits_by_kind: dispatcher.exits_by_kind(),
+            bus: dispatcher.bus().access_counts(),
             vcpus: vcpus
                 .iter()
                 .map(|(i, m)| {
@@ -169,19 +230,25 @@ impl Vm {
     }
 
     /// Waits for the first vCPU to leave its loop, the timeout, or a stop
-    /// signal, feeding the metrics sink on its interval meanwhile.
+    /// request through a [`VmHandle`], feeding the metrics sink on its
+    /// interval meanwhile.
     fn watch(
         &mut self,
+        dispatcher: &ExitDispatcher,
         started: Instant,
         done: &mpsc::Receiver<u64>,
         vcpus: &[(u64, Arc<VcpuMetrics>)],
         events: &mut EventLoop,
     ) -> Option<u64> {
-        let deadline = self.timeout.map(|t| started + t);
-        let mut next_report = self.metrics.as_ref().map(|(every, _)| started + *every);
+        let deadline = self.options.timeout.map(|t| started + t);
+        let mut next_report = self
+            .options
+            .metrics
+            .as_ref()
+            .map(|(every, _)| started + *every);
         loop {
-            if let Some(signal) = pending_stop_signal() {
-                self.control.stop(VmOutcome::Interrupted { signal });
+            if self.control.stop_requested() {
+                self.control.stop(VmOutcome::Stopped);
                 return None;
             }
             let now = Instant::now();
@@ -192,27 +259,31 @@ impl Vm {
                 return None;
             }
             if let Some(at) = next_report.filter(|at| now >= *at) {
-                let stats = self.snapshot(vcpus, started.elapsed());
-                if let Some((every, sink)) = self.metrics.as_mut() {
+                let stats = Self::snapshot(dispatcher, vcpus, started.elapsed());
+                if let Some((every, sink)) = self.options.metrics.as_mut() {
                     sink(&stats);
                     next_report = Some(at + *every);
                 }
             }
-            let mut wait = SIGNAL_POLL;
-            for t in [deadline, next_report].into_iter().flatten() {
-                wait = wait.min(t.saturating_duration_since(now));
-            }
+            // Nothing to poll for: a stop request, console input and vCPU
+            // completion all wake the loop through their file descriptors.
+            let wait = [deadline, next_report]
+                .into_iter()
+                .flatten()
+                .map(|t| t.saturating_duration_since(now))
+                .min();
             match done.try_recv() {
                 Ok(i) => return Some(i),
                 Err(TryRecvError::Empty) => {}
                 Err(TryRecvError::Disconnected) => return None,
             }
-            // Console input, vCPU completion (the wakeup eventfd) and the
-            // timers above all end this wait.
-            let ms = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX).max(1);
+            // -1: no timer, wait for an event.
+            let ms = wait.map_or(-1, |w| {
+                i32::try_from(w.as_millis()).unwrap_or(i32::MAX).max(1)
+            });
             if let Err(e) = events.run_with_timeout(ms) {
                 log::warn!("event loop: {e:?}");
-                std::thread::sleep(wait);
+                std::thread::sleep(wait.unwrap_or(KICK_RETRY));
             }
         }
     }
@@ -236,14 +307,19 @@ impl Vm {
     /// (see [`crate::seccomp`]); the calling thread stays confined afterwards.
     pub fn run(mut self) -> Result<RunReport, VmmError> {
         install_kick_handler()?;
-        if self.seccomp {
+        if self.options.seccomp {
             install_sigsys_handler()?;
         }
         // Guest code runs only once every thread is confined.
         let gate = Arc::new(Barrier::new(self.vcpus.len() + 1));
         let started = Instant::now();
         let (done_tx, done_rx) = mpsc::channel();
-        let wakeup = Arc::new(EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC).map_err(VmmError::EventFd)?);
+        let wakeup = self.wake.clone();
+        let dispatcher = Arc::new(ExitDispatcher::new(
+            std::mem::take(&mut self.bus),
+            self.control.clone(),
+            self.options.trace_io,
+        ));
         let mut events: EventLoop = EventManager::new().map_err(VmmError::EventLoop)?;
         events.add_subscriber(Arc::new(Mutex::new(Wakeup(wakeup.clone()))));
         if let Some(input) = self.serial_input.take() {
@@ -259,7 +335,14 @@ impl Vm {
         let mut reported = Vec::new();
         for vcpu in std::mem::take(&mut self.vcpus) {
             let index = vcpu.index();
-            match self.spawn_vcpu(vcpu, done_tx.clone(), wakeup.clone(), gate.clone()) {
+            let spawned = self.spawn_vcpu(
+                vcpu,
+                &dispatcher,
+                done_tx.clone(),
+                wakeup.clone(),
+                gate.clone(),
+            );
+            match spawned {
                 Ok(t) => {
                     threads.push(t);
                     indices.push(index);
@@ -279,7 +362,7 @@ impl Vm {
             }
         }
         drop(done_tx);
-        let confined = if self.seccomp {
+        let confined = if self.options.seccomp {
             confine_current_thread(ThreadRole::Main)
         } else {
             Ok(())
@@ -288,7 +371,7 @@ impl Vm {
             self.control.stop_all();
         }
         gate.wait();
-        let startup = self.started_at.map(|t| t.elapsed());
+        let startup = self.options.started_at.map(|t| t.elapsed());
         if let Some(d) = startup {
             log::info!(
                 "guest entered {:.3} ms after the VMM started",
@@ -296,7 +379,7 @@ impl Vm {
             );
         }
 
-        if let Some(i) = self.watch(started, &done_rx, &metrics, &mut events) {
+        if let Some(i) = self.watch(&dispatcher, started, &done_rx, &metrics, &mut events) {
             reported.push(i);
         }
         // Whatever ended one vCPU ends the VM.
@@ -329,27 +412,28 @@ impl Vm {
             // Unreachable in practice: every way out records an outcome.
             (None, None) => VmOutcome::Timeout { after: wall },
         };
-        let mut stats = self.snapshot(&metrics, wall);
+        let mut stats = Self::snapshot(&dispatcher, &metrics, wall);
         stats.startup = startup;
-        if let Some((_, sink)) = self.metrics.as_mut() {
+        if let Some((_, sink)) = self.options.metrics.as_mut() {
             sink(&stats);
         }
         Ok(RunReport {
             outcome,
             stats,
-            post_codes: self.post.codes(),
+            post_codes: self.post.as_ref().map(|p| p.codes()).unwrap_or_default(),
         })
     }
 
     fn spawn_vcpu(
         &self,
         mut vcpu: Vcpu,
+        dispatcher: &Arc<ExitDispatcher>,
         done: Sender<u64>,
         wakeup: Arc<EventFd>,
         gate: Arc<Barrier>,
     ) -> std::io::Result<JoinHandle<VcpuResult>> {
-        let seccomp = self.seccomp;
-        let dispatcher = self.dispatcher.clone();
+        let seccomp = self.options.seccomp;
+        let dispatcher = dispatcher.clone();
         let control = self.control.clone();
         let index = vcpu.index();
         std::thread::Builder::new()

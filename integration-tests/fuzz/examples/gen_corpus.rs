@@ -295,7 +295,12 @@ fn load_seeds(out: &Out) {
     let paged = vmm_loader::elf::test_image::build_paged(
         true,
         0x10_0000,
-        &[(0x10_0000, 0x10_0000, &[code.as_slice(), &[0x90; 0x2000]].concat(), 0x4000)],
+        &[(
+            0x10_0000,
+            0x10_0000,
+            &[code.as_slice(), &[0x90; 0x2000]].concat(),
+            0x4000,
+        )],
     );
     out.put("kernel_cache", "paged", &paged);
     out.put("kernel_cache", "not-elf", b"MZ\x90\x00");

@@ -19,7 +19,6 @@ use vm_device::bus::{MmioAddress, MmioAddressOffset, PioAddress};
 use vm_device::{DeviceMmio, DevicePio};
 use vmm_core::control::VmControl;
 use vmm_core::dispatch::ExitDispatcher;
-use vmm_core::layout;
 use vmm_core::trace::{io_line, mmio_line, Dir};
 use vmm_core::VmOutcome;
 use vmm_cpu::{ExitAction, ExitHandler, ExitKind};
@@ -27,6 +26,7 @@ use vmm_devices::bus::{BusKey, MAX_UNCLAIMED_MMIO_KEYS};
 use vmm_devices::legacy::{
     AcpiPm, Cmos, CmosMemorySizes, DebugCon, DebugExit, PostCodePort, Uart8250, I8042,
 };
+use vmm_devices::pc::{self, PcDevice};
 use vmm_devices::{Access, Console, IoBus, IrqLine};
 use vmm_fuzz::clock::FuzzClock;
 use vmm_fuzz::ports::{self, PortSel, MAX_OPS};
@@ -118,15 +118,21 @@ enum Op {
 
 /// The registered port ranges, for the claimed/split/unclaimed oracle.
 const PIO_RANGES: [(u16, u16); 8] = [
-    (layout::COM1_PORT, layout::COM1_WIDTH),
-    (layout::DEBUG_EXIT_PORT, layout::DEBUG_EXIT_WIDTH),
-    (layout::DEBUGCON_PORT, 1),
-    (layout::POST_CODE_PORT, 1),
-    (layout::I8042_DATA_PORT, 1),
-    (layout::I8042_COMMAND_PORT, 1),
-    (layout::CMOS_PORT, 2),
-    (layout::ACPI_PM_BASE, layout::ACPI_PM_LEN),
+    range(PcDevice::Com1, 0),
+    range(PcDevice::DebugExit, 0),
+    range(PcDevice::DebugCon, 0),
+    range(PcDevice::PostCode, 0),
+    range(PcDevice::I8042, 0),
+    range(PcDevice::I8042, 1),
+    range(PcDevice::RtcCmos, 0),
+    range(PcDevice::AcpiPm, 0),
 ];
+
+/// Port range `i` of `device`'s row in the PC platform table.
+const fn range(device: PcDevice, i: usize) -> (u16, u16) {
+    let p = pc::device(device).ports[i];
+    (p.base, p.len)
+}
 
 fn pio_device(port: u16) -> Option<usize> {
     PIO_RANGES

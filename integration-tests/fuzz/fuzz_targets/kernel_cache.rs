@@ -28,11 +28,13 @@ const MEM_MIB: u64 = 4;
 fn cache() -> &'static (VmlinuxCache, ImageKey) {
     static CACHE: OnceLock<(VmlinuxCache, ImageKey)> = OnceLock::new();
     CACHE.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("vmm-fuzz-kernel-cache-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("vmm-fuzz-kernel-cache-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let meta = std::fs::metadata(std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/")))
-            .or_else(|_| std::fs::metadata("/"))
-            .expect("metadata of the fuzzer or /");
+        let meta =
+            std::fs::metadata(std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/")))
+                .or_else(|_| std::fs::metadata("/"))
+                .expect("metadata of the fuzzer or /");
         (VmlinuxCache::new(dir), ImageKey::of(&meta))
     })
 }
@@ -49,7 +51,8 @@ fn load(image: &[u8], kernel_cache: KernelCacheUse) -> (Result<BootSpec, String>
     };
     let spec = load_linux(&mem, &layout, image, &req).map_err(|e| e.to_string());
     let mut all = vec![0u8; (MEM_MIB << 20) as usize];
-    mem.read_slice(&mut all, GuestAddress(0)).expect("read guest memory");
+    mem.read_slice(&mut all, GuestAddress(0))
+        .expect("read guest memory");
     (spec, all)
 }
 
@@ -67,14 +70,23 @@ fuzz_target!(|vmlinux: &[u8]| {
         key: *key,
     };
     let (filled, filled_mem) = load(&img, fill);
-    assert_eq!(direct.is_ok(), filled.is_ok(), "direct {direct:?} vs fill {filled:?}");
+    assert_eq!(
+        direct.is_ok(),
+        filled.is_ok(),
+        "direct {direct:?} vs fill {filled:?}"
+    );
     let Ok(want) = direct else {
         return;
     };
     assert_eq!(filled.as_ref().ok(), Some(&want));
-    assert!(filled_mem == direct_mem, "fill loaded different guest memory");
+    assert!(
+        filled_mem == direct_mem,
+        "fill loaded different guest memory"
+    );
 
-    let entry = cache.lookup(key).expect("a successful fill leaves an entry");
+    let entry = cache
+        .lookup(key)
+        .expect("a successful fill leaves an entry");
     let (hit, hit_mem) = load(&img[..setup_len], KernelCacheUse::Hit(entry));
     assert_eq!(hit.as_ref().ok(), Some(&want), "hit: {hit:?}");
     assert!(hit_mem == direct_mem, "hit loaded different guest memory");

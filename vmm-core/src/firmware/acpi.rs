@@ -28,7 +28,7 @@ use super::{
     address32, checksum, write_bytes, FirmwareError, Placer, PlatformInfo, PM1A_CNT_OFFSET,
     PM_TMR_OFFSET, SCI_INTI_FLAGS,
 };
-use crate::layout;
+use vmm_devices::pc::{self, PcDevice};
 
 /// OEMID of every table.
 pub const OEM_ID: [u8; 6] = *b"RVMM  ";
@@ -331,6 +331,15 @@ impl Aml for IrqNoFlags {
 }
 
 /// An ISA device with its I/O ranges (base, length) and IRQ.
+/// The port ranges of `device`'s row in the PC platform table.
+fn port_ranges(device: PcDevice) -> Vec<(u16, u8)> {
+    pc::device(device)
+        .ports
+        .iter()
+        .map(|p| (p.base, u8::try_from(p.len).unwrap_or(u8::MAX)))
+        .collect()
+}
+
 fn isa_device(out: &mut Vec<u8>, name: &str, hid: &str, uid: u8, ports: &[(u16, u8)], irq: u8) {
     let ios: Vec<aml::IO> = ports
         .iter()
@@ -374,11 +383,8 @@ fn dsdt(info: &PlatformInfo) -> Vec<u8> {
             "PS2K",
             "PNP0303",
             0,
-            &[
-                (layout::I8042_DATA_PORT, 1),
-                (layout::I8042_COMMAND_PORT, 1),
-            ],
-            layout::I8042_KBD_IRQ as u8,
+            &port_ranges(PcDevice::I8042),
+            pc::gsi(PcDevice::I8042) as u8,
         );
     }
     if info.rtc {
@@ -387,8 +393,8 @@ fn dsdt(info: &PlatformInfo) -> Vec<u8> {
             "RTC_",
             "PNP0B00",
             0,
-            &[(layout::CMOS_PORT, 2)],
-            layout::RTC_IRQ as u8,
+            &port_ranges(PcDevice::RtcCmos),
+            pc::gsi(PcDevice::RtcCmos) as u8,
         );
     }
 

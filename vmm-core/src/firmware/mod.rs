@@ -19,7 +19,9 @@ pub use mptable::write_mptable;
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryError};
 
-use crate::layout;
+use vmm_devices::legacy::acpi_pm::ACPI_PM_BLOCK_LEN;
+use vmm_devices::pc::{self, PcDevice};
+use vmm_memory::layout::{IOAPIC_BASE, LAPIC_BASE};
 
 /// Most CPUs the tables describe. xAPIC IDs are 8 bits and 0xff is the
 /// broadcast ID; the VMM gives CPU `i` APIC ID `i` and keeps one ID spare.
@@ -60,7 +62,7 @@ pub struct ResetRegister {
 }
 
 /// What the firmware tables describe. [`PlatformInfo::pc`] fills it from
-/// [`crate::layout`]; every field is checked by [`PlatformInfo::validate`]
+/// [`vmm_devices::pc`]; every field is checked by [`PlatformInfo::validate`]
 /// before anything is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlatformInfo {
@@ -112,31 +114,31 @@ const DEFAULT_CPU_SIGNATURE: u32 = 0x600;
 /// The value the i8042 takes on its command port to pulse the CPU reset line.
 pub const I8042_RESET_VALUE: u8 = 0xfe;
 
-// The ISA IRQs from `crate::layout` are narrowed to bytes below.
-const _: () = assert!(layout::ACPI_SCI_IRQ < 16 && layout::COM1_IRQ < 16);
-const _: () = assert!(layout::I8042_KBD_IRQ < 16 && layout::RTC_IRQ < 16);
+// The ISA IRQs of `vmm_devices::pc` are narrowed to bytes below.
+const _: () = assert!(pc::ACPI_SCI_GSI < 16 && pc::gsi(PcDevice::Com1) < 16);
+const _: () = assert!(pc::gsi(PcDevice::I8042) < 16 && pc::RTC_GSI < 16);
 
 impl PlatformInfo {
-    /// The PC platform of [`crate::layout`] with `cpus` CPUs, whose ACPI
+    /// The PC platform of [`vmm_devices::pc`] with `cpus` CPUs, whose ACPI
     /// power-off writes `s5_slp_typ` to PM1a_CNT.SLP_TYP.
     pub fn pc(cpus: u8, s5_slp_typ: u16) -> Self {
         PlatformInfo {
             cpus,
-            lapic_base: layout::LAPIC_BASE,
+            lapic_base: LAPIC_BASE,
             ioapic_id: 0,
-            ioapic_base: layout::IOAPIC_BASE,
-            pm_base: layout::ACPI_PM_BASE,
+            ioapic_base: IOAPIC_BASE,
+            pm_base: pc::ACPI_PM_BASE,
             pm_timer_32bit: false,
-            sci_irq: layout::ACPI_SCI_IRQ as u8,
+            sci_irq: pc::ACPI_SCI_GSI as u8,
             s5_slp_typ,
             irq0_to_gsi2: true,
             reset: Some(ResetRegister {
-                port: layout::I8042_COMMAND_PORT,
+                port: pc::device(PcDevice::I8042).ports[1].base,
                 value: I8042_RESET_VALUE,
             }),
             com1: Some(IsaSerial {
-                port: layout::COM1_PORT,
-                irq: layout::COM1_IRQ as u8,
+                port: pc::port(PcDevice::Com1),
+                irq: pc::gsi(PcDevice::Com1) as u8,
             }),
             i8042: true,
             rtc: true,
@@ -162,10 +164,10 @@ impl PlatformInfo {
         if self.ioapic_id > 0x0f {
             return Err(FirmwareError::IoApicId { id: self.ioapic_id });
         }
-        if self.pm_base == 0 || self.pm_base.checked_add(layout::ACPI_PM_LEN - 1).is_none() {
+        if self.pm_base == 0 || self.pm_base.checked_add(ACPI_PM_BLOCK_LEN - 1).is_none() {
             return Err(FirmwareError::PmBlock {
                 base: self.pm_base,
-                len: layout::ACPI_PM_LEN,
+                len: ACPI_PM_BLOCK_LEN,
             });
         }
         if self.s5_slp_typ > 7 {
@@ -191,10 +193,10 @@ impl PlatformInfo {
             used.push(("COM1", com1.irq));
         }
         if self.i8042 {
-            used.push(("the i8042", layout::I8042_KBD_IRQ as u8));
+            used.push(("the i8042", pc::gsi(PcDevice::I8042) as u8));
         }
         if self.rtc {
-            used.push(("the RTC", layout::RTC_IRQ as u8));
+            used.push(("the RTC", pc::RTC_GSI as u8));
         }
         for (i, &(user, irq)) in used.iter().enumerate().skip(1) {
             if irq == 0 || irq == 2 || irq > 15 {

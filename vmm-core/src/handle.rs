@@ -1,0 +1,65 @@
+//! [`VmHandle`]: how anything outside the vCPU threads (a front end's signal
+//! handler, a control API, a test) acts on a running VM.
+
+use std::sync::Arc;
+
+use vmm_sys_util::eventfd::EventFd;
+
+use crate::control::VmControl;
+
+/// A cheap, cloneable handle to one VM, valid before, during and after
+/// [`crate::Vm::run`].
+///
+/// [`VmHandle::stop`] raises the VM's stop flag and wakes the thread running
+/// [`crate::Vm::run`] through an eventfd, which at once kicks every vCPU out
+/// of KVM_RUN (signal + `immediate_exit`): a stop takes one kick, not a
+/// polling interval. The run then ends with [`crate::VmOutcome::Stopped`]
+/// unless the guest ended it first.
+///
+/// ```no_run
+/// use vmm_core::{VmBuilder, VmOutcome};
+///
+/// let vm = VmBuilder::new()
+///     .kernel_bytes(vec![0xeb, 0xfe]) // jmp $: spins forever
+///     .build()?;
+/// let handle = vm.handle();
+/// std::thread::spawn(move || {
+///     std::thread::sleep(std::time::Duration::from_millis(100));
+///     handle.stop();
+/// });
+/// assert_eq!(vm.run()?.outcome, VmOutcome::Stopped);
+/// # Ok::<(), vmm_core::VmmError>(())
+/// ```
+#[derive(Clone)]
+pub struct VmHandle {
+    control: Arc<VmControl>,
+    wake: Arc<EventFd>,
+}
+
+impl std::fmt::Debug for VmHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VmHandle")
+            .field("stopping", &self.control.is_stopping())
+            .finish()
+    }
+}
+
+impl VmHandle {
+    pub(crate) fn new(control: Arc<VmControl>, wake: Arc<EventFd>) -> Self {
+        VmHandle { control, wake }
+    }
+
+    /// Asks the VM to stop. Async-signal-safe (two atomic stores and one
+    /// `write(2)`), so a front end may call it from a SIGINT handler. A stop
+    /// asked for before `run` makes `run` return at once.
+    pub fn stop(&self) {
+        self.control.request_stop();
+        // A full counter (EAGAIN) still wakes the loop: nothing to handle.
+        let _ = self.wake.write(1);
+    }
+
+    /// Whether the VM is stopping or stopped, for whatever reason.
+    pub fn is_stopping(&self) -> bool {
+        self.control.is_stopping()
+    }
+}
