@@ -6,5 +6,6 @@
 
 pub mod cli;
 pub mod exit_status;
+pub mod hints;
 pub mod signals;
 pub mod terminal;

@@ -11,9 +11,9 @@ use vmm_core::devices::Console;
 use vmm_core::{Vm, VmBuilder, VmOutcome, VmmError};
 
 use vmm_bin::cli::{Cli, SerialOut};
-use vmm_bin::exit_status;
 use vmm_bin::signals::{self, signal_name};
 use vmm_bin::terminal::{restore_terminal, RawTerminal};
+use vmm_bin::{exit_status, hints};
 
 fn init_logging(verbose: u8) {
     let default = match verbose {
@@ -135,7 +135,7 @@ fn run(cli: Cli, started_at: std::time::Instant) -> i32 {
     let vm = match create_with_devices(builder, console) {
         Ok(vm) => vm,
         Err(e) => {
-            eprintln!("vmm-bin: error: {e}");
+            eprintln!("vmm-bin: error: {}", hints::message(&e));
             return exit_status::for_error(&e);
         }
     };
@@ -149,7 +149,7 @@ fn run(cli: Cli, started_at: std::time::Instant) -> i32 {
     let report = match vm.run() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("vmm-bin: error: {e}");
+            eprintln!("vmm-bin: error: {}", hints::message(&e));
             return exit_status::for_error(&e);
         }
     };

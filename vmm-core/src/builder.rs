@@ -29,7 +29,7 @@ use vmm_memory::layout::{ACPI_TABLES_START, MPTABLE_END};
 use vmm_memory::{register_memory_slots, GuestRam, MemoryLayout, ThpHint};
 
 use crate::control::VmControl;
-use crate::error::VmmError;
+use crate::error::{RawOption, VmmError};
 use crate::firmware::{write_firmware_tables, PlatformInfo};
 use crate::kvm::open_kvm;
 use crate::platform::{create_irqchip, Platform};
@@ -625,13 +625,13 @@ impl VmBuilder {
         );
         if detection.format != vmm_loader::Format::Raw {
             let raw_only = [
-                (self.mode.is_some(), "--mode"),
-                (self.load_addr.is_some(), "--load-addr"),
-                (self.entry.is_some(), "--entry"),
+                (self.mode.is_some(), RawOption::Mode),
+                (self.load_addr.is_some(), RawOption::LoadAddr),
+                (self.entry.is_some(), RawOption::Entry),
             ];
-            if let Some((_, flag)) = raw_only.iter().find(|(set, _)| *set) {
+            if let Some(&(_, option)) = raw_only.iter().find(|(set, _)| *set) {
                 return Err(VmmError::RawOnlyOption {
-                    option: flag,
+                    option,
                     format: detection.format,
                 });
             }
@@ -654,10 +654,7 @@ impl VmBuilder {
         let (format, spec) = self.load(&ram)?;
         let pc = self.is_pc(format);
         if !pc && self.cpus > 1 {
-            return Err(VmmError::Conflict(format!(
-                "--cpus {} needs the PC platform (the APs start through the local APIC): add --platform pc",
-                self.cpus
-            )));
+            return Err(VmmError::SmpNeedsPc { cpus: self.cpus });
         }
 
         let kvm = open_kvm(&self.kvm_path)?;
@@ -699,10 +696,11 @@ impl VmBuilder {
         }
 
         if pc {
-            if let Some(((start, end), (s, e))) = spec_overlaps_firmware(&spec) {
-                return Err(VmmError::Conflict(format!(
-                    "the image at [{start:#x}, {end:#x}) overlaps the firmware tables at [{s:#x}, {e:#x}) of the PC platform; load it elsewhere or use --platform minimal"
-                )));
+            if let Some(((start, end), tables)) = spec_overlaps_firmware(&spec) {
+                return Err(VmmError::OverlapsFirmwareTables {
+                    image: (start, end),
+                    tables,
+                });
             }
             let info = PlatformInfo {
                 pm_timer_32bit: acpi_pm::PM_TMR_VAL_EXT,

@@ -6,6 +6,27 @@ use std::path::PathBuf;
 use crate::builder::InputKind;
 use crate::kvm::KvmError;
 
+/// A raw-image boot option (mode, load address, entry point).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawOption {
+    /// The CPU mode at entry.
+    Mode,
+    /// The load address.
+    LoadAddr,
+    /// The entry point.
+    Entry,
+}
+
+impl std::fmt::Display for RawOption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RawOption::Mode => "CPU mode",
+            RawOption::LoadAddr => "load address",
+            RawOption::Entry => "entry point",
+        })
+    }
+}
+
 /// Who is to blame for an error, for choosing an exit status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorClass {
@@ -21,7 +42,7 @@ pub enum ErrorClass {
 #[derive(Debug, thiserror::Error)]
 pub enum VmmError {
     /// No kernel image was given.
-    #[error("no kernel image given (use --kernel PATH)")]
+    #[error("no kernel image given")]
     NoKernel,
     /// An input file cannot be read.
     #[error("cannot read {kind} {path}: {source}")]
@@ -66,10 +87,10 @@ pub enum VmmError {
         read: u64,
     },
     /// A raw-image option was given for another format.
-    #[error("{option} applies to raw images only, but the image is {format}")]
+    #[error("a {option} applies to raw images only, but the image is {format}")]
     RawOnlyOption {
         /// The option.
-        option: &'static str,
+        option: RawOption,
         /// The image's format.
         format: vmm_loader::Format,
     },
@@ -147,16 +168,29 @@ pub enum VmmError {
     #[error(transparent)]
     FirmwareState(#[from] vmm_cpu::firmware_state::FirmwareStateError),
     /// The vCPU count is out of range.
-    #[error("--cpus {requested} is out of range: this host's KVM allows 1 to {max}")]
+    #[error("{requested} vCPUs is out of range: this host's KVM allows 1 to {max}")]
     CpuCount {
         /// Requested.
         requested: u64,
         /// KVM's maximum.
         max: u64,
     },
-    /// Options that cannot go together.
-    #[error("{0}")]
-    Conflict(String),
+    /// More than one vCPU without the PC platform.
+    #[error(
+        "{cpus} vCPUs: more than one needs the PC platform (the APs start through the local APIC)"
+    )]
+    SmpNeedsPc {
+        /// vCPUs asked for.
+        cpus: u64,
+    },
+    /// The image occupies the PC platform's firmware-table area.
+    #[error("the image at [{:#x}, {:#x}) overlaps the firmware tables at [{:#x}, {:#x}) of the PC platform", image.0, image.1, tables.0, tables.1)]
+    OverlapsFirmwareTables {
+        /// The image's overlapping range, `[start, end)`.
+        image: (u64, u64),
+        /// The tables' range, `[start, end)`.
+        tables: (u64, u64),
+    },
     /// A vCPU thread could not be started.
     #[error("starting the thread for vCPU {index} failed: {source}")]
     SpawnVcpu {
@@ -190,7 +224,8 @@ impl VmmError {
             | VmmError::InputChanged { .. }
             | VmmError::RawOnlyOption { .. }
             | VmmError::CpuCount { .. }
-            | VmmError::Conflict(_)
+            | VmmError::SmpNeedsPc { .. }
+            | VmmError::OverlapsFirmwareTables { .. }
             | VmmError::Layout(_)
             | VmmError::Load { .. }
             | VmmError::SerialFile { .. }
