@@ -115,12 +115,12 @@ use vm_memory::{
     MemoryRegionAddress,
 };
 use vmm_core::control::VmControl;
+use vmm_core::cpu::Reg;
 use vmm_core::cpu::{ExitHandler, ExitKind, Vcpu, VcpuStop};
 use vmm_core::devices::legacy::{DebugCon, DebugExit, NoIrq, PostCodePort, Uart8250};
 use vmm_core::devices::{Console, IoBus};
 use vmm_core::dispatch::ExitDispatcher;
 use vmm_core::layout;
-use vmm_core::loader::Reg;
 use vmm_core::{VmBuilder, VmOutcome};
 
 type Res<T> = Result<T, Box<dyn Error>>;

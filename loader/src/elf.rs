@@ -13,7 +13,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 use vmm_memory::layout::overlapping_boot_structure;
 use vmm_memory::MemoryLayout;
 
-use crate::boot_spec::{BootMode, BootSpec, Entry};
+use crate::boot_spec::{BootMode, BootSpec, Entry, Handoff};
 
 /// Errors loading an ELF image.
 #[derive(Debug, thiserror::Error)]
@@ -302,7 +302,7 @@ pub fn load_elf<M: GuestMemoryBackend>(
         entry: Entry::Linear(GuestAddress(elf.entry)),
         image: (GuestAddress(elf.start), elf.end - elf.start),
         segments: elf.extents(),
-        regs: Vec::new(),
+        handoff: Handoff::None,
     })
 }
 

@@ -5,8 +5,10 @@
 //! (and nowhere near the VMM's boot structures), copies it there through
 //! vm-memory, writes whatever information structure its boot protocol
 //! defines, and returns a [`BootSpec`]: the CPU mode to start in, the entry
-//! point and the register values the protocol requires. It does not touch
-//! KVM, so it can be reused by any VMM (or tested) without `/dev/kvm`.
+//! point, the ranges the image occupies and what the protocol hands the
+//! kernel ([`Handoff`]: the zero page in RSI, Multiboot's magic and
+//! information structure in EAX/EBX, ...). It does not touch KVM or any vCPU
+//! type, so it can be reused by any VMM (or tested) without `/dev/kvm`.
 //!
 //! Formats, each in its own module: [`raw`] flat binaries, [`elf`] static
 //! ELF32/ELF64, [`multiboot`] Multiboot v1, [`linux`] bzImage and vmlinux,
@@ -39,7 +41,7 @@ pub mod pvh;
 pub mod raw;
 pub mod request;
 
-pub use boot_spec::{BootMode, BootSpec, Entry, Reg, UnknownReg};
+pub use boot_spec::{BootMode, BootSpec, Entry, Handoff};
 pub use detect::{detect, Detection, Format};
 pub use request::{KernelCacheUse, LoadRequest, ModuleImage};
 

@@ -52,7 +52,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 use vmm_memory::layout::{CMDLINE_START, HIGH_MEMORY_START, ZERO_PAGE_START};
 use vmm_memory::MemoryLayout;
 
-use crate::boot_spec::{BootMode, BootSpec, Entry, Reg};
+use crate::boot_spec::{BootMode, BootSpec, Entry, Handoff};
 use crate::detect::is_bzimage;
 use crate::elf::{parse_elf, ElfError};
 use crate::request::{KernelCacheUse, LoadRequest};
@@ -345,7 +345,7 @@ pub fn load_linux<M: GuestMemoryBackend + 'static>(
         entry: Entry::Linear(GuestAddress(kernel.entry)),
         image: (GuestAddress(kernel.start), kernel.end - kernel.start),
         segments: kernel.segments,
-        regs: vec![(Reg::Rsi, ZERO_PAGE_START.0)],
+        handoff: Handoff::LinuxZeroPage(ZERO_PAGE_START),
     })
 }
 
@@ -708,7 +708,7 @@ mod tests {
         .unwrap();
         assert_eq!(spec.mode, BootMode::Long);
         assert_eq!(spec.entry, Entry::Linear(GuestAddress(0x10_0010)));
-        assert_eq!(spec.regs, vec![(Reg::Rsi, ZERO_PAGE_START.0)]);
+        assert_eq!(spec.handoff, Handoff::LinuxZeroPage(ZERO_PAGE_START));
         assert_eq!(spec.image, (GuestAddress(0x10_0000), 0x1_0000));
         let mut code = [0u8; 4];
         mem.read_slice(&mut code, GuestAddress(0x10_0000)).unwrap();

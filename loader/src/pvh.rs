@@ -41,7 +41,7 @@ use vmm_memory::layout::{
 };
 use vmm_memory::MemoryLayout;
 
-use crate::boot_spec::{BootMode, BootSpec, Entry, Reg};
+use crate::boot_spec::{BootMode, BootSpec, Entry, Handoff};
 use crate::detect::XEN_ELFNOTE_PHYS32_ENTRY;
 use crate::elf::{parse_elf, write_segments, ElfError, ElfImage};
 use crate::request::{LoadRequest, ModuleImage};
@@ -461,7 +461,7 @@ pub fn load_pvh<M: GuestMemoryBackend>(
         entry: Entry::Linear(GuestAddress(entry)),
         image: (GuestAddress(elf.start), elf.end - elf.start),
         segments: elf.extents(),
-        regs: vec![(Reg::Rbx, START_INFO_ADDR.0)],
+        handoff: Handoff::PvhStartInfo(START_INFO_ADDR),
     })
 }
 
@@ -532,7 +532,7 @@ mod tests {
         let spec = load_pvh(&mem, &layout, &kernel(is_64), &req).unwrap();
         assert_eq!(spec.mode, BootMode::Protected);
         assert_eq!(spec.entry, Entry::Linear(GuestAddress(0x10_0010)));
-        assert_eq!(spec.regs, vec![(Reg::Rbx, 0x1_0000)]);
+        assert_eq!(spec.handoff, Handoff::PvhStartInfo(GuestAddress(0x1_0000)));
         assert_eq!(spec.image, (GuestAddress(0x10_0000), 0x1800));
 
         let mut code = vec![0u8; 0x1800];

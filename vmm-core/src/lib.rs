@@ -32,6 +32,7 @@ pub mod platform;
 pub mod seccomp;
 pub mod serial_input;
 pub mod signals;
+pub mod start;
 pub mod stats;
 pub mod terminal;
 pub mod trace;
