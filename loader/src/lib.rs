@@ -148,4 +148,45 @@ mod tests {
         }
         assert!(check_format(&[0xf4], Format::Raw).is_ok());
     }
+
+    #[cfg(not(feature = "bzimage-payloads"))]
+    #[test]
+    fn test_compressed_bzimage_without_the_feature_names_codec_and_feature() {
+        use linux::test_image::{bzimage, BzImageSpec};
+        use vm_memory::{GuestAddress, GuestMemoryMmap};
+
+        let layout = MemoryLayout::with_phys_bits(16, 40).unwrap();
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 16 << 20)]).unwrap();
+        // A gzip member header: detection goes by the magic.
+        let img = bzimage(
+            &BzImageSpec::default(),
+            &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3],
+        );
+        let load =
+            |req: &LoadRequest| load(&mem, &layout, &img, None, req, raw::RawOptions::default());
+        let e = load(&LoadRequest::default()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                LoadError::Linux(linux::LinuxError::Payload(
+                    linux::payload::PayloadError::NotBuilt {
+                        codec: linux::payload::Codec::Gzip
+                    }
+                ))
+            ),
+            "{e}"
+        );
+        let msg = e.to_string();
+        assert!(
+            msg.contains("gzip") && msg.contains("`bzimage-payloads` feature"),
+            "{msg}"
+        );
+        // The bzImage's own entry needs no host decoder.
+        let own = LoadRequest {
+            bzimage_own_entry: true,
+            ..Default::default()
+        };
+        let (d, _) = load(&own).unwrap();
+        assert_eq!(d.format, Format::Linux);
+    }
 }
