@@ -14,6 +14,22 @@
 //! ELF32/ELF64, [`multiboot`] Multiboot v1, [`linux`] bzImage and vmlinux,
 //! [`pvh`] PVH. [`mod@detect`] recognises them; [`load`] dispatches.
 //!
+//! # One ELF reader: goblin
+//!
+//! Every ELF the crate reads goes through goblin: plain programs and
+//! Multiboot kernels ([`elf::parse_elf`]), PVH kernels (the same, plus
+//! goblin's note iterator for the Xen entry note), format detection, and a
+//! bzImage's vmlinux, whose ELF and program headers are parsed by goblin
+//! from the first bytes of the decompressed stream before the rest exists.
+//! goblin reads ELF32 and ELF64 and parses headers from a byte slice, which
+//! that streaming validation needs; linux-loader's ELF loader reads ELF64
+//! only and loads a whole file from a `Read + Seek`, so it serves none of
+//! these. Every segment is checked by one function
+//! ([`elf::check_segment`]) and copied by this crate. linux-loader stays for
+//! what it is good for: the `boot_params`/setup header and `hvm_start_info`
+//! structures and their writers, the kernel command line, and loading a
+//! bzImage's protected-mode part for its own entry.
+//!
 //! # Example
 //!
 //! ```
