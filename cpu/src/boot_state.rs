@@ -9,11 +9,11 @@
 use kvm_bindings::{kvm_regs, kvm_sregs};
 use kvm_ioctls::VcpuFd;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
-use vmm_loader::{BootMode, BootSpec, Entry, Reg};
 use vmm_memory::layout::{BOOT_GDT_MAX_ENTRIES, BOOT_GDT_START, BOOT_PAGE_TABLES_END, PML4_START};
 
 use crate::gdt::{boot_gdt, kvm_segment_from, BOOT_CS_INDEX, BOOT_DS_INDEX, TSS_INDEX};
 use crate::paging::write_identity_map;
+use crate::start_state::{CpuMode, Entry, Reg, StartState};
 
 /// CR0.PE: protection enable.
 pub const X86_CR0_PE: u64 = 1 << 0;
@@ -33,11 +33,12 @@ pub const RFLAGS_RESERVED: u64 = 0x2;
 /// Errors preparing a vCPU's initial state.
 #[derive(Debug, thiserror::Error)]
 pub enum BootStateError {
-    /// A real-mode entry point beyond what CS:IP can reach.
-    #[error("entry point {0:#x} cannot be reached in real mode as CS=0:IP (IP is 16 bits); use --entry SEG:OFF")]
+    /// A linear real-mode entry point beyond what CS=0:IP can reach.
+    #[error("entry point {0:#x} cannot be reached in real mode as CS=0:IP (IP is 16 bits); give it as a segment:offset entry (Entry::Segmented)")]
     RealModeEntry(u64),
-    /// The image overlaps memory the VMM needs for the GDT or page tables.
-    #[error("image at [{start:#x}, {end:#x}) overlaps the boot GDT and page tables at [{tables_start:#x}, {tables_end:#x}) needed for {mode:?} mode; load it elsewhere (e.g. --load-addr 0x100000)")]
+    /// The image overlaps memory the vCPU set-up needs for the GDT or page
+    /// tables.
+    #[error("image at [{start:#x}, {end:#x}) overlaps the boot GDT and page tables at [{tables_start:#x}, {tables_end:#x}) needed for {mode:?} mode; the image must lie outside them (for example at 1 MiB, 0x100000)")]
     OverlapsBootTables {
         /// Image start.
         start: u64,
@@ -48,7 +49,7 @@ pub enum BootStateError {
         /// End of the boot structures.
         tables_end: u64,
         /// The mode that needs them.
-        mode: BootMode,
+        mode: CpuMode,
     },
     /// Guest RAM is too small to hold the boot structures.
     #[error("writing the boot GDT/page tables to guest memory failed: {0}")]
@@ -156,58 +157,76 @@ pub fn set_reg(r: &mut kvm_regs, reg: Reg, value: u64) {
 }
 
 /// The guest-physical ranges the boot structures of `mode` occupy.
-pub fn boot_table_ranges(mode: BootMode) -> Vec<(u64, u64)> {
+pub fn boot_table_ranges(mode: CpuMode) -> Vec<(u64, u64)> {
     let gdt = (
         BOOT_GDT_START.0,
         BOOT_GDT_START.0 + 8 * BOOT_GDT_MAX_ENTRIES,
     );
     match mode {
-        BootMode::Real => vec![],
-        BootMode::Protected => vec![gdt],
-        BootMode::Long => vec![gdt, (PML4_START.0, BOOT_PAGE_TABLES_END.0)],
+        CpuMode::Real => vec![],
+        CpuMode::Protected => vec![gdt],
+        CpuMode::Long => vec![gdt, (PML4_START.0, BOOT_PAGE_TABLES_END.0)],
     }
 }
 
-/// Checks that the image leaves room for the boot structures its mode needs.
-pub fn check_boot_tables_free(spec: &BootSpec) -> Result<(), BootStateError> {
-    for (tables_start, tables_end) in boot_table_ranges(spec.mode) {
-        if let Some((start, end)) = spec.overlap(tables_start, tables_end) {
+/// Checks that an image occupying `occupied` (`[start, end)` ranges, one per
+/// loaded segment) leaves room for the boot structures `mode` needs.
+pub fn check_boot_tables_free(
+    mode: CpuMode,
+    occupied: &[(u64, u64)],
+) -> Result<(), BootStateError> {
+    for (tables_start, tables_end) in boot_table_ranges(mode) {
+        if let Some(&(start, end)) = occupied
+            .iter()
+            .find(|&&(s, e)| s < tables_end && e > tables_start)
+        {
             return Err(BootStateError::OverlapsBootTables {
                 start,
                 end,
                 tables_start,
                 tables_end,
-                mode: spec.mode,
+                mode,
             });
         }
     }
     Ok(())
 }
 
-/// Checks everything about `spec` that can be known before touching KVM:
-/// the entry is reachable in its mode and the image leaves room for the boot
-/// structures. [`setup_boot_state`] repeats this check.
-pub fn validate_boot_spec(spec: &BootSpec) -> Result<(), BootStateError> {
-    if spec.mode == BootMode::Real {
-        real_mode_sregs(kvm_sregs::default(), spec.entry)?;
+/// Checks that the entry of `start` can be reached in its mode.
+pub fn check_entry(start: &StartState) -> Result<(), BootStateError> {
+    if start.mode == CpuMode::Real {
+        real_mode_sregs(kvm_sregs::default(), start.entry)?;
     }
-    check_boot_tables_free(spec)
+    Ok(())
 }
 
-/// Writes the boot structures the mode needs into `mem` and loads the entry
-/// state of `spec` into `vcpu`. The CPUID must already be set (KVM refuses
-/// EFER.LME when the guest's CPUID lacks long mode).
+/// Checks everything about `start` that can be known before touching KVM:
+/// the entry is reachable in its mode, and an image occupying `occupied`
+/// (`[start, end)` ranges: the image's segments, not the gaps between them)
+/// leaves room for the boot structures the mode needs.
+/// [`setup_boot_state`] repeats the entry check; it does not know where the
+/// image is, so call this first.
+pub fn validate_start(start: &StartState, occupied: &[(u64, u64)]) -> Result<(), BootStateError> {
+    check_entry(start)?;
+    check_boot_tables_free(start.mode, occupied)
+}
+
+/// Writes the boot structures the mode needs (GDT, and page tables for long
+/// mode) into `mem` and loads the entry state of `start` into `vcpu`. The
+/// CPUID must already be set (KVM refuses EFER.LME when the guest's CPUID
+/// lacks long mode). Check the image's placement with [`validate_start`]
+/// first: the boot structures overwrite whatever is at their addresses.
 pub fn setup_boot_state<M: GuestMemoryBackend>(
     vcpu: &VcpuFd,
     mem: &M,
-    spec: &BootSpec,
+    start: &StartState,
 ) -> Result<(), BootStateError> {
-    validate_boot_spec(spec)?;
+    check_entry(start)?;
     let base = vcpu.get_sregs().map_err(BootStateError::GetSregs)?;
-    let (sregs, rip) = match spec.mode {
-        BootMode::Real => real_mode_sregs(base, spec.entry)?,
-        BootMode::Protected | BootMode::Long => {
-            let long = spec.mode == BootMode::Long;
+    let (sregs, rip) = match start.mode {
+        CpuMode::Real => real_mode_sregs(base, start.entry)?,
+        CpuMode::Protected | CpuMode::Long => {
+            let long = start.mode == CpuMode::Long;
             let gdt = boot_gdt(long);
             for (i, d) in gdt.iter().enumerate() {
                 mem.write_obj(*d, GuestAddress(BOOT_GDT_START.0 + 8 * i as u64))?;
@@ -217,11 +236,11 @@ pub fn setup_boot_state<M: GuestMemoryBackend>(
             } else {
                 PML4_START.0
             };
-            (flat_mode_sregs(base, long, cr3), spec.entry.linear().0)
+            (flat_mode_sregs(base, long, cr3), start.entry.linear().0)
         }
     };
     vcpu.set_sregs(&sregs).map_err(BootStateError::SetSregs)?;
-    vcpu.set_regs(&entry_regs(rip, &spec.regs))
+    vcpu.set_regs(&entry_regs(rip, &start.regs))
         .map_err(BootStateError::SetRegs)?;
     Ok(())
 }
@@ -296,72 +315,48 @@ mod tests {
 
     #[test]
     fn test_boot_table_overlap_detected() {
-        let spec = BootSpec {
-            mode: BootMode::Long,
-            entry: Entry::Linear(GuestAddress(0x1000)),
-            image: (GuestAddress(0x1000), 0x9000),
-            segments: vec![],
-            regs: vec![],
-        };
-        let e = check_boot_tables_free(&spec).unwrap_err();
+        // An image at [0x1000, 0xa000) covers the page tables at 0x9000.
+        let e = check_boot_tables_free(CpuMode::Long, &[(0x1000, 0xa000)]).unwrap_err();
         assert!(e.to_string().contains("0x9000"), "{e}");
-        let ok = BootSpec {
-            image: (GuestAddress(0x1000), 0x8000),
-            ..spec.clone()
-        };
-        assert!(check_boot_tables_free(&ok).is_ok());
-        let gdt = BootSpec {
-            image: (GuestAddress(0x520), 0x10),
-            ..spec.clone()
-        };
-        assert!(check_boot_tables_free(&gdt).is_err());
-        let prot = BootSpec {
-            mode: BootMode::Protected,
-            ..spec.clone()
-        };
+        assert!(check_boot_tables_free(CpuMode::Long, &[(0x1000, 0x9000)]).is_ok());
+        // The GDT at 0x500.
+        assert!(check_boot_tables_free(CpuMode::Long, &[(0x520, 0x530)]).is_err());
         assert!(
-            check_boot_tables_free(&prot).is_ok(),
+            check_boot_tables_free(CpuMode::Protected, &[(0x1000, 0xa000)]).is_ok(),
             "protected mode needs no page tables"
         );
-        let real = BootSpec {
-            mode: BootMode::Real,
-            ..spec
-        };
-        assert!(check_boot_tables_free(&real).is_ok());
+        assert!(check_boot_tables_free(CpuMode::Real, &[(0x1000, 0xa000)]).is_ok());
     }
 
     #[test]
     fn test_sparse_image_may_straddle_the_boot_tables() {
         // A trampoline page below the page tables and a kernel at 1 MiB:
         // their span covers 0x9000-0xf000, the segments do not.
-        let spec = BootSpec {
-            mode: BootMode::Long,
-            entry: Entry::Linear(GuestAddress(0x10_0000)),
-            image: (GuestAddress(0x8000), 0x10_0000),
-            segments: vec![
-                (GuestAddress(0x8000), 0x1000),
-                (GuestAddress(0x10_0000), 0x8000),
-            ],
-            regs: vec![],
-        };
-        assert!(check_boot_tables_free(&spec).is_ok());
-        let touching = BootSpec {
-            segments: vec![
-                (GuestAddress(0x8000), 0x1001),
-                (GuestAddress(0x10_0000), 0x8000),
-            ],
-            ..spec.clone()
-        };
-        let e = check_boot_tables_free(&touching).unwrap_err();
+        let start = StartState::new(CpuMode::Long, Entry::Linear(GuestAddress(0x10_0000)));
+        let segments = [(0x8000, 0x9000), (0x10_0000, 0x10_8000)];
+        assert!(validate_start(&start, &segments).is_ok());
+        let touching = [(0x8000, 0x9001), (0x10_0000, 0x10_8000)];
+        let e = validate_start(&start, &touching).unwrap_err();
         assert!(
             e.to_string().contains("0x8000") && e.to_string().contains("0x9001"),
             "{e}"
         );
-        // No segments: the whole span counts.
-        let unsplit = BootSpec {
-            segments: vec![],
-            ..spec
-        };
-        assert!(check_boot_tables_free(&unsplit).is_err());
+        // The whole span counts when that is what is occupied.
+        assert!(validate_start(&start, &[(0x8000, 0x10_8000)]).is_err());
+    }
+
+    #[test]
+    fn test_validate_start_checks_the_real_mode_entry() {
+        let far = StartState::new(CpuMode::Real, Entry::Linear(GuestAddress(0x12345)));
+        let e = validate_start(&far, &[]).unwrap_err();
+        assert!(matches!(e, BootStateError::RealModeEntry(0x12345)), "{e}");
+        let seg = StartState::new(
+            CpuMode::Real,
+            Entry::Segmented {
+                segment: 0x1234,
+                offset: 5,
+            },
+        );
+        assert!(validate_start(&seg, &[]).is_ok());
     }
 }

@@ -64,8 +64,10 @@ pub mod gdt;
 pub mod kick;
 pub mod metrics;
 pub mod paging;
+pub mod start_state;
 pub mod vcpu;
 
-pub use boot_state::{setup_boot_state, validate_boot_spec, BootStateError};
+pub use boot_state::{setup_boot_state, validate_start, BootStateError};
 pub use exit_handler::{ExitAction, ExitHandler, ExitKind};
+pub use start_state::{CpuMode, Entry, Reg, StartState, UnknownReg};
 pub use vcpu::{InternalError, Vcpu, VcpuError, VcpuStats, VcpuStop};

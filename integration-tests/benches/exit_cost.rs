@@ -115,12 +115,12 @@ use vm_memory::{
     MemoryRegionAddress,
 };
 use vmm_core::control::VmControl;
+use vmm_core::cpu::Reg;
 use vmm_core::cpu::{ExitHandler, ExitKind, Vcpu, VcpuStop};
 use vmm_core::devices::legacy::CmosMemorySizes;
 use vmm_core::devices::pc::{build_devices, DeviceSet, DeviceSetOptions, NoInterrupts};
 use vmm_core::devices::Console;
 use vmm_core::dispatch::ExitDispatcher;
-use vmm_core::loader::Reg;
 use vmm_core::{VmBuilder, VmOutcome};
 
 type Res<T> = Result<T, Box<dyn Error>>;

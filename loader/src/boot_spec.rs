@@ -56,9 +56,29 @@ pub struct BootSpec {
     /// the kernel at 1 MiB) may straddle the GDT or page tables. Empty means
     /// all of `image`.
     pub segments: Vec<(GuestAddress, u64)>,
-    /// Register values the boot protocol requires, applied in order after the
-    /// mode's defaults (for example EAX/EBX for Multiboot).
-    pub regs: Vec<(Reg, u64)>,
+    /// What the boot protocol hands the kernel at entry (in registers).
+    pub handoff: Handoff,
+}
+
+/// What a boot protocol passes to the kernel at its entry point, and in
+/// which register. The VMM turns it into register values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handoff {
+    /// Nothing (raw binaries, plain ELF programs).
+    None,
+    /// Multiboot v1: EAX = `magic` (0x2BADB002), EBX = the physical address
+    /// of the Multiboot information structure.
+    Multiboot {
+        /// The boot loader magic for EAX.
+        magic: u32,
+        /// The information structure's address, for EBX.
+        info: GuestAddress,
+    },
+    /// Linux 64-bit boot protocol: RSI = the zero page (`struct
+    /// boot_params`).
+    LinuxZeroPage(GuestAddress),
+    /// PVH: EBX = the `hvm_start_info` structure.
+    PvhStartInfo(GuestAddress),
 }
 
 impl BootSpec {
@@ -82,125 +102,9 @@ impl BootSpec {
     }
 }
 
-/// A register a boot protocol or the user may set at entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Reg {
-    /// RAX.
-    Rax,
-    /// RBX.
-    Rbx,
-    /// RCX.
-    Rcx,
-    /// RDX.
-    Rdx,
-    /// RSI.
-    Rsi,
-    /// RDI.
-    Rdi,
-    /// RSP.
-    Rsp,
-    /// RBP.
-    Rbp,
-    /// R8.
-    R8,
-    /// R9.
-    R9,
-    /// R10.
-    R10,
-    /// R11.
-    R11,
-    /// R12.
-    R12,
-    /// R13.
-    R13,
-    /// R14.
-    R14,
-    /// R15.
-    R15,
-    /// RIP.
-    Rip,
-    /// RFLAGS.
-    Rflags,
-}
-
-impl Reg {
-    /// Every register, in the order their names are listed in errors.
-    pub const ALL: [Reg; 18] = [
-        Reg::Rax,
-        Reg::Rbx,
-        Reg::Rcx,
-        Reg::Rdx,
-        Reg::Rsi,
-        Reg::Rdi,
-        Reg::Rsp,
-        Reg::Rbp,
-        Reg::R8,
-        Reg::R9,
-        Reg::R10,
-        Reg::R11,
-        Reg::R12,
-        Reg::R13,
-        Reg::R14,
-        Reg::R15,
-        Reg::Rip,
-        Reg::Rflags,
-    ];
-
-    /// The register's lower-case name (`rax`, `r8`, `rflags`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Reg::Rax => "rax",
-            Reg::Rbx => "rbx",
-            Reg::Rcx => "rcx",
-            Reg::Rdx => "rdx",
-            Reg::Rsi => "rsi",
-            Reg::Rdi => "rdi",
-            Reg::Rsp => "rsp",
-            Reg::Rbp => "rbp",
-            Reg::R8 => "r8",
-            Reg::R9 => "r9",
-            Reg::R10 => "r10",
-            Reg::R11 => "r11",
-            Reg::R12 => "r12",
-            Reg::R13 => "r13",
-            Reg::R14 => "r14",
-            Reg::R15 => "r15",
-            Reg::Rip => "rip",
-            Reg::Rflags => "rflags",
-        }
-    }
-}
-
-/// A register name that is not one of [`Reg::ALL`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown register '{0}' (expected one of rax, rbx, rcx, rdx, rsi, rdi, rsp, rbp, r8-r15, rip, rflags)")]
-pub struct UnknownReg(pub String);
-
-impl std::str::FromStr for Reg {
-    type Err = UnknownReg;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let lower = s.to_ascii_lowercase();
-        Reg::ALL
-            .into_iter()
-            .find(|r| r.name() == lower)
-            .ok_or_else(|| UnknownReg(s.to_string()))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn test_reg_parse_round_trips() {
-        for r in Reg::ALL {
-            assert_eq!(r.name().parse::<Reg>(), Ok(r));
-        }
-        assert_eq!("RAX".parse::<Reg>(), Ok(Reg::Rax));
-        let e = "eax".parse::<Reg>().unwrap_err();
-        assert!(e.to_string().contains("'eax'"));
-    }
 
     #[test]
     fn test_entry_linear_of_segmented() {
@@ -209,5 +113,32 @@ mod tests {
             offset: 0x10,
         };
         assert_eq!(e.linear(), GuestAddress(0x10010));
+    }
+
+    #[test]
+    fn test_occupied_is_the_segments_or_else_the_span() {
+        let spec = BootSpec {
+            mode: BootMode::Long,
+            entry: Entry::Linear(GuestAddress(0x10_0000)),
+            image: (GuestAddress(0x8000), 0x10_0000),
+            segments: vec![
+                (GuestAddress(0x8000), 0x1000),
+                (GuestAddress(0x10_0000), 0x8000),
+            ],
+            handoff: Handoff::None,
+        };
+        assert_eq!(
+            spec.occupied(),
+            vec![(0x8000, 0x9000), (0x10_0000, 0x10_8000)]
+        );
+        assert_eq!(spec.overlap(0x9000, 0xf000), None);
+        assert_eq!(spec.overlap(0x8fff, 0x9000), Some((0x8000, 0x9000)));
+        // No segments: the whole span counts.
+        let unsplit = BootSpec {
+            segments: vec![],
+            ..spec
+        };
+        assert_eq!(unsplit.occupied(), vec![(0x8000, 0x10_8000)]);
+        assert!(unsplit.overlap(0x9000, 0xf000).is_some());
     }
 }

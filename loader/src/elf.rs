@@ -2,18 +2,20 @@
 //! physical addresses (`p_paddr`), entered at `e_entry` in 32-bit flat
 //! protected mode (ELFCLASS32) or long mode (ELFCLASS64).
 //!
-//! Parsing is goblin's; this module checks every value the file controls
-//! (offsets, sizes, addresses) against the file and guest RAM before a byte
-//! is copied. Multiboot kernels in ELF form load through the same code.
+//! Parsing is goblin's (the crate's only ELF reader); this module checks
+//! every value the file controls (offsets, sizes, addresses) against the
+//! file and guest RAM before a byte is copied. Multiboot and PVH kernels
+//! load through the same code, and the streaming vmlinux loader checks its
+//! segments with the same [`check_segment`].
 
 use goblin::elf::header::{EM_386, EM_X86_64, ET_EXEC};
-use goblin::elf::program_header::PT_LOAD;
+use goblin::elf::program_header::{ProgramHeader, PT_LOAD};
 use goblin::elf::Elf;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 use vmm_memory::layout::overlapping_boot_structure;
 use vmm_memory::MemoryLayout;
 
-use crate::boot_spec::{BootMode, BootSpec, Entry};
+use crate::boot_spec::{BootMode, BootSpec, Entry, Handoff};
 
 /// Errors loading an ELF image.
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +125,19 @@ pub struct ElfImage {
     pub end: u64,
 }
 
+impl ElfSegment {
+    /// The segment a program header describes (not yet checked).
+    pub fn of(ph: &ProgramHeader) -> Self {
+        ElfSegment {
+            paddr: ph.p_paddr,
+            vaddr: ph.p_vaddr,
+            offset: ph.p_offset,
+            filesz: ph.p_filesz,
+            memsz: ph.p_memsz,
+        }
+    }
+}
+
 impl ElfImage {
     /// Each loadable segment's `(paddr, memsz)`, for [`BootSpec::segments`].
     pub fn extents(&self) -> Vec<(GuestAddress, u64)> {
@@ -224,13 +239,7 @@ pub fn parse_elf(image: &[u8], layout: &MemoryLayout) -> Result<ElfImage, ElfErr
         if ph.p_type != PT_LOAD || ph.p_memsz == 0 {
             continue;
         }
-        let seg = ElfSegment {
-            paddr: ph.p_paddr,
-            vaddr: ph.p_vaddr,
-            offset: ph.p_offset,
-            filesz: ph.p_filesz,
-            memsz: ph.p_memsz,
-        };
+        let seg = ElfSegment::of(ph);
         let in_file = seg
             .offset
             .checked_add(seg.filesz)
@@ -302,7 +311,7 @@ pub fn load_elf<M: GuestMemoryBackend>(
         entry: Entry::Linear(GuestAddress(elf.entry)),
         image: (GuestAddress(elf.start), elf.end - elf.start),
         segments: elf.extents(),
-        regs: Vec::new(),
+        handoff: Handoff::None,
     })
 }
 

@@ -5,12 +5,30 @@
 //! (and nowhere near the VMM's boot structures), copies it there through
 //! vm-memory, writes whatever information structure its boot protocol
 //! defines, and returns a [`BootSpec`]: the CPU mode to start in, the entry
-//! point and the register values the protocol requires. It does not touch
-//! KVM, so it can be reused by any VMM (or tested) without `/dev/kvm`.
+//! point, the ranges the image occupies and what the protocol hands the
+//! kernel ([`Handoff`]: the zero page in RSI, Multiboot's magic and
+//! information structure in EAX/EBX, ...). It does not touch KVM or any vCPU
+//! type, so it can be reused by any VMM (or tested) without `/dev/kvm`.
 //!
 //! Formats, each in its own module: [`raw`] flat binaries, [`elf`] static
 //! ELF32/ELF64, [`multiboot`] Multiboot v1, [`linux`] bzImage and vmlinux,
 //! [`pvh`] PVH. [`mod@detect`] recognises them; [`load`] dispatches.
+//!
+//! # One ELF reader: goblin
+//!
+//! Every ELF the crate reads goes through goblin: plain programs and
+//! Multiboot kernels ([`elf::parse_elf`]), PVH kernels (the same, plus
+//! goblin's note iterator for the Xen entry note), format detection, and a
+//! bzImage's vmlinux, whose ELF and program headers are parsed by goblin
+//! from the first bytes of the decompressed stream before the rest exists.
+//! goblin reads ELF32 and ELF64 and parses headers from a byte slice, which
+//! that streaming validation needs; linux-loader's ELF loader reads ELF64
+//! only and loads a whole file from a `Read + Seek`, so it serves none of
+//! these. Every segment is checked by one function
+//! ([`elf::check_segment`]) and copied by this crate. linux-loader stays for
+//! what it is good for: the `boot_params`/setup header and `hvm_start_info`
+//! structures and their writers, the kernel command line, and loading a
+//! bzImage's protected-mode part for its own entry.
 //!
 //! # Example
 //!
@@ -39,7 +57,7 @@ pub mod pvh;
 pub mod raw;
 pub mod request;
 
-pub use boot_spec::{BootMode, BootSpec, Entry, Reg, UnknownReg};
+pub use boot_spec::{BootMode, BootSpec, Entry, Handoff};
 pub use detect::{detect, Detection, Format};
 pub use request::{KernelCacheUse, LoadRequest, ModuleImage};
 
@@ -145,5 +163,46 @@ mod tests {
             assert!(e.to_string().contains(f.name()), "{e}");
         }
         assert!(check_format(&[0xf4], Format::Raw).is_ok());
+    }
+
+    #[cfg(not(feature = "bzimage-payloads"))]
+    #[test]
+    fn test_compressed_bzimage_without_the_feature_names_codec_and_feature() {
+        use linux::test_image::{bzimage, BzImageSpec};
+        use vm_memory::{GuestAddress, GuestMemoryMmap};
+
+        let layout = MemoryLayout::with_phys_bits(16, 40).unwrap();
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 16 << 20)]).unwrap();
+        // A gzip member header: detection goes by the magic.
+        let img = bzimage(
+            &BzImageSpec::default(),
+            &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3],
+        );
+        let load =
+            |req: &LoadRequest| load(&mem, &layout, &img, None, req, raw::RawOptions::default());
+        let e = load(&LoadRequest::default()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                LoadError::Linux(linux::LinuxError::Payload(
+                    linux::payload::PayloadError::NotBuilt {
+                        codec: linux::payload::Codec::Gzip
+                    }
+                ))
+            ),
+            "{e}"
+        );
+        let msg = e.to_string();
+        assert!(
+            msg.contains("gzip") && msg.contains("`bzimage-payloads` feature"),
+            "{msg}"
+        );
+        // The bzImage's own entry needs no host decoder.
+        let own = LoadRequest {
+            bzimage_own_entry: true,
+            ..Default::default()
+        };
+        let (d, _) = load(&own).unwrap();
+        assert_eq!(d.format, Format::Linux);
     }
 }

@@ -9,7 +9,7 @@
 //!   vmlinux is never held in memory; the vCPU enters `startup_64` (the ELF
 //!   entry) directly. This skips the kernel's own decompressor, which is slow
 //!   here because CPL0 guest code is emulated. With a kernel cache
-//!   ([`LoadRequest::kernel_cache`], [`cache`]) the payload is instead
+//!   ([`LoadRequest::kernel_cache`], the `cache` module) the payload is instead
 //!   decompressed once into a cache file and its pages are mapped
 //!   copy-on-write into guest RAM, then and on every later start of the same
 //!   file, which reads only the bzImage's setup part.
@@ -17,6 +17,11 @@
 //!   loaded at `pref_address` (or `code32_start`), `code32_start` is set to
 //!   it, and the vCPU enters its 64-bit entry at load address + 0x200, so the
 //!   kernel's own decompressor runs.
+//!
+//! Host decompression and the cache need the crate's default-on
+//! `bzimage-payloads` feature; without it a compressed payload is an error
+//! naming its codec and the feature ([`payload::PayloadError::NotBuilt`]),
+//! and a bzImage can still start through its own entry.
 //!
 //! An ELF64 vmlinux is loaded like the decompressed payload, with a setup
 //! header filled in by this loader ([`vmlinux_header`]).
@@ -36,10 +41,13 @@
 //! printable ASCII is accepted.
 
 mod boot_params;
+#[cfg(feature = "bzimage-payloads")]
 pub mod cache;
 pub mod payload;
 mod setup_header;
 mod vmlinux;
+#[cfg(feature = "bzimage-payloads")]
+mod vmlinux_file;
 
 use std::io::Cursor;
 use std::time::Instant;
@@ -52,10 +60,11 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 use vmm_memory::layout::{CMDLINE_START, HIGH_MEMORY_START, ZERO_PAGE_START};
 use vmm_memory::MemoryLayout;
 
-use crate::boot_spec::{BootMode, BootSpec, Entry, Reg};
+use crate::boot_spec::{BootMode, BootSpec, Entry, Handoff};
 use crate::detect::is_bzimage;
 use crate::elf::{parse_elf, ElfError};
 use crate::request::{KernelCacheUse, LoadRequest};
+#[cfg(feature = "bzimage-payloads")]
 use cache::{CachedVmlinux, ImageKey, VmlinuxCache};
 use payload::{first_bytes, Codec, PayloadError, MAX_DECOMPRESSED};
 use setup_header::{version_str, BzImageHeader, BOOT_FLAG, HDRS, PROTO_XLOADFLAGS};
@@ -282,15 +291,19 @@ pub fn load_linux<M: GuestMemoryBackend + 'static>(
         let cmdline = boot_params::build_cmdline(line, bz.cmdline_max())?;
         let kernel = if req.bzimage_own_entry {
             load_own_entry(mem, layout, image, &bz)?
-        } else if let KernelCacheUse::Hit(entry) = &req.kernel_cache {
-            load_cached(mem, layout, entry)?
         } else {
-            let range = bz.payload_range(image.len())?;
             match &req.kernel_cache {
+                #[cfg(feature = "bzimage-payloads")]
+                KernelCacheUse::Hit(entry) => load_cached(mem, layout, entry)?,
+                #[cfg(feature = "bzimage-payloads")]
                 KernelCacheUse::Fill { cache, key } => {
+                    let range = bz.payload_range(image.len())?;
                     fill_cache(mem, layout, &image[range], cache, key)?
                 }
-                _ => load_payload(mem, layout, &image[range])?,
+                KernelCacheUse::Off => {
+                    let range = bz.payload_range(image.len())?;
+                    load_payload(mem, layout, &image[range])?
+                }
             }
         };
         let mut params = bz.params;
@@ -345,7 +358,7 @@ pub fn load_linux<M: GuestMemoryBackend + 'static>(
         entry: Entry::Linear(GuestAddress(kernel.entry)),
         image: (GuestAddress(kernel.start), kernel.end - kernel.start),
         segments: kernel.segments,
-        regs: vec![(Reg::Rsi, ZERO_PAGE_START.0)],
+        handoff: Handoff::LinuxZeroPage(ZERO_PAGE_START),
     })
 }
 
@@ -379,6 +392,7 @@ pub fn max_vmlinux_len(layout: &MemoryLayout) -> u64 {
 }
 
 /// Loads a kernel cache entry, mapping its pages into guest memory.
+#[cfg(feature = "bzimage-payloads")]
 fn load_cached<M: GuestMemoryBackend + 'static>(
     mem: &M,
     layout: &MemoryLayout,
@@ -386,7 +400,8 @@ fn load_cached<M: GuestMemoryBackend + 'static>(
 ) -> Result<LoadedKernel, LinuxError> {
     let t = Instant::now();
     let what = format!("cached vmlinux {}", entry.path().display());
-    let (kernel, done) = vmlinux::load_from_file(mem, layout, entry.file(), entry.len(), &what)?;
+    let (kernel, done) =
+        vmlinux_file::load_from_file(mem, layout, entry.file(), entry.len(), &what)?;
     log::info!(
         "bzImage payload: from the kernel cache ({}), {} bytes mapped, {} copied, in {:.2} ms",
         entry.path().display(),
@@ -400,6 +415,7 @@ fn load_cached<M: GuestMemoryBackend + 'static>(
 /// Decompresses a bzImage's payload into a new kernel cache entry while
 /// validating it as a vmlinux, then loads from the entry. If the entry
 /// cannot be written, decompresses straight into guest memory instead.
+#[cfg(feature = "bzimage-payloads")]
 fn fill_cache<M: GuestMemoryBackend + 'static>(
     mem: &M,
     layout: &MemoryLayout,
@@ -542,6 +558,7 @@ fn load_own_entry<M: GuestMemoryBackend>(
 /// Builders of synthetic bzImages for tests (this crate's and the
 /// integration tests).
 pub mod test_image {
+    #[cfg(feature = "bzimage-payloads")]
     pub use super::payload::test_support::compress;
     pub use super::payload::Codec;
 
@@ -631,13 +648,18 @@ pub mod test_image {
 
 #[cfg(test)]
 mod tests {
-    use super::test_image::{bzimage, compress, BzImageSpec};
+    #[cfg(feature = "bzimage-payloads")]
+    use super::test_image::compress;
+    use super::test_image::{bzimage, BzImageSpec};
     use super::*;
     use crate::elf::test_image::build;
     use crate::request::ModuleImage;
     use linux_loader::loader::bootparam::boot_params;
+    #[cfg(feature = "bzimage-payloads")]
     use std::os::unix::fs::FileExt;
-    use vm_memory::{ByteValued, GuestMemoryMmap};
+    #[cfg(feature = "bzimage-payloads")]
+    use vm_memory::ByteValued;
+    use vm_memory::GuestMemoryMmap;
     use vmm_memory::layout::MIB;
 
     const MEM_MIB: u64 = 64;
@@ -708,7 +730,7 @@ mod tests {
         .unwrap();
         assert_eq!(spec.mode, BootMode::Long);
         assert_eq!(spec.entry, Entry::Linear(GuestAddress(0x10_0010)));
-        assert_eq!(spec.regs, vec![(Reg::Rsi, ZERO_PAGE_START.0)]);
+        assert_eq!(spec.handoff, Handoff::LinuxZeroPage(ZERO_PAGE_START));
         assert_eq!(spec.image, (GuestAddress(0x10_0000), 0x1_0000));
         let mut code = [0u8; 4];
         mem.read_slice(&mut code, GuestAddress(0x10_0000)).unwrap();
@@ -740,6 +762,7 @@ mod tests {
         assert_eq!(({ p.hdr.ramdisk_image }, { p.hdr.ramdisk_size }), (0, 0));
     }
 
+    #[cfg(feature = "bzimage-payloads")]
     #[test]
     fn test_linux_bzimage_every_codec_host_decompressed() {
         let elf = vmlinux();
@@ -772,6 +795,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "bzimage-payloads")]
     /// A vmlinux whose segments sit at page-congruent file offsets, as a
     /// real one's do: one with ragged ends and BSS, one starting mid-page.
     fn paged_vmlinux() -> Vec<u8> {
@@ -791,6 +815,7 @@ mod tests {
         )
     }
 
+    #[cfg(feature = "bzimage-payloads")]
     fn temp_cache(tag: &str) -> VmlinuxCache {
         let dir = std::env::temp_dir().join(format!(
             "vmm-loader-linux-cache-{tag}-{}",
@@ -800,12 +825,14 @@ mod tests {
         VmlinuxCache::new(dir)
     }
 
+    #[cfg(feature = "bzimage-payloads")]
     fn all_of(mem: &GuestMemoryMmap) -> Vec<u8> {
         let mut buf = vec![0u8; (MEM_MIB * MIB) as usize];
         mem.read_slice(&mut buf, GuestAddress(0)).unwrap();
         buf
     }
 
+    #[cfg(feature = "bzimage-payloads")]
     #[test]
     fn test_linux_kernel_cache_fill_and_hit_load_what_decompression_loads() {
         let elf = paged_vmlinux();
@@ -850,6 +877,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "bzimage-payloads")]
     #[test]
     fn test_linux_cached_vmlinux_maps_aligned_pages_and_copies_the_rest() {
         let elf = paged_vmlinux();
@@ -860,7 +888,8 @@ mod tests {
         let entry = w.commit().unwrap();
         let (layout, mem) = setup();
         let (kernel, done) =
-            vmlinux::load_from_file(&mem, &layout, entry.file(), entry.len(), "entry").unwrap();
+            vmlinux_file::load_from_file(&mem, &layout, entry.file(), entry.len(), "entry")
+                .unwrap();
         assert_eq!(kernel.entry, 0x20_0000);
         // Segment 0: pages 0x200000..0x205000 mapped, 0x123 copied; segment
         // 1: 0x800 copied up to its first page, 0x2000 mapped, 0x800 copied.
@@ -881,8 +910,8 @@ mod tests {
         // Validated against this layout, like any vmlinux: 2 MiB of RAM
         // cannot hold it.
         let small = MemoryLayout::with_phys_bits(2, 40).unwrap();
-        let err =
-            vmlinux::load_from_file(&mem, &small, entry.file(), entry.len(), "entry").unwrap_err();
+        let err = vmlinux_file::load_from_file(&mem, &small, entry.file(), entry.len(), "entry")
+            .unwrap_err();
         assert!(
             matches!(
                 err,
@@ -895,9 +924,14 @@ mod tests {
         let mut w = cache.begin(&key).unwrap();
         w.write(b"MZ not an elf").unwrap();
         let junk = w.commit().unwrap();
-        let err =
-            vmlinux::load_from_file(&mem, &layout, junk.file(), junk.len(), "cached vmlinux x")
-                .unwrap_err();
+        let err = vmlinux_file::load_from_file(
+            &mem,
+            &layout,
+            junk.file(),
+            junk.len(),
+            "cached vmlinux x",
+        )
+        .unwrap_err();
         assert!(
             err.to_string()
                 .contains("cached vmlinux x is not an ELF vmlinux"),
@@ -958,6 +992,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "bzimage-payloads")]
     #[test]
     fn test_linux_bad_inputs_are_errors() {
         let (layout, mem) = setup();
@@ -1101,6 +1136,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "bzimage-payloads")]
     #[test]
     fn test_linux_decompression_limit_is_guest_ram() {
         let layout = MemoryLayout::with_phys_bits(2, 40).unwrap();
@@ -1117,6 +1153,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "bzimage-payloads")]
     #[test]
     fn test_linux_initrd_respects_initrd_addr_max_and_mem() {
         let (layout, mem) = setup();

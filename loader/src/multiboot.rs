@@ -27,7 +27,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 use vmm_memory::layout::{overlapping_boot_structure, MapKind};
 use vmm_memory::MemoryLayout;
 
-use crate::boot_spec::{BootMode, BootSpec, Entry, Reg};
+use crate::boot_spec::{BootMode, BootSpec, Entry, Handoff};
 use crate::elf::{parse_elf, write_segments, ElfError};
 use crate::request::LoadRequest;
 
@@ -379,10 +379,10 @@ pub fn load_multiboot<M: GuestMemoryBackend>(
             Kernel::Aout(a) => vec![(GuestAddress(a.load_addr), a.mem_end - a.load_addr)],
             Kernel::Elf(e) => e.extents(),
         },
-        regs: vec![
-            (Reg::Rax, u64::from(BOOTLOADER_MAGIC)),
-            (Reg::Rbx, INFO_ADDR.0),
-        ],
+        handoff: Handoff::Multiboot {
+            magic: BOOTLOADER_MAGIC,
+            info: INFO_ADDR,
+        },
     })
 }
 
@@ -483,8 +483,11 @@ mod tests {
         let kend = 0x10_0130 + 0x345;
         assert_eq!(spec.image, (GuestAddress(0x10_0000), kend - 0x10_0000));
         assert_eq!(
-            spec.regs,
-            vec![(Reg::Rax, 0x2bad_b002), (Reg::Rbx, BOOT_INFO_START.0)]
+            spec.handoff,
+            Handoff::Multiboot {
+                magic: 0x2bad_b002,
+                info: GuestAddress(BOOT_INFO_START.0)
+            }
         );
 
         // The file bytes from offset 0x20, then zeroes to bss_end_addr.

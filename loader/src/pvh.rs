@@ -23,8 +23,6 @@
 
 pub mod test_image;
 
-use std::io::Cursor;
-
 use goblin::elf::Elf as GoblinElf;
 use linux_loader::configurator::pvh::PvhBootConfigurator;
 use linux_loader::configurator::{BootConfigurator, BootParams};
@@ -32,16 +30,14 @@ use linux_loader::loader::elf::start_info::{
     hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info, XEN_HVM_MEMMAP_TYPE_RAM,
     XEN_HVM_MEMMAP_TYPE_RESERVED,
 };
-use linux_loader::loader::elf::{Elf as LinuxElf, PvhBootCapability};
-use linux_loader::loader::KernelLoader;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 use vmm_memory::layout::{
     MapEntry, MapKind, BOOT_INFO_END, BOOT_INFO_START, CMDLINE_MAX_SIZE, CMDLINE_START,
-    HIGH_MEMORY_START, MMIO_HOLE_END,
+    MMIO_HOLE_END,
 };
 use vmm_memory::MemoryLayout;
 
-use crate::boot_spec::{BootMode, BootSpec, Entry, Reg};
+use crate::boot_spec::{BootMode, BootSpec, Entry, Handoff};
 use crate::detect::XEN_ELFNOTE_PHYS32_ENTRY;
 use crate::elf::{parse_elf, write_segments, ElfError, ElfImage};
 use crate::request::{LoadRequest, ModuleImage};
@@ -99,14 +95,6 @@ pub enum PvhError {
         start: u64,
         /// One past the highest loaded address.
         end: u64,
-    },
-    /// linux-loader read a different PVH entry point from the same file.
-    #[error("the ELF notes are ambiguous: linux-loader reads the Xen PVH entry point as {linux_loader:#x}, goblin as {goblin:#x}")]
-    EntryDisagreement {
-        /// What goblin's note iterator found.
-        goblin: u64,
-        /// What linux-loader found.
-        linux_loader: u64,
     },
     /// The command line does not fit its area.
     #[error("command line of {len} bytes does not fit: with its terminating NUL it must fit in {max} bytes at {addr:#x}")]
@@ -360,58 +348,11 @@ fn plan<'a>(
     })
 }
 
-/// Copies the kernel's segments: linux-loader's ELF loader for ELF64 (its
-/// PVH note reading is cross-checked against ours), the generic ELF loader
-/// for ELF32 or when linux-loader declines the file. The segments were
-/// validated by [`parse_elf`] already, so either writes the same bytes.
-fn load_segments<M: GuestMemoryBackend>(
-    mem: &M,
-    image: &[u8],
-    elf: &ElfImage,
-    entry: u64,
-) -> Result<(), PvhError> {
-    if !elf.is_64 {
-        return Ok(write_segments(mem, image, elf)?);
-    }
-    match LinuxElf::load(mem, None, &mut Cursor::new(image), Some(HIGH_MEMORY_START)) {
-        Ok(result) => {
-            if let PvhBootCapability::PvhEntryPresent(GuestAddress(theirs)) = result.pvh_boot_cap {
-                if theirs != entry {
-                    return Err(PvhError::EntryDisagreement {
-                        goblin: entry,
-                        linux_loader: theirs,
-                    });
-                }
-            }
-            // linux-loader copies p_filesz bytes and skips segments without
-            // file bytes; the rest of each segment is BSS and must be zero.
-            for s in &elf.segments {
-                let bss = s.memsz - s.filesz;
-                if bss > 0 {
-                    let zeros = vec![0u8; bss as usize];
-                    mem.write_slice(&zeros, GuestAddress(s.paddr + s.filesz))?;
-                }
-            }
-            Ok(())
-        }
-        Err(e) => {
-            // For example an e_entry below 1 MiB, which linux-loader refuses
-            // but PVH does not use.
-            log::debug!(
-                "linux-loader declined the PVH ELF64 ({e}); loading it with the generic ELF loader"
-            );
-            Ok(write_segments(mem, image, elf)?)
-        }
-    }
-}
-
 /// Loads a PVH kernel: segments, modules, command line, `hvm_start_info`
 /// with its memory map and module list; returns 32-bit protected-mode entry
 /// at the PHYS32_ENTRY address with EBX = the start_info address.
 ///
-/// Everything is checked before guest memory is written, except the
-/// cross-check of the entry point against linux-loader's reading of an
-/// ELF64, which can only happen as it loads.
+/// Everything is checked before guest memory is written.
 pub fn load_pvh<M: GuestMemoryBackend>(
     mem: &M,
     layout: &MemoryLayout,
@@ -423,7 +364,7 @@ pub fn load_pvh<M: GuestMemoryBackend>(
     check_entry(entry, &elf, layout)?;
     let plan = plan(layout, &elf, req)?;
 
-    load_segments(mem, image, &elf, entry)?;
+    write_segments(mem, image, &elf)?;
     for (addr, bytes) in &plan.data {
         mem.write_slice(bytes, GuestAddress(*addr))?;
     }
@@ -461,7 +402,7 @@ pub fn load_pvh<M: GuestMemoryBackend>(
         entry: Entry::Linear(GuestAddress(entry)),
         image: (GuestAddress(elf.start), elf.end - elf.start),
         segments: elf.extents(),
-        regs: vec![(Reg::Rbx, START_INFO_ADDR.0)],
+        handoff: Handoff::PvhStartInfo(START_INFO_ADDR),
     })
 }
 
@@ -532,7 +473,7 @@ mod tests {
         let spec = load_pvh(&mem, &layout, &kernel(is_64), &req).unwrap();
         assert_eq!(spec.mode, BootMode::Protected);
         assert_eq!(spec.entry, Entry::Linear(GuestAddress(0x10_0010)));
-        assert_eq!(spec.regs, vec![(Reg::Rbx, 0x1_0000)]);
+        assert_eq!(spec.handoff, Handoff::PvhStartInfo(GuestAddress(0x1_0000)));
         assert_eq!(spec.image, (GuestAddress(0x10_0000), 0x1800));
 
         let mut code = vec![0u8; 0x1800];
@@ -609,7 +550,8 @@ mod tests {
 
     #[test]
     fn test_pvh_elf64_entry_below_1mib_uses_generic_loader() {
-        // linux-loader refuses e_entry below 1 MiB; PVH does not use e_entry.
+        // PVH does not use e_entry: one below 1 MiB (which linux-loader's
+        // ELF loader would refuse) loads.
         let (layout, mem) = setup();
         mem.write_slice(&[0xaa; 16], GuestAddress(0x8_0004))
             .unwrap();

@@ -7,7 +7,7 @@ use std::io::Read;
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
-use crate::boot_spec::{BootMode, BootSpec, Entry};
+use crate::boot_spec::{BootMode, BootSpec, Entry, Handoff};
 
 /// Where raw images load unless told otherwise (the classic KVM example's
 /// address: above the real-mode IVT and BIOS data area).
@@ -120,7 +120,7 @@ pub fn load_raw<M: GuestMemoryBackend, R: Read>(
         entry,
         image: (addr, size),
         segments: vec![(addr, size)],
-        regs: Vec::new(),
+        handoff: Handoff::None,
     })
 }
 

@@ -1,5 +1,6 @@
 //! What the user asks a loader to pass to the kernel besides the image.
 
+#[cfg(feature = "bzimage-payloads")]
 use crate::linux::cache::{CachedVmlinux, ImageKey, VmlinuxCache};
 
 /// A file handed to the kernel: an initrd or a Multiboot/PVH module.
@@ -12,13 +13,15 @@ pub struct ModuleImage {
 }
 
 /// How a bzImage's host-decompressed payload uses the kernel cache
-/// ([`crate::linux::cache`]).
+/// (`linux::cache`, with the `bzimage-payloads` feature; without it there
+/// is only [`KernelCacheUse::Off`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum KernelCacheUse {
     /// No cache: decompress straight into guest memory.
     #[default]
     Off,
     /// Decompress into a new entry under this key, then load from it.
+    #[cfg(feature = "bzimage-payloads")]
     Fill {
         /// The cache.
         cache: VmlinuxCache,
@@ -31,6 +34,7 @@ pub enum KernelCacheUse {
     /// with `bzimage_own_entry`, which needs the whole image. The caller
     /// checks that the entry is no larger than decompression would allow
     /// ([`crate::linux::max_vmlinux_len`]).
+    #[cfg(feature = "bzimage-payloads")]
     Hit(CachedVmlinux),
 }
 

@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
-use vmm_core::loader::{BootMode, Entry, Format, Reg};
+use vmm_core::cpu::Reg;
+use vmm_core::loader::{BootMode, Entry, Format};
 use vmm_core::Platform;
 
 use crate::exit_status::EXIT_STATUS_HELP;

@@ -16,15 +16,13 @@ use vm_device::bus::{MmioAddress, PioAddress};
 use vm_device::{DeviceMmio, DevicePio};
 use vm_memory::GuestAddress;
 use vmm_cpu::cpuid::{self, Topology};
-use vmm_cpu::{firmware_state, setup_boot_state, validate_boot_spec, Vcpu};
+use vmm_cpu::{firmware_state, setup_boot_state, validate_start, Reg, StartState, Vcpu};
 use vmm_devices::legacy::{acpi_pm, cmos};
 use vmm_devices::Console;
 use vmm_loader::detect::is_bzimage;
 use vmm_loader::linux::cache::{ImageKey, VmlinuxCache};
 use vmm_loader::raw::{RawOptions, DEFAULT_LOAD_ADDR};
-use vmm_loader::{
-    BootMode, BootSpec, Entry, Format, KernelCacheUse, LoadRequest, ModuleImage, Reg,
-};
+use vmm_loader::{BootMode, BootSpec, Entry, Format, KernelCacheUse, LoadRequest, ModuleImage};
 use vmm_memory::layout::{ACPI_TABLES_START, MPTABLE_END};
 use vmm_memory::{register_memory_slots, GuestRam, MemoryLayout, ThpHint};
 
@@ -553,7 +551,7 @@ impl VmBuilder {
         None
     }
 
-    fn load(&self, ram: &GuestRam) -> Result<(Format, BootSpec), VmmError> {
+    fn load(&self, ram: &GuestRam) -> Result<(Format, BootSpec, StartState), VmmError> {
         let t0 = std::time::Instant::now();
         let limit = ram.layout().size();
         // The cache serves only the host-decompressed bzImage path.
@@ -602,7 +600,7 @@ impl VmBuilder {
             mode,
             entry: self.effective_entry(mode, load_addr),
         };
-        let (detection, mut spec) = vmm_loader::load(
+        let (detection, spec) = vmm_loader::load(
             ram.memory(),
             ram.layout(),
             &image,
@@ -636,9 +634,9 @@ impl VmBuilder {
                 });
             }
         }
-        spec.regs.extend_from_slice(&self.regs);
-        validate_boot_spec(&spec)?;
-        Ok((detection.format, spec))
+        let start = crate::start::start_state(&spec, &self.regs);
+        validate_start(&start, &spec.occupied())?;
+        Ok((detection.format, spec, start))
     }
 
     fn create_parts(self) -> Result<Created, VmmError> {
@@ -651,7 +649,7 @@ impl VmBuilder {
         }
         let layout = MemoryLayout::new(self.memory_mib)?;
         let ram = GuestRam::new(&layout, self.thp)?;
-        let (format, spec) = self.load(&ram)?;
+        let (format, spec, start) = self.load(&ram)?;
         let pc = self.is_pc(format);
         if !pc && self.cpus > 1 {
             return Err(VmmError::SmpNeedsPc { cpus: self.cpus });
@@ -690,7 +688,7 @@ impl VmBuilder {
             // Only the BSP starts at the image's entry; with the irqchip,
             // APs wait for INIT/SIPI like real hardware.
             if index == 0 {
-                setup_boot_state(vcpu.fd(), ram.memory(), &spec)?;
+                setup_boot_state(vcpu.fd(), ram.memory(), &start)?;
             }
             vcpus.push(vcpu);
         }

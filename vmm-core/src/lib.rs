@@ -31,6 +31,7 @@ pub mod outcome;
 pub mod platform;
 pub mod seccomp;
 pub mod serial_input;
+pub mod start;
 pub mod stats;
 pub mod trace;
 pub mod vm;

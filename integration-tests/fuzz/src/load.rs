@@ -259,7 +259,8 @@ pub fn fuzz_load(data: &[u8], forced: Forced) {
     }
     // The loaders check every segment against the boot structures, so the
     // vCPU set-up (which checks the segments, not their span) must agree.
-    if let Err(e) = vmm_cpu::validate_boot_spec(&spec) {
+    let start = vmm_core::start::start_state(&spec, &[]);
+    if let Err(e) = vmm_cpu::validate_start(&start, &spec.occupied()) {
         panic!("the loader accepted an image the vCPU setup rejects ({e}): {what}");
     }
 }

@@ -5,7 +5,8 @@
 //! memory is touched twice.
 //!
 //! The ELF header and program headers come first in a vmlinux (`e_phoff` is
-//! 64), so they are validated as soon as the stream holds them, with the
+//! 64), so goblin parses them as soon as the stream holds them (from the
+//! bytes seen so far), and they are validated with the
 //! checks [`crate::elf::parse_elf`] makes on a whole file plus the Linux
 //! ones: ELF64 x86-64, the image and entry in the identity-mapped RAM below
 //! 4 GiB, the entry at or above 1 MiB. Whether every segment's file bytes
@@ -13,36 +14,25 @@
 //! there; a stream that fails this (or anything else) has written part of
 //! the kernel, which is harmless because the load fails and no guest runs.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::time::Duration;
 use std::time::Instant;
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
-use vmm_memory::file_pages::{map_file_pages, PAGE_SIZE};
 use vmm_memory::layout::HIGH_MEMORY_START;
 use vmm_memory::MemoryLayout;
+
+use goblin::container::{Container, Ctx, Endian};
+use goblin::elf::header::{
+    header32, header64, Header, EI_CLASS, EI_DATA, ELFCLASS32, ELFCLASS64, ELFDATA2LSB, EM_386,
+    EM_X86_64, ET_EXEC,
+};
+use goblin::elf::program_header::{program_header64::SIZEOF_PHDR, ProgramHeader, PT_LOAD};
+use goblin::elf::Elf;
 
 use super::payload::first_bytes;
 use super::{LinuxError, LoadedKernel};
 use crate::elf::{check_segment, placement, ElfError, ElfSegment};
 
-/// `e_machine` of an x86-64 ELF.
-pub const EM_X86_64: u16 = 62;
-/// `e_machine` of an i386 ELF.
-const EM_386: u16 = 3;
-/// `e_type` of an executable.
-const ET_EXEC: u16 = 2;
-/// `p_type` of a loadable segment.
-const PT_LOAD: u32 = 1;
-/// `e_ident[EI_CLASS]` of ELF64.
-const ELFCLASS64: u8 = 2;
-/// `e_ident[EI_DATA]` of little-endian ELF.
-const ELFDATA2LSB: u8 = 1;
-/// Size of the ELF64 file header.
-const EHDR64_SIZE: usize = 64;
-/// Size of an ELF64 program header.
-const PHDR64_SIZE: usize = 56;
 /// `e_phnum` value meaning the count is in section header 0 (PN_XNUM).
 const PN_XNUM: u16 = 0xffff;
 /// How far into the file the program headers may end. A vmlinux has them
@@ -64,31 +54,26 @@ pub struct VmlinuxHeaders {
     pub end: u64,
 }
 
-fn u16_at(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut v = [0u8; 8];
-    v.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(v)
-}
-
-/// Where the program headers end, once `head` holds the ELF header; `None`
-/// while it is shorter. `head` starts with the ELF magic.
-fn headers_end(head: &[u8]) -> Result<Option<u64>, LinuxError> {
-    // The class and machine sit at the same offsets in ELF32 and ELF64, so
-    // an ELF32 kernel is named as such before its (shorter) header is
-    // parsed as ELF64.
-    if head.len() < 20 {
+/// The ELF header of a vmlinux whose first bytes are `head` (starting with
+/// the ELF magic), checked, and where its program headers end; `None` while
+/// `head` is shorter than the header.
+fn elf_header(head: &[u8]) -> Result<Option<(Header, u64)>, LinuxError> {
+    let header_len = match head.get(EI_CLASS) {
+        Some(&ELFCLASS32) => header32::SIZEOF_EHDR,
+        _ => header64::SIZEOF_EHDR,
+    };
+    if head.len() < header_len {
         return Ok(None);
     }
-    let class = head[4];
-    let machine = u16_at(head, 18);
+    let hdr = Elf::parse_header(head).map_err(|e| ElfError::Parse(e.to_string()))?;
+    let data = hdr.e_ident[EI_DATA];
+    if data != ELFDATA2LSB {
+        return Err(ElfError::Parse(format!(
+            "EI_DATA {data} is not little-endian (1): not an x86-64 kernel"
+        ))
+        .into());
+    }
+    let (class, machine) = (hdr.e_ident[EI_CLASS], hdr.e_machine);
     if machine != EM_386 && machine != EM_X86_64 {
         return Err(ElfError::Machine(machine).into());
     }
@@ -98,26 +83,13 @@ fn headers_end(head: &[u8]) -> Result<Option<u64>, LinuxError> {
             machine,
         });
     }
-    if head[5] != ELFDATA2LSB {
+    if hdr.e_type != ET_EXEC {
+        return Err(ElfError::NotExecutable(hdr.e_type).into());
+    }
+    let (phoff, phentsize, phnum) = (hdr.e_phoff, hdr.e_phentsize, hdr.e_phnum);
+    if usize::from(phentsize) != SIZEOF_PHDR {
         return Err(ElfError::Parse(format!(
-            "EI_DATA {} is not little-endian (1): not an x86-64 kernel",
-            head[5]
-        ))
-        .into());
-    }
-    if head.len() < EHDR64_SIZE {
-        return Ok(None);
-    }
-    let e_type = u16_at(head, 16);
-    if e_type != ET_EXEC {
-        return Err(ElfError::NotExecutable(e_type).into());
-    }
-    let phoff = u64_at(head, 32);
-    let phentsize = u16_at(head, 54);
-    let phnum = u16_at(head, 56);
-    if usize::from(phentsize) != PHDR64_SIZE {
-        return Err(ElfError::Parse(format!(
-            "e_phentsize {phentsize} is not the ELF64 program header size {PHDR64_SIZE}"
+            "e_phentsize {phentsize} is not the ELF64 program header size {SIZEOF_PHDR}"
         ))
         .into());
     }
@@ -129,14 +101,14 @@ fn headers_end(head: &[u8]) -> Result<Option<u64>, LinuxError> {
         .into());
     }
     let end = phoff
-        .checked_add(u64::from(phnum) * PHDR64_SIZE as u64)
+        .checked_add(u64::from(phnum) * SIZEOF_PHDR as u64)
         .filter(|&end| end <= HEADERS_MAX)
         .ok_or_else(|| {
             ElfError::Parse(format!(
                 "{phnum} program headers at e_phoff {phoff:#x} end past the first {HEADERS_MAX:#x} bytes, where a kernel's are"
             ))
         })?;
-    Ok(Some(end))
+    Ok(Some((hdr, end)))
 }
 
 /// Parses and validates the headers of a vmlinux whose first bytes are
@@ -148,31 +120,27 @@ pub fn parse_headers(
     head: &[u8],
     layout: &MemoryLayout,
 ) -> Result<Option<VmlinuxHeaders>, LinuxError> {
-    let Some(phdrs_end) = headers_end(head)? else {
+    let Some((hdr, phdrs_end)) = elf_header(head)? else {
         return Ok(None);
     };
-    // headers_end capped it at HEADERS_MAX.
+    // elf_header capped it at HEADERS_MAX.
     let phdrs_end = phdrs_end as usize;
     if head.len() < phdrs_end {
         return Ok(None);
     }
-    let phoff = u64_at(head, 32) as usize;
+    let ctx = Ctx::new(Container::Big, Endian::Little);
+    let phdrs = ProgramHeader::parse(head, hdr.e_phoff as usize, usize::from(hdr.e_phnum), ctx)
+        .map_err(|e| ElfError::Parse(e.to_string()))?;
     let mut segments: Vec<(usize, ElfSegment)> = Vec::new();
-    for (index, ph) in head[phoff..phdrs_end].chunks_exact(PHDR64_SIZE).enumerate() {
-        let seg = ElfSegment {
-            offset: u64_at(ph, 8),
-            vaddr: u64_at(ph, 16),
-            paddr: u64_at(ph, 24),
-            filesz: u64_at(ph, 32),
-            memsz: u64_at(ph, 40),
-        };
-        if u32_at(ph, 0) != PT_LOAD || seg.memsz == 0 {
+    for (index, ph) in phdrs.iter().enumerate() {
+        if ph.p_type != PT_LOAD || ph.p_memsz == 0 {
             continue;
         }
+        let seg = ElfSegment::of(ph);
         check_segment(layout, index, &seg, &segments)?;
         segments.push((index, seg));
     }
-    let (entry, start, end) = placement(u64_at(head, 24), &segments, layout)?;
+    let (entry, start, end) = placement(hdr.e_entry, &segments, layout)?;
     // The VMM's page tables identity-map only the first 4 GiB, where the
     // protocol wants the kernel mapped at entry.
     let ram_end = layout.low_ram_end();
@@ -364,7 +332,7 @@ impl VmlinuxHeaders {
 
 /// The error for a `len`-byte vmlinux described as `what` whose headers
 /// never completed; `head` is what it held.
-fn missing_headers(head: &[u8], len: u64, what: &str) -> LinuxError {
+pub(super) fn missing_headers(head: &[u8], len: u64, what: &str) -> LinuxError {
     let magic = b"\x7fELF";
     if !head.starts_with(magic) {
         return LinuxError::NotElf {
@@ -372,8 +340,8 @@ fn missing_headers(head: &[u8], len: u64, what: &str) -> LinuxError {
             first: first_bytes(head),
         };
     }
-    let needed = match headers_end(head) {
-        Ok(end) => end.unwrap_or(EHDR64_SIZE as u64),
+    let needed = match elf_header(head) {
+        Ok(end) => end.map_or(header64::SIZEOF_EHDR as u64, |(_, end)| end),
         Err(e) => return e,
     };
     ElfError::Parse(format!(
@@ -383,7 +351,10 @@ fn missing_headers(head: &[u8], len: u64, what: &str) -> LinuxError {
 }
 
 /// Zeroes the part of each segment past its file bytes.
-fn zero_bss<M: GuestMemoryBackend>(mem: &M, headers: &VmlinuxHeaders) -> Result<(), LinuxError> {
+pub(super) fn zero_bss<M: GuestMemoryBackend>(
+    mem: &M,
+    headers: &VmlinuxHeaders,
+) -> Result<(), LinuxError> {
     for (_, s) in &headers.segments {
         let mut at = s.paddr + s.filesz;
         let end = s.paddr + s.memsz;
@@ -393,121 +364,6 @@ fn zero_bss<M: GuestMemoryBackend>(mem: &M, headers: &VmlinuxHeaders) -> Result<
                 .map_err(LinuxError::KernelWrite)?;
             at += n;
         }
-    }
-    Ok(())
-}
-
-/// How much of a vmlinux loaded from a file was mapped rather than copied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct FileLoad {
-    /// Bytes whose pages were mapped copy-on-write.
-    pub mapped: u64,
-    /// Bytes copied.
-    pub copied: u64,
-}
-
-/// Loads a vmlinux that is whole in the first `len` bytes of `file` (an
-/// entry of the kernel cache, say): the same checks as a stream, then each
-/// segment's page-aligned middle mapped copy-on-write
-/// ([`vmm_memory::file_pages::map_file_pages`]) and its ragged ends copied;
-/// where pages cannot be mapped (file offset and address not congruent
-/// modulo the page size, or memory that is not vm-memory's anonymous
-/// mmap), the whole segment is copied. `file` must never be written while
-/// the guest memory lives (see `map_file_pages`).
-pub fn load_from_file<M: GuestMemoryBackend + 'static>(
-    mem: &M,
-    layout: &MemoryLayout,
-    file: &File,
-    len: u64,
-    what: &str,
-) -> Result<(LoadedKernel, FileLoad), LinuxError> {
-    let read_err = |e: std::io::Error| LinuxError::FileRead {
-        what: what.to_string(),
-        source: e,
-    };
-    // A vmlinux's headers fit in its first page; read more only if not.
-    let mut head = Vec::new();
-    let mut headers = None;
-    for want in [PAGE_SIZE, HEADERS_MAX] {
-        head.resize(len.min(want) as usize, 0);
-        file.read_exact_at(&mut head, 0).map_err(read_err)?;
-        if !head.starts_with(b"\x7fELF") {
-            break;
-        }
-        headers = parse_headers(&head, layout)?;
-        if headers.is_some() || len <= want {
-            break;
-        }
-    }
-    let headers = headers.ok_or_else(|| missing_headers(&head, len, what))?;
-    check_in_file(&headers, len)?;
-    let mut done = FileLoad::default();
-    let mut buf = Vec::new();
-    for (_, s) in &headers.segments {
-        let end = s.paddr + s.filesz;
-        let first = s.paddr.next_multiple_of(PAGE_SIZE);
-        let last = end - end % PAGE_SIZE;
-        let file_first = s.offset + (first - s.paddr).min(s.filesz);
-        let mapped = first < last
-            && file_first % PAGE_SIZE == 0
-            && match map_file_pages(mem, GuestAddress(first), last - first, file, file_first) {
-                Ok(()) => true,
-                Err(e) => {
-                    log::debug!("{what}: copying instead of mapping: {e}");
-                    false
-                }
-            };
-        let copies = if mapped {
-            done.mapped += last - first;
-            [(s.paddr, first), (last, end)]
-        } else {
-            [(s.paddr, end), (end, end)]
-        };
-        for (from, to) in copies {
-            copy_from_file(
-                mem,
-                file,
-                s.offset + (from - s.paddr),
-                from,
-                to - from,
-                &mut buf,
-            )
-            .map_err(|e| match e {
-                CopyError::Read(e) => read_err(e),
-                CopyError::Write(e) => LinuxError::KernelWrite(e),
-            })?;
-            done.copied += to - from;
-        }
-    }
-    zero_bss(mem, &headers)?;
-    Ok((headers.loaded(), done))
-}
-
-enum CopyError {
-    Read(std::io::Error),
-    Write(vm_memory::GuestMemoryError),
-}
-
-/// Copies `len` bytes at `offset` in `file` to guest address `gpa`, through
-/// `buf` in pieces of at most 1 MiB.
-fn copy_from_file<M: GuestMemoryBackend>(
-    mem: &M,
-    file: &File,
-    offset: u64,
-    gpa: u64,
-    len: u64,
-    buf: &mut Vec<u8>,
-) -> Result<(), CopyError> {
-    const PIECE: u64 = 1 << 20;
-    let mut done = 0;
-    while done < len {
-        let n = (len - done).min(PIECE) as usize;
-        buf.resize(n, 0);
-        file.read_exact_at(&mut buf[..n], offset + done)
-            .map_err(CopyError::Read)?;
-        mem.write_slice(&buf[..n], GuestAddress(gpa + done))
-            .map_err(CopyError::Write)?;
-        done += n as u64;
     }
     Ok(())
 }
