@@ -47,6 +47,11 @@ impl Entry {
 
 /// A general-purpose register (or RIP/RFLAGS) that can be preset at entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "lowercase")
+)]
 pub enum Reg {
     /// RAX.
     Rax,

@@ -4,6 +4,11 @@ use vm_memory::GuestAddress;
 
 /// The CPU mode an image expects at its entry point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "lowercase")
+)]
 pub enum BootMode {
     /// 16-bit real mode.
     Real,
@@ -15,9 +20,14 @@ pub enum BootMode {
 
 /// Where execution begins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "lowercase")
+)]
 pub enum Entry {
     /// A linear address; in real mode it means CS=0 and IP=address.
-    Linear(GuestAddress),
+    Linear(#[cfg_attr(feature = "serde", serde(with = "guest_address"))] GuestAddress),
     /// Real mode segment:offset: CS selector `segment` (base `segment * 16`)
     /// and IP `offset`.
     Segmented {
@@ -26,6 +36,21 @@ pub enum Entry {
         /// IP.
         offset: u16,
     },
+}
+
+/// (De)serialises a [`GuestAddress`] as its number (vm-memory has no serde).
+#[cfg(feature = "serde")]
+mod guest_address {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use vm_memory::GuestAddress;
+
+    pub fn serialize<S: Serializer>(a: &GuestAddress, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(a.0)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<GuestAddress, D::Error> {
+        u64::deserialize(d).map(GuestAddress)
+    }
 }
 
 impl Entry {

@@ -10,6 +10,11 @@ use goblin::elf::Elf;
 
 /// Image formats the loader knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "lowercase")
+)]
 pub enum Format {
     /// Flat binary, copied verbatim.
     Raw,
