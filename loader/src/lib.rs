@@ -50,6 +50,7 @@
 pub mod boot_spec;
 pub mod detect;
 pub mod elf;
+pub mod input;
 pub mod linux;
 pub mod multiboot;
 pub mod placement;

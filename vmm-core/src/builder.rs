@@ -5,10 +5,8 @@
 //! before it opens `/dev/kvm`, so bad input is reported as such even on a
 //! host without KVM, and nothing is left behind when it fails.
 
-use std::fs::File;
-use std::io::Read;
 use std::os::unix::io::RawFd;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,8 +17,8 @@ use vmm_cpu::cpuid::{self, Topology};
 use vmm_cpu::{firmware_state, setup_boot_state, validate_start, Reg, StartState, Vcpu};
 use vmm_devices::legacy::{acpi_pm, cmos};
 use vmm_devices::Console;
-use vmm_loader::detect::is_bzimage;
-use vmm_loader::linux::cache::{ImageKey, VmlinuxCache};
+use vmm_loader::input::{read_input, InputKind};
+use vmm_loader::linux::cache::{read_kernel, VmlinuxCache};
 use vmm_loader::raw::{RawOptions, DEFAULT_LOAD_ADDR};
 use vmm_loader::{BootMode, BootSpec, Entry, Format, KernelCacheUse, LoadRequest, ModuleImage};
 use vmm_memory::layout::{ACPI_TABLES_START, MPTABLE_END};
@@ -69,159 +67,6 @@ struct ExtraMmio {
 fn spec_overlaps_firmware(spec: &BootSpec) -> Option<((u64, u64), (u64, u64))> {
     let tables = (ACPI_TABLES_START.0, MPTABLE_END.0);
     spec.overlap(tables.0, tables.1).map(|seg| (seg, tables))
-}
-
-/// Which kind of input file is being read, for error messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InputKind {
-    /// The kernel image.
-    Kernel,
-    /// An initrd or module.
-    Module,
-}
-
-impl std::fmt::Display for InputKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            InputKind::Kernel => "kernel image",
-            InputKind::Module => "initrd/module",
-        })
-    }
-}
-
-/// Opens an input file, refusing directories and files larger than guest
-/// RAM before reading anything.
-fn open_input(path: &Path, limit: u64, kind: InputKind) -> Result<(File, u64), VmmError> {
-    let open_err = |source| VmmError::InputOpen {
-        kind,
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = File::open(path).map_err(open_err)?;
-    let meta = file.metadata().map_err(open_err)?;
-    if meta.is_dir() {
-        return Err(VmmError::InputIsDirectory {
-            kind,
-            path: path.to_path_buf(),
-        });
-    }
-    if meta.len() > limit {
-        return Err(VmmError::InputTooLarge {
-            kind,
-            path: path.to_path_buf(),
-            size: meta.len(),
-            ram: limit,
-        });
-    }
-    Ok((file, meta.len()))
-}
-
-/// Reads the rest of a `len`-byte input file after the `head` already read
-/// from it, refusing a file that changes size meanwhile.
-fn read_rest(
-    file: &File,
-    len: u64,
-    head: Vec<u8>,
-    path: &Path,
-    kind: InputKind,
-) -> Result<Vec<u8>, VmmError> {
-    let mut data = head;
-    data.reserve_exact((len as usize).saturating_sub(data.len()));
-    // Kernels are tens of MiB, touched once: huge pages mean 512 times fewer
-    // first-touch page faults (a best-effort hint).
-    vmm_memory::guest_ram::advise_huge_pages_in(data.spare_capacity_mut());
-    let have = data.len() as u64;
-    file.take((len + 1).saturating_sub(have))
-        .read_to_end(&mut data)
-        .map_err(|source| VmmError::InputOpen {
-            kind,
-            path: path.to_path_buf(),
-            source,
-        })?;
-    if data.len() as u64 != len {
-        return Err(VmmError::InputChanged {
-            kind,
-            path: path.to_path_buf(),
-            expected: len,
-            read: data.len() as u64,
-        });
-    }
-    Ok(data)
-}
-
-/// Reads a whole input file (see [`open_input`] and [`read_rest`]).
-fn read_input(path: &Path, limit: u64, kind: InputKind) -> Result<Vec<u8>, VmmError> {
-    let (file, len) = open_input(path, limit, kind)?;
-    read_rest(&file, len, Vec::new(), path, kind)
-}
-
-/// The most a bzImage's setup part can be: `(setup_sects + 1) * 512` with
-/// the one-byte `setup_sects` at 255.
-const BZIMAGE_SETUP_MAX: u64 = 256 * 512;
-
-/// Reads the kernel file, or on a kernel cache hit only its setup part, and
-/// says how the loader uses the cache. `max_vmlinux` is the most a payload
-/// may decompress to: a larger entry (filled for more RAM) is not a hit, so
-/// decompression reports the error it would without the cache.
-fn read_kernel(
-    path: &Path,
-    limit: u64,
-    max_vmlinux: u64,
-    cache: Option<&VmlinuxCache>,
-) -> Result<(Vec<u8>, KernelCacheUse), VmmError> {
-    let kind = InputKind::Kernel;
-    let (file, len) = open_input(path, limit, kind)?;
-    let Some(cache) = cache else {
-        return Ok((
-            read_rest(&file, len, Vec::new(), path, kind)?,
-            KernelCacheUse::Off,
-        ));
-    };
-    let mut head = Vec::new();
-    (&file)
-        .take(BZIMAGE_SETUP_MAX.min(len))
-        .read_to_end(&mut head)
-        .map_err(|source| VmmError::InputOpen {
-            kind,
-            path: path.to_path_buf(),
-            source,
-        })?;
-    let key = match ImageKey::read(&file) {
-        Ok(key) if is_bzimage(&head) => key,
-        _ => {
-            return Ok((
-                read_rest(&file, len, head, path, kind)?,
-                KernelCacheUse::Off,
-            ))
-        }
-    };
-    if let Some(hit) = cache.lookup(&key).filter(|hit| hit.len() <= max_vmlinux) {
-        return Ok((head, KernelCacheUse::Hit(hit)));
-    }
-    let data = read_rest(&file, len, head, path, kind)?;
-    if !key.settled(std::time::SystemTime::now()) {
-        log::info!(
-            "kernel cache: {} changed less than {:?} ago; not caching it",
-            path.display(),
-            vmm_loader::linux::cache::SETTLE
-        );
-        return Ok((data, KernelCacheUse::Off));
-    }
-    // Changed while it was read: what was read may match neither key.
-    if ImageKey::read(&file).ok() != Some(key) {
-        log::info!(
-            "kernel cache: {} changed while it was read; not caching it",
-            path.display()
-        );
-        return Ok((data, KernelCacheUse::Off));
-    }
-    Ok((
-        data,
-        KernelCacheUse::Fill {
-            cache: cache.clone(),
-            key,
-        },
-    ))
 }
 
 /// Describes a VM; [`VmBuilder::build`] creates it.

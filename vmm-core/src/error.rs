@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 
-use crate::builder::InputKind;
 use crate::kvm::KvmError;
 
 /// A raw-image boot option (mode, load address, entry point).
@@ -44,48 +43,9 @@ pub enum VmmError {
     /// No kernel image was given.
     #[error("no kernel image given")]
     NoKernel,
-    /// An input file cannot be read.
-    #[error("cannot read {kind} {path}: {source}")]
-    InputOpen {
-        /// Kernel or module.
-        kind: InputKind,
-        /// The path.
-        path: PathBuf,
-        /// The error.
-        source: std::io::Error,
-    },
-    /// An input path is a directory.
-    #[error("{kind} {path} is a directory, not a file")]
-    InputIsDirectory {
-        /// Kernel or module.
-        kind: InputKind,
-        /// The path.
-        path: PathBuf,
-    },
-    /// An input file is larger than guest RAM.
-    #[error("{kind} {path} is {size} bytes, larger than guest RAM ({ram} bytes)")]
-    InputTooLarge {
-        /// Kernel or module.
-        kind: InputKind,
-        /// The path.
-        path: PathBuf,
-        /// Its size.
-        size: u64,
-        /// RAM size.
-        ram: u64,
-    },
-    /// An input file changed size while being read.
-    #[error("{kind} {path} changed while being read: expected {expected} bytes, read {read}")]
-    InputChanged {
-        /// Kernel or module.
-        kind: InputKind,
-        /// The path.
-        path: PathBuf,
-        /// Size before reading.
-        expected: u64,
-        /// Bytes read.
-        read: u64,
-    },
+    /// An input file (kernel, initrd, module) cannot be read or used.
+    #[error(transparent)]
+    Input(#[from] vmm_loader::input::InputError),
     /// A raw-image option was given for another format.
     #[error("a {option} applies to raw images only, but the image is {format}")]
     RawOnlyOption {
@@ -218,10 +178,7 @@ impl VmmError {
         use vmm_cpu::BootStateError as B;
         match self {
             VmmError::NoKernel
-            | VmmError::InputOpen { .. }
-            | VmmError::InputIsDirectory { .. }
-            | VmmError::InputTooLarge { .. }
-            | VmmError::InputChanged { .. }
+            | VmmError::Input(_)
             | VmmError::RawOnlyOption { .. }
             | VmmError::CpuCount { .. }
             | VmmError::SmpNeedsPc { .. }

@@ -2,6 +2,11 @@
 //! kernel again costs a few `mmap`s instead of reading, decompressing and
 //! copying tens of MiB.
 //!
+//! [`read_kernel`] is the protocol a VMM follows to read a kernel file with
+//! the cache: it keys the file, reads only its setup part on a hit, and
+//! says whether the loader fills an entry ([`KernelCacheUse`]); the loader
+//! then maps a hit's pages or decompresses into a new entry.
+//!
 //! An entry is the payload's vmlinux exactly as decompressed, followed by a
 //! [`TRAILER_LEN`]-byte trailer written last: magic, format version, the
 //! vmlinux's CRC32 and length, and the host's boot ID at the time. Its name
@@ -48,6 +53,10 @@ use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, Per
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+use crate::detect::is_bzimage;
+use crate::input::{open_input, read_rest, InputError, InputKind};
+use crate::request::KernelCacheUse;
 
 /// Version of the entry format and of the decompressors behind it; bumping
 /// it orphans older entries (they age out through eviction).
@@ -598,6 +607,78 @@ fn evict(dir: &Path, keep: &Path) {
     }
 }
 
+/// The most a bzImage's setup part can be: `(setup_sects + 1) * 512` with
+/// the one-byte `setup_sects` at 255.
+pub const BZIMAGE_SETUP_MAX: u64 = 256 * 512;
+
+/// Reads the kernel file at `path` (at most `limit` bytes, guest RAM), or on
+/// a kernel cache hit only its setup part, and says how the loader uses the
+/// cache ([`LoadRequest::kernel_cache`](crate::LoadRequest::kernel_cache)):
+///
+/// - no `cache`, or not a bzImage, or no key: the whole file, no cache;
+/// - an entry for the file's [`ImageKey`] no larger than `max_vmlinux` (the
+///   most its payload may decompress to; a larger entry, filled for more
+///   RAM, is not a hit, so decompression reports the error it would
+///   without the cache): the first [`BZIMAGE_SETUP_MAX`] bytes and
+///   [`KernelCacheUse::Hit`];
+/// - otherwise the whole file and [`KernelCacheUse::Fill`], unless the file
+///   changed less than [`SETTLE`] ago or while it was read (then no cache).
+pub fn read_kernel(
+    path: &Path,
+    limit: u64,
+    max_vmlinux: u64,
+    cache: Option<&VmlinuxCache>,
+) -> Result<(Vec<u8>, KernelCacheUse), InputError> {
+    let kind = InputKind::Kernel;
+    let (file, len) = open_input(path, limit, kind)?;
+    let Some(cache) = cache else {
+        return Ok((
+            read_rest(&file, len, Vec::new(), path, kind)?,
+            KernelCacheUse::Off,
+        ));
+    };
+    let mut head = Vec::new();
+    (&file)
+        .take(BZIMAGE_SETUP_MAX.min(len))
+        .read_to_end(&mut head)
+        .map_err(|source| InputError::open(kind, path, source))?;
+    let key = match ImageKey::read(&file) {
+        Ok(key) if is_bzimage(&head) => key,
+        _ => {
+            return Ok((
+                read_rest(&file, len, head, path, kind)?,
+                KernelCacheUse::Off,
+            ))
+        }
+    };
+    if let Some(hit) = cache.lookup(&key).filter(|hit| hit.len() <= max_vmlinux) {
+        return Ok((head, KernelCacheUse::Hit(hit)));
+    }
+    let data = read_rest(&file, len, head, path, kind)?;
+    if !key.settled(SystemTime::now()) {
+        log::info!(
+            "kernel cache: {} changed less than {SETTLE:?} ago; not caching it",
+            path.display()
+        );
+        return Ok((data, KernelCacheUse::Off));
+    }
+    // Changed while it was read: what was read may match neither key.
+    if ImageKey::read(&file).ok() != Some(key) {
+        log::info!(
+            "kernel cache: {} changed while it was read; not caching it",
+            path.display()
+        );
+        return Ok((data, KernelCacheUse::Off));
+    }
+    Ok((
+        data,
+        KernelCacheUse::Fill {
+            cache: cache.clone(),
+            key,
+        },
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -849,6 +930,53 @@ mod tests {
         let b = ImageKey::of(&std::fs::metadata(&p).unwrap());
         assert_ne!(a, b, "same size, rewritten: the times differ");
         assert_ne!(a.file_name(), b.file_name());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn test_read_kernel_reads_the_setup_part_on_a_hit_only() {
+        use crate::linux::test_image::{bzimage, BzImageSpec};
+        let dir = temp_dir("read-kernel");
+        std::fs::create_dir_all(&dir).unwrap();
+        let cache = VmlinuxCache::new(dir.join("cache"));
+        // Larger than the setup part, so a hit reads less than the file.
+        let img = bzimage(&BzImageSpec::default(), &vec![7u8; 200_000]);
+        let path = dir.join("bzImage");
+        std::fs::write(&path, &img).unwrap();
+        let read = |max: u64, cache: Option<&VmlinuxCache>| {
+            read_kernel(&path, 1 << 20, max, cache).unwrap()
+        };
+        assert_eq!(read(1 << 20, None), (img.clone(), KernelCacheUse::Off));
+        // Just written: it may change again within a timestamp tick.
+        assert_eq!(
+            read(1 << 20, Some(&cache)),
+            (img.clone(), KernelCacheUse::Off)
+        );
+        let raw = dir.join("raw");
+        std::fs::write(&raw, [0xf4u8; 100]).unwrap();
+        std::thread::sleep(SETTLE + Duration::from_millis(100));
+        let (data, how) = read_kernel(&raw, 1 << 20, 1 << 20, Some(&cache)).unwrap();
+        assert_eq!(
+            (data, how),
+            (vec![0xf4; 100], KernelCacheUse::Off),
+            "not a bzImage"
+        );
+
+        let (data, how) = read(1 << 20, Some(&cache));
+        assert_eq!(data, img);
+        let KernelCacheUse::Fill { cache: filled, key } = how else {
+            panic!("a settled bzImage without an entry is filled: {how:?}");
+        };
+        let mut w = filled.begin(&key).unwrap();
+        w.write(b"\x7fELF the vmlinux").unwrap();
+        let entry = w.commit().unwrap();
+        let (head, how) = read(1 << 20, Some(&cache));
+        assert_eq!(head, &img[..BZIMAGE_SETUP_MAX as usize]);
+        assert_eq!(how, KernelCacheUse::Hit(entry));
+        // An entry larger than the payload may decompress to is no hit.
+        let (data, how) = read(3, Some(&cache));
+        assert_eq!(data, img);
+        assert!(matches!(how, KernelCacheUse::Fill { .. }), "{how:?}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
