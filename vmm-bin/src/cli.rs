@@ -3,9 +3,10 @@
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
+use vmm_core::config::{BootConfig, DeviceConfig, KernelImage, ModuleConfig, RawBoot};
 use vmm_core::cpu::Reg;
 use vmm_core::loader::{BootMode, Entry, Format};
-use vmm_core::Platform;
+use vmm_core::{HostOptions, Platform, VmConfig};
 
 use crate::exit_status::EXIT_STATUS_HELP;
 
@@ -30,16 +31,9 @@ impl From<Mode> for BootMode {
     }
 }
 
-/// Where guest console output goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SerialOut {
-    /// Standard output.
-    Stdio,
-    /// A file (created or truncated).
-    File(PathBuf),
-    /// Discarded.
-    None,
-}
+/// Where guest console output goes (`--serial`): the VM description's own
+/// type.
+pub use vmm_core::config::SerialConfig as SerialOut;
 
 /// Run a guest under KVM.
 #[derive(Debug, Parser)]
@@ -255,6 +249,56 @@ pub fn parse_secs(s: &str) -> Result<std::time::Duration, String> {
 }
 
 impl Cli {
+    /// The VM the flags describe: everything the guest sees.
+    pub fn vm_config(&self) -> VmConfig {
+        VmConfig {
+            memory_mib: self.memory,
+            vcpus: self.cpus,
+            platform: self.platform,
+            hypercall_pv_features: self.pv_hypercalls,
+            boot: BootConfig {
+                kernel: Some(KernelImage::Path(self.kernel.clone())),
+                format: self.format,
+                cmdline: self.cmdline.clone(),
+                initrd: self.initrd.clone(),
+                modules: self
+                    .modules
+                    .iter()
+                    .map(|(path, string)| ModuleConfig {
+                        path: path.clone(),
+                        string: string.clone(),
+                    })
+                    .collect(),
+                bzimage_own_entry: self.bzimage_entry,
+                raw: RawBoot {
+                    mode: self.mode.map(BootMode::from),
+                    load_addr: self.load_addr,
+                    entry: self.entry,
+                },
+                regs: self.regs.clone(),
+            },
+            devices: DeviceConfig {
+                serial: self.serial.clone(),
+            },
+        }
+    }
+
+    /// How this process runs the VM (the metrics sink, console input and
+    /// start time are the caller's to add).
+    pub fn host_options(&self) -> HostOptions {
+        HostOptions {
+            kvm_path: self.kvm_device.clone(),
+            kernel_cache: self.kernel_cache_dir(),
+            thp: self.thp,
+            seccomp: !self.no_seccomp,
+            trace_io: self.trace_io,
+            print_post_codes: self.post_codes,
+            max_exits: self.max_exits,
+            timeout: self.timeout,
+            ..HostOptions::default()
+        }
+    }
+
     /// The kernel cache directory: `--kernel-cache`, else the XDG default,
     /// else none (no `--no-kernel-cache`, no usable home).
     pub fn kernel_cache_dir(&self) -> Option<PathBuf> {

@@ -1,14 +1,12 @@
 //! `vmm-bin`: the command-line front end. It parses arguments, builds a VM
 //! with vmm-core, runs it, and turns the outcome into an exit status.
 
-use std::fs::File;
 use std::io::Write;
 
 use clap::Parser;
-use vmm_core::devices::console::LineBuffered;
 use vmm_core::devices::pc::build_devices;
 use vmm_core::devices::Console;
-use vmm_core::{Vm, VmBuilder, VmOutcome, VmmError};
+use vmm_core::{HostOptions, Vm, VmConfig, VmOutcome, VmmError};
 
 use vmm_bin::cli::{Cli, SerialOut};
 use vmm_bin::signals::{self, signal_name};
@@ -25,18 +23,6 @@ fn init_logging(verbose: u8) {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
         .format_target(false)
         .init();
-}
-
-fn console_for(serial: &SerialOut) -> Result<Console, String> {
-    Ok(match serial {
-        SerialOut::Stdio => Console::writer(Box::new(std::io::stdout())),
-        SerialOut::None => Console::discard(),
-        SerialOut::File(path) => {
-            let f = File::create(path)
-                .map_err(|e| format!("cannot create serial output file {}: {e}", path.display()))?;
-            Console::writer(Box::new(LineBuffered::new(f)))
-        }
-    })
 }
 
 /// Writes each report to `path` atomically (temp file + rename), so a reader
@@ -57,17 +43,19 @@ fn run(cli: Cli, started_at: std::time::Instant) -> i32 {
         eprintln!("vmm-bin: error: {e}");
         return exit_status::VMM_FAILURE;
     }
-    let console = match console_for(&cli.serial) {
+    let config = cli.vm_config();
+    let console = match config.devices.serial.open() {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("vmm-bin: error: {e}");
-            return exit_status::BAD_INPUT;
+            eprintln!("vmm-bin: error: {}", hints::message(&e));
+            return exit_status::for_error(&e);
         }
     };
     // The guest owns the terminal while it runs: raw mode (Ctrl-C still
     // stops the VM), restored when `_raw` drops, on panic (hook in main) and
     // on a forced second Ctrl-C (signal handler).
-    let _raw = if cli.serial == SerialOut::Stdio {
+    let stdio = config.devices.serial == SerialOut::Stdio;
+    let _raw = if stdio {
         match RawTerminal::enable() {
             Ok(raw) => raw,
             Err(e) => {
@@ -78,61 +66,19 @@ fn run(cli: Cli, started_at: std::time::Instant) -> i32 {
     } else {
         None
     };
-    let mut builder = VmBuilder::new()
-        .memory_mib(cli.memory)
-        .kernel_path(&cli.kernel)
-        .bzimage_own_entry(cli.bzimage_entry)
-        .started_at(started_at)
-        .trace_io(cli.trace_io)
-        .print_post_codes(cli.post_codes)
-        .thp(cli.thp)
-        .kernel_cache(cli.kernel_cache_dir())
-        .kvm_path(&cli.kvm_device)
-        .cpus(cli.cpus)
-        .platform(cli.platform)
-        .hypercall_pv_features(cli.pv_hypercalls)
-        .seccomp(!cli.no_seccomp);
-    if cli.serial == SerialOut::Stdio {
-        builder = builder.console_input(libc::STDIN_FILENO);
-    }
-    if let Some(f) = cli.format {
-        builder = builder.format(f);
-    }
-    if let Some(c) = &cli.cmdline {
-        builder = builder.cmdline(c.clone());
-    }
-    if let Some(p) = &cli.initrd {
-        builder = builder.initrd_path(p);
-    }
-    for (p, string) in &cli.modules {
-        builder = builder.module(p, string.clone());
-    }
-    if let Some(m) = cli.mode {
-        builder = builder.mode(m.into());
-    }
-    if let Some(a) = cli.load_addr {
-        builder = builder.load_addr(a);
-    }
-    if let Some(e) = cli.entry {
-        builder = builder.entry(e);
-    }
-    for (reg, value) in &cli.regs {
-        builder = builder.reg(*reg, *value);
-    }
-    if let Some(n) = cli.max_exits {
-        builder = builder.max_exits(n);
-    }
-    if let Some(t) = cli.timeout {
-        builder = builder.timeout(t);
-    }
+    let mut host = HostOptions {
+        started_at: Some(started_at),
+        console_input: stdio.then_some(libc::STDIN_FILENO),
+        ..cli.host_options()
+    };
     if let Some(path) = &cli.metrics_file {
         // Without an interval, only the final report is written.
         let every = cli
             .metrics_interval
             .unwrap_or(std::time::Duration::from_secs(u64::MAX / 4));
-        builder = builder.metrics_sink(every, metrics_writer(path.clone()));
+        host.metrics = Some((every, metrics_writer(path.clone())));
     }
-    let vm = match create_with_devices(builder, console) {
+    let vm = match create_with_devices(&config, host, console) {
         Ok(vm) => vm,
         Err(e) => {
             eprintln!("vmm-bin: error: {}", hints::message(&e));
@@ -174,8 +120,12 @@ fn run(cli: Cli, started_at: std::time::Instant) -> i32 {
 
 /// The VM, with the platform's device set (`vmm_devices::pc`) on its exit
 /// dispatcher's bus.
-fn create_with_devices(builder: VmBuilder, console: Console) -> Result<Vm, VmmError> {
-    let mut vm = builder.create()?;
+fn create_with_devices(
+    config: &VmConfig,
+    host: HostOptions,
+    console: Console,
+) -> Result<Vm, VmmError> {
+    let mut vm = Vm::create(config, host)?;
     let devices = build_devices(vm.device_options(console), &mut vm.interrupt_lines())?;
     vm.attach_devices(devices);
     Ok(vm)

@@ -20,8 +20,11 @@
 //! # Ok::<(), vmm_core::VmmError>(())
 //! ```
 
+mod boot;
 pub mod builder;
+pub mod config;
 pub mod control;
+pub mod create;
 pub mod dispatch;
 pub mod error;
 pub mod firmware;
@@ -36,7 +39,8 @@ pub mod stats;
 pub mod trace;
 pub mod vm;
 
-pub use builder::{KernelImage, VmBuilder, DEFAULT_MEMORY_MIB};
+pub use builder::VmBuilder;
+pub use config::{HostOptions, KernelImage, VmConfig, DEFAULT_MEMORY_MIB};
 pub use error::{ErrorClass, VmmError};
 pub use handle::VmHandle;
 pub use outcome::VmOutcome;

@@ -13,7 +13,8 @@ use vmm_devices::IrqLine;
 use crate::error::VmmError;
 
 /// Which machine the guest gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Platform {
     /// [`Platform::Pc`] for operating-system kernels (Multiboot, Linux,
     /// PVH), [`Platform::Minimal`] for raw binaries and plain ELF programs

@@ -1,0 +1,137 @@
+//! [`Vm::create`]: from a [`VmConfig`] to a VM ready for its devices.
+//!
+//! All user input (memory size, image, addresses, entry, vCPU count) is
+//! checked before `/dev/kvm` is opened, so bad input is reported as such
+//! even on a host without KVM, and nothing is left behind when it fails.
+
+use std::sync::Arc;
+
+use vmm_cpu::cpuid::{self, Topology};
+use vmm_cpu::{firmware_state, setup_boot_state, Vcpu};
+use vmm_devices::legacy::{acpi_pm, cmos};
+use vmm_loader::linux::cache::VmlinuxCache;
+use vmm_loader::BootSpec;
+use vmm_memory::layout::{ACPI_TABLES_START, MPTABLE_END};
+use vmm_memory::{register_memory_slots, GuestRam, MemoryLayout, ThpHint};
+
+use crate::boot::{is_pc, load_image, Loaded};
+use crate::config::{HostOptions, VmConfig};
+use crate::control::VmControl;
+use crate::error::VmmError;
+use crate::firmware::{write_firmware_tables, PlatformInfo};
+use crate::kvm::open_kvm;
+use crate::platform::create_irqchip;
+use crate::vm::{RunOptions, Vm};
+
+/// Most vCPUs a VM may have: APIC IDs are 8 bits in the MP table and
+/// xAPIC mode, and 0xff is the broadcast ID.
+pub const MAX_CPUS: u64 = 254;
+
+/// The part of the image that overlaps the firmware tables, and their
+/// range, if any.
+fn spec_overlaps_firmware(spec: &BootSpec) -> Option<((u64, u64), (u64, u64))> {
+    let tables = (ACPI_TABLES_START.0, MPTABLE_END.0);
+    spec.overlap(tables.0, tables.1).map(|seg| (seg, tables))
+}
+
+impl Vm {
+    /// Creates the VM `config` describes, run as `host` says: guest RAM
+    /// with the image loaded, the KVM VM, its vCPUs in their start state
+    /// and, on the PC platform, the irqchip and firmware tables. It has no
+    /// devices yet: build them with [`vmm_devices::pc::build_devices`] from
+    /// [`Vm::device_options`] and [`Vm::interrupt_lines`], then
+    /// [`Vm::attach_devices`] (or use [`crate::VmBuilder::build`], which
+    /// does exactly that).
+    pub fn create(config: &VmConfig, host: HostOptions) -> Result<Vm, VmmError> {
+        // Input first, KVM last: bad input is reported even without KVM.
+        let cpus = config.vcpus;
+        if cpus == 0 {
+            return Err(VmmError::CpuCount {
+                requested: 0,
+                max: MAX_CPUS,
+            });
+        }
+        let layout = MemoryLayout::new(config.memory_mib)?;
+        let thp = if host.thp { ThpHint::On } else { ThpHint::Off };
+        let ram = GuestRam::new(&layout, thp)?;
+        let cache = host.kernel_cache.clone().map(VmlinuxCache::new);
+        let Loaded {
+            format,
+            spec,
+            start,
+        } = load_image(config, cache.as_ref(), &ram)?;
+        let pc = is_pc(config, format);
+        if !pc && cpus > 1 {
+            return Err(VmmError::SmpNeedsPc { cpus });
+        }
+        if pc {
+            if let Some((image, tables)) = spec_overlaps_firmware(&spec) {
+                return Err(VmmError::OverlapsFirmwareTables { image, tables });
+            }
+        }
+
+        let kvm = open_kvm(&host.kvm_path)?;
+        let max = (kvm.get_max_vcpus() as u64).min(MAX_CPUS);
+        if cpus > max {
+            return Err(VmmError::CpuCount {
+                requested: cpus,
+                max,
+            });
+        }
+        let vm_fd = kvm.create_vm().map_err(VmmError::CreateVm)?;
+        // SAFETY: `ram` is moved into the returned `Vm`, which drops its VM
+        // fd before its RAM (see `Vm`'s field order).
+        unsafe { register_memory_slots(&vm_fd, &ram, kvm.get_nr_memslots()) }?;
+        if pc {
+            create_irqchip(&vm_fd)?;
+        }
+
+        let supported = cpuid::supported_cpuid(&kvm)?;
+        let topo = Topology {
+            cpus: cpus as u8,
+            hypercall_pv_features: config.hypercall_pv_features,
+        };
+        let mut vcpus = Vec::new();
+        for index in 0..cpus {
+            let vcpu = Vcpu::new(&vm_fd, index)?;
+            cpuid::set_vcpu_cpuid(vcpu.fd(), &supported, index as u8, topo)?;
+            if pc {
+                firmware_state::setup_lapic(vcpu.fd())?;
+                firmware_state::setup_msrs(vcpu.fd())?;
+                firmware_state::setup_fpu(vcpu.fd())?;
+            }
+            // Only the BSP starts at the image's entry; with the irqchip,
+            // APs wait for INIT/SIPI like real hardware.
+            if index == 0 {
+                setup_boot_state(vcpu.fd(), ram.memory(), &start)?;
+            }
+            vcpus.push(vcpu);
+        }
+
+        if pc {
+            let info = PlatformInfo {
+                pm_timer_32bit: acpi_pm::PM_TMR_VAL_EXT,
+                rtc_century_index: cmos::CMOS_CENTURY,
+                ..PlatformInfo::pc(cpus as u8, acpi_pm::S5_SLP_TYP)
+            };
+            let tables = write_firmware_tables(ram.memory(), &info)?;
+            log::info!(
+                "firmware tables: ACPI RSDP at {:#x}, MP floating pointer at {:#x}",
+                tables.rsdp.0,
+                tables.mp_floating_pointer.0
+            );
+        }
+
+        let control = Arc::new(VmControl::new(host.max_exits));
+        let options = RunOptions {
+            timeout: host.timeout,
+            metrics: host.metrics,
+            seccomp: host.seccomp,
+            trace_io: host.trace_io,
+            print_post_codes: host.print_post_codes,
+            console_input: host.console_input,
+            started_at: host.started_at,
+        };
+        Vm::new(vcpus, vm_fd, kvm, ram, pc, control, options)
+    }
+}
