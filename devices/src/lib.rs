@@ -48,6 +48,7 @@ pub mod console;
 pub mod irq;
 pub mod legacy;
 pub mod pc;
+pub mod virtio;
 pub mod vm_event;
 
 pub use bus::{Access, BusError, IoBus};

@@ -63,7 +63,6 @@ pub struct VmBuilder {
     extra_mmio: Vec<ExtraMmio>,
 }
 
-
 impl VmBuilder {
     /// A builder with the defaults: 128 MiB, real mode, load at 0x1000,
     /// console on stdout.

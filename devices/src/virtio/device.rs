@@ -1,0 +1,127 @@
+//! What a virtio device backend implements, and what it is handed when the
+//! driver has set it up.
+
+use std::os::unix::io::RawFd;
+
+use virtio_queue::{Queue, QueueT};
+use vm_memory::GuestMemoryMmap;
+
+use super::interrupt::VirtioInterrupt;
+
+/// Errors a backend reports to its transport.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// The driver broke the device's contract (a malformed chain the device
+    /// cannot answer, a queue in guest memory the device cannot reach): the
+    /// transport sets DEVICE_NEEDS_RESET and stops serving the device until
+    /// the driver resets it.
+    #[error("the driver broke the device's contract: {0}")]
+    NeedsReset(String),
+    /// A host resource failed (a tap, a socket); the device keeps running.
+    #[error("host I/O failed: {0}")]
+    Host(#[from] std::io::Error),
+}
+
+/// The live queues of an activated device, for one call.
+pub struct QueueContext<'a> {
+    /// Guest memory.
+    pub mem: &'a GuestMemoryMmap,
+    /// The device's queues, in queue-index order.
+    pub queues: &'a mut [Queue],
+    /// The device's interrupt.
+    pub interrupt: &'a VirtioInterrupt,
+    /// The features the driver accepted.
+    pub features: u64,
+}
+
+impl<'a> QueueContext<'a> {
+    /// Tells the driver queue `index` has new used buffers, unless it asked
+    /// not to be told (VIRTIO_F_EVENT_IDX / VIRTQ_AVAIL_F_NO_INTERRUPT).
+    pub fn signal_used(&mut self, index: usize) -> Result<(), DeviceError> {
+        let Some(queue) = self.queues.get_mut(index) else {
+            return Ok(());
+        };
+        let notify = queue
+            .needs_notification(self.mem)
+            .map_err(|e| DeviceError::NeedsReset(format!("queue {index}: {e}")))?;
+        if notify {
+            self.interrupt.signal_used_queue();
+        }
+        Ok(())
+    }
+
+    /// Pops the next available chain of queue `index`, if any.
+    pub fn pop(
+        &mut self,
+        index: usize,
+    ) -> Option<virtio_queue::DescriptorChain<&'a GuestMemoryMmap>> {
+        let mem: &'a GuestMemoryMmap = self.mem;
+        self.queues.get_mut(index)?.pop_descriptor_chain(mem)
+    }
+
+    /// Returns chain `head` to queue `index` with `len` bytes written.
+    pub fn add_used(&mut self, index: usize, head: u16, len: u32) -> Result<(), DeviceError> {
+        let Some(queue) = self.queues.get_mut(index) else {
+            return Err(DeviceError::NeedsReset(format!("no queue {index}")));
+        };
+        queue
+            .add_used(self.mem, head, len)
+            .map_err(|e| DeviceError::NeedsReset(format!("queue {index}: {e}")))
+    }
+}
+
+/// A virtio device backend: block, network, entropy, console, vsock...
+///
+/// The transport owns the queues and the negotiation; the backend says
+/// what it offers and serves requests when a queue is notified.
+pub trait VirtioDevice: Send {
+    /// The virtio device ID (`virtio_bindings::virtio_ids`).
+    fn device_type(&self) -> u32;
+
+    /// The largest size of each queue; their number is the device's queue
+    /// count.
+    fn queue_max_sizes(&self) -> &[u16];
+
+    /// The feature bits the device offers (`VIRTIO_F_VERSION_1` is added
+    /// by the transport).
+    fn features(&self) -> u64;
+
+    /// The device-specific configuration space, as the driver reads it.
+    fn config_space(&self) -> Vec<u8> {
+        Vec::new()
+    }
+
+    /// A driver write to the configuration space (ignored unless the
+    /// device has writable fields).
+    fn write_config(&mut self, _offset: u64, _data: &[u8]) {}
+
+    /// The driver set DRIVER_OK having accepted `features`.
+    fn activate(&mut self, _features: u64) -> Result<(), DeviceError> {
+        Ok(())
+    }
+
+    /// Queue `index` was notified: serve what is available.
+    fn process_queue(
+        &mut self,
+        index: usize,
+        ctx: &mut QueueContext<'_>,
+    ) -> Result<(), DeviceError>;
+
+    /// Host descriptors the device wants watched while active (a tap, a
+    /// socket, stdin).
+    fn host_fds(&self) -> Vec<RawFd> {
+        Vec::new()
+    }
+
+    /// `fd` (one of [`Self::host_fds`]) is readable or writable.
+    fn process_host_fd(
+        &mut self,
+        _fd: RawFd,
+        _ctx: &mut QueueContext<'_>,
+    ) -> Result<(), DeviceError> {
+        Ok(())
+    }
+
+    /// The driver reset the device: drop every in-flight request.
+    fn reset(&mut self) {}
+}
