@@ -66,6 +66,7 @@ use std::sync::{Arc, Mutex};
 use vm_device::bus::{PioAddress, PioAddressOffset};
 use vm_device::DevicePio;
 
+use crate::bus::byte_lane_port;
 use crate::lock;
 
 mod calendar;
@@ -409,13 +410,8 @@ impl DevicePio for Cmos {
 
 /// The port byte lane `i` of an access lands on, if it is one of ours.
 fn port_at(base: PioAddress, offset: PioAddressOffset, i: usize) -> Option<u16> {
-    u64::from(base.0)
-        .checked_add(u64::from(offset))?
-        .checked_add(i as u64)
-        .filter(|p| {
-            (u64::from(CMOS_INDEX_PORT)..u64::from(CMOS_INDEX_PORT + CMOS_PORT_COUNT)).contains(p)
-        })
-        .map(|p| p as u16)
+    byte_lane_port(base, offset, i)
+        .filter(|p| (CMOS_INDEX_PORT..CMOS_INDEX_PORT + CMOS_PORT_COUNT).contains(p))
 }
 
 #[cfg(test)]

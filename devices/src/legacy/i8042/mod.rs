@@ -89,6 +89,7 @@ use vm_device::bus::{PioAddress, PioAddressOffset};
 use vm_device::DevicePio;
 use vm_superio::Trigger;
 
+use crate::bus::byte_lane_port;
 use crate::lock;
 use crate::vm_event::{VmEvent, VmEventSink};
 
@@ -539,21 +540,13 @@ impl<T: Trigger> I8042<T> {
     }
 }
 
-/// The port byte lane `i` of an access lands on.
-fn port_at(base: PioAddress, offset: PioAddressOffset, i: usize) -> Option<u16> {
-    u64::from(base.0)
-        .checked_add(u64::from(offset))?
-        .checked_add(i as u64)
-        .and_then(|p| u16::try_from(p).ok())
-}
-
 impl<T: Trigger> DevicePio for I8042<T> {
     fn pio_read(&self, base: PioAddress, offset: PioAddressOffset, data: &mut [u8]) {
         let mut fx = Effects::default();
         {
             let mut s = lock(&self.state);
             for (i, byte) in data.iter_mut().enumerate() {
-                *byte = match port_at(base, offset, i) {
+                *byte = match byte_lane_port(base, offset, i) {
                     Some(I8042_DATA_PORT) => {
                         let b = s.read_data();
                         s.settle(&mut fx);
@@ -572,7 +565,7 @@ impl<T: Trigger> DevicePio for I8042<T> {
         {
             let mut s = lock(&self.state);
             for (i, &byte) in data.iter().enumerate() {
-                match port_at(base, offset, i) {
+                match byte_lane_port(base, offset, i) {
                     Some(I8042_DATA_PORT) => s.data(byte, &mut fx),
                     Some(I8042_COMMAND_PORT) => s.command(byte, &mut fx),
                     _ => continue,
