@@ -71,7 +71,9 @@ impl Keyboard {
     }
 
     fn reply(&mut self, bytes: &[u8]) {
-        push_bounded(&mut self.replies, bytes, "keyboard");
+        for &b in bytes {
+            push_bounded(&mut self.replies, b, b, "keyboard");
+        }
     }
 
     fn defaults(&mut self) {

@@ -230,15 +230,14 @@ enum Pending {
     Aux,
 }
 
-/// Pushes onto a bounded reply queue; a guest that never reads loses the
-/// newest replies, not host memory.
-fn push_bounded(q: &mut VecDeque<u8>, bytes: &[u8], who: &str) {
-    for &b in bytes {
-        if q.len() < REPLY_QUEUE_CAP {
-            q.push_back(b);
-        } else {
-            log::debug!("i8042: {who} reply queue full, dropped {b:#04x}");
-        }
+/// Pushes `entry` (which carries `byte`) onto a bounded reply queue, the
+/// keyboard's, the mouse's or the controller's; a guest that never reads
+/// loses the newest replies, not host memory.
+fn push_bounded<T>(q: &mut VecDeque<T>, entry: T, byte: u8, who: &str) {
+    if q.len() < REPLY_QUEUE_CAP {
+        q.push_back(entry);
+    } else {
+        log::debug!("i8042: {who} reply queue full, dropped {byte:#04x}");
     }
 }
 
@@ -317,11 +316,7 @@ impl State {
     }
 
     fn controller_reply(&mut self, b: u8, src: Source) {
-        if self.controller.len() < REPLY_QUEUE_CAP {
-            self.controller.push_back((b, src));
-        } else {
-            log::debug!("i8042: controller reply queue full, dropped {b:#04x}");
-        }
+        push_bounded(&mut self.controller, (b, src), b, "controller");
     }
 
     fn output_port_value(&self) -> u8 {

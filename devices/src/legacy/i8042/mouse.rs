@@ -86,7 +86,9 @@ impl Mouse {
     }
 
     fn reply(&mut self, bytes: &[u8]) {
-        push_bounded(&mut self.replies, bytes, "mouse");
+        for &b in bytes {
+            push_bounded(&mut self.replies, b, b, "mouse");
+        }
     }
 
     fn defaults(&mut self) {
