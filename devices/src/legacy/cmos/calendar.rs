@@ -455,3 +455,114 @@ fn alarm_in(m: Mode, alarm: [u8; 3], from: i64, to: i64) -> bool {
             && matches(m.encode_hour(sod / 3600), alarm[2])
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Naive calendar: walk day by day from 1970 with the leap-year rule.
+    fn naive_civil(days: i64) -> (i64, u32, u32) {
+        fn leap(y: i64) -> bool {
+            (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+        }
+        fn len(y: i64, m: u32) -> u32 {
+            match m {
+                2 if leap(y) => 29,
+                2 => 28,
+                4 | 6 | 9 | 11 => 30,
+                _ => 31,
+            }
+        }
+        let (mut y, mut m, mut d) = (1970i64, 1u32, 1u32);
+        if days >= 0 {
+            for _ in 0..days {
+                d += 1;
+                if d > len(y, m) {
+                    d = 1;
+                    m += 1;
+                    if m > 12 {
+                        m = 1;
+                        y += 1;
+                    }
+                }
+            }
+        } else {
+            for _ in 0..-days {
+                if d == 1 {
+                    if m == 1 {
+                        m = 12;
+                        y -= 1;
+                    } else {
+                        m -= 1;
+                    }
+                    d = len(y, m);
+                } else {
+                    d -= 1;
+                }
+            }
+        }
+        (y, m, d)
+    }
+
+    #[test]
+    fn test_cmos_calendar_matches_naive_walk_over_centuries() {
+        let (mut y, mut m, mut d) = naive_civil(-80_000);
+        for days in -80_000i64..120_000 {
+            assert_eq!(civil_from_days(days), (y, m, d), "days {days}");
+            assert_eq!(days_from_civil(y, m, d), days, "{y}-{m}-{d}");
+            (y, m, d) = step(y, m, d);
+        }
+
+        fn step(y: i64, m: u32, d: u32) -> (i64, u32, u32) {
+            let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+            let len = match m {
+                2 if leap => 29,
+                2 => 28,
+                4 | 6 | 9 | 11 => 30,
+                _ => 31,
+            };
+            if d < len {
+                (y, m, d + 1)
+            } else if m < 12 {
+                (y, m + 1, 1)
+            } else {
+                (y + 1, 1, 1)
+            }
+        }
+    }
+
+    #[test]
+    fn test_cmos_naive_reference_agrees_at_known_dates() {
+        // 2000-03-01 is day 11017; 1969-12-31 is day -1.
+        assert_eq!(naive_civil(11_017), (2000, 3, 1));
+        assert_eq!(naive_civil(-1), (1969, 12, 31));
+        assert_eq!(civil_from_days(11_017), (2000, 3, 1));
+    }
+
+    #[test]
+    fn test_cmos_leap_years_2000_and_2100() {
+        // 2000 is a leap year (divisible by 400).
+        let feb28_2000 = days_from_civil(2000, 2, 28);
+        assert_eq!(civil_from_days(feb28_2000 + 1), (2000, 2, 29));
+        assert_eq!(civil_from_days(feb28_2000 + 2), (2000, 3, 1));
+        // 2100 is not (divisible by 100, not by 400).
+        let feb28_2100 = days_from_civil(2100, 2, 28);
+        assert_eq!(civil_from_days(feb28_2100 + 1), (2100, 3, 1));
+        // 2024 is; 2023 is not.
+        assert_eq!(
+            days_from_civil(2024, 3, 1) - days_from_civil(2024, 2, 1),
+            29
+        );
+        assert_eq!(
+            days_from_civil(2023, 3, 1) - days_from_civil(2023, 2, 1),
+            28
+        );
+    }
+
+    #[test]
+    fn test_cmos_system_clock_is_after_2020() {
+        let (s, ns) = SystemClock.now();
+        assert!(s > 1_577_836_800, "{s}");
+        assert!(ns < 1_000_000_000);
+    }
+}
