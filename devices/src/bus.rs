@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use vm_device::bus::{MmioAddress, MmioRange, PioAddress, PioRange};
+use vm_device::bus::{MmioAddress, MmioRange, PioAddress, PioAddressOffset, PioRange};
 use vm_device::device_manager::{IoManager, MmioManager, PioManager};
 use vm_device::{DeviceMmio, DevicePio};
 
@@ -197,8 +197,9 @@ impl IoBus {
                 let mut any = false;
                 for (i, byte) in data.iter_mut().enumerate() {
                     let one = std::slice::from_mut(byte);
-                    let claimed =
-                        next_port(port, i).is_some_and(|p| self.manager.pio_read(p, one).is_ok());
+                    let claimed = byte_lane_port(port, 0, i)
+                        .map(PioAddress)
+                        .is_some_and(|p| self.manager.pio_read(p, one).is_ok());
                     if !claimed {
                         one[0] = 0xff;
                     }
@@ -233,7 +234,7 @@ impl IoBus {
             Err(_) if data.len() > 1 => {
                 let mut any = false;
                 for (i, byte) in data.iter().enumerate() {
-                    any |= next_port(port, i).is_some_and(|p| {
+                    any |= byte_lane_port(port, 0, i).map(PioAddress).is_some_and(|p| {
                         self.manager
                             .pio_write(p, std::slice::from_ref(byte))
                             .is_ok()
@@ -349,11 +350,15 @@ impl IoBus {
     }
 }
 
-fn next_port(port: PioAddress, i: usize) -> Option<PioAddress> {
-    u16::try_from(i)
-        .ok()
-        .and_then(|i| port.0.checked_add(i))
-        .map(PioAddress)
+/// The port byte `i` of an access at `base + offset` lands on, as in an ISA
+/// byte cycle; `None` past port 0xffff (accesses never wrap around). The bus
+/// splits accesses with it, and devices that decode several ports handle a
+/// wide access byte by byte with it.
+pub(crate) fn byte_lane_port(base: PioAddress, offset: PioAddressOffset, i: usize) -> Option<u16> {
+    u64::from(base.0)
+        .checked_add(u64::from(offset))?
+        .checked_add(i as u64)
+        .and_then(|p| u16::try_from(p).ok())
 }
 
 fn overlapping<K: Copy + Into<u64>, L: Copy + Into<u64>>(

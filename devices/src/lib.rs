@@ -19,6 +19,9 @@
 //! Devices implement `vm_device::DevicePio` directly and never panic on guest
 //! input; nothing here depends on KVM.
 //!
+//! `examples/uart_bus.rs` (`cargo run -p vmm-devices --example uart_bus`)
+//! drives the UART and the debug console on a bus as a guest would.
+//!
 //! # Example
 //!
 //! ```

@@ -14,6 +14,8 @@
 //!
 //! It depends on nothing of the VMM that uses it, so it can be reused on its
 //! own.
+//! `examples/map_ram.rs` (`cargo run -p vmm-memory --example map_ram`) lays
+//! out, maps and (with `/dev/kvm`) registers 4.5 GiB of RAM.
 //!
 //! # Example
 //!
