@@ -184,6 +184,20 @@ pub const fn port(device: PcDevice) -> u16 {
     self::device(device).ports[0].base
 }
 
+/// Where the virtio-mmio windows start: one 4 KiB window per device, in the
+/// 32-bit MMIO hole below the IOAPIC (QEMU's microvm uses the same area).
+pub const VIRTIO_MMIO_BASE: u64 = 0xfeb0_0000;
+/// The GSIs virtio devices get, in slot order: the ISA IRQs no PC device
+/// uses (so a PIC-only guest can take them too), then IOAPIC inputs 16-23.
+pub const VIRTIO_GSIS: [u32; 13] = [5, 6, 7, 10, 11, 16, 17, 18, 19, 20, 21, 22, 23];
+
+/// The window and GSI of virtio slot `index`, if there is such a slot.
+pub fn virtio_slot(index: usize) -> Option<(u64, u32)> {
+    let gsi = *VIRTIO_GSIS.get(index)?;
+    let base = VIRTIO_MMIO_BASE + index as u64 * crate::virtio::VIRTIO_MMIO_WINDOW;
+    Some((base, gsi))
+}
+
 /// Which rows a VM gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceSet {
@@ -251,5 +265,18 @@ mod tests {
         assert_eq!(DeviceSet::Pc.rows().count(), PC_DEVICES.len());
         assert_eq!(gsi(PcDevice::I8042), 1);
         assert_eq!(port(PcDevice::AcpiPm), 0x600);
+    }
+
+    #[test]
+    fn test_virtio_slots_avoid_the_pc_devices_and_the_ioapic() {
+        let used: Vec<u32> = PC_DEVICES.iter().flat_map(|d| d.gsis).copied().collect();
+        for (i, gsi) in VIRTIO_GSIS.iter().enumerate() {
+            assert!(!used.contains(gsi) && *gsi != 0 && *gsi != 2 && *gsi < 24);
+            assert!(!VIRTIO_GSIS[i + 1..].contains(gsi));
+        }
+        assert_eq!(virtio_slot(0), Some((0xfeb0_0000, 5)));
+        let (last, _) = virtio_slot(VIRTIO_GSIS.len() - 1).unwrap();
+        assert!(last + 0x1000 <= 0xfec0_0000, "below the IOAPIC");
+        assert_eq!(virtio_slot(VIRTIO_GSIS.len()), None);
     }
 }

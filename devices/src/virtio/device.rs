@@ -124,4 +124,8 @@ pub trait VirtioDevice: Send {
 
     /// The driver reset the device: drop every in-flight request.
     fn reset(&mut self) {}
+
+    /// The VM is ending: make everything acknowledged to the guest durable
+    /// (a disk's fdatasync), release host resources.
+    fn shutdown(&mut self) {}
 }

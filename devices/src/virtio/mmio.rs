@@ -478,6 +478,11 @@ impl MmioTransport {
         }
     }
 
+    /// The VM is ending: see [`VirtioDevice::shutdown`].
+    pub fn shutdown(&mut self) {
+        self.device.shutdown();
+    }
+
     /// Announces a device-side config change (a resized disk, a link
     /// state): the driver re-reads the config space.
     pub fn config_changed(&mut self) {
