@@ -3,7 +3,12 @@
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
-use vmm_core::config::{BootConfig, DeviceConfig, KernelImage, ModuleConfig, RawBoot};
+use vmm_core::config::{
+    BootConfig, DeviceConfig, DiskConfig, KernelImage, ModuleConfig, NetConfig, RawBoot,
+    VsockConfig,
+};
+
+use crate::device_args::{parse_disk, parse_net, parse_vsock};
 use vmm_core::cpu::Reg;
 use vmm_core::loader::{BootMode, Entry, Format};
 use vmm_core::{HostOptions, Platform, VmConfig};
@@ -110,6 +115,26 @@ pub struct Cli {
     /// Console output: stdio, file:PATH or none.
     #[arg(long, value_name = "stdio|file:PATH|none", default_value = "stdio", value_parser = parse_serial)]
     pub serial: SerialOut,
+
+    /// A virtio-blk disk backed by FILE (readonly=on: opened read-only, writes fail). Repeatable.
+    #[arg(long = "disk", value_name = "path=FILE[,readonly=on][,serial=ID]", value_parser = parse_disk)]
+    pub disks: Vec<DiskConfig>,
+
+    /// A virtio-net interface on the existing tap NAME. Repeatable.
+    #[arg(long = "net", value_name = "tap=NAME[,mac=MAC]", value_parser = parse_net)]
+    pub nets: Vec<NetConfig>,
+
+    /// A virtio-rng entropy device (host getrandom).
+    #[arg(long)]
+    pub rng: bool,
+
+    /// A virtio console (hvc0): its output goes to stdio (which then also feeds its input), a file, or nowhere.
+    #[arg(long = "virtio-console", value_name = "stdio|file:PATH|none", value_parser = parse_serial)]
+    pub virtio_console: Option<SerialOut>,
+
+    /// A virtio-vsock device with guest CID N; the host side is the Unix socket PATH (Firecracker's convention).
+    #[arg(long, value_name = "cid=N,socket=PATH", value_parser = parse_vsock)]
+    pub vsock: Option<VsockConfig>,
 
     /// Print every port and MMIO access to stderr.
     #[arg(long = "trace-io")]
@@ -279,6 +304,11 @@ impl Cli {
             },
             devices: DeviceConfig {
                 serial: self.serial.clone(),
+                disks: self.disks.clone(),
+                nets: self.nets.clone(),
+                rng: self.rng,
+                virtio_console: self.virtio_console.clone(),
+                vsock: self.vsock.clone(),
             },
         }
     }

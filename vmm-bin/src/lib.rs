@@ -5,6 +5,7 @@
 //! them to vmm-core and builds the device set.
 
 pub mod cli;
+pub mod device_args;
 pub mod exit_status;
 pub mod hints;
 pub mod signals;

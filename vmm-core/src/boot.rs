@@ -14,6 +14,7 @@ use vmm_memory::GuestRam;
 use crate::config::{KernelImage, VmConfig};
 use crate::error::{RawOption, VmmError};
 use crate::platform::Platform;
+use crate::virtio::{cmdline_with_devices, VirtioSlot};
 
 /// What loading produced.
 pub(crate) struct Loaded {
@@ -50,12 +51,29 @@ fn effective_entry(entry: Option<Entry>, mode: BootMode, load_addr: GuestAddress
     None
 }
 
+/// The command line a kernel of `format` gets: the user's (or the
+/// protocol's default), plus where each virtio device is for the formats
+/// whose kernels read it (Linux's `virtio_mmio.device=`; Multiboot and PVH
+/// kernels get the same, as QEMU and Firecracker pass it).
+fn cmdline(user: Option<&str>, format: Format, virtio: &[VirtioSlot]) -> Option<String> {
+    if virtio.is_empty() || !matches!(format, Format::Linux | Format::Pvh | Format::Multiboot) {
+        return user.map(str::to_string);
+    }
+    let base = match (user, format) {
+        (Some(line), _) => line,
+        (None, Format::Linux) => vmm_loader::linux::DEFAULT_CMDLINE,
+        (None, _) => "",
+    };
+    Some(cmdline_with_devices(base, virtio))
+}
+
 /// Reads the kernel (through `cache` for a host-decompressed bzImage),
 /// the initrd and modules, and loads them into `ram`.
 pub(crate) fn load_image(
     config: &VmConfig,
     cache: Option<&VmlinuxCache>,
     ram: &GuestRam,
+    virtio: &[VirtioSlot],
 ) -> Result<Loaded, VmmError> {
     let boot = &config.boot;
     let t0 = std::time::Instant::now();
@@ -79,7 +97,7 @@ pub(crate) fn load_image(
         .unwrap_or_else(|| vmm_loader::detect(&image).format);
     let mut req = LoadRequest {
         kernel_path: name.clone(),
-        cmdline: boot.cmdline.clone(),
+        cmdline: cmdline(boot.cmdline.as_deref(), format, virtio),
         initrd: None,
         modules: Vec::new(),
         bzimage_own_entry: boot.bzimage_own_entry,

@@ -107,12 +107,60 @@ impl SerialConfig {
     }
 }
 
-/// The devices a VM has beyond its platform's fixed set.
+/// A virtio block device backed by a file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskConfig {
+    /// The image file (or block device).
+    pub path: PathBuf,
+    /// Open it read-only and refuse the guest's writes.
+    #[serde(default)]
+    pub read_only: bool,
+    /// The ID the guest reads with GET_ID (at most 20 bytes).
+    #[serde(default)]
+    pub serial: Option<String>,
+}
+
+/// A virtio network device on an existing tap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetConfig {
+    /// The tap's interface name.
+    pub tap: String,
+    /// The guest's MAC address (default: one derived from the tap name).
+    #[serde(default)]
+    pub mac: Option<[u8; 6]>,
+}
+
+/// A virtio vsock device, on Firecracker's host convention.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VsockConfig {
+    /// The guest's context ID (3 or more).
+    pub cid: u64,
+    /// The host Unix socket: host-initiated connections connect here and
+    /// send `CONNECT <port>\n`; guest-initiated ones go to `<socket>_<port>`.
+    pub socket: PathBuf,
+}
+
+/// The devices a VM has beyond its platform's fixed set. The virtio ones
+/// get MMIO windows and GSIs in this order: disks, network interfaces, the
+/// entropy device, the console, vsock.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeviceConfig {
-    /// The serial console.
+    /// The serial console (COM1 and the debug console).
     pub serial: SerialConfig,
+    /// virtio-blk disks.
+    pub disks: Vec<DiskConfig>,
+    /// virtio-net interfaces.
+    pub nets: Vec<NetConfig>,
+    /// A virtio-rng entropy device.
+    pub rng: bool,
+    /// A virtio console (hvc0) and where its output goes.
+    pub virtio_console: Option<SerialConfig>,
+    /// A virtio vsock device.
+    pub vsock: Option<VsockConfig>,
 }
 
 /// A VM, as plain data: what the guest sees.
@@ -244,6 +292,21 @@ mod tests {
             },
             devices: DeviceConfig {
                 serial: SerialConfig::File("/s".into()),
+                disks: vec![DiskConfig {
+                    path: "/d".into(),
+                    read_only: true,
+                    serial: Some("disk0".into()),
+                }],
+                nets: vec![NetConfig {
+                    tap: "tap0".into(),
+                    mac: Some([2, 0, 0, 0, 0, 1]),
+                }],
+                rng: true,
+                virtio_console: Some(SerialConfig::None),
+                vsock: Some(VsockConfig {
+                    cid: 3,
+                    socket: "/v".into(),
+                }),
             },
         };
         let json = serde_json::to_string(&config).unwrap();

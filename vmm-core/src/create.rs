@@ -21,7 +21,8 @@ use crate::error::VmmError;
 use crate::firmware::{write_firmware_tables, PlatformInfo};
 use crate::kvm::open_kvm;
 use crate::platform::create_irqchip;
-use crate::vm::{RunOptions, Vm};
+use crate::virtio::virtio_layout;
+use crate::vm::{RunOptions, Vm, VmParts};
 
 /// Most vCPUs a VM may have: APIC IDs are 8 bits in the MP table and
 /// xAPIC mode, and 0xff is the broadcast ID.
@@ -51,6 +52,7 @@ impl Vm {
                 max: MAX_CPUS,
             });
         }
+        let virtio_slots = virtio_layout(&config.devices)?;
         let layout = MemoryLayout::new(config.memory_mib)?;
         let thp = if host.thp { ThpHint::On } else { ThpHint::Off };
         let ram = GuestRam::new(&layout, thp)?;
@@ -59,7 +61,7 @@ impl Vm {
             format,
             spec,
             start,
-        } = load_image(config, cache.as_ref(), &ram)?;
+        } = load_image(config, cache.as_ref(), &ram, &virtio_slots)?;
         let pc = is_pc(config, format);
         if !pc && cpus > 1 {
             return Err(VmmError::SmpNeedsPc { cpus });
@@ -132,6 +134,15 @@ impl Vm {
             console_input: host.console_input,
             started_at: host.started_at,
         };
-        Vm::new(vcpus, vm_fd, kvm, ram, pc, control, options)
+        Vm::new(VmParts {
+            vcpus,
+            vm_fd,
+            kvm,
+            ram,
+            irqchip: pc,
+            control,
+            options,
+            virtio_slots,
+        })
     }
 }

@@ -159,6 +159,43 @@ pub enum VmmError {
         /// The error.
         source: std::io::Error,
     },
+    /// More virtio devices than there are slots.
+    #[error("too many virtio devices: at most {max} fit (one GSI each)")]
+    TooManyVirtioDevices {
+        /// Slots there are.
+        max: usize,
+    },
+    /// A virtio device was attached that the VM's configuration has no slot
+    /// for, or in another order than the configuration lists them.
+    #[error("virtio device type {got} attached where the configuration has {}", expected.map_or("no further device".to_string(), |t| format!("device type {t}")))]
+    VirtioSlot {
+        /// The configured slot's device type, if there is one.
+        expected: Option<u32>,
+        /// The attached device's type.
+        got: u32,
+    },
+    /// A virtio transport could not be created.
+    #[error(transparent)]
+    VirtioTransport(#[from] vmm_devices::virtio::mmio::TransportError),
+    /// A virtio device's interrupt line could not be connected.
+    #[error("connecting a virtio device's interrupt (GSI {gsi}) failed: {source}")]
+    VirtioInterrupt {
+        /// The GSI.
+        gsi: u32,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// KVM_IOEVENTFD failed.
+    #[error("KVM_IOEVENTFD for the virtio device at {addr:#x} failed: {source}")]
+    RegisterIoevent {
+        /// The device's window.
+        addr: u64,
+        /// The ioctl's error.
+        source: kvm_ioctls::Error,
+    },
+    /// The virtio device thread could not be started.
+    #[error("starting the virtio device thread failed: {0}")]
+    SpawnDeviceThread(std::io::Error),
     /// A vCPU thread panicked (a VMM bug).
     #[error("a vCPU thread panicked (a VMM bug; the VM was stopped)")]
     VcpuPanicked,
@@ -182,6 +219,7 @@ impl VmmError {
             | VmmError::RawOnlyOption { .. }
             | VmmError::CpuCount { .. }
             | VmmError::SmpNeedsPc { .. }
+            | VmmError::TooManyVirtioDevices { .. }
             | VmmError::OverlapsFirmwareTables { .. }
             | VmmError::Layout(_)
             | VmmError::Load { .. }

@@ -37,6 +37,7 @@ pub mod serial_input;
 pub mod start;
 pub mod stats;
 pub mod trace;
+pub mod virtio;
 pub mod vm;
 
 pub use builder::VmBuilder;
@@ -53,3 +54,9 @@ pub use vmm_cpu as cpu;
 pub use vmm_devices as devices;
 pub use vmm_loader as loader;
 pub use vmm_memory as memory;
+
+/// Locks a mutex, recovering the data if a thread panicked while holding
+/// it: a device must keep answering the guest, and teardown must finish.
+pub(crate) fn lock<T: ?Sized>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -30,6 +30,10 @@ use crate::platform::KvmInterruptLines;
 use crate::seccomp::{confine_current_thread, install_sigsys_handler, SeccompError, ThreadRole};
 use crate::serial_input::SerialInput;
 use crate::stats::VmStats;
+use crate::virtio::{register_queue_notifies, DeviceThread, SharedTransport, VirtioSlot, WINDOW};
+use vm_device::bus::MmioAddress;
+use vmm_devices::pc::InterruptLines;
+use vmm_devices::virtio::{MmioTransport, VirtioDevice};
 
 /// Receives periodic statistics while the VM runs (`--metrics-interval`).
 pub type MetricsSink = Box<dyn FnMut(&VmStats) + Send>;
@@ -60,6 +64,18 @@ pub(crate) struct RunOptions {
     pub started_at: Option<Instant>,
 }
 
+/// What [`Vm::create`] assembled, in the order it must be dropped.
+pub(crate) struct VmParts {
+    pub vcpus: Vec<Vcpu>,
+    pub vm_fd: VmFd,
+    pub kvm: Kvm,
+    pub ram: GuestRam,
+    pub irqchip: bool,
+    pub control: Arc<VmControl>,
+    pub options: RunOptions,
+    pub virtio_slots: Vec<VirtioSlot>,
+}
+
 /// A created VM: guest RAM holding the image, the KVM VM with its vCPUs in
 /// their start state and, on the PC platform, the in-kernel irqchip and
 /// the firmware tables. Devices are attached with
@@ -80,6 +96,10 @@ pub struct Vm {
     control: Arc<VmControl>,
     wake: Arc<EventFd>,
     options: RunOptions,
+    /// The virtio slots the configuration asked for, and the transports
+    /// attached to them so far (in slot order).
+    virtio_slots: Vec<VirtioSlot>,
+    virtio: Vec<(VirtioSlot, SharedTransport)>,
 }
 
 /// Sends a vCPU's index when its thread leaves its run loop (even by
@@ -119,15 +139,17 @@ enum VcpuFailure {
 type VcpuResult = (u64, Result<VcpuStop, VcpuFailure>, VcpuStats);
 
 impl Vm {
-    pub(crate) fn new(
-        vcpus: Vec<Vcpu>,
-        vm_fd: VmFd,
-        kvm: Kvm,
-        ram: GuestRam,
-        irqchip: bool,
-        control: Arc<VmControl>,
-        options: RunOptions,
-    ) -> Result<Self, VmmError> {
+    pub(crate) fn new(parts: VmParts) -> Result<Self, VmmError> {
+        let VmParts {
+            vcpus,
+            vm_fd,
+            kvm,
+            ram,
+            irqchip,
+            control,
+            options,
+            virtio_slots,
+        } = parts;
         let wake = Arc::new(EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC).map_err(VmmError::EventFd)?);
         Ok(Vm {
             vcpus,
@@ -141,7 +163,50 @@ impl Vm {
             control,
             wake,
             options,
+            virtio_slots,
+            virtio: Vec::new(),
         })
+    }
+
+    /// The virtio slots the VM's configuration asked for, in the order
+    /// [`Vm::attach_virtio`] fills them (and the guest was told about).
+    pub fn virtio_slots(&self) -> &[VirtioSlot] {
+        &self.virtio_slots
+    }
+
+    /// Puts `device` in the next configured virtio slot: a virtio-mmio
+    /// transport in the slot's window, its queue notifications as KVM
+    /// ioeventfds, its interrupt as an irqfd on the slot's GSI. Devices
+    /// must be attached in [`Vm::virtio_slots`] order, matching types.
+    pub fn attach_virtio(&mut self, device: Box<dyn VirtioDevice>) -> Result<VirtioSlot, VmmError> {
+        let got = device.device_type();
+        let slot = match self.virtio_slots.get(self.virtio.len()) {
+            Some(slot) if slot.kind.device_type() == got => *slot,
+            other => {
+                return Err(VmmError::VirtioSlot {
+                    expected: other.map(|s| s.kind.device_type()),
+                    got,
+                })
+            }
+        };
+        let line =
+            self.interrupt_lines()
+                .line(slot.gsi)
+                .map_err(|source| VmmError::VirtioInterrupt {
+                    gsi: slot.gsi,
+                    source,
+                })?;
+        let transport = MmioTransport::new(device, self.ram.memory().clone(), line)?;
+        register_queue_notifies(&self.vm_fd, slot.base, &transport)?;
+        log::info!(
+            "virtio {:?} at {:#x}, GSI {} ({})",
+            slot.kind,
+            slot.base,
+            slot.gsi,
+            slot.cmdline_param()
+        );
+        self.virtio.push((slot, Arc::new(Mutex::new(transport))));
+        Ok(slot)
     }
 
     /// A handle to stop this VM from another thread or a signal handler.
@@ -311,10 +376,18 @@ impl Vm {
             install_sigsys_handler()?;
         }
         // Guest code runs only once every thread is confined.
-        let gate = Arc::new(Barrier::new(self.vcpus.len() + 1));
+        let vcpu_count = self.vcpus.len();
+        let gate = Arc::new(Barrier::new(vcpu_count + 1));
         let started = Instant::now();
         let (done_tx, done_rx) = mpsc::channel();
         let wakeup = self.wake.clone();
+        let transports: Vec<SharedTransport> = self.virtio.iter().map(|(_, t)| t.clone()).collect();
+        for (slot, t) in &self.virtio {
+            let name = format!("virtio-{:?}", slot.kind).to_lowercase();
+            self.bus
+                .register_mmio(&name, MmioAddress(slot.base), WINDOW, t.clone())?;
+        }
+        let devices = DeviceThread::spawn(&transports, self.options.seccomp)?;
         let dispatcher = Arc::new(ExitDispatcher::new(
             std::mem::take(&mut self.bus),
             self.control.clone(),
@@ -349,9 +422,13 @@ impl Vm {
                 }
                 Err(source) => {
                     self.control.stop_all();
-                    // Threads already started wait at the gate: open it.
-                    for _ in threads.len()..self.vcpus.len() + 1 {
+                    // Threads already started wait at the gate: open it
+                    // (the gate counts every vCPU and this thread).
+                    for _ in threads.len()..vcpu_count {
                         let _ = gate.wait();
+                    }
+                    if let Some(d) = devices {
+                        d.stop();
                     }
                     stop_and_join(&threads, &indices, &done_rx, &mut reported);
                     for t in threads {
@@ -385,6 +462,10 @@ impl Vm {
         // Whatever ended one vCPU ends the VM.
         self.control.stop_all();
         stop_and_join(&threads, &indices, &done_rx, &mut reported);
+        // No vCPU runs now: the devices finish and make writes durable.
+        if let Some(d) = devices {
+            d.stop();
+        }
         let wall = started.elapsed();
 
         let mut error = None;

@@ -1,0 +1,329 @@
+//! virtio-mmio devices in a KVM VM: where each one sits (window, GSI), how
+//! the guest finds it (kernel command line, DSDT), and the KVM plumbing
+//! that keeps the vCPU threads out of the data path.
+//!
+//! A guest's QueueNotify write is caught by KVM (an ioeventfd with the
+//! queue index as datamatch) and never exits to userspace; the device
+//! thread ([`DeviceThread`]) wakes on that eventfd, serves the queue under
+//! the transport's mutex, and raises the device's interrupt through its
+//! irqfd. Only register accesses (set-up, InterruptStatus/ACK) are vCPU
+//! exits.
+
+use std::os::unix::io::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use event_manager::{EventManager, EventOps, Events, MutEventSubscriber, SubscriberOps};
+use kvm_ioctls::{IoEventAddress, VmFd};
+use serde::{Deserialize, Serialize};
+use virtio_bindings::virtio_ids::{
+    VIRTIO_ID_BLOCK, VIRTIO_ID_CONSOLE, VIRTIO_ID_NET, VIRTIO_ID_RNG, VIRTIO_ID_VSOCK,
+};
+use virtio_bindings::virtio_mmio::VIRTIO_MMIO_QUEUE_NOTIFY;
+use vmm_devices::pc::{virtio_slot, VIRTIO_GSIS};
+use vmm_devices::virtio::{MmioTransport, VIRTIO_MMIO_WINDOW};
+use vmm_sys_util::epoll::EventSet;
+use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC, EFD_NONBLOCK};
+
+use crate::config::DeviceConfig;
+use crate::error::VmmError;
+use crate::seccomp::{confine_current_thread, ThreadRole};
+
+/// The kinds of virtio device a [`DeviceConfig`] can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VirtioKind {
+    /// virtio-blk.
+    Block,
+    /// virtio-net.
+    Net,
+    /// virtio-rng.
+    Rng,
+    /// virtio-console.
+    Console,
+    /// virtio-vsock.
+    Vsock,
+}
+
+impl VirtioKind {
+    /// The virtio device ID.
+    pub fn device_type(self) -> u32 {
+        match self {
+            VirtioKind::Block => VIRTIO_ID_BLOCK,
+            VirtioKind::Net => VIRTIO_ID_NET,
+            VirtioKind::Rng => VIRTIO_ID_RNG,
+            VirtioKind::Console => VIRTIO_ID_CONSOLE,
+            VirtioKind::Vsock => VIRTIO_ID_VSOCK,
+        }
+    }
+}
+
+/// One virtio device's place in the VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VirtioSlot {
+    /// What sits there.
+    pub kind: VirtioKind,
+    /// Its 4 KiB register window.
+    pub base: u64,
+    /// Its interrupt.
+    pub gsi: u32,
+}
+
+impl VirtioSlot {
+    /// Linux's `virtio_mmio.device=` parameter for this slot
+    /// (drivers/virtio/virtio_mmio.c: `<size>@<baseaddr>:<irq>`).
+    pub fn cmdline_param(&self) -> String {
+        format!("virtio_mmio.device=4K@{:#x}:{}", self.base, self.gsi)
+    }
+}
+
+/// The virtio devices `devices` asks for, in slot order: disks, network
+/// interfaces, entropy, console, vsock.
+pub fn virtio_layout(devices: &DeviceConfig) -> Result<Vec<VirtioSlot>, VmmError> {
+    let kinds = std::iter::repeat_n(VirtioKind::Block, devices.disks.len())
+        .chain(std::iter::repeat_n(VirtioKind::Net, devices.nets.len()))
+        .chain(devices.rng.then_some(VirtioKind::Rng))
+        .chain(devices.virtio_console.as_ref().map(|_| VirtioKind::Console))
+        .chain(devices.vsock.as_ref().map(|_| VirtioKind::Vsock));
+    let mut slots = Vec::new();
+    for (index, kind) in kinds.enumerate() {
+        let (base, gsi) = virtio_slot(index).ok_or(VmmError::TooManyVirtioDevices {
+            max: VIRTIO_GSIS.len(),
+        })?;
+        slots.push(VirtioSlot { kind, base, gsi });
+    }
+    Ok(slots)
+}
+
+/// Appends each slot's `virtio_mmio.device=` parameter to `cmdline`.
+pub fn cmdline_with_devices(cmdline: &str, slots: &[VirtioSlot]) -> String {
+    let mut line = cmdline.to_string();
+    for slot in slots {
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(&slot.cmdline_param());
+    }
+    line
+}
+
+/// A transport attached to a VM, shared by the bus (vCPU threads) and the
+/// device thread.
+pub(crate) type SharedTransport = Arc<Mutex<MmioTransport>>;
+
+/// Registers an ioeventfd per queue of `transport` at `base`'s QueueNotify
+/// with the queue index as datamatch: a notify becomes an eventfd signal
+/// inside KVM, without a userspace exit.
+pub(crate) fn register_queue_notifies(
+    vm_fd: &VmFd,
+    base: u64,
+    transport: &MmioTransport,
+) -> Result<(), VmmError> {
+    let addr = IoEventAddress::Mmio(base + u64::from(VIRTIO_MMIO_QUEUE_NOTIFY));
+    for (index, event) in transport.queue_events().iter().enumerate() {
+        let datamatch = index as u32;
+        vm_fd
+            .register_ioevent(event, &addr, datamatch)
+            .map_err(|source| VmmError::RegisterIoevent { addr: base, source })?;
+    }
+    Ok(())
+}
+
+/// Serves one transport's queue notifications and host descriptors.
+struct TransportEvents {
+    transport: SharedTransport,
+    queues: Vec<RawFd>,
+    host: Vec<RawFd>,
+}
+
+impl MutEventSubscriber for TransportEvents {
+    fn process(&mut self, events: Events, _: &mut EventOps) {
+        let fd = events.fd();
+        let mut t = crate::lock(&self.transport);
+        if let Some(index) = self.queues.iter().position(|q| *q == fd) {
+            // Consume the count first: a notify arriving while the queue
+            // is served wakes us again.
+            let _ = t.queue_events()[index].read();
+            t.process_queue(index);
+        } else if self.host.contains(&fd) {
+            t.process_host_fd(fd);
+        }
+    }
+
+    fn init(&mut self, ops: &mut EventOps) {
+        for fd in &self.queues {
+            if let Err(e) = ops.add(Events::with_data_raw(*fd, 0, EventSet::IN)) {
+                log::warn!("virtio: watching a queue eventfd failed: {e:?}");
+            }
+        }
+        // Edge-triggered: a tap with frames the guest has no buffers for
+        // stays readable; the device retries when buffers arrive.
+        for fd in &self.host {
+            let set = EventSet::IN | EventSet::EDGE_TRIGGERED;
+            if let Err(e) = ops.add(Events::with_data_raw(*fd, 0, set)) {
+                log::warn!("virtio: watching a host descriptor failed: {e:?}");
+            }
+        }
+    }
+}
+
+/// Ends the device thread's loop.
+struct StopEvents {
+    fd: Arc<EventFd>,
+    stop: Arc<AtomicBool>,
+}
+
+impl MutEventSubscriber for StopEvents {
+    fn process(&mut self, _: Events, _: &mut EventOps) {
+        let _ = self.fd.read();
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    fn init(&mut self, ops: &mut EventOps) {
+        if let Err(e) = ops.add(Events::new(&*self.fd, EventSet::IN)) {
+            log::warn!("virtio: watching the stop eventfd failed: {e:?}");
+        }
+    }
+}
+
+type EventLoop = EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>>;
+
+/// The thread that does every virtio device's work, on an event-manager
+/// loop, confined by its own seccomp list ([`ThreadRole::Device`]).
+pub(crate) struct DeviceThread {
+    stop: Arc<EventFd>,
+    thread: JoinHandle<()>,
+}
+
+impl DeviceThread {
+    /// Starts the thread for `transports` (none: no thread).
+    pub fn spawn(
+        transports: &[SharedTransport],
+        seccomp: bool,
+    ) -> Result<Option<DeviceThread>, VmmError> {
+        if transports.is_empty() {
+            return Ok(None);
+        }
+        let mut events: EventLoop = EventManager::new().map_err(VmmError::EventLoop)?;
+        let stop_fd =
+            Arc::new(EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC).map_err(VmmError::EventFd)?);
+        let stop = Arc::new(AtomicBool::new(false));
+        events.add_subscriber(Arc::new(Mutex::new(StopEvents {
+            fd: stop_fd.clone(),
+            stop: stop.clone(),
+        })));
+        for t in transports {
+            let (queues, host) = {
+                let g = crate::lock(t);
+                let queues = g.queue_events().iter().map(|e| e.as_raw_fd()).collect();
+                (queues, g.host_fds())
+            };
+            events.add_subscriber(Arc::new(Mutex::new(TransportEvents {
+                transport: t.clone(),
+                queues,
+                host,
+            })));
+        }
+        let owned: Vec<SharedTransport> = transports.to_vec();
+        let thread = std::thread::Builder::new()
+            .name("virtio".into())
+            .spawn(move || {
+                if seccomp {
+                    if let Err(e) = confine_current_thread(ThreadRole::Device) {
+                        log::error!("virtio device thread: {e}; devices stay idle");
+                        return;
+                    }
+                }
+                while !stop.load(Ordering::SeqCst) {
+                    if let Err(e) = events.run() {
+                        log::warn!("virtio device thread: {e:?}");
+                    }
+                }
+                // Acknowledged writes become durable before the VM ends.
+                for t in &owned {
+                    crate::lock(t).shutdown();
+                }
+            })
+            .map_err(VmmError::SpawnDeviceThread)?;
+        Ok(Some(DeviceThread {
+            stop: stop_fd,
+            thread,
+        }))
+    }
+
+    /// Stops the loop, lets every device shut down, joins the thread.
+    pub fn stop(self) {
+        let _ = self.stop.write(1);
+        if self.thread.join().is_err() {
+            log::error!("virtio device thread panicked");
+        }
+    }
+}
+
+/// The window a transport covers (for the bus).
+pub(crate) const WINDOW: u64 = VIRTIO_MMIO_WINDOW;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{DiskConfig, SerialConfig, VsockConfig};
+
+    #[test]
+    fn test_virtio_layout_order_and_cmdline() {
+        let devices = DeviceConfig {
+            disks: vec![
+                DiskConfig {
+                    path: "/a".into(),
+                    read_only: false,
+                    serial: None,
+                };
+                2
+            ],
+            rng: true,
+            virtio_console: Some(SerialConfig::None),
+            vsock: Some(VsockConfig {
+                cid: 3,
+                socket: "/s".into(),
+            }),
+            ..Default::default()
+        };
+        let slots = virtio_layout(&devices).unwrap();
+        let kinds: Vec<_> = slots.iter().map(|s| s.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                VirtioKind::Block,
+                VirtioKind::Block,
+                VirtioKind::Rng,
+                VirtioKind::Console,
+                VirtioKind::Vsock
+            ]
+        );
+        assert_eq!(
+            cmdline_with_devices("console=ttyS0", &slots[..2]),
+            "console=ttyS0 virtio_mmio.device=4K@0xfeb00000:5 virtio_mmio.device=4K@0xfeb01000:6"
+        );
+        assert_eq!(
+            cmdline_with_devices("", &slots[..1]),
+            slots[0].cmdline_param()
+        );
+    }
+
+    #[test]
+    fn test_virtio_layout_too_many_devices_is_an_error() {
+        let devices = DeviceConfig {
+            disks: vec![
+                DiskConfig {
+                    path: "/a".into(),
+                    read_only: false,
+                    serial: None,
+                };
+                VIRTIO_GSIS.len() + 1
+            ],
+            ..Default::default()
+        };
+        let e = virtio_layout(&devices).unwrap_err();
+        assert!(e.to_string().contains("13"), "{e}");
+    }
+}
