@@ -4,7 +4,7 @@
 //!
 //! A guest's QueueNotify write is caught by KVM (an ioeventfd with the
 //! queue index as datamatch) and never exits to userspace; the device
-//! thread ([`DeviceThread`]) wakes on that eventfd, serves the queue under
+//! thread (`DeviceThread`) wakes on that eventfd, serves the queue under
 //! the transport's mutex, and raises the device's interrupt through its
 //! irqfd. Only register accesses (set-up, InterruptStatus/ACK) are vCPU
 //! exits.
