@@ -9,6 +9,11 @@ if ! command -v as >/dev/null || ! command -v objcopy >/dev/null; then
   echo "installing binutils (as, objcopy) for the guest sources" >&2
   apt-get update -qq && apt-get install -y -qq binutils >/dev/null
 fi
+# gcc builds the freestanding virtio driver guest (integration-tests/guests/virtio).
+if ! command -v gcc >/dev/null; then
+  echo "installing gcc for the virtio test guest" >&2
+  apt-get update -qq && apt-get install -y -qq gcc >/dev/null
+fi
 # A real kernel for the boot tests: Debian's cloud kernel, through apt.
 integration-tests/scripts/fetch-debian-kernel.sh
 # KVM tests fail loudly without /dev/kvm; say so up front too.

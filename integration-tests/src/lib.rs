@@ -12,7 +12,10 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub use iced_x86::code_asm;
+
+mod virtio_guest;
 use iced_x86::code_asm::CodeAssembler;
+pub use virtio_guest::virtio_guest;
 
 /// Assembles a guest for `bitness` (16, 32 or 64) at address `ip`.
 pub fn assemble(bitness: u32, ip: u64, build: impl FnOnce(&mut CodeAssembler)) -> Vec<u8> {
