@@ -47,6 +47,7 @@
 //! assert_eq!(vmm_loader::detect::detect(&image).format, vmm_loader::Format::Raw);
 //! ```
 
+pub mod boot_info;
 pub mod boot_spec;
 pub mod detect;
 pub mod elf;

@@ -27,6 +27,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 use vmm_memory::layout::{overlapping_boot_structure, MapKind};
 use vmm_memory::MemoryLayout;
 
+use crate::boot_info::BootInfoError;
 use crate::boot_spec::{BootMode, BootSpec, Entry, Handoff};
 use crate::elf::{parse_elf, write_segments, ElfError};
 use crate::request::LoadRequest;
@@ -178,53 +179,10 @@ pub enum MultibootError {
     /// The ELF image is invalid.
     #[error(transparent)]
     Elf(#[from] ElfError),
-    /// A string would be cut by a NUL byte in it.
-    #[error("{what} contains a NUL byte at offset {offset}; Multiboot strings are NUL-terminated")]
-    NulInString {
-        /// Which string.
-        what: String,
-        /// Offset of the first NUL.
-        offset: usize,
-    },
-    /// The command line does not fit its area.
-    #[error("Multiboot command line (kernel path and --cmdline) of {len} bytes does not fit: with its terminating NUL it must fit in {max} bytes at {addr:#x}")]
-    CmdlineTooLong {
-        /// Its length, NUL excluded.
-        len: usize,
-        /// The room, NUL included.
-        max: u64,
-        /// Where it goes.
-        addr: u64,
-    },
-    /// The information structure, memory map, module list and strings do
-    /// not fit in the boot information area.
-    #[error("Multiboot boot information ({needed} bytes: the information structure, {mmap} memory map entries, {modules} module entries and their strings) does not fit in the {available}-byte area at {start:#x}")]
-    BootInfoTooLarge {
-        /// Bytes needed.
-        needed: u64,
-        /// Bytes available.
-        available: u64,
-        /// Start of the area.
-        start: u64,
-        /// Memory map entries.
-        mmap: usize,
-        /// Modules.
-        modules: usize,
-    },
-    /// A module does not fit in RAM after the kernel and earlier modules.
-    #[error("Multiboot module {index} ({name}, {size} bytes) does not fit in usable RAM below 4 GiB at or above {from:#x} (after the kernel and earlier modules; low RAM ends at {ram_end:#x})")]
-    ModuleTooLarge {
-        /// Module index (0 is the initrd when given).
-        index: usize,
-        /// Its string.
-        name: String,
-        /// Its size in bytes.
-        size: u64,
-        /// The lowest address it could start at.
-        from: u64,
-        /// End of the RAM below 4 GiB.
-        ram_end: u64,
-    },
+    /// The command line, a string, the boot information or a module does
+    /// not fit or is malformed.
+    #[error(transparent)]
+    BootInfo(#[from] BootInfoError),
     /// Writing guest memory failed.
     #[error("writing the Multiboot kernel or boot information to guest memory failed: {0}")]
     GuestMemory(#[from] vm_memory::GuestMemoryError),
@@ -770,7 +728,7 @@ mod tests {
         req.modules.push(module("huge", vec![0; 15 << 20]));
         let e = load_multiboot(&mem, &layout, &aout_kernel(0x3), &req).unwrap_err();
         assert!(
-            matches!(&e, MultibootError::ModuleTooLarge { index: 2, size, .. } if *size == 15 << 20),
+            matches!(&e, MultibootError::BootInfo(BootInfoError::ModuleTooLarge { index: 2, size, .. }) if *size == 15 << 20),
             "{e}"
         );
         assert!(e.to_string().contains("15728640 bytes"), "{e}");

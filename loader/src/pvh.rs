@@ -10,11 +10,12 @@
 //! `struct hvm_start_info` (version 1) that points to the memory map, the
 //! command line and the module list.
 //!
-//! Where things go (all below 4 GiB, as Xen places them):
-//! - `hvm_start_info` at [`BOOT_INFO_START`], then (8-byte aligned) the
+//! Where things go (all below 4 GiB, as Xen places them; [`crate::boot_info`]
+//! places them, as for Multiboot):
+//! - `hvm_start_info` at [`START_INFO_ADDR`] (`BOOT_INFO_START`), then (8-byte aligned) the
 //!   memory map, the module list and the modules' NUL-terminated strings,
 //!   all inside `[BOOT_INFO_START, BOOT_INFO_END)`;
-//! - the command line, NUL-terminated, at [`CMDLINE_START`];
+//! - the command line, NUL-terminated, at `CMDLINE_START`;
 //! - the modules' data page-aligned in RAM above the kernel, skipping the
 //!   VMM's boot structures and anything the memory map does not call RAM.
 //!
@@ -30,26 +31,24 @@ use linux_loader::loader::elf::start_info::{
     hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info, XEN_HVM_MEMMAP_TYPE_RAM,
     XEN_HVM_MEMMAP_TYPE_RESERVED,
 };
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
-use vmm_memory::layout::{
-    MapEntry, MapKind, BOOT_INFO_END, BOOT_INFO_START, CMDLINE_MAX_SIZE, CMDLINE_START,
-    MMIO_HOLE_END,
-};
+use vm_memory::{GuestAddress, GuestMemoryBackend};
+use vmm_memory::layout::{MapEntry, MapKind, MMIO_HOLE_END};
 use vmm_memory::MemoryLayout;
 
+use crate::boot_info::{self, BootInfo, BootInfoError, Protocol};
 use crate::boot_spec::{BootMode, BootSpec, Entry, Handoff};
 use crate::detect::XEN_ELFNOTE_PHYS32_ENTRY;
 use crate::elf::{parse_elf, write_segments, ElfError, ElfImage};
-use crate::request::{LoadRequest, ModuleImage};
+use crate::request::LoadRequest;
 
 pub use linux_loader::loader::elf::start_info::XEN_HVM_START_MAGIC_VALUE;
 
 /// The `hvm_start_info` version written: 1, the first with a memory map.
 pub const START_INFO_VERSION: u32 = 1;
 /// Where `hvm_start_info` goes; EBX holds this address at entry.
-pub const START_INFO_ADDR: GuestAddress = BOOT_INFO_START;
+pub const START_INFO_ADDR: GuestAddress = boot_info::STRUCTURE_ADDR;
 /// Modules are page-aligned.
-pub const MODULE_ALIGN: u64 = 0x1000;
+pub const MODULE_ALIGN: u64 = boot_info::MODULE_ALIGN;
 /// The name of Xen's ELF notes.
 pub const XEN_NOTE_NAME: &str = "Xen";
 
@@ -96,53 +95,10 @@ pub enum PvhError {
         /// One past the highest loaded address.
         end: u64,
     },
-    /// The command line does not fit its area.
-    #[error("command line of {len} bytes does not fit: with its terminating NUL it must fit in {max} bytes at {addr:#x}")]
-    CmdlineTooLong {
-        /// Its length in bytes, without the NUL.
-        len: usize,
-        /// The room, NUL included.
-        max: u64,
-        /// Where it goes.
-        addr: u64,
-    },
-    /// A string passed to the kernel contains a NUL byte, which would cut it.
-    #[error("{what} contains a NUL byte at offset {offset}; PVH strings are NUL-terminated")]
-    NulInString {
-        /// Which string.
-        what: String,
-        /// Offset of the first NUL.
-        offset: usize,
-    },
-    /// start_info, memory map, module list and module strings exceed the
-    /// boot information area.
-    #[error("PVH boot information ({needed} bytes: start_info, {memmap} memory map entries, {modules} module entries and their strings) does not fit in the {available}-byte area at {start:#x}")]
-    BootInfoTooLarge {
-        /// Bytes needed.
-        needed: u64,
-        /// Bytes available.
-        available: u64,
-        /// Start of the area.
-        start: u64,
-        /// Memory map entries.
-        memmap: usize,
-        /// Modules.
-        modules: usize,
-    },
-    /// A module does not fit in RAM above the kernel and earlier modules.
-    #[error("PVH module {index} ({name}, {size} bytes) does not fit in guest RAM below 4 GiB above {from:#x} (after the kernel and earlier modules; RAM there ends at {ram_end:#x})")]
-    ModuleTooLarge {
-        /// Module index (0 is the initrd if given).
-        index: usize,
-        /// Its name.
-        name: String,
-        /// Its size.
-        size: u64,
-        /// The lowest address it could have started at.
-        from: u64,
-        /// End of the RAM below 4 GiB.
-        ram_end: u64,
-    },
+    /// The command line, a string, the boot information or a module does
+    /// not fit or is malformed.
+    #[error(transparent)]
+    BootInfo(#[from] BootInfoError),
     /// linux-loader's PVH configurator refused the boot parameters.
     #[error("writing the PVH start_info/memory map/module list failed: {0}")]
     Configurator(linux_loader::configurator::Error),
@@ -229,10 +185,6 @@ pub fn memmap(layout: &MemoryLayout) -> Vec<hvm_memmap_table_entry> {
         .collect()
 }
 
-fn align8(v: u64) -> u64 {
-    v.saturating_add(7) & !7
-}
-
 /// The lowest [`MODULE_ALIGN`]-aligned address at or above `from` where
 /// `len` bytes lie inside one RAM entry of `map` below 4 GiB and clear of
 /// the VMM's boot structures.
@@ -240,28 +192,16 @@ pub fn place_module(map: &[MapEntry], from: u64, len: u64) -> Option<u64> {
     crate::placement::place_in_ram(map, from, len, MODULE_ALIGN, MMIO_HOLE_END)
 }
 
-fn check_no_nul(what: impl FnOnce() -> String, s: &str) -> Result<(), PvhError> {
-    match s.bytes().position(|b| b == 0) {
-        Some(offset) => Err(PvhError::NulInString {
-            what: what(),
-            offset,
-        }),
-        None => Ok(()),
-    }
-}
-
 /// Where everything but the kernel goes, decided before anything is written.
 #[derive(Debug)]
 struct Plan<'a> {
-    cmdline: Vec<u8>,
+    /// Command line, module strings and data.
+    boot_info: BootInfo<'a>,
+    cmdline_addr: u64,
     memmap: Vec<hvm_memmap_table_entry>,
     memmap_addr: u64,
     modlist: Vec<hvm_modlist_entry>,
     modlist_addr: u64,
-    /// (address, NUL-terminated string) per module.
-    strings: Vec<(u64, Vec<u8>)>,
-    /// (address, data) per module.
-    data: Vec<(u64, &'a [u8])>,
 }
 
 fn plan<'a>(
@@ -269,82 +209,32 @@ fn plan<'a>(
     elf: &ElfImage,
     req: &'a LoadRequest,
 ) -> Result<Plan<'a>, PvhError> {
+    let mut boot_info = BootInfo::new(Protocol::Pvh, START_INFO_SIZE);
     let cmdline = req.cmdline.as_deref().unwrap_or("");
-    check_no_nul(|| "the command line".to_string(), cmdline)?;
-    if cmdline.len() as u64 >= CMDLINE_MAX_SIZE {
-        return Err(PvhError::CmdlineTooLong {
-            len: cmdline.len(),
-            max: CMDLINE_MAX_SIZE,
-            addr: CMDLINE_START.0,
-        });
-    }
-    let mut cmdline = cmdline.as_bytes().to_vec();
-    cmdline.push(0);
-
-    let modules: Vec<&ModuleImage> = req.initrd.iter().chain(req.modules.iter()).collect();
-    for (i, m) in modules.iter().enumerate() {
-        check_no_nul(
-            || format!("the string of PVH module {i} ({:?})", m.name),
-            &m.name,
-        )?;
-    }
+    boot_info.check_no_nul(|| "the command line".to_string(), cmdline)?;
+    let cmdline_addr = boot_info.command_line(cmdline)?;
+    let modules = boot_info.modules(req)?;
 
     let memmap = memmap(layout);
-    let memmap_addr = align8(START_INFO_ADDR.0 + START_INFO_SIZE);
-    let modlist_addr =
-        align8(memmap_addr.saturating_add(MEMMAP_ENTRY_SIZE.saturating_mul(memmap.len() as u64)));
-    let mut cursor = align8(
-        modlist_addr.saturating_add(MODLIST_ENTRY_SIZE.saturating_mul(modules.len() as u64)),
-    );
-    let mut strings = Vec::new();
-    for m in &modules {
-        let mut s = m.name.as_bytes().to_vec();
-        s.push(0);
-        strings.push((cursor, s));
-        cursor = cursor.saturating_add(m.name.len() as u64 + 1);
-    }
-    if cursor > BOOT_INFO_END.0 {
-        return Err(PvhError::BootInfoTooLarge {
-            needed: cursor - START_INFO_ADDR.0,
-            available: BOOT_INFO_END.0 - START_INFO_ADDR.0,
-            start: START_INFO_ADDR.0,
-            memmap: memmap.len(),
-            modules: modules.len(),
-        });
-    }
-
-    let map = layout.firmware_map();
-    let mut from = elf.end;
-    let mut data = Vec::new();
-    let mut modlist = Vec::new();
-    for (index, (m, (string_addr, _))) in modules.iter().zip(&strings).enumerate() {
-        let size = m.data.len() as u64;
-        let addr = place_module(&map, from, size).ok_or_else(|| PvhError::ModuleTooLarge {
-            index,
-            name: m.name.clone(),
-            size,
-            from: crate::placement::align_up(from, MODULE_ALIGN).unwrap_or(from),
-            ram_end: layout.low_ram_end(),
-        })?;
-        modlist.push(hvm_modlist_entry {
-            paddr: addr,
-            size,
-            cmdline_paddr: *string_addr,
+    let memmap_addr = boot_info.memory_map(memmap.len(), MEMMAP_ENTRY_SIZE);
+    let modlist_addr = boot_info.table(MODLIST_ENTRY_SIZE.saturating_mul(modules.len() as u64));
+    let placed = boot_info.place_modules(layout, &modules, elf.end, MMIO_HOLE_END)?;
+    let modlist = placed
+        .iter()
+        .map(|m| hvm_modlist_entry {
+            paddr: m.addr,
+            size: m.size,
+            cmdline_paddr: m.string,
             reserved: 0,
-        });
-        data.push((addr, m.data.as_slice()));
-        // An empty module still gets its own page, so no two modules share
-        // an address.
-        from = addr + size.max(1);
-    }
+        })
+        .collect();
     Ok(Plan {
-        cmdline,
+        boot_info,
+        cmdline_addr,
         memmap,
         memmap_addr,
         modlist,
         modlist_addr,
-        strings,
-        data,
     })
 }
 
@@ -365,13 +255,7 @@ pub fn load_pvh<M: GuestMemoryBackend>(
     let plan = plan(layout, &elf, req)?;
 
     write_segments(mem, image, &elf)?;
-    for (addr, bytes) in &plan.data {
-        mem.write_slice(bytes, GuestAddress(*addr))?;
-    }
-    for (addr, s) in &plan.strings {
-        mem.write_slice(s, GuestAddress(*addr))?;
-    }
-    mem.write_slice(&plan.cmdline, CMDLINE_START)?;
+    plan.boot_info.write(mem)?;
 
     let start_info = hvm_start_info {
         magic: XEN_HVM_START_MAGIC_VALUE,
@@ -384,7 +268,7 @@ pub fn load_pvh<M: GuestMemoryBackend>(
         } else {
             plan.modlist_addr
         },
-        cmdline_paddr: CMDLINE_START.0,
+        cmdline_paddr: plan.cmdline_addr,
         rsdp_paddr: req.acpi_rsdp.unwrap_or(0),
         memmap_paddr: plan.memmap_addr,
         memmap_entries: plan.memmap.len() as u32,
@@ -410,7 +294,9 @@ pub fn load_pvh<M: GuestMemoryBackend>(
 mod tests {
     use super::test_image::{build, build_pvh};
     use super::*;
-    use vm_memory::GuestMemoryMmap;
+    use crate::request::ModuleImage;
+    use vm_memory::{Bytes, GuestMemoryMmap};
+    use vmm_memory::layout::{CMDLINE_MAX_SIZE, CMDLINE_START};
 
     const MIB16: u64 = 16 << 20;
 
@@ -702,7 +588,10 @@ mod tests {
         };
         let e = load_pvh(&mem, &layout, &kernel(true), &req).unwrap_err();
         assert!(
-            matches!(e, PvhError::CmdlineTooLong { len: 0x1_0000, .. }),
+            matches!(
+                e,
+                PvhError::BootInfo(BootInfoError::CmdlineTooLong { len: 0x1_0000, .. })
+            ),
             "{e}"
         );
         assert!(e.to_string().contains("65536 bytes"), "{e}");
@@ -714,7 +603,13 @@ mod tests {
             ..Default::default()
         };
         let e = load_pvh(&mem, &layout, &kernel(true), &req).unwrap_err();
-        assert!(matches!(e, PvhError::NulInString { offset: 1, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                PvhError::BootInfo(BootInfoError::NulInString { offset: 1, .. })
+            ),
+            "{e}"
+        );
     }
 
     #[test]
@@ -738,7 +633,7 @@ mod tests {
         };
         let e = load_pvh(&mem, &layout, &kernel(true), &req).unwrap_err();
         assert!(
-            matches!(&e, PvhError::ModuleTooLarge { index: 1, size, from: 0x10_3000, .. } if *size == free),
+            matches!(&e, PvhError::BootInfo(BootInfoError::ModuleTooLarge { index: 1, size, from: 0x10_3000, .. }) if *size == free),
             "{e}"
         );
         let msg = e.to_string();
@@ -759,7 +654,10 @@ mod tests {
         };
         let e = load_pvh(&mem, &layout, &kernel(true), &req).unwrap_err();
         assert!(
-            matches!(e, PvhError::BootInfoTooLarge { modules: 2, .. }),
+            matches!(
+                e,
+                PvhError::BootInfo(BootInfoError::BootInfoTooLarge { modules: 2, .. })
+            ),
             "{e}"
         );
     }
