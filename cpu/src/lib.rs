@@ -1,10 +1,15 @@
 //! vCPUs for a KVM virtual machine on x86_64: their initial state and the
 //! loop that runs them.
 //!
+//! - [`start_state`]: what a vCPU needs to start, in this crate's own types:
+//!   [`StartState`] ([`CpuMode`], [`Entry`], preset [`Reg`] values). A VMM
+//!   converts its loader's result into one; the crate knows no image format.
 //! - [`boot_state`], [`gdt`], [`paging`]: the entry state for 16-bit real
 //!   mode (CS:IP), 32-bit flat protected mode (flat GDT in guest memory) and
 //!   64-bit long mode (GDT plus page tables identity-mapping the first 4 GiB),
-//!   computed by pure functions and loaded with KVM_SET_SREGS/REGS.
+//!   computed by pure functions; [`validate_start`] checks a start state
+//!   against the ranges the image occupies, [`setup_boot_state`] writes the
+//!   structures and loads KVM_SET_SREGS/REGS.
 //! - [`cpuid`]: the CPUID each vCPU reports (APIC IDs, topology, hidden
 //!   hypercall-based paravirtual features).
 //! - [`firmware_state`]: LAPIC virtual wire, FPU and MSRs as a BIOS leaves
@@ -16,8 +21,13 @@
 //! - [`metrics`]: lock-free per-vCPU counters and per-exit-kind latency
 //!   histograms, readable while the vCPU runs.
 //!
-//! The crate never depends on a device model: anything implementing
-//! [`ExitHandler`] can drive the loop.
+//! The crate depends on vmm-memory (for the guest memory map: where the GDT
+//! and page tables go) and rust-vmm crates only: no loader, no device
+//! model. Anything implementing [`ExitHandler`] can drive the loop.
+//!
+//! `examples/real_mode.rs` runs the classic real-mode "hello" guest on a
+//! bare kvm-ioctls VM with this crate alone
+//! (`cargo run -p vmm-cpu --example real_mode` prints `4`).
 //!
 //! # Example
 //!
@@ -32,11 +42,26 @@
 //! assert_ne!(sregs.efer & EFER_LMA, 0);
 //! ```
 //!
-//! Running a vCPU with your own handler (needs `/dev/kvm`):
+//! Neither does checking a start state against where the image lies:
+//!
+//! ```
+//! use vm_memory::GuestAddress;
+//! use vmm_cpu::{validate_start, CpuMode, Entry, Reg, StartState};
+//!
+//! let start = StartState::new(CpuMode::Long, Entry::Linear(GuestAddress(0x10_0000)))
+//!     .with_reg(Reg::Rsi, 0x7000);
+//! assert!(validate_start(&start, &[(0x10_0000, 0x20_0000)]).is_ok());
+//! // An image over the page tables at 0x9000 is refused.
+//! assert!(validate_start(&start, &[(0x8000, 0xa000)]).is_err());
+//! ```
+//!
+//! Running a vCPU with your own handler (needs `/dev/kvm`; the example
+//! program does all of it):
 //!
 //! ```no_run
 //! use vm_device::bus::{MmioAddress, PioAddress};
-//! use vmm_cpu::{ExitHandler, Vcpu, VcpuStop};
+//! use vm_memory::GuestAddress;
+//! use vmm_cpu::{setup_boot_state, CpuMode, Entry, ExitHandler, StartState, Vcpu, VcpuStop};
 //!
 //! struct Console;
 //! impl ExitHandler for Console {
@@ -48,10 +73,14 @@
 //!     fn mmio_write(&self, _: MmioAddress, _: &[u8]) {}
 //! }
 //!
+//! # fn ram() -> vm_memory::GuestMemoryMmap { unimplemented!() }
 //! let kvm = kvm_ioctls::Kvm::new().unwrap();
 //! let vm = kvm.create_vm().unwrap();
-//! // ... map memory, load code, set registers with `boot_state` ...
+//! // ... map guest memory into `vm` and copy the code to 0x1000 ...
+//! let mem = ram();
 //! let mut vcpu = Vcpu::new(&vm, 0).unwrap();
+//! let start = StartState::new(CpuMode::Real, Entry::Linear(GuestAddress(0x1000)));
+//! setup_boot_state(vcpu.fd(), &mem, &start).unwrap();
 //! let stop = vcpu.run(&Console).unwrap();
 //! assert_eq!(stop, VcpuStop::Halted);
 //! ```

@@ -13,6 +13,22 @@
 //! Formats, each in its own module: [`raw`] flat binaries, [`elf`] static
 //! ELF32/ELF64, [`multiboot`] Multiboot v1, [`linux`] bzImage and vmlinux,
 //! [`pvh`] PVH. [`mod@detect`] recognises them; [`load`] dispatches.
+//! Shared by the protocols: [`boot_info`] (Multiboot's and PVH's structure,
+//! command line, strings and modules) and [`placement`] (finding room in
+//! RAM). [`input`] reads the kernel, initrd and module files from the host,
+//! and `linux::cache::read_kernel` does so through the kernel cache.
+//!
+//! The crate needs vm-memory and vmm-memory (the guest memory map), goblin
+//! and linux-loader. Its default-on `bzimage-payloads` feature adds the
+//! bzImage payload decoders (gzip, bzip2, lzma, xz, lz4, zstd) and the
+//! kernel cache; without it a VMM that loads only ELF, Multiboot, PVH,
+//! vmlinux or raw images builds no codec, and a compressed bzImage fails
+//! with an error naming its codec and the feature.
+//!
+//! `examples/boot_spec.rs` uses the crate alone: it maps RAM with
+//! vmm-memory, loads the image named on its command line and prints the
+//! detected format and the [`BootSpec`]
+//! (`cargo run -p vmm-loader --example boot_spec -- IMAGE`).
 //!
 //! # One ELF reader: goblin
 //!
@@ -47,6 +63,7 @@
 //! assert_eq!(vmm_loader::detect::detect(&image).format, vmm_loader::Format::Raw);
 //! ```
 
+pub mod boot_info;
 pub mod boot_spec;
 pub mod detect;
 pub mod elf;

@@ -10,11 +10,12 @@
 //! `struct hvm_start_info` (version 1) that points to the memory map, the
 //! command line and the module list.
 //!
-//! Where things go (all below 4 GiB, as Xen places them):
-//! - `hvm_start_info` at [`BOOT_INFO_START`], then (8-byte aligned) the
+//! Where things go (all below 4 GiB, as Xen places them; [`crate::boot_info`]
+//! places them, as for Multiboot):
+//! - `hvm_start_info` at [`START_INFO_ADDR`] (`BOOT_INFO_START`), then (8-byte aligned) the
 //!   memory map, the module list and the modules' NUL-terminated strings,
 //!   all inside `[BOOT_INFO_START, BOOT_INFO_END)`;
-//! - the command line, NUL-terminated, at [`CMDLINE_START`];
+//! - the command line, NUL-terminated, at `CMDLINE_START`;
 //! - the modules' data page-aligned in RAM above the kernel, skipping the
 //!   VMM's boot structures and anything the memory map does not call RAM.
 //!
@@ -22,6 +23,8 @@
 //! initrd); the `--module` files follow in order.
 
 pub mod test_image;
+#[cfg(test)]
+mod tests;
 
 use goblin::elf::Elf as GoblinElf;
 use linux_loader::configurator::pvh::PvhBootConfigurator;
@@ -30,26 +33,24 @@ use linux_loader::loader::elf::start_info::{
     hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info, XEN_HVM_MEMMAP_TYPE_RAM,
     XEN_HVM_MEMMAP_TYPE_RESERVED,
 };
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
-use vmm_memory::layout::{
-    MapEntry, MapKind, BOOT_INFO_END, BOOT_INFO_START, CMDLINE_MAX_SIZE, CMDLINE_START,
-    MMIO_HOLE_END,
-};
+use vm_memory::{GuestAddress, GuestMemoryBackend};
+use vmm_memory::layout::{MapEntry, MapKind, MMIO_HOLE_END};
 use vmm_memory::MemoryLayout;
 
+use crate::boot_info::{self, BootInfo, BootInfoError, Protocol};
 use crate::boot_spec::{BootMode, BootSpec, Entry, Handoff};
 use crate::detect::XEN_ELFNOTE_PHYS32_ENTRY;
 use crate::elf::{parse_elf, write_segments, ElfError, ElfImage};
-use crate::request::{LoadRequest, ModuleImage};
+use crate::request::LoadRequest;
 
 pub use linux_loader::loader::elf::start_info::XEN_HVM_START_MAGIC_VALUE;
 
 /// The `hvm_start_info` version written: 1, the first with a memory map.
 pub const START_INFO_VERSION: u32 = 1;
 /// Where `hvm_start_info` goes; EBX holds this address at entry.
-pub const START_INFO_ADDR: GuestAddress = BOOT_INFO_START;
+pub const START_INFO_ADDR: GuestAddress = boot_info::STRUCTURE_ADDR;
 /// Modules are page-aligned.
-pub const MODULE_ALIGN: u64 = 0x1000;
+pub const MODULE_ALIGN: u64 = boot_info::MODULE_ALIGN;
 /// The name of Xen's ELF notes.
 pub const XEN_NOTE_NAME: &str = "Xen";
 
@@ -96,53 +97,10 @@ pub enum PvhError {
         /// One past the highest loaded address.
         end: u64,
     },
-    /// The command line does not fit its area.
-    #[error("command line of {len} bytes does not fit: with its terminating NUL it must fit in {max} bytes at {addr:#x}")]
-    CmdlineTooLong {
-        /// Its length in bytes, without the NUL.
-        len: usize,
-        /// The room, NUL included.
-        max: u64,
-        /// Where it goes.
-        addr: u64,
-    },
-    /// A string passed to the kernel contains a NUL byte, which would cut it.
-    #[error("{what} contains a NUL byte at offset {offset}; PVH strings are NUL-terminated")]
-    NulInString {
-        /// Which string.
-        what: String,
-        /// Offset of the first NUL.
-        offset: usize,
-    },
-    /// start_info, memory map, module list and module strings exceed the
-    /// boot information area.
-    #[error("PVH boot information ({needed} bytes: start_info, {memmap} memory map entries, {modules} module entries and their strings) does not fit in the {available}-byte area at {start:#x}")]
-    BootInfoTooLarge {
-        /// Bytes needed.
-        needed: u64,
-        /// Bytes available.
-        available: u64,
-        /// Start of the area.
-        start: u64,
-        /// Memory map entries.
-        memmap: usize,
-        /// Modules.
-        modules: usize,
-    },
-    /// A module does not fit in RAM above the kernel and earlier modules.
-    #[error("PVH module {index} ({name}, {size} bytes) does not fit in guest RAM below 4 GiB above {from:#x} (after the kernel and earlier modules; RAM there ends at {ram_end:#x})")]
-    ModuleTooLarge {
-        /// Module index (0 is the initrd if given).
-        index: usize,
-        /// Its name.
-        name: String,
-        /// Its size.
-        size: u64,
-        /// The lowest address it could have started at.
-        from: u64,
-        /// End of the RAM below 4 GiB.
-        ram_end: u64,
-    },
+    /// The command line, a string, the boot information or a module does
+    /// not fit or is malformed.
+    #[error(transparent)]
+    BootInfo(#[from] BootInfoError),
     /// linux-loader's PVH configurator refused the boot parameters.
     #[error("writing the PVH start_info/memory map/module list failed: {0}")]
     Configurator(linux_loader::configurator::Error),
@@ -229,10 +187,6 @@ pub fn memmap(layout: &MemoryLayout) -> Vec<hvm_memmap_table_entry> {
         .collect()
 }
 
-fn align8(v: u64) -> u64 {
-    v.saturating_add(7) & !7
-}
-
 /// The lowest [`MODULE_ALIGN`]-aligned address at or above `from` where
 /// `len` bytes lie inside one RAM entry of `map` below 4 GiB and clear of
 /// the VMM's boot structures.
@@ -240,28 +194,16 @@ pub fn place_module(map: &[MapEntry], from: u64, len: u64) -> Option<u64> {
     crate::placement::place_in_ram(map, from, len, MODULE_ALIGN, MMIO_HOLE_END)
 }
 
-fn check_no_nul(what: impl FnOnce() -> String, s: &str) -> Result<(), PvhError> {
-    match s.bytes().position(|b| b == 0) {
-        Some(offset) => Err(PvhError::NulInString {
-            what: what(),
-            offset,
-        }),
-        None => Ok(()),
-    }
-}
-
 /// Where everything but the kernel goes, decided before anything is written.
 #[derive(Debug)]
 struct Plan<'a> {
-    cmdline: Vec<u8>,
+    /// Command line, module strings and data.
+    boot_info: BootInfo<'a>,
+    cmdline_addr: u64,
     memmap: Vec<hvm_memmap_table_entry>,
     memmap_addr: u64,
     modlist: Vec<hvm_modlist_entry>,
     modlist_addr: u64,
-    /// (address, NUL-terminated string) per module.
-    strings: Vec<(u64, Vec<u8>)>,
-    /// (address, data) per module.
-    data: Vec<(u64, &'a [u8])>,
 }
 
 fn plan<'a>(
@@ -269,82 +211,32 @@ fn plan<'a>(
     elf: &ElfImage,
     req: &'a LoadRequest,
 ) -> Result<Plan<'a>, PvhError> {
+    let mut boot_info = BootInfo::new(Protocol::Pvh, START_INFO_SIZE);
     let cmdline = req.cmdline.as_deref().unwrap_or("");
-    check_no_nul(|| "the command line".to_string(), cmdline)?;
-    if cmdline.len() as u64 >= CMDLINE_MAX_SIZE {
-        return Err(PvhError::CmdlineTooLong {
-            len: cmdline.len(),
-            max: CMDLINE_MAX_SIZE,
-            addr: CMDLINE_START.0,
-        });
-    }
-    let mut cmdline = cmdline.as_bytes().to_vec();
-    cmdline.push(0);
-
-    let modules: Vec<&ModuleImage> = req.initrd.iter().chain(req.modules.iter()).collect();
-    for (i, m) in modules.iter().enumerate() {
-        check_no_nul(
-            || format!("the string of PVH module {i} ({:?})", m.name),
-            &m.name,
-        )?;
-    }
+    boot_info.check_no_nul(|| "the command line".to_string(), cmdline)?;
+    let cmdline_addr = boot_info.command_line(cmdline)?;
+    let modules = boot_info.modules(req)?;
 
     let memmap = memmap(layout);
-    let memmap_addr = align8(START_INFO_ADDR.0 + START_INFO_SIZE);
-    let modlist_addr =
-        align8(memmap_addr.saturating_add(MEMMAP_ENTRY_SIZE.saturating_mul(memmap.len() as u64)));
-    let mut cursor = align8(
-        modlist_addr.saturating_add(MODLIST_ENTRY_SIZE.saturating_mul(modules.len() as u64)),
-    );
-    let mut strings = Vec::new();
-    for m in &modules {
-        let mut s = m.name.as_bytes().to_vec();
-        s.push(0);
-        strings.push((cursor, s));
-        cursor = cursor.saturating_add(m.name.len() as u64 + 1);
-    }
-    if cursor > BOOT_INFO_END.0 {
-        return Err(PvhError::BootInfoTooLarge {
-            needed: cursor - START_INFO_ADDR.0,
-            available: BOOT_INFO_END.0 - START_INFO_ADDR.0,
-            start: START_INFO_ADDR.0,
-            memmap: memmap.len(),
-            modules: modules.len(),
-        });
-    }
-
-    let map = layout.firmware_map();
-    let mut from = elf.end;
-    let mut data = Vec::new();
-    let mut modlist = Vec::new();
-    for (index, (m, (string_addr, _))) in modules.iter().zip(&strings).enumerate() {
-        let size = m.data.len() as u64;
-        let addr = place_module(&map, from, size).ok_or_else(|| PvhError::ModuleTooLarge {
-            index,
-            name: m.name.clone(),
-            size,
-            from: crate::placement::align_up(from, MODULE_ALIGN).unwrap_or(from),
-            ram_end: layout.low_ram_end(),
-        })?;
-        modlist.push(hvm_modlist_entry {
-            paddr: addr,
-            size,
-            cmdline_paddr: *string_addr,
+    let memmap_addr = boot_info.memory_map(memmap.len(), MEMMAP_ENTRY_SIZE);
+    let modlist_addr = boot_info.table(MODLIST_ENTRY_SIZE.saturating_mul(modules.len() as u64));
+    let placed = boot_info.place_modules(layout, &modules, elf.end, MMIO_HOLE_END)?;
+    let modlist = placed
+        .iter()
+        .map(|m| hvm_modlist_entry {
+            paddr: m.addr,
+            size: m.size,
+            cmdline_paddr: m.string,
             reserved: 0,
-        });
-        data.push((addr, m.data.as_slice()));
-        // An empty module still gets its own page, so no two modules share
-        // an address.
-        from = addr + size.max(1);
-    }
+        })
+        .collect();
     Ok(Plan {
-        cmdline,
+        boot_info,
+        cmdline_addr,
         memmap,
         memmap_addr,
         modlist,
         modlist_addr,
-        strings,
-        data,
     })
 }
 
@@ -365,13 +257,7 @@ pub fn load_pvh<M: GuestMemoryBackend>(
     let plan = plan(layout, &elf, req)?;
 
     write_segments(mem, image, &elf)?;
-    for (addr, bytes) in &plan.data {
-        mem.write_slice(bytes, GuestAddress(*addr))?;
-    }
-    for (addr, s) in &plan.strings {
-        mem.write_slice(s, GuestAddress(*addr))?;
-    }
-    mem.write_slice(&plan.cmdline, CMDLINE_START)?;
+    plan.boot_info.write(mem)?;
 
     let start_info = hvm_start_info {
         magic: XEN_HVM_START_MAGIC_VALUE,
@@ -384,7 +270,7 @@ pub fn load_pvh<M: GuestMemoryBackend>(
         } else {
             plan.modlist_addr
         },
-        cmdline_paddr: CMDLINE_START.0,
+        cmdline_paddr: plan.cmdline_addr,
         rsdp_paddr: req.acpi_rsdp.unwrap_or(0),
         memmap_paddr: plan.memmap_addr,
         memmap_entries: plan.memmap.len() as u32,
@@ -404,412 +290,4 @@ pub fn load_pvh<M: GuestMemoryBackend>(
         segments: elf.extents(),
         handoff: Handoff::PvhStartInfo(START_INFO_ADDR),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::test_image::{build, build_pvh};
-    use super::*;
-    use vm_memory::GuestMemoryMmap;
-
-    const MIB16: u64 = 16 << 20;
-
-    fn setup() -> (MemoryLayout, GuestMemoryMmap) {
-        let layout = MemoryLayout::with_phys_bits(16, 40).unwrap();
-        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), MIB16 as usize)]).unwrap();
-        (layout, mem)
-    }
-
-    fn module(name: &str, data: Vec<u8>) -> ModuleImage {
-        ModuleImage {
-            name: name.to_string(),
-            data,
-        }
-    }
-
-    fn read_string(mem: &GuestMemoryMmap, addr: u64) -> Vec<u8> {
-        let mut out = Vec::new();
-        for a in addr.. {
-            let b: u8 = mem.read_obj(GuestAddress(a)).unwrap();
-            if b == 0 {
-                break;
-            }
-            out.push(b);
-        }
-        out
-    }
-
-    /// A kernel whose code (0xf4 bytes) is at 1 MiB, 0x1800 bytes of which
-    /// 0x800 are BSS, entered at 1 MiB + 0x10.
-    fn kernel(is_64: bool) -> Vec<u8> {
-        build_pvh(
-            is_64,
-            0x10_0010,
-            &[(0x10_0000, 0x10_0000, &[0xf4; 0x1000], 0x1800)],
-        )
-    }
-
-    fn full_request() -> LoadRequest {
-        LoadRequest {
-            kernel_path: "vmlinux".into(),
-            cmdline: Some("console=ttyS0 quiet".into()),
-            initrd: Some(module(
-                "/boot/initrd.img",
-                (0..5000u32).map(|i| i as u8).collect(),
-            )),
-            modules: vec![module("second module", vec![0x5a; 77])],
-            bzimage_own_entry: false,
-            acpi_rsdp: Some(0xe0000),
-            kernel_cache: Default::default(),
-        }
-    }
-
-    fn check_full_load(is_64: bool) {
-        let (layout, mem) = setup();
-        // Dirty the BSS so zeroing is proven, not inherited.
-        mem.write_slice(&[0xaa; 0x800], GuestAddress(0x10_1000))
-            .unwrap();
-        let req = full_request();
-        let spec = load_pvh(&mem, &layout, &kernel(is_64), &req).unwrap();
-        assert_eq!(spec.mode, BootMode::Protected);
-        assert_eq!(spec.entry, Entry::Linear(GuestAddress(0x10_0010)));
-        assert_eq!(spec.handoff, Handoff::PvhStartInfo(GuestAddress(0x1_0000)));
-        assert_eq!(spec.image, (GuestAddress(0x10_0000), 0x1800));
-
-        let mut code = vec![0u8; 0x1800];
-        mem.read_slice(&mut code, GuestAddress(0x10_0000)).unwrap();
-        assert!(code[..0x1000].iter().all(|&b| b == 0xf4));
-        assert!(code[0x1000..].iter().all(|&b| b == 0), "BSS not zeroed");
-
-        let si: hvm_start_info = mem.read_obj(START_INFO_ADDR).unwrap();
-        assert_eq!(si.magic, 0x336e_c578);
-        assert_eq!(si.version, 1);
-        assert_eq!(si.flags, 0);
-        assert_eq!(si.nr_modules, 2);
-        assert_eq!(si.cmdline_paddr, 0x2_0000);
-        assert_eq!(si.rsdp_paddr, 0xe0000, "the RSDP the VMM passes");
-        assert_eq!(si.reserved, 0);
-        for a in [si.memmap_paddr, si.modlist_paddr] {
-            assert!(
-                (0x1_0000 + 56..0x2_0000).contains(&a) && a % 8 == 0,
-                "{a:#x}"
-            );
-        }
-
-        // The memory map is the layout's firmware map, entry for entry.
-        let fw = layout.firmware_map();
-        assert_eq!(si.memmap_entries as usize, fw.len());
-        for (i, e) in fw.iter().enumerate() {
-            let m: hvm_memmap_table_entry = mem
-                .read_obj(GuestAddress(si.memmap_paddr + 24 * i as u64))
-                .unwrap();
-            let kind = match e.kind {
-                MapKind::Ram => 1,
-                MapKind::Reserved => 2,
-            };
-            assert_eq!(
-                (m.addr, m.size, m.type_, m.reserved),
-                (e.start, e.len, kind, 0)
-            );
-        }
-
-        assert_eq!(read_string(&mem, si.cmdline_paddr), b"console=ttyS0 quiet");
-
-        let expected = [req.initrd.clone().unwrap(), req.modules[0].clone()];
-        let mut prev_end = 0x10_1800;
-        for (i, m) in expected.iter().enumerate() {
-            let e: hvm_modlist_entry = mem
-                .read_obj(GuestAddress(si.modlist_paddr + 32 * i as u64))
-                .unwrap();
-            assert!(
-                e.paddr.is_multiple_of(0x1000),
-                "module {i} at {:#x}",
-                e.paddr
-            );
-            assert!(e.paddr >= prev_end, "module {i} at {:#x}", e.paddr);
-            assert_eq!(e.size, m.data.len() as u64);
-            assert_eq!(e.reserved, 0);
-            assert!(vmm_memory::layout::overlapping_boot_structure(e.paddr, e.size).is_none());
-            let mut data = vec![0u8; m.data.len()];
-            mem.read_slice(&mut data, GuestAddress(e.paddr)).unwrap();
-            assert_eq!(data, m.data);
-            assert_eq!(read_string(&mem, e.cmdline_paddr), m.name.as_bytes());
-            prev_end = e.paddr + e.size;
-        }
-    }
-
-    #[test]
-    fn test_pvh_elf64_start_info_memmap_modules() {
-        check_full_load(true);
-    }
-
-    #[test]
-    fn test_pvh_elf32_start_info_memmap_modules() {
-        check_full_load(false);
-    }
-
-    #[test]
-    fn test_pvh_elf64_entry_below_1mib_uses_generic_loader() {
-        // PVH does not use e_entry: one below 1 MiB (which linux-loader's
-        // ELF loader would refuse) loads.
-        let (layout, mem) = setup();
-        mem.write_slice(&[0xaa; 16], GuestAddress(0x8_0004))
-            .unwrap();
-        let desc = 0x8_0000u32.to_le_bytes();
-        let img = build(
-            true,
-            0x8_0000,
-            &[(0x8_0000, 0x8_0000, &[0xf4; 4], 0x20)],
-            &[("Xen", XEN_ELFNOTE_PHYS32_ENTRY, &desc)],
-        );
-        let spec = load_pvh(&mem, &layout, &img, &LoadRequest::default()).unwrap();
-        assert_eq!(spec.entry, Entry::Linear(GuestAddress(0x8_0000)));
-        let mut b = [0u8; 8];
-        mem.read_slice(&mut b, GuestAddress(0x8_0000)).unwrap();
-        assert_eq!(b, [0xf4, 0xf4, 0xf4, 0xf4, 0, 0, 0, 0]);
-    }
-
-    #[test]
-    fn test_pvh_defaults_without_cmdline_or_modules() {
-        let (layout, mem) = setup();
-        mem.write_slice(b"stale", CMDLINE_START).unwrap();
-        load_pvh(&mem, &layout, &kernel(true), &LoadRequest::default()).unwrap();
-        let si: hvm_start_info = mem.read_obj(START_INFO_ADDR).unwrap();
-        assert_eq!((si.nr_modules, si.modlist_paddr), (0, 0));
-        assert_eq!(si.cmdline_paddr, CMDLINE_START.0);
-        assert_eq!(read_string(&mem, si.cmdline_paddr), b"");
-    }
-
-    #[test]
-    fn test_pvh_note_descriptor_sizes() {
-        let (layout, _) = setup();
-        let seg: &[test_image::Seg<'_>] = &[(0x10_0000, 0x10_0000, &[0xf4; 16], 16)];
-        let with_desc = |desc: &[u8]| {
-            build(
-                true,
-                0x10_0000,
-                seg,
-                &[("Xen", XEN_ELFNOTE_PHYS32_ENTRY, desc)],
-            )
-        };
-        // 8-byte descriptors are how older Linux wrote it (_ASM_PTR).
-        assert_eq!(
-            find_phys32_entry(&with_desc(&0x10_0004u64.to_le_bytes())).unwrap(),
-            0x10_0004
-        );
-        assert!(matches!(
-            find_phys32_entry(&with_desc(&[0, 0])),
-            Err(PvhError::EntryNoteSize(2))
-        ));
-        let e = find_phys32_entry(&with_desc(&0x1_0010_0000u64.to_le_bytes())).unwrap_err();
-        assert!(matches!(e, PvhError::EntryNot32Bit(0x1_0010_0000)), "{e}");
-        assert!(e.to_string().contains("0x100100000"), "{e}");
-        // Another owner's type-18 note is not Xen's.
-        let other = build(true, 0x10_0000, seg, &[("GNU", 18, &[0; 4])]);
-        assert!(matches!(
-            load_pvh(&setup().1, &layout, &other, &LoadRequest::default()),
-            Err(PvhError::MissingEntryNote { .. })
-        ));
-        let none = build(true, 0x10_0000, seg, &[]);
-        let e = find_phys32_entry(&none).unwrap_err();
-        assert!(e.to_string().contains("XEN_ELFNOTE_PHYS32_ENTRY"), "{e}");
-    }
-
-    #[test]
-    fn test_pvh_duplicate_notes_must_agree() {
-        let seg: &[test_image::Seg<'_>] = &[(0x10_0000, 0x10_0000, &[0xf4; 16], 16)];
-        let (a, b) = (0x10_0000u32.to_le_bytes(), 0x10_0008u32.to_le_bytes());
-        let same = build(
-            true,
-            0x10_0000,
-            seg,
-            &[
-                ("Xen", XEN_ELFNOTE_PHYS32_ENTRY, &a),
-                ("Xen", XEN_ELFNOTE_PHYS32_ENTRY, &a),
-            ],
-        );
-        assert_eq!(find_phys32_entry(&same).unwrap(), 0x10_0000);
-        let differ = build(
-            true,
-            0x10_0000,
-            seg,
-            &[
-                ("Xen", 5, b"4.0\0"),
-                ("Xen", XEN_ELFNOTE_PHYS32_ENTRY, &a),
-                ("Xen", XEN_ELFNOTE_PHYS32_ENTRY, &b),
-            ],
-        );
-        assert!(matches!(
-            find_phys32_entry(&differ),
-            Err(PvhError::ConflictingEntryNotes {
-                first: 0x10_0000,
-                second: 0x10_0008
-            })
-        ));
-    }
-
-    #[test]
-    fn test_pvh_entry_outside_ram_or_image() {
-        let (layout, mem) = setup();
-        let seg: &[test_image::Seg<'_>] = &[(0x10_0000, 0x10_0000, &[0xf4; 16], 0x20)];
-        let desc = 0x4000_0000u32.to_le_bytes();
-        let img = build(
-            true,
-            0x10_0000,
-            seg,
-            &[("Xen", XEN_ELFNOTE_PHYS32_ENTRY, &desc)],
-        );
-        let e = load_pvh(&mem, &layout, &img, &LoadRequest::default()).unwrap_err();
-        assert!(matches!(e, PvhError::EntryOutsideRam(0x4000_0000)), "{e}");
-        assert!(e.to_string().contains("0x40000000"), "{e}");
-        // In RAM, just past the segment's memory size.
-        let desc = 0x10_0020u32.to_le_bytes();
-        let img = build(
-            true,
-            0x10_0000,
-            seg,
-            &[("Xen", XEN_ELFNOTE_PHYS32_ENTRY, &desc)],
-        );
-        let e = load_pvh(&mem, &layout, &img, &LoadRequest::default()).unwrap_err();
-        assert!(
-            matches!(
-                e,
-                PvhError::EntryOutsideImage {
-                    entry: 0x10_0020,
-                    start: 0x10_0000,
-                    end: 0x10_0020
-                }
-            ),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn test_pvh_cmdline_limits() {
-        let (layout, mem) = setup();
-        let longest = "x".repeat(CMDLINE_MAX_SIZE as usize - 1);
-        let req = LoadRequest {
-            cmdline: Some(longest.clone()),
-            ..Default::default()
-        };
-        load_pvh(&mem, &layout, &kernel(true), &req).unwrap();
-        assert_eq!(read_string(&mem, CMDLINE_START.0).len(), longest.len());
-
-        let (layout, mem) = setup();
-        let req = LoadRequest {
-            cmdline: Some(longest + "y"),
-            ..Default::default()
-        };
-        let e = load_pvh(&mem, &layout, &kernel(true), &req).unwrap_err();
-        assert!(
-            matches!(e, PvhError::CmdlineTooLong { len: 0x1_0000, .. }),
-            "{e}"
-        );
-        assert!(e.to_string().contains("65536 bytes"), "{e}");
-        // Nothing was written: the check comes before any copy.
-        assert_eq!(mem.read_obj::<u8>(GuestAddress(0x10_0000)).unwrap(), 0);
-
-        let req = LoadRequest {
-            cmdline: Some("a\0b".into()),
-            ..Default::default()
-        };
-        let e = load_pvh(&mem, &layout, &kernel(true), &req).unwrap_err();
-        assert!(matches!(e, PvhError::NulInString { offset: 1, .. }), "{e}");
-    }
-
-    #[test]
-    fn test_pvh_module_too_large() {
-        let (layout, mem) = setup();
-        // 16 MiB of RAM, kernel ends at 1 MiB + 6 KiB: 15 MiB - 8 KiB are free.
-        let free = MIB16 - 0x10_2000;
-        let fits = LoadRequest {
-            initrd: Some(module("fits", vec![1; free as usize])),
-            ..Default::default()
-        };
-        load_pvh(&mem, &layout, &kernel(true), &fits).unwrap();
-        let si: hvm_start_info = mem.read_obj(START_INFO_ADDR).unwrap();
-        let e: hvm_modlist_entry = mem.read_obj(GuestAddress(si.modlist_paddr)).unwrap();
-        assert_eq!((e.paddr, e.size), (0x10_2000, free));
-
-        let req = LoadRequest {
-            initrd: Some(module("small", vec![1; 10])),
-            modules: vec![module("big.img", vec![2; free as usize])],
-            ..Default::default()
-        };
-        let e = load_pvh(&mem, &layout, &kernel(true), &req).unwrap_err();
-        assert!(
-            matches!(&e, PvhError::ModuleTooLarge { index: 1, size, from: 0x10_3000, .. } if *size == free),
-            "{e}"
-        );
-        let msg = e.to_string();
-        assert!(
-            msg.contains(&free.to_string()) && msg.contains("big.img"),
-            "{msg}"
-        );
-    }
-
-    #[test]
-    fn test_pvh_boot_info_area_overflow() {
-        let (layout, mem) = setup();
-        let long_name = "n".repeat(40_000);
-        let req = LoadRequest {
-            initrd: Some(module(&long_name, vec![1])),
-            modules: vec![module(&long_name, vec![2])],
-            ..Default::default()
-        };
-        let e = load_pvh(&mem, &layout, &kernel(true), &req).unwrap_err();
-        assert!(
-            matches!(e, PvhError::BootInfoTooLarge { modules: 2, .. }),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn test_place_module_skips_boot_structures_and_legacy_hole() {
-        let layout = MemoryLayout::with_phys_bits(16, 40).unwrap();
-        let map = layout.firmware_map();
-        // From 0x2000: the zero page, page tables, boot info and command line
-        // are all in the way; the first clear page is 0x30000.
-        assert_eq!(place_module(&map, 0x2000, 0x6000), Some(0x3_0000));
-        assert_eq!(place_module(&map, 0x2000, 0x1000), Some(0x2000));
-        // Unaligned starts round up to a page.
-        assert_eq!(place_module(&map, 0x3_0001, 1), Some(0x3_1000));
-        // Would cross into the reserved legacy hole: goes to 1 MiB.
-        assert_eq!(place_module(&map, 0x9_f000, 0x2000), Some(0x10_0000));
-        assert_eq!(place_module(&map, 0x9_f000, 0x1000), Some(0x9_f000));
-        // Nothing fits past the end of RAM.
-        assert_eq!(place_module(&map, MIB16 - 0x1000, 0x1001), None);
-        assert_eq!(place_module(&map, MIB16, 0), None);
-        assert_eq!(place_module(&map, u64::MAX - 10, 1), None);
-    }
-
-    #[test]
-    fn test_pvh_module_after_low_kernel_avoids_boot_structures() {
-        let (layout, mem) = setup();
-        let img = build_pvh(false, 0x1000, &[(0x1000, 0x1000, &[0xf4; 0x100], 0x100)]);
-        let req = LoadRequest {
-            initrd: Some(module("i", vec![7; 0x7000])),
-            ..Default::default()
-        };
-        load_pvh(&mem, &layout, &img, &req).unwrap();
-        let si: hvm_start_info = mem.read_obj(START_INFO_ADDR).unwrap();
-        let e: hvm_modlist_entry = mem.read_obj(GuestAddress(si.modlist_paddr)).unwrap();
-        assert_eq!(e.paddr, 0x3_0000);
-        // The start_info survived the module copy.
-        assert_eq!(si.magic, XEN_HVM_START_MAGIC_VALUE);
-    }
-
-    #[test]
-    fn test_pvh_bad_segments_are_elf_errors() {
-        let (layout, mem) = setup();
-        let img = build_pvh(true, 0x9000, &[(0x9000, 0x9000, &[0xf4], 1)]);
-        let e = load_pvh(&mem, &layout, &img, &LoadRequest::default()).unwrap_err();
-        assert!(
-            matches!(
-                e,
-                PvhError::Elf(ElfError::OverlapsBootStructures { paddr: 0x9000, .. })
-            ),
-            "{e}"
-        );
-    }
 }

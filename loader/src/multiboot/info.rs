@@ -1,7 +1,7 @@
 //! The Multiboot information structure (specification section 3.3) and
 //! what it points to: memory map, module list, strings, modules.
 //!
-//! Where things go:
+//! Where things go ([`crate::boot_info`] places them, as for PVH):
 //! - the structure itself at [`INFO_ADDR`] (= `BOOT_INFO_START`), then,
 //!   8-byte aligned, the memory map, the module list, the boot loader name
 //!   and the modules' strings, all inside `[BOOT_INFO_START, BOOT_INFO_END)`;
@@ -13,22 +13,20 @@
 use std::borrow::Cow;
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
-use vmm_memory::layout::{
-    MapEntry, MapKind, BOOT_INFO_END, BOOT_INFO_START, CMDLINE_MAX_SIZE, CMDLINE_START,
-    HIGH_MEMORY_START, LEGACY_HOLE_START,
-};
+use vmm_memory::layout::{MapEntry, MapKind, HIGH_MEMORY_START, LEGACY_HOLE_START};
 use vmm_memory::MemoryLayout;
 
 use super::{MultibootError, FOUR_GIB};
-use crate::request::{LoadRequest, ModuleImage};
+use crate::boot_info::{self, BootInfo, Protocol};
+use crate::request::LoadRequest;
 
 /// Where the information structure goes; EBX holds this address at entry.
-pub const INFO_ADDR: GuestAddress = BOOT_INFO_START;
+pub const INFO_ADDR: GuestAddress = boot_info::STRUCTURE_ADDR;
 /// The `boot_loader_name` string.
 pub const BOOT_LOADER_NAME: &str = "vmm";
 /// Modules are always page-aligned, which satisfies header flag bit 0
 /// whether or not the kernel asks.
-pub const MODULE_ALIGN: u64 = 0x1000;
+pub const MODULE_ALIGN: u64 = boot_info::MODULE_ALIGN;
 
 /// Size of the information structure as of specification 0.6.96 (up to
 /// and including the framebuffer fields).
@@ -109,26 +107,12 @@ pub fn mmap_bytes(map: &[MapEntry]) -> Vec<u8> {
 /// `len` bytes lie inside one usable entry of `map`, below 4 GiB and clear
 /// of the VMM's boot structures.
 pub fn place_module(map: &[MapEntry], from: u64, len: u64) -> Option<u64> {
-    // mod_start and mod_end are 32-bit, so mod_end (exclusive) must be a u32.
-    crate::placement::place_in_ram(map, from, len, MODULE_ALIGN, FOUR_GIB - 1)
+    crate::placement::place_in_ram(map, from, len, MODULE_ALIGN, MODULE_LIMIT)
 }
 
-fn check_no_nul(what: impl FnOnce() -> String, s: &str) -> Result<(), MultibootError> {
-    match s.bytes().position(|b| b == 0) {
-        Some(offset) => Err(MultibootError::NulInString {
-            what: what(),
-            offset,
-        }),
-        None => Ok(()),
-    }
-}
-
-fn nul_terminated(s: &str) -> Vec<u8> {
-    let mut v = Vec::with_capacity(s.len() + 1);
-    v.extend_from_slice(s.as_bytes());
-    v.push(0);
-    v
-}
+/// Modules end at or below this: `mod_start` and `mod_end` are 32-bit, so
+/// `mod_end` (exclusive) must be a u32.
+const MODULE_LIMIT: u64 = FOUR_GIB - 1;
 
 /// Everything but the kernel, placed and encoded before anything is
 /// written.
@@ -136,9 +120,8 @@ fn nul_terminated(s: &str) -> Vec<u8> {
 pub struct Plan<'a> {
     /// The information structure's bytes.
     pub info: [u8; INFO_SIZE as usize],
-    /// `(address, bytes)` of everything else: memory map, module list,
-    /// strings, command line, module data.
-    pub writes: Vec<(u64, Cow<'a, [u8]>)>,
+    /// Memory map, module list, strings, command line and module data.
+    pub boot_info: BootInfo<'a>,
 }
 
 /// The command line as GRUB and QEMU build it: the kernel's path, then a
@@ -157,80 +140,29 @@ pub fn plan<'a>(
     kernel_end: u64,
     req: &'a LoadRequest,
 ) -> Result<Plan<'a>, MultibootError> {
-    check_no_nul(|| "the kernel path".into(), &req.kernel_path)?;
+    let mut boot_info = BootInfo::new(Protocol::Multiboot, INFO_SIZE);
+    boot_info.check_no_nul(|| "the kernel path".into(), &req.kernel_path)?;
     if let Some(c) = &req.cmdline {
-        check_no_nul(|| "the command line".into(), c)?;
+        boot_info.check_no_nul(|| "the command line".into(), c)?;
     }
-    let cmdline = command_line(req);
-    if cmdline.len() as u64 >= CMDLINE_MAX_SIZE {
-        return Err(MultibootError::CmdlineTooLong {
-            len: cmdline.len(),
-            max: CMDLINE_MAX_SIZE,
-            addr: CMDLINE_START.0,
-        });
-    }
-    let modules: Vec<&ModuleImage> = req.initrd.iter().chain(req.modules.iter()).collect();
-    for (i, m) in modules.iter().enumerate() {
-        check_no_nul(
-            || format!("the string of Multiboot module {i} ({:?})", m.name),
-            &m.name,
-        )?;
-    }
+    let cmdline = boot_info.command_line(&command_line(req))?;
+    let modules = boot_info.modules(req)?;
 
     let map = layout.firmware_map();
-    let mmap = mmap_bytes(&map);
-    let align8 = |v: u64| (v + 7) & !7;
-    // The sizes below are bounded (map entries, module count and strings
-    // are all in memory already), and the total is checked against the
-    // area before any address is used.
-    let mmap_addr = align8(INFO_ADDR.0 + INFO_SIZE);
-    let mods_addr = align8(mmap_addr + mmap.len() as u64);
-    let name_addr =
-        mods_addr.saturating_add(MODULE_ENTRY_SIZE.saturating_mul(modules.len() as u64));
-    let mut cursor = name_addr.saturating_add(BOOT_LOADER_NAME.len() as u64 + 1);
-    let mut string_addrs = Vec::with_capacity(modules.len());
-    for m in &modules {
-        string_addrs.push(cursor);
-        cursor = cursor.saturating_add(m.name.len() as u64 + 1);
-    }
-    if cursor > BOOT_INFO_END.0 {
-        return Err(MultibootError::BootInfoTooLarge {
-            needed: cursor - INFO_ADDR.0,
-            available: BOOT_INFO_END.0 - INFO_ADDR.0,
-            start: INFO_ADDR.0,
-            mmap: map.len(),
-            modules: modules.len(),
-        });
-    }
-
-    let mut writes: Vec<(u64, Cow<'a, [u8]>)> = Vec::new();
-    let mut mod_list = Vec::with_capacity(modules.len() * MODULE_ENTRY_SIZE as usize);
-    let mut from = kernel_end;
-    for (index, (m, string_addr)) in modules.iter().zip(&string_addrs).enumerate() {
-        let size = m.data.len() as u64;
-        let addr =
-            place_module(&map, from, size).ok_or_else(|| MultibootError::ModuleTooLarge {
-                index,
-                name: m.name.clone(),
-                size,
-                from: crate::placement::align_up(from, MODULE_ALIGN).unwrap_or(from),
-                ram_end: layout.low_ram_end(),
-            })?;
-        // place_module keeps addr + size below 4 GiB and string addresses
-        // are inside the boot information area: all fit in 32 bits.
-        for v in [addr, addr + size, *string_addr, 0] {
+    let mmap_addr = boot_info.memory_map(map.len(), MMAP_ENTRY_SIZE);
+    boot_info.put(mmap_addr, Cow::Owned(mmap_bytes(&map)));
+    let mods_addr = boot_info.table(MODULE_ENTRY_SIZE.saturating_mul(modules.len() as u64));
+    let name_addr = boot_info.string(BOOT_LOADER_NAME);
+    let placed = boot_info.place_modules(layout, &modules, kernel_end, MODULE_LIMIT)?;
+    let mut mod_list = Vec::with_capacity(placed.len() * MODULE_ENTRY_SIZE as usize);
+    for m in &placed {
+        // The modules end below 4 GiB and their strings are inside the boot
+        // information area: all fit in 32 bits.
+        for v in [m.addr, m.addr + m.size, m.string, 0] {
             mod_list.extend_from_slice(&(v as u32).to_le_bytes());
         }
-        writes.push((addr, Cow::Borrowed(m.data.as_slice())));
-        writes.push((*string_addr, Cow::Owned(nul_terminated(&m.name))));
-        // An empty module still gets its own page, so no two modules share
-        // an address.
-        from = addr + size.max(1);
     }
-    writes.push((mmap_addr, Cow::Owned(mmap)));
-    writes.push((mods_addr, Cow::Owned(mod_list)));
-    writes.push((name_addr, Cow::Owned(nul_terminated(BOOT_LOADER_NAME))));
-    writes.push((CMDLINE_START.0, Cow::Owned(nul_terminated(&cmdline))));
+    boot_info.put(mods_addr, Cow::Owned(mod_list));
 
     let mut flags = INFO_MEMORY | INFO_CMDLINE | INFO_MEM_MAP | INFO_BOOT_LOADER_NAME;
     // As GRUB: bit 3 only when there are modules (the specification allows
@@ -243,7 +175,7 @@ pub fn plan<'a>(
     put(off::FLAGS, flags);
     put(off::MEM_LOWER, mem_lower_kib(&map));
     put(off::MEM_UPPER, mem_upper_kib(&map));
-    put(off::CMDLINE, CMDLINE_START.0 as u32);
+    put(off::CMDLINE, cmdline as u32);
     if !modules.is_empty() {
         put(off::MODS_COUNT, modules.len() as u32);
         put(off::MODS_ADDR, mods_addr as u32);
@@ -254,14 +186,12 @@ pub fn plan<'a>(
     );
     put(off::MMAP_ADDR, mmap_addr as u32);
     put(off::BOOT_LOADER_NAME, name_addr as u32);
-    Ok(Plan { info, writes })
+    Ok(Plan { info, boot_info })
 }
 
 /// Writes what [`plan`] laid out.
 pub fn write<M: GuestMemoryBackend>(mem: &M, plan: &Plan<'_>) -> Result<(), MultibootError> {
-    for (addr, bytes) in &plan.writes {
-        mem.write_slice(bytes, GuestAddress(*addr))?;
-    }
+    plan.boot_info.write(mem)?;
     mem.write_slice(&plan.info, INFO_ADDR)?;
     Ok(())
 }
@@ -269,7 +199,9 @@ pub fn write<M: GuestMemoryBackend>(mem: &M, plan: &Plan<'_>) -> Result<(), Mult
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vmm_memory::layout::{MIB, MMIO_HOLE_START};
+    use crate::boot_info::BootInfoError;
+    use crate::request::ModuleImage;
+    use vmm_memory::layout::{CMDLINE_MAX_SIZE, MIB, MMIO_HOLE_START};
 
     fn map(mib: u64) -> Vec<MapEntry> {
         MemoryLayout::with_phys_bits(mib, 40)
@@ -370,13 +302,16 @@ mod tests {
         req.cmdline = Some("x".repeat(CMDLINE_MAX_SIZE as usize - 3));
         let e = plan(&layout, 0x10_1000, &req).unwrap_err();
         assert!(
-            matches!(e, MultibootError::CmdlineTooLong { len, .. } if len as u64 == CMDLINE_MAX_SIZE),
+            matches!(e, MultibootError::BootInfo(BootInfoError::CmdlineTooLong { len, .. }) if len as u64 == CMDLINE_MAX_SIZE),
             "{e}"
         );
         req.cmdline = Some("a\0b".into());
         let e = plan(&layout, 0x10_1000, &req).unwrap_err();
         assert!(
-            matches!(e, MultibootError::NulInString { offset: 1, .. }),
+            matches!(
+                e,
+                MultibootError::BootInfo(BootInfoError::NulInString { offset: 1, .. })
+            ),
             "{e}"
         );
 
@@ -397,7 +332,10 @@ mod tests {
             .collect();
         let e = plan(&layout, 0x10_1000, &req).unwrap_err();
         assert!(
-            matches!(e, MultibootError::BootInfoTooLarge { modules: 40, .. }),
+            matches!(
+                e,
+                MultibootError::BootInfo(BootInfoError::BootInfoTooLarge { modules: 40, .. })
+            ),
             "{e}"
         );
     }
@@ -424,7 +362,8 @@ mod tests {
                 .unwrap(),
         );
         let list = p
-            .writes
+            .boot_info
+            .writes()
             .iter()
             .find(|(a, _)| *a == u64::from(mods_addr))
             .map(|(_, b)| b.to_vec())
