@@ -86,7 +86,7 @@ use vmm_memory::MemoryLayout;
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// `--format` names a format the image is not.
-    #[error("--format {asked} contradicts the image: {why}")]
+    #[error("the forced format {asked} contradicts the image: {why}")]
     FormatMismatch {
         /// The format asked for.
         asked: Format,
@@ -149,7 +149,7 @@ pub fn load<M: GuestMemoryBackend + 'static>(
             check_format(image, asked)?;
             Detection {
                 format: asked,
-                reason: format!("--format {asked}"),
+                reason: format!("format forced to {asked}"),
             }
         }
         None => detect(image),

@@ -40,7 +40,7 @@ pub enum LinuxError {
     #[error("bzImage xloadflags {0:#06x} lack XLF_KERNEL_64: not a 64-bit kernel, and only the 64-bit boot protocol is supported")]
     Not64Bit(u16),
     /// payload_offset or payload_length is zero.
-    #[error("bzImage has no payload to decompress (payload_offset {offset:#x}, payload_length {length:#x}); use --bzimage-entry")]
+    #[error("bzImage has no payload to decompress (payload_offset {offset:#x}, payload_length {length:#x}); start the bzImage through its own entry instead")]
     NoPayload {
         /// payload_offset.
         offset: u32,
@@ -92,7 +92,7 @@ pub enum LinuxError {
     EntryBelowHighMemory(u64),
     /// The kernel (with the room it needs to start) is not in RAM below
     /// 4 GiB.
-    #[error("the kernel needs [{start:#x}, {end:#x}) (its image, and init_size from its runtime address for --bzimage-entry), which is not all guest RAM below {ram_end:#x}")]
+    #[error("the kernel needs [{start:#x}, {end:#x}) (its image, and init_size from its runtime address when the bzImage's own entry runs), which is not all guest RAM below {ram_end:#x}")]
     KernelOutsideRam {
         /// Load address.
         start: u64,
@@ -132,7 +132,7 @@ pub enum LinuxError {
     #[error("writing the initrd to guest memory failed: {0}")]
     GuestMemory(#[from] vm_memory::GuestMemoryError),
     /// `--module` was given: the Linux protocol has only the initrd.
-    #[error("the Linux boot protocol takes no modules, but {0} --module file(s) were given (pass one initrd with --initrd)")]
+    #[error("the Linux boot protocol takes no modules, but {0} module(s) were given (pass one initrd instead)")]
     ModulesUnsupported(usize),
     /// Reading a vmlinux file (a kernel cache entry) failed.
     #[error("reading the {what} failed: {source}")]

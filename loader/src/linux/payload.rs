@@ -235,7 +235,7 @@ pub fn decompress_with<E: From<PayloadError>>(
 fn lzo_unsupported() -> PayloadError {
     PayloadError::Unsupported {
         codec: Codec::Lzo,
-        why: "no permissively licensed LZO1X decoder that is safe on corrupt input is available (lzokay-native panics on it; minilzo-rs, rust-lzo and lzo1x are GPL); rebuild the kernel with another CONFIG_KERNEL_* codec or use --bzimage-entry to let its own decompressor run",
+        why: "no permissively licensed LZO1X decoder that is safe on corrupt input is available (lzokay-native panics on it; minilzo-rs, rust-lzo and lzo1x are GPL); rebuild the kernel with another CONFIG_KERNEL_* codec or start the bzImage through its own entry (LoadRequest::bzimage_own_entry) so its own decompressor runs",
     }
 }
 

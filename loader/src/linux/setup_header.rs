@@ -149,7 +149,7 @@ impl BzImageHeader {
             return Err(LinuxError::ProtocolTooOld {
                 version,
                 required: PROTO_PAYLOAD,
-                why: "older kernels have no payload_offset/payload_length to decompress on the host (use --bzimage-entry)",
+                why: "older kernels have no payload_offset/payload_length to decompress on the host (start the bzImage through its own entry instead)",
             });
         }
         let (offset, length) = (self.hdr.payload_offset, self.hdr.payload_length);
