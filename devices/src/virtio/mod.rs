@@ -23,12 +23,14 @@
 pub mod device;
 pub mod interrupt;
 pub mod mmio;
+pub mod rng;
 #[cfg(test)]
 pub(crate) mod testing;
 
 pub use device::{DeviceError, QueueContext, VirtioDevice};
 pub use interrupt::VirtioInterrupt;
 pub use mmio::{MmioTransport, VIRTIO_MMIO_WINDOW};
+pub use rng::VirtioRng;
 
 /// `VIRTIO_F_VERSION_1`: the device follows virtio 1.x (required: this
 /// transport has no legacy interface).
