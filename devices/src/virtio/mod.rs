@@ -9,6 +9,9 @@
 //!   reset, and the interrupt status.
 //! - [`interrupt::VirtioInterrupt`]: InterruptStatus bits plus the line
 //!   (a KVM irqfd in a VMM) behind vm-superio's `Trigger`.
+//! - Devices: [`rng::VirtioRng`] (entropy from `getrandom(2)`) and
+//!   [`console::VirtioConsole`] (one port; output to a [`crate::Console`],
+//!   host input through a bounded [`console::ConsoleInput`]).
 //!
 //! Threading: the guest's register accesses arrive on vCPU threads; queue
 //! notifications arrive as eventfds ([`mmio::MmioTransport::queue_events`],
@@ -20,15 +23,19 @@
 //! Nothing here knows KVM: the unit tests drive a transport with the
 //! register sequence a driver writes and `virtio-queue`'s mock queues.
 
+pub mod console;
 pub mod device;
 pub mod interrupt;
 pub mod mmio;
+pub mod rng;
 #[cfg(test)]
 pub(crate) mod testing;
 
+pub use console::{ConsoleInput, VirtioConsole};
 pub use device::{DeviceError, QueueContext, VirtioDevice};
 pub use interrupt::VirtioInterrupt;
 pub use mmio::{MmioTransport, VIRTIO_MMIO_WINDOW};
+pub use rng::VirtioRng;
 
 /// `VIRTIO_F_VERSION_1`: the device follows virtio 1.x (required: this
 /// transport has no legacy interface).
