@@ -6,6 +6,7 @@ use std::io::Write;
 use clap::Parser;
 use vmm_core::devices::pc::build_devices;
 use vmm_core::devices::Console;
+use vmm_core::virtio::build_backends;
 use vmm_core::{HostOptions, Vm, VmConfig, VmOutcome, VmmError};
 
 use vmm_bin::cli::{Cli, SerialOut};
@@ -125,9 +126,14 @@ fn create_with_devices(
     host: HostOptions,
     console: Console,
 ) -> Result<Vm, VmmError> {
+    // Host resources first: an unusable disk or socket is bad input.
+    let backends = build_backends(&config.devices)?;
     let mut vm = Vm::create(config, host)?;
     let devices = build_devices(vm.device_options(console), &mut vm.interrupt_lines())?;
     vm.attach_devices(devices);
+    for backend in backends {
+        vm.attach_virtio(backend)?;
+    }
     Ok(vm)
 }
 

@@ -19,6 +19,7 @@ use vmm_loader::{BootMode, Entry, Format};
 use crate::config::{HostOptions, KernelImage, ModuleConfig, VmConfig};
 use crate::error::VmmError;
 use crate::platform::Platform;
+use crate::virtio::build_backends;
 use crate::vm::{MetricsSink, Vm};
 
 struct ExtraPio {
@@ -307,6 +308,7 @@ impl VmBuilder {
             Some(c) => c,
             None => self.config.devices.serial.open()?,
         };
+        let backends = build_backends(&self.config.devices)?;
         let mut vm = Vm::create(&self.config, self.host)?;
         let mut devices = build_devices(vm.device_options(console), &mut vm.interrupt_lines())?;
         for d in self.extra_pio {
@@ -320,6 +322,9 @@ impl VmBuilder {
                 .register_mmio(&d.name, MmioAddress(d.base), d.len, d.device)?;
         }
         vm.attach_devices(devices);
+        for backend in backends {
+            vm.attach_virtio(backend)?;
+        }
         Ok(vm)
     }
 

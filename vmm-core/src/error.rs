@@ -174,6 +174,12 @@ pub enum VmmError {
         /// The attached device's type.
         got: u32,
     },
+    /// A virtio device kind this build has no backend for yet.
+    #[error("virtio {kind:?} devices are not implemented yet")]
+    VirtioNotBuilt {
+        /// The kind asked for.
+        kind: crate::virtio::VirtioKind,
+    },
     /// A virtio transport could not be created.
     #[error(transparent)]
     VirtioTransport(#[from] vmm_devices::virtio::mmio::TransportError),
@@ -220,6 +226,7 @@ impl VmmError {
             | VmmError::CpuCount { .. }
             | VmmError::SmpNeedsPc { .. }
             | VmmError::TooManyVirtioDevices { .. }
+            | VmmError::VirtioNotBuilt { .. }
             | VmmError::OverlapsFirmwareTables { .. }
             | VmmError::Layout(_)
             | VmmError::Load { .. }

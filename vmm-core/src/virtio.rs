@@ -22,7 +22,9 @@ use virtio_bindings::virtio_ids::{
 };
 use virtio_bindings::virtio_mmio::VIRTIO_MMIO_QUEUE_NOTIFY;
 use vmm_devices::pc::{virtio_slot, VIRTIO_GSIS};
-use vmm_devices::virtio::{MmioTransport, VIRTIO_MMIO_WINDOW};
+use vmm_devices::virtio::console::VirtioConsole;
+use vmm_devices::virtio::rng::VirtioRng;
+use vmm_devices::virtio::{MmioTransport, VirtioDevice, VIRTIO_MMIO_WINDOW};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC, EFD_NONBLOCK};
 
@@ -106,6 +108,29 @@ pub fn cmdline_with_devices(cmdline: &str, slots: &[VirtioSlot]) -> String {
         line.push_str(&slot.cmdline_param());
     }
     line
+}
+
+/// The backend for each of `devices`' virtio devices, in slot order (the
+/// order [`virtio_layout`] gives and [`crate::Vm::attach_virtio`] expects).
+/// Host resources (files, sockets) are opened here, so an unusable one is
+/// reported before the guest runs.
+pub fn build_backends(devices: &DeviceConfig) -> Result<Vec<Box<dyn VirtioDevice>>, VmmError> {
+    let mut backends: Vec<Box<dyn VirtioDevice>> = Vec::new();
+    for slot in virtio_layout(devices)? {
+        match slot.kind {
+            VirtioKind::Rng => backends.push(Box::new(VirtioRng::new())),
+            VirtioKind::Console => {
+                let out = devices
+                    .virtio_console
+                    .as_ref()
+                    .map_or(Ok(vmm_devices::Console::discard()), |c| c.open())?;
+                let console = VirtioConsole::new(out).map_err(VmmError::EventFd)?;
+                backends.push(Box::new(console));
+            }
+            kind => return Err(VmmError::VirtioNotBuilt { kind }),
+        }
+    }
+    Ok(backends)
 }
 
 /// A transport attached to a VM, shared by the bus (vCPU threads) and the

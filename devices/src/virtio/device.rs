@@ -74,6 +74,13 @@ impl<'a> QueueContext<'a> {
 ///
 /// The transport owns the queues and the negotiation; the backend says
 /// what it offers and serves requests when a queue is notified.
+///
+/// Threads: [`Self::config_space`], [`Self::write_config`],
+/// [`Self::activate`] and [`Self::reset`] run inside a guest's register
+/// access, on a vCPU thread, whose seccomp list in a KVM VMM allows little
+/// more than `write(2)`: no reads, file or socket calls there. Request work
+/// ([`Self::process_queue`], [`Self::process_host_fd`], [`Self::shutdown`])
+/// runs on the VMM's device thread.
 pub trait VirtioDevice: Send {
     /// The virtio device ID (`virtio_bindings::virtio_ids`).
     fn device_type(&self) -> u32;

@@ -142,9 +142,9 @@ impl ConsoleInput {
     /// The device stopped (reset, or it needs one): no more pending events
     /// until it is live again. Queued bytes are kept.
     pub(super) fn stop(&self) {
-        let mut s = lock(&self.shared.state);
-        s.live = false;
-        self.clear_pending();
+        // The pending count is left for the device thread to consume:
+        // this runs on a vCPU thread (a status write), which may not read(2).
+        lock(&self.shared.state).live = false;
     }
 
     /// The pending count, consumed (`None`: nothing pending).
