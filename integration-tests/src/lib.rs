@@ -3,7 +3,8 @@
 //! `vmm-bin` binary with a watchdog.
 //!
 //! Every test that runs a guest needs `/dev/kvm`; [`require_kvm`] fails the
-//! test loudly (never skips it) when it is missing.
+//! test loudly (never skips it) when it is missing. Exit statuses come from
+//! `vmm_bin::exit_status`, where `vmm-bin` declares them.
 
 pub mod dump;
 pub mod guest_asm;
@@ -18,19 +19,3 @@ pub use run::{
     Output, RawRun, StreamedRun, PROCESS_WATCHDOG,
 };
 pub use temp_file::TempFile;
-
-/// The documented exit statuses (see `vmm-bin --help`).
-pub mod status {
-    /// Guest halted.
-    pub const HALTED: i32 = 0;
-    /// Bad usage or input.
-    pub const BAD_INPUT: i32 = 2;
-    /// Triple fault.
-    pub const TRIPLE_FAULT: i32 = 4;
-    /// `--max-exits` or `--timeout` reached.
-    pub const LIMIT_REACHED: i32 = 6;
-    /// KVM unavailable.
-    pub const KVM_UNAVAILABLE: i32 = 8;
-    /// vCPU fault.
-    pub const VCPU_FAULT: i32 = 10;
-}

@@ -1,7 +1,8 @@
 //! Bad input through the CLI: a one-line error naming the problem and the
 //! value, status 2 (or 8 for KVM), never a panic.
 
-use integration_tests::{run_vmm, status, workspace_root, TempFile};
+use integration_tests::{run_vmm, workspace_root, TempFile};
+use vmm_bin::exit_status;
 
 fn hello() -> String {
     workspace_root()
@@ -35,17 +36,21 @@ fn expect_error(args: &[&str], code: i32, needle: &str) {
 fn test_kernel_file_errors() {
     expect_error(
         &["--kernel", "/nonexistent/guest.bin"],
-        status::BAD_INPUT,
+        exit_status::BAD_INPUT,
         "/nonexistent/guest.bin",
     );
-    expect_error(&["--kernel", "/tmp"], status::BAD_INPUT, "is a directory");
+    expect_error(
+        &["--kernel", "/tmp"],
+        exit_status::BAD_INPUT,
+        "is a directory",
+    );
     let empty = TempFile::with_bytes(&[]);
     expect_error(
         &["--kernel", empty.path()],
-        status::BAD_INPUT,
+        exit_status::BAD_INPUT,
         "empty (0 bytes)",
     );
-    expect_error(&["--memory", "16"], status::BAD_INPUT, "--kernel");
+    expect_error(&["--memory", "16"], exit_status::BAD_INPUT, "--kernel");
 }
 
 #[test]
@@ -53,7 +58,7 @@ fn test_image_does_not_fit() {
     let big = TempFile::with_bytes(&vec![0xf4; 2 << 20]);
     expect_error(
         &["--kernel", big.path(), "--memory", "1"],
-        status::BAD_INPUT,
+        exit_status::BAD_INPUT,
         "2097152 bytes",
     );
     expect_error(
@@ -65,12 +70,12 @@ fn test_image_does_not_fit() {
             "--load-addr",
             "0xffffa",
         ],
-        status::BAD_INPUT,
+        exit_status::BAD_INPUT,
         "0xffffa",
     );
     expect_error(
         &["--kernel", &hello(), "--load-addr", "0xffffffffffffffff"],
-        status::BAD_INPUT,
+        exit_status::BAD_INPUT,
         "0xffffffffffffffff",
     );
 }
@@ -86,7 +91,7 @@ fn test_addresses_outside_ram() {
             "--load-addr",
             "0x2000000",
         ],
-        status::BAD_INPUT,
+        exit_status::BAD_INPUT,
         "0x2000000",
     );
     expect_error(
@@ -100,12 +105,12 @@ fn test_addresses_outside_ram() {
             "--entry",
             "0x5000000",
         ],
-        status::BAD_INPUT,
+        exit_status::BAD_INPUT,
         "0x5000000",
     );
     expect_error(
         &["--kernel", &hello(), "--entry", "0x12345"],
-        status::BAD_INPUT,
+        exit_status::BAD_INPUT,
         "0x12345",
     );
     expect_error(
@@ -117,7 +122,7 @@ fn test_addresses_outside_ram() {
             "--load-addr",
             "0x8ffc",
         ],
-        status::BAD_INPUT,
+        exit_status::BAD_INPUT,
         "page tables",
     );
 }
@@ -126,22 +131,22 @@ fn test_addresses_outside_ram() {
 fn test_memory_errors() {
     expect_error(
         &["--kernel", &hello(), "--memory", "0"],
-        status::BAD_INPUT,
+        exit_status::BAD_INPUT,
         "got 0",
     );
     expect_error(
         &["--kernel", &hello(), "--memory", "lots"],
-        status::BAD_INPUT,
+        exit_status::BAD_INPUT,
         "'lots'",
     );
     expect_error(
         &["--kernel", &hello(), "--memory", "99999999999"],
-        status::BAD_INPUT,
+        exit_status::BAD_INPUT,
         "99999999999 MiB",
     );
     expect_error(
         &["--kernel", &hello(), "--memory", "0x10000000000000000"],
-        status::BAD_INPUT,
+        exit_status::BAD_INPUT,
         "'0x10000000000000000'",
     );
 }
@@ -150,42 +155,42 @@ fn test_memory_errors() {
 fn test_register_and_entry_syntax() {
     expect_error(
         &["--kernel", &hello(), "--reg", "eax=1"],
-        status::BAD_INPUT,
+        exit_status::BAD_INPUT,
         "'eax'",
     );
     expect_error(
         &["--kernel", &hello(), "--reg", "rax=two"],
-        status::BAD_INPUT,
+        exit_status::BAD_INPUT,
         "'two'",
     );
     expect_error(
         &["--kernel", &hello(), "--reg", "rax"],
-        status::BAD_INPUT,
+        exit_status::BAD_INPUT,
         "NAME=VALUE",
     );
     expect_error(
         &["--kernel", &hello(), "--entry", "0x1000:"],
-        status::BAD_INPUT,
+        exit_status::BAD_INPUT,
         "'0x1000:'",
     );
     expect_error(
         &["--kernel", &hello(), "--entry", "0x10000:0"],
-        status::BAD_INPUT,
+        exit_status::BAD_INPUT,
         "16 bits",
     );
     expect_error(
         &["--kernel", &hello(), "--mode", "virtual86"],
-        status::BAD_INPUT,
+        exit_status::BAD_INPUT,
         "virtual86",
     );
     expect_error(
         &["--kernel", &hello(), "--serial", "tcp:1234"],
-        status::BAD_INPUT,
+        exit_status::BAD_INPUT,
         "tcp:1234",
     );
     expect_error(
         &["--kernel", &hello(), "--timeout", "-1"],
-        status::BAD_INPUT,
+        exit_status::BAD_INPUT,
         "-1",
     );
 }
@@ -194,12 +199,12 @@ fn test_register_and_entry_syntax() {
 fn test_kvm_device_missing_or_wrong() {
     expect_error(
         &["--kernel", &hello(), "--kvm-device", "/nonexistent/kvm"],
-        status::KVM_UNAVAILABLE,
+        exit_status::KVM_UNAVAILABLE,
         "modprobe",
     );
     expect_error(
         &["--kernel", &hello(), "--kvm-device", "/dev/null"],
-        status::KVM_UNAVAILABLE,
+        exit_status::KVM_UNAVAILABLE,
         "API version",
     );
 }

@@ -19,7 +19,8 @@
 
 use std::time::Duration;
 
-use integration_tests::{require_kvm, run_raw, run_vmm, status, Dump, TempFile};
+use integration_tests::{require_kvm, run_raw, run_vmm, Dump, TempFile};
+use vmm_bin::exit_status::{self, debug_exit_status};
 use vmm_core::loader::elf::test_image::{build, build_paged};
 use vmm_core::loader::linux::cache::SETTLE;
 use vmm_core::loader::linux::test_image::{bzimage, compress, BzImageSpec, Codec};
@@ -232,7 +233,8 @@ fn boot(kernel: &[u8], extra: &[&str]) -> Seen {
         .then(|| CHECKS.get((run.status as usize >> 1) - 1))
         .flatten();
     assert_eq!(
-        run.status, 1,
+        run.status,
+        debug_exit_status(0),
         "{args:?}: expected debug-exit 0 (status 1); guest check failed: {failed:?}; stderr: {}",
         run.stderr
     );
@@ -403,7 +405,12 @@ fn test_linux_bzimage_kernel_cache_fill_hit_and_changed_file() {
         args.extend_from_slice(&["--cmdline", cmdline, "--initrd", rd_file.path()]);
         args.extend_from_slice(cache_args);
         let run = run_raw(&args);
-        assert_eq!(run.status, 1, "{args:?}: stderr {}", run.stderr);
+        assert_eq!(
+            run.status,
+            debug_exit_status(0),
+            "{args:?}: stderr {}",
+            run.stderr
+        );
         for w in want {
             assert!(
                 run.stderr.contains(w),
@@ -472,7 +479,7 @@ fn expect_bad_input(args: &[&str], needle: &str) {
     let out = run_vmm(args);
     assert_eq!(
         out.status,
-        status::BAD_INPUT,
+        exit_status::BAD_INPUT,
         "{args:?}: stderr {}",
         out.stderr
     );
@@ -521,7 +528,7 @@ fn test_linux_bad_input_through_the_cli() {
         "--cmdline",
         &long,
     ]);
-    assert_eq!(out.status, status::BAD_INPUT, "{}", out.stderr);
+    assert_eq!(out.status, exit_status::BAD_INPUT, "{}", out.stderr);
     assert!(
         out.stderr.contains("21 bytes") && out.stderr.contains("at most 20"),
         "{}",

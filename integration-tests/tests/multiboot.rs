@@ -5,7 +5,8 @@
 //! command line, the boot loader name and every module through the debug
 //! console; the host parses the dump and checks each value exactly.
 
-use integration_tests::{require_kvm, run_raw, status, Dump, RawRun, TempFile};
+use integration_tests::{require_kvm, run_raw, Dump, RawRun, TempFile};
+use vmm_bin::exit_status::{self, debug_exit_status};
 use vmm_core::loader::elf::test_image as elf_image;
 use vmm_core::loader::multiboot::test_image::{
     header, AOUT_KLUDGE, MEMORY_INFO, PAGE_ALIGN, VIDEO_MODE,
@@ -382,7 +383,7 @@ fn parse_dump(bytes: &[u8]) -> Seen {
 
 /// Asserts the guest passed its checks (debug-exit 0 gives status 1).
 fn assert_guest_ok(run: &RawRun) {
-    if run.status != 1 {
+    if run.status != debug_exit_status(0) {
         let check = usize::try_from((run.status - 1) / 2)
             .ok()
             .and_then(|c| c.checked_sub(1))
@@ -576,7 +577,7 @@ fn test_multiboot_unknown_required_flag_is_refused() {
     let kernel = aout_kernel(PAGE_ALIGN | MEMORY_INFO | 1 << 5);
     let file = TempFile::with_bytes(&kernel.image);
     let run = run_raw(&["--kernel", file.path(), "--timeout", "30"]);
-    assert_eq!(run.status, status::BAD_INPUT, "stderr: {}", run.stderr);
+    assert_eq!(run.status, exit_status::BAD_INPUT, "stderr: {}", run.stderr);
     assert!(run.stderr.contains("required bit 5"), "{}", run.stderr);
     assert!(run.stdout.is_empty(), "the guest must not have run");
 }
@@ -595,7 +596,7 @@ fn test_multiboot_bad_checksum_with_forced_format_is_refused() {
         "--timeout",
         "30",
     ]);
-    assert_eq!(run.status, status::BAD_INPUT, "stderr: {}", run.stderr);
+    assert_eq!(run.status, exit_status::BAD_INPUT, "stderr: {}", run.stderr);
     assert!(run.stderr.contains("Multiboot"), "{}", run.stderr);
     assert!(run.stderr.contains("checksum"), "{}", run.stderr);
 }
@@ -616,7 +617,7 @@ fn test_multiboot_module_too_large_names_its_size() {
         "--timeout",
         "30",
     ]);
-    assert_eq!(run.status, status::BAD_INPUT, "stderr: {}", run.stderr);
+    assert_eq!(run.status, exit_status::BAD_INPUT, "stderr: {}", run.stderr);
     assert!(run.stderr.contains("7340032 bytes"), "{}", run.stderr);
     assert!(run.stderr.contains("module 0"), "{}", run.stderr);
 }
@@ -631,7 +632,7 @@ fn test_multiboot_aout_load_end_past_file_is_refused() {
     kernel.image[at..at + 4].copy_from_slice(&v.to_le_bytes());
     let file = TempFile::with_bytes(&kernel.image);
     let run = run_raw(&["--kernel", file.path(), "--timeout", "30"]);
-    assert_eq!(run.status, status::BAD_INPUT, "stderr: {}", run.stderr);
+    assert_eq!(run.status, exit_status::BAD_INPUT, "stderr: {}", run.stderr);
     assert!(run.stderr.contains("load_end_addr"), "{}", run.stderr);
     assert!(
         run.stderr.contains(&format!("{v:#x}")),

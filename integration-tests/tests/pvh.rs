@@ -7,7 +7,8 @@
 //! `rep outsb`; the host parses the dump and checks each value against what
 //! it asked for and what the ABI requires.
 
-use integration_tests::{require_kvm, run_raw, run_vmm, status, Dump, RawRun, TempFile};
+use integration_tests::{require_kvm, run_raw, run_vmm, Dump, RawRun, TempFile};
+use vmm_bin::exit_status::{self, debug_exit_status};
 use vmm_core::loader::detect::XEN_ELFNOTE_PHYS32_ENTRY;
 use vmm_core::loader::pvh::test_image;
 use vmm_core::memory::layout::{
@@ -235,7 +236,7 @@ fn parse_dump(bytes: &[u8]) -> Seen {
 
 /// Asserts the guest passed its checks (debug-exit 0 gives status 1).
 fn assert_guest_ok(run: &RawRun) {
-    if run.status != 1 {
+    if run.status != debug_exit_status(0) {
         let check = usize::try_from((run.status - 1) / 2)
             .ok()
             .and_then(|c| c.checked_sub(1))
@@ -453,7 +454,12 @@ fn test_pvh_is_detected_and_logged() {
 /// Runs with `args`, expects status 2 and an error naming `needle`.
 fn expect_bad_input(args: &[&str], needle: &str) {
     let out = run_vmm(args);
-    assert_eq!(out.status, status::BAD_INPUT, "{args:?}: {}", out.stderr);
+    assert_eq!(
+        out.status,
+        exit_status::BAD_INPUT,
+        "{args:?}: {}",
+        out.stderr
+    );
     assert!(
         out.stderr.contains(needle),
         "{args:?}: stderr lacks {needle:?}: {}",
