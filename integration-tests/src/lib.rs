@@ -7,11 +7,13 @@
 //! `vmm_bin::exit_status`, where `vmm-bin` declares them.
 
 pub mod dump;
+pub mod expect;
 pub mod guest_asm;
 pub mod run;
 pub mod temp_file;
 
 pub use dump::Dump;
+pub use expect::{assert_no_panic, expect_bad_input, expect_error, tail};
 pub use guest_asm::assemble;
 pub use iced_x86::code_asm;
 pub use run::{

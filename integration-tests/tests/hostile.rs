@@ -19,31 +19,14 @@ use std::time::{Duration, Instant};
 
 use integration_tests::code_asm::*;
 use integration_tests::{
-    assemble, require_kvm, run_vmm, vmm_bin, vmm_command, Output, TempFile, PROCESS_WATCHDOG,
+    assemble, assert_no_panic, require_kvm, run_vmm, tail, vmm_bin, vmm_command, Output, TempFile,
+    PROCESS_WATCHDOG,
 };
 use vmm_bin::exit_status::{self, debug_exit_status};
 
 // ---------------------------------------------------------------------------
 // Running guests and reading what the VMM reports
 // ---------------------------------------------------------------------------
-
-/// Fails the test if the VMM panicked, whatever its status.
-fn assert_no_panic(stderr: &str) {
-    assert!(
-        !stderr.contains("panicked"),
-        "the VMM panicked:\n{}",
-        tail(stderr)
-    );
-}
-
-/// The last few KiB of a (possibly huge) stderr, for assertion messages.
-fn tail(s: &str) -> &str {
-    let mut start = s.len().saturating_sub(4000);
-    while !s.is_char_boundary(start) {
-        start += 1;
-    }
-    &s[start..]
-}
 
 /// Writes `image` to a temporary file and runs it with `args`, which must
 /// include `--timeout` (a hostile guest may never stop by itself).

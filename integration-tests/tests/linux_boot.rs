@@ -19,8 +19,8 @@
 
 use std::time::Duration;
 
-use integration_tests::{require_kvm, run_raw, run_vmm, Dump, TempFile};
-use vmm_bin::exit_status::{self, debug_exit_status};
+use integration_tests::{expect_bad_input, require_kvm, run_raw, Dump, TempFile};
+use vmm_bin::exit_status::debug_exit_status;
 use vmm_core::loader::elf::test_image::{build, build_paged};
 use vmm_core::loader::linux::cache::SETTLE;
 use vmm_core::loader::linux::test_image::{bzimage, compress, BzImageSpec, Codec};
@@ -474,24 +474,6 @@ fn test_linux_bzimage_own_64bit_entry() {
     check_header(&seen, &img, Some(load as u32));
 }
 
-/// Runs with `args`, expects status 2 and an error naming `needle`.
-fn expect_bad_input(args: &[&str], needle: &str) {
-    let out = run_vmm(args);
-    assert_eq!(
-        out.status,
-        exit_status::BAD_INPUT,
-        "{args:?}: stderr {}",
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains(needle),
-        "{args:?}: stderr lacks {needle:?}: {}",
-        out.stderr
-    );
-    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
-    assert!(out.stdout.is_empty(), "nothing should run: {}", out.stdout);
-}
-
 #[test]
 fn test_linux_bad_input_through_the_cli() {
     let gz = compress(Codec::Gzip, &vmlinux()).unwrap();
@@ -520,20 +502,18 @@ fn test_linux_bad_input_through_the_cli() {
         &gz,
     ));
     let long = "x".repeat(21);
-    let out = run_vmm(&[
-        "--kernel",
-        short.path(),
-        "--memory",
-        MEM,
-        "--cmdline",
-        &long,
-    ]);
-    assert_eq!(out.status, exit_status::BAD_INPUT, "{}", out.stderr);
-    assert!(
-        out.stderr.contains("21 bytes") && out.stderr.contains("at most 20"),
-        "{}",
-        out.stderr
+    let out = expect_bad_input(
+        &[
+            "--kernel",
+            short.path(),
+            "--memory",
+            MEM,
+            "--cmdline",
+            &long,
+        ],
+        "21 bytes",
     );
+    assert!(out.stderr.contains("at most 20"), "{}", out.stderr);
 
     // 4 MiB of RAM, the kernel at 1 MiB: 3.5 MiB cannot go above it.
     let kernel = TempFile::with_bytes(&bzimage(&spec, &gz));

@@ -7,8 +7,8 @@
 //! `rep outsb`; the host parses the dump and checks each value against what
 //! it asked for and what the ABI requires.
 
-use integration_tests::{require_kvm, run_raw, run_vmm, Dump, RawRun, TempFile};
-use vmm_bin::exit_status::{self, debug_exit_status};
+use integration_tests::{expect_bad_input, require_kvm, run_raw, Dump, RawRun, TempFile};
+use vmm_bin::exit_status::debug_exit_status;
 use vmm_core::loader::detect::XEN_ELFNOTE_PHYS32_ENTRY;
 use vmm_core::loader::pvh::test_image;
 use vmm_core::memory::layout::{
@@ -449,24 +449,6 @@ fn test_pvh_is_detected_and_logged() {
         "detection not reported: {}",
         run.stderr
     );
-}
-
-/// Runs with `args`, expects status 2 and an error naming `needle`.
-fn expect_bad_input(args: &[&str], needle: &str) {
-    let out = run_vmm(args);
-    assert_eq!(
-        out.status,
-        exit_status::BAD_INPUT,
-        "{args:?}: {}",
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains(needle),
-        "{args:?}: stderr lacks {needle:?}: {}",
-        out.stderr
-    );
-    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
-    assert!(out.stdout.is_empty(), "nothing should run: {}", out.stdout);
 }
 
 #[test]

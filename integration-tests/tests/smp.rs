@@ -3,7 +3,7 @@
 //! number that checked in must match `--cpus`.
 
 use integration_tests::code_asm::*;
-use integration_tests::{assemble, require_kvm, run_vmm, TempFile};
+use integration_tests::{assemble, expect_bad_input, require_kvm, run_vmm, TempFile};
 use vmm_bin::exit_status::{self, debug_exit_status};
 
 /// Where the APs count themselves in (guest-physical).
@@ -117,16 +117,14 @@ fn test_cpu_count_errors() {
         ("100000", "--cpus 100000"),
         ("two", "'two'"),
     ] {
-        let out = run_vmm(&["--kernel", g.path(), "--platform", "pc", "--cpus", cpus]);
-        assert_eq!(out.status, exit_status::BAD_INPUT, "{cpus}: {}", out.stderr);
-        assert!(out.stderr.contains(needle), "{cpus}: {}", out.stderr);
+        expect_bad_input(
+            &["--kernel", g.path(), "--platform", "pc", "--cpus", cpus],
+            needle,
+        );
     }
-    let out = run_vmm(&["--kernel", g.path(), "--platform", "minimal", "--cpus", "2"]);
-    assert_eq!(out.status, exit_status::BAD_INPUT, "{}", out.stderr);
-    assert!(
-        out.stderr.contains("needs the PC platform"),
-        "{}",
-        out.stderr
+    expect_bad_input(
+        &["--kernel", g.path(), "--platform", "minimal", "--cpus", "2"],
+        "needs the PC platform",
     );
 }
 
