@@ -1,5 +1,16 @@
 //! Reading what test guests report: the tagged binary dumps the
-//! boot-protocol test kernels write to the debug console.
+//! boot-protocol test kernels write to the debug console, and little-endian
+//! integers in the bytes guests dump.
+
+/// The little-endian u32 at `off` in `b`.
+pub fn le_u32(b: &[u8], off: usize) -> u32 {
+    u32::from_le_bytes(b[off..off + 4].try_into().expect("4 bytes"))
+}
+
+/// The little-endian u64 at `off` in `b`.
+pub fn le_u64(b: &[u8], off: usize) -> u64 {
+    u64::from_le_bytes(b[off..off + 8].try_into().expect("8 bytes"))
+}
 
 /// Reads the tagged binary dumps the boot-protocol test kernels write to the
 /// debug console: 2-byte tags, little-endian integers, NUL-terminated
@@ -13,6 +24,16 @@ pub struct Dump<'a> {
 }
 
 impl<'a> Dump<'a> {
+    /// A reader at the start of `bytes`.
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Dump { bytes, at: 0 }
+    }
+
+    /// Asserts the whole dump was read.
+    pub fn assert_end(&self) {
+        assert_eq!(self.at, self.bytes.len(), "trailing bytes after the dump");
+    }
+
     /// The next `n` bytes.
     pub fn take(&mut self, n: usize) -> &'a [u8] {
         let s = self.bytes.get(self.at..self.at + n).unwrap_or_else(|| {

@@ -1,8 +1,9 @@
-//! Assertions on how a `vmm-bin` run ended: refused input, no panic.
+//! Assertions on how a `vmm-bin` run ended: refused input, no panic, a
+//! self-checking test kernel that passed.
 
-use vmm_bin::exit_status;
+use vmm_bin::exit_status::{self, debug_exit_status};
 
-use crate::run::{run_vmm, Output};
+use crate::run::{run_raw, run_vmm, Output, RawRun};
 
 /// Fails the test if the VMM panicked, whatever its status.
 pub fn assert_no_panic(stderr: &str) {
@@ -49,4 +50,22 @@ pub fn expect_error(args: &[&str], code: i32, needle: &str) -> Output {
 /// [`expect_error`] with [`exit_status::BAD_INPUT`].
 pub fn expect_bad_input(args: &[&str], needle: &str) -> Output {
     expect_error(args, exit_status::BAD_INPUT, needle)
+}
+
+/// Runs a self-checking test kernel with `args` and asserts it passed: it
+/// wrote 0 to the debug-exit port. A kernel whose check `i` fails writes
+/// `i + 1` instead; the failure message then names `checks[i]`.
+pub fn run_self_checked(args: &[&str], checks: &[&str]) -> RawRun {
+    let run = run_raw(args);
+    let failed = (1u32..)
+        .zip(checks)
+        .find(|&(code, _)| debug_exit_status(code) == run.status)
+        .map(|(_, check)| check);
+    assert_eq!(
+        run.status,
+        debug_exit_status(0),
+        "{args:?}: expected debug-exit 0; guest check failed: {failed:?}; stderr: {}",
+        run.stderr
+    );
+    run
 }

@@ -6,14 +6,16 @@
 //! test loudly (never skips it) when it is missing. Exit statuses come from
 //! `vmm_bin::exit_status`, where `vmm-bin` declares them.
 
+pub mod boot_protocol;
 pub mod dump;
 pub mod expect;
 pub mod guest_asm;
+pub mod pattern;
 pub mod run;
 pub mod temp_file;
 
-pub use dump::Dump;
-pub use expect::{assert_no_panic, expect_bad_input, expect_error, tail};
+pub use dump::{le_u32, le_u64, Dump};
+pub use expect::{assert_no_panic, expect_bad_input, expect_error, run_self_checked, tail};
 pub use guest_asm::assemble;
 pub use iced_x86::code_asm;
 pub use run::{

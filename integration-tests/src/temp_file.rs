@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A temporary file deleted on drop.
+#[derive(Debug)]
 pub struct TempFile(PathBuf);
 
 impl TempFile {

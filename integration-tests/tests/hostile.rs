@@ -18,6 +18,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use integration_tests::code_asm::*;
+use integration_tests::pattern::xorshift_bytes;
 use integration_tests::{
     assemble, assert_no_panic, require_kvm, run_vmm, tail, vmm_bin, vmm_command, Output, TempFile,
     PROCESS_WATCHDOG,
@@ -1367,15 +1368,7 @@ fn test_mixed_exit_flood_counts_every_kind_against_max_exits() {
 /// Bytes the UART flood sends: pseudo-random (NULs and newlines included),
 /// and not ending in a newline, so a line-buffered sink must flush its tail.
 fn flood_data(len: usize) -> Vec<u8> {
-    let mut x: u32 = 0x1234_5678;
-    let mut v: Vec<u8> = (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect();
+    let mut v = xorshift_bytes(len, 0x1234_5678);
     if v.last() == Some(&b'\n') {
         *v.last_mut().unwrap() = b'x';
     }

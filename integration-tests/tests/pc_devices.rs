@@ -3,7 +3,7 @@
 //! S5 power-off, each with its documented exit status.
 
 use integration_tests::code_asm::*;
-use integration_tests::{assemble, require_kvm, run_vmm, TempFile};
+use integration_tests::{assemble, le_u32, require_kvm, run_vmm, TempFile};
 use vmm_bin::exit_status::{self, debug_exit_status};
 
 fn run_pc(code: Vec<u8>, extra: &[&str]) -> integration_tests::Output {
@@ -158,8 +158,7 @@ fn test_pm_timer_counts_at_3_58_mhz() {
     let out = run_pc(code, &[]);
     assert_eq!(out.status, debug_exit_status(0), "{}", out.stderr);
     let r = &out.stdout_raw;
-    let t0 = u32::from_le_bytes(r[0..4].try_into().unwrap());
-    let t1 = u32::from_le_bytes(r[4..8].try_into().unwrap());
+    let (t0, t1) = (le_u32(r, 0), le_u32(r, 4));
     assert!(
         t0 < 1 << 24 && t1 < 1 << 24,
         "24-bit timer: {t0:#x} {t1:#x}"
