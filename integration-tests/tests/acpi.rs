@@ -5,9 +5,11 @@
 
 use integration_tests::code_asm::*;
 use integration_tests::{assemble, require_kvm, run_vmm, TempFile};
+use vmm_bin::exit_status::debug_exit_status;
 
-/// Exits with 0xe1 if a signature is not found.
-const NOT_FOUND: i32 = 0x61;
+/// Written to debug-exit if a signature is not found (status
+/// `debug_exit_status(NOT_FOUND)`, 0xc3).
+const NOT_FOUND: u32 = 0x61;
 
 fn count_madt_cpus() -> Vec<u8> {
     assemble(64, 0x1000, |a| {
@@ -144,7 +146,7 @@ fn test_guest_finds_rsdp_and_counts_madt_cpus() {
         let out = run(count_madt_cpus(), cpus);
         assert_eq!(
             out.status,
-            ((cpus << 1) | 1) as i32,
+            debug_exit_status(cpus),
             "--cpus {cpus}: {}",
             out.stderr
         );
@@ -158,7 +160,7 @@ fn test_guest_finds_mp_table_and_counts_cpus() {
         let out = run(count_mp_cpus(), cpus);
         assert_eq!(
             out.status,
-            ((cpus << 1) | 1) as i32,
+            debug_exit_status(cpus),
             "--cpus {cpus}: {}",
             out.stderr
         );
@@ -170,5 +172,5 @@ fn test_minimal_platform_has_no_tables() {
     require_kvm();
     let g = TempFile::with_bytes(&count_madt_cpus());
     let out = run_vmm(&["--kernel", g.path(), "--mode", "long", "--timeout", "30"]);
-    assert_eq!(out.status, (NOT_FOUND << 1) | 1, "{}", out.stderr);
+    assert_eq!(out.status, debug_exit_status(NOT_FOUND), "{}", out.stderr);
 }

@@ -1,7 +1,8 @@
 //! Bad input through the CLI: a one-line error naming the problem and the
 //! value, status 2 (or 8 for KVM), never a panic.
 
-use integration_tests::{run_vmm, status, workspace_root, TempFile};
+use integration_tests::{expect_bad_input, expect_error, run_vmm, workspace_root, TempFile};
+use vmm_bin::exit_status;
 
 fn hello() -> String {
     workspace_root()
@@ -10,53 +11,23 @@ fn hello() -> String {
         .to_string()
 }
 
-/// Runs with `args`, expects `code` and an error naming `needle`.
-fn expect_error(args: &[&str], code: i32, needle: &str) {
-    let out = run_vmm(args);
-    assert_eq!(out.status, code, "{args:?}: stderr {}", out.stderr);
-    assert!(
-        out.stderr.contains(needle),
-        "{args:?}: stderr lacks {needle:?}: {}",
-        out.stderr
-    );
-    assert!(
-        !out.stderr.contains("panicked"),
-        "{args:?} panicked: {}",
-        out.stderr
-    );
-    assert!(
-        out.stdout.is_empty(),
-        "{args:?}: nothing should run: {}",
-        out.stdout
-    );
-}
-
 #[test]
 fn test_kernel_file_errors() {
-    expect_error(
+    expect_bad_input(
         &["--kernel", "/nonexistent/guest.bin"],
-        status::BAD_INPUT,
         "/nonexistent/guest.bin",
     );
-    expect_error(&["--kernel", "/tmp"], status::BAD_INPUT, "is a directory");
+    expect_bad_input(&["--kernel", "/tmp"], "is a directory");
     let empty = TempFile::with_bytes(&[]);
-    expect_error(
-        &["--kernel", empty.path()],
-        status::BAD_INPUT,
-        "empty (0 bytes)",
-    );
-    expect_error(&["--memory", "16"], status::BAD_INPUT, "--kernel");
+    expect_bad_input(&["--kernel", empty.path()], "empty (0 bytes)");
+    expect_bad_input(&["--memory", "16"], "--kernel");
 }
 
 #[test]
 fn test_image_does_not_fit() {
     let big = TempFile::with_bytes(&vec![0xf4; 2 << 20]);
-    expect_error(
-        &["--kernel", big.path(), "--memory", "1"],
-        status::BAD_INPUT,
-        "2097152 bytes",
-    );
-    expect_error(
+    expect_bad_input(&["--kernel", big.path(), "--memory", "1"], "2097152 bytes");
+    expect_bad_input(
         &[
             "--kernel",
             &hello(),
@@ -65,19 +36,17 @@ fn test_image_does_not_fit() {
             "--load-addr",
             "0xffffa",
         ],
-        status::BAD_INPUT,
         "0xffffa",
     );
-    expect_error(
+    expect_bad_input(
         &["--kernel", &hello(), "--load-addr", "0xffffffffffffffff"],
-        status::BAD_INPUT,
         "0xffffffffffffffff",
     );
 }
 
 #[test]
 fn test_addresses_outside_ram() {
-    expect_error(
+    expect_bad_input(
         &[
             "--kernel",
             &hello(),
@@ -86,10 +55,9 @@ fn test_addresses_outside_ram() {
             "--load-addr",
             "0x2000000",
         ],
-        status::BAD_INPUT,
         "0x2000000",
     );
-    expect_error(
+    expect_bad_input(
         &[
             "--kernel",
             &hello(),
@@ -100,15 +68,10 @@ fn test_addresses_outside_ram() {
             "--entry",
             "0x5000000",
         ],
-        status::BAD_INPUT,
         "0x5000000",
     );
-    expect_error(
-        &["--kernel", &hello(), "--entry", "0x12345"],
-        status::BAD_INPUT,
-        "0x12345",
-    );
-    expect_error(
+    expect_bad_input(&["--kernel", &hello(), "--entry", "0x12345"], "0x12345");
+    expect_bad_input(
         &[
             "--kernel",
             &hello(),
@@ -117,89 +80,46 @@ fn test_addresses_outside_ram() {
             "--load-addr",
             "0x8ffc",
         ],
-        status::BAD_INPUT,
         "page tables",
     );
 }
 
 #[test]
 fn test_memory_errors() {
-    expect_error(
-        &["--kernel", &hello(), "--memory", "0"],
-        status::BAD_INPUT,
-        "got 0",
-    );
-    expect_error(
-        &["--kernel", &hello(), "--memory", "lots"],
-        status::BAD_INPUT,
-        "'lots'",
-    );
-    expect_error(
+    expect_bad_input(&["--kernel", &hello(), "--memory", "0"], "got 0");
+    expect_bad_input(&["--kernel", &hello(), "--memory", "lots"], "'lots'");
+    expect_bad_input(
         &["--kernel", &hello(), "--memory", "99999999999"],
-        status::BAD_INPUT,
         "99999999999 MiB",
     );
-    expect_error(
+    expect_bad_input(
         &["--kernel", &hello(), "--memory", "0x10000000000000000"],
-        status::BAD_INPUT,
         "'0x10000000000000000'",
     );
 }
 
 #[test]
 fn test_register_and_entry_syntax() {
-    expect_error(
-        &["--kernel", &hello(), "--reg", "eax=1"],
-        status::BAD_INPUT,
-        "'eax'",
-    );
-    expect_error(
-        &["--kernel", &hello(), "--reg", "rax=two"],
-        status::BAD_INPUT,
-        "'two'",
-    );
-    expect_error(
-        &["--kernel", &hello(), "--reg", "rax"],
-        status::BAD_INPUT,
-        "NAME=VALUE",
-    );
-    expect_error(
-        &["--kernel", &hello(), "--entry", "0x1000:"],
-        status::BAD_INPUT,
-        "'0x1000:'",
-    );
-    expect_error(
-        &["--kernel", &hello(), "--entry", "0x10000:0"],
-        status::BAD_INPUT,
-        "16 bits",
-    );
-    expect_error(
-        &["--kernel", &hello(), "--mode", "virtual86"],
-        status::BAD_INPUT,
-        "virtual86",
-    );
-    expect_error(
-        &["--kernel", &hello(), "--serial", "tcp:1234"],
-        status::BAD_INPUT,
-        "tcp:1234",
-    );
-    expect_error(
-        &["--kernel", &hello(), "--timeout", "-1"],
-        status::BAD_INPUT,
-        "-1",
-    );
+    expect_bad_input(&["--kernel", &hello(), "--reg", "eax=1"], "'eax'");
+    expect_bad_input(&["--kernel", &hello(), "--reg", "rax=two"], "'two'");
+    expect_bad_input(&["--kernel", &hello(), "--reg", "rax"], "NAME=VALUE");
+    expect_bad_input(&["--kernel", &hello(), "--entry", "0x1000:"], "'0x1000:'");
+    expect_bad_input(&["--kernel", &hello(), "--entry", "0x10000:0"], "16 bits");
+    expect_bad_input(&["--kernel", &hello(), "--mode", "virtual86"], "virtual86");
+    expect_bad_input(&["--kernel", &hello(), "--serial", "tcp:1234"], "tcp:1234");
+    expect_bad_input(&["--kernel", &hello(), "--timeout", "-1"], "-1");
 }
 
 #[test]
 fn test_kvm_device_missing_or_wrong() {
     expect_error(
         &["--kernel", &hello(), "--kvm-device", "/nonexistent/kvm"],
-        status::KVM_UNAVAILABLE,
+        exit_status::KVM_UNAVAILABLE,
         "modprobe",
     );
     expect_error(
         &["--kernel", &hello(), "--kvm-device", "/dev/null"],
-        status::KVM_UNAVAILABLE,
+        exit_status::KVM_UNAVAILABLE,
         "API version",
     );
 }

@@ -1,7 +1,8 @@
 //! The two guests of the classic KVM example, run through the CLI exactly as
 //! the README shows.
 
-use integration_tests::{require_kvm, run_vmm, status, workspace_root};
+use integration_tests::{require_kvm, run_vmm, workspace_root};
+use vmm_bin::exit_status;
 
 fn guest(name: &str) -> String {
     workspace_root()
@@ -25,7 +26,7 @@ fn test_hello_prints_4_and_halts() {
         "20",
     ]);
     assert_eq!(out.stdout, "4\n", "stderr: {}", out.stderr);
-    assert_eq!(out.status, status::HALTED, "stderr: {}", out.stderr);
+    assert_eq!(out.status, exit_status::HALTED, "stderr: {}", out.stderr);
 }
 
 #[test]
@@ -69,7 +70,7 @@ fn test_counter_traces_until_exit_limit() {
         .map(|i| format!("io out port=0x0010 size=2 value={i:#06x}"))
         .collect();
     assert_eq!(trace, expected, "stderr: {}", out.stderr);
-    assert_eq!(out.status, status::LIMIT_REACHED);
+    assert_eq!(out.status, exit_status::LIMIT_REACHED);
     assert!(
         out.stderr.contains("exit limit reached (6 exits)"),
         "{}",

@@ -2,7 +2,8 @@
 //! port, string I/O, unclaimed ports and MMIO, --trace-io and --stats.
 
 use integration_tests::code_asm::*;
-use integration_tests::{assemble, require_kvm, run_vmm, status, TempFile};
+use integration_tests::{assemble, require_kvm, run_vmm, TempFile};
+use vmm_bin::exit_status::{self, debug_exit_status};
 
 #[test]
 fn test_debugcon_output_and_readback() {
@@ -16,7 +17,7 @@ fn test_debugcon_output_and_readback() {
     let g = TempFile::with_bytes(&code);
     let out = run_vmm(&["--kernel", g.path(), "--timeout", "20"]);
     assert_eq!(out.stdout, "e");
-    assert_eq!(out.status, ((0xe9 << 1) | 1) & 0xff, "{}", out.stderr);
+    assert_eq!(out.status, debug_exit_status(0xe9), "{}", out.stderr);
 }
 
 #[test]
@@ -38,7 +39,7 @@ fn test_rep_outsb_sends_every_byte_in_order() {
     let out = run_vmm(&["--kernel", g.path(), "--timeout", "20"]);
     assert_eq!(
         (out.status, out.stdout.as_str()),
-        (status::HALTED, "hello world"),
+        (exit_status::HALTED, "hello world"),
         "{}",
         out.stderr
     );
@@ -61,7 +62,7 @@ fn test_rep_insw_from_unclaimed_port_reads_all_ones() {
     });
     let g = TempFile::with_bytes(&code);
     let out = run_vmm(&["--kernel", g.path(), "--trace-io", "--timeout", "20"]);
-    assert_eq!(out.status, status::HALTED, "{}", out.stderr);
+    assert_eq!(out.status, exit_status::HALTED, "{}", out.stderr);
     let lines: Vec<&str> = out
         .stderr
         .lines()
@@ -99,7 +100,7 @@ fn test_unclaimed_mmio_traced_and_reads_all_ones() {
         "--timeout",
         "20",
     ]);
-    assert_eq!(out.status, status::HALTED, "{}", out.stderr);
+    assert_eq!(out.status, exit_status::HALTED, "{}", out.stderr);
     assert!(
         out.stderr
             .contains("mmio write addr=0xd0000000 size=4 value=0x12345678\n"),
@@ -166,7 +167,7 @@ fn test_serial_to_file_and_none() {
         "--timeout",
         "20",
     ]);
-    assert_eq!(out.status, status::HALTED, "{}", out.stderr);
+    assert_eq!(out.status, exit_status::HALTED, "{}", out.stderr);
     assert_eq!(out.stdout, "");
     assert_eq!(std::fs::read_to_string(&dest).unwrap(), "2\n");
     std::fs::remove_file(&dest).ok();
@@ -178,5 +179,5 @@ fn test_serial_to_file_and_none() {
         "--timeout",
         "20",
     ]);
-    assert_eq!((out.status, out.stdout.as_str()), (status::HALTED, ""));
+    assert_eq!((out.status, out.stdout.as_str()), (exit_status::HALTED, ""));
 }

@@ -4,7 +4,8 @@
 //! BSS; and the bad inputs the ELF loader must refuse with a message naming
 //! the value.
 
-use integration_tests::{require_kvm, run_vmm, status, TempFile};
+use integration_tests::{expect_bad_input, require_kvm, run_vmm, TempFile};
+use vmm_bin::exit_status;
 use vmm_core::loader::elf::test_image::{build, Seg};
 
 /// Guest code (kept in its own module: `code_asm::*` brings register names
@@ -126,7 +127,7 @@ fn run_expect(kernel: &[u8], extra: &[&str], expect: &str) {
     let out = run_vmm(&args);
     assert_eq!(
         (out.status, out.stdout.as_str()),
-        (status::HALTED, expect),
+        (exit_status::HALTED, expect),
         "stderr: {}",
         out.stderr
     );
@@ -151,7 +152,7 @@ fn test_elf32_detection_is_reported() {
         &[(BASE, BASE, &code, code.len() as u64)],
     ));
     let out = run_vmm(&["--kernel", k.path(), "-v", "--timeout", "20"]);
-    assert_eq!(out.status, status::HALTED, "{}", out.stderr);
+    assert_eq!(out.status, exit_status::HALTED, "{}", out.stderr);
     assert!(
         out.stderr.contains("loading as elf (ELF32 executable)"),
         "{}",
@@ -257,20 +258,6 @@ fn test_elf_sparse_segments_straddle_the_page_tables() {
         pure_bss_len: 0x1000,
     };
     run_multi_segment(&p, b"sparse ok\n\0", [1, 2, 3, 0]);
-}
-
-/// Runs with `args`, expects status 2 and an error naming `needle`, and no
-/// guest output.
-fn expect_bad_input(args: &[&str], needle: &str) {
-    let out = run_vmm(args);
-    assert_eq!(out.status, status::BAD_INPUT, "{args:?}: {}", out.stderr);
-    assert!(
-        out.stderr.contains(needle),
-        "{args:?}: stderr lacks {needle:?}: {}",
-        out.stderr
-    );
-    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
-    assert!(out.stdout.is_empty(), "nothing should run: {}", out.stdout);
 }
 
 fn one_segment(paddr: u64, bytes: &[u8]) -> Vec<u8> {

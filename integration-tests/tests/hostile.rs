@@ -18,37 +18,16 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use integration_tests::code_asm::*;
+use integration_tests::pattern::xorshift_bytes;
 use integration_tests::{
-    assemble, require_kvm, run_vmm, status, vmm_bin, vmm_command, Output, TempFile,
+    assemble, assert_no_panic, require_kvm, run_vmm, tail, vmm_bin, vmm_command, Output, TempFile,
     PROCESS_WATCHDOG,
 };
+use vmm_bin::exit_status::{self, debug_exit_status};
 
 // ---------------------------------------------------------------------------
 // Running guests and reading what the VMM reports
 // ---------------------------------------------------------------------------
-
-/// The status `vmm-bin` exits with when the guest writes `v` to port 0xf4.
-fn debug_exit_status(v: u32) -> i32 {
-    (((v << 1) | 1) & 0xff) as i32
-}
-
-/// Fails the test if the VMM panicked, whatever its status.
-fn assert_no_panic(stderr: &str) {
-    assert!(
-        !stderr.contains("panicked"),
-        "the VMM panicked:\n{}",
-        tail(stderr)
-    );
-}
-
-/// The last few KiB of a (possibly huge) stderr, for assertion messages.
-fn tail(s: &str) -> &str {
-    let mut start = s.len().saturating_sub(4000);
-    while !s.is_char_boundary(start) {
-        start += 1;
-    }
-    &s[start..]
-}
 
 /// Writes `image` to a temporary file and runs it with `args`, which must
 /// include `--timeout` (a hostile guest may never stop by itself).
@@ -335,7 +314,7 @@ fn test_every_port_every_size_reaches_hlt() {
             "50",
         ],
     );
-    assert_eq!(out.status, status::HALTED, "{}", tail(&out.stderr));
+    assert_eq!(out.status, exit_status::HALTED, "{}", tail(&out.stderr));
     assert_eq!(out.stdout, "", "--serial none prints nothing");
     let s = Stats::parse(&out.stderr);
     let scanned = u64::from(DWORD_REACHES_DEBUG_EXIT) + u64::from(0x1_0000 - DEBUG_EXIT.end);
@@ -550,7 +529,7 @@ fn test_mmio_sweep_outside_ram_is_bounded_and_traced() {
     );
     assert_eq!(
         out.status,
-        status::HALTED,
+        exit_status::HALTED,
         "0x79 = an unclaimed read was not all ones\n{}",
         tail(&out.stderr)
     );
@@ -725,7 +704,7 @@ fn test_string_io_with_largest_counts() {
     );
     assert_eq!(
         out.status,
-        status::HALTED,
+        exit_status::HALTED,
         "0x67 = ins stored the wrong bytes\n{}",
         tail(&out.stderr)
     );
@@ -793,7 +772,7 @@ fn test_string_io_large_count_in_protected_mode() {
             "40",
         ],
     );
-    assert_eq!(out.status, status::HALTED, "{}", tail(&out.stderr));
+    assert_eq!(out.status, exit_status::HALTED, "{}", tail(&out.stderr));
     let s = Stats::parse(&out.stderr);
     assert_eq!(
         s.counts(&format!("pio {NOBODY:#06x}")),
@@ -866,7 +845,7 @@ fn test_writes_straddling_end_of_ram() {
     );
     assert_eq!(
         out.status,
-        status::HALTED,
+        exit_status::HALTED,
         "0x89 = RAM part wrong\n{}",
         tail(&out.stderr)
     );
@@ -927,7 +906,7 @@ fn test_string_input_straddling_end_of_ram() {
     );
     assert_eq!(
         out.status,
-        status::HALTED,
+        exit_status::HALTED,
         "0x8b = RAM part or registers wrong\n{}",
         out.stderr
     );
@@ -969,7 +948,12 @@ fn assert_ended_by_timeout(what: &str, image: &[u8], mode: &str, platform: &str)
         image,
         &["--mode", mode, "--platform", platform, "--timeout", "1"],
     );
-    assert_eq!(out.status, status::LIMIT_REACHED, "{what}: {}", out.stderr);
+    assert_eq!(
+        out.status,
+        exit_status::LIMIT_REACHED,
+        "{what}: {}",
+        out.stderr
+    );
     assert!(
         out.stderr.contains("timeout reached after 1."),
         "{what}: {}",
@@ -1124,7 +1108,7 @@ fn test_emulation_failures_are_vcpu_faults_with_instruction_bytes() {
         );
         assert_eq!(
             out.status,
-            status::VCPU_FAULT,
+            exit_status::VCPU_FAULT,
             "{hex} in {mode} mode: {}",
             out.stderr
         );
@@ -1168,7 +1152,7 @@ fn test_executing_outside_ram_is_a_vcpu_fault() {
             "20",
         ],
     );
-    assert_eq!(out.status, status::VCPU_FAULT, "{}", out.stderr);
+    assert_eq!(out.status, exit_status::VCPU_FAULT, "{}", out.stderr);
     assert!(out.stderr.contains("emulation failure"), "{}", out.stderr);
     let s = Stats::parse(&out.stderr);
     assert_eq!(s.exits("internal_error"), 1);
@@ -1283,7 +1267,7 @@ fn test_triple_faults_in_32_and_64_bit_modes() {
         );
         assert_eq!(
             out.status,
-            status::TRIPLE_FAULT,
+            exit_status::TRIPLE_FAULT,
             "{what} in {mode} mode: {}",
             out.stderr
         );
@@ -1313,7 +1297,12 @@ fn test_out_flood_is_ended_by_max_exits_exactly() {
         &code,
         &["--max-exits", "100000", "--stats", "--timeout", "40"],
     );
-    assert_eq!(out.status, status::LIMIT_REACHED, "{}", tail(&out.stderr));
+    assert_eq!(
+        out.status,
+        exit_status::LIMIT_REACHED,
+        "{}",
+        tail(&out.stderr)
+    );
     assert!(
         out.stderr.contains("exit limit reached (100000 exits)"),
         "{}",
@@ -1353,7 +1342,12 @@ fn test_mixed_exit_flood_counts_every_kind_against_max_exits() {
             "40",
         ],
     );
-    assert_eq!(out.status, status::LIMIT_REACHED, "{}", tail(&out.stderr));
+    assert_eq!(
+        out.status,
+        exit_status::LIMIT_REACHED,
+        "{}",
+        tail(&out.stderr)
+    );
     let s = Stats::parse(&out.stderr);
     assert_eq!(
         (
@@ -1374,15 +1368,7 @@ fn test_mixed_exit_flood_counts_every_kind_against_max_exits() {
 /// Bytes the UART flood sends: pseudo-random (NULs and newlines included),
 /// and not ending in a newline, so a line-buffered sink must flush its tail.
 fn flood_data(len: usize) -> Vec<u8> {
-    let mut x: u32 = 0x1234_5678;
-    let mut v: Vec<u8> = (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect();
+    let mut v = xorshift_bytes(len, 0x1234_5678);
     if v.last() == Some(&b'\n') {
         *v.last_mut().unwrap() = b'x';
     }
@@ -1431,7 +1417,7 @@ fn test_uart_flood_to_file_is_complete_and_exact() {
     );
     let written = std::fs::read(&path);
     std::fs::remove_file(&path).ok();
-    assert_eq!(out.status, status::HALTED, "{}", out.stderr);
+    assert_eq!(out.status, exit_status::HALTED, "{}", out.stderr);
     assert_eq!(out.stdout, "", "file console writes nothing to stdout");
     let written = written.expect("serial file exists");
     let want = flood_data(FLOOD_LEN);
@@ -1461,7 +1447,7 @@ fn test_uart_flood_with_serial_none() {
             "40",
         ],
     );
-    assert_eq!(out.status, status::HALTED, "{}", out.stderr);
+    assert_eq!(out.status, exit_status::HALTED, "{}", out.stderr);
     assert_eq!(out.stdout, "");
     let s = Stats::parse(&out.stderr);
     assert_eq!(s.counts("pio 0x03f8"), (0, FLOOD_LEN as u64, 0, 0));
@@ -1519,7 +1505,7 @@ fn test_uart_loopback_flood_is_bounded_by_the_fifo() {
         halt(a);
     });
     let out = run_image(&code, &["--platform", "minimal", "--timeout", "20"]);
-    assert_eq!(out.status, status::HALTED, "{}", out.stderr);
+    assert_eq!(out.status, exit_status::HALTED, "{}", out.stderr);
     // count low, first, last, count high.
     assert_eq!(out.stdout.as_bytes(), [64, 0, 63, 0], "{}", out.stderr);
 }
@@ -1585,7 +1571,7 @@ fn test_console_flood_does_not_grow_memory() {
         "io_out",
     );
     std::fs::remove_file(&metrics).ok();
-    assert_eq!(run.status, status::LIMIT_REACHED, "{}", run.stderr);
+    assert_eq!(run.status, exit_status::LIMIT_REACHED, "{}", run.stderr);
     assert!(run.stdout.is_empty(), "--serial none printed something");
     let samples = &run.samples;
     let base = samples

@@ -4,7 +4,8 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use integration_tests::{require_kvm, run_vmm, status, vmm_command, workspace_root};
+use integration_tests::{require_kvm, run_vmm, vmm_command, workspace_root};
+use vmm_bin::exit_status;
 
 fn counter() -> String {
     workspace_root()
@@ -67,7 +68,7 @@ fn test_metrics_file_matches_stats() {
         "--timeout",
         "20",
     ]);
-    assert_eq!(out.status, status::LIMIT_REACHED, "{}", out.stderr);
+    assert_eq!(out.status, exit_status::LIMIT_REACHED, "{}", out.stderr);
     let json = std::fs::read_to_string(&path).unwrap();
     std::fs::remove_file(&path).ok();
     assert!(json.contains("\"io_out\":500"), "{json}");
@@ -112,7 +113,7 @@ fn test_metrics_file_written_periodically() {
     let st = child.wait().unwrap();
     let after = std::fs::read_to_string(&path).unwrap();
     std::fs::remove_file(&path).ok();
-    assert_eq!(st.code(), Some(status::LIMIT_REACHED));
+    assert_eq!(st.code(), Some(exit_status::LIMIT_REACHED));
     assert!(during.contains("\"io_out\":"), "{during}");
     assert_ne!(
         during, after,

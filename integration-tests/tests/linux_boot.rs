@@ -19,7 +19,9 @@
 
 use std::time::Duration;
 
-use integration_tests::{require_kvm, run_raw, run_vmm, status, Dump, TempFile};
+use integration_tests::{
+    expect_bad_input, le_u32, le_u64, require_kvm, run_self_checked, Dump, TempFile,
+};
 use vmm_core::loader::elf::test_image::{build, build_paged};
 use vmm_core::loader::linux::cache::SETTLE;
 use vmm_core::loader::linux::test_image::{bzimage, compress, BzImageSpec, Codec};
@@ -151,14 +153,6 @@ fn vmlinux() -> Vec<u8> {
     )
 }
 
-fn u32_at(b: &[u8], off: usize) -> u32 {
-    u32::from_le_bytes(b[off..off + 4].try_into().unwrap())
-}
-
-fn u64_at(b: &[u8], off: usize) -> u64 {
-    u64::from_le_bytes(b[off..off + 8].try_into().unwrap())
-}
-
 /// What the guest reported.
 #[derive(Debug)]
 struct Seen {
@@ -166,7 +160,7 @@ struct Seen {
     cr0: u64,
     cr4: u64,
     zero_page: Vec<u8>,
-    /// The command line as found, NUL included.
+    /// The command line as found, without its NUL.
     cmdline: Vec<u8>,
     initrd: Vec<u8>,
 }
@@ -178,9 +172,9 @@ impl Seen {
             .map(|i| {
                 let at = 0x2d0 + 20 * i;
                 (
-                    u64_at(&self.zero_page, at),
-                    u64_at(&self.zero_page, at + 8),
-                    u32_at(&self.zero_page, at + 16),
+                    le_u64(&self.zero_page, at),
+                    le_u64(&self.zero_page, at + 8),
+                    le_u32(&self.zero_page, at + 16),
                 )
             })
             .collect()
@@ -188,29 +182,25 @@ impl Seen {
 
     fn ramdisk(&self) -> (u64, u64) {
         (
-            u64::from(u32_at(&self.zero_page, 0x218)),
-            u64::from(u32_at(&self.zero_page, 0x21c)),
+            u64::from(le_u32(&self.zero_page, 0x218)),
+            u64::from(le_u32(&self.zero_page, 0x21c)),
         )
     }
 }
 
 fn parse_dump(bytes: &[u8]) -> Seen {
-    let mut d = Dump { bytes, at: 0 };
+    let mut d = Dump::new(bytes);
     d.tag(b"ES");
     let (rsi, cr0, cr4) = (d.u64(), d.u64(), d.u64());
     d.tag(b"ZP");
     let zero_page = d.take(4096).to_vec();
     d.tag(b"CL");
-    let len = bytes[d.at..]
-        .iter()
-        .position(|&b| b == 0)
-        .expect("NUL-terminated command line in the dump");
-    let cmdline = d.take(len + 1).to_vec();
+    let cmdline = d.cstr().to_vec();
     d.tag(b"RD");
-    let size = u32_at(&zero_page, 0x21c) as usize;
+    let size = le_u32(&zero_page, 0x21c) as usize;
     let initrd = d.take(size).to_vec();
     d.tag(b"EN");
-    assert_eq!(d.at, bytes.len(), "trailing output after the dump");
+    d.assert_end();
     Seen {
         rsi,
         cr0,
@@ -227,15 +217,7 @@ fn boot(kernel: &[u8], extra: &[&str]) -> Seen {
     let k = TempFile::with_bytes(kernel);
     let mut args = vec!["--kernel", k.path(), "--memory", MEM, "--timeout", "20"];
     args.extend_from_slice(extra);
-    let run = run_raw(&args);
-    let failed = (run.status >= 3 && run.status & 1 == 1)
-        .then(|| CHECKS.get((run.status as usize >> 1) - 1))
-        .flatten();
-    assert_eq!(
-        run.status, 1,
-        "{args:?}: expected debug-exit 0 (status 1); guest check failed: {failed:?}; stderr: {}",
-        run.stderr
-    );
+    let run = run_self_checked(&args, &CHECKS);
     parse_dump(&run.stdout)
 }
 
@@ -252,17 +234,12 @@ fn check_common(seen: &Seen, cmdline: &str, initrd: Option<&[u8]>, kernel_end: u
         .collect();
     assert_eq!(seen.e820(), expect, "E820 table differs from firmware_map");
     assert_eq!(seen.zero_page[0x210], 0xff, "type_of_loader");
-    let ptr = u64::from(u32_at(&seen.zero_page, 0x228));
+    let ptr = u64::from(le_u32(&seen.zero_page, 0x228));
     assert!(
         ptr < 0xa_0000 && layout.contains_range(vm_memory::GuestAddress(ptr), 4096),
         "cmd_line_ptr {ptr:#x} must be low RAM below 0xa0000"
     );
-    let mut want = cmdline.as_bytes().to_vec();
-    want.push(0);
-    assert_eq!(
-        String::from_utf8_lossy(&seen.cmdline),
-        String::from_utf8_lossy(&want)
-    );
+    assert_eq!(String::from_utf8_lossy(&seen.cmdline), cmdline);
     let (addr, size) = seen.ramdisk();
     match initrd {
         None => assert_eq!((addr, size), (0, 0)),
@@ -402,8 +379,7 @@ fn test_linux_bzimage_kernel_cache_fill_hit_and_changed_file() {
         ];
         args.extend_from_slice(&["--cmdline", cmdline, "--initrd", rd_file.path()]);
         args.extend_from_slice(cache_args);
-        let run = run_raw(&args);
-        assert_eq!(run.status, 1, "{args:?}: stderr {}", run.stderr);
+        let run = run_self_checked(&args, &CHECKS);
         for w in want {
             assert!(
                 run.stderr.contains(w),
@@ -467,24 +443,6 @@ fn test_linux_bzimage_own_64bit_entry() {
     check_header(&seen, &img, Some(load as u32));
 }
 
-/// Runs with `args`, expects status 2 and an error naming `needle`.
-fn expect_bad_input(args: &[&str], needle: &str) {
-    let out = run_vmm(args);
-    assert_eq!(
-        out.status,
-        status::BAD_INPUT,
-        "{args:?}: stderr {}",
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains(needle),
-        "{args:?}: stderr lacks {needle:?}: {}",
-        out.stderr
-    );
-    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
-    assert!(out.stdout.is_empty(), "nothing should run: {}", out.stdout);
-}
-
 #[test]
 fn test_linux_bad_input_through_the_cli() {
     let gz = compress(Codec::Gzip, &vmlinux()).unwrap();
@@ -513,20 +471,18 @@ fn test_linux_bad_input_through_the_cli() {
         &gz,
     ));
     let long = "x".repeat(21);
-    let out = run_vmm(&[
-        "--kernel",
-        short.path(),
-        "--memory",
-        MEM,
-        "--cmdline",
-        &long,
-    ]);
-    assert_eq!(out.status, status::BAD_INPUT, "{}", out.stderr);
-    assert!(
-        out.stderr.contains("21 bytes") && out.stderr.contains("at most 20"),
-        "{}",
-        out.stderr
+    let out = expect_bad_input(
+        &[
+            "--kernel",
+            short.path(),
+            "--memory",
+            MEM,
+            "--cmdline",
+            &long,
+        ],
+        "21 bytes",
     );
+    assert!(out.stderr.contains("at most 20"), "{}", out.stderr);
 
     // 4 MiB of RAM, the kernel at 1 MiB: 3.5 MiB cannot go above it.
     let kernel = TempFile::with_bytes(&bzimage(&spec, &gz));

@@ -2,7 +2,8 @@
 //! debug-exit, triple fault, timeout.
 
 use integration_tests::code_asm::*;
-use integration_tests::{assemble, require_kvm, run_vmm, status, TempFile};
+use integration_tests::{assemble, require_kvm, run_vmm, TempFile};
+use vmm_bin::exit_status::{self, debug_exit_status};
 
 /// "mov dx,0x3f8; out 'X' and '\n'; hlt" in any mode.
 fn print_and_halt(bitness: u32, byte: u8) -> Vec<u8> {
@@ -30,7 +31,7 @@ fn test_protected_mode_print_and_halt() {
     ]);
     assert_eq!(
         (out.status, out.stdout.as_str()),
-        (status::HALTED, "P\n"),
+        (exit_status::HALTED, "P\n"),
         "{}",
         out.stderr
     );
@@ -43,7 +44,7 @@ fn test_long_mode_print_and_halt() {
     let out = run_vmm(&["--kernel", g.path(), "--mode", "long", "--timeout", "20"]);
     assert_eq!(
         (out.status, out.stdout.as_str()),
-        (status::HALTED, "L\n"),
+        (exit_status::HALTED, "L\n"),
         "{}",
         out.stderr
     );
@@ -74,7 +75,7 @@ fn test_long_mode_identity_map_reaches_high_memory() {
         "--timeout",
         "20",
     ]);
-    assert_eq!(out.status, (0x2a << 1) | 1, "{}", out.stderr);
+    assert_eq!(out.status, debug_exit_status(0x2a), "{}", out.stderr);
 }
 
 #[test]
@@ -90,7 +91,7 @@ fn test_debug_exit_status_is_value_shifted_or_1() {
         let out = run_vmm(&["--kernel", g.path(), "--timeout", "20"]);
         assert_eq!(
             out.status,
-            ((i32::from(value) << 1) | 1) & 0xff,
+            debug_exit_status(u32::from(value)),
             "{}",
             out.stderr
         );
@@ -103,7 +104,7 @@ fn test_long_mode_ud2_without_idt_is_a_triple_fault() {
     let code = assemble(64, 0x1000, |a| a.ud2().unwrap());
     let g = TempFile::with_bytes(&code);
     let out = run_vmm(&["--kernel", g.path(), "--mode", "long", "--timeout", "20"]);
-    assert_eq!(out.status, status::TRIPLE_FAULT, "{}", out.stderr);
+    assert_eq!(out.status, exit_status::TRIPLE_FAULT, "{}", out.stderr);
     assert!(out.stderr.contains("triple fault"), "{}", out.stderr);
 }
 
@@ -113,7 +114,7 @@ fn test_spinning_guest_is_ended_by_timeout() {
     // jmp $: no exits at all, so only the watchdog's kick can end it.
     let g = TempFile::with_bytes(&[0xeb, 0xfe]);
     let out = run_vmm(&["--kernel", g.path(), "--timeout", "0.5"]);
-    assert_eq!(out.status, status::LIMIT_REACHED, "{}", out.stderr);
+    assert_eq!(out.status, exit_status::LIMIT_REACHED, "{}", out.stderr);
     assert!(out.stderr.contains("timeout reached"), "{}", out.stderr);
 }
 
@@ -128,7 +129,7 @@ fn test_spinning_long_mode_guest_is_ended_by_timeout() {
     });
     let g = TempFile::with_bytes(&code);
     let out = run_vmm(&["--kernel", g.path(), "--mode", "long", "--timeout", "0.5"]);
-    assert_eq!(out.status, status::LIMIT_REACHED, "{}", out.stderr);
+    assert_eq!(out.status, exit_status::LIMIT_REACHED, "{}", out.stderr);
 }
 
 #[test]
@@ -153,6 +154,6 @@ fn test_real_mode_entry_segment_offset() {
         "--timeout",
         "20",
     ]);
-    assert_eq!(out.status, status::HALTED, "{}", out.stderr);
+    assert_eq!(out.status, exit_status::HALTED, "{}", out.stderr);
     assert_eq!(out.stdout.as_bytes(), [0x00, 0x20]);
 }

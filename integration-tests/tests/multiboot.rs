@@ -5,13 +5,13 @@
 //! command line, the boot loader name and every module through the debug
 //! console; the host parses the dump and checks each value exactly.
 
-use integration_tests::{require_kvm, run_raw, status, Dump, RawRun, TempFile};
+use integration_tests::boot_protocol::{check_modules, in_boot_info, BootModules, SeenModule};
+use integration_tests::{expect_bad_input, le_u32, require_kvm, run_self_checked, Dump, TempFile};
 use vmm_core::loader::elf::test_image as elf_image;
 use vmm_core::loader::multiboot::test_image::{
     header, AOUT_KLUDGE, MEMORY_INFO, PAGE_ALIGN, VIDEO_MODE,
 };
 use vmm_core::loader::multiboot::BOOT_LOADER_NAME;
-use vmm_core::memory::layout::{overlapping_boot_structure, BOOT_INFO_END, BOOT_INFO_START};
 use vmm_core::memory::{MapKind, MemoryLayout};
 
 /// Where both test kernels load (physically).
@@ -231,7 +231,7 @@ struct Kernel {
 fn aout_kernel(flags: u32) -> Kernel {
     let header_len = 48u32;
     let code_addr = KERNEL_BASE + AOUT_MARKER.len() as u32 + header_len;
-    let marker = u32::from_le_bytes(AOUT_MARKER[..4].try_into().unwrap());
+    let marker = le_u32(AOUT_MARKER, 0);
     let code = guest::code(code_addr, Some((KERNEL_BASE, marker)));
     let load_end = code_addr + code.len() as u32;
     let bss_end = load_end + KERNEL_BSS;
@@ -283,21 +283,6 @@ fn elf_kernel() -> Kernel {
     }
 }
 
-fn word(info: &[u8], off: usize) -> u32 {
-    u32::from_le_bytes(info[off..off + 4].try_into().unwrap())
-}
-
-/// A module list entry and what the guest found at its addresses.
-#[derive(Debug)]
-struct SeenModule {
-    start: u32,
-    end: u32,
-    string_addr: u32,
-    reserved: u32,
-    data: Vec<u8>,
-    string: Vec<u8>,
-}
-
 /// What the guest reported.
 #[derive(Debug)]
 struct Seen {
@@ -316,24 +301,21 @@ struct Seen {
 
 impl Seen {
     fn field(&self, off: usize) -> u32 {
-        word(&self.info, off)
+        le_u32(&self.info, off)
     }
 }
 
 fn parse_dump(bytes: &[u8]) -> Seen {
-    let mut d = Dump { bytes, at: 0 };
+    let mut d = Dump::new(bytes);
     d.tag(b"ES");
     let (ebx, cr0, eax, eflags) = (d.u32(), d.u32(), d.u32(), d.u32());
     d.tag(b"MI");
     let info = d.take(INFO_SIZE).to_vec();
     d.tag(b"MM");
-    let mmap_len = word(&info, 44) as usize;
+    let mmap_len = le_u32(&info, 44) as usize;
     let mmap_bytes = d.take(mmap_len);
     let mut mmap = Vec::new();
-    let mut m = Dump {
-        bytes: mmap_bytes,
-        at: 0,
-    };
+    let mut m = Dump::new(mmap_bytes);
     while m.at < mmap_len {
         let size = m.u32();
         let entry_start = m.at;
@@ -346,7 +328,7 @@ fn parse_dump(bytes: &[u8]) -> Seen {
     d.tag(b"BL");
     let boot_loader_name = d.cstr().to_vec();
     d.tag(b"ML");
-    let count = word(&info, 20);
+    let count = le_u32(&info, 20);
     let list: Vec<(u32, u32, u32, u32)> = (0..count)
         .map(|_| (d.u32(), d.u32(), d.u32(), d.u32()))
         .collect();
@@ -357,16 +339,16 @@ fn parse_dump(bytes: &[u8]) -> Seen {
         d.tag(b"MS");
         let string = d.cstr().to_vec();
         modules.push(SeenModule {
-            start,
-            end,
-            string_addr,
-            reserved,
+            start: start.into(),
+            size: (end - start).into(),
+            string_addr: string_addr.into(),
+            reserved: reserved.into(),
             data,
             string,
         });
     }
     d.tag(b"EN");
-    assert_eq!(d.at, bytes.len(), "trailing bytes after the dump");
+    d.assert_end();
     Seen {
         ebx,
         cr0,
@@ -380,64 +362,17 @@ fn parse_dump(bytes: &[u8]) -> Seen {
     }
 }
 
-/// Asserts the guest passed its checks (debug-exit 0 gives status 1).
-fn assert_guest_ok(run: &RawRun) {
-    if run.status != 1 {
-        let check = usize::try_from((run.status - 1) / 2)
-            .ok()
-            .and_then(|c| c.checked_sub(1))
-            .and_then(|c| CHECKS.get(c));
-        panic!(
-            "status {} (guest check failed: {check:?}); stderr: {}",
-            run.status, run.stderr
-        );
-    }
-}
-
-fn in_boot_info(addr: u32) -> bool {
-    (BOOT_INFO_START.0..BOOT_INFO_END.0).contains(&u64::from(addr))
-}
-
-/// A module's bytes: a pattern that a misplaced or shifted copy would not
-/// reproduce.
-fn module_bytes(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
-
 /// Boots `kernel` with a command line, an initrd and a named module in
 /// 64 MiB, and checks everything the guest reports.
 fn boot_and_check(kernel: &Kernel) {
     const MEMORY_MIB: u64 = 64;
     let file = TempFile::with_bytes(&kernel.image);
-    let initrd_data = module_bytes(3001, 1);
-    let module_data = module_bytes(333, 2);
-    let initrd = TempFile::with_bytes(&initrd_data);
-    let module = TempFile::with_bytes(&module_data);
-    let module_arg = format!("{},second module, with a comma", module.path());
+    let modules = BootModules::new();
     let cmdline = "console=ttyS0 root=/dev/ram0 mb=1";
-    let run = run_raw(&[
-        "--kernel",
-        file.path(),
-        "--cmdline",
-        cmdline,
-        "--initrd",
-        initrd.path(),
-        "--module",
-        &module_arg,
-        "--memory",
-        "64",
-        "--timeout",
-        "30",
-    ]);
-    assert_guest_ok(&run);
+    let mut args = vec!["--kernel", file.path(), "--cmdline", cmdline];
+    args.extend(modules.args());
+    args.extend(["--memory", "64", "--timeout", "30"]);
+    let run = run_self_checked(&args, &CHECKS);
     let seen = parse_dump(&run.stdout);
 
     // Machine state (specification 3.2): EAX magic, EBX the structure,
@@ -509,54 +444,14 @@ fn boot_and_check(kernel: &Kernel) {
     assert_eq!(seen.boot_loader_name, BOOT_LOADER_NAME.as_bytes());
     assert!(!BOOT_LOADER_NAME.is_empty());
 
-    let expected = [
-        (initrd_data.as_slice(), initrd.path()),
-        (module_data.as_slice(), "second module, with a comma"),
-    ];
+    let expected = modules.expected();
     assert_eq!(seen.field(20) as usize, expected.len());
-    assert_eq!(seen.modules.len(), expected.len());
-    let mut prev_end = kernel.end;
-    for (i, (m, (want, name))) in seen.modules.iter().zip(expected).enumerate() {
-        let (start, end) = (u64::from(m.start), u64::from(m.end));
-        assert!(
-            start.is_multiple_of(0x1000),
-            "module {i} at {start:#x} not page-aligned"
-        );
-        assert!(
-            start >= prev_end,
-            "module {i} at {start:#x} overlaps what precedes it (ends {prev_end:#x})"
-        );
-        assert!(
-            start >= kernel.end || end <= kernel.start,
-            "module {i} over the kernel"
-        );
-        assert!(
-            overlapping_boot_structure(start, end - start).is_none(),
-            "module {i} over boot structures"
-        );
-        assert!(
-            map.iter()
-                .any(|e| e.kind == MapKind::Ram && start >= e.start && end <= e.start + e.len),
-            "module {i} [{start:#x}, {end:#x}) not in a RAM entry"
-        );
-        assert_eq!(end - start, want.len() as u64, "module {i} size");
-        assert_eq!(m.data.as_slice(), want, "module {i} bytes");
-        assert_eq!(m.reserved, 0);
-        assert!(
-            in_boot_info(m.string_addr),
-            "module {i} string at {:#x}",
-            m.string_addr
-        );
-        assert_eq!(m.string.as_slice(), name.as_bytes(), "module {i} string");
-        prev_end = end;
-    }
-    // The first module starts at the first page boundary after the
-    // kernel's (unaligned) BSS end.
-    assert_ne!(kernel.end % 0x1000, 0);
-    assert_eq!(
-        u64::from(seen.modules[0].start),
-        kernel.end.div_ceil(0x1000) * 0x1000
-    );
+    let ram: Vec<(u64, u64)> = map
+        .iter()
+        .filter(|e| e.kind == MapKind::Ram)
+        .map(|e| (e.start, e.len))
+        .collect();
+    check_modules(&seen.modules, &expected, (kernel.start, kernel.end), &ram);
 }
 
 #[test]
@@ -575,10 +470,10 @@ fn test_multiboot_elf32_kernel() {
 fn test_multiboot_unknown_required_flag_is_refused() {
     let kernel = aout_kernel(PAGE_ALIGN | MEMORY_INFO | 1 << 5);
     let file = TempFile::with_bytes(&kernel.image);
-    let run = run_raw(&["--kernel", file.path(), "--timeout", "30"]);
-    assert_eq!(run.status, status::BAD_INPUT, "stderr: {}", run.stderr);
-    assert!(run.stderr.contains("required bit 5"), "{}", run.stderr);
-    assert!(run.stdout.is_empty(), "the guest must not have run");
+    expect_bad_input(
+        &["--kernel", file.path(), "--timeout", "30"],
+        "required bit 5",
+    );
 }
 
 #[test]
@@ -587,16 +482,17 @@ fn test_multiboot_bad_checksum_with_forced_format_is_refused() {
     // The checksum word of the header at file offset 0x50.
     kernel.image[0x58] ^= 0x10;
     let file = TempFile::with_bytes(&kernel.image);
-    let run = run_raw(&[
-        "--kernel",
-        file.path(),
-        "--format",
-        "multiboot",
-        "--timeout",
-        "30",
-    ]);
-    assert_eq!(run.status, status::BAD_INPUT, "stderr: {}", run.stderr);
-    assert!(run.stderr.contains("Multiboot"), "{}", run.stderr);
+    let run = expect_bad_input(
+        &[
+            "--kernel",
+            file.path(),
+            "--format",
+            "multiboot",
+            "--timeout",
+            "30",
+        ],
+        "Multiboot",
+    );
     assert!(run.stderr.contains("checksum"), "{}", run.stderr);
 }
 
@@ -606,18 +502,19 @@ fn test_multiboot_module_too_large_names_its_size() {
     let file = TempFile::with_bytes(&kernel.image);
     // 8 MiB of RAM: 7 MiB above 1 MiB, part of it taken by the kernel.
     let big = TempFile::with_bytes(&vec![0x42; 7 << 20]);
-    let run = run_raw(&[
-        "--kernel",
-        file.path(),
-        "--initrd",
-        big.path(),
-        "--memory",
-        "8",
-        "--timeout",
-        "30",
-    ]);
-    assert_eq!(run.status, status::BAD_INPUT, "stderr: {}", run.stderr);
-    assert!(run.stderr.contains("7340032 bytes"), "{}", run.stderr);
+    let run = expect_bad_input(
+        &[
+            "--kernel",
+            file.path(),
+            "--initrd",
+            big.path(),
+            "--memory",
+            "8",
+            "--timeout",
+            "30",
+        ],
+        "7340032 bytes",
+    );
     assert!(run.stderr.contains("module 0"), "{}", run.stderr);
 }
 
@@ -627,12 +524,13 @@ fn test_multiboot_aout_load_end_past_file_is_refused() {
     // load_end_addr (header offset 0x50 + 20) moved 1 MiB further, checksum
     // unchanged because load_end_addr is not part of it.
     let at = 0x50 + 20;
-    let v = u32::from_le_bytes(kernel.image[at..at + 4].try_into().unwrap()) + (1 << 20);
+    let v = le_u32(&kernel.image, at) + (1 << 20);
     kernel.image[at..at + 4].copy_from_slice(&v.to_le_bytes());
     let file = TempFile::with_bytes(&kernel.image);
-    let run = run_raw(&["--kernel", file.path(), "--timeout", "30"]);
-    assert_eq!(run.status, status::BAD_INPUT, "stderr: {}", run.stderr);
-    assert!(run.stderr.contains("load_end_addr"), "{}", run.stderr);
+    let run = expect_bad_input(
+        &["--kernel", file.path(), "--timeout", "30"],
+        "load_end_addr",
+    );
     assert!(
         run.stderr.contains(&format!("{v:#x}")),
         "names the value: {}",

@@ -3,7 +3,8 @@
 //! S5 power-off, each with its documented exit status.
 
 use integration_tests::code_asm::*;
-use integration_tests::{assemble, require_kvm, run_vmm, TempFile};
+use integration_tests::{assemble, le_u32, require_kvm, run_vmm, TempFile};
+use vmm_bin::exit_status::{self, debug_exit_status};
 
 fn run_pc(code: Vec<u8>, extra: &[&str]) -> integration_tests::Output {
     let g = TempFile::with_bytes(&code);
@@ -66,7 +67,7 @@ fn test_rtc_time_matches_host_and_memory_bytes() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    assert_eq!(out.status, 1, "{}", out.stderr);
+    assert_eq!(out.status, debug_exit_status(0), "{}", out.stderr);
     let r = &out.stdout_raw;
     assert_eq!(r.len(), REGS.len(), "{r:?}");
     let status_b = r[7];
@@ -105,7 +106,7 @@ fn test_i8042_reset_command_ends_vm_with_reset_status() {
         a.jmp(spin).unwrap();
     });
     let out = run_pc(code, &[]);
-    assert_eq!(out.status, 14, "{}", out.stderr);
+    assert_eq!(out.status, exit_status::GUEST_RESET, "{}", out.stderr);
     assert!(
         out.stderr.contains("guest requested a reset"),
         "{}",
@@ -126,7 +127,7 @@ fn test_acpi_s5_powers_off_cleanly() {
         a.jmp(spin).unwrap();
     });
     let out = run_pc(code, &["-v"]);
-    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert_eq!(out.status, exit_status::HALTED, "{}", out.stderr);
     assert!(out.stderr.contains("powered off"), "{}", out.stderr);
 }
 
@@ -155,10 +156,9 @@ fn test_pm_timer_counts_at_3_58_mhz() {
         a.out(0xf4, al).unwrap();
     });
     let out = run_pc(code, &[]);
-    assert_eq!(out.status, 1, "{}", out.stderr);
+    assert_eq!(out.status, debug_exit_status(0), "{}", out.stderr);
     let r = &out.stdout_raw;
-    let t0 = u32::from_le_bytes(r[0..4].try_into().unwrap());
-    let t1 = u32::from_le_bytes(r[4..8].try_into().unwrap());
+    let (t0, t1) = (le_u32(r, 0), le_u32(r, 4));
     assert!(
         t0 < 1 << 24 && t1 < 1 << 24,
         "24-bit timer: {t0:#x} {t1:#x}"

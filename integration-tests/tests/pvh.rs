@@ -7,12 +7,11 @@
 //! `rep outsb`; the host parses the dump and checks each value against what
 //! it asked for and what the ABI requires.
 
-use integration_tests::{require_kvm, run_raw, run_vmm, status, Dump, RawRun, TempFile};
+use integration_tests::boot_protocol::{check_modules, in_boot_info, BootModules, SeenModule};
+use integration_tests::{expect_bad_input, require_kvm, run_self_checked, Dump, TempFile};
 use vmm_core::loader::detect::XEN_ELFNOTE_PHYS32_ENTRY;
 use vmm_core::loader::pvh::test_image;
-use vmm_core::memory::layout::{
-    overlapping_boot_structure, BOOT_INFO_END, BOOT_INFO_START, CMDLINE_MAX_SIZE, CMDLINE_START,
-};
+use vmm_core::memory::layout::{CMDLINE_MAX_SIZE, CMDLINE_START};
 use vmm_core::memory::MemoryLayout;
 
 /// Where the test kernel's code is linked and loaded.
@@ -139,17 +138,6 @@ fn pvh_kernel(is_64: bool) -> (Vec<u8>, (u64, u64)) {
     (img, (KERNEL_BASE, KERNEL_BASE + memsz))
 }
 
-/// A module list entry and what the guest found at its addresses.
-#[derive(Debug)]
-struct SeenModule {
-    paddr: u64,
-    size: u64,
-    cmdline_paddr: u64,
-    reserved: u64,
-    data: Vec<u8>,
-    string: Vec<u8>,
-}
-
 /// What the guest reported.
 #[derive(Debug)]
 struct Seen {
@@ -171,7 +159,7 @@ struct Seen {
 }
 
 fn parse_dump(bytes: &[u8]) -> Seen {
-    let mut d = Dump { bytes, at: 0 };
+    let mut d = Dump::new(bytes);
     d.tag(b"ES");
     let start_info_addr = d.u32();
     let cr0 = d.u32();
@@ -206,16 +194,16 @@ fn parse_dump(bytes: &[u8]) -> Seen {
         d.tag(b"MS");
         let s = d.cstr().to_vec();
         modules.push(SeenModule {
-            paddr,
+            start: paddr,
             size,
-            cmdline_paddr: string,
+            string_addr: string,
             reserved: res,
             data,
             string: s,
         });
     }
     d.tag(b"EN");
-    assert_eq!(d.at, bytes.len(), "trailing bytes after the dump");
+    d.assert_end();
     Seen {
         start_info_addr,
         cr0,
@@ -233,64 +221,17 @@ fn parse_dump(bytes: &[u8]) -> Seen {
     }
 }
 
-/// Asserts the guest passed its checks (debug-exit 0 gives status 1).
-fn assert_guest_ok(run: &RawRun) {
-    if run.status != 1 {
-        let check = usize::try_from((run.status - 1) / 2)
-            .ok()
-            .and_then(|c| c.checked_sub(1))
-            .and_then(|c| CHECKS.get(c));
-        panic!(
-            "status {} (guest check failed: {check:?}); stderr: {}",
-            run.status, run.stderr
-        );
-    }
-}
-
-fn in_boot_info(addr: u64) -> bool {
-    (BOOT_INFO_START.0..BOOT_INFO_END.0).contains(&addr)
-}
-
-/// A module's bytes: a pattern that a misplaced or shifted copy would not
-/// reproduce.
-fn module_bytes(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
-
 #[test]
 fn test_pvh_elf64_start_info_memmap_cmdline_modules() {
     require_kvm();
     let (img, (kstart, kend)) = pvh_kernel(true);
     let kernel = TempFile::with_bytes(&img);
-    let initrd_data = module_bytes(3001, 1);
-    let module_data = module_bytes(333, 2);
-    let initrd = TempFile::with_bytes(&initrd_data);
-    let module = TempFile::with_bytes(&module_data);
-    let module_arg = format!("{},second module, with a comma", module.path());
+    let modules = BootModules::new();
     let cmdline = "console=ttyS0 earlyprintk=serial pvh=yes";
-    let run = run_raw(&[
-        "--kernel",
-        kernel.path(),
-        "--cmdline",
-        cmdline,
-        "--initrd",
-        initrd.path(),
-        "--module",
-        &module_arg,
-        "--memory",
-        "64",
-        "--timeout",
-        "30",
-    ]);
-    assert_guest_ok(&run);
+    let mut args = vec!["--kernel", kernel.path(), "--cmdline", cmdline];
+    args.extend(modules.args());
+    args.extend(["--memory", "64", "--timeout", "30"]);
+    let run = run_self_checked(&args, &CHECKS);
     let seen = parse_dump(&run.stdout);
 
     assert!(
@@ -330,49 +271,13 @@ fn test_pvh_elf64_start_info_memmap_cmdline_modules() {
 
     assert_eq!(seen.cmdline, cmdline.as_bytes());
 
-    let expected = [
-        (initrd_data.as_slice(), initrd.path()),
-        (module_data.as_slice(), "second module, with a comma"),
-    ];
-    assert_eq!(seen.modules.len(), expected.len());
-    let mut prev_end = kend;
-    for (i, (m, (want, name))) in seen.modules.iter().zip(expected).enumerate() {
-        let (paddr, size) = (m.paddr, m.size);
-        assert!(
-            paddr.is_multiple_of(0x1000),
-            "module {i} at {paddr:#x} not page-aligned"
-        );
-        assert!(
-            paddr >= prev_end,
-            "module {i} at {paddr:#x} overlaps what precedes it (ends {prev_end:#x})"
-        );
-        assert!(
-            paddr >= kend || paddr + size <= kstart,
-            "module {i} over the kernel"
-        );
-        assert!(
-            overlapping_boot_structure(paddr, size).is_none(),
-            "module {i} over boot structures"
-        );
-        assert!(
-            seen.memmap
-                .iter()
-                .any(|&(a, l, t, _)| t == 1 && paddr >= a && paddr + size <= a + l),
-            "module {i} [{paddr:#x}, +{size:#x}) not in a RAM entry"
-        );
-        assert_eq!(size, want.len() as u64, "module {i} size");
-        assert_eq!(m.data.as_slice(), want, "module {i} bytes");
-        assert_eq!(m.reserved, 0);
-        assert!(
-            in_boot_info(m.cmdline_paddr),
-            "module {i} string at {:#x}",
-            m.cmdline_paddr
-        );
-        assert_eq!(m.string.as_slice(), name.as_bytes(), "module {i} string");
-        prev_end = paddr + size;
-    }
-    // The first module follows the kernel's last (unaligned) byte directly.
-    assert_eq!(seen.modules[0].paddr, kend.div_ceil(0x1000) * 0x1000);
+    let ram: Vec<(u64, u64)> = seen
+        .memmap
+        .iter()
+        .filter(|&&(_, _, t, _)| t == 1)
+        .map(|&(a, l, _, _)| (a, l))
+        .collect();
+    check_modules(&seen.modules, &modules.expected(), (kstart, kend), &ram);
 }
 
 #[test]
@@ -380,17 +285,19 @@ fn test_pvh_elf32_forced_format_no_cmdline_no_modules() {
     require_kvm();
     let (img, _) = pvh_kernel(false);
     let kernel = TempFile::with_bytes(&img);
-    let run = run_raw(&[
-        "--kernel",
-        kernel.path(),
-        "--format",
-        "pvh",
-        "--memory",
-        "16",
-        "--timeout",
-        "30",
-    ]);
-    assert_guest_ok(&run);
+    let run = run_self_checked(
+        &[
+            "--kernel",
+            kernel.path(),
+            "--format",
+            "pvh",
+            "--memory",
+            "16",
+            "--timeout",
+            "30",
+        ],
+        &CHECKS,
+    );
     let seen = parse_dump(&run.stdout);
     assert_eq!(seen.cmdline, b"", "no --cmdline: an empty command line");
     assert!(seen.modules.is_empty());
@@ -414,8 +321,7 @@ fn test_pvh_entry_state_follows_abi() {
     require_kvm();
     let (img, _) = pvh_kernel(false);
     let kernel = TempFile::with_bytes(&img);
-    let run = run_raw(&["--kernel", kernel.path(), "--timeout", "30"]);
-    assert_guest_ok(&run);
+    let run = run_self_checked(&["--kernel", kernel.path(), "--timeout", "30"], &CHECKS);
     let seen = parse_dump(&run.stdout);
     // pvh.pandoc: "cr0: bit 0 (PE) must be set. All the other writeable bits
     // are cleared." (so paging, CD and NW are off); "cr4: all bits are
@@ -441,26 +347,15 @@ fn test_pvh_is_detected_and_logged() {
     require_kvm();
     let (img, _) = pvh_kernel(true);
     let kernel = TempFile::with_bytes(&img);
-    let run = run_raw(&["--kernel", kernel.path(), "-v", "--timeout", "30"]);
-    assert_guest_ok(&run);
+    let run = run_self_checked(
+        &["--kernel", kernel.path(), "-v", "--timeout", "30"],
+        &CHECKS,
+    );
     assert!(
         run.stderr.contains("loading as pvh"),
         "detection not reported: {}",
         run.stderr
     );
-}
-
-/// Runs with `args`, expects status 2 and an error naming `needle`.
-fn expect_bad_input(args: &[&str], needle: &str) {
-    let out = run_vmm(args);
-    assert_eq!(out.status, status::BAD_INPUT, "{args:?}: {}", out.stderr);
-    assert!(
-        out.stderr.contains(needle),
-        "{args:?}: stderr lacks {needle:?}: {}",
-        out.stderr
-    );
-    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
-    assert!(out.stdout.is_empty(), "nothing should run: {}", out.stdout);
 }
 
 #[test]

@@ -3,7 +3,8 @@
 //! number that checked in must match `--cpus`.
 
 use integration_tests::code_asm::*;
-use integration_tests::{assemble, require_kvm, run_vmm, status, TempFile};
+use integration_tests::{assemble, expect_bad_input, require_kvm, run_vmm, TempFile};
+use vmm_bin::exit_status::{self, debug_exit_status};
 
 /// Where the APs count themselves in (guest-physical).
 const COUNTER: u64 = 0x6000;
@@ -84,7 +85,7 @@ fn test_two_cpus_check_in() {
     let out = run_smp(2);
     assert_eq!(
         out.status,
-        (2 << 1) | 1,
+        debug_exit_status(2),
         "stdout {:?} stderr {}",
         out.stdout,
         out.stderr
@@ -98,7 +99,7 @@ fn test_four_cpus_check_in_with_distinct_apic_ids() {
     let out = run_smp(4);
     assert_eq!(
         out.status,
-        (4 << 1) | 1,
+        debug_exit_status(4),
         "stdout {:?} stderr {}",
         out.stdout,
         out.stderr
@@ -116,16 +117,14 @@ fn test_cpu_count_errors() {
         ("100000", "--cpus 100000"),
         ("two", "'two'"),
     ] {
-        let out = run_vmm(&["--kernel", g.path(), "--platform", "pc", "--cpus", cpus]);
-        assert_eq!(out.status, status::BAD_INPUT, "{cpus}: {}", out.stderr);
-        assert!(out.stderr.contains(needle), "{cpus}: {}", out.stderr);
+        expect_bad_input(
+            &["--kernel", g.path(), "--platform", "pc", "--cpus", cpus],
+            needle,
+        );
     }
-    let out = run_vmm(&["--kernel", g.path(), "--platform", "minimal", "--cpus", "2"]);
-    assert_eq!(out.status, status::BAD_INPUT, "{}", out.stderr);
-    assert!(
-        out.stderr.contains("needs the PC platform"),
-        "{}",
-        out.stderr
+    expect_bad_input(
+        &["--kernel", g.path(), "--platform", "minimal", "--cpus", "2"],
+        "needs the PC platform",
     );
 }
 
@@ -170,7 +169,7 @@ fn test_one_vcpu_faulting_ends_vm_while_others_spin() {
         "--timeout",
         "30",
     ]);
-    assert_eq!(out.status, status::TRIPLE_FAULT, "{}", out.stderr);
+    assert_eq!(out.status, exit_status::TRIPLE_FAULT, "{}", out.stderr);
     assert!(
         out.stderr.contains("triple fault on vCPU 0"),
         "{}",
