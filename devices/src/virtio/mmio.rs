@@ -182,14 +182,7 @@ impl MmioTransport {
             self.ignored += 1;
             return;
         }
-        let mut ctx = QueueContext {
-            mem: &self.mem,
-            queues: &mut self.queues,
-            interrupt: &self.interrupt,
-            features: self.driver_features,
-        };
-        let result = self.device.process_queue(index, &mut ctx);
-        self.after(result);
+        self.serve(|device, ctx| device.process_queue(index, ctx));
     }
 
     /// Serves a host descriptor event for the backend.
@@ -197,13 +190,22 @@ impl MmioTransport {
         if !self.is_active() {
             return;
         }
+        self.serve(|device, ctx| device.process_host_fd(fd, ctx));
+    }
+
+    /// Runs `work` on the backend with the live queues, then applies its
+    /// verdict (NEEDS_RESET on a broken contract).
+    fn serve(
+        &mut self,
+        work: impl FnOnce(&mut dyn VirtioDevice, &mut QueueContext<'_>) -> Result<(), DeviceError>,
+    ) {
         let mut ctx = QueueContext {
             mem: &self.mem,
             queues: &mut self.queues,
             interrupt: &self.interrupt,
             features: self.driver_features,
         };
-        let result = self.device.process_host_fd(fd, &mut ctx);
+        let result = work(self.device.as_mut(), &mut ctx);
         self.after(result);
     }
 
