@@ -7,7 +7,10 @@
 //! this guest is the proof that the transport and devices work as a driver
 //! sees them.
 
-use integration_tests::{require_kvm, run_vmm, virtio_guest, Output, TempFile};
+use std::io::Write;
+use std::process::Stdio;
+
+use integration_tests::{require_kvm, run_vmm, virtio_guest, vmm_command, Output, TempFile};
 
 /// The guest's lines "key value" (debug console on stdout).
 fn value<'a>(out: &'a Output, key: &str) -> &'a str {
@@ -81,6 +84,47 @@ fn test_virtio_console_output_reaches_its_file_exactly() {
         "transmit buffers are not written"
     );
     assert_eq!(std::fs::read(file.path()).unwrap(), b"hello from hvc0\n");
+}
+
+#[test]
+fn test_virtio_console_on_stdio_takes_stdin_as_hvc0_input() {
+    require_kvm();
+    let guest = virtio_guest().to_str().expect("utf-8 path").to_string();
+    let message = "typed-on-the-host-stdin";
+    let cmdline = format!("vtest=console vtest-input={message}");
+    let mut child = vmm_command()
+        .args([
+            "--kernel",
+            &guest,
+            "--cmdline",
+            &cmdline,
+            "--virtio-console",
+            "stdio",
+            "--timeout",
+            "30",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start vmm-bin");
+    // Written before the driver is up: the bytes wait in the console's
+    // queue (or the pipe) and reach the guest once it posts buffers.
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(message.as_bytes()).expect("write stdin");
+    let out = child.wait_with_output().expect("wait");
+    drop(stdin);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(&format!("rx {message}\n")),
+        "hvc0 received stdin: {stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("hello from hvc0\n"),
+        "hvc0 output on stdout: {stdout}"
+    );
 }
 
 #[test]

@@ -128,7 +128,7 @@ pub struct Cli {
     #[arg(long)]
     pub rng: bool,
 
-    /// A virtio console (hvc0): its output goes to stdio (which then also feeds its input), a file, or nowhere.
+    /// A virtio console (hvc0): its output goes to stdio, a file, or nowhere. With stdio, stdin feeds hvc0 instead of the UART.
     #[arg(long = "virtio-console", value_name = "stdio|file:PATH|none", value_parser = parse_serial)]
     pub virtio_console: Option<SerialOut>,
 

@@ -55,7 +55,10 @@ fn run(cli: Cli, started_at: std::time::Instant) -> i32 {
     // The guest owns the terminal while it runs: raw mode (Ctrl-C still
     // stops the VM), restored when `_raw` drops, on panic (hook in main) and
     // on a forced second Ctrl-C (signal handler).
-    let stdio = config.devices.serial == SerialOut::Stdio;
+    // stdin feeds the console on stdio: hvc0 when virtio-console is there,
+    // else the UART (vmm-core routes it).
+    let stdio = config.devices.serial == SerialOut::Stdio
+        || config.devices.virtio_console == Some(SerialOut::Stdio);
     let _raw = if stdio {
         match RawTerminal::enable() {
             Ok(raw) => raw,
@@ -131,8 +134,11 @@ fn create_with_devices(
     let mut vm = Vm::create(config, host)?;
     let devices = build_devices(vm.device_options(console), &mut vm.interrupt_lines())?;
     vm.attach_devices(devices);
-    for backend in backends {
+    for backend in backends.devices {
         vm.attach_virtio(backend)?;
+    }
+    if let Some(link) = backends.console_input {
+        vm.connect_console_input(link);
     }
     Ok(vm)
 }

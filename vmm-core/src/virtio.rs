@@ -22,13 +22,13 @@ use virtio_bindings::virtio_ids::{
 };
 use virtio_bindings::virtio_mmio::VIRTIO_MMIO_QUEUE_NOTIFY;
 use vmm_devices::pc::{virtio_slot, VIRTIO_GSIS};
-use vmm_devices::virtio::console::VirtioConsole;
+use vmm_devices::virtio::console::{ConsoleInput, VirtioConsole};
 use vmm_devices::virtio::rng::VirtioRng;
 use vmm_devices::virtio::{MmioTransport, VirtioDevice, VIRTIO_MMIO_WINDOW};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC, EFD_NONBLOCK};
 
-use crate::config::DeviceConfig;
+use crate::config::{DeviceConfig, SerialConfig};
 use crate::error::VmmError;
 use crate::seccomp::{confine_current_thread, ThreadRole};
 
@@ -110,27 +110,61 @@ pub fn cmdline_with_devices(cmdline: &str, slots: &[VirtioSlot]) -> String {
     line
 }
 
-/// The backend for each of `devices`' virtio devices, in slot order (the
-/// order [`virtio_layout`] gives and [`crate::Vm::attach_virtio`] expects).
+/// The backends [`build_backends`] made, and the host-input link of a
+/// virtio console that reads stdin.
+pub struct VirtioBackends {
+    /// One per virtio slot, in slot order (the order [`virtio_layout`]
+    /// gives and [`crate::Vm::attach_virtio`] expects).
+    pub devices: Vec<Box<dyn VirtioDevice>>,
+    /// Set when the virtio console is `stdio`: hand it to
+    /// [`crate::Vm::connect_console_input`] so host input goes to hvc0.
+    pub console_input: Option<ConsoleInputLink>,
+}
+
+/// A virtio console's input queue and the eventfd it writes when the
+/// queue empties (so host input resumes without polling).
+pub struct ConsoleInputLink {
+    /// The console's input handle.
+    pub input: ConsoleInput,
+    /// Written by the device when a delivery empties the queue.
+    pub drained: EventFd,
+}
+
+/// The backend for each of `devices`' virtio devices, in slot order.
 /// Host resources (files, sockets) are opened here, so an unusable one is
 /// reported before the guest runs.
-pub fn build_backends(devices: &DeviceConfig) -> Result<Vec<Box<dyn VirtioDevice>>, VmmError> {
+pub fn build_backends(devices: &DeviceConfig) -> Result<VirtioBackends, VmmError> {
     let mut backends: Vec<Box<dyn VirtioDevice>> = Vec::new();
+    let mut console_input = None;
     for slot in virtio_layout(devices)? {
         match slot.kind {
             VirtioKind::Rng => backends.push(Box::new(VirtioRng::new())),
             VirtioKind::Console => {
-                let out = devices
-                    .virtio_console
-                    .as_ref()
-                    .map_or(Ok(vmm_devices::Console::discard()), |c| c.open())?;
-                let console = VirtioConsole::new(out).map_err(VmmError::EventFd)?;
+                let config = devices.virtio_console.as_ref();
+                let out = config.map_or(Ok(vmm_devices::Console::discard()), |c| c.open())?;
+                let console = if config == Some(&SerialConfig::Stdio) {
+                    let drained =
+                        EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC).map_err(VmmError::EventFd)?;
+                    let ours = drained.try_clone().map_err(VmmError::EventFd)?;
+                    let console =
+                        VirtioConsole::with_input_drained(out, ours).map_err(VmmError::EventFd)?;
+                    console_input = Some(ConsoleInputLink {
+                        input: console.input(),
+                        drained,
+                    });
+                    console
+                } else {
+                    VirtioConsole::new(out).map_err(VmmError::EventFd)?
+                };
                 backends.push(Box::new(console));
             }
             kind => return Err(VmmError::VirtioNotBuilt { kind }),
         }
     }
-    Ok(backends)
+    Ok(VirtioBackends {
+        devices: backends,
+        console_input,
+    })
 }
 
 /// A transport attached to a VM, shared by the bus (vCPU threads) and the
@@ -292,7 +326,7 @@ pub(crate) const WINDOW: u64 = VIRTIO_MMIO_WINDOW;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{DiskConfig, SerialConfig, VsockConfig};
+    use crate::config::{DiskConfig, VsockConfig};
 
     #[test]
     fn test_virtio_layout_order_and_cmdline() {

@@ -25,12 +25,14 @@ use crate::control::VmControl;
 use crate::dispatch::ExitDispatcher;
 use crate::error::VmmError;
 use crate::handle::VmHandle;
+use crate::host_input::HostInput;
 use crate::outcome::VmOutcome;
 use crate::platform::KvmInterruptLines;
 use crate::seccomp::{confine_current_thread, install_sigsys_handler, SeccompError, ThreadRole};
-use crate::serial_input::SerialInput;
 use crate::stats::VmStats;
-use crate::virtio::{register_queue_notifies, DeviceThread, SharedTransport, VirtioSlot, WINDOW};
+use crate::virtio::{
+    register_queue_notifies, ConsoleInputLink, DeviceThread, SharedTransport, VirtioSlot, WINDOW,
+};
 use vm_device::bus::MmioAddress;
 use vmm_devices::pc::InterruptLines;
 use vmm_devices::virtio::{MmioTransport, VirtioDevice};
@@ -92,7 +94,9 @@ pub struct Vm {
     irqchip: bool,
     bus: IoBus,
     post: Option<Arc<PostCodePort>>,
-    serial_input: Option<SerialInput>,
+    host_input: Option<HostInput>,
+    /// Host input goes to a virtio console, not to the UART.
+    input_to_virtio: bool,
     control: Arc<VmControl>,
     wake: Arc<EventFd>,
     options: RunOptions,
@@ -159,7 +163,8 @@ impl Vm {
             irqchip,
             bus: IoBus::new(),
             post: None,
-            serial_input: None,
+            host_input: None,
+            input_to_virtio: false,
             control,
             wake,
             options,
@@ -209,6 +214,18 @@ impl Vm {
         Ok(slot)
     }
 
+    /// Sends the host's console input (when [`HostOptions`] has one) to a
+    /// virtio console instead of the UART: the guest asked for hvc0 on
+    /// stdio, and one reader of stdin can feed only one console.
+    ///
+    /// [`HostOptions`]: crate::HostOptions
+    pub fn connect_console_input(&mut self, link: ConsoleInputLink) {
+        if let Some(fd) = self.options.console_input {
+            self.host_input = Some(HostInput::new(fd, Box::new(link.input), link.drained));
+            self.input_to_virtio = true;
+        }
+    }
+
     /// A handle to stop this VM from another thread or a signal handler.
     pub fn handle(&self) -> VmHandle {
         VmHandle::new(self.control.clone(), self.wake.clone())
@@ -246,12 +263,16 @@ impl Vm {
 
     /// Puts `devices` behind this VM's exit dispatcher (replacing any
     /// attached before) and, with console input, connects the host's input
-    /// to their UART.
+    /// to their UART (unless [`Self::connect_console_input`] gave it to a
+    /// virtio console).
     pub fn attach_devices(&mut self, devices: BuiltDevices) {
         self.bus = devices.bus;
         self.post = Some(devices.post);
-        self.serial_input = match (self.options.console_input, devices.uart_rx_drained) {
-            (Some(fd), Some(drained)) => Some(SerialInput::new(fd, devices.uart, drained)),
+        if self.input_to_virtio {
+            return;
+        }
+        self.host_input = match (self.options.console_input, devices.uart_rx_drained) {
+            (Some(fd), Some(drained)) => Some(HostInput::new(fd, Box::new(devices.uart), drained)),
             _ => None,
         };
     }
@@ -395,7 +416,7 @@ impl Vm {
         ));
         let mut events: EventLoop = EventManager::new().map_err(VmmError::EventLoop)?;
         events.add_subscriber(Arc::new(Mutex::new(Wakeup(wakeup.clone()))));
-        if let Some(input) = self.serial_input.take() {
+        if let Some(input) = self.host_input.take() {
             events.add_subscriber(Arc::new(Mutex::new(input)));
         }
         let metrics: Vec<(u64, Arc<VcpuMetrics>)> = self
