@@ -216,10 +216,7 @@ impl PlatformInfo {
         }
         let isa = used.len();
         for dev in &self.virtio_mmio {
-            let end = dev
-                .base
-                .checked_add(VIRTIO_MMIO_WINDOW - 1)
-                .unwrap_or(u64::MAX);
+            let end = dev.base.saturating_add(VIRTIO_MMIO_WINDOW - 1);
             address32("virtio-mmio window end", end)?;
             used.push(("a virtio-mmio device", dev.gsi));
         }
