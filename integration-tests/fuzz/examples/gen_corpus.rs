@@ -653,6 +653,114 @@ fn bus_seeds(out: &Out) {
     out.put("bus_dispatch", "mixed-then-debug-exit", &e.take());
 }
 
+/// `vmm_fuzz::virtio::Op` variants and the device feature sets the seeds
+/// negotiate.
+mod vop {
+    pub const N: u64 = 7;
+    pub const DESC: u64 = 0;
+    pub const AVAIL: u64 = 1;
+    pub const NOTIFY: u64 = 2;
+    pub const POKE: u64 = 3;
+    pub const HOST: u64 = 5;
+    pub const RESET: u64 = 6;
+    pub const NEXT: u16 = 1;
+    pub const WRITE: u16 = 2;
+    pub const VERSION_1: u64 = 1 << 32;
+}
+
+/// A descriptor in the data area (`Addr::Data`).
+fn vdesc(e: &mut Enc, queue: u8, slot: u16, at: u32, len: u32, flags: u16, next: u16) {
+    e.variant(vop::DESC, vop::N).u8(queue).u16(slot);
+    e.variant(0, 2).u32(at).u32(len).u16(flags).u16(next);
+}
+
+fn vavail(e: &mut Enc, queue: u8, head: u16) {
+    e.variant(vop::AVAIL, vop::N).u8(queue).u16(head);
+}
+
+fn vnotify(e: &mut Enc, queue: u8) {
+    e.variant(vop::NOTIFY, vop::N).u8(queue);
+}
+
+fn virtio_seeds(out: &Out) {
+    // virtio-rng: one buffer, a two-descriptor chain, a descriptor loop, a
+    // buffer beyond RAM, a reset, then a request again.
+    let mut e = Enc::default();
+    e.u64(vop::VERSION_1);
+    vdesc(&mut e, 0, 0, 0, 32, vop::WRITE, 0);
+    vavail(&mut e, 0, 0);
+    vnotify(&mut e, 0);
+    vdesc(&mut e, 0, 1, 0x100, 16, vop::NEXT | vop::WRITE, 2);
+    vdesc(&mut e, 0, 2, 0x200, 16, vop::WRITE, 0);
+    vavail(&mut e, 0, 1);
+    vnotify(&mut e, 0);
+    vdesc(&mut e, 0, 3, 0x300, 16, vop::NEXT | vop::WRITE, 3);
+    vavail(&mut e, 0, 3);
+    vnotify(&mut e, 0);
+    e.variant(vop::DESC, vop::N).u8(0).u16(4);
+    e.variant(1, 2).u64(0x7fff_f000).u32(4096).u16(vop::WRITE).u16(0);
+    vavail(&mut e, 0, 4);
+    vnotify(&mut e, 0);
+    e.variant(vop::RESET, vop::N);
+    vdesc(&mut e, 0, 0, 0x400, 64, vop::WRITE, 0);
+    vavail(&mut e, 0, 0);
+    vnotify(&mut e, 0);
+    out.put("virtio_rng", "requests-loop-beyond-ram-reset", &e.take());
+
+    // virtio-console: host input then a receive buffer (delivered by the
+    // host-fd event and by the receiveq notify), output on the transmitq,
+    // a transmit chain with a writable descriptor, a reset with input
+    // still queued.
+    const SIZE: u64 = 1;
+    let driver = |e: &mut Enc| {
+        e.variant(0, 2);
+    };
+    let input = |e: &mut Enc, len: u16| {
+        e.variant(1, 2).u16(len);
+    };
+    let mut e = Enc::default();
+    e.u64(vop::VERSION_1 | SIZE);
+    input(&mut e, 20);
+    driver(&mut e);
+    vdesc(&mut e, 0, 0, 0, 8, vop::WRITE, 0);
+    driver(&mut e);
+    vavail(&mut e, 0, 0);
+    driver(&mut e);
+    e.variant(vop::HOST, vop::N);
+    driver(&mut e);
+    vdesc(&mut e, 0, 1, 0x100, 64, vop::WRITE, 0);
+    driver(&mut e);
+    vavail(&mut e, 0, 1);
+    driver(&mut e);
+    vnotify(&mut e, 0);
+    driver(&mut e);
+    e.variant(vop::POKE, vop::N).u32(0x1000).vec(b"hello, host\n");
+    driver(&mut e);
+    vdesc(&mut e, 1, 0, 0x1000, 12, 0, 0);
+    driver(&mut e);
+    vavail(&mut e, 1, 0);
+    driver(&mut e);
+    vnotify(&mut e, 1);
+    driver(&mut e);
+    vdesc(&mut e, 1, 1, 0x1000, 4, vop::NEXT, 2);
+    driver(&mut e);
+    vdesc(&mut e, 1, 2, 0x2000, 4, vop::WRITE, 0);
+    driver(&mut e);
+    vavail(&mut e, 1, 1);
+    driver(&mut e);
+    vnotify(&mut e, 1);
+    input(&mut e, 300);
+    driver(&mut e);
+    e.variant(vop::RESET, vop::N);
+    driver(&mut e);
+    vdesc(&mut e, 0, 0, 0x3000, 512, vop::WRITE, 0);
+    driver(&mut e);
+    vavail(&mut e, 0, 0);
+    driver(&mut e);
+    vnotify(&mut e, 0);
+    out.put("virtio_console", "input-output-reset", &e.take());
+}
+
 fn main() {
     let root = std::env::args()
         .nth(1)
@@ -667,5 +775,6 @@ fn main() {
     cmos_seeds(&out);
     acpi_pm_seeds(&out);
     bus_seeds(&out);
+    virtio_seeds(&out);
     println!("seeds written to {}", out.root.display());
 }
