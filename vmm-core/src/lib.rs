@@ -32,6 +32,7 @@ pub mod handle;
 pub mod host_input;
 pub mod kvm;
 pub mod outcome;
+mod pause;
 pub mod platform;
 pub mod seccomp;
 pub mod start;

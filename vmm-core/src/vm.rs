@@ -21,12 +21,14 @@ use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC, EFD_NONBLOCK};
 use vmm_sys_util::signal::Killable;
 
+use crate::control::RunState;
 use crate::control::VmControl;
 use crate::dispatch::ExitDispatcher;
 use crate::error::VmmError;
 use crate::handle::VmHandle;
 use crate::host_input::HostInput;
 use crate::outcome::VmOutcome;
+use crate::pause::{PauseEnd, Pauser};
 use crate::platform::KvmInterruptLines;
 use crate::seccomp::{confine_current_thread, install_sigsys_handler, SeccompError, ThreadRole};
 use crate::stats::VmStats;
@@ -141,6 +143,16 @@ enum VcpuFailure {
 }
 
 type VcpuResult = (u64, Result<VcpuStop, VcpuFailure>, VcpuStats);
+
+/// What the main loop watches while the guest runs.
+struct Running<'a> {
+    dispatcher: &'a ExitDispatcher,
+    started: Instant,
+    done: &'a mpsc::Receiver<u64>,
+    vcpus: &'a [(u64, Arc<VcpuMetrics>)],
+    threads: &'a [JoinHandle<VcpuResult>],
+    devices: Option<&'a DeviceThread>,
+}
 
 impl Vm {
     pub(crate) fn new(parts: VmParts) -> Result<Self, VmmError> {
@@ -318,14 +330,16 @@ impl Vm {
     /// Waits for the first vCPU to leave its loop, the timeout, or a stop
     /// request through a [`VmHandle`], feeding the metrics sink on its
     /// interval meanwhile.
-    fn watch(
-        &mut self,
-        dispatcher: &ExitDispatcher,
-        started: Instant,
-        done: &mpsc::Receiver<u64>,
-        vcpus: &[(u64, Arc<VcpuMetrics>)],
-        events: &mut EventLoop,
-    ) -> Option<u64> {
+    fn watch(&mut self, run: Running<'_>, events: &mut EventLoop) -> Option<u64> {
+        let Running {
+            dispatcher,
+            started,
+            done,
+            vcpus,
+            threads,
+            devices,
+        } = run;
+        let mut pauser = Pauser::default();
         let deadline = self.options.timeout.map(|t| started + t);
         let mut next_report = self
             .options
@@ -343,6 +357,19 @@ impl Vm {
                     after: started.elapsed(),
                 });
                 return None;
+            }
+            match (self.control.pause_wanted(), self.control.run_state()) {
+                (true, RunState::Running) => {
+                    let end = pauser.pause(&self.control, &self.vm_fd, threads, done, devices);
+                    if let PauseEnd::VcpuEnded(i) = end {
+                        return Some(i);
+                    }
+                    continue;
+                }
+                (false, RunState::Paused) => {
+                    pauser.resume(&self.control, &self.vm_fd, devices);
+                }
+                _ => {}
             }
             if let Some(at) = next_report.filter(|at| now >= *at) {
                 let stats = Self::snapshot(dispatcher, vcpus, started.elapsed());
@@ -477,11 +504,20 @@ impl Vm {
             );
         }
 
-        if let Some(i) = self.watch(&dispatcher, started, &done_rx, &metrics, &mut events) {
+        let running = Running {
+            dispatcher: &dispatcher,
+            started,
+            done: &done_rx,
+            vcpus: &metrics,
+            threads: &threads,
+            devices: devices.as_ref(),
+        };
+        if let Some(i) = self.watch(running, &mut events) {
             reported.push(i);
         }
-        // Whatever ended one vCPU ends the VM.
+        // Whatever ended one vCPU ends the VM; parked vCPUs wake to see it.
         self.control.stop_all();
+        self.control.wake_waiters();
         stop_and_join(&threads, &indices, &done_rx, &mut reported);
         // No vCPU runs now: the devices finish and make writes durable.
         if let Some(d) = devices {
@@ -549,7 +585,19 @@ impl Vm {
                 };
                 gate.wait();
                 let result = match confined {
-                    Ok(()) => vcpu.run(&*dispatcher).map_err(VcpuFailure::Run),
+                    Ok(()) => loop {
+                        let stop = vcpu.run(&*dispatcher);
+                        // Out of KVM_RUN for a pause, not a stop: park,
+                        // then run on from the same state.
+                        if matches!(stop, Ok(VcpuStop::StopRequested))
+                            && control.pause_wanted()
+                            && !control.is_stopping()
+                        {
+                            control.park();
+                            continue;
+                        }
+                        break stop.map_err(VcpuFailure::Run);
+                    },
                     Err(e) => Err(VcpuFailure::Seccomp(e)),
                 };
                 match &result {
