@@ -46,6 +46,10 @@ pub type MetricsSink = Box<dyn FnMut(&VmStats) + Send>;
 /// delayed by a few ms while KVM emulates guest code on nested hosts.
 const KICK_RETRY: Duration = Duration::from_millis(5);
 
+/// When a guest that has written nothing to its console gets a hint
+/// logged (a warning): long enough for any small guest to have spoken.
+const QUIET_HINT_AFTER: Duration = Duration::from_secs(5);
+
 /// What a finished run reports.
 #[derive(Debug, Clone)]
 pub struct RunReport {
@@ -99,6 +103,8 @@ pub struct Vm {
     host_input: Option<HostInput>,
     /// Host input goes to a virtio console, not to the UART.
     input_to_virtio: bool,
+    /// The devices' console, watched for a guest that says nothing.
+    console: Option<Console>,
     control: Arc<VmControl>,
     wake: Arc<EventFd>,
     options: RunOptions,
@@ -177,6 +183,7 @@ impl Vm {
             post: None,
             host_input: None,
             input_to_virtio: false,
+            console: None,
             control,
             wake,
             options,
@@ -280,6 +287,7 @@ impl Vm {
     pub fn attach_devices(&mut self, devices: BuiltDevices) {
         self.bus = devices.bus;
         self.post = Some(devices.post);
+        self.console = Some(devices.console);
         if self.input_to_virtio {
             return;
         }
@@ -340,6 +348,7 @@ impl Vm {
             devices,
         } = run;
         let mut pauser = Pauser::default();
+        let mut quiet_check = self.console.as_ref().map(|_| started + QUIET_HINT_AFTER);
         let deadline = self.options.timeout.map(|t| started + t);
         let mut next_report = self
             .options
@@ -371,6 +380,10 @@ impl Vm {
                 }
                 _ => {}
             }
+            if quiet_check.is_some_and(|at| now >= at) {
+                quiet_check = None;
+                self.hint_if_quiet(dispatcher);
+            }
             if let Some(at) = next_report.filter(|at| now >= *at) {
                 let stats = Self::snapshot(dispatcher, vcpus, started.elapsed());
                 if let Some((every, sink)) = self.options.metrics.as_mut() {
@@ -380,7 +393,7 @@ impl Vm {
             }
             // Nothing to poll for: a stop request, console input and vCPU
             // completion all wake the loop through their file descriptors.
-            let wait = [deadline, next_report]
+            let wait = [deadline, next_report, quiet_check]
                 .into_iter()
                 .flatten()
                 .map(|t| t.saturating_duration_since(now))
@@ -399,6 +412,22 @@ impl Vm {
                 std::thread::sleep(wait.unwrap_or(KICK_RETRY));
             }
         }
+    }
+
+    /// Logs a hint when the guest has not written a byte to its console
+    /// yet: a Linux kernel booting slowly looks exactly like a hung VMM.
+    fn hint_if_quiet(&self, dispatcher: &ExitDispatcher) {
+        if self.console.as_ref().is_some_and(|c| c.bytes_written() > 0) {
+            return;
+        }
+        let exits: u64 = dispatcher.exits_by_kind().iter().map(|(_, n)| n).sum();
+        log::warn!(
+            "no guest output {} s after the start; the guest is running ({exits} exits so far) \
+             but has written nothing to its serial or debug console. A Linux kernel prints \
+             nothing until its console is up: earlyprintk=serial,ttyS0 on its command line \
+             shows its early progress (slow where KVM emulates guest kernel code)",
+            QUIET_HINT_AFTER.as_secs()
+        );
     }
 
     /// Guest memory, to inspect or prepare before running.
