@@ -17,6 +17,9 @@
 //! - [`vcpu`]: [`Vcpu::run`], the KVM_RUN loop. It decodes every exit, splits
 //!   string I/O into elements, hands port and MMIO accesses to an
 //!   [`ExitHandler`] and returns a typed [`VcpuStop`]. EINTR/EAGAIN are retried.
+//! - [`wake_state`]: the state firmware leaves when the platform resumes
+//!   from ACPI S3 (the boot processor at the FACS waking vector, the others
+//!   waiting for SIPI), [`Vcpu::reset_for_wake`].
 //! - [`kick`]: stopping a vCPU thread at any moment (signal + `immediate_exit`).
 //! - [`metrics`]: lock-free per-vCPU counters and per-exit-kind latency
 //!   histograms, readable while the vCPU runs.
@@ -95,8 +98,10 @@ pub mod metrics;
 pub mod paging;
 pub mod start_state;
 pub mod vcpu;
+pub mod wake_state;
 
 pub use boot_state::{setup_boot_state, validate_start, BootStateError};
 pub use exit_handler::{ExitAction, ExitHandler, ExitKind};
 pub use start_state::{CpuMode, Entry, Reg, StartState, UnknownReg};
 pub use vcpu::{InternalError, Vcpu, VcpuError, VcpuStats, VcpuStop};
+pub use wake_state::{WakeEntry, WakeStateError};

@@ -155,6 +155,10 @@ pub struct Vcpu {
     fd: VcpuFd,
     index: u64,
     metrics: Arc<VcpuMetrics>,
+    /// The last KVM_RUN ended in a port or MMIO exit, which KVM finishes
+    /// (RIP past the instruction, IN data into RAX) only at the next
+    /// KVM_RUN.
+    io_pending: bool,
 }
 
 impl fmt::Debug for Vcpu {
@@ -173,12 +177,38 @@ impl Vcpu {
             fd,
             index,
             metrics: Arc::new(VcpuMetrics::default()),
+            io_pending: false,
         })
     }
 
     /// The KVM vCPU, for state set-up before running.
     pub fn fd(&self) -> &VcpuFd {
         &self.fd
+    }
+
+    /// Finishes the port or MMIO instruction the last exit stopped in, if
+    /// any, without running the guest: KVM_RUN with `immediate_exit` set,
+    /// which completes it and returns EINTR (the KVM API's way to make the
+    /// vCPU state consistent before reading or replacing it). Call on the
+    /// vCPU's thread before setting registers: otherwise the next KVM_RUN
+    /// would finish the old instruction over the new state.
+    pub fn complete_pending_io(&mut self) -> Result<(), VcpuError> {
+        if !self.io_pending {
+            return Ok(());
+        }
+        self.fd.set_kvm_immediate_exit(1);
+        let result = self.fd.run().map(|_| ());
+        self.fd.set_kvm_immediate_exit(0);
+        self.io_pending = false;
+        match result {
+            Err(e) if e.errno() != libc::EINTR && e.errno() != libc::EAGAIN => {
+                Err(VcpuError::Run {
+                    index: self.index,
+                    source: e,
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// This vCPU's index (and APIC ID).
@@ -225,8 +255,16 @@ impl Vcpu {
             let result = self.fd.run();
             let exited = Instant::now();
             self.metrics.record_run(exited - entered);
+            self.io_pending = false;
             let (kind, stop) = match result {
-                Ok(exit) => handle_exit(exit, run_area, handler),
+                Ok(exit) => {
+                    let (kind, stop) = handle_exit(exit, run_area, handler);
+                    self.io_pending = matches!(
+                        kind,
+                        ExitKind::IoIn | ExitKind::IoOut | ExitKind::MmioRead | ExitKind::MmioWrite
+                    );
+                    (kind, stop)
+                }
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                     self.fd.set_kvm_immediate_exit(0);
                     (ExitKind::Interrupted, None)
