@@ -283,13 +283,15 @@ mod tests {
 
     #[test]
     fn test_wake_leaves_long_mode_behind() {
-        let mut current = kvm_sregs::default();
-        current.cr0 = 0x8000_0011;
-        current.cr4 = 0x20;
-        current.cr3 = 0x9000;
-        current.efer = 0x500;
+        let mut current = kvm_sregs {
+            cr0: 0x8000_0011,
+            cr4: 0x20,
+            cr3: 0x9000,
+            efer: 0x500,
+            interrupt_bitmap: [1; 4],
+            ..Default::default()
+        };
         current.cs.l = 1;
-        current.interrupt_bitmap = [1; 4];
         let s = wake_sregs(current, Some(WakeEntry::RealMode { vector: 0x8000 }), true);
         assert_eq!((s.cr0, s.cr3, s.cr4, s.efer), (X86_CR0_ET, 0, 0, 0));
         assert_eq!((s.cs.l, s.interrupt_bitmap), (0, [0; 4]));
