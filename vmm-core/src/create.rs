@@ -18,6 +18,7 @@ use crate::boot::{is_pc, load_image, Loaded};
 use crate::config::{HostOptions, VmConfig};
 use crate::control::VmControl;
 use crate::error::VmmError;
+use crate::firmware::acpi::facs::find_facs;
 use crate::firmware::{write_firmware_tables, PlatformInfo, VirtioMmio};
 use crate::kvm::open_kvm;
 use crate::platform::create_irqchip;
@@ -110,6 +111,7 @@ impl Vm {
             vcpus.push(vcpu);
         }
 
+        let mut facs = None;
         if pc {
             let info = PlatformInfo {
                 pm_timer_32bit: acpi_pm::PM_TMR_VAL_EXT,
@@ -129,6 +131,9 @@ impl Vm {
                 tables.rsdp.0,
                 tables.mp_floating_pointer.0
             );
+            // Firmware knows where its FACS is: read back once, before the
+            // guest can touch the tables.
+            facs = find_facs(ram.memory(), tables.rsdp);
         }
 
         let control = Arc::new(VmControl::new(host.max_exits));
@@ -150,6 +155,7 @@ impl Vm {
             control,
             options,
             virtio_slots,
+            facs,
         })
     }
 }

@@ -91,6 +91,12 @@ impl VmHandle {
         self.control.run_state() == RunState::Paused
     }
 
+    /// Whether the guest is in ACPI S3 (suspended to RAM, every vCPU
+    /// stopped until a wake event). [`Self::resume`] does not wake it.
+    pub fn is_suspended(&self) -> bool {
+        self.control.run_state() == RunState::Suspended
+    }
+
     fn change_state(
         &self,
         pause: bool,

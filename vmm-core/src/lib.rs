@@ -37,6 +37,8 @@ pub mod platform;
 pub mod seccomp;
 pub mod start;
 pub mod stats;
+mod suspend;
+mod timers;
 pub mod trace;
 pub mod virtio;
 pub mod vm;

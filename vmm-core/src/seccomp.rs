@@ -5,7 +5,9 @@
 //!
 //! The lists were taken from strace of every feature the VMM has (console to
 //! stdout/file, tracing, metrics files, kicks, teardown) and are kept as
-//! short as that allows. `ioctl` is limited to KVM_RUN on vCPU threads.
+//! short as that allows. `ioctl` is limited to KVM_RUN on vCPU threads,
+//! plus the state setters a vCPU needs to load its reset state at an ACPI S3
+//! wake (on its own thread, on its own fd).
 
 use std::collections::BTreeMap;
 
@@ -24,6 +26,33 @@ const CLOCK_DATA_LEN: u64 = std::mem::size_of::<kvm_bindings::kvm_clock_data>() 
 const KVM_GET_CLOCK: u64 = (2 << 30) | (CLOCK_DATA_LEN << 16) | 0xae7c;
 /// KVM_SET_CLOCK = _IOW(KVMIO, 0x7b, struct kvm_clock_data).
 const KVM_SET_CLOCK: u64 = (1 << 30) | (CLOCK_DATA_LEN << 16) | 0xae7b;
+
+/// `_IOR(KVMIO, nr, T)` and `_IOW(KVMIO, nr, T)`.
+const fn kvm_ior<T>(nr: u64) -> u64 {
+    (2 << 30) | ((std::mem::size_of::<T>() as u64) << 16) | 0xae00 | nr
+}
+const fn kvm_iow<T>(nr: u64) -> u64 {
+    (1 << 30) | ((std::mem::size_of::<T>() as u64) << 16) | 0xae00 | nr
+}
+
+/// The vCPU ioctls of an S3 wake (`vmm_cpu::Vcpu::reset_for_wake`):
+/// KVM_SET_REGS, KVM_GET_SREGS, KVM_SET_SREGS, KVM_SET_FPU, KVM_GET_LAPIC,
+/// KVM_SET_LAPIC, KVM_SET_MP_STATE, KVM_SET_VCPU_EVENTS.
+const VCPU_WAKE_IOCTLS: [u64; 8] = [
+    kvm_iow::<kvm_bindings::kvm_regs>(0x82),
+    kvm_ior::<kvm_bindings::kvm_sregs>(0x83),
+    kvm_iow::<kvm_bindings::kvm_sregs>(0x84),
+    kvm_iow::<kvm_bindings::kvm_fpu>(0x8d),
+    kvm_ior::<kvm_bindings::kvm_lapic_state>(0x8e),
+    kvm_iow::<kvm_bindings::kvm_lapic_state>(0x8f),
+    kvm_iow::<kvm_bindings::kvm_mp_state>(0x99),
+    kvm_iow::<kvm_bindings::kvm_vcpu_events>(0xa0),
+];
+
+/// KVM_SET_IRQCHIP = _IOR(KVMIO, 0x63, struct kvm_irqchip) (sic: the
+/// kernel declares it as a read): the main loop puts the PIC and IOAPIC
+/// back in their start state at an S3 wake.
+const KVM_SET_IRQCHIP: u64 = kvm_ior::<kvm_bindings::kvm_irqchip>(0x63);
 
 /// Exit status after a seccomp violation: 128 + SIGSYS.
 pub const SECCOMP_VIOLATION_STATUS: i32 = 128 + libc::SIGSYS;
@@ -107,6 +136,9 @@ const MAIN_ONLY: &[i64] = &[
     libc::SYS_statx,
     libc::SYS_lseek,
     libc::SYS_unlink,
+    // Arming the devices' timers (RTC interrupts, PM timer carry); the
+    // timerfds are created before confinement.
+    libc::SYS_timerfd_settime,
 ];
 
 /// What the virtio device thread adds: its event loop, positioned disk I/O
@@ -144,22 +176,34 @@ fn rules_for(
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = COMMON.iter().map(|s| (*s, vec![])).collect();
     match role {
         ThreadRole::Vcpu => {
-            let kvm_run =
-                SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, KVM_RUN)?;
-            rules.insert(libc::SYS_ioctl, vec![SeccompRule::new(vec![kvm_run])?]);
-        }
-        ThreadRole::Main => {
-            rules.extend(MAIN_ONLY.iter().map(|s| (*s, vec![])));
-            // Restoring the terminal from raw mode at the end (and reading
-            // its mode): TCGETS and TCSETS; saving and restoring the guest
-            // clock around a pause: KVM_GET_CLOCK and KVM_SET_CLOCK.
-            let allowed = [libc::TCGETS, libc::TCSETS, KVM_GET_CLOCK, KVM_SET_CLOCK]
-                .into_iter()
+            let allowed = std::iter::once(KVM_RUN)
+                .chain(VCPU_WAKE_IOCTLS)
                 .map(|req| {
                     SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, req)
                         .and_then(|c| SeccompRule::new(vec![c]))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
+            rules.insert(libc::SYS_ioctl, allowed);
+        }
+        ThreadRole::Main => {
+            rules.extend(MAIN_ONLY.iter().map(|s| (*s, vec![])));
+            // Restoring the terminal from raw mode at the end (and reading
+            // its mode): TCGETS and TCSETS; saving and restoring the guest
+            // clock around a pause: KVM_GET_CLOCK and KVM_SET_CLOCK; the
+            // irqchip reset at an S3 wake: KVM_SET_IRQCHIP.
+            let allowed = [
+                libc::TCGETS,
+                libc::TCSETS,
+                KVM_GET_CLOCK,
+                KVM_SET_CLOCK,
+                KVM_SET_IRQCHIP,
+            ]
+            .into_iter()
+            .map(|req| {
+                SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, req)
+                    .and_then(|c| SeccompRule::new(vec![c]))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
             rules.insert(libc::SYS_ioctl, allowed);
         }
         ThreadRole::Device => {
@@ -245,12 +289,31 @@ mod tests {
         let main = rules_for(ThreadRole::Main).unwrap();
         assert_eq!(
             main[&libc::SYS_ioctl].len(),
-            4,
-            "main thread: the terminal ioctls (TCGETS, TCSETS) and the clock ones only"
+            5,
+            "main thread: the terminal ioctls (TCGETS, TCSETS), the clock ones and KVM_SET_IRQCHIP only"
+        );
+        assert_eq!(
+            vcpu[&libc::SYS_ioctl].len(),
+            9,
+            "KVM_RUN and the wake state"
         );
         // The numbers the kernel headers give.
         assert_eq!(KVM_GET_CLOCK, 0x8030_ae7c);
         assert_eq!(KVM_SET_CLOCK, 0x4030_ae7b);
+        assert_eq!(KVM_SET_IRQCHIP, 0x8208_ae63);
+        assert_eq!(
+            VCPU_WAKE_IOCTLS,
+            [
+                0x4090_ae82,
+                0x8138_ae83,
+                0x4138_ae84,
+                0x41a0_ae8d,
+                0x8400_ae8e,
+                0x4400_ae8f,
+                0x4004_ae99,
+                0x4040_aea0
+            ]
+        );
         assert!(!main.contains_key(&libc::SYS_execve));
     }
 
