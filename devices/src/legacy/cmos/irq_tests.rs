@@ -108,15 +108,22 @@ impl Rig {
     /// the deadline service() gives (or the end), service, and have the
     /// guest's handler read C after every pulse. Returns the pulse count.
     fn run_loop(&self, until: i128) -> u64 {
+        self.run_loop_counting(until).0
+    }
+
+    /// [`Self::run_loop`], also returning how often the loop woke.
+    fn run_loop_counting(&self, until: i128) -> (u64, u64) {
         let end = self.clock.ns() + until;
         let mut pulses = 0;
+        let mut wakeups = 1;
         let mut next = self.dev.service();
         loop {
             let at = next.map_or(end, |d| (self.clock.ns() + d.as_nanos() as i128).min(end));
             self.clock.advance_ns(at - self.clock.ns());
             if self.clock.ns() >= end {
-                return pulses;
+                return (pulses, wakeups);
             }
+            wakeups += 1;
             next = self.dev.service();
             let p = self.pulses();
             if p > 0 {
@@ -128,6 +135,7 @@ impl Rig {
                 );
                 // The handler's read re-armed the loop; it asks again.
                 assert!(self.rearmed(), "reading C did not re-arm");
+                wakeups += 1;
                 next = self.dev.service();
             }
         }
@@ -152,6 +160,22 @@ fn test_cmos_irq_periodic_rate_for_every_rate_select() {
         );
         assert_eq!(r.dev.interrupts(), n);
     }
+    // 8192 Hz costs the loop at most two wake-ups per interrupt (the timer
+    // and the re-arm), and none once the guest stops reading C.
+    let r = rig(1_000, 0);
+    r.wr(RTC_REG_A, 0x23);
+    r.wr(RTC_REG_B, REG_B_24H | REG_B_DM | REG_B_PIE);
+    let (n, wakeups) = r.run_loop_counting(NANOS_PER_SEC);
+    assert!(
+        n >= 8191 && wakeups <= 2 * n + 1,
+        "{n} interrupts, {wakeups} wake-ups"
+    );
+    if let Some(d) = r.dev.service() {
+        r.clock.advance(d);
+    }
+    assert_eq!(r.dev.service(), None, "unread: the loop sleeps");
+    r.clock.advance_ns(NANOS_PER_SEC);
+    assert_eq!(r.dev.service(), None, "still unread: still asleep");
     // RS = 0: no periodic interrupt, nothing scheduled.
     let r = rig(1_000, 0);
     r.wr(RTC_REG_A, 0x20);
