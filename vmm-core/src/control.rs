@@ -19,6 +19,8 @@ pub struct VmControl {
     outcome: Mutex<Option<VmOutcome>>,
     exits: AtomicU64,
     max_exits: Option<u64>,
+    /// Key presses and metrics flushes asked for through the VM handle.
+    pub(crate) host: crate::host_requests::HostRequests,
 }
 
 impl VmControl {

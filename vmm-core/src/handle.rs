@@ -2,10 +2,13 @@
 //! handler, a control API, a test) acts on a running VM.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::control::VmControl;
+use crate::error::VmmError;
+use crate::host_requests::CTRL_ALT_DEL;
 
 /// A cheap, cloneable handle to one VM, valid before, during and after
 /// [`crate::Vm::run`].
@@ -61,5 +64,30 @@ impl VmHandle {
     /// Whether the VM is stopping or stopped, for whatever reason.
     pub fn is_stopping(&self) -> bool {
         self.control.is_stopping()
+    }
+
+    /// Presses Ctrl+Alt+Del on the guest's PS/2 keyboard: the scancodes go
+    /// into the i8042's keyboard buffer (IRQ 1 is raised when the first
+    /// reaches the output buffer), as Firecracker's `SendCtrlAltDel` does.
+    /// A guest with an AT keyboard driver (Linux: `ctrl_alt_del` ->
+    /// reboot, or what its init maps it to) acts on it.
+    pub fn send_ctrl_alt_del(&self) -> Result<(), VmmError> {
+        let keyboard = self.control.host.keyboard().ok_or(VmmError::NoKeyboard)?;
+        if keyboard.key_press(&CTRL_ALT_DEL) {
+            Ok(())
+        } else {
+            Err(VmmError::KeyboardBusy)
+        }
+    }
+
+    /// Asks the run loop to write a metrics report to the VM's metrics
+    /// sink now (nothing is written without one) and waits until it has,
+    /// at most `timeout`. Returns false if the loop did not get to it in
+    /// time (the VM is not running yet, or is ending: the final report is
+    /// written at the end anyway).
+    pub fn flush_metrics(&self, timeout: Duration) -> bool {
+        let ticket = self.control.host.ask_flush();
+        let _ = self.wake.write(1);
+        self.control.host.wait_flushed(ticket, timeout)
     }
 }

@@ -30,6 +30,7 @@ pub mod error;
 pub mod firmware;
 pub mod handle;
 pub mod host_input;
+pub mod host_requests;
 pub mod kvm;
 pub mod outcome;
 pub mod platform;

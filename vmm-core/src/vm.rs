@@ -268,6 +268,7 @@ impl Vm {
     pub fn attach_devices(&mut self, devices: BuiltDevices) {
         self.bus = devices.bus;
         self.post = Some(devices.post);
+        self.control.host.set_keyboard(devices.i8042);
         if self.input_to_virtio {
             return;
         }
@@ -343,6 +344,14 @@ impl Vm {
                     after: started.elapsed(),
                 });
                 return None;
+            }
+            // A flush through the handle: a report now, out of schedule.
+            if self.control.host.flush_pending() {
+                let stats = Self::snapshot(dispatcher, vcpus, started.elapsed());
+                if let Some((_, sink)) = self.options.metrics.as_mut() {
+                    sink(&stats);
+                }
+                self.control.host.flush_served();
             }
             if let Some(at) = next_report.filter(|at| now >= *at) {
                 let stats = Self::snapshot(dispatcher, vcpus, started.elapsed());
@@ -519,6 +528,8 @@ impl Vm {
         if let Some((_, sink)) = self.options.metrics.as_mut() {
             sink(&stats);
         }
+        // Flushes asked for while the run ended are served by this report.
+        self.control.host.flush_served();
         Ok(RunReport {
             outcome,
             stats,

@@ -60,6 +60,9 @@ pub struct BuiltDevices {
     pub uart_rx_drained: Option<EventFd>,
     /// The POST-code port, for its history.
     pub post: Arc<PostCodePort>,
+    /// The keyboard controller, when the set has one: the host injects key
+    /// presses through it (Ctrl+Alt+Del from a control API).
+    pub i8042: Option<Arc<I8042<IrqLine>>>,
 }
 
 /// Errors building the device set.
@@ -122,6 +125,7 @@ pub fn build_devices(
         (Arc::new(uart), None)
     };
     let post = Arc::new(PostCodePort::new(Instant::now(), options.print_post_codes));
+    let mut i8042 = None;
     for row in options.set.rows() {
         let mut line = |i: usize| {
             let gsi = row.gsis.get(i).copied().unwrap_or_default();
@@ -136,7 +140,11 @@ pub fn build_devices(
             PcDevice::DebugExit => Arc::new(DebugExit::new(options.events.clone())),
             PcDevice::DebugCon => Arc::new(DebugCon::new(options.console.clone())),
             PcDevice::PostCode => post.clone(),
-            PcDevice::I8042 => Arc::new(I8042::new(options.events.clone(), line(0)?, line(1)?)),
+            PcDevice::I8042 => {
+                let kbd = Arc::new(I8042::new(options.events.clone(), line(0)?, line(1)?));
+                i8042 = Some(kbd.clone());
+                kbd
+            }
             PcDevice::RtcCmos => Arc::new(Cmos::new(options.memory, Arc::new(SystemClock))),
             PcDevice::AcpiPm => Arc::new(AcpiPm::new(
                 options.events.clone(),
@@ -150,6 +158,7 @@ pub fn build_devices(
         uart,
         uart_rx_drained,
         post,
+        i8042,
     })
 }
 
@@ -213,6 +222,12 @@ mod tests {
         built.bus.pio_write(PioAddress(0x80), &[0x55]);
         assert_eq!(sink.events(), vec![VmEvent::DebugExit(3)]);
         assert_eq!(built.post.codes().len(), 1);
+        let kbd = built.i8042.expect("the PC set has an i8042");
+        assert!(kbd.key_press(&[0x14]));
+        let mut b = [0u8; 1];
+        built.bus.pio_read(PioAddress(0x60), &mut b);
+        // Set 2 0x14 (left Ctrl) through the default translation: set 1 0x1d.
+        assert_eq!(b[0], 0x1d);
     }
 
     #[test]
@@ -233,6 +248,7 @@ mod tests {
         // The reset command goes nowhere.
         built.bus.pio_write(PioAddress(0x64), &[0xfe]);
         assert!(sink.events().is_empty());
+        assert!(built.i8042.is_none());
     }
 
     struct FailingLines;
