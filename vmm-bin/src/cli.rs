@@ -44,9 +44,25 @@ pub use vmm_core::config::SerialConfig as SerialOut;
 #[derive(Debug, Parser)]
 #[command(name = "vmm-bin", version, about, after_help = EXIT_STATUS_HELP)]
 pub struct Cli {
-    /// Guest image: Linux bzImage/vmlinux, PVH ELF, Multiboot kernel, ELF program or raw binary (detected).
-    #[arg(long, value_name = "PATH")]
-    pub kernel: PathBuf,
+    /// Guest image: Linux bzImage/vmlinux, PVH ELF, Multiboot kernel, ELF program or raw binary (detected). Optional with --api-sock or --config-file (their boot-source names it).
+    #[arg(long, value_name = "PATH", required_unless_present_any = ["api_sock", "config_file"])]
+    pub kernel: Option<PathBuf>,
+
+    /// Serve Firecracker's API on this Unix socket (created mode 0600, removed at exit). Without --config-file the VM waits for InstanceStart.
+    #[arg(long = "api-sock", value_name = "PATH", conflicts_with = "no_api")]
+    pub api_sock: Option<PathBuf>,
+
+    /// Configure the VM from Firecracker's JSON document (boot-source, machine-config, drives, network-interfaces, vsock, entropy, logger, metrics) and start it at once; flags fill what the file leaves out.
+    #[arg(long = "config-file", value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+
+    /// No API socket (Firecracker's flag; needs --config-file).
+    #[arg(long = "no-api", requires = "config_file")]
+    pub no_api: bool,
+
+    /// The instance ID the API reports (GET /) and the Firecracker-format log lines carry.
+    #[arg(long, value_name = "ID", default_value = "anonymous-instance", value_parser = parse_id)]
+    pub id: String,
 
     /// Image format, instead of detecting it.
     #[arg(long, value_name = "raw|elf|multiboot|linux|pvh", value_parser = parse_format)]
@@ -215,6 +231,17 @@ pub fn parse_entry(s: &str) -> Result<Entry, String> {
     }
 }
 
+/// Parses an instance ID: 1 to 64 alphanumerics or '-' (Firecracker's rule).
+pub fn parse_id(s: &str) -> Result<String, String> {
+    if (1..=64).contains(&s.len()) && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "instance ID '{s}' must be 1 to 64 characters, alphanumeric or '-'"
+        ))
+    }
+}
+
 /// Parses `NAME=VALUE`.
 pub fn parse_reg(s: &str) -> Result<(Reg, u64), String> {
     let (name, value) = s
@@ -282,7 +309,7 @@ impl Cli {
             platform: self.platform,
             hypercall_pv_features: self.pv_hypercalls,
             boot: BootConfig {
-                kernel: Some(KernelImage::Path(self.kernel.clone())),
+                kernel: self.kernel.clone().map(KernelImage::Path),
                 format: self.format,
                 cmdline: self.cmdline.clone(),
                 initrd: self.initrd.clone(),
@@ -455,5 +482,22 @@ mod tests {
             None
         );
         assert!(cli(&["--no-kernel-cache", "--kernel-cache", "/c"]).is_err());
+    }
+
+    #[test]
+    fn test_kernel_is_required_without_api_or_config_file() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["vmm-bin"], args].concat());
+        let e = parse(&[]).unwrap_err();
+        assert!(e.to_string().contains("--kernel"), "{e}");
+        assert!(parse(&["--api-sock", "/tmp/s"]).unwrap().kernel.is_none());
+        assert!(parse(&["--config-file", "c.json", "--no-api"]).is_ok());
+        assert!(
+            parse(&["--kernel", "k", "--no-api"]).is_err(),
+            "--no-api needs a file"
+        );
+        assert!(parse(&["--api-sock", "/s", "--config-file", "c", "--no-api"]).is_err());
+        assert_eq!(parse(&["--kernel", "k"]).unwrap().id, "anonymous-instance");
+        assert!(parse(&["--kernel", "k", "--id", "vm_1"]).is_err());
+        assert!(parse(&["--kernel", "k", "--id", "vm-1"]).is_ok());
     }
 }
