@@ -534,3 +534,95 @@ fn test_config_file_errors_are_bad_input_naming_the_field() {
     assert_eq!(out.status, exit_status::BAD_INPUT);
     assert!(out.stderr.contains("--kernel"), "{}", out.stderr);
 }
+
+/// The `io_out` count in the last metrics record of `path`.
+fn io_outs(path: &str) -> u64 {
+    let text = std::fs::read_to_string(path).unwrap();
+    let last = text
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("no record: {text:?}"));
+    let at = last
+        .find(r#""io_out":"#)
+        .map_or(0, |i| i + r#""io_out":"#.len());
+    if at == 0 {
+        return 0;
+    }
+    last[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn test_api_pause_and_resume() {
+    require_kvm();
+    // Writes port 0x10 for ever: every write is an exit the metrics count.
+    let guest = TempFile::with_bytes(&assemble(64, 0x1000, |a| {
+        let mut top = a.create_label();
+        a.set_label(&mut top).unwrap();
+        a.out(0x10, al).unwrap();
+        a.jmp(top).unwrap();
+    }));
+    let sock = socket_path("pause");
+    let metrics = TempFile::with_bytes(b"");
+    let vmm = serve(&sock, &[]);
+    let mut c = ApiClient::connect(&sock);
+    let r = c.patch("/vm", r#"{"state": "Paused"}"#);
+    assert_eq!((r.status, r.fault().as_str()), (400, NOT_BEFORE_START));
+    assert_eq!(
+        c.put("/boot-source", &boot_source(guest.path())).status,
+        204
+    );
+    assert_eq!(
+        c.put(
+            "/machine-config",
+            r#"{"vcpu_count": 1, "mem_size_mib": 16}"#
+        )
+        .status,
+        204
+    );
+    let m = format!(r#"{{"metrics_path": "{}"}}"#, metrics.path());
+    assert_eq!(c.put("/metrics", &m).status, 204);
+    assert_eq!(
+        c.put("/actions", r#"{"action_type": "InstanceStart"}"#)
+            .status,
+        204
+    );
+    let flush = |c: &mut ApiClient| {
+        let r = c.put("/actions", r#"{"action_type": "FlushMetrics"}"#);
+        assert_eq!(r.status, 204, "{}", r.body);
+        io_outs(metrics.path())
+    };
+    std::thread::sleep(std::time::Duration::from_millis(200));
+
+    let r = c.patch("/vm", r#"{"state": "Paused"}"#);
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert!(c.get("/").body.contains(r#""state":"Paused""#));
+    let paused_at = flush(&mut c);
+    assert!(paused_at > 0, "the guest ran before the pause");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(flush(&mut c), paused_at, "the guest ran while paused");
+    // Pausing a paused VM is a no-op.
+    assert_eq!(c.patch("/vm", r#"{"state": "Paused"}"#).status, 204);
+
+    let r = c.patch("/vm", r#"{"state": "Resumed"}"#);
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert!(c.get("/").body.contains(r#""state":"Running""#));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(flush(&mut c) > paused_at, "the guest did not run on");
+    let r = c.patch("/vm", r#"{"state": "Stopped"}"#);
+    assert_eq!(r.status, 400);
+    assert!(
+        r.fault().contains("unknown variant `Stopped`"),
+        "{}",
+        r.fault()
+    );
+
+    vmm.signal(libc::SIGTERM);
+    let end = vmm.wait();
+    assert_eq!(end.status, 128 + libc::SIGTERM, "{}", end.stderr);
+    assert!(!sock.exists());
+}

@@ -23,7 +23,7 @@ use vmm_bin::api::controller::{self, Controller, MainReply, Preboot, StartedVm, 
 use vmm_bin::api::http::Response;
 use vmm_bin::api::prepare::{open_append, Prepared, PreparedVm};
 use vmm_bin::api::server::{ApiSocket, SocketFile};
-use vmm_bin::cli::{Cli, SerialOut};
+use vmm_bin::cli::{self, Cli, SerialOut};
 use vmm_bin::signals::{self, signal_name};
 use vmm_bin::terminal::{restore_terminal, RawTerminal};
 use vmm_bin::{config_file, exit_status, hints, logger};
@@ -121,6 +121,14 @@ fn launch(
         let every = cli.metrics_interval.unwrap_or(API_METRICS_PERIOD);
         host.metrics = Some((every, metrics_appender(file, path)));
     } else if let Some(path) = &cli.metrics_file {
+        // Checked now, like --serial file:, not at the first write after
+        // the guest has run.
+        if let Err(e) = open_append(path) {
+            return Err(LaunchError {
+                message: format!("cannot write the metrics file {}: {e}", path.display()),
+                status: exit_status::BAD_INPUT,
+            });
+        }
         // Without an interval, only the final report is written.
         let every = cli
             .metrics_interval
@@ -353,13 +361,14 @@ fn main() {
     let started_at = Instant::now();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
-        Err(e) => {
+        Err(e) if !e.use_stderr() => {
+            // --help, --version.
             let _ = e.print();
-            std::process::exit(if e.use_stderr() {
-                exit_status::BAD_INPUT
-            } else {
-                0
-            });
+            std::process::exit(0);
+        }
+        Err(e) => {
+            eprintln!("vmm-bin: error: {}", cli::one_line_error(&e));
+            std::process::exit(exit_status::BAD_INPUT);
         }
     };
     logger::init(cli.verbose);

@@ -43,6 +43,17 @@ pub enum VmmError {
     /// No kernel image was given.
     #[error("no kernel image given")]
     NoKernel,
+    /// A control request (pause, resume) reached a VM that has stopped.
+    #[error("the VM is not running: it has stopped")]
+    NotRunning,
+    /// The VM did not reach the state a control request asked for in time.
+    #[error("the VM did not {what} within {after:?}")]
+    StateChangeTimeout {
+        /// "pause" or "resume".
+        what: &'static str,
+        /// How long the request waited.
+        after: std::time::Duration,
+    },
     /// An input file (kernel, initrd, module) cannot be read or used.
     #[error(transparent)]
     Input(#[from] vmm_loader::input::InputError),

@@ -33,6 +33,7 @@ pub mod host_input;
 pub mod host_requests;
 pub mod kvm;
 pub mod outcome;
+mod pause;
 pub mod platform;
 pub mod seccomp;
 pub mod start;

@@ -18,6 +18,12 @@ use vmm_sys_util::signal::register_signal_handler;
 
 /// KVM_RUN = _IO(KVMIO, 0x80).
 const KVM_RUN: u64 = 0xae80;
+/// Size of `struct kvm_clock_data`, in the two clock ioctls' numbers.
+const CLOCK_DATA_LEN: u64 = std::mem::size_of::<kvm_bindings::kvm_clock_data>() as u64;
+/// KVM_GET_CLOCK = _IOR(KVMIO, 0x7c, struct kvm_clock_data).
+const KVM_GET_CLOCK: u64 = (2 << 30) | (CLOCK_DATA_LEN << 16) | 0xae7c;
+/// KVM_SET_CLOCK = _IOW(KVMIO, 0x7b, struct kvm_clock_data).
+const KVM_SET_CLOCK: u64 = (1 << 30) | (CLOCK_DATA_LEN << 16) | 0xae7b;
 
 /// Exit status after a seccomp violation: 128 + SIGSYS.
 pub const SECCOMP_VIOLATION_STATUS: i32 = 128 + libc::SIGSYS;
@@ -163,15 +169,16 @@ fn rules_for(
         ThreadRole::Main => {
             rules.extend(MAIN_ONLY.iter().map(|s| (*s, vec![])));
             // Restoring the terminal from raw mode at the end (and reading
-            // its mode): TCGETS and TCSETS only.
-            let tty = [libc::TCGETS, libc::TCSETS]
+            // its mode): TCGETS and TCSETS; saving and restoring the guest
+            // clock around a pause: KVM_GET_CLOCK and KVM_SET_CLOCK.
+            let allowed = [libc::TCGETS, libc::TCSETS, KVM_GET_CLOCK, KVM_SET_CLOCK]
                 .into_iter()
                 .map(|req| {
                     SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, req)
                         .and_then(|c| SeccompRule::new(vec![c]))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            rules.insert(libc::SYS_ioctl, tty);
+            rules.insert(libc::SYS_ioctl, allowed);
         }
         ThreadRole::Device => {
             rules.extend(DEVICE_ONLY.iter().map(|s| (*s, vec![])));
@@ -282,9 +289,12 @@ mod tests {
         let main = rules_for(ThreadRole::Main).unwrap();
         assert_eq!(
             main[&libc::SYS_ioctl].len(),
-            2,
-            "main thread: the terminal ioctls (TCGETS, TCSETS) only"
+            4,
+            "main thread: the terminal ioctls (TCGETS, TCSETS) and the clock ones only"
         );
+        // The numbers the kernel headers give.
+        assert_eq!(KVM_GET_CLOCK, 0x8030_ae7c);
+        assert_eq!(KVM_SET_CLOCK, 0x4030_ae7b);
         assert!(!main.contains_key(&libc::SYS_execve));
     }
 

@@ -194,19 +194,41 @@ struct TransportEvents {
     transport: SharedTransport,
     queues: Vec<RawFd>,
     host: Vec<RawFd>,
+    /// The VM is paused: take no requests.
+    paused: Arc<AtomicBool>,
+    /// Host-descriptor events that arrived while paused (edge-triggered:
+    /// they will not come again), served at the first event after resume.
+    missed_host: bool,
 }
 
 impl MutEventSubscriber for TransportEvents {
     fn process(&mut self, events: Events, _: &mut EventOps) {
         let fd = events.fd();
         let mut t = crate::lock(&self.transport);
+        // Checked under the transport's lock, which a pause takes once
+        // after raising the flag: no request starts after a pause returns.
+        let paused = self.paused.load(Ordering::SeqCst);
         if let Some(index) = self.queues.iter().position(|q| *q == fd) {
             // Consume the count first: a notify arriving while the queue
-            // is served wakes us again.
+            // is served wakes us again. While paused the notify is dropped;
+            // resume signals every queue again.
             let _ = t.queue_events()[index].read();
+            if paused {
+                return;
+            }
             t.process_queue(index);
         } else if self.host.contains(&fd) {
+            if paused {
+                self.missed_host = true;
+                return;
+            }
             t.process_host_fd(fd);
+        }
+        if self.missed_host && !paused {
+            self.missed_host = false;
+            for &h in &self.host {
+                t.process_host_fd(h);
+            }
         }
     }
 
@@ -253,6 +275,8 @@ type EventLoop = EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>>;
 pub(crate) struct DeviceThread {
     stop: Arc<EventFd>,
     thread: JoinHandle<()>,
+    paused: Arc<AtomicBool>,
+    transports: Vec<SharedTransport>,
 }
 
 impl DeviceThread {
@@ -272,6 +296,7 @@ impl DeviceThread {
             fd: stop_fd.clone(),
             stop: stop.clone(),
         })));
+        let paused = Arc::new(AtomicBool::new(false));
         for t in transports {
             let (queues, host) = {
                 let g = crate::lock(t);
@@ -282,6 +307,8 @@ impl DeviceThread {
                 transport: t.clone(),
                 queues,
                 host,
+                paused: paused.clone(),
+                missed_host: false,
             })));
         }
         let owned: Vec<SharedTransport> = transports.to_vec();
@@ -308,7 +335,29 @@ impl DeviceThread {
         Ok(Some(DeviceThread {
             stop: stop_fd,
             thread,
+            paused,
+            transports: transports.to_vec(),
         }))
+    }
+
+    /// Stops taking requests; returns once none is being served.
+    pub fn pause(&self) {
+        self.paused.store(true, Ordering::SeqCst);
+        for t in &self.transports {
+            // Waits for a request in progress on this device to finish.
+            drop(crate::lock(t));
+        }
+    }
+
+    /// Takes requests again, starting with whatever the guest queued
+    /// while paused: every queue is signalled once.
+    pub fn resume(&self) {
+        self.paused.store(false, Ordering::SeqCst);
+        for t in &self.transports {
+            for event in crate::lock(t).queue_events() {
+                let _ = event.write(1);
+            }
+        }
     }
 
     /// Stops the loop, lets every device shut down, joins the thread.

@@ -63,6 +63,9 @@ pub struct BuiltDevices {
     /// The keyboard controller, when the set has one: the host injects key
     /// presses through it (Ctrl+Alt+Del from a control API).
     pub i8042: Option<Arc<I8042<IrqLine>>>,
+    /// The console the UART and the debug console write to (its byte
+    /// count tells whether the guest has said anything).
+    pub console: Console,
 }
 
 /// Errors building the device set.
@@ -159,6 +162,7 @@ pub fn build_devices(
         uart_rx_drained,
         post,
         i8042,
+        console: options.console.clone(),
     })
 }
 

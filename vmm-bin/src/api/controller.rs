@@ -118,19 +118,15 @@ pub fn preboot(
     }
 }
 
-/// PATCH /vm's two calls.
-///
-/// STUB(pause): until `VmHandle::pause`/`resume`/`is_paused` land on main
-/// (issue 12 part 3, the lead's), pausing is refused; after `git merge
-/// main`, this becomes `if pause { handle.pause() } else { handle.resume() }`
-/// and [`is_paused`] returns `handle.is_paused()`.
-fn set_paused(_handle: &VmHandle, _pause: bool) -> Result<(), String> {
-    Err("pausing and resuming are not available in this build yet".into())
-}
-
-/// STUB(pause): see [`set_paused`].
-fn is_paused(_handle: &VmHandle) -> bool {
-    false
+/// PATCH /vm's two calls: blocking until the VM is paused or running
+/// again (vmm-core parks every vCPU and the device thread, and keeps the
+/// guest clock still across the pause).
+fn set_paused(handle: &VmHandle, pause: bool) -> Result<(), vmm_core::VmmError> {
+    if pause {
+        handle.pause()
+    } else {
+        handle.resume()
+    }
 }
 
 /// The API thread's side.
@@ -154,7 +150,7 @@ impl Controller {
     fn state(&self) -> &'static str {
         match &self.started {
             None => "Not started",
-            Some(vm) if is_paused(&vm.handle) => "Paused",
+            Some(vm) if vm.handle.is_paused() => "Paused",
             Some(_) => "Running",
         }
     }

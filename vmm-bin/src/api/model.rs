@@ -313,9 +313,11 @@ impl<'de> Deserialize<'de> for LogLevel {
             "debug" => LogLevel::Debug,
             "trace" => LogLevel::Trace,
             "off" => LogLevel::Off,
-            _ => return Err(serde::de::Error::custom(format!(
+            _ => {
+                return Err(serde::de::Error::custom(format!(
                 "unknown log level `{s}`, expected one of Error, Warning, Info, Debug, Trace, Off"
-            ))),
+            )))
+            }
         })
     }
 }
