@@ -42,6 +42,10 @@ const FLAGS: &[&str] = &[
     "--thp",
     "--no-seccomp",
     "--kvm-device",
+    "--api-sock",
+    "--config-file",
+    "--no-api",
+    "--id",
     "-v",
     "-vvv",
     "--verbose",
@@ -84,6 +88,9 @@ const VALUES: &[&str] = &[
     "initrd.img,root=/dev/ram0",
     ",x",
     "console=ttyS0 earlyprintk=serial",
+    "/tmp/firecracker.socket",
+    "vm_config.json",
+    "anonymous-instance",
 ];
 
 #[derive(Debug, Arbitrary)]
@@ -165,6 +172,10 @@ fn check_parsers(s: &str) {
     if let Ok(f) = cli::parse_format(s) {
         assert_eq!(f.name(), s);
     }
+    if let Ok(id) = cli::parse_id(s) {
+        assert_eq!(id, s);
+        assert!(s.len() <= 64 && !s.is_empty(), "{s:?}");
+    }
     if cli::parse_platform(s).is_ok() {
         assert!(matches!(s, "auto" | "minimal" | "pc"), "{s:?}");
     }
@@ -198,12 +209,20 @@ fuzz_target!(|data: &[u8]| {
     let argv = std::iter::once(OsString::from("vmm-bin")).chain(args.iter().cloned());
     match Cli::try_parse_from(argv) {
         Ok(parsed) => {
-            // `--kernel` is required: a successful parse saw it.
+            // `--kernel` is required unless an API socket or a config file
+            // describes the VM: a successful parse saw one of them.
             // (Compared as bytes: clap finds flags in non-UTF-8 arguments.)
             assert!(
-                args.iter()
-                    .any(|a| a.as_encoded_bytes().starts_with(b"--kernel")),
+                args.iter().any(|a| {
+                    let b = a.as_encoded_bytes();
+                    b.starts_with(b"--kernel")
+                        || b.starts_with(b"--api-sock")
+                        || b.starts_with(b"--config-file")
+                }),
                 "parsed without --kernel: {parsed:?}"
+            );
+            assert!(
+                parsed.kernel.is_some() || parsed.api_sock.is_some() || parsed.config_file.is_some()
             );
             let _ = format!("{parsed:?}");
         }
