@@ -21,7 +21,7 @@ use std::time::Duration;
 use vmm_core::VmHandle;
 
 use super::http::Response;
-use super::model::{ActionType, FullVmConfig, InstanceInfo, MachineConfig, Version, VmState};
+use super::model::{ActionType, FullVmConfig, InstanceInfo, Version, VmState};
 use super::prepare::{Prepared, PreparedVm};
 use super::routes::Action;
 
@@ -211,7 +211,7 @@ impl Controller {
     fn runtime(vm: &StartedVm, action: Action) -> Response {
         match action {
             Action::GetMachineConfig => {
-                let m = vm.config.machine_config.clone().unwrap_or_else(MachineConfig::default);
+                let m = vm.config.machine_config.clone().unwrap_or_default();
                 Response::ok_json(&m)
             }
             Action::GetFullConfig => Response::ok_json(&vm.config),

@@ -744,8 +744,10 @@ mod tests {
 
     #[test]
     fn test_flags_prefill_and_interfaces_must_not_collide() {
-        let mut base = VmConfig::default();
-        base.memory_mib = 64;
+        let mut base = VmConfig {
+            memory_mib: 64,
+            ..VmConfig::default()
+        };
         base.devices.nets.push(NetConfig {
             tap: "tap0".into(),
             mac: Some([2, 0, 0, 0, 0, 1]),
