@@ -163,7 +163,10 @@ mod tests {
             TUN_F_CSUM | TUN_F_TSO6
         );
         // TSO without the checksum offload it depends on: nothing.
-        assert_eq!(tun_offload_flags(GUEST_ALL & !bit(VIRTIO_NET_F_GUEST_CSUM)), 0);
+        assert_eq!(
+            tun_offload_flags(GUEST_ALL & !bit(VIRTIO_NET_F_GUEST_CSUM)),
+            0
+        );
         // Host-side features do not widen what the guest receives.
         assert_eq!(tun_offload_flags(bit(VIRTIO_NET_F_HOST_TSO4)), 0);
     }
@@ -177,14 +180,20 @@ mod tests {
         assert_eq!(check_rx(&mut h, TUN_F_CSUM), Ok(()));
         assert_eq!(h[0], 1);
         let mut h = hdr(1, VIRTIO_NET_HDR_GSO_TCPV4 as u8);
-        assert_eq!(check_rx(&mut h, TUN_F_CSUM), Err(BadHeader::Segmentation(1)));
+        assert_eq!(
+            check_rx(&mut h, TUN_F_CSUM),
+            Err(BadHeader::Segmentation(1))
+        );
         assert_eq!(check_rx(&mut h, TUN_F_CSUM | TUN_F_TSO4), Ok(()));
         let mut h = hdr(1, VIRTIO_NET_HDR_GSO_TCPV6 as u8);
         assert!(check_rx(&mut h, TUN_F_CSUM | TUN_F_TSO4).is_err());
         // ECN and UDP_L4 are never in force.
         for gso in [0x81u8, 5, 2, 0x7f] {
             let mut h = hdr(0, gso);
-            assert_eq!(check_rx(&mut h, TUN_F_ALL), Err(BadHeader::Segmentation(gso)));
+            assert_eq!(
+                check_rx(&mut h, TUN_F_ALL),
+                Err(BadHeader::Segmentation(gso))
+            );
         }
         // DATA_VALID only with the checksum offload; unknown bits never.
         let mut h = hdr(VIRTIO_NET_HDR_F_DATA_VALID as u8 | 0x4 | 0x80, 0);

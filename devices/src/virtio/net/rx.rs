@@ -54,7 +54,9 @@ enum Placed {
     Delivered,
     NoBuffers,
     /// Dropped; `returned`: a chain went back to the driver with length 0.
-    TooLarge { returned: bool },
+    TooLarge {
+        returned: bool,
+    },
 }
 
 /// The receive side's state.
@@ -101,8 +103,8 @@ impl Rx {
         if !ctx.queues.get(RXQ).is_some_and(|q| q.ready()) {
             return Ok(RxEnd::Drained);
         }
-        let mrg = ctx.features & super::bit(virtio_bindings::virtio_net::VIRTIO_NET_F_MRG_RXBUF)
-            != 0;
+        let mrg =
+            ctx.features & super::bit(virtio_bindings::virtio_net::VIRTIO_NET_F_MRG_RXBUF) != 0;
         let mut used = false;
         let mut moved = 0;
         let result = loop {
@@ -135,7 +137,9 @@ impl Rx {
                 Ok(Placed::TooLarge { returned }) => {
                     used |= returned;
                     NetMetrics::add(&metrics.rx_dropped, 1);
-                    log::debug!("virtio-net: a {len}-byte frame does not fit the driver's buffers; dropped");
+                    log::debug!(
+                        "virtio-net: a {len}-byte frame does not fit the driver's buffers; dropped"
+                    );
                 }
                 Ok(Placed::NoBuffers) => {
                     self.pending = Some(len);
@@ -279,7 +283,11 @@ fn fill_chain(
         for (i, slot) in num_buffers_at.iter_mut().enumerate() {
             let at = NUM_BUFFERS_OFFSET + i;
             if (*off..*off + n).contains(&at) {
-                *slot = desc.addr().0.checked_add((at - *off) as u64).map(GuestAddress);
+                *slot = desc
+                    .addr()
+                    .0
+                    .checked_add((at - *off) as u64)
+                    .map(GuestAddress);
             }
         }
         *off += n;

@@ -338,7 +338,11 @@ mod tests {
 
     #[test]
     fn test_ifreq_refuses_names_that_do_not_fit() {
-        for (name, len) in [("", 0), ("abcdefghijklmnop", 16), ("a-very-long-tap-name", 20)] {
+        for (name, len) in [
+            ("", 0),
+            ("abcdefghijklmnop", 16),
+            ("a-very-long-tap-name", 20),
+        ] {
             match IfReq::new(name, TAP_FLAGS) {
                 Err(e @ TapError::NameLength { .. }) => {
                     let msg = e.to_string();
