@@ -280,7 +280,10 @@ impl VirtioNet {
             return;
         }
         match self.tap.set_offload(wanted) {
-            Ok(()) => self.offloads.current = wanted,
+            Ok(()) => {
+                log::info!("virtio-net {}: tap offloads set to {wanted:#x}", self.mac);
+                self.offloads.current = wanted;
+            }
             Err(e) => {
                 // The tap keeps its offloads; each received header is
                 // still checked against what the driver accepted. Not
