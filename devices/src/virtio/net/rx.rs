@@ -174,7 +174,7 @@ impl Rx {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         let header_ok = match self.buf.get_mut(..VNET_HDR_LEN) {
-            Some(hdr) if n >= VNET_HDR_LEN + ETH_HLEN && n <= RX_FRAME_MAX => {
+            Some(hdr) if (VNET_HDR_LEN + ETH_HLEN..=RX_FRAME_MAX).contains(&n) => {
                 check_rx(hdr, offloads)
                     .map_err(|why| log::debug!("virtio-net: tap frame refused: {why:?}"))
                     .is_ok()
