@@ -54,8 +54,13 @@ pub fn vmm_bin() -> &'static Path {
 /// fresh files, so they do not hit each other's entries.
 pub fn vmm_command() -> Command {
     let mut cmd = Command::new(vmm_bin());
-    cmd.env("XDG_CACHE_HOME", target_dir().join("test-xdg-cache"));
+    cmd.env("XDG_CACHE_HOME", test_cache_home());
     cmd
+}
+
+/// The `XDG_CACHE_HOME` every test run of `vmm-bin` gets.
+fn test_cache_home() -> PathBuf {
+    target_dir().join("test-xdg-cache")
 }
 
 /// The cargo target directory.
@@ -86,16 +91,33 @@ pub const PROCESS_WATCHDOG: Duration = Duration::from_secs(60);
 
 /// Runs `vmm-bin` with `args`, killing it after [`PROCESS_WATCHDOG`].
 pub fn run_vmm(args: &[&str]) -> Output {
+    run_vmm_wrapped(&[], args)
+}
+
+/// [`run_vmm`] through a wrapper command (`["ip", "netns", "exec", NS]`):
+/// runs `wrapper... vmm-bin args...`, with the same environment and
+/// watchdog.
+pub fn run_vmm_wrapped(wrapper: &[&str], args: &[&str]) -> Output {
     // Build first: the watchdog times the VMM, not cargo.
     vmm_bin();
     let start = Instant::now();
-    let mut child = vmm_command()
+    let mut cmd = match wrapper.split_first() {
+        None => vmm_command(),
+        Some((program, rest)) => {
+            let mut c = Command::new(program);
+            c.args(rest)
+                .arg(vmm_bin())
+                .env("XDG_CACHE_HOME", test_cache_home());
+            c
+        }
+    };
+    let mut child = cmd
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("vmm-bin starts");
+        .unwrap_or_else(|e| panic!("starting {wrapper:?} vmm-bin failed: {e}"));
     // Drain pipes on threads so a chatty guest cannot block on a full pipe.
     let mut out_pipe = child.stdout.take().expect("piped");
     let mut err_pipe = child.stderr.take().expect("piped");

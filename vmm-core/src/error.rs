@@ -191,6 +191,9 @@ pub enum VmmError {
         /// The kind asked for.
         kind: crate::virtio::VirtioKind,
     },
+    /// A virtio-net device could not be set up (its tap, its MAC).
+    #[error(transparent)]
+    Net(#[from] vmm_devices::virtio::net::NetError),
     /// A virtio transport could not be created.
     #[error(transparent)]
     VirtioTransport(#[from] vmm_devices::virtio::mmio::TransportError),
@@ -230,6 +233,7 @@ impl VmmError {
     /// Whose fault the error is.
     pub fn class(&self) -> ErrorClass {
         use vmm_cpu::BootStateError as B;
+        use vmm_devices::virtio::net::NetError;
         match self {
             VmmError::NoKernel
             | VmmError::Input(_)
@@ -242,6 +246,7 @@ impl VmmError {
             | VmmError::Layout(_)
             | VmmError::Load { .. }
             | VmmError::SerialFile { .. }
+            | VmmError::Net(NetError::Tap(_) | NetError::MulticastMac(_))
             | VmmError::BootState(B::RealModeEntry(_) | B::OverlapsBootTables { .. }) => {
                 ErrorClass::BadInput
             }

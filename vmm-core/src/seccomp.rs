@@ -111,7 +111,8 @@ const MAIN_ONLY: &[i64] = &[
 
 /// What the virtio device thread adds: its event loop, positioned disk I/O
 /// and durability, discard/write-zeroes, entropy, Unix-socket traffic for
-/// vsock (connecting to and accepting from the host side).
+/// vsock (connecting to and accepting from the host side), tap frames for
+/// virtio-net (`read`, `write`), plus `ioctl(TUNSETOFFLOAD)` (`rules_for`).
 const DEVICE_ONLY: &[i64] = &[
     libc::SYS_read,
     libc::SYS_readv,
@@ -164,6 +165,17 @@ fn rules_for(
         }
         ThreadRole::Device => {
             rules.extend(DEVICE_ONLY.iter().map(|s| (*s, vec![])));
+            // virtio-net gives its tap the offloads the driver accepted
+            // once the driver is up, which only the device thread can do
+            // (activation runs on a vCPU thread). Frames go through
+            // read/write, already allowed. No other ioctl.
+            let offload = SeccompCondition::new(
+                1,
+                SeccompCmpArgLen::Dword,
+                SeccompCmpOp::Eq,
+                libc::TUNSETOFFLOAD,
+            )?;
+            rules.insert(libc::SYS_ioctl, vec![SeccompRule::new(vec![offload])?]);
         }
     }
     Ok(rules)
@@ -252,6 +264,12 @@ mod tests {
         assert_eq!(KVM_GET_CLOCK, 0x8030_ae7c);
         assert_eq!(KVM_SET_CLOCK, 0x4030_ae7b);
         assert!(!main.contains_key(&libc::SYS_execve));
+        let device = rules_for(ThreadRole::Device).unwrap();
+        assert_eq!(
+            device[&libc::SYS_ioctl].len(),
+            1,
+            "device thread: TUNSETOFFLOAD only"
+        );
     }
 
     #[test]
@@ -279,6 +297,40 @@ mod tests {
         // SAFETY: waiting for our own child.
         unsafe { libc::waitpid(pid, &mut status, 0) };
         assert!(libc::WIFSIGNALED(status), "child status {status:#x}");
+        assert_eq!(libc::WTERMSIG(status), libc::SIGSYS);
+    }
+
+    #[test]
+    fn test_device_thread_may_set_tap_offloads_and_nothing_else() {
+        // SAFETY: fork in a test; the child only makes raw syscalls and exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let code = match confine_current_thread(ThreadRole::Device) {
+                Ok(()) => {
+                    // SAFETY: plain libc calls in the forked child; fd -1
+                    // makes every allowed ioctl fail with EBADF.
+                    unsafe {
+                        libc::signal(libc::SIGSYS, libc::SIG_DFL);
+                        let rc = libc::ioctl(-1, libc::TUNSETOFFLOAD, 0);
+                        if rc != -1 || *libc::__errno_location() != libc::EBADF {
+                            libc::_exit(4);
+                        }
+                        libc::ioctl(-1, libc::TUNSETIFF, 0);
+                    }
+                    0
+                }
+                Err(_) => 3,
+            };
+            // SAFETY: leaving the forked child without running destructors.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(
+            libc::WIFSIGNALED(status),
+            "TUNSETIFF must be blocked; child status {status:#x}"
+        );
         assert_eq!(libc::WTERMSIG(status), libc::SIGSYS);
     }
 }

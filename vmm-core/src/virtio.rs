@@ -23,12 +23,13 @@ use virtio_bindings::virtio_ids::{
 use virtio_bindings::virtio_mmio::VIRTIO_MMIO_QUEUE_NOTIFY;
 use vmm_devices::pc::{virtio_slot, VIRTIO_GSIS};
 use vmm_devices::virtio::console::{ConsoleInput, VirtioConsole};
+use vmm_devices::virtio::net::{MacAddr, NetError, Tap, VirtioNet};
 use vmm_devices::virtio::rng::VirtioRng;
 use vmm_devices::virtio::{MmioTransport, VirtioDevice, VIRTIO_MMIO_WINDOW};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC, EFD_NONBLOCK};
 
-use crate::config::{DeviceConfig, SerialConfig};
+use crate::config::{DeviceConfig, NetConfig, SerialConfig};
 use crate::error::VmmError;
 use crate::seccomp::{confine_current_thread, ThreadRole};
 
@@ -136,8 +137,15 @@ pub struct ConsoleInputLink {
 pub fn build_backends(devices: &DeviceConfig) -> Result<VirtioBackends, VmmError> {
     let mut backends: Vec<Box<dyn VirtioDevice>> = Vec::new();
     let mut console_input = None;
+    let mut nets = devices.nets.iter();
     for slot in virtio_layout(devices)? {
         match slot.kind {
+            VirtioKind::Net => {
+                // The layout has one Net slot per entry of `nets`.
+                if let Some(net) = nets.next() {
+                    backends.push(Box::new(net_backend(net)?));
+                }
+            }
             VirtioKind::Rng => backends.push(Box::new(VirtioRng::new())),
             VirtioKind::Console => {
                 let config = devices.virtio_console.as_ref();
@@ -165,6 +173,19 @@ pub fn build_backends(devices: &DeviceConfig) -> Result<VirtioBackends, VmmError
         devices: backends,
         console_input,
     })
+}
+
+/// Opens `net`'s tap and makes its device, with a random locally
+/// administered MAC when none is given.
+fn net_backend(net: &NetConfig) -> Result<VirtioNet, VmmError> {
+    let tap = Tap::open(&net.tap).map_err(NetError::from)?;
+    let mac = match net.mac {
+        Some(m) => MacAddr(m),
+        None => MacAddr::random().map_err(NetError::RandomMac)?,
+    };
+    let device = VirtioNet::new(Box::new(tap), mac)?;
+    log::info!("virtio-net on tap {}, guest MAC {mac}", net.tap);
+    Ok(device)
 }
 
 /// A transport attached to a VM, shared by the bus (vCPU threads) and the
@@ -433,5 +454,30 @@ mod tests {
         };
         let e = virtio_layout(&devices).unwrap_err();
         assert!(e.to_string().contains("13"), "{e}");
+    }
+
+    #[test]
+    fn test_build_backends_refuses_a_missing_tap_as_bad_input() {
+        let devices = DeviceConfig {
+            nets: vec![NetConfig {
+                tap: "vmmnotap0x7e".into(),
+                mac: None,
+            }],
+            ..Default::default()
+        };
+        let e = build_backends(&devices).err().unwrap();
+        assert_eq!(e.class(), crate::ErrorClass::BadInput, "{e}");
+        assert!(e.to_string().contains("'vmmnotap0x7e'"), "{e}");
+        // A tap name that cannot be an interface name.
+        let devices = DeviceConfig {
+            nets: vec![NetConfig {
+                tap: "a-name-of-twenty-b".into(),
+                mac: None,
+            }],
+            ..Default::default()
+        };
+        let e = build_backends(&devices).err().unwrap();
+        assert_eq!(e.class(), crate::ErrorClass::BadInput);
+        assert!(e.to_string().contains("1 to 15 bytes"), "{e}");
     }
 }

@@ -9,9 +9,10 @@
 //!   reset, and the interrupt status.
 //! - [`interrupt::VirtioInterrupt`]: InterruptStatus bits plus the line
 //!   (a KVM irqfd in a VMM) behind vm-superio's `Trigger`.
-//! - Devices: [`rng::VirtioRng`] (entropy from `getrandom(2)`) and
+//! - Devices: [`rng::VirtioRng`] (entropy from `getrandom(2)`),
 //!   [`console::VirtioConsole`] (one port; output to a [`crate::Console`],
-//!   host input through a bounded [`console::ConsoleInput`]).
+//!   host input through a bounded [`console::ConsoleInput`]) and
+//!   [`net::VirtioNet`] (a host tap behind [`net::TapIo`]).
 //!
 //! Threading: the guest's register accesses arrive on vCPU threads; queue
 //! notifications arrive as eventfds ([`mmio::MmioTransport::queue_events`],
@@ -27,6 +28,7 @@ pub mod console;
 pub mod device;
 pub mod interrupt;
 pub mod mmio;
+pub mod net;
 pub mod rng;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -35,6 +37,7 @@ pub use console::{ConsoleInput, VirtioConsole};
 pub use device::{DeviceError, QueueContext, VirtioDevice};
 pub use interrupt::VirtioInterrupt;
 pub use mmio::{MmioTransport, VIRTIO_MMIO_WINDOW};
+pub use net::VirtioNet;
 pub use rng::VirtioRng;
 
 /// `VIRTIO_F_VERSION_1`: the device follows virtio 1.x (required: this

@@ -12,6 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use vmm_fuzz::load::LoadHeader;
+use vmm_fuzz::virtio_net::{self as net, Op as NetOp};
 use vmm_loader::detect::XEN_ELFNOTE_PHYS32_ENTRY;
 use vmm_loader::linux::test_image::{bzimage, compress, BzImageSpec, Codec};
 use vmm_loader::multiboot::test_image as mb;
@@ -761,6 +762,237 @@ fn virtio_seeds(out: &Out) {
     out.put("virtio_console", "input-output-reset", &e.take());
 }
 
+/// virtio-net: what a driver does (ARP and ping exchanges, mergeable
+/// buffers, offloads, a reset) and what a broken one does.
+fn net_seeds(out: &Out) {
+    use NetOp::*;
+    const MAC: u64 = 1 << 5;
+    const MRG: u64 = 1 << 15;
+    const STATUS: u64 = 1 << 16;
+    const OFFLOADS: u64 = (1 << 0) | (1 << 1) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
+    // Address words: buffer n at 0x1_0000 * n.
+    let at = |n: u64| (n * 0x1_0000 - net::BUF_BASE) as u32;
+    let plain = net::Setup {
+        features: MAC | STATUS,
+        sizes: [3, 3],
+        tap: 0,
+    };
+    let rx = |addr, len| Chain {
+        q: 0,
+        n: 1,
+        addr,
+        len,
+    };
+    let tx_frame = |n: u64, len: u16, flags, gso| {
+        [
+            Frame {
+                addr: at(n),
+                len,
+                flags,
+                gso,
+            },
+            Chain {
+                q: 1,
+                n: 1,
+                addr: at(n),
+                len: 12 + u32::from(len),
+            },
+        ]
+    };
+    let mut arp_ping = vec![rx(at(1), 1526), rx(at(2), 1526)];
+    arp_ping.extend(tx_frame(3, 42, 0, 0));
+    arp_ping.extend([
+        Notify { q: 1 },
+        TapFrame {
+            flags: 0,
+            gso: 0,
+            len: 42,
+        },
+        TapEvent,
+    ]);
+    arp_ping.extend(tx_frame(4, 74, 0, 0));
+    arp_ping.extend([
+        Notify { q: 1 },
+        TapFrame {
+            flags: 2,
+            gso: 0,
+            len: 74,
+        },
+        TapEvent,
+        Config { off: 0, len: 10 },
+    ]);
+    out.put("virtio_net", "arp-ping", &net::encode(&plain, &arp_ping));
+
+    let mrg = net::Setup {
+        features: MAC | MRG | STATUS,
+        sizes: [3, 3],
+        tap: 0,
+    };
+    let mut big = vec![];
+    let small = |k: u32| rx(at(1) + k * 0x400, 1024);
+    for k in 0..4 {
+        big.push(small(k));
+    }
+    big.extend([
+        TapFrame {
+            flags: 0,
+            gso: 0,
+            len: 3000,
+        },
+        TapEvent,
+        // Waits for buffers, then is too large for a whole ring of them.
+        TapFrame {
+            flags: 0,
+            gso: 0,
+            len: 9000,
+        },
+        TapEvent,
+    ]);
+    for k in 4..11 {
+        big.push(small(k));
+    }
+    big.extend([
+        Notify { q: 0 },
+        // Longer than any tap frame: truncated, dropped.
+        TapFrame {
+            flags: 0,
+            gso: 0,
+            len: 65_600,
+        },
+        TapFrame {
+            flags: 0,
+            gso: 0,
+            len: 500,
+        },
+        TapEvent,
+    ]);
+    out.put("virtio_net", "mergeable", &net::encode(&mrg, &big));
+
+    let offloads = net::Setup {
+        features: MAC | MRG | STATUS | OFFLOADS,
+        sizes: [4, 4],
+        tap: 0,
+    };
+    let mut gso = vec![rx(at(1), 0x1_0000)];
+    gso.extend(tx_frame(2, 3000, 1, 1));
+    gso.extend([
+        Notify { q: 1 },
+        TapFrame {
+            flags: 1,
+            gso: 1,
+            len: 20_000,
+        },
+        TapEvent,
+        Reset {
+            features: MAC | STATUS,
+        },
+        rx(at(3), 1526),
+        TapFrame {
+            flags: 1,
+            gso: 4,
+            len: 1000,
+        },
+        Notify { q: 0 },
+    ]);
+    out.put(
+        "virtio_net",
+        "offloads-reset",
+        &net::encode(&offloads, &gso),
+    );
+
+    let waiting = vec![
+        TapFrame {
+            flags: 0,
+            gso: 0,
+            len: 60,
+        },
+        TapFrame {
+            flags: 0,
+            gso: 0,
+            len: 61,
+        },
+        TapEvent,
+        rx(at(1), 1526),
+        Notify { q: 0 },
+        rx(at(2), 100),
+        TapFrame {
+            flags: 0,
+            gso: 0,
+            len: 200,
+        },
+        TapEvent,
+        // Too large for one chain without mergeable buffers.
+        rx(at(3), 100),
+        Notify { q: 0 },
+    ];
+    out.put("virtio_net", "no-buffers", &net::encode(&plain, &waiting));
+
+    let hostile = vec![
+        // A loop, a next beyond the table, a buffer past RAM, a head that
+        // is not a descriptor.
+        Desc {
+            q: 1,
+            index: 0,
+            addr: at(1),
+            len: 100,
+            flags: 1,
+            next: 1,
+        },
+        Desc {
+            q: 1,
+            index: 1,
+            addr: at(1),
+            len: 100,
+            flags: 1,
+            next: 0,
+        },
+        Avail { q: 1, head: 0 },
+        Notify { q: 1 },
+        Reset {
+            features: MAC | MRG,
+        },
+        Desc {
+            q: 0,
+            index: 0,
+            addr: at(8) - 0x10,
+            len: 0x1000,
+            flags: 2,
+            next: 0,
+        },
+        Avail { q: 0, head: 0 },
+        TapFrame {
+            flags: 0,
+            gso: 0,
+            len: 500,
+        },
+        TapEvent,
+        Reset { features: MAC },
+        Avail { q: 0, head: 200 },
+        Notify { q: 0 },
+        Notify { q: 2 },
+        TapFail { bits: 7 },
+        TapFrame {
+            flags: 0,
+            gso: 0,
+            len: 60,
+        },
+        TapEvent,
+        Reset { features: 1 << 63 },
+        Config { off: 250, len: 15 },
+    ];
+    out.put("virtio_net", "hostile", &net::encode(&plain, &hostile));
+    let bad_sizes = net::Setup {
+        features: MAC,
+        sizes: [9, 10],
+        tap: 1,
+    };
+    out.put(
+        "virtio_net",
+        "bad-queue-sizes",
+        &net::encode(&bad_sizes, &[rx(at(1), 1526), Notify { q: 0 }, TapEvent]),
+    );
+}
+
 fn main() {
     let root = std::env::args()
         .nth(1)
@@ -776,5 +1008,6 @@ fn main() {
     acpi_pm_seeds(&out);
     bus_seeds(&out);
     virtio_seeds(&out);
+    net_seeds(&out);
     println!("seeds written to {}", out.root.display());
 }

@@ -437,6 +437,145 @@ static void test_hostile(void) {
     line("after-read-status", blk(d, 0, 0, buf, 512, 1));
 }
 
+/* --- network: ARP and ping through virtio-net ------------------------------- */
+#define NET_HDR 12 /* virtio_net_hdr_v1 */
+#define ETH_ARP 0x0806
+#define ETH_IP 0x0800
+static u8 my_mac[6], peer_mac[6];
+static const u8 my_ip[4] = {10, 0, 2, 15}, host_ip[4] = {10, 0, 2, 1};
+static u16 be16(const u8 *p) { return (u16)(p[0] << 8 | p[1]); }
+static void put_be16(u8 *p, u16 v) { p[0] = (u8)(v >> 8); p[1] = (u8)v; }
+static int same(const u8 *a, const u8 *b, int n) {
+    for (int i = 0; i < n; i++) if (a[i] != b[i]) return 0;
+    return 1;
+}
+/* The Internet checksum (RFC 1071) of n bytes; 0 over a header that holds its own. */
+static u16 inet_csum(const u8 *p, int n) {
+    u32 s = 0;
+    for (int i = 0; i + 1 < n; i += 2) s += be16(p + i);
+    if (n & 1) s += (u32)p[n - 1] << 8;
+    while (s >> 16) s = (s & 0xffff) + (s >> 16);
+    return (u16)~s;
+}
+static void put_mac(const char *k, const u8 *m) {
+    puts_(k); putc_(' ');
+    for (int i = 0; i < 6; i++) { if (i) putc_(':'); put_hex(m[i], 2); }
+    putc_('\n');
+}
+
+/* Sends the frame of len bytes at buf2 + NET_HDR (header zeroed: no offloads). */
+static void net_send(struct dev *d, u32 len) {
+    memset(buf2, 0, NET_HDR);
+    struct buf b = {buf2, NET_HDR + len, 0};
+    submit(d, 1, &b, 1);
+    if (wait_used(d, 1) != 0) fail("transmit used length not 0");
+}
+/* Receives one frame into buf + NET_HDR; returns its length. */
+static u32 net_recv(struct dev *d) {
+    memset(buf, 0, NET_HDR);
+    struct buf b = {buf, 2048, 2};
+    submit(d, 0, &b, 1);
+    u32 n = wait_used(d, 0);
+    if (n < NET_HDR + 14) fail("received frame shorter than header + Ethernet");
+    return n - NET_HDR;
+}
+static u8 *eth(u8 *f, const u8 *dst, u16 type) {
+    memcpy(f, dst, 6);
+    memcpy(f + 6, my_mac, 6);
+    put_be16(f + 12, type);
+    return f + 14;
+}
+/* An ARP packet (op 1 request, 2 reply) from us to tha/tpa. */
+static void arp(struct dev *d, u16 op, const u8 *dst, const u8 *tha, const u8 *tpa) {
+    u8 *a = eth(buf2 + NET_HDR, dst, ETH_ARP);
+    put_be16(a, 1); put_be16(a + 2, ETH_IP); a[4] = 6; a[5] = 4; put_be16(a + 6, op);
+    memcpy(a + 8, my_mac, 6); memcpy(a + 14, my_ip, 4);
+    memcpy(a + 18, tha, 6); memcpy(a + 24, tpa, 4);
+    net_send(d, 14 + 28);
+}
+/* Answers an ARP request for our address (the host may ask before replying). */
+static int answer_arp(struct dev *d, u8 *f) {
+    u8 *a = f + 14;
+    if (be16(f + 12) != ETH_ARP || be16(a + 6) != 1 || !same(a + 24, my_ip, 4)) return 0;
+    arp(d, 2, a + 8, a + 8, a + 14);
+    puts_("arp-answered\n");
+    return 1;
+}
+
+#define PING_ID 0x1234
+#define PING_SEQ 7
+#define PING_LEN 32
+static void test_net(void) {
+    struct dev *d = device(1);
+    u64 offered = features(d);
+    puts_("net-features "); put_hex(offered, 16); putc_('\n');
+    /* MAC, MRG_RXBUF, STATUS; with vtest-offloads=1 also CSUM, GUEST_CSUM,
+     * GUEST_TSO4/6 (the device then sets the tap's offloads). */
+    u64 want = (1ull << 5) | (1ull << 15) | (1ull << 16);
+    const char *off = param("vtest-offloads=", cmdline);
+    if (off && off[0] == '1') want |= (1ull << 0) | (1ull << 1) | (1ull << 7) | (1ull << 8);
+    u64 f = negotiate(d, want);
+    puts_("net-accepted "); put_hex(f, 16); putc_('\n');
+    for (int i = 0; i < 2; i++) setup_queue(d, (u32)i, QSZ);
+    if (driver_ok(d) & S_NEEDS_RESET) fail("device needs reset after DRIVER_OK");
+    for (int i = 0; i < 6; i++) my_mac[i] = mmio_read8(d->base + 0x100 + (u64)i);
+    put_mac("mac", my_mac);
+    line("status", (u64)(mmio_read8(d->base + 0x106) | mmio_read8(d->base + 0x107) << 8));
+
+    /* ARP: who has 10.0.2.1? Other frames (IPv6 from the host) are skipped. */
+    static const u8 bcast[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, zero[6] = {0};
+    arp(d, 1, bcast, zero, host_ip);
+    int got = 0;
+    for (int i = 0; i < 32 && !got; i++) {
+        u32 n = net_recv(d);
+        u8 *fr = buf + NET_HDR, *a = fr + 14;
+        if (be16(fr + 12) == ETH_ARP && n >= 42 && be16(a + 6) == 2 && same(a + 14, host_ip, 4)) {
+            memcpy(peer_mac, a + 8, 6);
+            got = 1;
+            puts_("arp-hdr "); put_dec(buf[0]); putc_(' '); put_dec(buf[1]); putc_(' ');
+            put_dec((u64)(buf[10] | buf[11] << 8)); putc_('\n');
+        } else if (!answer_arp(d, fr)) {
+            puts_("rx-skipped "); put_hex(be16(fr + 12), 4); putc_('\n');
+        }
+    }
+    if (!got) fail("no ARP reply from 10.0.2.1");
+    put_mac("peer-mac", peer_mac);
+
+    /* ICMP echo request to 10.0.2.1, checksums computed here. */
+    u8 *ip = eth(buf2 + NET_HDR, peer_mac, ETH_IP);
+    memset(ip, 0, 20);
+    ip[0] = 0x45; put_be16(ip + 2, 20 + 8 + PING_LEN); put_be16(ip + 4, 0x4242);
+    put_be16(ip + 6, 0x4000); ip[8] = 64; ip[9] = 1;
+    memcpy(ip + 12, my_ip, 4); memcpy(ip + 16, host_ip, 4);
+    put_be16(ip + 10, inet_csum(ip, 20));
+    u8 *icmp = ip + 20;
+    icmp[0] = 8; icmp[1] = 0; put_be16(icmp + 2, 0); put_be16(icmp + 4, PING_ID); put_be16(icmp + 6, PING_SEQ);
+    for (int i = 0; i < PING_LEN; i++) icmp[8 + i] = (u8)(0x30 + i);
+    put_be16(icmp + 2, inet_csum(icmp, 8 + PING_LEN));
+    net_send(d, 14 + 20 + 8 + PING_LEN);
+    got = 0;
+    for (int i = 0; i < 32 && !got; i++) {
+        u32 n = net_recv(d);
+        u8 *fr = buf + NET_HDR, *rip = fr + 14, *ric = rip + 20;
+        if (be16(fr + 12) == ETH_IP && n >= 14 + 20 + 8 + PING_LEN && rip[0] == 0x45 && rip[9] == 1 &&
+            same(rip + 12, host_ip, 4) && same(rip + 16, my_ip, 4) && ric[0] == 0) {
+            got = 1;
+            int ok = 1, icmp_len = (int)be16(rip + 2) - 20;
+            if (icmp_len > (int)n - 34) icmp_len = (int)n - 34;
+            for (int j = 0; j < PING_LEN; j++) if (ric[8 + j] != (u8)(0x30 + j)) ok = 0;
+            puts_("ping-reply id "); put_dec(be16(ric + 4)); puts_(" seq "); put_dec(be16(ric + 6));
+            puts_(" payload-ok "); put_dec((u64)ok);
+            puts_(" ip-csum-ok "); put_dec(inet_csum(rip, 20) == 0);
+            puts_(" icmp-csum-ok "); put_dec(inet_csum(ric, icmp_len) == 0);
+            putc_('\n');
+        } else if (!answer_arp(d, fr)) {
+            puts_("rx-skipped "); put_hex(be16(fr + 12), 4); putc_('\n');
+        }
+    }
+    if (!got) fail("no echo reply from 10.0.2.1");
+    line("irqs", irq_count);
+}
+
 void main(u8 *zero_page) {
     cmdline = (const char *)(u64)*(u32 *)(zero_page + 0x228);
     interrupts_init();
@@ -447,6 +586,7 @@ void main(u8 *zero_page) {
     else if (starts(t, "blk")) test_blk();
     else if (starts(t, "console")) test_console();
     else if (starts(t, "hostile")) test_hostile();
+    else if (starts(t, "net")) test_net();
     else fail("unknown vtest");
     puts_("done\n");
     exit_(0);
