@@ -345,9 +345,9 @@ impl Connection {
                 return self.kill(metrics);
             }
         }
-        if events.intersects(
-            EventSet::IN | EventSet::READ_HANG_UP | EventSet::HANG_UP | EventSet::ERROR,
-        ) {
+        if events
+            .intersects(EventSet::IN | EventSet::READ_HANG_UP | EventSet::HANG_UP | EventSet::ERROR)
+        {
             // A read tells data, end of file or the error.
             self.readable = true;
         }

@@ -167,7 +167,11 @@ mod tests {
             c.take_from_guest(11),
             Err(CreditViolation { len: 11, room: 10 })
         );
-        assert_eq!(c.buffered(), BUF_ALLOC - 10, "a refused packet is not counted");
+        assert_eq!(
+            c.buffered(),
+            BUF_ALLOC - 10,
+            "a refused packet is not counted"
+        );
         c.forwarded(100);
         c.take_from_guest(110).unwrap();
         assert_eq!(c.buffered(), BUF_ALLOC);
@@ -185,7 +189,10 @@ mod tests {
         c.take_from_guest(BUF_ALLOC).unwrap();
         assert!(!c.update_due(), "nothing freed since");
         c.forwarded(10);
-        assert!(c.update_due(), "the guest sees 1000 bytes left, 10 more freed");
+        assert!(
+            c.update_due(),
+            "the guest sees 1000 bytes left, 10 more freed"
+        );
         assert_eq!(c.advertise(), (BUF_ALLOC, 1010));
         assert!(!c.update_due(), "sent");
     }

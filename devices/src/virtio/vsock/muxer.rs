@@ -75,7 +75,11 @@ pub struct Muxer {
 
 impl Muxer {
     /// Listens at `path` for host processes (see [`unix::listen`]).
-    pub fn new(path: &Path, guest_cid: u64, metrics: Arc<VsockMetrics>) -> Result<Self, VsockError> {
+    pub fn new(
+        path: &Path,
+        guest_cid: u64,
+        metrics: Arc<VsockMetrics>,
+    ) -> Result<Self, VsockError> {
         let listener = unix::listen(path)?;
         let epoll = Epoll::new().map_err(VsockError::Epoll)?;
         let m = Muxer {
@@ -141,11 +145,13 @@ impl Muxer {
                     return;
                 }
             };
+            if n == 0 {
+                return;
+            }
+            // Handling may queue new events (a socket registered while
+            // readable is reported at once): wait again until none is left.
             for ev in events.iter().take(n) {
                 self.host_event(ev.data(), ev.event_set());
-            }
-            if n < EVENTS_PER_WAIT {
-                return;
             }
         }
     }
