@@ -20,8 +20,8 @@ pub use expect::{assert_no_panic, expect_bad_input, expect_error, run_self_check
 pub use guest_asm::assemble;
 pub use iced_x86::code_asm;
 pub use run::{
-    require_kvm, run_raw, run_vmm, run_vmm_until, target_dir, vmm_bin, vmm_command, workspace_root,
-    Output, RawRun, StreamedRun, PROCESS_WATCHDOG,
+    require_kvm, run_raw, run_vmm, run_vmm_until, spawn_vmm, target_dir, vmm_bin, vmm_command,
+    workspace_root, Background, Output, RawRun, StreamedRun, PROCESS_WATCHDOG,
 };
 pub use temp_file::TempFile;
 pub use virtio_guest::virtio_guest;

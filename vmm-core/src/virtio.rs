@@ -24,6 +24,7 @@ use virtio_bindings::virtio_mmio::VIRTIO_MMIO_QUEUE_NOTIFY;
 use vmm_devices::pc::{virtio_slot, VIRTIO_GSIS};
 use vmm_devices::virtio::console::VirtioConsole;
 use vmm_devices::virtio::rng::VirtioRng;
+use vmm_devices::virtio::vsock::VirtioVsock;
 use vmm_devices::virtio::{MmioTransport, VirtioDevice, VIRTIO_MMIO_WINDOW};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC, EFD_NONBLOCK};
@@ -126,6 +127,15 @@ pub fn build_backends(devices: &DeviceConfig) -> Result<Vec<Box<dyn VirtioDevice
                     .map_or(Ok(vmm_devices::Console::discard()), |c| c.open())?;
                 let console = VirtioConsole::new(out).map_err(VmmError::EventFd)?;
                 backends.push(Box::new(console));
+            }
+            VirtioKind::Vsock => {
+                // virtio_layout gives a Vsock slot only for a configured one.
+                if let Some(v) = &devices.vsock {
+                    // The listening socket is made here, before the guest
+                    // runs: a bad path is the user's error.
+                    let vsock = VirtioVsock::new(v.cid, &v.socket).map_err(VmmError::Vsock)?;
+                    backends.push(Box::new(vsock));
+                }
             }
             kind => return Err(VmmError::VirtioNotBuilt { kind }),
         }
