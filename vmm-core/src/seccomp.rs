@@ -104,8 +104,8 @@ const MAIN_ONLY: &[i64] = &[
 ];
 
 /// What the virtio device thread adds: its event loop, positioned disk I/O
-/// and durability, discard/write-zeroes, entropy, Unix-socket traffic for
-/// vsock (connecting to and accepting from the host side).
+/// and durability, discard/write-zeroes, entropy, and vsock's host side
+/// ([`VSOCK`], plus `socket(2)` for `AF_UNIX` only, in [`rules_for`]).
 const DEVICE_ONLY: &[i64] = &[
     libc::SYS_read,
     libc::SYS_readv,
@@ -122,15 +122,16 @@ const DEVICE_ONLY: &[i64] = &[
     libc::SYS_getrandom,
     libc::SYS_lseek,
     libc::SYS_fstat,
-    libc::SYS_socket,
-    libc::SYS_connect,
-    libc::SYS_accept4,
-    libc::SYS_sendto,
-    libc::SYS_recvfrom,
-    libc::SYS_sendmsg,
-    libc::SYS_recvmsg,
-    libc::SYS_shutdown,
 ];
+
+/// vsock's host side on the device thread (devices/src/virtio/vsock):
+/// the device's own epoll instance takes each connection's socket
+/// (`epoll_ctl`, `epoll_wait`, above); `accept4` takes host processes from
+/// the listening socket; `connect` reaches `<path>_<port>` for guest
+/// connections; `shutdown` half-closes a host socket when the guest will
+/// send no more. Socket data moves with read(2)/write(2) (vm-memory's
+/// volatile I/O), so no send/recv calls.
+const VSOCK: &[i64] = &[libc::SYS_accept4, libc::SYS_connect, libc::SYS_shutdown];
 
 fn rules_for(
     role: ThreadRole,
@@ -156,7 +157,15 @@ fn rules_for(
             rules.insert(libc::SYS_ioctl, tty);
         }
         ThreadRole::Device => {
-            rules.extend(DEVICE_ONLY.iter().map(|s| (*s, vec![])));
+            rules.extend(DEVICE_ONLY.iter().chain(VSOCK).map(|s| (*s, vec![])));
+            // vsock's connections to `<path>_<port>`: Unix sockets only.
+            let unix = SeccompCondition::new(
+                0,
+                SeccompCmpArgLen::Dword,
+                SeccompCmpOp::Eq,
+                libc::AF_UNIX as u64,
+            )?;
+            rules.insert(libc::SYS_socket, vec![SeccompRule::new(vec![unix])?]);
         }
     }
     Ok(rules)
@@ -242,6 +251,38 @@ mod tests {
             "main thread: the terminal ioctls (TCGETS, TCSETS) only"
         );
         assert!(!main.contains_key(&libc::SYS_execve));
+    }
+
+    #[test]
+    fn test_device_thread_may_open_unix_sockets_only() {
+        // SAFETY: fork in a test; the child only makes raw syscalls and exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let code = match confine_current_thread(ThreadRole::Device) {
+                // SAFETY: plain libc calls in the forked child.
+                Ok(()) => unsafe {
+                    libc::signal(libc::SIGSYS, libc::SIG_DFL);
+                    let unix = libc::syscall(libc::SYS_socket, libc::AF_UNIX, libc::SOCK_STREAM, 0);
+                    if unix < 0 {
+                        4
+                    } else {
+                        libc::syscall(libc::SYS_socket, libc::AF_INET, libc::SOCK_STREAM, 0);
+                        0
+                    }
+                },
+                Err(_) => 3,
+            };
+            // SAFETY: leaving the forked child without running destructors.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(
+            libc::WIFSIGNALED(status),
+            "AF_INET allowed, or AF_UNIX refused: status {status:#x}"
+        );
+        assert_eq!(libc::WTERMSIG(status), libc::SIGSYS);
     }
 
     #[test]
