@@ -275,11 +275,9 @@ fn test_virtio_vsock_host_and_guest_connections_with_credit_flow_control() {
     assert_eq!(value(&out, "vsock-cid"), "3");
     assert_eq!(value(&out, "credit-order-ok"), "1", "all bytes, in order");
     assert_eq!(value(&out, "credit-violations"), "0");
-    let max: u32 = value(&out, "credit-max-outstanding").parse().unwrap();
-    assert!(
-        (1024..=4096).contains(&max),
-        "outstanding bytes within the guest's 4096-byte buffer: {max}"
-    );
+    // The guest returns credit only for a full buffer: the device filled
+    // it each time and never went beyond.
+    assert_eq!(value(&out, "credit-max-outstanding"), "4096");
     assert_eq!(value(&out, "connect 5679 op"), "3", "RST: nobody listens");
     assert_eq!(value(&out, "connect 5678 op"), "2", "RESPONSE");
     assert_eq!(value(&out, "reply"), "hello from host");

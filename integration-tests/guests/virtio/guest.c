@@ -573,9 +573,7 @@ static void vs_serve_host(struct dev *d) {
                 } else {
                     for (u32 i = 0; i < h.len; i++, pos++)
                         if (data[i] != (u8)(pos * 7 % 251)) order_ok = 0;
-                    /* Consumed: the space goes back to the device 1 KiB at a time. */
-                    c->fwd_cnt = c->rx_total;
-                    if (c->fwd_cnt - c->fwd_sent >= 1024) vs_send(d, c, VS_CREDIT_UPDATE, 0, 0, 0);
+                    c->fwd_cnt = c->rx_total; /* consumed (credit returned below) */
                     if (c->rx_total == VS_CREDIT_BYTES) {
                         line("credit-bytes", c->rx_total);
                         line("credit-order-ok", order_ok);
@@ -596,6 +594,14 @@ static void vs_serve_host(struct dev *d) {
             }
         }
         vs_post_rx(d, id);
+        /* The space goes back to the device only once the whole buffer was
+           filled and no packet is left in the used ring: the device must
+           stop at the credit, and one that did not would be seen with more
+           than VS_BUF_ALLOC outstanding. */
+        struct vs_conn *cr = &vs_credit;
+        if (cr->open && cr->fwd_cnt - cr->fwd_sent >= VS_BUF_ALLOC &&
+            *(volatile u16 *)&d->q[0].used.idx == d->q[0].last_used)
+            vs_send(d, cr, VS_CREDIT_UPDATE, 0, 0, 0);
     }
 }
 
