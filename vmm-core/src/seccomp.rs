@@ -129,9 +129,15 @@ const DEVICE_ONLY: &[i64] = &[
 /// (`epoll_ctl`, `epoll_wait`, above); `accept4` takes host processes from
 /// the listening socket; `connect` reaches `<path>_<port>` for guest
 /// connections; `shutdown` half-closes a host socket when the guest will
-/// send no more. Socket data moves with read(2)/write(2) (vm-memory's
-/// volatile I/O), so no send/recv calls.
-const VSOCK: &[i64] = &[libc::SYS_accept4, libc::SYS_connect, libc::SYS_shutdown];
+/// send no more; `timerfd_settime` arms and disarms the connect timeout
+/// (the timer is never read: re-arming clears it). Socket data moves with
+/// read(2)/write(2) (vm-memory's volatile I/O), so no send/recv calls.
+const VSOCK: &[i64] = &[
+    libc::SYS_accept4,
+    libc::SYS_connect,
+    libc::SYS_shutdown,
+    libc::SYS_timerfd_settime,
+];
 
 fn rules_for(
     role: ThreadRole,

@@ -94,6 +94,9 @@ pub struct Connection {
     pub(super) queued: bool,
     /// The socket's epoll token (set by the muxer).
     pub(super) token: u64,
+    /// A host-initiated connection is reset if the guest has not answered
+    /// its REQUEST by then (set by the muxer).
+    pub(super) deadline: Option<std::time::Instant>,
 }
 
 impl Connection {
@@ -116,6 +119,7 @@ impl Connection {
             host_write_shut: false,
             queued: false,
             token: 0,
+            deadline: None,
         }
     }
 

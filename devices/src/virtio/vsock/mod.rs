@@ -16,8 +16,9 @@
 //!   (CID 2) to that guest port, from a host-side port of its own (from
 //!   2^30 up). On the guest's RESPONSE it writes `OK <host-side port>\n` to
 //!   the host process, and the socket carries the stream from then on. If
-//!   the guest answers with an RST (nobody listens there), the host
-//!   process's socket is closed.
+//!   the guest answers with an RST (nobody listens there), or not at all
+//!   within [`muxer::CONNECT_TIMEOUT`], the host process's socket is
+//!   closed; so is it if the line does not come within that time.
 //! - Guest to host: a guest connection to CID 2 port `P` connects to the
 //!   Unix socket `PATH_P` (`/tmp/v.sock_5678` for port 5678). Nobody
 //!   listening there is an RST to the guest.
@@ -104,8 +105,8 @@ pub enum VsockError {
         /// The error.
         source: std::io::Error,
     },
-    /// The device's epoll instance could not be made.
-    #[error("vsock: creating the device's epoll instance failed: {0}")]
+    /// The device's epoll instance or timer could not be made.
+    #[error("vsock: creating the device's epoll instance or timer failed: {0}")]
     Epoll(std::io::Error),
 }
 
@@ -133,6 +134,7 @@ pub struct VsockMetrics {
     credit_violations: AtomicU64,
     protocol_errors: AtomicU64,
     bad_handshakes: AtomicU64,
+    timeouts: AtomicU64,
     host_errors: AtomicU64,
 }
 
@@ -177,6 +179,9 @@ getters! {
     protocol_errors,
     /// Host processes whose first line was not `CONNECT <port>`.
     bad_handshakes,
+    /// Host processes that did not send their `CONNECT` line, and
+    /// REQUESTs the guest did not answer, within the connect timeout.
+    timeouts,
     /// Host socket calls that failed.
     host_errors,
 }
@@ -213,6 +218,14 @@ impl VirtioVsock {
     /// The device's counters.
     pub fn metrics(&self) -> Arc<VsockMetrics> {
         self.metrics.clone()
+    }
+
+    /// Sets how long a host process may take to send its `CONNECT` line
+    /// and the guest to answer the REQUEST
+    /// ([`muxer::CONNECT_TIMEOUT`] by default).
+    pub fn with_connect_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.muxer.set_connect_timeout(timeout);
+        self
     }
 
     /// Takes every transmit packet the device can answer.

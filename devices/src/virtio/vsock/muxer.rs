@@ -15,23 +15,37 @@
 //! Events the device thread drops while the device is not active (before
 //! DRIVER_OK, after a reset) stay queued in this epoll instance, so every
 //! queue notification sweeps it too ([`Muxer::host_events`]).
+//!
+//! A timerfd in the same instance bounds the waits Firecracker bounds: a
+//! host process that has not sent its whole `CONNECT` line, and a REQUEST
+//! the guest has not answered, after [`CONNECT_TIMEOUT`] (the host
+//! process's socket is closed; the guest gets an RST for the REQUEST). The
+//! timer is armed for the earliest deadline and re-armed when it fires
+//! (`timerfd_settime` also clears its count, so it is never read).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use vm_memory::{ReadVolatile, VolatileMemoryError, VolatileSlice};
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
+use vmm_sys_util::timerfd::TimerFd;
 
-use super::connection::{Connection, Key, Verdict};
+use super::connection::{Connection, Key, State, Verdict};
 use super::packet::{Header, RxPacket, HOST_CID, OP_REQUEST, OP_RST, TYPE_STREAM};
 use super::unix;
 use super::{VsockError, VsockMetrics, MAX_CONNECTIONS};
 
 /// The listener's epoll token; connections and handshakes get 1, 2, ...
 const LISTENER: u64 = 0;
+/// The timer's epoll token.
+const TIMER: u64 = u64::MAX;
+/// How long a host process may take to send its `CONNECT` line, and the
+/// guest to answer the REQUEST that follows (Firecracker's 2 s).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Events taken per `epoll_wait`.
 const EVENTS_PER_WAIT: usize = 32;
 /// The longest `CONNECT <port>` line read from a host process, newline
@@ -51,6 +65,7 @@ pub const MAX_STRAY_RSTS: usize = 64;
 struct Handshake {
     stream: UnixStream,
     line: Vec<u8>,
+    deadline: Instant,
 }
 
 /// The host side of one vsock device.
@@ -70,6 +85,10 @@ pub struct Muxer {
     turns: VecDeque<Key>,
     /// RSTs answering packets that had no connection.
     stray: VecDeque<Header>,
+    timer: TimerFd,
+    /// The deadline the timer is armed for.
+    timer_at: Option<Instant>,
+    connect_timeout: Duration,
     metrics: Arc<VsockMetrics>,
 }
 
@@ -82,6 +101,7 @@ impl Muxer {
     ) -> Result<Self, VsockError> {
         let listener = unix::listen(path)?;
         let epoll = Epoll::new().map_err(VsockError::Epoll)?;
+        let timer = TimerFd::new().map_err(|e| VsockError::Epoll(e.into()))?;
         let m = Muxer {
             path: path.to_path_buf(),
             guest_cid,
@@ -94,11 +114,87 @@ impl Muxer {
             next_local_port: LOCAL_PORT_FIRST,
             turns: VecDeque::new(),
             stray: VecDeque::new(),
+            timer,
+            timer_at: None,
+            connect_timeout: CONNECT_TIMEOUT,
             metrics,
         };
         m.watch(m.listener.as_raw_fd(), LISTENER)
             .map_err(VsockError::Epoll)?;
+        m.watch(m.timer.as_raw_fd(), TIMER)
+            .map_err(VsockError::Epoll)?;
         Ok(m)
+    }
+
+    /// Sets how long a `CONNECT` line and the guest's answer may take
+    /// ([`CONNECT_TIMEOUT`] by default).
+    pub fn set_connect_timeout(&mut self, timeout: Duration) {
+        self.connect_timeout = timeout;
+    }
+
+    /// The earliest deadline of a handshake or an unanswered REQUEST.
+    fn next_deadline(&self) -> Option<Instant> {
+        let conns = self
+            .conns
+            .values()
+            .filter(|c| c.state() == State::LocalInit && !c.is_killed())
+            .filter_map(|c| c.deadline);
+        let lines = self.handshakes.values().map(|h| h.deadline);
+        conns.chain(lines).min()
+    }
+
+    /// Arms the timer for the earliest deadline, unless it already fires
+    /// sooner; disarms it when nothing waits.
+    fn arm_timer(&mut self) {
+        let next = self.next_deadline();
+        let result = match (next, self.timer_at) {
+            (None, None) => return,
+            (Some(n), Some(at)) if at <= n => return,
+            (None, Some(_)) => self.timer.clear(),
+            (Some(n), _) => {
+                // A zero duration would disarm it.
+                let after = n
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1));
+                self.timer.reset(after, None)
+            }
+        };
+        match result {
+            Ok(()) => self.timer_at = next,
+            Err(e) => {
+                log::warn!("vsock: arming the connect timer: {e}");
+                VsockMetrics::add(&self.metrics.host_errors, 1);
+            }
+        }
+    }
+
+    /// The timer fired: ends the handshakes and REQUESTs past their
+    /// deadline.
+    fn on_timer(&mut self) {
+        let now = Instant::now();
+        let before = self.handshakes.len();
+        self.handshakes.retain(|_, h| h.deadline > now);
+        let mut expired = (before - self.handshakes.len()) as u64;
+        let late: Vec<Key> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                c.state() == State::LocalInit
+                    && !c.is_killed()
+                    && c.deadline.is_some_and(|d| d <= now)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for key in late {
+            if let Some(conn) = self.conns.get_mut(&key) {
+                let v = conn.kill(&self.metrics);
+                self.settle(key, v);
+                expired += 1;
+            }
+        }
+        VsockMetrics::add(&self.metrics.timeouts, expired);
+        self.timer_at = None;
+        self.arm_timer();
     }
 
     /// The epoll descriptor (the device's host fd).
@@ -159,6 +255,8 @@ impl Muxer {
     fn host_event(&mut self, token: u64, set: EventSet) {
         if token == LISTENER {
             self.accept_all();
+        } else if token == TIMER {
+            self.on_timer();
         } else if self.handshakes.contains_key(&token) {
             self.advance_handshake(token);
         } else if let Some(&key) = self.streams.get(&token) {
@@ -202,8 +300,10 @@ impl Muxer {
                 Handshake {
                     stream,
                     line: Vec::new(),
+                    deadline: Instant::now() + self.connect_timeout,
                 },
             );
+            self.arm_timer();
         }
     }
 
@@ -268,9 +368,11 @@ impl Muxer {
         };
         let mut conn = Connection::host_initiated(stream);
         conn.token = token;
+        conn.deadline = Some(Instant::now() + self.connect_timeout);
         self.conns.insert(key, conn);
         self.streams.insert(token, key);
         self.schedule(key);
+        self.arm_timer();
     }
 
     /// A host-side port no connection uses. With at most
@@ -446,7 +548,8 @@ impl Muxer {
     /// The driver reset the device: every connection ends (their host
     /// sockets are closed, which also takes them out of the epoll
     /// instance); the listener stays. Only close(2) and memory calls: this
-    /// runs on a vCPU thread.
+    /// runs on a vCPU thread (a timer still armed fires for nothing and is
+    /// disarmed then, on the device thread).
     pub fn reset(&mut self) {
         self.conns.clear();
         self.streams.clear();

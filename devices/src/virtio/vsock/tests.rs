@@ -7,6 +7,7 @@ use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use virtio_bindings::virtio_mmio::{VIRTIO_MMIO_DEVICE_ID, VIRTIO_MMIO_STATUS};
 use virtio_bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
@@ -173,9 +174,15 @@ struct Rig<'a> {
 impl<'a> Rig<'a> {
     /// A vsock transport listening in a scratch directory, not activated.
     fn new(mem: &'a GuestMemoryMmap, name: &str) -> Self {
+        Self::with_timeout(mem, name, super::muxer::CONNECT_TIMEOUT)
+    }
+
+    fn with_timeout(mem: &'a GuestMemoryMmap, name: &str, timeout: Duration) -> Self {
         let dir = scratch(name);
         let path = dir.join("v.sock");
-        let dev = VirtioVsock::new(CID, &path).unwrap();
+        let dev = VirtioVsock::new(CID, &path)
+            .unwrap()
+            .with_connect_timeout(timeout);
         let metrics = dev.metrics();
         let t = MmioTransport::new(Box::new(dev), mem.clone(), IrqLine::None).unwrap();
         Rig {
@@ -819,4 +826,39 @@ fn test_vsock_reset_closes_connections_and_keeps_listening() {
         LOCAL_PORT_FIRST + 1,
         "host-side ports are not reused at once"
     );
+}
+
+#[test]
+fn test_vsock_unanswered_request_and_slow_handshake_time_out() {
+    let mem = memory();
+    let mut r = Rig::with_timeout(&mem, "timeout", Duration::from_millis(50));
+    r.activate();
+    for k in 0..8 {
+        r.post_rx(k);
+    }
+    // A guest that never answers the REQUEST.
+    let (mut silent, req) = r.host_connect(1234);
+    // A host process that never finishes its line.
+    let mut slow = UnixStream::connect(&r.path).unwrap();
+    slow.write_all(b"CONN").unwrap();
+    r.host();
+    // One the guest answers in time is not touched.
+    let (mut live, port) = r.established(1235, 4096);
+    std::thread::sleep(Duration::from_millis(120));
+    r.host();
+    let (h, _) = r.one();
+    assert_eq!((h.op, h.src_port, h.dst_port), (OP_RST, req.src_port, 1234));
+    assert!(closed(&mut silent));
+    assert!(closed(&mut slow));
+    assert_eq!(r.metrics.timeouts(), 2);
+    live.write_all(b"still here").unwrap();
+    r.host();
+    let (h, data) = r.one();
+    assert_eq!(
+        (h.op, h.src_port, data.as_slice()),
+        (OP_RW, port, &b"still here"[..])
+    );
+    // A late RESPONSE finds no connection.
+    r.send(guest(1234, req.src_port, OP_RESPONSE), &[]);
+    assert_eq!(r.one().0.op, OP_RST);
 }
