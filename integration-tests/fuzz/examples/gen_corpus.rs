@@ -653,13 +653,13 @@ fn bus_seeds(out: &Out) {
     out.put("bus_dispatch", "mixed-then-debug-exit", &e.take());
 }
 
-/// `virtio_vsock` seeds: `Op` has 11 variants (Tx, TxRaw, Rx, Notify,
-/// HostConnect, HostWrite, HostRead, HostShutdown, HostClose, HostEvent,
-/// Reset); `Cid` 3 (Guest, Host, Any), `Port` 4 (Peer, Guest, Local, Any),
+/// `virtio_vsock` seeds: a "short timeout" flag, then ops; `Op` has 12
+/// variants (Tx, TxRaw, Rx, Notify, HostConnect, HostWrite, HostRead,
+/// HostShutdown, HostClose, HostEvent, Reset, Wait); `Cid` 3 (Guest, Host, Any), `Port` 4 (Peer, Guest, Local, Any),
 /// `Layout` 5 (One, Two, SplitHeader, Writable, Longer), `RxLayout` 5 (One,
 /// Two, HeaderOnly, Readable, Outside).
 fn vsock_seeds(out: &Out) {
-    const OPS: u64 = 11;
+    const OPS: u64 = 12;
     let mut e = Enc::default();
     /// A transmit packet from the guest (Cid::Guest to Cid::Host).
     #[allow(clippy::too_many_arguments)]
@@ -683,6 +683,7 @@ fn vsock_seeds(out: &Out) {
     };
     // A guest connection to the peer at <path>_5000: hello, a reply, a
     // half-close, shutdown.
+    e.bool(false);
     rx(&mut e, 7);
     tx(&mut e, (3, 40000), (0, 0), 1, 0, 65536, 0, &[], 0);
     tx(&mut e, (3, 40000), (0, 0), 5, 0, 65536, 0, b"hello from guest", 1);
@@ -694,6 +695,7 @@ fn vsock_seeds(out: &Out) {
     out.put("virtio_vsock", "guest-connect", &e.take());
     // A host process connects to guest port 1234; the guest accepts with
     // a small buffer; data both ways; credit; the host closes.
+    e.bool(false);
     rx(&mut e, 7);
     e.variant(4, OPS).bool(true).variant(1, 4).u8(0).vec(&[]);
     tx(&mut e, (1, 0), (2, 0), 2, 0, 64, 0, &[], 0);
@@ -710,6 +712,7 @@ fn vsock_seeds(out: &Out) {
     out.put("virtio_vsock", "host-connect", &e.take());
     // Refusals and junk: nobody at port 7, a guest port refusing, a bad
     // handshake, wrong CIDs, SEQPACKET, malformed chains, a reset.
+    e.bool(false);
     rx(&mut e, 7);
     tx(&mut e, (3, 40001), (3, 7), 1, 0, 4096, 0, &[], 0);
     e.variant(4, OPS).bool(true).variant(1, 4).u8(1).vec(&[]);
@@ -727,6 +730,16 @@ fn vsock_seeds(out: &Out) {
     e.variant(10, OPS);
     rx(&mut e, 4);
     out.put("virtio_vsock", "refusals-and-junk", &e.take());
+    // With a 1 ms connect timeout: an unanswered REQUEST and an unfinished
+    // line expire; a late RESPONSE.
+    e.bool(true);
+    rx(&mut e, 7);
+    e.variant(4, OPS).bool(true).variant(1, 4).u8(2).vec(&[]);
+    e.variant(4, OPS).bool(false).vec(b"CONN");
+    e.variant(11, OPS);
+    tx(&mut e, (1, 2), (2, 0), 2, 0, 4096, 0, &[], 0);
+    rx(&mut e, 4);
+    out.put("virtio_vsock", "timeouts", &e.take());
 }
 
 fn main() {

@@ -5,7 +5,8 @@
 //! of any shape, notifies of any queue, resets; on the host side,
 //! processes that connect to the device's socket and send `CONNECT`
 //! lines or garbage, and peers listening at `<path>_5000`/`_5001` that
-//! write, read, half-close and close.
+//! write, read, half-close and close; optionally a 1 ms connect timeout
+//! and waits that let it expire.
 //!
 //! Checked after every step: transmit chains are returned with used length
 //! 0; every filled receive buffer holds a packet from the host CID to the
@@ -21,6 +22,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
@@ -178,6 +180,8 @@ enum Op {
     HostClose(u8),
     HostEvent,
     Reset,
+    /// Lets the connect timeout (1 ms in runs that ask for it) expire.
+    Wait,
 }
 
 /// A chain made available and not used yet.
@@ -451,7 +455,13 @@ fn run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
     let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), MEM as usize)])
         .expect("guest memory");
     let mut host = Host::new();
-    let dev = VirtioVsock::new(CID, &host.path).expect("the socket can be made");
+    // Runs that ask for it get a 1 ms connect timeout, so `Wait` reaches
+    // the timer's path; others keep the default 2 s (deterministic runs).
+    let short_timeout = bool::arbitrary(u)?;
+    let mut dev = VirtioVsock::new(CID, &host.path).expect("the socket can be made");
+    if short_timeout {
+        dev = dev.with_connect_timeout(Duration::from_millis(1));
+    }
     let metrics = dev.metrics();
     let mut t = MmioTransport::new(Box::new(dev), mem.clone(), IrqLine::None)
         .expect("transport");
@@ -607,6 +617,12 @@ fn run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                 host_event(&mut t);
             }
             Op::HostEvent => host_event(&mut t),
+            Op::Wait => {
+                if short_timeout {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                host_event(&mut t);
+            }
             Op::Reset => {
                 collect(&mut d, &mem, &model);
                 bring_up(&mut t, &mem);
@@ -619,7 +635,8 @@ fn run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
     }
     assert!(t.is_active(), "status {:#x}", t.status());
     assert!(seen_local.iter().all(|p| *p >= 1 << 30), "{seen_local:?}");
-    let _ = format!("{t:?} {metrics:?}");
+    let _ = format!("{t:?}");
+    vmm_fuzz::trace(&metrics);
     t.shutdown();
     drop(t);
     drop(host);
