@@ -663,7 +663,17 @@ fn vsock_seeds(out: &Out) {
     let mut e = Enc::default();
     /// A transmit packet from the guest (Cid::Guest to Cid::Host).
     #[allow(clippy::too_many_arguments)]
-    fn tx(e: &mut Enc, src: (u64, u32), dst: (u64, u32), op: u8, flags: u32, buf_alloc: u32, fwd: u32, payload: &[u8], layout: u64) {
+    fn tx(
+        e: &mut Enc,
+        src: (u64, u32),
+        dst: (u64, u32),
+        op: u8,
+        flags: u32,
+        buf_alloc: u32,
+        fwd: u32,
+        payload: &[u8],
+        layout: u64,
+    ) {
         e.variant(0, OPS);
         e.variant(0, 3).variant(1, 3);
         for (v, x) in [src, dst] {
@@ -674,7 +684,12 @@ fn vsock_seeds(out: &Out) {
                 e.u8(x as u8);
             }
         }
-        e.bool(false).bool(false).u8(op).u32(flags).u32(buf_alloc).u32(fwd);
+        e.bool(false)
+            .bool(false)
+            .u8(op)
+            .u32(flags)
+            .u32(buf_alloc)
+            .u32(fwd);
         e.vec(payload);
         e.variant(layout, 5);
     }
@@ -686,7 +701,17 @@ fn vsock_seeds(out: &Out) {
     e.bool(false);
     rx(&mut e, 7);
     tx(&mut e, (3, 40000), (0, 0), 1, 0, 65536, 0, &[], 0);
-    tx(&mut e, (3, 40000), (0, 0), 5, 0, 65536, 0, b"hello from guest", 1);
+    tx(
+        &mut e,
+        (3, 40000),
+        (0, 0),
+        5,
+        0,
+        65536,
+        0,
+        b"hello from guest",
+        1,
+    );
     e.variant(5, OPS).u8(0).vec(b"hello from host");
     tx(&mut e, (3, 40000), (0, 0), 4, 2, 65536, 15, &[], 0);
     e.variant(6, OPS).u8(0);
@@ -720,7 +745,15 @@ fn vsock_seeds(out: &Out) {
     e.variant(4, OPS).bool(false).vec(b"HELLO\n");
     e.variant(0, OPS).variant(2, 3).u64(9).variant(1, 3);
     e.variant(3, 4).u32(1).variant(3, 4).u32(2);
-    e.bool(false).bool(true).u16(2).u8(1).u32(0).u32(0).u32(0).vec(&[]).variant(0, 5);
+    e.bool(false)
+        .bool(true)
+        .u16(2)
+        .u8(1)
+        .u32(0)
+        .u32(0)
+        .u32(0)
+        .vec(&[])
+        .variant(0, 5);
     tx(&mut e, (3, 40002), (0, 1), 5, 0, 0, 0, b"split", 2);
     tx(&mut e, (3, 40002), (0, 1), 5, 0, 0, 0, b"writable", 3);
     e.variant(1, OPS).vec(&[]).vec(&[0u8; 44]);

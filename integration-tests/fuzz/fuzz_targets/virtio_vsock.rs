@@ -33,8 +33,8 @@ use virtio_bindings::virtio_config::{
 use virtio_bindings::virtio_mmio::*;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_devices::virtio::vsock::packet::{
-    HEADER_LEN, HOST_CID, MAX_PKT_DATA, OP_CREDIT_UPDATE, OP_REQUEST, OP_RESPONSE, OP_RST,
-    OP_RW, OP_SHUTDOWN,
+    HEADER_LEN, HOST_CID, MAX_PKT_DATA, OP_CREDIT_UPDATE, OP_REQUEST, OP_RESPONSE, OP_RST, OP_RW,
+    OP_SHUTDOWN,
 };
 use vmm_devices::virtio::vsock::{VirtioVsock, RXQ, TXQ};
 use vmm_devices::virtio::{MmioTransport, VIRTIO_F_VERSION_1};
@@ -227,7 +227,11 @@ fn bring_up(t: &mut MmioTransport, mem: &GuestMemoryMmap) {
     let s = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER;
     w32(t, VIRTIO_MMIO_STATUS, s);
     w32(t, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
-    w32(t, VIRTIO_MMIO_DRIVER_FEATURES, (VIRTIO_F_VERSION_1 >> 32) as u32);
+    w32(
+        t,
+        VIRTIO_MMIO_DRIVER_FEATURES,
+        (VIRTIO_F_VERSION_1 >> 32) as u32,
+    );
     w32(t, VIRTIO_MMIO_STATUS, s | VIRTIO_CONFIG_S_FEATURES_OK);
     for q in 0..3u32 {
         let base = desc_addr(q as usize);
@@ -289,7 +293,8 @@ impl Driver {
         self.next_desc[q] = (head + n) % SIZE;
         let avail = desc_addr(q) + 0x400;
         let slot = avail + 4 + 2 * u64::from(self.avail[q] % SIZE);
-        mem.write_obj(head, GuestAddress(slot)).expect("ring in RAM");
+        mem.write_obj(head, GuestAddress(slot))
+            .expect("ring in RAM");
         self.avail[q] = self.avail[q].wrapping_add(1);
         mem.write_obj(self.avail[q], GuestAddress(avail + 2))
             .expect("ring in RAM");
@@ -310,10 +315,14 @@ impl Driver {
             let at = used + 4 + 8 * u64::from(self.used[q] % SIZE);
             let id: u32 = mem.read_obj(GuestAddress(at)).expect("ring in RAM");
             let len: u32 = mem.read_obj(GuestAddress(at + 4)).expect("ring in RAM");
-            let chain = self.in_flight[q]
-                .pop_front()
-                .unwrap_or_else(|| panic!("queue {q}: more used entries than chains made available"));
-            assert_eq!(id, u32::from(chain.head), "queue {q}: chains used out of order");
+            let chain = self.in_flight[q].pop_front().unwrap_or_else(|| {
+                panic!("queue {q}: more used entries than chains made available")
+            });
+            assert_eq!(
+                id,
+                u32::from(chain.head),
+                "queue {q}: chains used out of order"
+            );
             out.push((chain, len));
             self.used[q] = self.used[q].wrapping_add(1);
         }
@@ -360,7 +369,8 @@ fn collect(d: &mut Driver, mem: &GuestMemoryMmap, model: &Model) {
         let at = desc_addr(RXQ) + 16 * u64::from(head);
         let addr: u64 = mem.read_obj(GuestAddress(at)).expect("ring in RAM");
         let mut h = [0u8; HEADER_LEN];
-        mem.read_slice(&mut h, GuestAddress(addr)).expect("header in RAM");
+        mem.read_slice(&mut h, GuestAddress(addr))
+            .expect("header in RAM");
         let u64_at = |i: usize| u64::from_le_bytes(h[i..i + 8].try_into().expect("8"));
         let u32_at = |i: usize| u32::from_le_bytes(h[i..i + 4].try_into().expect("4"));
         let u16_at = |i: usize| u16::from_le_bytes(h[i..i + 2].try_into().expect("2"));
@@ -370,7 +380,15 @@ fn collect(d: &mut Driver, mem: &GuestMemoryMmap, model: &Model) {
         assert_eq!((src_cid, dst_cid), (HOST_CID, CID), "packet addresses");
         assert_eq!(len, HEADER_LEN as u32 + plen, "used length vs len");
         assert!(
-            [OP_REQUEST, OP_RESPONSE, OP_RST, OP_SHUTDOWN, OP_RW, OP_CREDIT_UPDATE].contains(&op),
+            [
+                OP_REQUEST,
+                OP_RESPONSE,
+                OP_RST,
+                OP_SHUTDOWN,
+                OP_RW,
+                OP_CREDIT_UPDATE
+            ]
+            .contains(&op),
             "op {op}"
         );
         if op != OP_RST {
@@ -382,7 +400,10 @@ fn collect(d: &mut Driver, mem: &GuestMemoryMmap, model: &Model) {
             let buf_alloc = model.opened.get(&key).copied().unwrap_or_else(|| {
                 panic!("payload on {key:?}, which the guest never opened or accepted")
             });
-            assert!(plen <= buf_alloc, "RW of {plen} with a buf_alloc of {buf_alloc}");
+            assert!(
+                plen <= buf_alloc,
+                "RW of {plen} with a buf_alloc of {buf_alloc}"
+            );
         } else {
             assert_eq!(plen, 0, "op {op} with payload");
         }
@@ -463,8 +484,7 @@ fn run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
         dev = dev.with_connect_timeout(Duration::from_millis(1));
     }
     let metrics = dev.metrics();
-    let mut t = MmioTransport::new(Box::new(dev), mem.clone(), IrqLine::None)
-        .expect("transport");
+    let mut t = MmioTransport::new(Box::new(dev), mem.clone(), IrqLine::None).expect("transport");
     bring_up(&mut t, &mem);
     let mut d = Driver::new();
     let mut model = Model::default();
@@ -545,14 +565,22 @@ fn run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                     let (bufs, room) = match layout {
                         RxLayout::One(r) => {
                             let r = u32::from(r) % (RX_STRIDE as u32 - HEADER_LEN as u32);
-                            (vec![(slot, HEADER_LEN as u32 + r, 2)], HEADER_LEN as u32 + r)
+                            (
+                                vec![(slot, HEADER_LEN as u32 + r, 2)],
+                                HEADER_LEN as u32 + r,
+                            )
                         }
                         RxLayout::Two(r) => {
                             let r = u32::from(r) % 0x800;
                             let data = slot + 0x400;
-                            (vec![(slot, HEADER_LEN as u32, 2), (data, r, 2)], HEADER_LEN as u32 + r)
+                            (
+                                vec![(slot, HEADER_LEN as u32, 2), (data, r, 2)],
+                                HEADER_LEN as u32 + r,
+                            )
                         }
-                        RxLayout::HeaderOnly => (vec![(slot, HEADER_LEN as u32, 2)], HEADER_LEN as u32),
+                        RxLayout::HeaderOnly => {
+                            (vec![(slot, HEADER_LEN as u32, 2)], HEADER_LEN as u32)
+                        }
                         RxLayout::Readable => (vec![(slot, 0x200, 0)], 0x200),
                         RxLayout::Outside => (vec![(MEM - 8, 0x200, 2)], 0x200),
                     };

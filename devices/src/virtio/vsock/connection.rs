@@ -209,7 +209,7 @@ impl Connection {
                 self.to_host.extend(line.as_bytes());
                 self.flush(metrics)
             }
-            (State::Established, OP_RW) => self.from_guest(data, metrics),
+            (State::Established, OP_RW) => self.take_payload(data, metrics),
             (State::Established, OP_CREDIT_UPDATE) => Verdict::Keep,
             (State::Established, OP_CREDIT_REQUEST) => {
                 self.owed |= OWE_CREDIT_UPDATE;
@@ -229,7 +229,7 @@ impl Connection {
     }
 
     /// Guest payload for the host socket.
-    fn from_guest(
+    fn take_payload(
         &mut self,
         data: Option<VolatileSlice<'_, ()>>,
         metrics: &VsockMetrics,
