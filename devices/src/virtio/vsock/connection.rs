@@ -254,7 +254,8 @@ impl Connection {
             return Verdict::Keep;
         };
         let mut written = 0;
-        if self.to_host.is_empty() {
+        let queued_before = !self.to_host.is_empty();
+        if !queued_before {
             let mut s: &UnixStream = stream;
             match s.write_volatile(&data) {
                 Ok(n) => written = n,
@@ -274,6 +275,11 @@ impl Connection {
                 tail.copy_to(&mut rest[..]);
             }
             self.to_host.extend(rest);
+        }
+        if queued_before {
+            // Behind older bytes: try them all now rather than wait for the
+            // next writable edge.
+            return self.flush(metrics);
         }
         Verdict::Keep
     }
