@@ -7,10 +7,14 @@
 //! this guest is the proof that the transport and devices work as a driver
 //! sees them.
 
-use std::io::Write;
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::process::Stdio;
+use std::time::{Duration, Instant};
 
-use integration_tests::{require_kvm, run_vmm, virtio_guest, vmm_command, Output, TempFile};
+use integration_tests::{
+    require_kvm, run_vmm, spawn_vmm, virtio_guest, vmm_command, Output, TempFile,
+};
 
 /// The guest's lines "key value" (debug console on stdout).
 fn value<'a>(out: &'a Output, key: &str) -> &'a str {
@@ -152,19 +156,177 @@ fn test_virtio_devices_are_announced_on_the_command_line_and_at_info_level() {
 }
 
 #[test]
-fn test_virtio_devices_not_built_yet_are_refused_as_bad_input() {
+fn test_virtio_vsock_unusable_socket_paths_are_bad_input_naming_the_path() {
     let g = TempFile::with_bytes(&[0xf4]);
-    let out = run_vmm(&[
-        "--kernel",
-        g.path(),
-        "--vsock",
-        "cid=3,socket=/tmp/none.sock",
-    ]);
+    // A regular file where the socket should go: refused, never replaced.
+    let file = TempFile::with_bytes(b"not a socket");
+    let arg = format!("cid=3,socket={}", file.path());
+    let out = run_vmm(&["--kernel", g.path(), "--vsock", &arg]);
     assert_eq!(out.status, 2, "{}", out.stderr);
+    assert!(out.stderr.contains(file.path()), "{}", out.stderr);
+    assert!(out.stderr.contains("not a socket"), "{}", out.stderr);
+    assert_eq!(std::fs::read(file.path()).unwrap(), b"not a socket");
+    // A directory that does not exist.
+    let missing = "/nonexistent-vmm-test-dir/v.sock";
+    let arg = format!("cid=3,socket={missing}");
+    let out = run_vmm(&["--kernel", g.path(), "--vsock", &arg]);
+    assert_eq!(out.status, 2, "{}", out.stderr);
+    assert!(out.stderr.contains(missing), "{}", out.stderr);
+}
+
+/// A scratch directory for one test's sockets, removed on drop.
+struct SocketDir(std::path::PathBuf);
+
+impl SocketDir {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("vmm-vsock-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        SocketDir(dir)
+    }
+}
+
+impl Drop for SocketDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Reads one `\n`-terminated line from `s` (byte by byte: what follows is
+/// the stream's).
+fn read_line(s: &mut UnixStream) -> String {
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while s.read(&mut b).expect("reading the line") == 1 && b[0] != b'\n' {
+        line.push(b[0]);
+    }
+    String::from_utf8_lossy(&line).into_owned()
+}
+
+/// Accepts one connection on `listener` within `limit` (the guest may
+/// never come).
+fn accept_within(listener: &UnixListener, limit: Duration) -> Option<UnixStream> {
+    listener.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Ok((s, _)) = listener.accept() {
+            s.set_nonblocking(false).unwrap();
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+/// Connects to the VMM's socket and asks for guest port `port`.
+fn connect_port(path: &std::path::Path, port: u32) -> UnixStream {
+    let mut s = UnixStream::connect(path).expect("the VMM listens on its socket");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(format!("CONNECT {port}\n").as_bytes()).unwrap();
+    s
+}
+
+/// The `OK <port>` line of an accepted host connection; returns the port.
+fn expect_ok(s: &mut UnixStream) -> u32 {
+    let line = read_line(s);
+    let port = line
+        .strip_prefix("OK ")
+        .and_then(|p| p.parse::<u32>().ok())
+        .unwrap_or_else(|| panic!("expected OK <port>, got {line:?}"));
+    assert!(port >= 1 << 30, "host-side ports start at 2^30: {port}");
+    port
+}
+
+#[test]
+fn test_virtio_vsock_host_and_guest_connections_with_credit_flow_control() {
+    require_kvm();
+    let dir = SocketDir::new("e2e");
+    let path = dir.0.join("v.sock");
+    // A stale socket file from an earlier run is replaced.
+    drop(UnixListener::bind(&path).unwrap());
+    // Guest connections to host port 5678 land here.
+    let port_listener = UnixListener::bind(dir.0.join("v.sock_5678")).unwrap();
+    let host_side = std::thread::spawn(move || {
+        let mut s = accept_within(&port_listener, Duration::from_secs(50))
+            .expect("the guest connected to host port 5678");
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut hello = [0u8; 16];
+        s.read_exact(&mut hello).unwrap();
+        s.write_all(b"hello from host").unwrap();
+        // The guest then shuts down both ways: end of file.
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).unwrap();
+        (hello, rest)
+    });
+    let guest = virtio_guest().to_str().unwrap().to_string();
+    let vsock = format!("cid=3,socket={}", path.display());
+    let mut vm = spawn_vmm(&[
+        "--kernel",
+        &guest,
+        "--cmdline",
+        "vtest=vsock",
+        "--vsock",
+        &vsock,
+        "--timeout",
+        "50",
+    ]);
+    let wait = Duration::from_secs(40);
+    vm.wait_line("listening 1234", wait);
+
+    // (a) Host to guest port 1234: the guest echoes uppercased.
+    let mut s = connect_port(&path, 1234);
+    let host_port = expect_ok(&mut s);
+    let accepted = vm.wait_line("accepted 1234", wait);
+    assert_eq!(accepted, format!("accepted 1234 from {host_port}"));
+    s.write_all(b"ping from host").unwrap();
+    let mut echo = [0u8; 14];
+    s.read_exact(&mut echo).unwrap();
+    assert_eq!(&echo, b"PING FROM HOST");
+    assert_eq!(vm.wait_line("rx ", wait), "rx ping from host");
+    drop(s);
+    // The host closed both ways: the guest is told so.
+    assert_eq!(vm.wait_line("end 1234", wait), "end 1234 shutdown 3");
+
+    // A guest port nobody listens on: the guest resets, the VMM closes the
+    // host's socket without an OK line (as Firecracker does).
+    let mut s = connect_port(&path, 4444);
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).expect("closed, not reset");
     assert!(
-        out.stderr
-            .contains("virtio Vsock devices are not implemented yet"),
-        "{}",
-        out.stderr
+        rest.is_empty(),
+        "no OK line: {:?}",
+        String::from_utf8_lossy(&rest)
     );
+    vm.wait_line("refused 4444", wait);
+
+    // (c) Credit: the guest's buffer is 4096 bytes, the host sends 16 KiB.
+    let mut s = connect_port(&path, 1235);
+    expect_ok(&mut s);
+    let sent: Vec<u8> = (0..16384u32).map(|i| (i * 7 % 251) as u8).collect();
+    s.write_all(&sent).unwrap();
+    vm.wait_line("credit-bytes 16384", wait);
+    drop(s);
+    vm.wait_line("end 1235", wait);
+
+    // (b) The guest connects to host ports 5679 (nobody) and 5678.
+    let out = vm.finish();
+    assert_eq!(
+        out.status, 1,
+        "guest did not finish:\n{}\n{}",
+        out.stdout, out.stderr
+    );
+    assert!(out.stdout.contains("done"), "{}", out.stdout);
+    assert_eq!(value(&out, "vsock-cid"), "3");
+    assert_eq!(value(&out, "credit-order-ok"), "1", "all bytes, in order");
+    assert_eq!(value(&out, "credit-violations"), "0");
+    // The guest returns credit only for a full buffer: the device filled
+    // it each time and never went beyond.
+    assert_eq!(value(&out, "credit-max-outstanding"), "4096");
+    assert_eq!(value(&out, "connect 5679 op"), "3", "RST: nobody listens");
+    assert_eq!(value(&out, "connect 5678 op"), "2", "RESPONSE");
+    assert_eq!(value(&out, "reply"), "hello from host");
+    assert_eq!(value(&out, "closed"), "5678");
+    let (hello, rest) = host_side.join().expect("host side");
+    assert_eq!(&hello, b"hello from guest");
+    assert!(rest.is_empty());
 }

@@ -194,6 +194,9 @@ pub enum VmmError {
     /// A virtio-net device could not be set up (its tap, its MAC).
     #[error(transparent)]
     Net(#[from] vmm_devices::virtio::net::NetError),
+    /// The vsock device's host socket could not be set up.
+    #[error(transparent)]
+    Vsock(vmm_devices::virtio::vsock::VsockError),
     /// A virtio transport could not be created.
     #[error(transparent)]
     VirtioTransport(#[from] vmm_devices::virtio::mmio::TransportError),
@@ -255,6 +258,8 @@ impl VmmError {
             | VmmError::GuestRam(vmm_memory::GuestRamError::RangeTooLarge(_)) => {
                 ErrorClass::BadInput
             }
+            // An unusable socket path (a file in the way, no directory).
+            VmmError::Vsock(e) if e.is_bad_path() => ErrorClass::BadInput,
             VmmError::Kvm(_) => ErrorClass::KvmUnavailable,
             _ => ErrorClass::Internal,
         }

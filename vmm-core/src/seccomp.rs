@@ -110,9 +110,10 @@ const MAIN_ONLY: &[i64] = &[
 ];
 
 /// What the virtio device thread adds: its event loop, positioned disk I/O
-/// and durability, discard/write-zeroes, entropy, Unix-socket traffic for
-/// vsock (connecting to and accepting from the host side), tap frames for
-/// virtio-net (`read`, `write`), plus `ioctl(TUNSETOFFLOAD)` (`rules_for`).
+/// and durability, discard/write-zeroes, entropy, tap frames for
+/// virtio-net (`read`, `write`, plus `ioctl(TUNSETOFFLOAD)` in `rules_for`),
+/// and vsock's host side ([`VSOCK`], plus `socket(2)` for `AF_UNIX` only, in
+/// [`rules_for`]).
 const DEVICE_ONLY: &[i64] = &[
     libc::SYS_read,
     libc::SYS_readv,
@@ -129,14 +130,21 @@ const DEVICE_ONLY: &[i64] = &[
     libc::SYS_getrandom,
     libc::SYS_lseek,
     libc::SYS_fstat,
-    libc::SYS_socket,
-    libc::SYS_connect,
+];
+
+/// vsock's host side on the device thread (devices/src/virtio/vsock):
+/// the device's own epoll instance takes each connection's socket
+/// (`epoll_ctl`, `epoll_wait`, above); `accept4` takes host processes from
+/// the listening socket; `connect` reaches `<path>_<port>` for guest
+/// connections; `shutdown` half-closes a host socket when the guest will
+/// send no more; `timerfd_settime` arms and disarms the connect timeout
+/// (the timer is never read: re-arming clears it). Socket data moves with
+/// read(2)/write(2) (vm-memory's volatile I/O), so no send/recv calls.
+const VSOCK: &[i64] = &[
     libc::SYS_accept4,
-    libc::SYS_sendto,
-    libc::SYS_recvfrom,
-    libc::SYS_sendmsg,
-    libc::SYS_recvmsg,
+    libc::SYS_connect,
     libc::SYS_shutdown,
+    libc::SYS_timerfd_settime,
 ];
 
 fn rules_for(
@@ -164,7 +172,7 @@ fn rules_for(
             rules.insert(libc::SYS_ioctl, allowed);
         }
         ThreadRole::Device => {
-            rules.extend(DEVICE_ONLY.iter().map(|s| (*s, vec![])));
+            rules.extend(DEVICE_ONLY.iter().chain(VSOCK).map(|s| (*s, vec![])));
             // virtio-net gives its tap the offloads the driver accepted
             // once the driver is up, which only the device thread can do
             // (activation runs on a vCPU thread). Frames go through
@@ -176,6 +184,14 @@ fn rules_for(
                 libc::TUNSETOFFLOAD,
             )?;
             rules.insert(libc::SYS_ioctl, vec![SeccompRule::new(vec![offload])?]);
+            // vsock's connections to `<path>_<port>`: Unix sockets only.
+            let unix = SeccompCondition::new(
+                0,
+                SeccompCmpArgLen::Dword,
+                SeccompCmpOp::Eq,
+                libc::AF_UNIX as u64,
+            )?;
+            rules.insert(libc::SYS_socket, vec![SeccompRule::new(vec![unix])?]);
         }
     }
     Ok(rules)
@@ -270,6 +286,38 @@ mod tests {
             1,
             "device thread: TUNSETOFFLOAD only"
         );
+    }
+
+    #[test]
+    fn test_device_thread_may_open_unix_sockets_only() {
+        // SAFETY: fork in a test; the child only makes raw syscalls and exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let code = match confine_current_thread(ThreadRole::Device) {
+                // SAFETY: plain libc calls in the forked child.
+                Ok(()) => unsafe {
+                    libc::signal(libc::SIGSYS, libc::SIG_DFL);
+                    let unix = libc::syscall(libc::SYS_socket, libc::AF_UNIX, libc::SOCK_STREAM, 0);
+                    if unix < 0 {
+                        4
+                    } else {
+                        libc::syscall(libc::SYS_socket, libc::AF_INET, libc::SOCK_STREAM, 0);
+                        0
+                    }
+                },
+                Err(_) => 3,
+            };
+            // SAFETY: leaving the forked child without running destructors.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(
+            libc::WIFSIGNALED(status),
+            "AF_INET allowed, or AF_UNIX refused: status {status:#x}"
+        );
+        assert_eq!(libc::WTERMSIG(status), libc::SIGSYS);
     }
 
     #[test]

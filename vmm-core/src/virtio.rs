@@ -25,6 +25,7 @@ use vmm_devices::pc::{virtio_slot, VIRTIO_GSIS};
 use vmm_devices::virtio::console::{ConsoleInput, VirtioConsole};
 use vmm_devices::virtio::net::{MacAddr, NetError, Tap, VirtioNet};
 use vmm_devices::virtio::rng::VirtioRng;
+use vmm_devices::virtio::vsock::VirtioVsock;
 use vmm_devices::virtio::{MmioTransport, VirtioDevice, VIRTIO_MMIO_WINDOW};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC, EFD_NONBLOCK};
@@ -165,6 +166,15 @@ pub fn build_backends(devices: &DeviceConfig) -> Result<VirtioBackends, VmmError
                     VirtioConsole::new(out).map_err(VmmError::EventFd)?
                 };
                 backends.push(Box::new(console));
+            }
+            VirtioKind::Vsock => {
+                // virtio_layout gives a Vsock slot only for a configured one.
+                if let Some(v) = &devices.vsock {
+                    // The listening socket is made here, before the guest
+                    // runs: a bad path is the user's error.
+                    let vsock = VirtioVsock::new(v.cid, &v.socket).map_err(VmmError::Vsock)?;
+                    backends.push(Box::new(vsock));
+                }
             }
             kind => return Err(VmmError::VirtioNotBuilt { kind }),
         }

@@ -11,8 +11,10 @@
 //!   (a KVM irqfd in a VMM) behind vm-superio's `Trigger`.
 //! - Devices: [`rng::VirtioRng`] (entropy from `getrandom(2)`),
 //!   [`console::VirtioConsole`] (one port; output to a [`crate::Console`],
-//!   host input through a bounded [`console::ConsoleInput`]) and
-//!   [`net::VirtioNet`] (a host tap behind [`net::TapIo`]).
+//!   host input through a bounded [`console::ConsoleInput`]),
+//!   [`net::VirtioNet`] (a host tap behind [`net::TapIo`]) and
+//!   [`vsock::VirtioVsock`] (stream sockets to host Unix sockets,
+//!   Firecracker's convention).
 //!
 //! Threading: the guest's register accesses arrive on vCPU threads; queue
 //! notifications arrive as eventfds ([`mmio::MmioTransport::queue_events`],
@@ -32,6 +34,7 @@ pub mod net;
 pub mod rng;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod vsock;
 
 pub use console::{ConsoleInput, VirtioConsole};
 pub use device::{DeviceError, QueueContext, VirtioDevice};
@@ -39,6 +42,7 @@ pub use interrupt::VirtioInterrupt;
 pub use mmio::{MmioTransport, VIRTIO_MMIO_WINDOW};
 pub use net::VirtioNet;
 pub use rng::VirtioRng;
+pub use vsock::VirtioVsock;
 
 /// `VIRTIO_F_VERSION_1`: the device follows virtio 1.x (required: this
 /// transport has no legacy interface).

@@ -993,6 +993,128 @@ fn net_seeds(out: &Out) {
     );
 }
 
+/// `virtio_vsock` seeds: a "short timeout" flag, then ops; `Op` has 12
+/// variants (Tx, TxRaw, Rx, Notify, HostConnect, HostWrite, HostRead,
+/// HostShutdown, HostClose, HostEvent, Reset, Wait); `Cid` 3 (Guest, Host, Any), `Port` 4 (Peer, Guest, Local, Any),
+/// `Layout` 5 (One, Two, SplitHeader, Writable, Longer), `RxLayout` 5 (One,
+/// Two, HeaderOnly, Readable, Outside).
+fn vsock_seeds(out: &Out) {
+    const OPS: u64 = 12;
+    let mut e = Enc::default();
+    /// A transmit packet from the guest (Cid::Guest to Cid::Host).
+    #[allow(clippy::too_many_arguments)]
+    fn tx(
+        e: &mut Enc,
+        src: (u64, u32),
+        dst: (u64, u32),
+        op: u8,
+        flags: u32,
+        buf_alloc: u32,
+        fwd: u32,
+        payload: &[u8],
+        layout: u64,
+    ) {
+        e.variant(0, OPS);
+        e.variant(0, 3).variant(1, 3);
+        for (v, x) in [src, dst] {
+            e.variant(v, 4);
+            if v == 3 {
+                e.u32(x);
+            } else {
+                e.u8(x as u8);
+            }
+        }
+        e.bool(false)
+            .bool(false)
+            .u8(op)
+            .u32(flags)
+            .u32(buf_alloc)
+            .u32(fwd);
+        e.vec(payload);
+        e.variant(layout, 5);
+    }
+    let rx = |e: &mut Enc, n: u8| {
+        e.variant(2, OPS).u8(n).variant(0, 5).u16(1024);
+    };
+    // A guest connection to the peer at <path>_5000: hello, a reply, a
+    // half-close, shutdown.
+    e.bool(false);
+    rx(&mut e, 7);
+    tx(&mut e, (3, 40000), (0, 0), 1, 0, 65536, 0, &[], 0);
+    tx(
+        &mut e,
+        (3, 40000),
+        (0, 0),
+        5,
+        0,
+        65536,
+        0,
+        b"hello from guest",
+        1,
+    );
+    e.variant(5, OPS).u8(0).vec(b"hello from host");
+    tx(&mut e, (3, 40000), (0, 0), 4, 2, 65536, 15, &[], 0);
+    e.variant(6, OPS).u8(0);
+    tx(&mut e, (3, 40000), (0, 0), 4, 3, 65536, 15, &[], 0);
+    rx(&mut e, 4);
+    out.put("virtio_vsock", "guest-connect", &e.take());
+    // A host process connects to guest port 1234; the guest accepts with
+    // a small buffer; data both ways; credit; the host closes.
+    e.bool(false);
+    rx(&mut e, 7);
+    e.variant(4, OPS).bool(true).variant(1, 4).u8(0).vec(&[]);
+    tx(&mut e, (1, 0), (2, 0), 2, 0, 64, 0, &[], 0);
+    e.variant(6, OPS).u8(0);
+    e.variant(5, OPS).u8(0).vec(&[b'x'; 200]);
+    rx(&mut e, 7);
+    tx(&mut e, (1, 0), (2, 0), 6, 0, 64, 64, &[], 0);
+    tx(&mut e, (1, 0), (2, 0), 7, 0, 64, 128, &[], 0);
+    tx(&mut e, (1, 0), (2, 0), 5, 0, 64, 128, b"PONG", 1);
+    e.variant(6, OPS).u8(0);
+    e.variant(8, OPS).u8(0);
+    e.variant(9, OPS);
+    rx(&mut e, 4);
+    out.put("virtio_vsock", "host-connect", &e.take());
+    // Refusals and junk: nobody at port 7, a guest port refusing, a bad
+    // handshake, wrong CIDs, SEQPACKET, malformed chains, a reset.
+    e.bool(false);
+    rx(&mut e, 7);
+    tx(&mut e, (3, 40001), (3, 7), 1, 0, 4096, 0, &[], 0);
+    e.variant(4, OPS).bool(true).variant(1, 4).u8(1).vec(&[]);
+    tx(&mut e, (1, 1), (2, 0), 3, 0, 0, 0, &[], 0);
+    e.variant(4, OPS).bool(false).vec(b"HELLO\n");
+    e.variant(0, OPS).variant(2, 3).u64(9).variant(1, 3);
+    e.variant(3, 4).u32(1).variant(3, 4).u32(2);
+    e.bool(false)
+        .bool(true)
+        .u16(2)
+        .u8(1)
+        .u32(0)
+        .u32(0)
+        .u32(0)
+        .vec(&[])
+        .variant(0, 5);
+    tx(&mut e, (3, 40002), (0, 1), 5, 0, 0, 0, b"split", 2);
+    tx(&mut e, (3, 40002), (0, 1), 5, 0, 0, 0, b"writable", 3);
+    e.variant(1, OPS).vec(&[]).vec(&[0u8; 44]);
+    e.variant(2, OPS).u8(3).variant(2, 5);
+    e.variant(2, OPS).u8(3).variant(4, 5);
+    e.variant(3, OPS).u8(2);
+    e.variant(10, OPS);
+    rx(&mut e, 4);
+    out.put("virtio_vsock", "refusals-and-junk", &e.take());
+    // With a 1 ms connect timeout: an unanswered REQUEST and an unfinished
+    // line expire; a late RESPONSE.
+    e.bool(true);
+    rx(&mut e, 7);
+    e.variant(4, OPS).bool(true).variant(1, 4).u8(2).vec(&[]);
+    e.variant(4, OPS).bool(false).vec(b"CONN");
+    e.variant(11, OPS);
+    tx(&mut e, (1, 2), (2, 0), 2, 0, 4096, 0, &[], 0);
+    rx(&mut e, 4);
+    out.put("virtio_vsock", "timeouts", &e.take());
+}
+
 fn main() {
     let root = std::env::args()
         .nth(1)
@@ -1009,5 +1131,6 @@ fn main() {
     bus_seeds(&out);
     virtio_seeds(&out);
     net_seeds(&out);
+    vsock_seeds(&out);
     println!("seeds written to {}", out.root.display());
 }

@@ -164,7 +164,7 @@ struct vq {
     u16 next_avail, last_used;
 } __attribute__((aligned(4096)));
 
-struct dev { u64 base; u32 gsi, type; int slot; struct vq q[2]; };
+struct dev { u64 base; u32 gsi, type; int slot; struct vq q[3]; };
 static struct dev devs[4];
 static int ndevs;
 
@@ -576,6 +576,205 @@ static void test_net(void) {
     line("irqs", irq_count);
 }
 
+/* --- vsock (virtio 1.2 section 5.10) ------------------------------------------- */
+struct vs_hdr {
+    u64 src_cid, dst_cid;
+    u32 src_port, dst_port, len;
+    u16 type, op;
+    u32 flags, buf_alloc, fwd_cnt;
+} __attribute__((packed));
+#define VS_REQUEST 1
+#define VS_RESPONSE 2
+#define VS_RST 3
+#define VS_SHUTDOWN 4
+#define VS_RW 5
+#define VS_CREDIT_UPDATE 6
+#define VS_CREDIT_REQUEST 7
+#define VS_RX_DATA 1024  /* payload room of each receive buffer */
+#define VS_BUF_ALLOC 4096 /* the guest's receive buffer per connection */
+#define VS_CREDIT_BYTES 16384
+struct vs_rxbuf { struct vs_hdr h; u8 data[VS_RX_DATA]; } __attribute__((packed));
+static struct vs_rxbuf vs_rx[QSZ];
+static struct vs_hdr vs_txh;
+static u8 vs_txd[64];
+static u64 vs_cid;
+
+/* One guest connection: its ports and credit counters (5.10.6.3). */
+struct vs_conn {
+    u32 port, peer_port;
+    u32 rx_total, fwd_cnt, fwd_sent, max_out;
+    int open;
+};
+
+/* Receive buffer i: one device-writable descriptor for header and payload. */
+static void vs_post_rx(struct dev *d, u16 i) {
+    struct vq *q = &d->q[0];
+    q->desc[i] = (struct desc){(u64)&vs_rx[i], sizeof(vs_rx[i]), 2, 0};
+    q->avail.ring[q->next_avail % QSZ] = i;
+    barrier();
+    q->next_avail++;
+    q->avail.idx = q->next_avail;
+    barrier();
+    mmio_write(d->base + 0x50, 0);
+}
+
+/* Waits for the next received packet; returns its buffer's index. */
+static u16 vs_recv(struct dev *d) {
+    struct vq *q = &d->q[0];
+    irq_device = d->base;
+    for (;;) {
+        __asm__ volatile("cli");
+        barrier();
+        if (*(volatile u16 *)&q->used.idx != q->last_used) break;
+        __asm__ volatile("sti; hlt");
+    }
+    __asm__ volatile("sti");
+    u16 id = (u16)q->used.ring[q->last_used % QSZ].id;
+    q->last_used++;
+    if (id >= QSZ) fail("vsock: used id out of range");
+    return id;
+}
+
+/* Sends one packet on connection c (its credit in every header) and waits
+   until the device has taken it. */
+static void vs_send(struct dev *d, struct vs_conn *c, u16 op, u32 flags, const void *data, u32 len) {
+    vs_txh = (struct vs_hdr){vs_cid, 2, c->port, c->peer_port, len, 1, op, flags, VS_BUF_ALLOC, c->fwd_cnt};
+    c->fwd_sent = c->fwd_cnt;
+    if (len > sizeof(vs_txd)) fail("vsock: payload too long");
+    memcpy(vs_txd, data, len);
+    struct buf b[2] = {{&vs_txh, sizeof(vs_txh), 0}, {vs_txd, len, 0}};
+    submit(d, 1, b, len ? 2 : 1);
+    if (wait_used(d, 1) != 0) fail("vsock: tx used length not 0");
+}
+
+/* Refuses a REQUEST: RST with the addresses swapped. */
+static void vs_refuse(struct dev *d, struct vs_hdr *h) {
+    struct vs_conn c = {h->dst_port, h->src_port, 0, 0, 0, 0, 0};
+    vs_send(d, &c, VS_RST, 0, 0, 0);
+}
+
+/* The next packet for guest port `port` (others are ignored); copies its
+   header to *h and payload to out[0..63]. */
+static void vs_wait(struct dev *d, u32 port, struct vs_hdr *h, u8 *out) {
+    for (;;) {
+        u16 id = vs_recv(d);
+        *h = vs_rx[id].h;
+        if (h->len > VS_RX_DATA) fail("vsock: len beyond the buffer");
+        memcpy(out, vs_rx[id].data, h->len < 63 ? h->len : 63);
+        vs_post_rx(d, id);
+        if (h->dst_port == port && h->dst_cid == vs_cid && h->src_cid == 2) return;
+    }
+}
+
+static void put_data(const u8 *p, u32 n) { for (u32 i = 0; i < n; i++) putc_((char)p[i]); }
+
+static struct vs_conn vs_echo, vs_credit;
+static u8 vs_msg[64];
+
+/* Host-initiated connections: port 1234 echoes uppercased, port 1235 takes
+   VS_CREDIT_BYTES with a VS_BUF_ALLOC buffer, any other port is refused.
+   Returns when both connections have ended and one was refused. */
+static void vs_serve_host(struct dev *d) {
+    int ended = 0, refused = 0;
+    u32 echo_len = 0, pos = 0, order_ok = 1, violations = 0;
+    while (ended < 2 || !refused) {
+        u16 id = vs_recv(d);
+        struct vs_hdr h = vs_rx[id].h;
+        u8 *data = vs_rx[id].data;
+        if (h.len > VS_RX_DATA) fail("vsock: len beyond the buffer");
+        struct vs_conn *c = h.dst_port == 1234 ? &vs_echo : h.dst_port == 1235 ? &vs_credit : 0;
+        if (h.src_cid != 2 || h.dst_cid != vs_cid) {
+            fail("vsock: packet with wrong CIDs");
+        } else if (h.op == VS_REQUEST && !c) {
+            vs_refuse(d, &h);
+            line("refused", h.dst_port);
+            refused = 1;
+        } else if (h.op == VS_REQUEST) {
+            *c = (struct vs_conn){h.dst_port, h.src_port, 0, 0, 0, 0, 1};
+            vs_send(d, c, VS_RESPONSE, 0, 0, 0);
+            puts_("accepted "); put_dec(h.dst_port); puts_(" from "); put_dec(h.src_port); putc_('\n');
+        } else if (c && c->open && h.src_port == c->peer_port) {
+            if (h.op == VS_RW) {
+                c->rx_total += h.len;
+                u32 out = c->rx_total - c->fwd_sent;
+                if (out > c->max_out) c->max_out = out;
+                if (out > VS_BUF_ALLOC) violations++;
+                if (c == &vs_echo) {
+                    for (u32 i = 0; i < h.len && echo_len < sizeof(vs_msg); i++) vs_msg[echo_len++] = data[i];
+                    c->fwd_cnt = c->rx_total;
+                    if (echo_len >= 14) {
+                        puts_("rx "); put_data(vs_msg, echo_len); putc_('\n');
+                        for (u32 i = 0; i < echo_len; i++)
+                            if (vs_msg[i] >= 'a' && vs_msg[i] <= 'z') vs_msg[i] = (u8)(vs_msg[i] - 32);
+                        vs_send(d, c, VS_RW, 0, vs_msg, echo_len);
+                        echo_len = 0;
+                    }
+                } else {
+                    for (u32 i = 0; i < h.len; i++, pos++)
+                        if (data[i] != (u8)(pos * 7 % 251)) order_ok = 0;
+                    c->fwd_cnt = c->rx_total; /* consumed (credit returned below) */
+                    if (c->rx_total == VS_CREDIT_BYTES) {
+                        line("credit-bytes", c->rx_total);
+                        line("credit-order-ok", order_ok);
+                        line("credit-max-outstanding", c->max_out);
+                        line("credit-violations", violations);
+                    }
+                }
+            } else if (h.op == VS_CREDIT_REQUEST) {
+                vs_send(d, c, VS_CREDIT_UPDATE, 0, 0, 0);
+            } else if (h.op == VS_SHUTDOWN || h.op == VS_RST) {
+                puts_("end "); put_dec(c->port);
+                puts_(h.op == VS_RST ? " rst " : " shutdown "); put_dec(h.flags); putc_('\n');
+                /* A shutdown of both ways is answered with the RST that ends
+                   a clean disconnect (5.10.6.5). */
+                if (h.op == VS_SHUTDOWN) vs_send(d, c, VS_RST, 0, 0, 0);
+                c->open = 0;
+                ended++;
+            }
+        }
+        vs_post_rx(d, id);
+        /* The space goes back to the device only once the whole buffer was
+           filled and no packet is left in the used ring: the device must
+           stop at the credit, and one that did not would be seen with more
+           than VS_BUF_ALLOC outstanding. */
+        struct vs_conn *cr = &vs_credit;
+        if (cr->open && cr->fwd_cnt - cr->fwd_sent >= VS_BUF_ALLOC &&
+            *(volatile u16 *)&d->q[0].used.idx == d->q[0].last_used)
+            vs_send(d, cr, VS_CREDIT_UPDATE, 0, 0, 0);
+    }
+}
+
+static void test_vsock(void) {
+    struct dev *d = device(19);
+    init(d, 0, 3);
+    vs_cid = mmio_read(d->base + 0x100) | ((u64)mmio_read(d->base + 0x104) << 32);
+    line("vsock-cid", vs_cid);
+    for (u16 i = 0; i < QSZ; i++) vs_post_rx(d, i);
+    puts_("listening 1234\n");
+    vs_serve_host(d);
+    /* Guest-initiated: a host port nobody listens on, then one that does. */
+    struct vs_hdr h;
+    struct vs_conn g = {49152, 5679, 0, 0, 0, 0, 1};
+    vs_send(d, &g, VS_REQUEST, 0, 0, 0);
+    vs_wait(d, g.port, &h, vs_msg);
+    puts_("connect 5679 op "); put_dec(h.op); putc_('\n');
+    g = (struct vs_conn){49153, 5678, 0, 0, 0, 0, 1};
+    vs_send(d, &g, VS_REQUEST, 0, 0, 0);
+    vs_wait(d, g.port, &h, vs_msg);
+    puts_("connect 5678 op "); put_dec(h.op); putc_('\n');
+    if (h.op != VS_RESPONSE) fail("vsock: no RESPONSE from the host");
+    static const char hello[] = "hello from guest";
+    vs_send(d, &g, VS_RW, 0, hello, sizeof(hello) - 1);
+    do vs_wait(d, g.port, &h, vs_msg); while (h.op == VS_CREDIT_UPDATE);
+    if (h.op != VS_RW) fail("vsock: no reply");
+    puts_("reply "); put_data(vs_msg, h.len); putc_('\n');
+    g.fwd_cnt += h.len;
+    vs_send(d, &g, VS_SHUTDOWN, 3, 0, 0);
+    do vs_wait(d, g.port, &h, vs_msg); while (h.op != VS_RST);
+    line("closed", 5678);
+    line("irqs-nonzero", irq_count > 0);
+}
+
 void main(u8 *zero_page) {
     cmdline = (const char *)(u64)*(u32 *)(zero_page + 0x228);
     interrupts_init();
@@ -587,6 +786,7 @@ void main(u8 *zero_page) {
     else if (starts(t, "console")) test_console();
     else if (starts(t, "hostile")) test_hostile();
     else if (starts(t, "net")) test_net();
+    else if (starts(t, "vsock")) test_vsock();
     else fail("unknown vtest");
     puts_("done\n");
     exit_(0);
