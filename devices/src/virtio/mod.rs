@@ -9,9 +9,11 @@
 //!   reset, and the interrupt status.
 //! - [`interrupt::VirtioInterrupt`]: InterruptStatus bits plus the line
 //!   (a KVM irqfd in a VMM) behind vm-superio's `Trigger`.
-//! - Devices: [`rng::VirtioRng`] (entropy from `getrandom(2)`) and
-//!   [`console::VirtioConsole`] (one port; output to a [`crate::Console`],
-//!   host input through a bounded [`console::ConsoleInput`]).
+//! - Devices: [`block::VirtioBlock`] (a raw image file or block device,
+//!   opened by [`block::BlockConfig`]), [`rng::VirtioRng`] (entropy from
+//!   `getrandom(2)`) and [`console::VirtioConsole`] (one port; output to a
+//!   [`crate::Console`], host input through a bounded
+//!   [`console::ConsoleInput`]).
 //!
 //! Threading: the guest's register accesses arrive on vCPU threads; queue
 //! notifications arrive as eventfds ([`mmio::MmioTransport::queue_events`],
@@ -23,6 +25,7 @@
 //! Nothing here knows KVM: the unit tests drive a transport with the
 //! register sequence a driver writes and `virtio-queue`'s mock queues.
 
+pub mod block;
 pub mod console;
 pub mod device;
 pub mod interrupt;
@@ -31,6 +34,7 @@ pub mod rng;
 #[cfg(test)]
 pub(crate) mod testing;
 
+pub use block::{BlockConfig, BlockError, VirtioBlock};
 pub use console::{ConsoleInput, VirtioConsole};
 pub use device::{DeviceError, QueueContext, VirtioDevice};
 pub use interrupt::VirtioInterrupt;
