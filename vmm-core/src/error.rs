@@ -180,6 +180,10 @@ pub enum VmmError {
         /// The kind asked for.
         kind: crate::virtio::VirtioKind,
     },
+    /// A disk image cannot be used (missing, not a disk, in use by another
+    /// VM, a bad serial...); the message names the image.
+    #[error(transparent)]
+    Disk(#[from] vmm_devices::virtio::block::BlockError),
     /// A virtio transport could not be created.
     #[error(transparent)]
     VirtioTransport(#[from] vmm_devices::virtio::mmio::TransportError),
@@ -227,6 +231,7 @@ impl VmmError {
             | VmmError::SmpNeedsPc { .. }
             | VmmError::TooManyVirtioDevices { .. }
             | VmmError::VirtioNotBuilt { .. }
+            | VmmError::Disk(_)
             | VmmError::OverlapsFirmwareTables { .. }
             | VmmError::Layout(_)
             | VmmError::Load { .. }
