@@ -21,7 +21,7 @@ pub use guest_asm::assemble;
 pub use iced_x86::code_asm;
 pub use run::{
     require_kvm, run_raw, run_vmm, run_vmm_until, target_dir, vmm_bin, vmm_command, workspace_root,
-    Output, RawRun, StreamedRun, PROCESS_WATCHDOG,
+    Background, Finished, Output, RawRun, StreamedRun, PROCESS_WATCHDOG,
 };
 pub use temp_file::TempFile;
 pub use virtio_guest::virtio_guest;

@@ -254,3 +254,132 @@ pub fn run_raw(args: &[&str]) -> RawRun {
         stderr: out.stderr,
     }
 }
+
+/// A `vmm-bin` running in the background, its stdout read line by line,
+/// for tests that act on a running VM (signals, a second VM on the same
+/// resources). Killed on drop if still running.
+#[derive(Debug)]
+pub struct Background {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+    stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
+}
+
+/// How a [`Background`] run ended.
+#[derive(Debug)]
+pub struct Finished {
+    /// Exit status (`None`: killed by a signal).
+    pub status: Option<i32>,
+    /// Every stdout line.
+    pub lines: Vec<String>,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Background {
+    /// Starts `vmm-bin` with `args`.
+    pub fn spawn(args: &[&str]) -> Background {
+        use std::io::BufRead;
+        vmm_bin();
+        let mut child = vmm_command()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("vmm-bin starts");
+        let out = child.stdout.take().expect("piped");
+        let mut err = child.stderr.take().expect("piped");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = std::thread::spawn(move || {
+            let mut s = Vec::new();
+            std::io::Read::read_to_end(&mut err, &mut s).ok();
+            s
+        });
+        Background {
+            child,
+            lines,
+            seen: Vec::new(),
+            stderr: Some(stderr),
+        }
+    }
+
+    /// Waits up to `limit` for a stdout line containing `needle`; panics
+    /// (with what was seen) if it does not come.
+    pub fn wait_for_line(&mut self, needle: &str, limit: Duration) -> String {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            match self.lines.recv_timeout(Duration::from_millis(50)) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let _ = self.child.kill();
+        panic!(
+            "no line with {needle:?} within {limit:?}; stdout so far:\n{}",
+            self.seen.join("\n")
+        );
+    }
+
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: i32) {
+        let pid = i32::try_from(self.child.id()).expect("pid fits");
+        // SAFETY: kill(2) on our own child's pid, which has not been
+        // reaped (we hold the Child and have not waited).
+        let r = unsafe { libc::kill(pid, signal) };
+        assert_eq!(r, 0, "kill({pid}, {signal})");
+    }
+
+    /// Waits for the process to end (killing it after `limit`).
+    pub fn finish(mut self, limit: Duration) -> Finished {
+        let start = Instant::now();
+        let status = loop {
+            if let Some(st) = self.child.try_wait().expect("wait works") {
+                break st;
+            }
+            if start.elapsed() > limit {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("vmm-bin still running {limit:?} after being asked to stop");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+            self.seen.push(line);
+        }
+        let stderr = self
+            .stderr
+            .take()
+            .map(|t| t.join().expect("reader"))
+            .unwrap_or_default();
+        Finished {
+            status: status.code(),
+            lines: std::mem::take(&mut self.seen),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -87,6 +87,11 @@ static int starts(const char *s, const char *p) {
     while (*p) if (*s++ != *p++) return 0;
     return 1;
 }
+/* Whether s starts with the whole word w (then a space or the end). */
+static int is_word(const char *s, const char *w) {
+    while (*w) if (*s++ != *w++) return 0;
+    return *s == ' ' || *s == 0;
+}
 /* The value of "key=" on the command line, or 0. */
 static const char *param(const char *key, const char *from) {
     for (const char *s = from; *s; s++)
@@ -310,6 +315,7 @@ static void test_rng(void) {
 struct blk_req { u32 type, reserved; u64 sector; };
 static struct blk_req hdr;
 static u8 status;
+static u32 blk_used; /* the used length of the last request */
 
 /* One block request; returns the status byte (0xee if none was written). */
 static u8 blk(struct dev *d, u32 type, u64 sector, void *data, u32 len, int writable) {
@@ -324,45 +330,80 @@ static u8 blk(struct dev *d, u32 type, u64 sector, void *data, u32 len, int writ
         b[1] = b[2];
         submit(d, 0, b, 2);
     }
-    u32 used = wait_used(d, 0);
-    puts_("  used "); put_dec(used); putc_('\n');
+    blk_used = wait_used(d, 0);
     return status;
 }
 
-static void test_blk(void) {
+/* "<name>-status S" and "<name>-used N" for one request. */
+static void blk_line(const char *name, u8 st) {
+    puts_(name); puts_("-status "); put_dec(st); putc_('\n');
+    puts_(name); puts_("-used "); put_dec(blk_used); putc_('\n');
+}
+
+#define BLK_F_RO (1ull << 5)
+#define BLK_F_BLK_SIZE (1ull << 6)
+#define BLK_F_SEG_MAX (1ull << 2)
+#define BLK_F_FLUSH (1ull << 9)
+#define BLK_F_DISCARD (1ull << 13)
+#define BLK_F_WRITE_ZEROES (1ull << 14)
+
+/* Initialises the disk with the features a driver would take. */
+static struct dev *blk_init(void) {
     struct dev *d = device(2);
     u64 f = features(d);
     line("features-ro", (f >> 5) & 1);
     line("features-flush", (f >> 9) & 1);
-    u64 want = (1ull << 9) | (1ull << 6) | (1ull << 2) | (1ull << 5);
-    init(d, want, 1);
-    u64 cap = mmio_read(d->base + 0x100) | ((u64)mmio_read(d->base + 0x104) << 32);
+    line("features-discard", (f >> 13) & 1);
+    line("features-write-zeroes", (f >> 14) & 1);
+    init(d, BLK_F_FLUSH | BLK_F_BLK_SIZE | BLK_F_SEG_MAX | BLK_F_RO, 1);
+    return d;
+}
+
+static u64 blk_capacity(struct dev *d) {
+    return mmio_read(d->base + 0x100) | ((u64)mmio_read(d->base + 0x104) << 32);
+}
+
+static void test_blk(void) {
+    struct dev *d = blk_init();
+    u64 cap = blk_capacity(d);
     line("capacity", cap);
+    line("seg_max", mmio_read(d->base + 0x100 + 12));
     line("blk_size", mmio_read(d->base + 0x100 + 20));
     memset(buf, 0, 512);
-    line("get-id-status", blk(d, 8, 0, buf, 20, 1));
+    blk_line("get-id", blk(d, 8, 0, buf, 20, 1));
     puts_("id "); puts_((char *)buf); putc_('\n');
     memset(buf, 0, 512);
-    line("read0-status", blk(d, 0, 0, buf, 512, 1));
+    blk_line("read0", blk(d, 0, 0, buf, 512, 1));
     buf[31] = 0;
     puts_("sector0 "); puts_((char *)buf); putc_('\n');
     memcpy(buf2, "written by the guest, sector 1", 31);
     memset(buf2 + 31, 0x5a, 512 - 31);
-    line("write1-status", blk(d, 1, 1, buf2, 512, 0));
-    line("flush-status", blk(d, 4, 0, 0, 0, 0));
+    blk_line("write1", blk(d, 1, 1, buf2, 512, 0));
+    blk_line("flush", blk(d, 4, 0, 0, 0, 0));
     memset(buf, 0, 512);
-    line("read1-status", blk(d, 0, 1, buf, 512, 1));
+    blk_line("read1", blk(d, 0, 1, buf, 512, 1));
     int same = 1;
     for (int i = 0; i < 512; i++) if (buf[i] != buf2[i]) same = 0;
     line("read1-matches", (u64)same);
     memset(buf, 0xaa, 1024);
-    line("oob-status", blk(d, 0, cap, buf, 512, 1));
-    line("oob-straddle-status", blk(d, 0, cap - 1, buf, 1024, 1));
+    blk_line("oob", blk(d, 0, cap, buf, 512, 1));
+    blk_line("oob-straddle", blk(d, 0, cap - 1, buf, 1024, 1));
     int untouched = 1;
     for (int i = 0; i < 1024; i++) if (buf[i] != 0xaa) untouched = 0;
     line("oob-untouched", (u64)untouched);
-    line("unsupported-status", blk(d, 0x7777, 0, buf, 512, 1));
+    blk_line("unsupported", blk(d, 0x7777, 0, buf, 512, 1));
     line("irqs", irq_count);
+}
+
+/* Writes sector 2 (acknowledged, not flushed), says so, then waits
+   forever: the host stops the VMM with a signal and checks the file. */
+static void test_blk_write_spin(void) {
+    struct dev *d = blk_init();
+    memcpy(buf2, "durable after SIGTERM, sector 2", 32);
+    memset(buf2 + 32, 0x3c, 512 - 32);
+    blk_line("write2", blk(d, 1, 2, buf2, 512, 0));
+    puts_("waiting for the host\n");
+    for (;;) __asm__ volatile("cli; hlt");
 }
 
 static void test_console(void) {
@@ -443,10 +484,11 @@ void main(u8 *zero_page) {
     find_devices();
     const char *t = param("vtest=", cmdline);
     if (!t) fail("no vtest= on the command line");
-    if (starts(t, "rng")) test_rng();
-    else if (starts(t, "blk")) test_blk();
-    else if (starts(t, "console")) test_console();
-    else if (starts(t, "hostile")) test_hostile();
+    if (is_word(t, "rng")) test_rng();
+    else if (is_word(t, "blk")) test_blk();
+    else if (is_word(t, "blk-write-spin")) test_blk_write_spin();
+    else if (is_word(t, "console")) test_console();
+    else if (is_word(t, "hostile")) test_hostile();
     else fail("unknown vtest");
     puts_("done\n");
     exit_(0);

@@ -177,10 +177,16 @@ impl VirtioBlock {
     /// Makes every completed write durable now (`fdatasync`, if anything
     /// was written since the last one).
     pub fn flush(&mut self) -> std::io::Result<()> {
-        if self.disk.flush()? {
+        self.sync().map(|_| ())
+    }
+
+    /// [`Self::flush`]; returns whether `fdatasync` was called.
+    fn sync(&mut self) -> std::io::Result<bool> {
+        let synced = self.disk.flush()?;
+        if synced {
             self.counters.add(Counter::Syncs, 1);
         }
-        Ok(())
+        Ok(synced)
     }
 
     /// The device's counters (keep a clone before handing the device to
@@ -336,11 +342,12 @@ impl VirtioDevice for VirtioBlock {
     /// `fdatasync`: every write acknowledged to the guest is on disk before
     /// the VMM exits.
     fn shutdown(&mut self) {
-        if let Err(e) = self.flush() {
-            log::error!(
-                "virtio-blk {}: fdatasync at shutdown failed: {e}",
-                self.disk.path().display()
-            );
+        let synced = self.sync();
+        let path = self.disk.path().display();
+        match synced {
+            Ok(true) => log::info!("virtio-blk {path}: writes synced at shutdown"),
+            Ok(false) => log::debug!("virtio-blk {path}: nothing to sync at shutdown"),
+            Err(e) => log::error!("virtio-blk {path}: fdatasync at shutdown failed: {e}"),
         }
     }
 }
