@@ -21,7 +21,7 @@
 //! acknowledged to the guest are made durable by [`VirtioBlock::shutdown`]
 //! (`fdatasync`), which the VMM's device thread calls when the VM ends.
 //!
-//! What the guest controls, and how it is checked ([`request`], [`exec`]):
+//! What the guest controls, and how it is checked ([`request`], `exec.rs`):
 //! - The chain must end within the queue size (a loop or a `next` outside
 //!   the table is DEVICE_NEEDS_RESET). The status is the last byte of the
 //!   last device-writable descriptor; a chain without one, or with it
