@@ -24,4 +24,4 @@ pub use run::{
     Background, Finished, Output, RawRun, StreamedRun, PROCESS_WATCHDOG,
 };
 pub use temp_file::TempFile;
-pub use virtio_guest::virtio_guest;
+pub use virtio_guest::{virtio_guest, virtio_guest_pvh};
