@@ -26,4 +26,4 @@ pub use run::{
     vmm_command, workspace_root, Background, Output, RawRun, StreamedRun, PROCESS_WATCHDOG,
 };
 pub use temp_file::TempFile;
-pub use virtio_guest::virtio_guest;
+pub use virtio_guest::{virtio_guest, virtio_guest_pvh};

@@ -359,6 +359,15 @@ impl Background {
         }
     }
 
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: i32) {
+        let pid = i32::try_from(self.child.id()).expect("pid fits");
+        // SAFETY: kill(2) on our own child's pid, which has not been
+        // reaped (we hold the Child and have not waited).
+        let r = unsafe { libc::kill(pid, signal) };
+        assert_eq!(r, 0, "kill({pid}, {signal})");
+    }
+
     /// Waits for the process to end (killing it after
     /// [`PROCESS_WATCHDOG`] from the start) and returns all its output.
     pub fn finish(mut self) -> Output {

@@ -185,18 +185,16 @@ pub enum VmmError {
         /// The attached device's type.
         got: u32,
     },
-    /// A virtio device kind this build has no backend for yet.
-    #[error("virtio {kind:?} devices are not implemented yet")]
-    VirtioNotBuilt {
-        /// The kind asked for.
-        kind: crate::virtio::VirtioKind,
-    },
     /// A virtio-net device could not be set up (its tap, its MAC).
     #[error(transparent)]
     Net(#[from] vmm_devices::virtio::net::NetError),
     /// The vsock device's host socket could not be set up.
     #[error(transparent)]
     Vsock(vmm_devices::virtio::vsock::VsockError),
+    /// A disk image cannot be used (missing, not a disk, in use by another
+    /// VM, a bad serial...); the message names the image.
+    #[error(transparent)]
+    Disk(#[from] vmm_devices::virtio::block::BlockError),
     /// A virtio transport could not be created.
     #[error(transparent)]
     VirtioTransport(#[from] vmm_devices::virtio::mmio::TransportError),
@@ -244,7 +242,7 @@ impl VmmError {
             | VmmError::CpuCount { .. }
             | VmmError::SmpNeedsPc { .. }
             | VmmError::TooManyVirtioDevices { .. }
-            | VmmError::VirtioNotBuilt { .. }
+            | VmmError::Disk(_)
             | VmmError::OverlapsFirmwareTables { .. }
             | VmmError::Layout(_)
             | VmmError::Load { .. }

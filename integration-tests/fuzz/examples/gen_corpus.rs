@@ -1115,6 +1115,197 @@ fn vsock_seeds(out: &Out) {
     out.put("virtio_vsock", "timeouts", &e.take());
 }
 
+/// `fuzz_targets/virtio_block.rs`'s encoding.
+mod blk {
+    use super::Enc;
+
+    pub const OPS: u64 = 9;
+    pub const HEADER: u64 = 0;
+    pub const DESC: u64 = 1;
+    pub const CHAIN: u64 = 2;
+    pub const RANGE: u64 = 3;
+    pub const PUBLISH: u64 = 4;
+    pub const AVAIL_IDX: u64 = 5;
+    pub const NOTIFY: u64 = 6;
+    pub const RESET: u64 = 7;
+    /// Request types (`ReqType`).
+    pub const IN: u64 = 0;
+    pub const OUT: u64 = 1;
+    pub const FLUSH: u64 = 2;
+    pub const GET_ID: u64 = 3;
+    pub const DISCARD: u64 = 4;
+    pub const WRITE_ZEROES: u64 = 5;
+    /// Descriptor flags.
+    pub const NEXT: u16 = 1;
+    pub const W: u16 = 2;
+
+    /// Where a buffer is (`Addr`).
+    #[derive(Clone, Copy)]
+    pub enum A {
+        Hdr(u8),
+        Status(u8),
+        Data(u16),
+    }
+
+    /// How long it is (`Len`).
+    #[derive(Clone, Copy)]
+    pub enum L {
+        Sectors(u8),
+        Small(u8),
+    }
+
+    pub fn input(e: &mut Enc, read_only: bool, queue_log2: u8) {
+        e.bool(read_only).u64(u64::MAX).u8(queue_log2);
+    }
+
+    fn op(e: &mut Enc, v: u64) -> &mut Enc {
+        e.u8(1).variant(v, OPS)
+    }
+
+    pub fn desc(e: &mut Enc, a: A, l: L, flags: u16, next: u16) {
+        match a {
+            A::Hdr(i) => e.variant(0, 6).u8(i),
+            A::Status(i) => e.variant(1, 6).u8(i),
+            A::Data(o) => e.variant(2, 6).u16(o),
+        };
+        match l {
+            L::Sectors(n) => e.variant(0, 3).u8(n),
+            L::Small(n) => e.variant(1, 3).u8(n),
+        };
+        e.u16(flags).u16(next);
+    }
+
+    pub fn header(e: &mut Enc, slot: u8, kind: u64, sector: u8) {
+        op(e, HEADER).u8(slot).variant(kind, 7).variant(0, 2).u8(sector);
+    }
+
+    pub fn one_desc(e: &mut Enc, index: u16, a: A, l: L, flags: u16, next: u16) {
+        op(e, DESC).u16(index);
+        desc(e, a, l, flags, next);
+    }
+
+    pub fn chain(e: &mut Enc, start: u16, descs: &[(A, L, u16)]) {
+        op(e, CHAIN).u16(start);
+        for &(a, l, f) in descs {
+            e.u8(1);
+            desc(e, a, l, f, 0);
+        }
+        e.u8(0);
+    }
+
+    pub fn range(e: &mut Enc, at: u16, sector: u8, sectors: u32, flags: u8) {
+        op(e, RANGE).u16(at).variant(0, 2).u8(sector).u32(sectors).u8(flags);
+    }
+
+    pub fn publish(e: &mut Enc, head: u16) {
+        op(e, PUBLISH).u16(head);
+    }
+
+    pub fn avail_idx(e: &mut Enc, idx: u16) {
+        op(e, AVAIL_IDX).u16(idx);
+    }
+
+    pub fn notify(e: &mut Enc, q: u8) {
+        op(e, NOTIFY).u8(q);
+    }
+
+    pub fn reset(e: &mut Enc) {
+        op(e, RESET);
+    }
+
+    pub fn end(e: &mut Enc) {
+        e.u8(0);
+    }
+}
+
+fn virtio_block_seeds(out: &Out) {
+    use blk::{A, L};
+    let mut e = Enc::default();
+    // What a Linux driver does: GET_ID, reads, a write, a flush.
+    blk::input(&mut e, false, 4);
+    blk::header(&mut e, 0, blk::GET_ID, 0);
+    blk::header(&mut e, 1, blk::IN, 3);
+    blk::header(&mut e, 2, blk::OUT, 5);
+    blk::header(&mut e, 3, blk::FLUSH, 0);
+    let data_in = (A::Data(0), L::Sectors(8), blk::W);
+    blk::chain(&mut e, 0, &[(A::Hdr(0), L::Small(16), 0), (A::Data(0), L::Small(20), blk::W), (A::Status(0), L::Small(1), blk::W)]);
+    blk::publish(&mut e, 0);
+    blk::chain(&mut e, 3, &[(A::Hdr(1), L::Small(16), 0), data_in, (A::Status(1), L::Small(1), blk::W)]);
+    blk::publish(&mut e, 3);
+    blk::notify(&mut e, 0);
+    blk::chain(&mut e, 6, &[(A::Hdr(2), L::Small(16), 0), (A::Data(0x800), L::Sectors(2), 0), (A::Status(2), L::Small(1), blk::W)]);
+    blk::publish(&mut e, 6);
+    blk::chain(&mut e, 9, &[(A::Hdr(3), L::Small(16), 0), (A::Status(3), L::Small(1), blk::W)]);
+    blk::publish(&mut e, 9);
+    blk::notify(&mut e, 0);
+    blk::end(&mut e);
+    out.put("virtio_block", "linux-requests", &e.take());
+
+    // Discard and write-zeroes (with unmap), then an unmap discard.
+    blk::input(&mut e, false, 3);
+    blk::range(&mut e, 0, 8, 4, 0);
+    blk::range(&mut e, 1, 20, 2, 0);
+    blk::range(&mut e, 2, 30, 8, 1);
+    blk::header(&mut e, 0, blk::DISCARD, 0);
+    blk::header(&mut e, 1, blk::WRITE_ZEROES, 0);
+    blk::chain(&mut e, 0, &[(A::Hdr(0), L::Small(16), 0), (A::Data(0), L::Small(32), 0), (A::Status(0), L::Small(1), blk::W)]);
+    blk::publish(&mut e, 0);
+    blk::chain(&mut e, 3, &[(A::Hdr(1), L::Small(16), 0), (A::Data(4), L::Small(16), 0), (A::Status(1), L::Small(1), blk::W)]);
+    blk::publish(&mut e, 3);
+    blk::chain(&mut e, 6, &[(A::Hdr(0), L::Small(16), 0), (A::Data(4), L::Small(16), 0), (A::Status(2), L::Small(1), blk::W)]);
+    blk::publish(&mut e, 6);
+    blk::notify(&mut e, 0);
+    blk::end(&mut e);
+    out.put("virtio_block", "discard-write-zeroes", &e.take());
+
+    // A descriptor loop (NEEDS_RESET), a reset, then a read that works.
+    blk::input(&mut e, false, 3);
+    blk::header(&mut e, 0, blk::IN, 1);
+    blk::one_desc(&mut e, 0, A::Hdr(0), L::Small(16), blk::NEXT, 1);
+    blk::one_desc(&mut e, 1, A::Data(0), L::Sectors(1), blk::NEXT | blk::W, 0);
+    blk::publish(&mut e, 0);
+    blk::notify(&mut e, 0);
+    blk::reset(&mut e);
+    blk::header(&mut e, 0, blk::IN, 1);
+    blk::chain(&mut e, 0, &[(A::Hdr(0), L::Small(16), 0), data_in, (A::Status(0), L::Small(1), blk::W)]);
+    blk::publish(&mut e, 0);
+    blk::notify(&mut e, 0);
+    blk::end(&mut e);
+    out.put("virtio_block", "loop-then-reset", &e.take());
+
+    // A read-only disk: a write (IOERR), a read, the header split in two.
+    blk::input(&mut e, true, 2);
+    blk::header(&mut e, 0, blk::OUT, 0);
+    blk::header(&mut e, 1, blk::IN, 2);
+    blk::chain(&mut e, 0, &[(A::Hdr(0), L::Small(16), 0), (A::Data(0), L::Sectors(1), 0), (A::Status(0), L::Small(1), blk::W)]);
+    blk::publish(&mut e, 0);
+    blk::notify(&mut e, 0);
+    blk::chain(&mut e, 0, &[(A::Hdr(1), L::Small(8), 0), (A::Data(0x1000), L::Sectors(1), blk::W), (A::Status(1), L::Small(1), blk::W)]);
+    blk::publish(&mut e, 0);
+    blk::notify(&mut e, 0);
+    blk::end(&mut e);
+    out.put("virtio_block", "read-only", &e.take());
+
+    // Nine 30 KiB reads: more than a turn's budget, so the device re-arms.
+    blk::input(&mut e, false, 5);
+    blk::header(&mut e, 0, blk::IN, 0);
+    for i in 0..9u16 {
+        blk::chain(&mut e, 3 * i, &[(A::Hdr(0), L::Small(16), 0), (A::Data(0), L::Sectors(60), blk::W), (A::Status(i as u8), L::Small(1), blk::W)]);
+        blk::publish(&mut e, 3 * i);
+    }
+    blk::notify(&mut e, 0);
+    blk::end(&mut e);
+    out.put("virtio_block", "budget-rearm", &e.take());
+
+    // An available index far ahead, and a notify of a queue that is not.
+    blk::input(&mut e, false, 4);
+    blk::notify(&mut e, 3);
+    blk::avail_idx(&mut e, 1000);
+    blk::notify(&mut e, 0);
+    blk::end(&mut e);
+    out.put("virtio_block", "avail-far-ahead", &e.take());
+}
+
 fn main() {
     let root = std::env::args()
         .nth(1)
@@ -1132,5 +1323,6 @@ fn main() {
     virtio_seeds(&out);
     net_seeds(&out);
     vsock_seeds(&out);
+    virtio_block_seeds(&out);
     println!("seeds written to {}", out.root.display());
 }

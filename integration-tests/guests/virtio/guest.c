@@ -1,6 +1,8 @@
 /*
  * A freestanding virtio-mmio driver used as a test guest. It is started as a
- * Linux "vmlinux" (64-bit entry, RSI = zero page), finds its devices on the
+ * Linux "vmlinux" (64-bit entry, RSI = zero page) or, built with -DPVH, as a
+ * PVH kernel (32-bit entry, EBX = hvm_start_info; the build QEMU's microvm
+ * machine can boot, and that vmm-bin then boots the PVH way), finds its devices on the
  * kernel command line exactly as Linux's virtio_mmio driver does
  * ("virtio_mmio.device=4K@0x<base>:<gsi>"), initialises each one as virtio
  * 1.2 section 3.1.1 says, submits requests on split virtqueues, and waits
@@ -37,6 +39,78 @@ __asm__(".pushsection .note.Linux, \"a\", @note\n"
         ".asciz \"Linux\"\n .balign 4\n"
         ".long 0\n"
         ".popsection\n");
+
+#ifdef PVH
+/* XEN_ELFNOTE_PHYS32_ENTRY: the 32-bit entry, as an 8-byte value (QEMU
+   reads a pointer-sized one from an ELF64). */
+__asm__(".pushsection .note.Xen, \"a\", @note\n"
+        ".balign 4\n"
+        ".long 4\n .long 8\n .long 18\n"
+        ".asciz \"Xen\"\n .balign 4\n"
+        ".quad pvh_start\n"
+        ".popsection\n");
+
+/* Identity map of the low 4 GiB in 2 MiB pages (RAM and the MMIO windows
+   of the virtio devices, IOAPIC and LAPIC). */
+u64 pvh_pml4[512] __attribute__((aligned(4096), used));
+u64 pvh_pdpt[512] __attribute__((aligned(4096), used));
+u64 pvh_pd[4 * 512] __attribute__((aligned(4096), used));
+u64 pvh_gdt[3] __attribute__((aligned(8), used)) = {
+    0, 0x00af9a000000ffffull, 0x00cf92000000ffffull};
+struct gdt_desc32 { u16 limit; u32 base; } __attribute__((packed));
+struct gdt_desc32 pvh_gdt_desc __attribute__((used)) = {sizeof(pvh_gdt) - 1, 0};
+
+/* PVH entry: 32-bit protected mode, paging off, EBX = start_info. Build the
+   page tables, enter long mode, call pvh_main(start_info). */
+__asm__(".pushsection .text.start, \"ax\"\n"
+        ".code32\n"
+        ".global pvh_start\n"
+        "pvh_start:\n"
+        "  mov %ebx, %esi\n"
+        "  movl $pvh_gdt, pvh_gdt_desc + 2\n"
+        "  mov $pvh_pdpt + 3, %eax\n"
+        "  mov %eax, pvh_pml4\n"
+        "  mov $pvh_pd + 3, %eax\n" /* pdpt[i] = &pd[512 * i] | P | RW */
+        "  xor %ecx, %ecx\n"
+        "2: mov %eax, pvh_pdpt(,%ecx,8)\n"
+        "  add $4096, %eax\n"
+        "  inc %ecx\n"
+        "  cmp $4, %ecx\n"
+        "  jne 2b\n"
+        "  xor %ecx, %ecx\n" /* pd[i] = i * 2 MiB | PS | RW | P */
+        "3: mov %ecx, %eax\n"
+        "  shl $21, %eax\n"
+        "  or $0x83, %eax\n"
+        "  mov %eax, pvh_pd(,%ecx,8)\n"
+        "  inc %ecx\n"
+        "  cmp $2048, %ecx\n"
+        "  jne 3b\n"
+        "  mov $pvh_pml4, %eax\n"
+        "  mov %eax, %cr3\n"
+        "  mov %cr4, %eax\n"
+        "  or $0x20, %eax\n"
+        "  mov %eax, %cr4\n"
+        "  mov $0xc0000080, %ecx\n"
+        "  rdmsr\n"
+        "  or $0x100, %eax\n"
+        "  wrmsr\n"
+        "  mov %cr0, %eax\n"
+        "  or $0x80000001, %eax\n"
+        "  mov %eax, %cr0\n"
+        "  lgdt pvh_gdt_desc\n"
+        "  ljmp $0x08, $4f\n"
+        ".code64\n"
+        "4: mov $0x10, %eax\n"
+        "  mov %eax, %ds\n"
+        "  mov %eax, %es\n"
+        "  mov %eax, %ss\n"
+        "  lea stack_top(%rip), %rsp\n"
+        "  mov %esi, %edi\n"
+        "  call pvh_main\n"
+        "5: hlt\n"
+        "  jmp 5b\n"
+        ".popsection\n");
+#endif
 
 u8 guest_stack[16384] __attribute__((aligned(16), used));
 __asm__(".global stack_top\n .set stack_top, guest_stack + 16384\n");
@@ -86,6 +160,11 @@ static const char *cmdline;
 static int starts(const char *s, const char *p) {
     while (*p) if (*s++ != *p++) return 0;
     return 1;
+}
+/* Whether s starts with the whole word w (then a space or the end). */
+static int is_word(const char *s, const char *w) {
+    while (*w) if (*s++ != *w++) return 0;
+    return *s == ' ' || *s == 0;
 }
 /* The value of "key=" on the command line, or 0. */
 static const char *param(const char *key, const char *from) {
@@ -152,7 +231,7 @@ static void interrupts_init(void) {
 }
 
 /* --- virtio-mmio ------------------------------------------------------------ */
-#define QSZ 8
+#define QSZ 32
 struct desc { u64 addr; u32 len; u16 flags, next; };
 struct avail { u16 flags, idx, ring[QSZ], used_event; };
 struct used_elem { u32 id, len; };
@@ -177,8 +256,10 @@ static int ndevs;
 static void find_devices(void) {
     const char *s = cmdline;
     while ((s = param("virtio_mmio.device=", s)) && ndevs < 4) {
-        if (!starts(s, "4K@")) fail("virtio_mmio.device size is not 4K");
-        s += 3;
+        /* <size>@: "4K" from vmm-bin, "512" from QEMU's microvm. */
+        u64 size = parse_num(&s);
+        if (*s == 'K') { size <<= 10; s++; }
+        if (*s++ != '@' || size < 0x100) fail("bad virtio_mmio.device size");
         u64 base = parse_num(&s);
         if (*s++ != ':') fail("no :<irq> in virtio_mmio.device");
         u32 gsi = (u32)parse_num(&s);
@@ -310,6 +391,7 @@ static void test_rng(void) {
 struct blk_req { u32 type, reserved; u64 sector; };
 static struct blk_req hdr;
 static u8 status;
+static u32 blk_used; /* the used length of the last request */
 
 /* One block request; returns the status byte (0xee if none was written). */
 static u8 blk(struct dev *d, u32 type, u64 sector, void *data, u32 len, int writable) {
@@ -324,45 +406,145 @@ static u8 blk(struct dev *d, u32 type, u64 sector, void *data, u32 len, int writ
         b[1] = b[2];
         submit(d, 0, b, 2);
     }
-    u32 used = wait_used(d, 0);
-    puts_("  used "); put_dec(used); putc_('\n');
+    blk_used = wait_used(d, 0);
     return status;
 }
 
-static void test_blk(void) {
+/* "<name>-status S" and "<name>-used N" for one request. */
+static void blk_line(const char *name, u8 st) {
+    puts_(name); puts_("-status "); put_dec(st); putc_('\n');
+    puts_(name); puts_("-used "); put_dec(blk_used); putc_('\n');
+}
+
+#define BLK_F_RO (1ull << 5)
+#define BLK_F_BLK_SIZE (1ull << 6)
+#define BLK_F_SEG_MAX (1ull << 2)
+#define BLK_F_FLUSH (1ull << 9)
+#define BLK_F_DISCARD (1ull << 13)
+#define BLK_F_WRITE_ZEROES (1ull << 14)
+
+/* Initialises the disk with the features a driver would take. */
+static struct dev *blk_init(void) {
     struct dev *d = device(2);
     u64 f = features(d);
     line("features-ro", (f >> 5) & 1);
     line("features-flush", (f >> 9) & 1);
-    u64 want = (1ull << 9) | (1ull << 6) | (1ull << 2) | (1ull << 5);
-    init(d, want, 1);
-    u64 cap = mmio_read(d->base + 0x100) | ((u64)mmio_read(d->base + 0x104) << 32);
+    line("features-discard", (f >> 13) & 1);
+    line("features-write-zeroes", (f >> 14) & 1);
+    init(d, BLK_F_FLUSH | BLK_F_BLK_SIZE | BLK_F_SEG_MAX | BLK_F_RO, 1);
+    return d;
+}
+
+static u64 blk_capacity(struct dev *d) {
+    return mmio_read(d->base + 0x100) | ((u64)mmio_read(d->base + 0x104) << 32);
+}
+
+static void test_blk(void) {
+    struct dev *d = blk_init();
+    u64 cap = blk_capacity(d);
     line("capacity", cap);
+    line("seg_max", mmio_read(d->base + 0x100 + 12));
     line("blk_size", mmio_read(d->base + 0x100 + 20));
     memset(buf, 0, 512);
-    line("get-id-status", blk(d, 8, 0, buf, 20, 1));
+    blk_line("get-id", blk(d, 8, 0, buf, 20, 1));
     puts_("id "); puts_((char *)buf); putc_('\n');
     memset(buf, 0, 512);
-    line("read0-status", blk(d, 0, 0, buf, 512, 1));
+    blk_line("read0", blk(d, 0, 0, buf, 512, 1));
     buf[31] = 0;
     puts_("sector0 "); puts_((char *)buf); putc_('\n');
     memcpy(buf2, "written by the guest, sector 1", 31);
     memset(buf2 + 31, 0x5a, 512 - 31);
-    line("write1-status", blk(d, 1, 1, buf2, 512, 0));
-    line("flush-status", blk(d, 4, 0, 0, 0, 0));
+    blk_line("write1", blk(d, 1, 1, buf2, 512, 0));
+    blk_line("flush", blk(d, 4, 0, 0, 0, 0));
     memset(buf, 0, 512);
-    line("read1-status", blk(d, 0, 1, buf, 512, 1));
+    blk_line("read1", blk(d, 0, 1, buf, 512, 1));
     int same = 1;
     for (int i = 0; i < 512; i++) if (buf[i] != buf2[i]) same = 0;
     line("read1-matches", (u64)same);
     memset(buf, 0xaa, 1024);
-    line("oob-status", blk(d, 0, cap, buf, 512, 1));
-    line("oob-straddle-status", blk(d, 0, cap - 1, buf, 1024, 1));
+    blk_line("oob", blk(d, 0, cap, buf, 512, 1));
+    blk_line("oob-straddle", blk(d, 0, cap - 1, buf, 1024, 1));
     int untouched = 1;
     for (int i = 0; i < 1024; i++) if (buf[i] != 0xaa) untouched = 0;
     line("oob-untouched", (u64)untouched);
-    line("unsupported-status", blk(d, 0x7777, 0, buf, 512, 1));
+    blk_line("unsupported", blk(d, 0x7777, 0, buf, 512, 1));
     line("irqs", irq_count);
+}
+
+/* Writes sector 2 (acknowledged, not flushed), says so, then waits
+   forever: the host stops the VMM with a signal and checks the file. */
+static void test_blk_write_spin(void) {
+    struct dev *d = blk_init();
+    memcpy(buf2, "durable after SIGTERM, sector 2", 32);
+    memset(buf2 + 32, 0x3c, 512 - 32);
+    blk_line("write2", blk(d, 1, 2, buf2, 512, 0));
+    puts_("waiting for the host\n");
+    for (;;) __asm__ volatile("cli; hlt");
+}
+
+/* Throughput: vtest-count=N 64 KiB reads, 8 in flight, spread over the
+   disk. No clock in the guest: the host times whole runs of different N. */
+#define BENCH_DEPTH 8
+#define BENCH_LEN 65536
+static u8 bench_buf[BENCH_DEPTH][BENCH_LEN] __attribute__((aligned(4096)));
+static struct blk_req bench_hdr[BENCH_DEPTH];
+static u8 bench_status[BENCH_DEPTH];
+
+static void bench_post(struct dev *d, int k, u64 sector) {
+    struct vq *q = &d->q[0];
+    u16 h = (u16)(3 * k);
+    bench_hdr[k] = (struct blk_req){0, 0, sector};
+    bench_status[k] = 0xee;
+    q->desc[h] = (struct desc){(u64)&bench_hdr[k], 16, 1, (u16)(h + 1)};
+    q->desc[h + 1] = (struct desc){(u64)bench_buf[k], BENCH_LEN, 3, (u16)(h + 2)};
+    q->desc[h + 2] = (struct desc){(u64)&bench_status[k], 1, 2, 0};
+    q->avail.ring[q->next_avail % QSZ] = h;
+    barrier();
+    q->next_avail++;
+    q->avail.idx = q->next_avail;
+}
+
+static void test_blk_bench(void) {
+    struct dev *d = device(2);
+    init(d, BLK_F_FLUSH | BLK_F_BLK_SIZE | BLK_F_SEG_MAX, 1);
+    const char *c = param("vtest-count=", cmdline);
+    u64 count = c ? parse_num(&c) : 1000;
+    u64 blocks = blk_capacity(d) / (BENCH_LEN / 512);
+    if (blocks == 0) fail("disk smaller than one bench block");
+    struct vq *q = &d->q[0];
+    u64 submitted = 0, completed = 0, errors = 0;
+    for (int k = 0; k < BENCH_DEPTH && submitted < count; k++, submitted++)
+        bench_post(d, k, (submitted * 7 % blocks) * (BENCH_LEN / 512));
+    barrier();
+    mmio_write(d->base + 0x50, 0);
+    irq_device = d->base;
+    while (completed < count) {
+        __asm__ volatile("cli");
+        barrier();
+        if (*(volatile u16 *)&q->used.idx == q->last_used) {
+            __asm__ volatile("sti; hlt");
+            continue;
+        }
+        __asm__ volatile("sti");
+        int posted = 0;
+        while (*(volatile u16 *)&q->used.idx != q->last_used) {
+            u32 id = q->used.ring[q->last_used % QSZ].id;
+            q->last_used++;
+            int k = (int)(id / 3);
+            if (bench_status[k] != 0) errors++;
+            completed++;
+            if (submitted < count) {
+                bench_post(d, k, (submitted * 7 % blocks) * (BENCH_LEN / 512));
+                submitted++;
+                posted = 1;
+            }
+        }
+        barrier();
+        if (posted) mmio_write(d->base + 0x50, 0);
+    }
+    line("bench-requests", completed);
+    line("bench-errors", errors);
+    line("bench-bytes", completed * BENCH_LEN);
 }
 
 static void test_console(void) {
@@ -775,18 +957,38 @@ static void test_vsock(void) {
     line("irqs-nonzero", irq_count > 0);
 }
 
+static void run(void);
+
+/* The vmlinux entry: the command line's address is in the zero page. */
 void main(u8 *zero_page) {
     cmdline = (const char *)(u64)*(u32 *)(zero_page + 0x228);
+    run();
+}
+
+#ifdef PVH
+/* The PVH entry: hvm_start_info's cmdline_paddr (offset 24). */
+void pvh_main(u32 start_info) {
+    u8 *si = (u8 *)(u64)start_info;
+    if (*(u32 *)si != 0x336ec578) fail("bad hvm_start_info magic");
+    cmdline = (const char *)*(u64 *)(si + 24);
+    puts_("boot pvh\n");
+    run();
+}
+#endif
+
+static void run(void) {
     interrupts_init();
     find_devices();
     const char *t = param("vtest=", cmdline);
     if (!t) fail("no vtest= on the command line");
-    if (starts(t, "rng")) test_rng();
-    else if (starts(t, "blk")) test_blk();
-    else if (starts(t, "console")) test_console();
-    else if (starts(t, "hostile")) test_hostile();
-    else if (starts(t, "net")) test_net();
-    else if (starts(t, "vsock")) test_vsock();
+    if (is_word(t, "rng")) test_rng();
+    else if (is_word(t, "blk")) test_blk();
+    else if (is_word(t, "blk-write-spin")) test_blk_write_spin();
+    else if (is_word(t, "blk-bench")) test_blk_bench();
+    else if (is_word(t, "console")) test_console();
+    else if (is_word(t, "hostile")) test_hostile();
+    else if (is_word(t, "net")) test_net();
+    else if (is_word(t, "vsock")) test_vsock();
     else fail("unknown vtest");
     puts_("done\n");
     exit_(0);
