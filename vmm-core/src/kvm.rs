@@ -99,6 +99,9 @@ mod tests {
         // /dev/null opens but is not KVM: the API-version ioctl fails.
         let e = open_kvm(Path::new("/dev/null")).unwrap_err();
         assert!(matches!(e, KvmError::NotKvm { .. }), "{e}");
-        assert!(e.to_string().contains("/dev/null is not a KVM device"), "{e}");
+        assert!(
+            e.to_string().contains("/dev/null is not a KVM device"),
+            "{e}"
+        );
     }
 }
