@@ -22,8 +22,8 @@ pub use guest_asm::assemble;
 pub use iced_x86::code_asm;
 pub use netns::NetNs;
 pub use run::{
-    require_kvm, run_raw, run_vmm, run_vmm_until, run_vmm_wrapped, target_dir, vmm_bin,
-    vmm_command, workspace_root, Output, RawRun, StreamedRun, PROCESS_WATCHDOG,
+    require_kvm, run_raw, run_vmm, run_vmm_until, run_vmm_wrapped, spawn_vmm, target_dir, vmm_bin,
+    vmm_command, workspace_root, Background, Output, RawRun, StreamedRun, PROCESS_WATCHDOG,
 };
 pub use temp_file::TempFile;
-pub use virtio_guest::virtio_guest;
+pub use virtio_guest::{virtio_guest, virtio_guest_pvh};

@@ -42,7 +42,7 @@ pub use vmm_core::config::SerialConfig as SerialOut;
 
 /// Run a guest under KVM.
 #[derive(Debug, Parser)]
-#[command(name = "vmm-bin", version, about, after_help = EXIT_STATUS_HELP)]
+#[command(name = "vmm-bin", version, about, after_help = help_footer())]
 pub struct Cli {
     /// Guest image: Linux bzImage/vmlinux, PVH ELF, Multiboot kernel, ELF program or raw binary (detected).
     #[arg(long, value_name = "PATH")]
@@ -80,8 +80,8 @@ pub struct Cli {
     #[arg(long = "no-kernel-cache")]
     pub no_kernel_cache: bool,
 
-    /// Guest RAM in MiB.
-    #[arg(long, value_name = "MIB", default_value = "128", value_parser = parse_u64)]
+    /// Guest RAM: MiB, or with a unit (512M, 2G, 1T; MiB, GiB, TiB also).
+    #[arg(long, value_name = "MIB|SIZE", default_value = "128", value_parser = parse_memory)]
     pub memory: u64,
 
     /// Number of vCPUs (1 to the KVM maximum; more than one needs the PC platform).
@@ -128,7 +128,7 @@ pub struct Cli {
     #[arg(long)]
     pub rng: bool,
 
-    /// A virtio console (hvc0): its output goes to stdio (which then also feeds its input), a file, or nowhere.
+    /// A virtio console (hvc0): its output goes to stdio, a file, or nowhere. With stdio, stdin feeds hvc0 instead of the UART.
     #[arg(long = "virtio-console", value_name = "stdio|file:PATH|none", value_parser = parse_serial)]
     pub virtio_console: Option<SerialOut>,
 
@@ -140,8 +140,8 @@ pub struct Cli {
     #[arg(long = "trace-io")]
     pub trace_io: bool,
 
-    /// Stop after N port/MMIO exits.
-    #[arg(long = "max-exits", value_name = "N", value_parser = parse_u64)]
+    /// Stop after N port/MMIO exits (N at least 1).
+    #[arg(long = "max-exits", value_name = "N", value_parser = parse_max_exits)]
     pub max_exits: Option<u64>,
 
     /// Stop after SECS seconds of wall time (decimals allowed).
@@ -181,6 +181,23 @@ pub struct Cli {
     pub verbose: u8,
 }
 
+/// Examples a new user can copy, shown at the end of --help.
+const EXAMPLES: &str = "\
+Examples:
+  # the seed guest: 12 bytes of real-mode code that print 4 and halt
+  vmm-bin --kernel integration-tests/guests/hello.bin
+  # a Multiboot kernel with a command line and a module, on the PC platform
+  vmm-bin --kernel kernel.elf --cmdline 'console=ttyS0' --module initrd.img
+  # Linux with a root disk on virtio-blk, its console on the UART
+  vmm-bin --kernel bzImage --memory 512M --disk path=rootfs.ext4 \\
+      --cmdline 'console=ttyS0 root=/dev/vda rw' --timeout 60
+";
+
+/// The text after the options in --help: examples, then exit statuses.
+fn help_footer() -> String {
+    format!("{EXAMPLES}\n{EXIT_STATUS_HELP}")
+}
+
 /// Parses a decimal or 0x-hex number.
 pub fn parse_u64(s: &str) -> Result<u64, String> {
     let t = s.trim();
@@ -194,6 +211,56 @@ pub fn parse_u64(s: &str) -> Result<u64, String> {
             u64::MAX
         )
     })
+}
+
+/// clap's error as one line (the README promises one-line errors): its
+/// message paragraph joined, without the usage block and the "try --help"
+/// footer, with a pointer to --help instead.
+pub fn one_line_error(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let message: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let joined = message.join(" ");
+    let joined = joined.strip_prefix("error: ").unwrap_or(&joined);
+    format!("{joined} (see --help)")
+}
+
+/// Parses `--max-exits`: a budget of 0 would stop the guest before its
+/// first exit, which nobody means.
+pub fn parse_max_exits(s: &str) -> Result<u64, String> {
+    match parse_u64(s)? {
+        0 => Err(
+            "--max-exits 0 allows no exit at all; give at least 1 (or leave it out for no limit)"
+                .into(),
+        ),
+        n => Ok(n),
+    }
+}
+
+/// Parses a guest RAM size into MiB: a plain number is MiB (as before
+/// units were accepted); `M`/`MiB`, `G`/`GiB` and `T`/`TiB` scale it.
+pub fn parse_memory(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let units: [(&[&str], u32); 3] = [
+        (&["MiB", "M", "m"], 0),
+        (&["GiB", "G", "g"], 10),
+        (&["TiB", "T", "t"], 20),
+    ];
+    for (suffixes, shift) in units {
+        if let Some(number) = suffixes.iter().find_map(|u| t.strip_suffix(u)) {
+            let n = parse_u64(number).map_err(|_| {
+                format!("'{s}' is not a size (a number of MiB, or one with M, G or T)")
+            })?;
+            return n
+                .checked_mul(1 << shift)
+                .ok_or_else(|| format!("'{s}' is too large (at most {} MiB)", u64::MAX));
+        }
+    }
+    parse_u64(t)
+        .map_err(|_| format!("'{s}' is not a size (a number of MiB, or one with M, G or T)"))
 }
 
 fn parse_u16(s: &str, what: &str) -> Result<u16, String> {
@@ -367,6 +434,36 @@ mod tests {
         assert!(parse_u64("12abc").unwrap_err().contains("'12abc'"));
         assert!(parse_u64("-1").is_err());
         assert!(parse_u64("0x").is_err());
+    }
+
+    #[test]
+    fn test_clap_errors_are_one_line() {
+        let e = Cli::try_parse_from(["vmm-bin"]).unwrap_err();
+        let line = one_line_error(&e);
+        assert!(!line.contains('\n'), "{line}");
+        assert!(line.contains("--kernel"), "{line}");
+        assert!(!line.contains("Usage:"), "{line}");
+        let e = Cli::try_parse_from(["vmm-bin", "--kernel", "k", "--memory", "lots"]).unwrap_err();
+        let line = one_line_error(&e);
+        assert!(line.contains("'lots' is not a size"), "{line}");
+        assert!(!line.contains('\n'), "{line}");
+    }
+
+    #[test]
+    fn test_parse_memory_units() {
+        assert_eq!(parse_memory("128"), Ok(128));
+        assert_eq!(parse_memory("0x80"), Ok(128));
+        assert_eq!(parse_memory("512M"), Ok(512));
+        assert_eq!(parse_memory("512MiB"), Ok(512));
+        assert_eq!(parse_memory("2G"), Ok(2048));
+        assert_eq!(parse_memory("2GiB"), Ok(2048));
+        assert_eq!(parse_memory("1t"), Ok(1 << 20));
+        assert_eq!(parse_memory("10T"), Ok(10 << 20));
+        let e = parse_memory("lots").unwrap_err();
+        assert!(e.contains("'lots' is not a size"), "{e}");
+        assert!(parse_memory("G").unwrap_err().contains("'G'"));
+        let e = parse_memory("18446744073709551615T").unwrap_err();
+        assert!(e.contains("too large"), "{e}");
     }
 
     #[test]

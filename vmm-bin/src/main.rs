@@ -9,7 +9,7 @@ use vmm_core::devices::Console;
 use vmm_core::virtio::build_backends;
 use vmm_core::{HostOptions, Vm, VmConfig, VmOutcome, VmmError};
 
-use vmm_bin::cli::{Cli, SerialOut};
+use vmm_bin::cli::{self, Cli, SerialOut};
 use vmm_bin::signals::{self, signal_name};
 use vmm_bin::terminal::{restore_terminal, RawTerminal};
 use vmm_bin::{exit_status, hints};
@@ -55,7 +55,10 @@ fn run(cli: Cli, started_at: std::time::Instant) -> i32 {
     // The guest owns the terminal while it runs: raw mode (Ctrl-C still
     // stops the VM), restored when `_raw` drops, on panic (hook in main) and
     // on a forced second Ctrl-C (signal handler).
-    let stdio = config.devices.serial == SerialOut::Stdio;
+    // stdin feeds the console on stdio: hvc0 when virtio-console is there,
+    // else the UART (vmm-core routes it).
+    let stdio = config.devices.serial == SerialOut::Stdio
+        || config.devices.virtio_console == Some(SerialOut::Stdio);
     let _raw = if stdio {
         match RawTerminal::enable() {
             Ok(raw) => raw,
@@ -73,6 +76,19 @@ fn run(cli: Cli, started_at: std::time::Instant) -> i32 {
         ..cli.host_options()
     };
     if let Some(path) = &cli.metrics_file {
+        // Checked now, like --serial file:, not at the first write after
+        // the guest has run.
+        if let Err(e) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            eprintln!(
+                "vmm-bin: error: cannot write the metrics file {}: {e}",
+                path.display()
+            );
+            return exit_status::BAD_INPUT;
+        }
         // Without an interval, only the final report is written.
         let every = cli
             .metrics_interval
@@ -131,8 +147,11 @@ fn create_with_devices(
     let mut vm = Vm::create(config, host)?;
     let devices = build_devices(vm.device_options(console), &mut vm.interrupt_lines())?;
     vm.attach_devices(devices);
-    for backend in backends {
+    for backend in backends.devices {
         vm.attach_virtio(backend)?;
+    }
+    if let Some(link) = backends.console_input {
+        vm.connect_console_input(link);
     }
     Ok(vm)
 }
@@ -141,13 +160,14 @@ fn main() {
     let started_at = std::time::Instant::now();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
-        Err(e) => {
+        Err(e) if !e.use_stderr() => {
+            // --help, --version.
             let _ = e.print();
-            std::process::exit(if e.use_stderr() {
-                exit_status::BAD_INPUT
-            } else {
-                0
-            });
+            std::process::exit(0);
+        }
+        Err(e) => {
+            eprintln!("vmm-bin: error: {}", cli::one_line_error(&e));
+            std::process::exit(exit_status::BAD_INPUT);
         }
     };
     init_logging(cli.verbose);

@@ -322,8 +322,11 @@ impl VmBuilder {
                 .register_mmio(&d.name, MmioAddress(d.base), d.len, d.device)?;
         }
         vm.attach_devices(devices);
-        for backend in backends {
+        for backend in backends.devices {
             vm.attach_virtio(backend)?;
+        }
+        if let Some(link) = backends.console_input {
+            vm.connect_console_input(link);
         }
         Ok(vm)
     }

@@ -1,9 +1,17 @@
-//! Shared run state of one VM: whether it is stopping, why, and how many
-//! exits it has taken. Every vCPU thread, every device that can end the VM
-//! and the watchdog talk through this one object.
+//! Shared run state of one VM: whether it is stopping, why, how many exits
+//! it has taken, and whether it is paused. Every vCPU thread, every device
+//! that can end the VM, the watchdog and [`crate::VmHandle`] talk through
+//! this one object.
+//!
+//! Pausing: a handle asks ([`VmControl::want_pause`]) and waits
+//! ([`VmControl::wait_run_state`]); the main loop kicks every vCPU out of
+//! KVM_RUN, each vCPU thread parks ([`VmControl::park`]) until the pause is
+//! withdrawn or the VM stops, and once all are parked the main loop saves
+//! the clock and publishes [`RunState::Paused`].
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use vmm_devices::{VmEvent, VmEventSink};
 
@@ -19,6 +27,28 @@ pub struct VmControl {
     outcome: Mutex<Option<VmOutcome>>,
     exits: AtomicU64,
     max_exits: Option<u64>,
+    /// Fast check for the vCPU loop; the truth is in `pause`.
+    pause_wanted: AtomicBool,
+    pause: Mutex<PauseState>,
+    pause_changed: Condvar,
+}
+
+/// Whether a VM's vCPUs run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RunState {
+    /// Running (or not started yet).
+    #[default]
+    Running,
+    /// Every vCPU is parked outside KVM_RUN and the devices take no
+    /// requests.
+    Paused,
+}
+
+#[derive(Debug, Default)]
+struct PauseState {
+    wanted: bool,
+    state: RunState,
+    parked: usize,
 }
 
 impl VmControl {
@@ -94,6 +124,100 @@ impl VmControl {
     /// Exits counted so far.
     pub fn exits(&self) -> u64 {
         self.exits.load(Ordering::Relaxed)
+    }
+}
+
+impl VmControl {
+    fn pause_state(&self) -> MutexGuard<'_, PauseState> {
+        self.pause.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Asks for (`true`) or withdraws (`false`) a pause; the main loop,
+    /// woken by the caller, carries it out.
+    pub fn want_pause(&self, wanted: bool) {
+        let mut p = self.pause_state();
+        p.wanted = wanted;
+        self.pause_wanted.store(wanted, Ordering::SeqCst);
+        self.pause_changed.notify_all();
+    }
+
+    /// Whether a pause is wanted (checked by the vCPU loop before every
+    /// KVM_RUN).
+    pub fn pause_wanted(&self) -> bool {
+        self.pause_wanted.load(Ordering::SeqCst)
+    }
+
+    /// On a vCPU thread that left KVM_RUN for a pause: waits, counted as
+    /// parked, until the pause is withdrawn or the VM stops.
+    pub fn park(&self) {
+        let mut p = self.pause_state();
+        p.parked += 1;
+        self.pause_changed.notify_all();
+        // Until the main loop has restored the clock and published
+        // Running, not merely until the pause is withdrawn.
+        while (p.wanted || p.state == RunState::Paused) && !self.is_stopping() {
+            // A bounded wait: a stop raised from a signal handler cannot
+            // notify, and the main loop's notification follows it anyway.
+            p = self
+                .pause_changed
+                .wait_timeout(p, Duration::from_millis(100))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        p.parked -= 1;
+        self.pause_changed.notify_all();
+    }
+
+    /// How many vCPU threads are parked.
+    pub fn parked(&self) -> usize {
+        self.pause_state().parked
+    }
+
+    /// Waits up to `timeout` for `parked() >= n`; returns whether it got
+    /// there.
+    pub fn wait_parked(&self, n: usize, timeout: Duration) -> bool {
+        let p = self.pause_state();
+        let (p, _) = self
+            .pause_changed
+            .wait_timeout_while(p, timeout, |p| p.parked < n && !self.is_stopping())
+            .unwrap_or_else(|e| e.into_inner());
+        p.parked >= n
+    }
+
+    /// Publishes the run state (the main loop, once it is true).
+    pub fn set_run_state(&self, state: RunState) {
+        self.pause_state().state = state;
+        self.pause_changed.notify_all();
+    }
+
+    /// The published run state.
+    pub fn run_state(&self) -> RunState {
+        self.pause_state().state
+    }
+
+    /// Waits until the published state is `want` (true), the VM stops or
+    /// `timeout` passes (false).
+    pub fn wait_run_state(&self, want: RunState, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        let mut p = self.pause_state();
+        while p.state != want && !self.is_stopping() {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            p = self
+                .pause_changed
+                .wait_timeout(p, left.min(Duration::from_millis(100)))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        p.state == want
+    }
+
+    /// Wakes everything waiting on the pause state (after a stop).
+    pub fn wake_waiters(&self) {
+        let _p = self.pause_state();
+        self.pause_changed.notify_all();
     }
 }
 

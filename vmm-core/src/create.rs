@@ -18,7 +18,7 @@ use crate::boot::{is_pc, load_image, Loaded};
 use crate::config::{HostOptions, VmConfig};
 use crate::control::VmControl;
 use crate::error::VmmError;
-use crate::firmware::{write_firmware_tables, PlatformInfo};
+use crate::firmware::{write_firmware_tables, PlatformInfo, VirtioMmio};
 use crate::kvm::open_kvm;
 use crate::platform::create_irqchip;
 use crate::virtio::virtio_layout;
@@ -114,6 +114,13 @@ impl Vm {
             let info = PlatformInfo {
                 pm_timer_32bit: acpi_pm::PM_TMR_VAL_EXT,
                 rtc_century_index: cmos::CMOS_CENTURY,
+                virtio_mmio: virtio_slots
+                    .iter()
+                    .map(|slot| VirtioMmio {
+                        base: slot.base,
+                        gsi: slot.gsi as u8,
+                    })
+                    .collect(),
                 ..PlatformInfo::pc(cpus as u8, acpi_pm::S5_SLP_TYP)
             };
             let tables = write_firmware_tables(ram.memory(), &info)?;

@@ -43,6 +43,17 @@ pub enum VmmError {
     /// No kernel image was given.
     #[error("no kernel image given")]
     NoKernel,
+    /// A control request (pause, resume) reached a VM that has stopped.
+    #[error("the VM is not running: it has stopped")]
+    NotRunning,
+    /// The VM did not reach the state a control request asked for in time.
+    #[error("the VM did not {what} within {after:?}")]
+    StateChangeTimeout {
+        /// "pause" or "resume".
+        what: &'static str,
+        /// How long the request waited.
+        after: std::time::Duration,
+    },
     /// An input file (kernel, initrd, module) cannot be read or used.
     #[error(transparent)]
     Input(#[from] vmm_loader::input::InputError),
@@ -174,15 +185,16 @@ pub enum VmmError {
         /// The attached device's type.
         got: u32,
     },
-    /// A virtio device kind this build has no backend for yet.
-    #[error("virtio {kind:?} devices are not implemented yet")]
-    VirtioNotBuilt {
-        /// The kind asked for.
-        kind: crate::virtio::VirtioKind,
-    },
     /// A virtio-net device could not be set up (its tap, its MAC).
     #[error(transparent)]
     Net(#[from] vmm_devices::virtio::net::NetError),
+    /// The vsock device's host socket could not be set up.
+    #[error(transparent)]
+    Vsock(vmm_devices::virtio::vsock::VsockError),
+    /// A disk image cannot be used (missing, not a disk, in use by another
+    /// VM, a bad serial...); the message names the image.
+    #[error(transparent)]
+    Disk(#[from] vmm_devices::virtio::block::BlockError),
     /// A virtio transport could not be created.
     #[error(transparent)]
     VirtioTransport(#[from] vmm_devices::virtio::mmio::TransportError),
@@ -230,7 +242,7 @@ impl VmmError {
             | VmmError::CpuCount { .. }
             | VmmError::SmpNeedsPc { .. }
             | VmmError::TooManyVirtioDevices { .. }
-            | VmmError::VirtioNotBuilt { .. }
+            | VmmError::Disk(_)
             | VmmError::OverlapsFirmwareTables { .. }
             | VmmError::Layout(_)
             | VmmError::Load { .. }
@@ -244,6 +256,8 @@ impl VmmError {
             | VmmError::GuestRam(vmm_memory::GuestRamError::RangeTooLarge(_)) => {
                 ErrorClass::BadInput
             }
+            // An unusable socket path (a file in the way, no directory).
+            VmmError::Vsock(e) if e.is_bad_path() => ErrorClass::BadInput,
             VmmError::Kvm(_) => ErrorClass::KvmUnavailable,
             _ => ErrorClass::Internal,
         }

@@ -2,10 +2,15 @@
 //! handler, a control API, a test) acts on a running VM.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use vmm_sys_util::eventfd::EventFd;
 
-use crate::control::VmControl;
+use crate::control::{RunState, VmControl};
+use crate::error::VmmError;
+
+/// How long [`VmHandle::pause`] and [`VmHandle::resume`] wait for the VM.
+pub const STATE_CHANGE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A cheap, cloneable handle to one VM, valid before, during and after
 /// [`crate::Vm::run`].
@@ -61,5 +66,56 @@ impl VmHandle {
     /// Whether the VM is stopping or stopped, for whatever reason.
     pub fn is_stopping(&self) -> bool {
         self.control.is_stopping()
+    }
+
+    /// Pauses the VM and returns once it is paused: every vCPU out of
+    /// KVM_RUN and parked, the device thread taking no requests, the
+    /// guest's KVM clock saved (restored by [`Self::resume`], so the guest
+    /// sees no jump). Pausing a paused VM does nothing. Blocks for at most
+    /// [`STATE_CHANGE_TIMEOUT`]; a VM that has not started running yet
+    /// pauses as soon as it does.
+    ///
+    /// Not async-signal-safe (it waits on a condition variable).
+    pub fn pause(&self) -> Result<(), VmmError> {
+        self.change_state(true, RunState::Paused, "pause")
+    }
+
+    /// Resumes a paused VM where it stopped and returns once its vCPUs
+    /// run again. Resuming a running VM does nothing.
+    pub fn resume(&self) -> Result<(), VmmError> {
+        self.change_state(false, RunState::Running, "resume")
+    }
+
+    /// Whether the VM is paused.
+    pub fn is_paused(&self) -> bool {
+        self.control.run_state() == RunState::Paused
+    }
+
+    fn change_state(
+        &self,
+        pause: bool,
+        want: RunState,
+        what: &'static str,
+    ) -> Result<(), VmmError> {
+        if self.control.is_stopping() {
+            return Err(VmmError::NotRunning);
+        }
+        self.control.want_pause(pause);
+        let _ = self.wake.write(1);
+        if self.control.wait_run_state(want, STATE_CHANGE_TIMEOUT) {
+            return Ok(());
+        }
+        if self.control.is_stopping() {
+            return Err(VmmError::NotRunning);
+        }
+        if pause {
+            // Give up cleanly: vCPUs already parked run on.
+            self.control.want_pause(false);
+            let _ = self.wake.write(1);
+        }
+        Err(VmmError::StateChangeTimeout {
+            what,
+            after: STATE_CHANGE_TIMEOUT,
+        })
     }
 }

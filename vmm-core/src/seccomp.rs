@@ -18,6 +18,12 @@ use vmm_sys_util::signal::register_signal_handler;
 
 /// KVM_RUN = _IO(KVMIO, 0x80).
 const KVM_RUN: u64 = 0xae80;
+/// Size of `struct kvm_clock_data`, in the two clock ioctls' numbers.
+const CLOCK_DATA_LEN: u64 = std::mem::size_of::<kvm_bindings::kvm_clock_data>() as u64;
+/// KVM_GET_CLOCK = _IOR(KVMIO, 0x7c, struct kvm_clock_data).
+const KVM_GET_CLOCK: u64 = (2 << 30) | (CLOCK_DATA_LEN << 16) | 0xae7c;
+/// KVM_SET_CLOCK = _IOW(KVMIO, 0x7b, struct kvm_clock_data).
+const KVM_SET_CLOCK: u64 = (1 << 30) | (CLOCK_DATA_LEN << 16) | 0xae7b;
 
 /// Exit status after a seccomp violation: 128 + SIGSYS.
 pub const SECCOMP_VIOLATION_STATUS: i32 = 128 + libc::SIGSYS;
@@ -104,33 +110,52 @@ const MAIN_ONLY: &[i64] = &[
 ];
 
 /// What the virtio device thread adds: its event loop, positioned disk I/O
-/// and durability, discard/write-zeroes, entropy, Unix-socket traffic for
-/// vsock (connecting to and accepting from the host side), tap frames for
-/// virtio-net (`read`, `write`), plus `ioctl(TUNSETOFFLOAD)` (`rules_for`).
+/// and durability, discard/write-zeroes, entropy, tap frames for
+/// virtio-net (`read`, `write`, plus `ioctl(TUNSETOFFLOAD)` in `rules_for`),
+/// and vsock's host side ([`VSOCK`], plus `socket(2)` for `AF_UNIX` only, in
+/// [`rules_for`]).
 const DEVICE_ONLY: &[i64] = &[
+    // Queue eventfds, the block device's re-arm eventfd, host input.
     libc::SYS_read,
     libc::SYS_readv,
     libc::SYS_epoll_wait,
     libc::SYS_epoll_pwait,
     libc::SYS_epoll_ctl,
-    libc::SYS_pread64,
-    libc::SYS_pwrite64,
+    // virtio-blk: vectored reads/writes straight between the image and
+    // guest memory, FLUSH and shutdown, DISCARD/WRITE_ZEROES.
     libc::SYS_preadv,
     libc::SYS_pwritev,
     libc::SYS_fdatasync,
-    libc::SYS_fsync,
     libc::SYS_fallocate,
     libc::SYS_getrandom,
     libc::SYS_lseek,
     libc::SYS_fstat,
-    libc::SYS_socket,
-    libc::SYS_connect,
+];
+
+/// vsock's host side on the device thread (devices/src/virtio/vsock):
+/// the device's own epoll instance takes each connection's socket
+/// (`epoll_ctl`, `epoll_wait`, above); `accept4` takes host processes from
+/// the listening socket; `connect` reaches `<path>_<port>` for guest
+/// connections; `shutdown` half-closes a host socket when the guest will
+/// send no more; `timerfd_settime` arms and disarms the connect timeout
+/// (the timer is never read: re-arming clears it). Socket data moves with
+/// read(2)/write(2) (vm-memory's volatile I/O), so no send/recv calls.
+const VSOCK: &[i64] = &[
     libc::SYS_accept4,
-    libc::SYS_sendto,
-    libc::SYS_recvfrom,
-    libc::SYS_sendmsg,
-    libc::SYS_recvmsg,
+    libc::SYS_connect,
     libc::SYS_shutdown,
+    libc::SYS_timerfd_settime,
+];
+
+/// What virtio-blk calls on the device thread (a test keeps the list and
+/// the device in step).
+pub const BLOCK_SYSCALLS: &[i64] = &[
+    libc::SYS_preadv,
+    libc::SYS_pwritev,
+    libc::SYS_fdatasync,
+    libc::SYS_fallocate,
+    libc::SYS_read,
+    libc::SYS_write,
 ];
 
 fn rules_for(
@@ -146,18 +171,19 @@ fn rules_for(
         ThreadRole::Main => {
             rules.extend(MAIN_ONLY.iter().map(|s| (*s, vec![])));
             // Restoring the terminal from raw mode at the end (and reading
-            // its mode): TCGETS and TCSETS only.
-            let tty = [libc::TCGETS, libc::TCSETS]
+            // its mode): TCGETS and TCSETS; saving and restoring the guest
+            // clock around a pause: KVM_GET_CLOCK and KVM_SET_CLOCK.
+            let allowed = [libc::TCGETS, libc::TCSETS, KVM_GET_CLOCK, KVM_SET_CLOCK]
                 .into_iter()
                 .map(|req| {
                     SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, req)
                         .and_then(|c| SeccompRule::new(vec![c]))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            rules.insert(libc::SYS_ioctl, tty);
+            rules.insert(libc::SYS_ioctl, allowed);
         }
         ThreadRole::Device => {
-            rules.extend(DEVICE_ONLY.iter().map(|s| (*s, vec![])));
+            rules.extend(DEVICE_ONLY.iter().chain(VSOCK).map(|s| (*s, vec![])));
             // virtio-net gives its tap the offloads the driver accepted
             // once the driver is up, which only the device thread can do
             // (activation runs on a vCPU thread). Frames go through
@@ -169,6 +195,14 @@ fn rules_for(
                 libc::TUNSETOFFLOAD,
             )?;
             rules.insert(libc::SYS_ioctl, vec![SeccompRule::new(vec![offload])?]);
+            // vsock's connections to `<path>_<port>`: Unix sockets only.
+            let unix = SeccompCondition::new(
+                0,
+                SeccompCmpArgLen::Dword,
+                SeccompCmpOp::Eq,
+                libc::AF_UNIX as u64,
+            )?;
+            rules.insert(libc::SYS_socket, vec![SeccompRule::new(vec![unix])?]);
         }
     }
     Ok(rules)
@@ -250,9 +284,12 @@ mod tests {
         let main = rules_for(ThreadRole::Main).unwrap();
         assert_eq!(
             main[&libc::SYS_ioctl].len(),
-            2,
-            "main thread: the terminal ioctls (TCGETS, TCSETS) only"
+            4,
+            "main thread: the terminal ioctls (TCGETS, TCSETS) and the clock ones only"
         );
+        // The numbers the kernel headers give.
+        assert_eq!(KVM_GET_CLOCK, 0x8030_ae7c);
+        assert_eq!(KVM_SET_CLOCK, 0x4030_ae7b);
         assert!(!main.contains_key(&libc::SYS_execve));
         let device = rules_for(ThreadRole::Device).unwrap();
         assert_eq!(
@@ -260,6 +297,59 @@ mod tests {
             1,
             "device thread: TUNSETOFFLOAD only"
         );
+    }
+
+    #[test]
+    fn test_device_thread_may_open_unix_sockets_only() {
+        // SAFETY: fork in a test; the child only makes raw syscalls and exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let code = match confine_current_thread(ThreadRole::Device) {
+                // SAFETY: plain libc calls in the forked child.
+                Ok(()) => unsafe {
+                    libc::signal(libc::SIGSYS, libc::SIG_DFL);
+                    let unix = libc::syscall(libc::SYS_socket, libc::AF_UNIX, libc::SOCK_STREAM, 0);
+                    if unix < 0 {
+                        4
+                    } else {
+                        libc::syscall(libc::SYS_socket, libc::AF_INET, libc::SOCK_STREAM, 0);
+                        0
+                    }
+                },
+                Err(_) => 3,
+            };
+            // SAFETY: leaving the forked child without running destructors.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(
+            libc::WIFSIGNALED(status),
+            "AF_INET allowed, or AF_UNIX refused: status {status:#x}"
+        );
+        assert_eq!(libc::WTERMSIG(status), libc::SIGSYS);
+    }
+
+    #[test]
+    fn test_device_thread_allows_what_virtio_blk_calls_and_no_more_disk_calls() {
+        let device = rules_for(ThreadRole::Device).unwrap();
+        for nr in BLOCK_SYSCALLS {
+            assert!(device.contains_key(nr), "device list lacks {nr}");
+        }
+        // The disk is read and written with preadv/pwritev, made durable
+        // with fdatasync; the single-buffer and full-sync variants stay out.
+        for nr in [libc::SYS_pread64, libc::SYS_pwrite64, libc::SYS_fsync] {
+            assert!(!device.contains_key(&nr), "device list allows {nr}");
+        }
+        // Opening and locking images happens before the thread is confined.
+        for nr in [libc::SYS_openat, libc::SYS_flock, libc::SYS_ftruncate] {
+            assert!(!device.contains_key(&nr), "device list allows {nr}");
+        }
+        let vcpu = rules_for(ThreadRole::Vcpu).unwrap();
+        for nr in [libc::SYS_preadv, libc::SYS_pwritev, libc::SYS_fdatasync] {
+            assert!(!vcpu.contains_key(&nr), "vCPU list allows {nr}");
+        }
     }
 
     #[test]

@@ -21,16 +21,20 @@ use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC, EFD_NONBLOCK};
 use vmm_sys_util::signal::Killable;
 
+use crate::control::RunState;
 use crate::control::VmControl;
 use crate::dispatch::ExitDispatcher;
 use crate::error::VmmError;
 use crate::handle::VmHandle;
+use crate::host_input::HostInput;
 use crate::outcome::VmOutcome;
+use crate::pause::{PauseEnd, Pauser};
 use crate::platform::KvmInterruptLines;
 use crate::seccomp::{confine_current_thread, install_sigsys_handler, SeccompError, ThreadRole};
-use crate::serial_input::SerialInput;
 use crate::stats::VmStats;
-use crate::virtio::{register_queue_notifies, DeviceThread, SharedTransport, VirtioSlot, WINDOW};
+use crate::virtio::{
+    register_queue_notifies, ConsoleInputLink, DeviceThread, SharedTransport, VirtioSlot, WINDOW,
+};
 use vm_device::bus::MmioAddress;
 use vmm_devices::pc::InterruptLines;
 use vmm_devices::virtio::{MmioTransport, VirtioDevice};
@@ -41,6 +45,10 @@ pub type MetricsSink = Box<dyn FnMut(&VmStats) + Send>;
 /// How often a vCPU that has not stopped yet is kicked again. A kick can be
 /// delayed by a few ms while KVM emulates guest code on nested hosts.
 const KICK_RETRY: Duration = Duration::from_millis(5);
+
+/// When a guest that has written nothing to its console gets a hint
+/// logged (a warning): long enough for any small guest to have spoken.
+const QUIET_HINT_AFTER: Duration = Duration::from_secs(5);
 
 /// What a finished run reports.
 #[derive(Debug, Clone)]
@@ -92,7 +100,11 @@ pub struct Vm {
     irqchip: bool,
     bus: IoBus,
     post: Option<Arc<PostCodePort>>,
-    serial_input: Option<SerialInput>,
+    host_input: Option<HostInput>,
+    /// Host input goes to a virtio console, not to the UART.
+    input_to_virtio: bool,
+    /// The devices' console, watched for a guest that says nothing.
+    console: Option<Console>,
     control: Arc<VmControl>,
     wake: Arc<EventFd>,
     options: RunOptions,
@@ -138,6 +150,16 @@ enum VcpuFailure {
 
 type VcpuResult = (u64, Result<VcpuStop, VcpuFailure>, VcpuStats);
 
+/// What the main loop watches while the guest runs.
+struct Running<'a> {
+    dispatcher: &'a ExitDispatcher,
+    started: Instant,
+    done: &'a mpsc::Receiver<u64>,
+    vcpus: &'a [(u64, Arc<VcpuMetrics>)],
+    threads: &'a [JoinHandle<VcpuResult>],
+    devices: Option<&'a DeviceThread>,
+}
+
 impl Vm {
     pub(crate) fn new(parts: VmParts) -> Result<Self, VmmError> {
         let VmParts {
@@ -159,7 +181,9 @@ impl Vm {
             irqchip,
             bus: IoBus::new(),
             post: None,
-            serial_input: None,
+            host_input: None,
+            input_to_virtio: false,
+            console: None,
             control,
             wake,
             options,
@@ -209,6 +233,18 @@ impl Vm {
         Ok(slot)
     }
 
+    /// Sends the host's console input (when [`HostOptions`] has one) to a
+    /// virtio console instead of the UART: the guest asked for hvc0 on
+    /// stdio, and one reader of stdin can feed only one console.
+    ///
+    /// [`HostOptions`]: crate::HostOptions
+    pub fn connect_console_input(&mut self, link: ConsoleInputLink) {
+        if let Some(fd) = self.options.console_input {
+            self.host_input = Some(HostInput::new(fd, Box::new(link.input), link.drained));
+            self.input_to_virtio = true;
+        }
+    }
+
     /// A handle to stop this VM from another thread or a signal handler.
     pub fn handle(&self) -> VmHandle {
         VmHandle::new(self.control.clone(), self.wake.clone())
@@ -246,12 +282,17 @@ impl Vm {
 
     /// Puts `devices` behind this VM's exit dispatcher (replacing any
     /// attached before) and, with console input, connects the host's input
-    /// to their UART.
+    /// to their UART (unless [`Self::connect_console_input`] gave it to a
+    /// virtio console).
     pub fn attach_devices(&mut self, devices: BuiltDevices) {
         self.bus = devices.bus;
         self.post = Some(devices.post);
-        self.serial_input = match (self.options.console_input, devices.uart_rx_drained) {
-            (Some(fd), Some(drained)) => Some(SerialInput::new(fd, devices.uart, drained)),
+        self.console = Some(devices.console);
+        if self.input_to_virtio {
+            return;
+        }
+        self.host_input = match (self.options.console_input, devices.uart_rx_drained) {
+            (Some(fd), Some(drained)) => Some(HostInput::new(fd, Box::new(devices.uart), drained)),
             _ => None,
         };
     }
@@ -297,14 +338,17 @@ impl Vm {
     /// Waits for the first vCPU to leave its loop, the timeout, or a stop
     /// request through a [`VmHandle`], feeding the metrics sink on its
     /// interval meanwhile.
-    fn watch(
-        &mut self,
-        dispatcher: &ExitDispatcher,
-        started: Instant,
-        done: &mpsc::Receiver<u64>,
-        vcpus: &[(u64, Arc<VcpuMetrics>)],
-        events: &mut EventLoop,
-    ) -> Option<u64> {
+    fn watch(&mut self, run: Running<'_>, events: &mut EventLoop) -> Option<u64> {
+        let Running {
+            dispatcher,
+            started,
+            done,
+            vcpus,
+            threads,
+            devices,
+        } = run;
+        let mut pauser = Pauser::default();
+        let mut quiet_check = self.console.as_ref().map(|_| started + QUIET_HINT_AFTER);
         let deadline = self.options.timeout.map(|t| started + t);
         let mut next_report = self
             .options
@@ -323,6 +367,23 @@ impl Vm {
                 });
                 return None;
             }
+            match (self.control.pause_wanted(), self.control.run_state()) {
+                (true, RunState::Running) => {
+                    let end = pauser.pause(&self.control, &self.vm_fd, threads, done, devices);
+                    if let PauseEnd::VcpuEnded(i) = end {
+                        return Some(i);
+                    }
+                    continue;
+                }
+                (false, RunState::Paused) => {
+                    pauser.resume(&self.control, &self.vm_fd, devices);
+                }
+                _ => {}
+            }
+            if quiet_check.is_some_and(|at| now >= at) {
+                quiet_check = None;
+                self.hint_if_quiet(dispatcher);
+            }
             if let Some(at) = next_report.filter(|at| now >= *at) {
                 let stats = Self::snapshot(dispatcher, vcpus, started.elapsed());
                 if let Some((every, sink)) = self.options.metrics.as_mut() {
@@ -332,7 +393,7 @@ impl Vm {
             }
             // Nothing to poll for: a stop request, console input and vCPU
             // completion all wake the loop through their file descriptors.
-            let wait = [deadline, next_report]
+            let wait = [deadline, next_report, quiet_check]
                 .into_iter()
                 .flatten()
                 .map(|t| t.saturating_duration_since(now))
@@ -351,6 +412,22 @@ impl Vm {
                 std::thread::sleep(wait.unwrap_or(KICK_RETRY));
             }
         }
+    }
+
+    /// Logs a hint when the guest has not written a byte to its console
+    /// yet: a Linux kernel booting slowly looks exactly like a hung VMM.
+    fn hint_if_quiet(&self, dispatcher: &ExitDispatcher) {
+        if self.console.as_ref().is_some_and(|c| c.bytes_written() > 0) {
+            return;
+        }
+        let exits: u64 = dispatcher.exits_by_kind().iter().map(|(_, n)| n).sum();
+        log::warn!(
+            "no guest output {} s after the start; the guest is running ({exits} exits so far) \
+             but has written nothing to its serial or debug console. A Linux kernel prints \
+             nothing until its console is up: earlyprintk=serial,ttyS0 on its command line \
+             shows its early progress (slow where KVM emulates guest kernel code)",
+            QUIET_HINT_AFTER.as_secs()
+        );
     }
 
     /// Guest memory, to inspect or prepare before running.
@@ -395,7 +472,7 @@ impl Vm {
         ));
         let mut events: EventLoop = EventManager::new().map_err(VmmError::EventLoop)?;
         events.add_subscriber(Arc::new(Mutex::new(Wakeup(wakeup.clone()))));
-        if let Some(input) = self.serial_input.take() {
+        if let Some(input) = self.host_input.take() {
             events.add_subscriber(Arc::new(Mutex::new(input)));
         }
         let metrics: Vec<(u64, Arc<VcpuMetrics>)> = self
@@ -456,11 +533,20 @@ impl Vm {
             );
         }
 
-        if let Some(i) = self.watch(&dispatcher, started, &done_rx, &metrics, &mut events) {
+        let running = Running {
+            dispatcher: &dispatcher,
+            started,
+            done: &done_rx,
+            vcpus: &metrics,
+            threads: &threads,
+            devices: devices.as_ref(),
+        };
+        if let Some(i) = self.watch(running, &mut events) {
             reported.push(i);
         }
-        // Whatever ended one vCPU ends the VM.
+        // Whatever ended one vCPU ends the VM; parked vCPUs wake to see it.
         self.control.stop_all();
+        self.control.wake_waiters();
         stop_and_join(&threads, &indices, &done_rx, &mut reported);
         // No vCPU runs now: the devices finish and make writes durable.
         if let Some(d) = devices {
@@ -528,7 +614,19 @@ impl Vm {
                 };
                 gate.wait();
                 let result = match confined {
-                    Ok(()) => vcpu.run(&*dispatcher).map_err(VcpuFailure::Run),
+                    Ok(()) => loop {
+                        let stop = vcpu.run(&*dispatcher);
+                        // Out of KVM_RUN for a pause, not a stop: park,
+                        // then run on from the same state.
+                        if matches!(stop, Ok(VcpuStop::StopRequested))
+                            && control.pause_wanted()
+                            && !control.is_stopping()
+                        {
+                            control.park();
+                            continue;
+                        }
+                        break stop.map_err(VcpuFailure::Run);
+                    },
                     Err(e) => Err(VcpuFailure::Seccomp(e)),
                 };
                 match &result {

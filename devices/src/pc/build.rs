@@ -60,6 +60,9 @@ pub struct BuiltDevices {
     pub uart_rx_drained: Option<EventFd>,
     /// The POST-code port, for its history.
     pub post: Arc<PostCodePort>,
+    /// The console the UART and the debug console write to (its byte
+    /// count tells whether the guest has said anything).
+    pub console: Console,
 }
 
 /// Errors building the device set.
@@ -150,6 +153,7 @@ pub fn build_devices(
         uart,
         uart_rx_drained,
         post,
+        console: options.console.clone(),
     })
 }
 

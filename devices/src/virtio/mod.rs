@@ -9,10 +9,13 @@
 //!   reset, and the interrupt status.
 //! - [`interrupt::VirtioInterrupt`]: InterruptStatus bits plus the line
 //!   (a KVM irqfd in a VMM) behind vm-superio's `Trigger`.
-//! - Devices: [`rng::VirtioRng`] (entropy from `getrandom(2)`),
-//!   [`console::VirtioConsole`] (one port; output to a [`crate::Console`],
-//!   host input through a bounded [`console::ConsoleInput`]) and
-//!   [`net::VirtioNet`] (a host tap behind [`net::TapIo`]).
+//! - Devices: [`block::VirtioBlock`] (a raw image file or block device,
+//!   opened by [`block::BlockConfig`]), [`rng::VirtioRng`] (entropy from
+//!   `getrandom(2)`), [`console::VirtioConsole`] (one port; output to a
+//!   [`crate::Console`], host input through a bounded
+//!   [`console::ConsoleInput`]), [`net::VirtioNet`] (a host tap behind
+//!   [`net::TapIo`]) and [`vsock::VirtioVsock`] (stream sockets to host Unix
+//!   sockets, Firecracker's convention).
 //!
 //! Threading: the guest's register accesses arrive on vCPU threads; queue
 //! notifications arrive as eventfds ([`mmio::MmioTransport::queue_events`],
@@ -24,6 +27,7 @@
 //! Nothing here knows KVM: the unit tests drive a transport with the
 //! register sequence a driver writes and `virtio-queue`'s mock queues.
 
+pub mod block;
 pub mod console;
 pub mod device;
 pub mod interrupt;
@@ -32,13 +36,16 @@ pub mod net;
 pub mod rng;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod vsock;
 
+pub use block::{BlockConfig, BlockError, VirtioBlock};
 pub use console::{ConsoleInput, VirtioConsole};
 pub use device::{DeviceError, QueueContext, VirtioDevice};
 pub use interrupt::VirtioInterrupt;
 pub use mmio::{MmioTransport, VIRTIO_MMIO_WINDOW};
 pub use net::VirtioNet;
 pub use rng::VirtioRng;
+pub use vsock::VirtioVsock;
 
 /// `VIRTIO_F_VERSION_1`: the device follows virtio 1.x (required: this
 /// transport has no legacy interface).

@@ -654,6 +654,114 @@ fn bus_seeds(out: &Out) {
     out.put("bus_dispatch", "mixed-then-debug-exit", &e.take());
 }
 
+/// `vmm_fuzz::virtio::Op` variants and the device feature sets the seeds
+/// negotiate.
+mod vop {
+    pub const N: u64 = 7;
+    pub const DESC: u64 = 0;
+    pub const AVAIL: u64 = 1;
+    pub const NOTIFY: u64 = 2;
+    pub const POKE: u64 = 3;
+    pub const HOST: u64 = 5;
+    pub const RESET: u64 = 6;
+    pub const NEXT: u16 = 1;
+    pub const WRITE: u16 = 2;
+    pub const VERSION_1: u64 = 1 << 32;
+}
+
+/// A descriptor in the data area (`Addr::Data`).
+fn vdesc(e: &mut Enc, queue: u8, slot: u16, at: u32, len: u32, flags: u16, next: u16) {
+    e.variant(vop::DESC, vop::N).u8(queue).u16(slot);
+    e.variant(0, 2).u32(at).u32(len).u16(flags).u16(next);
+}
+
+fn vavail(e: &mut Enc, queue: u8, head: u16) {
+    e.variant(vop::AVAIL, vop::N).u8(queue).u16(head);
+}
+
+fn vnotify(e: &mut Enc, queue: u8) {
+    e.variant(vop::NOTIFY, vop::N).u8(queue);
+}
+
+fn virtio_seeds(out: &Out) {
+    // virtio-rng: one buffer, a two-descriptor chain, a descriptor loop, a
+    // buffer beyond RAM, a reset, then a request again.
+    let mut e = Enc::default();
+    e.u64(vop::VERSION_1);
+    vdesc(&mut e, 0, 0, 0, 32, vop::WRITE, 0);
+    vavail(&mut e, 0, 0);
+    vnotify(&mut e, 0);
+    vdesc(&mut e, 0, 1, 0x100, 16, vop::NEXT | vop::WRITE, 2);
+    vdesc(&mut e, 0, 2, 0x200, 16, vop::WRITE, 0);
+    vavail(&mut e, 0, 1);
+    vnotify(&mut e, 0);
+    vdesc(&mut e, 0, 3, 0x300, 16, vop::NEXT | vop::WRITE, 3);
+    vavail(&mut e, 0, 3);
+    vnotify(&mut e, 0);
+    e.variant(vop::DESC, vop::N).u8(0).u16(4);
+    e.variant(1, 2).u64(0x7fff_f000).u32(4096).u16(vop::WRITE).u16(0);
+    vavail(&mut e, 0, 4);
+    vnotify(&mut e, 0);
+    e.variant(vop::RESET, vop::N);
+    vdesc(&mut e, 0, 0, 0x400, 64, vop::WRITE, 0);
+    vavail(&mut e, 0, 0);
+    vnotify(&mut e, 0);
+    out.put("virtio_rng", "requests-loop-beyond-ram-reset", &e.take());
+
+    // virtio-console: host input then a receive buffer (delivered by the
+    // host-fd event and by the receiveq notify), output on the transmitq,
+    // a transmit chain with a writable descriptor, a reset with input
+    // still queued.
+    const SIZE: u64 = 1;
+    let driver = |e: &mut Enc| {
+        e.variant(0, 2);
+    };
+    let input = |e: &mut Enc, len: u16| {
+        e.variant(1, 2).u16(len);
+    };
+    let mut e = Enc::default();
+    e.u64(vop::VERSION_1 | SIZE);
+    input(&mut e, 20);
+    driver(&mut e);
+    vdesc(&mut e, 0, 0, 0, 8, vop::WRITE, 0);
+    driver(&mut e);
+    vavail(&mut e, 0, 0);
+    driver(&mut e);
+    e.variant(vop::HOST, vop::N);
+    driver(&mut e);
+    vdesc(&mut e, 0, 1, 0x100, 64, vop::WRITE, 0);
+    driver(&mut e);
+    vavail(&mut e, 0, 1);
+    driver(&mut e);
+    vnotify(&mut e, 0);
+    driver(&mut e);
+    e.variant(vop::POKE, vop::N).u32(0x1000).vec(b"hello, host\n");
+    driver(&mut e);
+    vdesc(&mut e, 1, 0, 0x1000, 12, 0, 0);
+    driver(&mut e);
+    vavail(&mut e, 1, 0);
+    driver(&mut e);
+    vnotify(&mut e, 1);
+    driver(&mut e);
+    vdesc(&mut e, 1, 1, 0x1000, 4, vop::NEXT, 2);
+    driver(&mut e);
+    vdesc(&mut e, 1, 2, 0x2000, 4, vop::WRITE, 0);
+    driver(&mut e);
+    vavail(&mut e, 1, 1);
+    driver(&mut e);
+    vnotify(&mut e, 1);
+    input(&mut e, 300);
+    driver(&mut e);
+    e.variant(vop::RESET, vop::N);
+    driver(&mut e);
+    vdesc(&mut e, 0, 0, 0x3000, 512, vop::WRITE, 0);
+    driver(&mut e);
+    vavail(&mut e, 0, 0);
+    driver(&mut e);
+    vnotify(&mut e, 0);
+    out.put("virtio_console", "input-output-reset", &e.take());
+}
+
 /// virtio-net: what a driver does (ARP and ping exchanges, mergeable
 /// buffers, offloads, a reset) and what a broken one does.
 fn net_seeds(out: &Out) {
@@ -904,6 +1012,319 @@ fn net_seeds(out: &Out) {
     );
 }
 
+/// `virtio_vsock` seeds: a "short timeout" flag, then ops; `Op` has 12
+/// variants (Tx, TxRaw, Rx, Notify, HostConnect, HostWrite, HostRead,
+/// HostShutdown, HostClose, HostEvent, Reset, Wait); `Cid` 3 (Guest, Host, Any), `Port` 4 (Peer, Guest, Local, Any),
+/// `Layout` 5 (One, Two, SplitHeader, Writable, Longer), `RxLayout` 5 (One,
+/// Two, HeaderOnly, Readable, Outside).
+fn vsock_seeds(out: &Out) {
+    const OPS: u64 = 12;
+    let mut e = Enc::default();
+    /// A transmit packet from the guest (Cid::Guest to Cid::Host).
+    #[allow(clippy::too_many_arguments)]
+    fn tx(
+        e: &mut Enc,
+        src: (u64, u32),
+        dst: (u64, u32),
+        op: u8,
+        flags: u32,
+        buf_alloc: u32,
+        fwd: u32,
+        payload: &[u8],
+        layout: u64,
+    ) {
+        e.variant(0, OPS);
+        e.variant(0, 3).variant(1, 3);
+        for (v, x) in [src, dst] {
+            e.variant(v, 4);
+            if v == 3 {
+                e.u32(x);
+            } else {
+                e.u8(x as u8);
+            }
+        }
+        e.bool(false)
+            .bool(false)
+            .u8(op)
+            .u32(flags)
+            .u32(buf_alloc)
+            .u32(fwd);
+        e.vec(payload);
+        e.variant(layout, 5);
+    }
+    let rx = |e: &mut Enc, n: u8| {
+        e.variant(2, OPS).u8(n).variant(0, 5).u16(1024);
+    };
+    // A guest connection to the peer at <path>_5000: hello, a reply, a
+    // half-close, shutdown.
+    e.bool(false);
+    rx(&mut e, 7);
+    tx(&mut e, (3, 40000), (0, 0), 1, 0, 65536, 0, &[], 0);
+    tx(
+        &mut e,
+        (3, 40000),
+        (0, 0),
+        5,
+        0,
+        65536,
+        0,
+        b"hello from guest",
+        1,
+    );
+    e.variant(5, OPS).u8(0).vec(b"hello from host");
+    tx(&mut e, (3, 40000), (0, 0), 4, 2, 65536, 15, &[], 0);
+    e.variant(6, OPS).u8(0);
+    tx(&mut e, (3, 40000), (0, 0), 4, 3, 65536, 15, &[], 0);
+    rx(&mut e, 4);
+    out.put("virtio_vsock", "guest-connect", &e.take());
+    // A host process connects to guest port 1234; the guest accepts with
+    // a small buffer; data both ways; credit; the host closes.
+    e.bool(false);
+    rx(&mut e, 7);
+    e.variant(4, OPS).bool(true).variant(1, 4).u8(0).vec(&[]);
+    tx(&mut e, (1, 0), (2, 0), 2, 0, 64, 0, &[], 0);
+    e.variant(6, OPS).u8(0);
+    e.variant(5, OPS).u8(0).vec(&[b'x'; 200]);
+    rx(&mut e, 7);
+    tx(&mut e, (1, 0), (2, 0), 6, 0, 64, 64, &[], 0);
+    tx(&mut e, (1, 0), (2, 0), 7, 0, 64, 128, &[], 0);
+    tx(&mut e, (1, 0), (2, 0), 5, 0, 64, 128, b"PONG", 1);
+    e.variant(6, OPS).u8(0);
+    e.variant(8, OPS).u8(0);
+    e.variant(9, OPS);
+    rx(&mut e, 4);
+    out.put("virtio_vsock", "host-connect", &e.take());
+    // Refusals and junk: nobody at port 7, a guest port refusing, a bad
+    // handshake, wrong CIDs, SEQPACKET, malformed chains, a reset.
+    e.bool(false);
+    rx(&mut e, 7);
+    tx(&mut e, (3, 40001), (3, 7), 1, 0, 4096, 0, &[], 0);
+    e.variant(4, OPS).bool(true).variant(1, 4).u8(1).vec(&[]);
+    tx(&mut e, (1, 1), (2, 0), 3, 0, 0, 0, &[], 0);
+    e.variant(4, OPS).bool(false).vec(b"HELLO\n");
+    e.variant(0, OPS).variant(2, 3).u64(9).variant(1, 3);
+    e.variant(3, 4).u32(1).variant(3, 4).u32(2);
+    e.bool(false)
+        .bool(true)
+        .u16(2)
+        .u8(1)
+        .u32(0)
+        .u32(0)
+        .u32(0)
+        .vec(&[])
+        .variant(0, 5);
+    tx(&mut e, (3, 40002), (0, 1), 5, 0, 0, 0, b"split", 2);
+    tx(&mut e, (3, 40002), (0, 1), 5, 0, 0, 0, b"writable", 3);
+    e.variant(1, OPS).vec(&[]).vec(&[0u8; 44]);
+    e.variant(2, OPS).u8(3).variant(2, 5);
+    e.variant(2, OPS).u8(3).variant(4, 5);
+    e.variant(3, OPS).u8(2);
+    e.variant(10, OPS);
+    rx(&mut e, 4);
+    out.put("virtio_vsock", "refusals-and-junk", &e.take());
+    // With a 1 ms connect timeout: an unanswered REQUEST and an unfinished
+    // line expire; a late RESPONSE.
+    e.bool(true);
+    rx(&mut e, 7);
+    e.variant(4, OPS).bool(true).variant(1, 4).u8(2).vec(&[]);
+    e.variant(4, OPS).bool(false).vec(b"CONN");
+    e.variant(11, OPS);
+    tx(&mut e, (1, 2), (2, 0), 2, 0, 4096, 0, &[], 0);
+    rx(&mut e, 4);
+    out.put("virtio_vsock", "timeouts", &e.take());
+}
+
+/// `fuzz_targets/virtio_block.rs`'s encoding.
+mod blk {
+    use super::Enc;
+
+    pub const OPS: u64 = 9;
+    pub const HEADER: u64 = 0;
+    pub const DESC: u64 = 1;
+    pub const CHAIN: u64 = 2;
+    pub const RANGE: u64 = 3;
+    pub const PUBLISH: u64 = 4;
+    pub const AVAIL_IDX: u64 = 5;
+    pub const NOTIFY: u64 = 6;
+    pub const RESET: u64 = 7;
+    /// Request types (`ReqType`).
+    pub const IN: u64 = 0;
+    pub const OUT: u64 = 1;
+    pub const FLUSH: u64 = 2;
+    pub const GET_ID: u64 = 3;
+    pub const DISCARD: u64 = 4;
+    pub const WRITE_ZEROES: u64 = 5;
+    /// Descriptor flags.
+    pub const NEXT: u16 = 1;
+    pub const W: u16 = 2;
+
+    /// Where a buffer is (`Addr`).
+    #[derive(Clone, Copy)]
+    pub enum A {
+        Hdr(u8),
+        Status(u8),
+        Data(u16),
+    }
+
+    /// How long it is (`Len`).
+    #[derive(Clone, Copy)]
+    pub enum L {
+        Sectors(u8),
+        Small(u8),
+    }
+
+    pub fn input(e: &mut Enc, read_only: bool, queue_log2: u8) {
+        e.bool(read_only).u64(u64::MAX).u8(queue_log2);
+    }
+
+    fn op(e: &mut Enc, v: u64) -> &mut Enc {
+        e.u8(1).variant(v, OPS)
+    }
+
+    pub fn desc(e: &mut Enc, a: A, l: L, flags: u16, next: u16) {
+        match a {
+            A::Hdr(i) => e.variant(0, 6).u8(i),
+            A::Status(i) => e.variant(1, 6).u8(i),
+            A::Data(o) => e.variant(2, 6).u16(o),
+        };
+        match l {
+            L::Sectors(n) => e.variant(0, 3).u8(n),
+            L::Small(n) => e.variant(1, 3).u8(n),
+        };
+        e.u16(flags).u16(next);
+    }
+
+    pub fn header(e: &mut Enc, slot: u8, kind: u64, sector: u8) {
+        op(e, HEADER).u8(slot).variant(kind, 7).variant(0, 2).u8(sector);
+    }
+
+    pub fn one_desc(e: &mut Enc, index: u16, a: A, l: L, flags: u16, next: u16) {
+        op(e, DESC).u16(index);
+        desc(e, a, l, flags, next);
+    }
+
+    pub fn chain(e: &mut Enc, start: u16, descs: &[(A, L, u16)]) {
+        op(e, CHAIN).u16(start);
+        for &(a, l, f) in descs {
+            e.u8(1);
+            desc(e, a, l, f, 0);
+        }
+        e.u8(0);
+    }
+
+    pub fn range(e: &mut Enc, at: u16, sector: u8, sectors: u32, flags: u8) {
+        op(e, RANGE).u16(at).variant(0, 2).u8(sector).u32(sectors).u8(flags);
+    }
+
+    pub fn publish(e: &mut Enc, head: u16) {
+        op(e, PUBLISH).u16(head);
+    }
+
+    pub fn avail_idx(e: &mut Enc, idx: u16) {
+        op(e, AVAIL_IDX).u16(idx);
+    }
+
+    pub fn notify(e: &mut Enc, q: u8) {
+        op(e, NOTIFY).u8(q);
+    }
+
+    pub fn reset(e: &mut Enc) {
+        op(e, RESET);
+    }
+
+    pub fn end(e: &mut Enc) {
+        e.u8(0);
+    }
+}
+
+fn virtio_block_seeds(out: &Out) {
+    use blk::{A, L};
+    let mut e = Enc::default();
+    // What a Linux driver does: GET_ID, reads, a write, a flush.
+    blk::input(&mut e, false, 4);
+    blk::header(&mut e, 0, blk::GET_ID, 0);
+    blk::header(&mut e, 1, blk::IN, 3);
+    blk::header(&mut e, 2, blk::OUT, 5);
+    blk::header(&mut e, 3, blk::FLUSH, 0);
+    let data_in = (A::Data(0), L::Sectors(8), blk::W);
+    blk::chain(&mut e, 0, &[(A::Hdr(0), L::Small(16), 0), (A::Data(0), L::Small(20), blk::W), (A::Status(0), L::Small(1), blk::W)]);
+    blk::publish(&mut e, 0);
+    blk::chain(&mut e, 3, &[(A::Hdr(1), L::Small(16), 0), data_in, (A::Status(1), L::Small(1), blk::W)]);
+    blk::publish(&mut e, 3);
+    blk::notify(&mut e, 0);
+    blk::chain(&mut e, 6, &[(A::Hdr(2), L::Small(16), 0), (A::Data(0x800), L::Sectors(2), 0), (A::Status(2), L::Small(1), blk::W)]);
+    blk::publish(&mut e, 6);
+    blk::chain(&mut e, 9, &[(A::Hdr(3), L::Small(16), 0), (A::Status(3), L::Small(1), blk::W)]);
+    blk::publish(&mut e, 9);
+    blk::notify(&mut e, 0);
+    blk::end(&mut e);
+    out.put("virtio_block", "linux-requests", &e.take());
+
+    // Discard and write-zeroes (with unmap), then an unmap discard.
+    blk::input(&mut e, false, 3);
+    blk::range(&mut e, 0, 8, 4, 0);
+    blk::range(&mut e, 1, 20, 2, 0);
+    blk::range(&mut e, 2, 30, 8, 1);
+    blk::header(&mut e, 0, blk::DISCARD, 0);
+    blk::header(&mut e, 1, blk::WRITE_ZEROES, 0);
+    blk::chain(&mut e, 0, &[(A::Hdr(0), L::Small(16), 0), (A::Data(0), L::Small(32), 0), (A::Status(0), L::Small(1), blk::W)]);
+    blk::publish(&mut e, 0);
+    blk::chain(&mut e, 3, &[(A::Hdr(1), L::Small(16), 0), (A::Data(4), L::Small(16), 0), (A::Status(1), L::Small(1), blk::W)]);
+    blk::publish(&mut e, 3);
+    blk::chain(&mut e, 6, &[(A::Hdr(0), L::Small(16), 0), (A::Data(4), L::Small(16), 0), (A::Status(2), L::Small(1), blk::W)]);
+    blk::publish(&mut e, 6);
+    blk::notify(&mut e, 0);
+    blk::end(&mut e);
+    out.put("virtio_block", "discard-write-zeroes", &e.take());
+
+    // A descriptor loop (NEEDS_RESET), a reset, then a read that works.
+    blk::input(&mut e, false, 3);
+    blk::header(&mut e, 0, blk::IN, 1);
+    blk::one_desc(&mut e, 0, A::Hdr(0), L::Small(16), blk::NEXT, 1);
+    blk::one_desc(&mut e, 1, A::Data(0), L::Sectors(1), blk::NEXT | blk::W, 0);
+    blk::publish(&mut e, 0);
+    blk::notify(&mut e, 0);
+    blk::reset(&mut e);
+    blk::header(&mut e, 0, blk::IN, 1);
+    blk::chain(&mut e, 0, &[(A::Hdr(0), L::Small(16), 0), data_in, (A::Status(0), L::Small(1), blk::W)]);
+    blk::publish(&mut e, 0);
+    blk::notify(&mut e, 0);
+    blk::end(&mut e);
+    out.put("virtio_block", "loop-then-reset", &e.take());
+
+    // A read-only disk: a write (IOERR), a read, the header split in two.
+    blk::input(&mut e, true, 2);
+    blk::header(&mut e, 0, blk::OUT, 0);
+    blk::header(&mut e, 1, blk::IN, 2);
+    blk::chain(&mut e, 0, &[(A::Hdr(0), L::Small(16), 0), (A::Data(0), L::Sectors(1), 0), (A::Status(0), L::Small(1), blk::W)]);
+    blk::publish(&mut e, 0);
+    blk::notify(&mut e, 0);
+    blk::chain(&mut e, 0, &[(A::Hdr(1), L::Small(8), 0), (A::Data(0x1000), L::Sectors(1), blk::W), (A::Status(1), L::Small(1), blk::W)]);
+    blk::publish(&mut e, 0);
+    blk::notify(&mut e, 0);
+    blk::end(&mut e);
+    out.put("virtio_block", "read-only", &e.take());
+
+    // Nine 30 KiB reads: more than a turn's budget, so the device re-arms.
+    blk::input(&mut e, false, 5);
+    blk::header(&mut e, 0, blk::IN, 0);
+    for i in 0..9u16 {
+        blk::chain(&mut e, 3 * i, &[(A::Hdr(0), L::Small(16), 0), (A::Data(0), L::Sectors(60), blk::W), (A::Status(i as u8), L::Small(1), blk::W)]);
+        blk::publish(&mut e, 3 * i);
+    }
+    blk::notify(&mut e, 0);
+    blk::end(&mut e);
+    out.put("virtio_block", "budget-rearm", &e.take());
+
+    // An available index far ahead, and a notify of a queue that is not.
+    blk::input(&mut e, false, 4);
+    blk::notify(&mut e, 3);
+    blk::avail_idx(&mut e, 1000);
+    blk::notify(&mut e, 0);
+    blk::end(&mut e);
+    out.put("virtio_block", "avail-far-ahead", &e.take());
+}
+
 fn main() {
     let root = std::env::args()
         .nth(1)
@@ -918,6 +1339,9 @@ fn main() {
     cmos_seeds(&out);
     acpi_pm_seeds(&out);
     bus_seeds(&out);
+    virtio_seeds(&out);
     net_seeds(&out);
+    vsock_seeds(&out);
+    virtio_block_seeds(&out);
     println!("seeds written to {}", out.root.display());
 }

@@ -9,6 +9,7 @@
 pub mod clock;
 pub mod load;
 pub mod ports;
+pub mod virtio;
 pub mod virtio_net;
 
 /// Prints a decoded operation to stderr when `VMM_FUZZ_TRACE` is set: how

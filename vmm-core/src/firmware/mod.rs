@@ -21,6 +21,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryError};
 
 use vmm_devices::legacy::acpi_pm::ACPI_PM_BLOCK_LEN;
 use vmm_devices::pc::{self, PcDevice};
+use vmm_devices::virtio::VIRTIO_MMIO_WINDOW;
 use vmm_memory::layout::{IOAPIC_BASE, LAPIC_BASE};
 
 /// Most CPUs the tables describe. xAPIC IDs are 8 bits and 0xff is the
@@ -59,6 +60,18 @@ pub struct ResetRegister {
     pub port: u16,
     /// The byte that resets the machine.
     pub value: u8,
+}
+
+/// A virtio-mmio device's register window and interrupt, described in the
+/// DSDT (`LNRO0005`, as QEMU microvm and Cloud Hypervisor do) and, for GSIs
+/// above the ISA range, in the MP table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VirtioMmio {
+    /// Base of its [`vmm_devices::virtio::VIRTIO_MMIO_WINDOW`]-byte window.
+    pub base: u64,
+    /// Its GSI (IOAPIC input, 1-23); the line is edge-triggered,
+    /// active-high (a KVM irqfd pulses it).
+    pub gsi: u8,
 }
 
 /// What the firmware tables describe. [`PlatformInfo::pc`] fills it from
@@ -104,6 +117,8 @@ pub struct PlatformInfo {
     pub cpu_signature: u32,
     /// CPUID.1:EDX feature flags for the MP table's processor entries.
     pub cpu_features: u32,
+    /// The virtio-mmio devices, in slot order.
+    pub virtio_mmio: Vec<VirtioMmio>,
 }
 
 /// CPUID.1:EDX bits the default processor entries advertise: an FPU and an
@@ -145,6 +160,7 @@ impl PlatformInfo {
             rtc_century_index: 0,
             cpu_signature: DEFAULT_CPU_SIGNATURE,
             cpu_features: DEFAULT_CPU_FEATURES,
+            virtio_mmio: Vec::new(),
         }
     }
 
@@ -198,9 +214,23 @@ impl PlatformInfo {
         if self.rtc {
             used.push(("the RTC", pc::RTC_GSI as u8));
         }
+        let isa = used.len();
+        for dev in &self.virtio_mmio {
+            let end = dev.base.saturating_add(VIRTIO_MMIO_WINDOW - 1);
+            address32("virtio-mmio window end", end)?;
+            used.push(("a virtio-mmio device", dev.gsi));
+        }
         for (i, &(user, irq)) in used.iter().enumerate().skip(1) {
-            if irq == 0 || irq == 2 || irq > 15 {
+            let bad = if i < isa {
+                irq == 0 || irq == 2 || irq > 15
+            } else {
+                irq == 0 || irq == 2 || irq >= IOAPIC_PINS
+            };
+            if bad && i < isa {
                 return Err(FirmwareError::IsaIrq { user, irq });
+            }
+            if bad {
+                return Err(FirmwareError::VirtioGsi { gsi: irq });
             }
             if let Some(&(other, _)) = used[..i].iter().find(|&&(_, o)| o == irq) {
                 return Err(FirmwareError::IrqConflict {
@@ -238,6 +268,10 @@ impl PlatformInfo {
         })
     }
 }
+
+/// MPS INTI flags of a virtio-mmio line: active high (01) in bits 0-1,
+/// edge-triggered (01) in bits 2-3.
+const VIRTIO_INTI_FLAGS: u16 = 0x05;
 
 /// MPS INTI flags: active high (01) in bits 0-1, level-triggered (11) in
 /// bits 2-3. The same encoding serves the MADT and the MP table.
@@ -329,8 +363,17 @@ pub enum FirmwareError {
         /// The IRQ.
         irq: u8,
     },
-    /// Two devices share an edge-triggered ISA IRQ.
-    #[error("{first} and {second} are both given ISA IRQ {irq}")]
+    /// A virtio-mmio device is given a GSI the I/O APIC has no free input
+    /// for.
+    #[error(
+        "a virtio-mmio device is given GSI {gsi}, not an I/O APIC input a device can use (1, 3-23)"
+    )]
+    VirtioGsi {
+        /// The GSI.
+        gsi: u8,
+    },
+    /// Two devices share an edge-triggered IRQ.
+    #[error("{first} and {second} are both given IRQ {irq}")]
     IrqConflict {
         /// The IRQ.
         irq: u8,

@@ -122,6 +122,16 @@ fn config_table(info: &PlatformInfo) -> Result<Vec<u8>, FirmwareError> {
         count += 1;
     }
 
+    // Lines above the ISA range are otherwise unknown to a guest that reads
+    // only this table; each gets an entry naming its pin, as Firecracker's
+    // MP table does for every virtio GSI.
+    for dev in info.virtio_mmio.iter().filter(|d| d.gsi >= 16) {
+        entries.extend_from_slice(&[ENTRY_IO_INTERRUPT, INT_TYPE_INT]);
+        entries.extend_from_slice(&super::VIRTIO_INTI_FLAGS.to_le_bytes());
+        entries.extend_from_slice(&[ISA_BUS_ID, dev.gsi, info.ioapic_id, dev.gsi]);
+        count += 1;
+    }
+
     // The VMM programs every vCPU's LINT0 as ExtINT and LINT1 as NMI, so
     // both lines are described for all local APICs. Polarity and trigger
     // mode conform to the bus (flags 0).
@@ -306,6 +316,29 @@ pub(super) mod tests {
                 "LINT0 ExtINT, LINT1 NMI"
             );
         }
+    }
+
+    #[test]
+    fn test_virtio_lines_above_the_isa_range_get_entries() {
+        let info = PlatformInfo {
+            virtio_mmio: vec![
+                crate::firmware::VirtioMmio {
+                    base: 0xfeb0_0000,
+                    gsi: 5,
+                },
+                crate::firmware::VirtioMmio {
+                    base: 0xfeb0_1000,
+                    gsi: 16,
+                },
+            ],
+            ..PlatformInfo::pc(1, 5)
+        };
+        let (_, mp) = written(&info);
+        let (_, plain) = written(&PlatformInfo::pc(1, 5));
+        // GSI 5 is an ISA IRQ the table already routes; 16 is new, edge,
+        // active-high, on its own pin.
+        assert_eq!(mp.io_ints.len(), plain.io_ints.len() + 1);
+        assert_eq!(mp.io_ints.last(), Some(&(0, 0x05, 0, 16, 0, 16)));
     }
 
     #[test]

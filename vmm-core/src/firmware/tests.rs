@@ -105,6 +105,49 @@ fn test_validation_rejects_bad_descriptions() {
         ),
         (
             PlatformInfo {
+                virtio_mmio: vec![VirtioMmio {
+                    base: 0xffff_f800,
+                    gsi: 5,
+                }],
+                ..pc.clone()
+            },
+            "virtio-mmio window end 0x1000007ff",
+        ),
+        (
+            PlatformInfo {
+                virtio_mmio: vec![VirtioMmio {
+                    base: 0xfeb0_0000,
+                    gsi: 24,
+                }],
+                ..pc.clone()
+            },
+            "GSI 24",
+        ),
+        (
+            PlatformInfo {
+                virtio_mmio: vec![VirtioMmio {
+                    base: 0xfeb0_0000,
+                    gsi: 4,
+                }],
+                ..pc.clone()
+            },
+            "COM1 and a virtio-mmio device are both given IRQ 4",
+        ),
+        (
+            PlatformInfo {
+                virtio_mmio: vec![
+                    VirtioMmio {
+                        base: 0xfeb0_0000,
+                        gsi: 17,
+                    };
+                    2
+                ],
+                ..pc.clone()
+            },
+            "IRQ 17",
+        ),
+        (
+            PlatformInfo {
                 rtc_century_index: 0x09,
                 ..pc.clone()
             },

@@ -8,7 +8,7 @@
 //! - `push` takes what fits (at most [`INPUT_QUEUE_MAX`] bytes queued) and
 //!   returns how much it took, so the VMM stops reading its input when the
 //!   queue is full and the kernel's pipe or tty buffer holds the rest (flow
-//!   control, as for the UART in `vmm-core`'s `serial_input`).
+//!   control, as for the UART in `vmm-core`'s `host_input`, which feeds both).
 //! - Bytes pushed while the device is live make the *pending* eventfd
 //!   readable. It is the device's one host descriptor
 //!   (`VirtioDevice::host_fds`): the device thread watches it and calls

@@ -25,10 +25,11 @@ use vm_memory::{GuestAddress, GuestMemoryBackend};
 use vmm_memory::layout::{ACPI_TABLES_END, ACPI_TABLES_START};
 
 use super::{
-    address32, checksum, write_bytes, FirmwareError, Placer, PlatformInfo, PM1A_CNT_OFFSET,
-    PM_TMR_OFFSET, SCI_INTI_FLAGS,
+    address32, checksum, write_bytes, FirmwareError, Placer, PlatformInfo, VirtioMmio,
+    PM1A_CNT_OFFSET, PM_TMR_OFFSET, SCI_INTI_FLAGS,
 };
 use vmm_devices::pc::{self, PcDevice};
+use vmm_devices::virtio::VIRTIO_MMIO_WINDOW;
 
 /// OEMID of every table.
 pub const OEM_ID: [u8; 6] = *b"RVMM  ";
@@ -359,8 +360,34 @@ fn isa_device(out: &mut Vec<u8>, name: &str, hid: &str, uid: u8, ports: &[(u16, 
     .to_aml_bytes(out);
 }
 
+/// A virtio-mmio device as Linux's virtio_mmio driver matches it under ACPI
+/// (`LNRO0005`, drivers/virtio/virtio_mmio.c), the way QEMU microvm and
+/// Cloud Hypervisor describe theirs: its window and its interrupt
+/// (edge-triggered, active-high: a KVM irqfd pulses the line).
+fn virtio_mmio_device(out: &mut Vec<u8>, uid: usize, dev: &VirtioMmio) {
+    let name = format!("VR{uid:02X}");
+    // validate() keeps the window below 4 GiB.
+    let window = aml::Memory32Fixed::new(true, dev.base as u32, VIRTIO_MMIO_WINDOW as u32);
+    let irq = aml::Interrupt::new(true, true, false, false, u32::from(dev.gsi));
+    let uid = uid as u32;
+    aml::Device::new(
+        name.as_str().into(),
+        vec![
+            &aml::Name::new("_HID".into(), &"LNRO0005"),
+            &aml::Name::new("_UID".into(), &uid),
+            &aml::Name::new("_CCA".into(), &aml::ONE),
+            &aml::Name::new(
+                "_CRS".into(),
+                &aml::ResourceTemplate::new(vec![&window, &irq]),
+            ),
+        ],
+    )
+    .to_aml_bytes(out);
+}
+
 /// `\_S5_` for soft-off, and under `\_SB_` a processor device per CPU (its
-/// _UID is the MADT's ACPI Processor UID) and the ISA devices.
+/// _UID is the MADT's ACPI Processor UID), the ISA devices and the
+/// virtio-mmio devices.
 fn dsdt(info: &PlatformInfo) -> Vec<u8> {
     let mut sb = Vec::new();
     for uid in 0..info.cpus {
@@ -396,6 +423,9 @@ fn dsdt(info: &PlatformInfo) -> Vec<u8> {
             &port_ranges(PcDevice::RtcCmos),
             pc::gsi(PcDevice::RtcCmos) as u8,
         );
+    }
+    for (uid, dev) in info.virtio_mmio.iter().enumerate() {
+        virtio_mmio_device(&mut sb, uid, dev);
     }
 
     let mut body = aml::Scope::raw("\\_SB_".into(), sb);

@@ -406,3 +406,63 @@ fn test_errors() {
     assert!(matches!(e, FirmwareError::SleepType { value: 9 }), "{e}");
     assert_eq!(read(&mem, 0xe0000, 0x10000), vec![0; 0x10000]);
 }
+
+#[test]
+fn test_dsdt_describes_virtio_mmio_devices() {
+    let info = PlatformInfo {
+        virtio_mmio: vec![
+            VirtioMmio {
+                base: 0xfeb0_0000,
+                gsi: 5,
+            },
+            VirtioMmio {
+                base: 0xfeb0_1000,
+                gsi: 16,
+            },
+        ],
+        ..PlatformInfo::pc(1, 5)
+    };
+    let (_, acpi, _) = written(&info);
+    let dsdt = &acpi.dsdt.1;
+    // _HID "LNRO0005" as a string, once per device, named VR00, VR01.
+    assert_eq!(count(dsdt, b"\x0dLNRO0005\x00"), 2);
+    assert_eq!(count(dsdt, b"VR00"), 1);
+    assert_eq!(count(dsdt, b"VR01"), 1);
+    // _CCA One: DMA is cache-coherent.
+    assert_eq!(count(dsdt, b"_CCA\x01"), 2);
+    // Memory32Fixed, read-write, the 4 KiB window.
+    assert_eq!(
+        count(dsdt, &[0x86, 9, 0, 1, 0, 0, 0xb0, 0xfe, 0, 0x10, 0, 0]),
+        1
+    );
+    assert_eq!(
+        count(dsdt, &[0x86, 9, 0, 1, 0, 0x10, 0xb0, 0xfe, 0, 0x10, 0, 0]),
+        1
+    );
+    // Extended interrupt: consumer, edge, active-high, exclusive, one GSI.
+    assert_eq!(count(dsdt, &[0x89, 6, 0, 0x03, 1, 5, 0, 0, 0]), 1);
+    assert_eq!(count(dsdt, &[0x89, 6, 0, 0x03, 1, 16, 0, 0, 0]), 1);
+    // Without devices, none is described.
+    let (_, plain, _) = written(&PlatformInfo::pc(1, 5));
+    assert_eq!(count(&plain.dsdt.1, b"LNRO0005"), 0);
+}
+
+#[test]
+fn test_largest_machine_fits() {
+    // The most CPUs and every virtio slot of the PC platform at once.
+    let info = PlatformInfo {
+        virtio_mmio: (0..vmm_devices::pc::VIRTIO_GSIS.len())
+            .filter_map(vmm_devices::pc::virtio_slot)
+            .map(|(base, gsi)| VirtioMmio {
+                base,
+                gsi: gsi as u8,
+            })
+            .collect(),
+        ..PlatformInfo::pc(crate::firmware::MAX_CPUS, 5)
+    };
+    let slots = vmm_devices::pc::VIRTIO_GSIS.len();
+    assert_eq!(info.virtio_mmio.len(), slots);
+    let (_, acpi, _) = written(&info);
+    assert_eq!(count(&acpi.dsdt.1, b"LNRO0005"), slots);
+    crate::firmware::write_firmware_tables(&guest(0, 2 << 20), &info).unwrap();
+}

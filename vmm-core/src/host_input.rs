@@ -1,9 +1,10 @@
-//! Host input to the guest's UART: the main thread's event loop reads stdin
-//! and feeds the UART's receive FIFO. When the guest reads slowly, bytes wait
-//! in a bounded queue here, and once it is full stdin is no longer read, so
-//! the kernel's pipe or tty buffer holds the rest and the writer blocks:
-//! flow control, not dropped bytes. The UART reports an emptied FIFO through
-//! an eventfd, so refilling needs no polling.
+//! Host input to the guest's console (the UART, or virtio-console's hvc0):
+//! the main thread's event loop reads stdin and feeds the console's receive
+//! side. When the guest reads slowly, bytes wait in a bounded queue here, and
+//! once it is full stdin is no longer read, so the kernel's pipe or tty
+//! buffer holds the rest and the writer blocks: flow control, not dropped
+//! bytes. The console reports an emptied receive side through an eventfd, so
+//! refilling needs no polling.
 
 use std::collections::VecDeque;
 use std::os::unix::io::{AsRawFd, RawFd};
@@ -11,17 +12,36 @@ use std::sync::Arc;
 
 use event_manager::{EventOps, Events, MutEventSubscriber};
 use vmm_devices::legacy::Uart8250;
+use vmm_devices::virtio::console::ConsoleInput;
 use vmm_devices::IrqLine;
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::EventFd;
 
-/// Bytes read from the host but not yet taken by the UART, at most.
+/// Bytes read from the host but not yet taken by the console, at most.
 pub const INPUT_QUEUE_MAX: usize = 4096;
 
-/// The stdin-to-UART subscriber.
-pub struct SerialInput {
+/// A console's receive side, as host input sees it.
+pub trait InputSink: Send {
+    /// Takes what fits of `bytes` and says how many it took; 0 when full.
+    fn take(&mut self, bytes: &[u8]) -> usize;
+}
+
+impl InputSink for Arc<Uart8250<IrqLine>> {
+    fn take(&mut self, bytes: &[u8]) -> usize {
+        self.receive(bytes)
+    }
+}
+
+impl InputSink for ConsoleInput {
+    fn take(&mut self, bytes: &[u8]) -> usize {
+        self.push(bytes)
+    }
+}
+
+/// The stdin-to-console subscriber.
+pub struct HostInput {
     input: RawFd,
-    uart: Arc<Uart8250<IrqLine>>,
+    sink: Box<dyn InputSink>,
     drained: EventFd,
     queue: VecDeque<u8>,
     watching_input: bool,
@@ -31,13 +51,14 @@ pub struct SerialInput {
     eof: bool,
 }
 
-impl SerialInput {
-    /// Feeds `input` (a readable descriptor, normally stdin) to `uart`;
-    /// `drained` is the eventfd the UART writes when its FIFO empties.
-    pub fn new(input: RawFd, uart: Arc<Uart8250<IrqLine>>, drained: EventFd) -> Self {
-        SerialInput {
+impl HostInput {
+    /// Feeds `input` (a readable descriptor, normally stdin) to `sink`;
+    /// `drained` is the eventfd the console writes when its receive side
+    /// empties.
+    pub fn new(input: RawFd, sink: Box<dyn InputSink>, drained: EventFd) -> Self {
+        HostInput {
             input,
-            uart,
+            sink,
             drained,
             queue: VecDeque::new(),
             watching_input: false,
@@ -63,17 +84,17 @@ impl SerialInput {
                 if e.kind() != std::io::ErrorKind::Interrupted
                     && e.kind() != std::io::ErrorKind::WouldBlock
                 {
-                    log::warn!("serial input: reading the host input failed: {e}; input closed");
+                    log::warn!("console input: reading the host input failed: {e}; input closed");
                     self.eof = true;
                 }
             }
         }
     }
 
-    fn feed_uart(&mut self) {
+    fn feed_sink(&mut self) {
         while !self.queue.is_empty() {
             let (front, _) = self.queue.as_slices();
-            let taken = self.uart.receive(front);
+            let taken = self.sink.take(front);
             if taken == 0 {
                 break;
             }
@@ -84,7 +105,7 @@ impl SerialInput {
     /// Watches the input only while the queue has room and input remains.
     fn update_interest(&mut self, ops: &mut EventOps) {
         if !self.pollable {
-            // Always readable: top the queue up now; the UART's "drained"
+            // Always readable: top the queue up now; the console's "drained"
             // event brings us back for more.
             while !self.eof && self.queue.len() < INPUT_QUEUE_MAX {
                 let before = self.queue.len();
@@ -93,7 +114,7 @@ impl SerialInput {
                     break;
                 }
             }
-            self.feed_uart();
+            self.feed_sink();
             return;
         }
         let want = !self.eof && self.queue.len() < INPUT_QUEUE_MAX;
@@ -107,7 +128,9 @@ impl SerialInput {
                     self.update_interest(ops);
                 }
                 Err(e) => {
-                    log::warn!("serial input: updating the event loop failed: {e:?}; input closed");
+                    log::warn!(
+                        "console input: updating the event loop failed: {e:?}; input closed"
+                    );
                     self.eof = true;
                 }
             }
@@ -115,7 +138,7 @@ impl SerialInput {
     }
 }
 
-impl MutEventSubscriber for SerialInput {
+impl MutEventSubscriber for HostInput {
     fn process(&mut self, events: Events, ops: &mut EventOps) {
         if events.fd() == self.input {
             if events.event_set().contains(EventSet::IN) {
@@ -127,13 +150,13 @@ impl MutEventSubscriber for SerialInput {
         } else if events.fd() == self.drained.as_raw_fd() {
             let _ = self.drained.read();
         }
-        self.feed_uart();
+        self.feed_sink();
         self.update_interest(ops);
     }
 
     fn init(&mut self, ops: &mut EventOps) {
         if let Err(e) = ops.add(Events::new(&self.drained, EventSet::IN)) {
-            log::warn!("serial input: watching the UART failed: {e:?}");
+            log::warn!("console input: watching the console failed: {e:?}");
         }
         self.update_interest(ops);
     }
@@ -170,7 +193,8 @@ mod tests {
             drained.try_clone().unwrap(),
         ));
         let (rd, mut wr) = pipe();
-        let input = Arc::new(Mutex::new(SerialInput::new(rd, uart.clone(), drained)));
+        let sink = Box::new(uart.clone());
+        let input = Arc::new(Mutex::new(HostInput::new(rd, sink, drained)));
         let mut em: EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>> =
             EventManager::new().unwrap();
         em.add_subscriber(input.clone());
