@@ -926,6 +926,25 @@ fn net_seeds(out: &Out) {
         Notify { q: 0 },
     ];
     out.put("virtio_net", "no-buffers", &net::encode(&plain, &waiting));
+    // A reset drops the pending frame (and counts it).
+    let reset_pending = vec![
+        TapFrame {
+            flags: 0,
+            gso: 0,
+            len: 60,
+        },
+        TapEvent,
+        Reset {
+            features: MAC | MRG,
+        },
+        rx(at(1), 1526),
+        Notify { q: 0 },
+    ];
+    out.put(
+        "virtio_net",
+        "reset-pending",
+        &net::encode(&plain, &reset_pending),
+    );
 
     let hostile = vec![
         // A loop, a next beyond the table, a buffer past RAM, a head that

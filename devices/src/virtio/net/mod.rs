@@ -160,7 +160,8 @@ impl NetMetrics {
     }
 
     /// Frames from the tap not delivered: too large for the driver's
-    /// buffers, too short, or using an offload not in force.
+    /// buffers, too short, using an offload not in force, or pending when
+    /// the device was reset or the driver broke the contract.
     pub fn rx_dropped(&self) -> u64 {
         self.rx_dropped.load(Ordering::Relaxed)
     }
@@ -338,7 +339,7 @@ impl VirtioDevice for VirtioNet {
     fn activate(&mut self, features: u64) -> Result<(), DeviceError> {
         // The transport accepted only offered features.
         self.offloads.wanted = tun_offload_flags(features);
-        self.rx.reset();
+        self.rx.reset(&self.metrics);
         Ok(())
     }
 
@@ -382,7 +383,7 @@ impl VirtioDevice for VirtioNet {
     /// Drops the pending frame; the tap's offloads are reconciled after
     /// the next activation (an ioctl cannot run here).
     fn reset(&mut self) {
-        self.rx.reset();
+        self.rx.reset(&self.metrics);
         self.offloads.wanted = 0;
     }
 

@@ -85,9 +85,11 @@ impl Rx {
     }
 
     /// Drops the pending frame (a device reset: it belonged to the old
-    /// driver's session).
-    pub(super) fn reset(&mut self) {
-        self.pending = None;
+    /// driver's session), counting it.
+    pub(super) fn reset(&mut self, metrics: &NetMetrics) {
+        if self.pending.take().is_some() {
+            NetMetrics::add(&metrics.rx_dropped, 1);
+        }
     }
 
     /// Moves frames from `tap` into the receiveq while both last.
@@ -145,7 +147,12 @@ impl Rx {
                     self.pending = Some(len);
                     break Ok(RxEnd::NoBuffers);
                 }
-                Err(e) => break Err(e),
+                Err(e) => {
+                    // The driver broke the contract while this frame was
+                    // placed: it is lost with the device's state.
+                    NetMetrics::add(&metrics.rx_dropped, 1);
+                    break Err(e);
+                }
             }
         };
         if used {

@@ -579,6 +579,7 @@ fn test_net_rx_buffer_outside_ram_needs_reset() {
     r.tap_event();
     assert!(r.needs_reset());
     assert_eq!(r.rx_used_idx(), 0);
+    assert_eq!(r.metrics.rx_dropped(), 1, "the frame is lost, and counted");
 }
 
 #[test]
@@ -630,6 +631,7 @@ fn test_net_reset_drops_the_pending_frame() {
     r.t.process_queue(RXQ);
     assert_eq!(r.rx.used().idx().load(), 0);
     assert_eq!(r.metrics.rx_frames(), 0);
+    assert_eq!(r.metrics.rx_dropped(), 1, "counted as dropped");
 }
 
 #[test]
