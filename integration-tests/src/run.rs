@@ -185,15 +185,7 @@ pub fn run_vmm_until(
     // Build first: the limit times the VMM, not cargo.
     vmm_bin();
     let start = Instant::now();
-    let mut child = vmm_command()
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("vmm-bin starts");
-    let out = child.stdout.take().expect("piped");
-    let mut err_pipe = child.stderr.take().expect("piped");
+    let (mut child, out, mut err_pipe) = spawn_piped(args);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut reader = std::io::BufReader::new(out);
@@ -291,11 +283,14 @@ pub struct Background {
     start: Instant,
 }
 
-/// Starts `vmm-bin` with `args` in the background (pass `--timeout` too:
-/// the VMM's own watchdog).
-pub fn spawn_vmm(args: &[&str]) -> Background {
-    use std::io::BufRead;
-    vmm_bin();
+/// Starts `vmm-bin` with `args`, stdin closed, stdout and stderr piped.
+fn spawn_piped(
+    args: &[&str],
+) -> (
+    std::process::Child,
+    std::process::ChildStdout,
+    std::process::ChildStderr,
+) {
     let mut child = vmm_command()
         .args(args)
         .stdin(Stdio::null())
@@ -304,7 +299,16 @@ pub fn spawn_vmm(args: &[&str]) -> Background {
         .spawn()
         .expect("vmm-bin starts");
     let out = child.stdout.take().expect("piped");
-    let mut err_pipe = child.stderr.take().expect("piped");
+    let err = child.stderr.take().expect("piped");
+    (child, out, err)
+}
+
+/// Starts `vmm-bin` with `args` in the background (pass `--timeout` too:
+/// the VMM's own watchdog).
+pub fn spawn_vmm(args: &[&str]) -> Background {
+    use std::io::BufRead;
+    vmm_bin();
+    let (child, out, mut err_pipe) = spawn_piped(args);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(out).split(b'\n') {

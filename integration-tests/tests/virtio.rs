@@ -70,7 +70,15 @@ fn test_virtio_rng_fills_requests_with_host_entropy_through_interrupts() {
         assert_ne!(*d, "0".repeat(64), "bytes were written");
     }
     assert_ne!(draws[0], draws[1], "two requests, two different draws");
-    assert_eq!(value(&out, "irqs"), "2", "one interrupt per completion");
+    // The guest waits for each completion by interrupt, so at least one
+    // came; two edges on the same IOAPIC pin before the first is taken
+    // merge into one (as on hardware), so "2" is the usual count, not a
+    // guarantee.
+    let irqs: u32 = value(&out, "irqs").parse().expect("a number");
+    assert!(
+        (1..=2).contains(&irqs),
+        "interrupts for two completions: {irqs}"
+    );
 }
 
 #[test]

@@ -299,23 +299,20 @@ mod tests {
         );
     }
 
-    #[test]
-    fn test_device_thread_may_open_unix_sockets_only() {
+    /// Runs `body` in a forked child confined to `role` (so the test runner
+    /// itself stays unconfined), SIGSYS at its default so a blocked call
+    /// kills the child; returns the child's wait status. `body` returns the
+    /// exit code for "got through"; 3 means confinement failed.
+    fn confined_child_status(role: ThreadRole, body: impl FnOnce() -> i32) -> i32 {
         // SAFETY: fork in a test; the child only makes raw syscalls and exits.
         let pid = unsafe { libc::fork() };
         if pid == 0 {
-            let code = match confine_current_thread(ThreadRole::Device) {
-                // SAFETY: plain libc calls in the forked child.
-                Ok(()) => unsafe {
-                    libc::signal(libc::SIGSYS, libc::SIG_DFL);
-                    let unix = libc::syscall(libc::SYS_socket, libc::AF_UNIX, libc::SOCK_STREAM, 0);
-                    if unix < 0 {
-                        4
-                    } else {
-                        libc::syscall(libc::SYS_socket, libc::AF_INET, libc::SOCK_STREAM, 0);
-                        0
-                    }
-                },
+            let code = match confine_current_thread(role) {
+                Ok(()) => {
+                    // SAFETY: plain libc call in the forked child.
+                    unsafe { libc::signal(libc::SIGSYS, libc::SIG_DFL) };
+                    body()
+                }
                 Err(_) => 3,
             };
             // SAFETY: leaving the forked child without running destructors.
@@ -324,6 +321,21 @@ mod tests {
         let mut status = 0;
         // SAFETY: waiting for our own child.
         unsafe { libc::waitpid(pid, &mut status, 0) };
+        status
+    }
+
+    #[test]
+    fn test_device_thread_may_open_unix_sockets_only() {
+        // SAFETY: raw socket(2) calls in the forked child.
+        let status = confined_child_status(ThreadRole::Device, || unsafe {
+            let unix = libc::syscall(libc::SYS_socket, libc::AF_UNIX, libc::SOCK_STREAM, 0);
+            if unix < 0 {
+                4
+            } else {
+                libc::syscall(libc::SYS_socket, libc::AF_INET, libc::SOCK_STREAM, 0);
+                0
+            }
+        });
         assert!(
             libc::WIFSIGNALED(status),
             "AF_INET allowed, or AF_UNIX refused: status {status:#x}"
@@ -354,59 +366,27 @@ mod tests {
 
     #[test]
     fn test_confined_thread_is_blocked() {
-        // In a child process, so the test runner itself is not confined.
-        // SAFETY: fork in a test; the child only makes raw syscalls and exits.
-        let pid = unsafe { libc::fork() };
-        if pid == 0 {
-            let code = match confine_current_thread(ThreadRole::Vcpu) {
-                Ok(()) => {
-                    // Reset SIGSYS to its default so the blocked call kills us.
-                    // SAFETY: plain libc calls in the forked child.
-                    unsafe {
-                        libc::signal(libc::SIGSYS, libc::SIG_DFL);
-                        libc::syscall(libc::SYS_socket, libc::AF_INET, libc::SOCK_STREAM, 0);
-                    }
-                    0
-                }
-                Err(_) => 3,
-            };
-            // SAFETY: leaving the forked child without running destructors.
-            unsafe { libc::_exit(code) };
-        }
-        let mut status = 0;
-        // SAFETY: waiting for our own child.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
+        let status = confined_child_status(ThreadRole::Vcpu, || {
+            // SAFETY: a raw socket(2) call in the forked child.
+            unsafe { libc::syscall(libc::SYS_socket, libc::AF_INET, libc::SOCK_STREAM, 0) };
+            0
+        });
         assert!(libc::WIFSIGNALED(status), "child status {status:#x}");
         assert_eq!(libc::WTERMSIG(status), libc::SIGSYS);
     }
 
     #[test]
     fn test_device_thread_may_set_tap_offloads_and_nothing_else() {
-        // SAFETY: fork in a test; the child only makes raw syscalls and exits.
-        let pid = unsafe { libc::fork() };
-        if pid == 0 {
-            let code = match confine_current_thread(ThreadRole::Device) {
-                Ok(()) => {
-                    // SAFETY: plain libc calls in the forked child; fd -1
-                    // makes every allowed ioctl fail with EBADF.
-                    unsafe {
-                        libc::signal(libc::SIGSYS, libc::SIG_DFL);
-                        let rc = libc::ioctl(-1, libc::TUNSETOFFLOAD, 0);
-                        if rc != -1 || *libc::__errno_location() != libc::EBADF {
-                            libc::_exit(4);
-                        }
-                        libc::ioctl(-1, libc::TUNSETIFF, 0);
-                    }
-                    0
-                }
-                Err(_) => 3,
-            };
-            // SAFETY: leaving the forked child without running destructors.
-            unsafe { libc::_exit(code) };
-        }
-        let mut status = 0;
-        // SAFETY: waiting for our own child.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
+        // SAFETY: ioctls on fd -1 in the forked child: every allowed one
+        // fails with EBADF.
+        let status = confined_child_status(ThreadRole::Device, || unsafe {
+            let rc = libc::ioctl(-1, libc::TUNSETOFFLOAD, 0);
+            if rc != -1 || *libc::__errno_location() != libc::EBADF {
+                return 4;
+            }
+            libc::ioctl(-1, libc::TUNSETIFF, 0);
+            0
+        });
         assert!(
             libc::WIFSIGNALED(status),
             "TUNSETIFF must be blocked; child status {status:#x}"
