@@ -145,7 +145,10 @@ mod tests {
             }
         );
         let msg = e.to_string();
-        assert!(msg.contains("0x80000001") && msg.contains("EDX bit 29"), "{msg}");
+        assert!(
+            msg.contains("0x80000001") && msg.contains("EDX bit 29"),
+            "{msg}"
+        );
         // A leaf 7 subleaf the host does not list at all.
         let guest7 = [kvm_cpuid_entry2 {
             function: 7,
@@ -154,7 +157,10 @@ mod tests {
             ..Default::default()
         }];
         let e = check_cpuid_compatible(&host, &guest7).unwrap_err();
-        assert_eq!((e.leaf, e.subleaf, e.register, e.bit), (7, 1, CpuidRegister::Eax, 4));
+        assert_eq!(
+            (e.leaf, e.subleaf, e.register, e.bit),
+            (7, 1, CpuidRegister::Eax, 4)
+        );
     }
 
     #[test]

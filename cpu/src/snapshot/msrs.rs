@@ -116,13 +116,11 @@ pub fn write_msrs(
     let ordered = restore_order(entries);
     for batch in ordered.chunks(KVM_MAX_MSR_ENTRIES) {
         let msrs = msrs_of(index, batch)?;
-        let n = fd
-            .set_msrs(&msrs)
-            .map_err(|source| VcpuStateError::Ioctl {
-                index,
-                op: "KVM_SET_MSRS",
-                source,
-            })?;
+        let n = fd.set_msrs(&msrs).map_err(|source| VcpuStateError::Ioctl {
+            index,
+            op: "KVM_SET_MSRS",
+            source,
+        })?;
         if let Some(refused) = batch.get(n) {
             return Err(VcpuStateError::MsrRefused {
                 index,

@@ -114,7 +114,11 @@ pub fn restore(fd: &VcpuFd, state: &VcpuState) -> Result<(), VcpuStateError> {
     // hosts `save` produces state on: see `check_xsave_size`).
     ioctl(index, "KVM_SET_XSAVE", unsafe { fd.set_xsave(&xsave) })?;
     ioctl(index, "KVM_SET_XCRS", fd.set_xcrs(&state.xcrs))?;
-    ioctl(index, "KVM_SET_DEBUGREGS", fd.set_debug_regs(&state.debug_regs))?;
+    ioctl(
+        index,
+        "KVM_SET_DEBUGREGS",
+        fd.set_debug_regs(&state.debug_regs),
+    )?;
     if let Some(lapic) = &state.lapic {
         ioctl(index, "KVM_SET_LAPIC", fd.set_lapic(lapic))?;
     }
