@@ -44,6 +44,24 @@ pub enum StateError {
         /// Why.
         why: &'static str,
     },
+    /// A virtio queue's saved set-up is unusable.
+    #[error("{device}: queue {index}: {why}")]
+    Queue {
+        /// The device.
+        device: &'static str,
+        /// The queue index.
+        index: usize,
+        /// What is wrong.
+        why: String,
+    },
+    /// The backend refused to take up its restored state.
+    #[error("{device}: the backend refused its restored state: {why}")]
+    Backend {
+        /// The device.
+        device: &'static str,
+        /// Its error.
+        why: String,
+    },
     /// Re-raising a pending interrupt failed.
     #[error("{device}: raising its pending interrupt failed: {why}")]
     Interrupt {

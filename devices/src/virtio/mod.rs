@@ -13,6 +13,12 @@
 //!   [`console::VirtioConsole`] (one port; output to a [`crate::Console`],
 //!   host input through a bounded [`console::ConsoleInput`]).
 //!
+//! Snapshots: [`mmio::MmioTransport::state`] captures the transport and
+//! its queues ([`TransportState`]), [`mmio::MmioTransport::restore`] puts
+//! them back on a transport for the same backend; the backend describes
+//! itself with [`VirtioDevice::snapshot_identity`]; [`DirtyPages`] tracks
+//! the guest pages devices write, for diff snapshots.
+//!
 //! Threading: the guest's register accesses arrive on vCPU threads; queue
 //! notifications arrive as eventfds ([`mmio::MmioTransport::queue_events`],
 //! registered by a KVM VMM as ioeventfds so a notify never exits to
@@ -25,6 +31,8 @@
 
 pub mod console;
 pub mod device;
+pub mod dirty;
+pub mod identity;
 pub mod interrupt;
 pub mod mmio;
 pub mod rng;
@@ -33,8 +41,10 @@ pub(crate) mod testing;
 
 pub use console::{ConsoleInput, VirtioConsole};
 pub use device::{DeviceError, QueueContext, VirtioDevice};
+pub use dirty::DirtyPages;
+pub use identity::BackendIdentity;
 pub use interrupt::VirtioInterrupt;
-pub use mmio::{MmioTransport, VIRTIO_MMIO_WINDOW};
+pub use mmio::{MmioTransport, QueueSnapshot, TransportState, VIRTIO_MMIO_WINDOW};
 pub use rng::VirtioRng;
 
 /// `VIRTIO_F_VERSION_1`: the device follows virtio 1.x (required: this
