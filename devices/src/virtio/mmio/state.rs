@@ -16,6 +16,7 @@ use virtio_queue::{Queue, QueueState, QueueT};
 use vm_memory::GuestAddress;
 
 use super::{MmioTransport, QueueFaults};
+use crate::virtio::BackendIdentity;
 use crate::state::StateError;
 
 const DEVICE: &str = "virtio-mmio";
@@ -127,6 +128,12 @@ impl MmioTransport {
                 })
                 .collect(),
         }
+    }
+
+    /// What the backend says about itself for a snapshot
+    /// ([`super::VirtioDevice::snapshot_identity`]).
+    pub fn backend_identity(&self) -> BackendIdentity {
+        self.device.snapshot_identity()
     }
 
     /// The guest memory the transport itself writes for each ready queue
