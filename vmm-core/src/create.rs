@@ -6,21 +6,25 @@
 
 use std::sync::Arc;
 
+use kvm_ioctls::Cap;
 use vmm_cpu::cpuid::{self, Topology};
 use vmm_cpu::{firmware_state, setup_boot_state, Vcpu};
 use vmm_devices::legacy::{acpi_pm, cmos};
 use vmm_loader::linux::cache::VmlinuxCache;
 use vmm_loader::BootSpec;
 use vmm_memory::layout::{ACPI_TABLES_START, MPTABLE_END};
-use vmm_memory::{register_memory_slots, GuestRam, MemoryLayout, ThpHint};
+use vmm_memory::{register_memory_slots_with, GuestRam, MemoryLayout, SlotOptions, ThpHint};
 
 use crate::boot::{is_pc, load_image, Loaded};
-use crate::config::{HostOptions, VmConfig};
+use crate::config::{BootConfig, HostOptions, VmConfig};
 use crate::control::VmControl;
 use crate::error::VmmError;
 use crate::firmware::{write_firmware_tables, PlatformInfo, VirtioMmio};
 use crate::kvm::open_kvm;
 use crate::platform::create_irqchip;
+use crate::platform::Platform;
+use crate::snapshot::create::SnapshotContext;
+use crate::snapshot::SnapshotError;
 use crate::virtio::virtio_layout;
 use crate::vm::{RunOptions, Vm, VmParts};
 
@@ -81,9 +85,12 @@ impl Vm {
             });
         }
         let vm_fd = kvm.create_vm().map_err(VmmError::CreateVm)?;
+        let slots = SlotOptions {
+            log_dirty_pages: host.track_dirty_pages,
+        };
         // SAFETY: `ram` is moved into the returned `Vm`, which drops its VM
         // fd before its RAM (see `Vm`'s field order).
-        unsafe { register_memory_slots(&vm_fd, &ram, kvm.get_nr_memslots()) }?;
+        unsafe { register_memory_slots_with(&vm_fd, &ram, kvm.get_nr_memslots(), slots) }?;
         if pc {
             create_irqchip(&vm_fd)?;
         }
@@ -131,6 +138,28 @@ impl Vm {
             );
         }
 
+        // What a snapshot of this VM will need: the MSR list comes from
+        // /dev/kvm, which vCPU threads may not use once confined.
+        let msrs = vmm_cpu::snapshot::msrs_to_save(&kvm).map_err(|source| {
+            VmmError::from(SnapshotError::Kvm {
+                op: "KVM_GET_MSR_INDEX_LIST",
+                source,
+            })
+        })?;
+        let snapshot = SnapshotContext {
+            config: VmConfig {
+                boot: BootConfig::default(),
+                platform: if pc { Platform::Pc } else { Platform::Minimal },
+                ..config.clone()
+            },
+            msrs: Arc::new(msrs),
+            xsave2_size: usize::try_from(vm_fd.check_extension_int(Cap::Xsave2)).unwrap_or(0),
+            dirty: None,
+            devices: None,
+            unsnapshottable: Vec::new(),
+            restored_clock: None,
+            has_memory_base: false,
+        };
         let control = Arc::new(VmControl::new(host.max_exits));
         let options = RunOptions {
             timeout: host.timeout,
@@ -150,6 +179,8 @@ impl Vm {
             control,
             options,
             virtio_slots,
+            snapshot,
+            track_dirty_pages: host.track_dirty_pages,
         })
     }
 }

@@ -55,7 +55,9 @@ pub enum SnapshotError {
         source: std::io::Error,
     },
     /// The file ends before a part of it does.
-    #[error("the snapshot file is truncated: its {what} needs {expected} bytes, the file has {found}")]
+    #[error(
+        "the snapshot file is truncated: its {what} needs {expected} bytes, the file has {found}"
+    )]
     Truncated {
         /// The header or the body.
         what: &'static str,
@@ -65,13 +67,17 @@ pub enum SnapshotError {
         found: u64,
     },
     /// The file does not start with the magic.
-    #[error("not a snapshot file: it starts with {found:02x?}, a snapshot starts with \"RVMMSNAP\"")]
+    #[error(
+        "not a snapshot file: it starts with {found:02x?}, a snapshot starts with \"RVMMSNAP\""
+    )]
     Magic {
         /// The first 8 bytes (zero-padded when the file is shorter).
         found: [u8; 8],
     },
     /// The format version is not this build's.
-    #[error("snapshot format version {found} is not supported (this build reads version {supported})")]
+    #[error(
+        "snapshot format version {found} is not supported (this build reads version {supported})"
+    )]
     Version {
         /// The file's version.
         found: u32,
@@ -129,7 +135,9 @@ pub enum SnapshotError {
         found: String,
     },
     /// The memory file's size is not the snapshot's RAM size.
-    #[error("the memory file {path} is {found} bytes, the snapshot's guest RAM is {expected} bytes")]
+    #[error(
+        "the memory file {path} is {found} bytes, the snapshot's guest RAM is {expected} bytes"
+    )]
     MemoryFileSize {
         /// The file.
         path: PathBuf,

@@ -78,7 +78,8 @@ fn write_nonzero(file: &File, path: &Path, buf: &[u8], at: u64) -> Result<u64, S
         match (run, zero) {
             (None, false) => run = Some(i),
             (Some(start), true) => {
-                let bytes = &buf[start * PAGE_SIZE as usize..(i * PAGE_SIZE as usize).min(buf.len())];
+                let bytes =
+                    &buf[start * PAGE_SIZE as usize..(i * PAGE_SIZE as usize).min(buf.len())];
                 file.write_all_at(bytes, at + (start as u64) * PAGE_SIZE)
                     .map_err(write_err(path))?;
                 written += bytes.len() as u64;
@@ -196,7 +197,8 @@ mod tests {
     fn test_memory_file_holds_regions_back_to_back_with_zero_holes() {
         let m = mem();
         m.write_slice(b"low", GuestAddress(0x1234)).unwrap();
-        m.write_slice(b"high", GuestAddress((1 << 32) + 0x5000)).unwrap();
+        m.write_slice(b"high", GuestAddress((1 << 32) + 0x5000))
+            .unwrap();
         let path = tmp("full");
         let written = write_full(&m, &path).unwrap();
         assert_eq!(written, 2 * PAGE_SIZE, "two non-zero pages");
@@ -220,7 +222,8 @@ mod tests {
         write_full(&m, &path).unwrap();
         // Two pages change; only page 2 of region 1 is marked.
         m.write_slice(b"new!", GuestAddress(0x3000)).unwrap();
-        m.write_slice(b"mark", GuestAddress((1 << 32) + 0x2000)).unwrap();
+        m.write_slice(b"mark", GuestAddress((1 << 32) + 0x2000))
+            .unwrap();
         let mut words = vec![vec![0u64; 4], vec![0u64; 4]];
         words[1][0] = 1 << 2;
         assert_eq!(write_diff(&m, &path, &words).unwrap(), PAGE_SIZE);
@@ -234,7 +237,10 @@ mod tests {
         let short = tmp("short");
         File::create(&short).unwrap().set_len(4096).unwrap();
         let e = write_diff(&m, &short, &words).unwrap_err();
-        assert!(matches!(e, SnapshotError::DiffTargetSize { found: 4096, .. }), "{e}");
+        assert!(
+            matches!(e, SnapshotError::DiffTargetSize { found: 4096, .. }),
+            "{e}"
+        );
         std::fs::remove_file(&path).unwrap();
         std::fs::remove_file(&short).unwrap();
     }

@@ -25,7 +25,7 @@
 //! A failed restore leaves nothing behind.
 
 mod body;
-mod create;
+pub(crate) mod create;
 mod error;
 pub mod format;
 pub mod memory;

@@ -226,10 +226,12 @@ impl Vm {
             &body.devices,
         )
         .map_err(|e| match e {
-            vmm_devices::pc::DeviceSetError::State(source) => VmmError::from(SnapshotError::DeviceState {
-                what: "the platform devices".into(),
-                source,
-            }),
+            vmm_devices::pc::DeviceSetError::State(source) => {
+                VmmError::from(SnapshotError::DeviceState {
+                    what: "the platform devices".into(),
+                    source,
+                })
+            }
             other => VmmError::from(other),
         })?;
         vm.attach_devices(devices);

@@ -43,13 +43,14 @@ pub(crate) fn identity_fits(kind: VirtioKind, identity: &BackendIdentity) -> Res
         (VirtioKind::Block, BackendIdentity::Disk { .. })
         | (VirtioKind::Net, BackendIdentity::Net { .. })
         | (VirtioKind::Vsock, BackendIdentity::Vsock { .. }) => Ok(()),
-        (VirtioKind::Block | VirtioKind::Net | VirtioKind::Vsock, BackendIdentity::DeviceType(_)) => {
-            Err(format!(
-                "its backend describes itself by device type only; a {kind:?} backend must \
+        (
+            VirtioKind::Block | VirtioKind::Net | VirtioKind::Vsock,
+            BackendIdentity::DeviceType(_),
+        ) => Err(format!(
+            "its backend describes itself by device type only; a {kind:?} backend must \
                  name its host resource (VirtioDevice::snapshot_identity) so a restore can \
                  check it gets the same one"
-            ))
-        }
+        )),
         (_, other) => Err(format!("its backend describes itself as {other:?}")),
     }
 }
@@ -80,7 +81,11 @@ pub fn validate(body: &SnapshotBody) -> Result<(), SnapshotError> {
     if body.vm.pit.is_some() != pc {
         return Err(SnapshotError::inconsistent(
             "vm.pit",
-            if pc { "present (irqchip saved)" } else { "absent (no irqchip)" },
+            if pc {
+                "present (irqchip saved)"
+            } else {
+                "absent (no irqchip)"
+            },
             if pc { "absent" } else { "present" },
         ));
     }
@@ -101,7 +106,11 @@ pub fn validate(body: &SnapshotBody) -> Result<(), SnapshotError> {
             n,
         ));
     }
-    let set = if pc { DeviceSet::Pc } else { DeviceSet::Minimal };
+    let set = if pc {
+        DeviceSet::Pc
+    } else {
+        DeviceSet::Minimal
+    };
     if body.devices.set != set {
         return Err(SnapshotError::inconsistent(
             "devices.set",
