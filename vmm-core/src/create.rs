@@ -158,6 +158,7 @@ impl Vm {
             devices: None,
             unsnapshottable: Vec::new(),
             restored_clock: None,
+            restored: false,
             has_memory_base: false,
         };
         let control = Arc::new(VmControl::new(host.max_exits));

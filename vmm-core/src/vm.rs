@@ -408,7 +408,11 @@ impl Vm {
         } else {
             Pauser::default()
         };
-        let mut quiet_check = self.console.as_ref().map(|_| started + QUIET_HINT_AFTER);
+        let mut quiet_check = self
+            .console
+            .as_ref()
+            .filter(|_| !self.snap.restored)
+            .map(|_| started + QUIET_HINT_AFTER);
         let deadline = self.options.timeout.map(|t| started + t);
         let mut next_report = self
             .options

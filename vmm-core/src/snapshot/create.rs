@@ -42,6 +42,9 @@ pub(crate) struct SnapshotContext {
     /// The KVM clock of the snapshot this VM was restored from, set again
     /// just before its vCPUs first run.
     pub restored_clock: Option<kvm_clock_data>,
+    /// Built from a snapshot (its guest has spoken already: no hint for a
+    /// quiet console).
+    pub restored: bool,
     /// A full memory file exists that a diff snapshot can be written
     /// into: a full snapshot was taken, or the VM was restored from one.
     pub has_memory_base: bool,

@@ -196,6 +196,7 @@ impl Vm {
             devices: None,
             unsnapshottable: Vec::new(),
             restored_clock: body.vm.clock,
+            restored: true,
             has_memory_base: true,
         };
         let options = RunOptions {
