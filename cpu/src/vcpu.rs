@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kvm_bindings::{
-    kvm_run, KVM_INTERNAL_ERROR_EMULATION, KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES,
+    kvm_cpuid_entry2, kvm_run, CpuId, KVM_INTERNAL_ERROR_EMULATION,
+    KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES,
 };
 use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
 use vm_device::bus::{MmioAddress, PioAddress};
@@ -173,6 +174,11 @@ pub struct Vcpu {
     fd: VcpuFd,
     index: u64,
     metrics: Arc<VcpuMetrics>,
+    /// The CPUID last set through [`Vcpu::set_cpuid2`]: what a snapshot
+    /// saves, because KVM_GET_CPUID2 may report what the guest sees
+    /// instead (on the nested hosts of the project notes, leaf 1 and 7
+    /// bits come from the host).
+    cpuid: Option<Vec<kvm_cpuid_entry2>>,
 }
 
 impl fmt::Debug for Vcpu {
@@ -191,7 +197,20 @@ impl Vcpu {
             fd,
             index,
             metrics: Arc::new(VcpuMetrics::default()),
+            cpuid: None,
         })
+    }
+
+    /// KVM_SET_CPUID2, remembering the table (see [`Vcpu::cpuid`]).
+    pub fn set_cpuid2(&mut self, cpuid: &CpuId) -> Result<(), kvm_ioctls::Error> {
+        self.fd.set_cpuid2(cpuid)?;
+        self.cpuid = Some(cpuid.as_slice().to_vec());
+        Ok(())
+    }
+
+    /// The CPUID last set with [`Vcpu::set_cpuid2`], if any.
+    pub fn cpuid(&self) -> Option<&[kvm_cpuid_entry2]> {
+        self.cpuid.as_deref()
     }
 
     /// The KVM vCPU, for state set-up before running.

@@ -504,16 +504,36 @@ mod tests {
         assert_eq!(c.restore_mem, Some(PathBuf::from("m")));
         assert!(c.resume && c.kernel.is_none());
         // The snapshot describes the VM: VM flags are refused with it.
-        for extra in [&["--kernel", "k"][..], &["--memory", "64"], &["--cpus", "2"], &["--rng"]] {
+        for extra in [
+            &["--kernel", "k"][..],
+            &["--memory", "64"],
+            &["--cpus", "2"],
+            &["--rng"],
+        ] {
             let args = [&["--restore", "s", "--restore-mem", "m"][..], extra].concat();
             let e = cli(&args).unwrap_err();
             assert!(one_line_error(&e).contains("cannot be used"), "{extra:?}");
         }
-        assert!(cli(&["--restore", "s"]).is_err(), "--restore-mem is required");
-        assert!(cli(&["--kernel", "k", "--resume"]).is_err(), "--resume needs --restore");
+        assert!(
+            cli(&["--restore", "s"]).is_err(),
+            "--restore-mem is required"
+        );
+        assert!(
+            cli(&["--kernel", "k", "--resume"]).is_err(),
+            "--resume needs --restore"
+        );
         // Host options still apply.
-        let c = cli(&["--restore", "s", "--restore-mem", "m", "--timeout", "2", "--serial", "none"])
-            .unwrap();
+        let c = cli(&[
+            "--restore",
+            "s",
+            "--restore-mem",
+            "m",
+            "--timeout",
+            "2",
+            "--serial",
+            "none",
+        ])
+        .unwrap();
         assert_eq!(c.timeout, Some(std::time::Duration::from_secs(2)));
     }
 

@@ -100,10 +100,29 @@ impl Vm {
             cpus: cpus as u8,
             hypercall_pv_features: config.hypercall_pv_features,
         };
+        // What a snapshot of this VM will need: the MSR list comes from
+        // /dev/kvm, which vCPU threads may not use once confined, narrowed
+        // to what a restore can write back (probed on vCPU 0).
+        let msr_list = vmm_cpu::snapshot::msrs_to_save(&kvm).map_err(|source| {
+            VmmError::from(SnapshotError::Kvm {
+                op: "KVM_GET_MSR_INDEX_LIST",
+                source,
+            })
+        })?;
+        let mut msrs = Vec::new();
         let mut vcpus = Vec::new();
         for index in 0..cpus {
-            let vcpu = Vcpu::new(&vm_fd, index)?;
-            cpuid::set_vcpu_cpuid(vcpu.fd(), &supported, index as u8, topo)?;
+            let mut vcpu = Vcpu::new(&vm_fd, index)?;
+            let own = cpuid::vcpu_cpuid(&supported, index as u8, topo);
+            vcpu.set_cpuid2(&own)
+                .map_err(vmm_cpu::cpuid::CpuidError::SetCpuid)?;
+            if index == 0 {
+                // Before anything else is set: the probe writes back the
+                // values it reads.
+                let (usable, _) = vmm_cpu::snapshot::probe_msrs(vcpu.fd(), 0, &msr_list)
+                    .map_err(SnapshotError::from)?;
+                msrs = usable;
+            }
             if pc {
                 firmware_state::setup_lapic(vcpu.fd())?;
                 firmware_state::setup_msrs(vcpu.fd())?;
@@ -138,14 +157,6 @@ impl Vm {
             );
         }
 
-        // What a snapshot of this VM will need: the MSR list comes from
-        // /dev/kvm, which vCPU threads may not use once confined.
-        let msrs = vmm_cpu::snapshot::msrs_to_save(&kvm).map_err(|source| {
-            VmmError::from(SnapshotError::Kvm {
-                op: "KVM_GET_MSR_INDEX_LIST",
-                source,
-            })
-        })?;
         let snapshot = SnapshotContext {
             config: VmConfig {
                 boot: BootConfig::default(),

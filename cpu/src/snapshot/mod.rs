@@ -25,6 +25,6 @@ mod state;
 
 pub use cpuid_check::{check_cpuid_compatible, CpuidMismatch, CpuidRegister};
 pub use error::VcpuStateError;
-pub use msrs::msrs_to_save;
+pub use msrs::{msrs_to_save, probe_msrs};
 pub use save_restore::{check_xsave_size, restore, save, SaveOptions};
 pub use state::{FpuState, VcpuState, XsaveArea, XSAVE_WORDS};

@@ -7,6 +7,13 @@
 //! [`KVM_MAX_MSR_ENTRIES`] entries a call and stop at the first MSR they
 //! refuse, returning how many they did; reads use that to skip exactly
 //! the refused MSR and go on, writes report it.
+//!
+//! Some MSRs of the list cannot be restored on a given vCPU: KVM refuses
+//! host writes to MSRs whose feature the vCPU's CPUID hides (the
+//! paravirtual MSR_KVM_POLL_CONTROL when the hypercall features are off,
+//! say), and nested hosts refuse a few more. [`probe_msrs`] finds them
+//! once, on a vCPU that has not run yet, so snapshots save exactly the
+//! MSRs a restore can write back.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -88,13 +95,55 @@ pub fn read_msrs(
             rest = &rest[n..];
         }
     }
-    if !skipped.is_empty() && !SKIPPED_LOGGED.swap(true, Ordering::Relaxed) {
-        log::warn!(
-            "snapshot: this host refuses to read MSRs {skipped:#x?} of KVM's save list; \
-             snapshots leave them out"
+    Ok((read, skipped))
+}
+
+/// Which MSRs of `list` vCPU `fd` (CPUID set, never run) lets the VMM both
+/// read and write back: the list to save. Each MSR is written with the
+/// value just read, which on a vCPU that has not run changes nothing;
+/// IA32_TSC is kept without a write (writing it would desynchronise the
+/// vCPUs' TSCs). Returns the usable MSRs in list order and the refused
+/// ones, which are logged once per process.
+pub fn probe_msrs(
+    fd: &VcpuFd,
+    index: u64,
+    list: &[u32],
+) -> Result<(Vec<u32>, Vec<u32>), VcpuStateError> {
+    let (read, mut refused) = read_msrs(fd, index, list)?;
+    let mut pending: Vec<kvm_msr_entry> = read
+        .into_iter()
+        .filter(|e| e.index != MSR_IA32_TSC)
+        .collect();
+    while !pending.is_empty() {
+        let batch = &pending[..pending.len().min(KVM_MAX_MSR_ENTRIES)];
+        let msrs = msrs_of(index, batch)?;
+        let n = fd
+            .set_msrs(&msrs)
+            .map_err(|source| VcpuStateError::Ioctl {
+                index,
+                op: "KVM_SET_MSRS",
+                source,
+            })?
+            .min(batch.len());
+        if n < batch.len() {
+            refused.push(batch[n].index);
+            pending.drain(..=n);
+        } else {
+            pending.drain(..n);
+        }
+    }
+    let usable = list
+        .iter()
+        .copied()
+        .filter(|m| !refused.contains(m))
+        .collect();
+    if !refused.is_empty() && !SKIPPED_LOGGED.swap(true, Ordering::Relaxed) {
+        log::info!(
+            "snapshots leave out MSRs {refused:#x?} of KVM's save list: this host or this \
+             vCPU's CPUID does not let them be read and restored"
         );
     }
-    Ok((read, skipped))
+    Ok((usable, refused))
 }
 
 /// The order MSRs are written back in: everything but the TSC deadline,

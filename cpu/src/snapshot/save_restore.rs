@@ -7,6 +7,7 @@ use kvm_ioctls::VcpuFd;
 use super::error::VcpuStateError;
 use super::msrs::{read_msrs, write_msrs};
 use super::state::{FpuState, VcpuState, XsaveArea, XSAVE_WORDS};
+use crate::Vcpu;
 
 /// What [`save`] needs besides the vCPU.
 #[derive(Debug, Clone, Copy)]
@@ -17,6 +18,10 @@ pub struct SaveOptions<'a> {
     pub msrs: &'a [u32],
     /// Whether the VM has an in-kernel irqchip (and so a LAPIC to save).
     pub lapic: bool,
+    /// The CPUID the vCPU was given ([`crate::Vcpu::cpuid`]); without it,
+    /// KVM_GET_CPUID2's, which on some hosts is what the guest sees
+    /// rather than what was set.
+    pub cpuid: Option<&'a [kvm_cpuid_entry2]>,
 }
 
 fn ioctl<T>(
@@ -55,14 +60,20 @@ pub fn save(fd: &VcpuFd, opts: &SaveOptions<'_>) -> Result<VcpuState, VcpuStateE
         None
     };
     let tsc_khz = fd.get_tsc_khz().ok();
-    let mut cpuid = ioctl(
-        index,
-        "KVM_GET_CPUID2",
-        fd.get_cpuid2(KVM_MAX_CPUID_ENTRIES),
-    )?
-    .as_slice()
-    .to_vec();
-    cpuid.retain(|e| !is_padding(e));
+    let cpuid = match opts.cpuid {
+        Some(set) => set.to_vec(),
+        None => {
+            let mut got = ioctl(
+                index,
+                "KVM_GET_CPUID2",
+                fd.get_cpuid2(KVM_MAX_CPUID_ENTRIES),
+            )?
+            .as_slice()
+            .to_vec();
+            got.retain(|e| !is_padding(e));
+            got
+        }
+    };
     let (msrs, skipped_msrs) = read_msrs(fd, index, opts.msrs)?;
     let vcpu_events = ioctl(index, "KVM_GET_VCPU_EVENTS", fd.get_vcpu_events())?;
     Ok(VcpuState {
@@ -83,8 +94,8 @@ pub fn save(fd: &VcpuFd, opts: &SaveOptions<'_>) -> Result<VcpuState, VcpuStateE
     })
 }
 
-/// Sets `state` on the fresh vCPU `fd` (created on a VM whose irqchip, if
-/// any, already holds its restored state).
+/// Sets `state` on the fresh vCPU (created on a VM whose irqchip, if any,
+/// already holds its restored state).
 ///
 /// Order: CPUID first (the other calls check against it); SET_REGS before
 /// SET_VCPU_EVENTS (it clears pending exceptions); SET_SREGS before
@@ -92,7 +103,7 @@ pub fn save(fd: &VcpuFd, opts: &SaveOptions<'_>) -> Result<VcpuState, VcpuStateE
 /// supersedes it); SET_LAPIC before SET_MSRS (the TSC deadline MSR needs
 /// the LAPIC's timer mode); the MP state and the pending events last, so
 /// nothing set afterwards overrides them.
-pub fn restore(fd: &VcpuFd, state: &VcpuState) -> Result<(), VcpuStateError> {
+pub fn restore(vcpu: &mut Vcpu, state: &VcpuState) -> Result<(), VcpuStateError> {
     let index = state.index;
     let cpuid = CpuId::from_entries(&state.cpuid).map_err(|_| VcpuStateError::TooManyEntries {
         index,
@@ -105,7 +116,8 @@ pub fn restore(fd: &VcpuFd, state: &VcpuState) -> Result<(), VcpuStateError> {
         found: state.xsave.0.len(),
         expected: XSAVE_WORDS,
     })?;
-    ioctl(index, "KVM_SET_CPUID2", fd.set_cpuid2(&cpuid))?;
+    ioctl(index, "KVM_SET_CPUID2", vcpu.set_cpuid2(&cpuid))?;
+    let fd = vcpu.fd();
     ioctl(index, "KVM_SET_REGS", fd.set_regs(&state.regs))?;
     ioctl(index, "KVM_SET_SREGS", fd.set_sregs(&state.sregs))?;
     ioctl(index, "KVM_SET_FPU", fd.set_fpu(&(&state.fpu).into()))?;

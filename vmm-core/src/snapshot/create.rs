@@ -77,6 +77,7 @@ pub(crate) fn save_vcpu(
         index: vcpu.index(),
         msrs,
         lapic,
+        cpuid: vcpu.cpuid(),
     };
     Ok(vmm_cpu::snapshot::save(vcpu.fd(), &opts)?)
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use kvm_ioctls::Cap;
 use vmm_cpu::cpuid;
-use vmm_cpu::snapshot::{check_cpuid_compatible, check_xsave_size, msrs_to_save};
+use vmm_cpu::snapshot::{check_cpuid_compatible, check_xsave_size};
 use vmm_cpu::Vcpu;
 use vmm_devices::pc::build_devices_from_state;
 use vmm_devices::Console;
@@ -155,10 +155,6 @@ impl Vm {
                 }
             })?;
         }
-        let msrs = msrs_to_save(&kvm).map_err(|source| SnapshotError::Kvm {
-            op: "KVM_GET_MSR_INDEX_LIST",
-            source,
-        })?;
 
         let ram = GuestRam::from_file(&layout, &mem_file)?;
         let vm_fd = kvm.create_vm().map_err(VmmError::CreateVm)?;
@@ -177,8 +173,8 @@ impl Vm {
         restore_vm_state(&vm_fd, &body.vm)?;
         let mut vcpus = Vec::new();
         for v in &body.vcpus {
-            let vcpu = Vcpu::new(&vm_fd, v.index)?;
-            vmm_cpu::snapshot::restore(vcpu.fd(), v).map_err(SnapshotError::from)?;
+            let mut vcpu = Vcpu::new(&vm_fd, v.index)?;
+            vmm_cpu::snapshot::restore(&mut vcpu, v).map_err(SnapshotError::from)?;
             warn_if_tsc_differs(&vcpu, v.tsc_khz);
             vcpus.push(vcpu);
         }
@@ -188,6 +184,9 @@ impl Vm {
         let control = Arc::new(VmControl::new(host.max_exits));
         control.want_pause(true);
         control.set_run_state(RunState::Paused);
+        // The MSRs the snapshot saved were all written back above: they
+        // are the list this VM's own snapshots save.
+        let msrs = body.vcpus[0].msrs.iter().map(|e| e.index).collect();
         let snapshot = SnapshotContext {
             config: body.config.clone(),
             msrs: Arc::new(msrs),

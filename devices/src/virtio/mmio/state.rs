@@ -16,8 +16,8 @@ use virtio_queue::{Queue, QueueState, QueueT};
 use vm_memory::GuestAddress;
 
 use super::{MmioTransport, QueueFaults};
-use crate::virtio::BackendIdentity;
 use crate::state::StateError;
+use crate::virtio::BackendIdentity;
 
 const DEVICE: &str = "virtio-mmio";
 
