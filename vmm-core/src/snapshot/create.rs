@@ -88,7 +88,8 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), SnapshotError> {
         let p = p.to_path_buf();
         move |source| SnapshotError::Write { path: p, source }
     };
-    if let Err(e) = std::fs::write(&tmp, bytes).map_err(err(&tmp)) {
+    // Errors name the file asked for, not the temporary one.
+    if let Err(e) = std::fs::write(&tmp, bytes).map_err(err(path)) {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }

@@ -97,8 +97,9 @@ pub fn write_full(mem: &GuestMemoryMmap, path: &Path) -> Result<u64, SnapshotErr
     let state = memory_state(mem);
     let tmp = temp_path(path);
     let result = (|| {
-        let file = File::create(&tmp).map_err(write_err(&tmp))?;
-        file.set_len(state.size).map_err(write_err(&tmp))?;
+        // Errors name the file asked for, not the temporary one.
+        let file = File::create(&tmp).map_err(write_err(path))?;
+        file.set_len(state.size).map_err(write_err(path))?;
         let mut buf = vec![0u8; CHUNK as usize];
         let mut written = 0;
         for r in &state.regions {
@@ -106,7 +107,7 @@ pub fn write_full(mem: &GuestMemoryMmap, path: &Path) -> Result<u64, SnapshotErr
             while done < r.len {
                 let n = (r.len - done).min(CHUNK) as usize;
                 read_guest(mem, r.guest_addr + done, &mut buf[..n])?;
-                written += write_nonzero(&file, &tmp, &buf[..n], r.file_offset + done)?;
+                written += write_nonzero(&file, path, &buf[..n], r.file_offset + done)?;
                 done += n as u64;
             }
         }
