@@ -219,6 +219,60 @@ fn clock_guest() -> Vec<u8> {
     })
 }
 
+/// Answers port reads with 0x77 and asks the run loop to stop after the
+/// first exit, as a pause does.
+struct StopAfterOneExit;
+
+impl vmm_core::cpu::ExitHandler for StopAfterOneExit {
+    fn pio_read(&self, _: vm_device::bus::PioAddress, data: &mut [u8]) {
+        data.fill(0x77);
+    }
+    fn pio_write(&self, _: vm_device::bus::PioAddress, _: &[u8]) {}
+    fn mmio_read(&self, _: vm_device::bus::MmioAddress, data: &mut [u8]) {
+        data.fill(0xff);
+    }
+    fn mmio_write(&self, _: vm_device::bus::MmioAddress, _: &[u8]) {}
+    fn exit_handled(&self, _: vmm_core::cpu::ExitKind) -> vmm_core::cpu::ExitAction {
+        vmm_core::cpu::ExitAction::Stop
+    }
+}
+
+#[test]
+fn test_snapshot_pending_in_instruction_is_completed_before_saving() {
+    use vmm_core::cpu::{setup_boot_state, CpuMode, Entry, StartState, Vcpu, VcpuStop};
+    use vmm_core::memory::{register_memory_slots, GuestRam, MemoryLayout, ThpHint};
+    require_kvm();
+    // in al, 0x60; hlt (real mode at 0x1000).
+    let code = [0xe4, 0x60, 0xf4];
+    let kvm = kvm_ioctls::Kvm::new().unwrap();
+    let layout = MemoryLayout::new(1).unwrap();
+    let ram = GuestRam::new(&layout, ThpHint::Off).unwrap();
+    vm_memory::Bytes::write_slice(ram.memory(), &code, vm_memory::GuestAddress(LOAD)).unwrap();
+    let vm = kvm.create_vm().unwrap();
+    // SAFETY: `ram` is declared before `vm`, so it outlives the VM.
+    unsafe { register_memory_slots(&vm, &ram, kvm.get_nr_memslots()) }.unwrap();
+    let mut vcpu = Vcpu::new(&vm, 0).unwrap();
+    let start = StartState::new(CpuMode::Real, Entry::Linear(vm_memory::GuestAddress(LOAD)));
+    setup_boot_state(vcpu.fd(), ram.memory(), &start).unwrap();
+    assert_eq!(
+        vcpu.run(&StopAfterOneExit).unwrap(),
+        VcpuStop::StopRequested
+    );
+    // KVM has the read's data but has not put it in AL, nor moved RIP:
+    // saved now, a restored guest would execute the `in` again.
+    let regs = vcpu.fd().get_regs().unwrap();
+    assert_eq!(regs.rip, LOAD, "still at the in");
+    assert_ne!(regs.rax & 0xff, 0x77);
+    vcpu.complete_pending_io(&StopAfterOneExit).unwrap();
+    let regs = vcpu.fd().get_regs().unwrap();
+    assert_eq!(regs.rax & 0xff, 0x77, "the read's value is in AL");
+    assert_eq!(
+        regs.rip,
+        LOAD + 2,
+        "past the in, and not one instruction further"
+    );
+}
+
 /// A scratch directory for one test's snapshot files, removed on drop.
 struct Dir(PathBuf);
 
