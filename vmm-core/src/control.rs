@@ -4,7 +4,7 @@
 //! this one object.
 //!
 //! Pausing: a handle asks ([`VmControl::want_pause`]) and waits
-//! ([`VmControl::wait_paused`]); the main loop kicks every vCPU out of
+//! ([`VmControl::wait_run_state`]); the main loop kicks every vCPU out of
 //! KVM_RUN, each vCPU thread parks ([`VmControl::park`]) until the pause is
 //! withdrawn or the VM stops, and once all are parked the main loop saves
 //! the clock and publishes [`RunState::Paused`].

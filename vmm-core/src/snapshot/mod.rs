@@ -10,7 +10,7 @@
 //! platform devices' and virtio transports' state and each virtio
 //! backend's [`BackendIdentity`](vmm_devices::virtio::BackendIdentity),
 //! writes guest RAM ([`memory`]), and last the snapshot file
-//! ([`format`]), each through a temporary file renamed into place.
+//! ([`mod@format`]), each through a temporary file renamed into place.
 //! [`SnapshotKind::Diff`] writes only the pages written since the last
 //! snapshot (KVM's dirty log plus the pages virtio devices wrote) into
 //! the existing memory file, as Firecracker does.

@@ -96,7 +96,7 @@ mod tests {
 
     fn read32(pm: &AcpiPm, offset: u16) -> u32 {
         let mut b = [0u8; 4];
-        pm.pio_read(PioAddress(0x600), offset.into(), &mut b);
+        pm.pio_read(PioAddress(0x600), offset, &mut b);
         u32::from_le_bytes(b)
     }
 
@@ -104,7 +104,7 @@ mod tests {
     fn test_acpi_pm_state_keeps_registers_and_continues_the_timer() {
         let sink = Arc::new(RecordingSink::default());
         let pm = AcpiPm::new(sink.clone(), Arc::new(InstantClock::new()));
-        pm.pio_write(PioAddress(0x600), PM1_EN_OFFSET.into(), &[0x01, 0x01]);
+        pm.pio_write(PioAddress(0x600), PM1_EN_OFFSET, &[0x01, 0x01]);
         std::thread::sleep(std::time::Duration::from_millis(20));
         let state = pm.state();
         assert!(state.timer_ns >= 20_000_000);

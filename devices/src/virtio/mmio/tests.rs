@@ -392,7 +392,8 @@ fn test_mmio_restore_refuses_states_the_driver_could_not_have_set() {
         )
         .unwrap()
     };
-    let cases: Vec<(&str, Box<dyn Fn(&mut TransportState)>)> = vec![
+    type Bend = Box<dyn Fn(&mut TransportState)>;
+    let cases: Vec<(&str, Bend)> = vec![
         ("device_type", Box::new(|s| s.device_type = 1)),
         ("queues", Box::new(|s| s.queues.truncate(1))),
         ("status", Box::new(|s| s.status |= 0x100)),
