@@ -100,7 +100,8 @@ impl VmHandle {
     /// Errors: [`SnapshotError::NotPaused`] unless [`Self::pause`]
     /// returned first; [`SnapshotError::Busy`] while another snapshot is
     /// being taken; whatever taking it hit. A VM that has stopped gives
-    /// [`VmmError::NotRunning`].
+    /// [`VmmError::NotRunning`]. A restored VM is paused before it runs; a
+    /// snapshot asked of it then is taken once [`crate::Vm::run`] starts.
     pub fn snapshot(&self, request: SnapshotRequest) -> Result<SnapshotInfo, VmmError> {
         if self.control.is_stopping() {
             return Err(VmmError::NotRunning);
