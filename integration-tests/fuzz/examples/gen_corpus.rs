@@ -698,7 +698,11 @@ fn virtio_seeds(out: &Out) {
     vavail(&mut e, 0, 3);
     vnotify(&mut e, 0);
     e.variant(vop::DESC, vop::N).u8(0).u16(4);
-    e.variant(1, 2).u64(0x7fff_f000).u32(4096).u16(vop::WRITE).u16(0);
+    e.variant(1, 2)
+        .u64(0x7fff_f000)
+        .u32(4096)
+        .u16(vop::WRITE)
+        .u16(0);
     vavail(&mut e, 0, 4);
     vnotify(&mut e, 0);
     e.variant(vop::RESET, vop::N);
@@ -734,7 +738,9 @@ fn virtio_seeds(out: &Out) {
     driver(&mut e);
     vnotify(&mut e, 0);
     driver(&mut e);
-    e.variant(vop::POKE, vop::N).u32(0x1000).vec(b"hello, host\n");
+    e.variant(vop::POKE, vop::N)
+        .u32(0x1000)
+        .vec(b"hello, host\n");
     driver(&mut e);
     vdesc(&mut e, 1, 0, 0x1000, 12, 0, 0);
     driver(&mut e);
@@ -829,8 +835,16 @@ fn snapshot_seeds(out: &Out) {
     for (name, pc) in [("minimal", false), ("pc-smp-rng", true)] {
         match real_snapshot(pc) {
             Ok(file) => {
-                out.put("snapshot_parser", &format!("file-{name}"), &[&[0u8][..], &file].concat());
-                out.put("snapshot_parser", &format!("body-{name}"), &[&[1u8][..], &file[32..]].concat());
+                out.put(
+                    "snapshot_parser",
+                    &format!("file-{name}"),
+                    &[&[0u8][..], &file].concat(),
+                );
+                out.put(
+                    "snapshot_parser",
+                    &format!("body-{name}"),
+                    &[&[1u8][..], &file[32..]].concat(),
+                );
             }
             Err(e) => eprintln!("snapshot_parser seeds ({name}) skipped: {e} (needs /dev/kvm)"),
         }

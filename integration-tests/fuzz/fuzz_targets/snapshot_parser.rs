@@ -46,7 +46,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    let file = if mode % 2 == 0 { rest.to_vec() } else { seal(rest) };
+    let file = if mode % 2 == 0 {
+        rest.to_vec()
+    } else {
+        seal(rest)
+    };
     let body = match decode(&file) {
         Ok(b) => b,
         Err(e) => {
@@ -56,7 +60,11 @@ fuzz_target!(|data: &[u8]| {
     };
     let again = encode(&body).expect("a decoded body encodes");
     let back = decode(&again).expect("an encoded body decodes");
-    assert_eq!(encode(&back).expect("encodes"), again, "decode/encode is stable");
+    assert_eq!(
+        encode(&back).expect("encodes"),
+        again,
+        "decode/encode is stable"
+    );
     if let Err(e) = validate(&body) {
         vmm_fuzz::trace(&e);
         return;
@@ -75,8 +83,8 @@ fuzz_target!(|data: &[u8]| {
     if let Err(e) = build_devices_from_state(options, &mut NoInterrupts, &body.devices) {
         vmm_fuzz::trace(&e);
     }
-    let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 20)])
-        .expect("guest memory");
+    let mem =
+        GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 20)]).expect("guest memory");
     for v in &body.virtio {
         let device: Box<dyn VirtioDevice> = match v.transport.device_type {
             4 => Box::new(VirtioRng::new()),
