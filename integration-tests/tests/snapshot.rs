@@ -636,6 +636,59 @@ fn test_snapshot_requests_the_vm_cannot_take_are_refused() {
     ));
 }
 
+#[test]
+fn test_snapshot_refuses_a_backend_that_cannot_describe_itself() {
+    require_kvm();
+    let dir = Dir::new("disk");
+    // A virtio-blk backend that reports only its device type: a restore
+    // could not check it gets the same disk back, so nothing is saved.
+    let image = dir.file("disk.img");
+    std::fs::write(&image, vec![0u8; 1 << 20]).unwrap();
+    let config = VmConfig {
+        memory_mib: 16,
+        boot: BootConfig {
+            kernel: Some(KernelImage::Bytes(counting_guest())),
+            raw: RawBoot {
+                mode: Some(BootMode::Long),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        devices: vmm_core::config::DeviceConfig {
+            disks: vec![vmm_core::config::DiskConfig {
+                path: image.clone(),
+                read_only: false,
+                serial: None,
+            }],
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let console = Console::memory();
+    let vm = VmBuilder::from_config(config, HostOptions::default())
+        .console(console.clone())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let (handle, run) = start(vm);
+    wait_for_output(&console, 10);
+    handle.pause().unwrap();
+    let req = dir.request("disk", SnapshotKind::Full);
+    let e = handle.snapshot(req.clone()).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        matches!(e, VmmError::Snapshot(SnapshotError::Unsupported { .. }))
+            && msg.contains("virtio slot 0 (Block)")
+            && msg.contains("device type only"),
+        "{msg}"
+    );
+    assert!(
+        !req.snapshot_path.exists() && !req.mem_file_path.exists(),
+        "nothing written"
+    );
+    stop(handle, run);
+}
+
 /// A snapshot through the handle of a VM that has ended.
 fn handle_after_stop(console: &Console) -> Result<SnapshotInfo, VmmError> {
     // Run on this thread: no seccomp, or the test thread stays confined.

@@ -127,7 +127,8 @@ pub struct DiskConfig {
 pub struct NetConfig {
     /// The tap's interface name.
     pub tap: String,
-    /// The guest's MAC address (default: one derived from the tap name).
+    /// The guest's MAC address (default: a random locally administered
+    /// one, new each run).
     #[serde(default)]
     pub mac: Option<[u8; 6]>,
 }

@@ -156,32 +156,52 @@ const MAIN_ONLY: &[i64] = &[
 ];
 
 /// What the virtio device thread adds: its event loop, positioned disk I/O
-/// and durability, discard/write-zeroes, entropy, Unix-socket traffic for
-/// vsock (connecting to and accepting from the host side).
+/// and durability, discard/write-zeroes, entropy, tap frames for
+/// virtio-net (`read`, `write`, plus `ioctl(TUNSETOFFLOAD)` in `rules_for`),
+/// and vsock's host side ([`VSOCK`], plus `socket(2)` for `AF_UNIX` only, in
+/// [`rules_for`]).
 const DEVICE_ONLY: &[i64] = &[
+    // Queue eventfds, the block device's re-arm eventfd, host input.
     libc::SYS_read,
     libc::SYS_readv,
     libc::SYS_epoll_wait,
     libc::SYS_epoll_pwait,
     libc::SYS_epoll_ctl,
-    libc::SYS_pread64,
-    libc::SYS_pwrite64,
+    // virtio-blk: vectored reads/writes straight between the image and
+    // guest memory, FLUSH and shutdown, DISCARD/WRITE_ZEROES.
     libc::SYS_preadv,
     libc::SYS_pwritev,
     libc::SYS_fdatasync,
-    libc::SYS_fsync,
     libc::SYS_fallocate,
     libc::SYS_getrandom,
     libc::SYS_lseek,
     libc::SYS_fstat,
-    libc::SYS_socket,
-    libc::SYS_connect,
+];
+
+/// vsock's host side on the device thread (devices/src/virtio/vsock):
+/// the device's own epoll instance takes each connection's socket
+/// (`epoll_ctl`, `epoll_wait`, above); `accept4` takes host processes from
+/// the listening socket; `connect` reaches `<path>_<port>` for guest
+/// connections; `shutdown` half-closes a host socket when the guest will
+/// send no more; `timerfd_settime` arms and disarms the connect timeout
+/// (the timer is never read: re-arming clears it). Socket data moves with
+/// read(2)/write(2) (vm-memory's volatile I/O), so no send/recv calls.
+const VSOCK: &[i64] = &[
     libc::SYS_accept4,
-    libc::SYS_sendto,
-    libc::SYS_recvfrom,
-    libc::SYS_sendmsg,
-    libc::SYS_recvmsg,
+    libc::SYS_connect,
     libc::SYS_shutdown,
+    libc::SYS_timerfd_settime,
+];
+
+/// What virtio-blk calls on the device thread (a test keeps the list and
+/// the device in step).
+pub const BLOCK_SYSCALLS: &[i64] = &[
+    libc::SYS_preadv,
+    libc::SYS_pwritev,
+    libc::SYS_fdatasync,
+    libc::SYS_fallocate,
+    libc::SYS_read,
+    libc::SYS_write,
 ];
 
 /// A rule allowing `ioctl` request `req` (the second argument).
@@ -216,7 +236,26 @@ fn rules_for(
             rules.insert(libc::SYS_ioctl, allowed);
         }
         ThreadRole::Device => {
-            rules.extend(DEVICE_ONLY.iter().map(|s| (*s, vec![])));
+            rules.extend(DEVICE_ONLY.iter().chain(VSOCK).map(|s| (*s, vec![])));
+            // virtio-net gives its tap the offloads the driver accepted
+            // once the driver is up, which only the device thread can do
+            // (activation runs on a vCPU thread). Frames go through
+            // read/write, already allowed. No other ioctl.
+            let offload = SeccompCondition::new(
+                1,
+                SeccompCmpArgLen::Dword,
+                SeccompCmpOp::Eq,
+                libc::TUNSETOFFLOAD,
+            )?;
+            rules.insert(libc::SYS_ioctl, vec![SeccompRule::new(vec![offload])?]);
+            // vsock's connections to `<path>_<port>`: Unix sockets only.
+            let unix = SeccompCondition::new(
+                0,
+                SeccompCmpArgLen::Dword,
+                SeccompCmpOp::Eq,
+                libc::AF_UNIX as u64,
+            )?;
+            rules.insert(libc::SYS_socket, vec![SeccompRule::new(vec![unix])?]);
         }
     }
     Ok(rules)
@@ -333,6 +372,65 @@ mod tests {
             [0xc208_ae62, 0x8070_ae9f, 0x4010_ae42]
         );
         assert!(!main.contains_key(&libc::SYS_execve));
+        let device = rules_for(ThreadRole::Device).unwrap();
+        assert_eq!(
+            device[&libc::SYS_ioctl].len(),
+            1,
+            "device thread: TUNSETOFFLOAD only"
+        );
+    }
+
+    #[test]
+    fn test_device_thread_may_open_unix_sockets_only() {
+        // SAFETY: fork in a test; the child only makes raw syscalls and exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let code = match confine_current_thread(ThreadRole::Device) {
+                // SAFETY: plain libc calls in the forked child.
+                Ok(()) => unsafe {
+                    libc::signal(libc::SIGSYS, libc::SIG_DFL);
+                    let unix = libc::syscall(libc::SYS_socket, libc::AF_UNIX, libc::SOCK_STREAM, 0);
+                    if unix < 0 {
+                        4
+                    } else {
+                        libc::syscall(libc::SYS_socket, libc::AF_INET, libc::SOCK_STREAM, 0);
+                        0
+                    }
+                },
+                Err(_) => 3,
+            };
+            // SAFETY: leaving the forked child without running destructors.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(
+            libc::WIFSIGNALED(status),
+            "AF_INET allowed, or AF_UNIX refused: status {status:#x}"
+        );
+        assert_eq!(libc::WTERMSIG(status), libc::SIGSYS);
+    }
+
+    #[test]
+    fn test_device_thread_allows_what_virtio_blk_calls_and_no_more_disk_calls() {
+        let device = rules_for(ThreadRole::Device).unwrap();
+        for nr in BLOCK_SYSCALLS {
+            assert!(device.contains_key(nr), "device list lacks {nr}");
+        }
+        // The disk is read and written with preadv/pwritev, made durable
+        // with fdatasync; the single-buffer and full-sync variants stay out.
+        for nr in [libc::SYS_pread64, libc::SYS_pwrite64, libc::SYS_fsync] {
+            assert!(!device.contains_key(&nr), "device list allows {nr}");
+        }
+        // Opening and locking images happens before the thread is confined.
+        for nr in [libc::SYS_openat, libc::SYS_flock, libc::SYS_ftruncate] {
+            assert!(!device.contains_key(&nr), "device list allows {nr}");
+        }
+        let vcpu = rules_for(ThreadRole::Vcpu).unwrap();
+        for nr in [libc::SYS_preadv, libc::SYS_pwritev, libc::SYS_fdatasync] {
+            assert!(!vcpu.contains_key(&nr), "vCPU list allows {nr}");
+        }
     }
 
     #[test]
@@ -360,6 +458,40 @@ mod tests {
         // SAFETY: waiting for our own child.
         unsafe { libc::waitpid(pid, &mut status, 0) };
         assert!(libc::WIFSIGNALED(status), "child status {status:#x}");
+        assert_eq!(libc::WTERMSIG(status), libc::SIGSYS);
+    }
+
+    #[test]
+    fn test_device_thread_may_set_tap_offloads_and_nothing_else() {
+        // SAFETY: fork in a test; the child only makes raw syscalls and exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let code = match confine_current_thread(ThreadRole::Device) {
+                Ok(()) => {
+                    // SAFETY: plain libc calls in the forked child; fd -1
+                    // makes every allowed ioctl fail with EBADF.
+                    unsafe {
+                        libc::signal(libc::SIGSYS, libc::SIG_DFL);
+                        let rc = libc::ioctl(-1, libc::TUNSETOFFLOAD, 0);
+                        if rc != -1 || *libc::__errno_location() != libc::EBADF {
+                            libc::_exit(4);
+                        }
+                        libc::ioctl(-1, libc::TUNSETIFF, 0);
+                    }
+                    0
+                }
+                Err(_) => 3,
+            };
+            // SAFETY: leaving the forked child without running destructors.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(
+            libc::WIFSIGNALED(status),
+            "TUNSETIFF must be blocked; child status {status:#x}"
+        );
         assert_eq!(libc::WTERMSIG(status), libc::SIGSYS);
     }
 }
