@@ -95,7 +95,11 @@ fn run(cli: Cli, started_at: std::time::Instant) -> i32 {
             .unwrap_or(std::time::Duration::from_secs(u64::MAX / 4));
         host.metrics = Some((every, metrics_writer(path.clone())));
     }
-    let vm = match create_with_devices(&config, host, console) {
+    let vm = match &cli.restore {
+        Some(snapshot) => restore_vm(&cli, snapshot, host, console),
+        None => create_with_devices(&config, host, console),
+    };
+    let vm = match vm {
         Ok(vm) => vm,
         Err(e) => {
             eprintln!("vmm-bin: error: {}", hints::message(&e));
@@ -133,6 +137,25 @@ fn run(cli: Cli, started_at: std::time::Instant) -> i32 {
         let _ = std::io::stderr().write_all(format!("{}\n", report.stats).as_bytes());
     }
     exit_status::for_outcome(&report.outcome, signal)
+}
+
+/// The VM a snapshot describes (`--restore`), its console output to
+/// `console` (`--serial`); running at once with `--resume`, else paused.
+fn restore_vm(
+    cli: &Cli,
+    snapshot: &std::path::Path,
+    host: HostOptions,
+    console: Console,
+) -> Result<Vm, VmmError> {
+    // clap makes --restore require --restore-mem.
+    let mem = cli.restore_mem.as_deref().unwrap_or(snapshot);
+    let mut vm = Vm::restore_with_console(snapshot, mem, host, Some(console))?;
+    if cli.resume {
+        vm.resume_on_start();
+    } else {
+        log::warn!("the restored VM is paused; it runs once resumed (--resume, or the API)");
+    }
+    Ok(vm)
 }
 
 /// The VM, with the platform's device set (`vmm_devices::pc`) on its exit

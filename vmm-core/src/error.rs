@@ -220,6 +220,9 @@ pub enum VmmError {
     /// A vCPU thread panicked (a VMM bug).
     #[error("a vCPU thread panicked (a VMM bug; the VM was stopped)")]
     VcpuPanicked,
+    /// Taking or restoring a snapshot failed.
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
     /// The serial output file could not be created.
     #[error("cannot create serial output file {path}: {source}")]
     SerialFile {
@@ -256,6 +259,7 @@ impl VmmError {
             | VmmError::GuestRam(vmm_memory::GuestRamError::RangeTooLarge(_)) => {
                 ErrorClass::BadInput
             }
+            VmmError::Snapshot(e) if e.is_bad_input() => ErrorClass::BadInput,
             // An unusable socket path (a file in the way, no directory).
             VmmError::Vsock(e) if e.is_bad_path() => ErrorClass::BadInput,
             VmmError::Kvm(_) => ErrorClass::KvmUnavailable,

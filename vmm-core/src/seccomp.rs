@@ -3,9 +3,15 @@
 //! handler here reports the call's number and ends the process with status
 //! 128 + SIGSYS (159), so a violation is never a silent failure.
 //!
+//! Snapshots add the state-reading KVM ioctls: on vCPU threads (which save
+//! their own vCPU while parked) and on the main thread (irqchip, PIT,
+//! dirty log), plus pwrite/ftruncate for the memory file there. Restores
+//! happen before any thread is confined.
+//!
 //! The lists were taken from strace of every feature the VMM has (console to
 //! stdout/file, tracing, metrics files, kicks, teardown) and are kept as
-//! short as that allows. `ioctl` is limited to KVM_RUN on vCPU threads.
+//! short as that allows. `ioctl` is limited to KVM_RUN and the snapshot
+//! state reads on vCPU threads.
 
 use std::collections::BTreeMap;
 
@@ -18,6 +24,42 @@ use vmm_sys_util::signal::register_signal_handler;
 
 /// KVM_RUN = _IO(KVMIO, 0x80).
 const KVM_RUN: u64 = 0xae80;
+
+/// `_IOR(KVMIO, nr, T)`, `_IOW`, `_IOWR` (asm-generic/ioctl.h).
+const fn ior<T>(nr: u64) -> u64 {
+    (2 << 30) | ((std::mem::size_of::<T>() as u64) << 16) | 0xae00 | nr
+}
+const fn iow<T>(nr: u64) -> u64 {
+    (1 << 30) | ((std::mem::size_of::<T>() as u64) << 16) | 0xae00 | nr
+}
+const fn iowr<T>(nr: u64) -> u64 {
+    (3 << 30) | ((std::mem::size_of::<T>() as u64) << 16) | 0xae00 | nr
+}
+
+/// The state reads a parked vCPU thread makes for a snapshot
+/// (vmm_cpu::snapshot::save), plus KVM_RUN for completing a pending I/O
+/// instruction (already allowed).
+const VCPU_SNAPSHOT_IOCTLS: [u64; 12] = [
+    ior::<kvm_bindings::kvm_regs>(0x81),        // KVM_GET_REGS
+    ior::<kvm_bindings::kvm_sregs>(0x83),       // KVM_GET_SREGS
+    ior::<kvm_bindings::kvm_fpu>(0x8c),         // KVM_GET_FPU
+    iowr::<kvm_bindings::kvm_msrs>(0x88),       // KVM_GET_MSRS
+    iowr::<kvm_bindings::kvm_cpuid2>(0x91),     // KVM_GET_CPUID2
+    ior::<kvm_bindings::kvm_lapic_state>(0x8e), // KVM_GET_LAPIC
+    ior::<kvm_bindings::kvm_mp_state>(0x98),    // KVM_GET_MP_STATE
+    ior::<kvm_bindings::kvm_vcpu_events>(0x9f), // KVM_GET_VCPU_EVENTS
+    ior::<kvm_bindings::kvm_debugregs>(0xa1),   // KVM_GET_DEBUGREGS
+    ior::<kvm_bindings::kvm_xsave>(0xa4),       // KVM_GET_XSAVE
+    ior::<kvm_bindings::kvm_xcrs>(0xa6),        // KVM_GET_XCRS
+    0xaea3,                                     // KVM_GET_TSC_KHZ = _IO(KVMIO, 0xa3)
+];
+
+/// The VM-wide state reads the main thread makes for a snapshot.
+const MAIN_SNAPSHOT_IOCTLS: [u64; 3] = [
+    iowr::<kvm_bindings::kvm_irqchip>(0x62),   // KVM_GET_IRQCHIP
+    ior::<kvm_bindings::kvm_pit_state2>(0x9f), // KVM_GET_PIT2
+    iow::<kvm_bindings::kvm_dirty_log>(0x42),  // KVM_GET_DIRTY_LOG
+];
 /// Size of `struct kvm_clock_data`, in the two clock ioctls' numbers.
 const CLOCK_DATA_LEN: u64 = std::mem::size_of::<kvm_bindings::kvm_clock_data>() as u64;
 /// KVM_GET_CLOCK = _IOR(KVMIO, 0x7c, struct kvm_clock_data).
@@ -90,8 +132,12 @@ const COMMON: &[i64] = &[
 ];
 
 /// What the main thread adds: kicking vCPU threads, its event loop (epoll,
-/// reading console input), writing metrics files (create, write, rename).
+/// reading console input), writing metrics files (create, write, rename),
+/// writing snapshots (the memory file is sized with ftruncate and written
+/// with pwrite, page runs at their offsets).
 const MAIN_ONLY: &[i64] = &[
+    libc::SYS_pwrite64,
+    libc::SYS_ftruncate,
     libc::SYS_read,
     libc::SYS_epoll_wait,
     libc::SYS_epoll_pwait,
@@ -158,27 +204,34 @@ pub const BLOCK_SYSCALLS: &[i64] = &[
     libc::SYS_write,
 ];
 
+/// A rule allowing `ioctl` request `req` (the second argument).
+fn ioctl_rule(req: u64) -> Result<SeccompRule, seccompiler::BackendError> {
+    SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, req)
+        .and_then(|c| SeccompRule::new(vec![c]))
+}
+
 fn rules_for(
     role: ThreadRole,
 ) -> Result<BTreeMap<i64, Vec<SeccompRule>>, seccompiler::BackendError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = COMMON.iter().map(|s| (*s, vec![])).collect();
     match role {
         ThreadRole::Vcpu => {
-            let kvm_run =
-                SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, KVM_RUN)?;
-            rules.insert(libc::SYS_ioctl, vec![SeccompRule::new(vec![kvm_run])?]);
+            let allowed = std::iter::once(KVM_RUN)
+                .chain(VCPU_SNAPSHOT_IOCTLS)
+                .map(ioctl_rule)
+                .collect::<Result<Vec<_>, _>>()?;
+            rules.insert(libc::SYS_ioctl, allowed);
         }
         ThreadRole::Main => {
             rules.extend(MAIN_ONLY.iter().map(|s| (*s, vec![])));
             // Restoring the terminal from raw mode at the end (and reading
             // its mode): TCGETS and TCSETS; saving and restoring the guest
-            // clock around a pause: KVM_GET_CLOCK and KVM_SET_CLOCK.
+            // clock around a pause: KVM_GET_CLOCK and KVM_SET_CLOCK; the
+            // VM's state and dirty log for snapshots.
             let allowed = [libc::TCGETS, libc::TCSETS, KVM_GET_CLOCK, KVM_SET_CLOCK]
                 .into_iter()
-                .map(|req| {
-                    SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, req)
-                        .and_then(|c| SeccompRule::new(vec![c]))
-                })
+                .chain(MAIN_SNAPSHOT_IOCTLS)
+                .map(ioctl_rule)
                 .collect::<Result<Vec<_>, _>>()?;
             rules.insert(libc::SYS_ioctl, allowed);
         }
@@ -284,12 +337,40 @@ mod tests {
         let main = rules_for(ThreadRole::Main).unwrap();
         assert_eq!(
             main[&libc::SYS_ioctl].len(),
-            4,
-            "main thread: the terminal ioctls (TCGETS, TCSETS) and the clock ones only"
+            7,
+            "main thread: the terminal ioctls (TCGETS, TCSETS), the clock ones and the \
+             snapshot reads only"
         );
-        // The numbers the kernel headers give.
+        assert_eq!(
+            vcpu[&libc::SYS_ioctl].len(),
+            13,
+            "KVM_RUN and the state reads"
+        );
+        // The numbers the kernel headers give (linux/kvm.h, printed by a C
+        // program on x86_64).
         assert_eq!(KVM_GET_CLOCK, 0x8030_ae7c);
         assert_eq!(KVM_SET_CLOCK, 0x4030_ae7b);
+        assert_eq!(
+            VCPU_SNAPSHOT_IOCTLS,
+            [
+                0x8090_ae81,
+                0x8138_ae83,
+                0x81a0_ae8c,
+                0xc008_ae88,
+                0xc008_ae91,
+                0x8400_ae8e,
+                0x8004_ae98,
+                0x8040_ae9f,
+                0x8080_aea1,
+                0x9000_aea4,
+                0x8188_aea6,
+                0xaea3
+            ]
+        );
+        assert_eq!(
+            MAIN_SNAPSHOT_IOCTLS,
+            [0xc208_ae62, 0x8070_ae9f, 0x4010_ae42]
+        );
         assert!(!main.contains_key(&libc::SYS_execve));
         let device = rules_for(ThreadRole::Device).unwrap();
         assert_eq!(

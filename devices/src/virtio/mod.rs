@@ -17,6 +17,12 @@
 //!   [`net::TapIo`]) and [`vsock::VirtioVsock`] (stream sockets to host Unix
 //!   sockets, Firecracker's convention).
 //!
+//! Snapshots: [`mmio::MmioTransport::state`] captures the transport and
+//! its queues ([`TransportState`]), [`mmio::MmioTransport::restore`] puts
+//! them back on a transport for the same backend; the backend describes
+//! itself with [`VirtioDevice::snapshot_identity`]; [`DirtyPages`] tracks
+//! the guest pages devices write, for diff snapshots.
+//!
 //! Threading: the guest's register accesses arrive on vCPU threads; queue
 //! notifications arrive as eventfds ([`mmio::MmioTransport::queue_events`],
 //! registered by a KVM VMM as ioeventfds so a notify never exits to
@@ -30,6 +36,8 @@
 pub mod block;
 pub mod console;
 pub mod device;
+pub mod dirty;
+pub mod identity;
 pub mod interrupt;
 pub mod mmio;
 pub mod net;
@@ -41,8 +49,10 @@ pub mod vsock;
 pub use block::{BlockConfig, BlockError, VirtioBlock};
 pub use console::{ConsoleInput, VirtioConsole};
 pub use device::{DeviceError, QueueContext, VirtioDevice};
+pub use dirty::DirtyPages;
+pub use identity::BackendIdentity;
 pub use interrupt::VirtioInterrupt;
-pub use mmio::{MmioTransport, VIRTIO_MMIO_WINDOW};
+pub use mmio::{MmioTransport, QueueSnapshot, TransportState, VIRTIO_MMIO_WINDOW};
 pub use net::VirtioNet;
 pub use rng::VirtioRng;
 pub use vsock::VirtioVsock;

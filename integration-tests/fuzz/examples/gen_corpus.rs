@@ -699,7 +699,11 @@ fn virtio_seeds(out: &Out) {
     vavail(&mut e, 0, 3);
     vnotify(&mut e, 0);
     e.variant(vop::DESC, vop::N).u8(0).u16(4);
-    e.variant(1, 2).u64(0x7fff_f000).u32(4096).u16(vop::WRITE).u16(0);
+    e.variant(1, 2)
+        .u64(0x7fff_f000)
+        .u32(4096)
+        .u16(vop::WRITE)
+        .u16(0);
     vavail(&mut e, 0, 4);
     vnotify(&mut e, 0);
     e.variant(vop::RESET, vop::N);
@@ -735,7 +739,9 @@ fn virtio_seeds(out: &Out) {
     driver(&mut e);
     vnotify(&mut e, 0);
     driver(&mut e);
-    e.variant(vop::POKE, vop::N).u32(0x1000).vec(b"hello, host\n");
+    e.variant(vop::POKE, vop::N)
+        .u32(0x1000)
+        .vec(b"hello, host\n");
     driver(&mut e);
     vdesc(&mut e, 1, 0, 0x1000, 12, 0, 0);
     driver(&mut e);
@@ -760,6 +766,90 @@ fn virtio_seeds(out: &Out) {
     driver(&mut e);
     vnotify(&mut e, 0);
     out.put("virtio_console", "input-output-reset", &e.take());
+}
+
+/// Long mode: xor eax,eax; out 0xe9,al; inc al; jmp back to the out.
+const COUNTING: [u8; 8] = [0x31, 0xc0, 0xe6, 0xe9, 0xfe, 0xc0, 0xeb, 0xfa];
+
+/// A real snapshot file of a counting guest (`pc`: the PC platform, two
+/// vCPUs and a virtio-rng device), taken through a VM handle; needs KVM.
+fn real_snapshot(pc: bool) -> Result<Vec<u8>, String> {
+    use std::time::Duration;
+    use vmm_core::config::{BootConfig, DeviceConfig, KernelImage, RawBoot};
+    use vmm_core::loader::BootMode;
+    use vmm_core::{HostOptions, Platform, SnapshotKind, SnapshotRequest, VmBuilder, VmConfig};
+    let config = VmConfig {
+        memory_mib: 16,
+        vcpus: if pc { 2 } else { 1 },
+        platform: if pc { Platform::Pc } else { Platform::Minimal },
+        boot: BootConfig {
+            kernel: Some(KernelImage::Bytes(COUNTING.to_vec())),
+            raw: RawBoot {
+                mode: Some(BootMode::Long),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        devices: DeviceConfig {
+            rng: pc,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let host = HostOptions {
+        seccomp: false,
+        timeout: Some(Duration::from_secs(30)),
+        ..HostOptions::default()
+    };
+    let console = vmm_devices::Console::memory();
+    let vm = VmBuilder::from_config(config, host)
+        .console(console.clone())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let handle = vm.handle();
+    let run = std::thread::spawn(move || vm.run());
+    while console.captured().len() < 50 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let dir = std::env::temp_dir().join(format!("gen-corpus-snap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let req = SnapshotRequest {
+        snapshot_path: dir.join("vm.snap"),
+        mem_file_path: dir.join("vm.mem"),
+        kind: SnapshotKind::Full,
+    };
+    let taken = handle
+        .pause()
+        .and_then(|_| handle.snapshot(req.clone()))
+        .map_err(|e| e.to_string());
+    handle.stop();
+    let _ = run.join();
+    taken?;
+    let file = std::fs::read(&req.snapshot_path).map_err(|e| e.to_string());
+    let _ = std::fs::remove_dir_all(&dir);
+    file
+}
+
+/// `snapshot_parser`: real snapshot files whole (mode 0) and their bodies
+/// for the harness to seal (mode 1).
+fn snapshot_seeds(out: &Out) {
+    for (name, pc) in [("minimal", false), ("pc-smp-rng", true)] {
+        match real_snapshot(pc) {
+            Ok(file) => {
+                out.put(
+                    "snapshot_parser",
+                    &format!("file-{name}"),
+                    &[&[0u8][..], &file].concat(),
+                );
+                out.put(
+                    "snapshot_parser",
+                    &format!("body-{name}"),
+                    &[&[1u8][..], &file[32..]].concat(),
+                );
+            }
+            Err(e) => eprintln!("snapshot_parser seeds ({name}) skipped: {e} (needs /dev/kvm)"),
+        }
+    }
 }
 
 /// virtio-net: what a driver does (ARP and ping exchanges, mergeable
@@ -1340,6 +1430,7 @@ fn main() {
     acpi_pm_seeds(&out);
     bus_seeds(&out);
     virtio_seeds(&out);
+    snapshot_seeds(&out);
     net_seeds(&out);
     vsock_seeds(&out);
     virtio_block_seeds(&out);
