@@ -138,7 +138,11 @@ fn launch(
     if prepared.is_some_and(|p| p.thp) {
         host.thp = true;
     }
-    let vm = create_with_devices(config, host, console).map_err(|e| LaunchError::vmm(&e))?;
+    let vm = match &cli.restore {
+        Some(snapshot) => restore_vm(cli, snapshot, host, console),
+        None => create_with_devices(config, host, console),
+    }
+    .map_err(|e| LaunchError::vmm(&e))?;
     Ok(Launched { vm, _raw: raw })
 }
 
@@ -245,17 +249,24 @@ fn run_firecracker_style(cli: Cli, started_at: Instant) -> i32 {
         })
     };
 
-    if cli.config_file.is_some() || socket.is_none() {
-        // The file describes the VM: start it now; the API (if any) serves
-        // runtime calls.
-        let vm_config = match prepared.vm_config() {
-            Ok(v) => v,
-            Err(e) => {
-                eprintln!("vmm-bin: error: {e}");
-                return exit_status::BAD_INPUT;
-            }
+    if cli.config_file.is_some() || cli.restore.is_some() || socket.is_none() {
+        // The file or the snapshot describes the VM: start it now; the API
+        // (if any) serves runtime calls.
+        let vm_config = match &cli.restore {
+            Some(_) => None,
+            None => match prepared.vm_config() {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    eprintln!("vmm-bin: error: {e}");
+                    return exit_status::BAD_INPUT;
+                }
+            },
         };
-        let launched = match launch(&cli, &vm_config.config, Some(&vm_config), started_at) {
+        let config = match &vm_config {
+            Some(v) => v.config.clone(),
+            None => cli.vm_config(),
+        };
+        let launched = match launch(&cli, &config, vm_config.as_ref(), started_at) {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("vmm-bin: error: {}", e.message);
@@ -334,6 +345,25 @@ fn run_firecracker_style(cli: Cli, started_at: Instant) -> i32 {
             }
         }
     }
+}
+
+/// The VM a snapshot describes (`--restore`), its console output to
+/// `console` (`--serial`); running at once with `--resume`, else paused.
+fn restore_vm(
+    cli: &Cli,
+    snapshot: &std::path::Path,
+    host: HostOptions,
+    console: Console,
+) -> Result<Vm, VmmError> {
+    // clap makes --restore require --restore-mem.
+    let mem = cli.restore_mem.as_deref().unwrap_or(snapshot);
+    let mut vm = Vm::restore_with_console(snapshot, mem, host, Some(console))?;
+    if cli.resume {
+        vm.resume_on_start();
+    } else {
+        log::warn!("the restored VM is paused; it runs once resumed (--resume, or the API)");
+    }
+    Ok(vm)
 }
 
 /// The VM, with the platform's device set (`vmm_devices::pc`) on its exit

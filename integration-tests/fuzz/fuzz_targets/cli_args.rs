@@ -46,6 +46,10 @@ const FLAGS: &[&str] = &[
     "--config-file",
     "--no-api",
     "--id",
+    "--restore",
+    "--restore-mem",
+    "--resume",
+    "--track-dirty-pages",
     "-v",
     "-vvv",
     "--verbose",
@@ -210,19 +214,26 @@ fuzz_target!(|data: &[u8]| {
     match Cli::try_parse_from(argv) {
         Ok(parsed) => {
             // `--kernel` is required unless an API socket or a config file
-            // describes the VM: a successful parse saw one of them.
+            // describes the VM, or `--restore` (with `--restore-mem`) builds
+            // it: a successful parse saw one of them.
             // (Compared as bytes: clap finds flags in non-UTF-8 arguments.)
+            let saw = |flag: &[u8]| args.iter().any(|a| a.as_encoded_bytes().starts_with(flag));
             assert!(
-                args.iter().any(|a| {
-                    let b = a.as_encoded_bytes();
-                    b.starts_with(b"--kernel")
-                        || b.starts_with(b"--api-sock")
-                        || b.starts_with(b"--config-file")
-                }),
-                "parsed without --kernel: {parsed:?}"
+                saw(b"--kernel")
+                    || saw(b"--api-sock")
+                    || saw(b"--config-file")
+                    || (saw(b"--restore") && parsed.restore_mem.is_some()),
+                "parsed without --kernel, --api-sock, --config-file or --restore: {parsed:?}"
             );
             assert!(
-                parsed.kernel.is_some() || parsed.api_sock.is_some() || parsed.config_file.is_some()
+                parsed.kernel.is_none() || parsed.restore.is_none(),
+                "--kernel and --restore together: {parsed:?}"
+            );
+            assert!(
+                parsed.kernel.is_some()
+                    || parsed.api_sock.is_some()
+                    || parsed.config_file.is_some()
+                    || parsed.restore.is_some()
             );
             let _ = format!("{parsed:?}");
         }
