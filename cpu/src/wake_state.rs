@@ -30,6 +30,7 @@ use kvm_bindings::{
 };
 
 use crate::boot_state::{RFLAGS_RESERVED, X86_CR0_ET, X86_CR0_PE};
+use crate::exit_handler::ExitHandler;
 use crate::firmware_state::set_lint_virtual_wire;
 use crate::vcpu::{Vcpu, VcpuError};
 
@@ -218,9 +219,14 @@ impl Vcpu {
     /// Loads the state of [`crate::wake_state`] for a resume from S3:
     /// the boot processor (`entry` is `Some`) at its waking vector, any
     /// other vCPU (`None`) waiting for SIPI. Call on the vCPU's thread, out
-    /// of KVM_RUN.
-    pub fn reset_for_wake(&mut self, entry: Option<WakeEntry>) -> Result<(), WakeStateError> {
-        self.complete_pending_io()
+    /// of KVM_RUN; the instruction it stopped in is finished first (see
+    /// [`Vcpu::complete_pending_io`]), its exits, if any, going to `handler`.
+    pub fn reset_for_wake<H: ExitHandler + ?Sized>(
+        &mut self,
+        entry: Option<WakeEntry>,
+        handler: &H,
+    ) -> Result<(), WakeStateError> {
+        self.complete_pending_io(handler)
             .map_err(WakeStateError::CompleteIo)?;
         let bsp = self.index() == 0;
         let fd = self.fd();

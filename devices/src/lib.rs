@@ -17,6 +17,9 @@
 //!   timer's carry) and that the VMM's main loop services on a timer.
 //! - [`vm_event`]: how a device asks the VMM to end the VM, without knowing
 //!   the VMM (like vm-superio's `Trigger` for interrupts).
+//! - [`state`]: snapshot state. Every stateful device has a serialisable
+//!   `<Device>State` with `state()` and `from_state()`;
+//!   [`pc::PcDeviceStates`] gathers the platform's.
 //!
 //! Devices implement `vm_device::DevicePio` directly and never panic on guest
 //! input; nothing here depends on KVM.
@@ -53,6 +56,7 @@ pub mod console;
 pub mod irq;
 pub mod legacy;
 pub mod pc;
+pub mod state;
 pub mod timer;
 pub mod virtio;
 pub mod vm_event;

@@ -44,9 +44,46 @@ pub use vmm_core::config::SerialConfig as SerialOut;
 #[derive(Debug, Parser)]
 #[command(name = "vmm-bin", version, about, after_help = help_footer())]
 pub struct Cli {
-    /// Guest image: Linux bzImage/vmlinux, PVH ELF, Multiboot kernel, ELF program or raw binary (detected).
-    #[arg(long, value_name = "PATH")]
-    pub kernel: PathBuf,
+    /// Guest image: Linux bzImage/vmlinux, PVH ELF, Multiboot kernel, ELF program or raw binary (detected). Optional with --api-sock or --config-file (their boot-source names it) and with --restore.
+    #[arg(long, value_name = "PATH", required_unless_present_any = ["api_sock", "config_file", "restore"])]
+    pub kernel: Option<PathBuf>,
+
+    /// Serve Firecracker's API on this Unix socket (created mode 0600, removed at exit). Without --config-file the VM waits for InstanceStart.
+    #[arg(long = "api-sock", value_name = "PATH", conflicts_with = "no_api")]
+    pub api_sock: Option<PathBuf>,
+
+    /// Configure the VM from Firecracker's JSON document (boot-source, machine-config, drives, network-interfaces, vsock, entropy, logger, metrics) and start it at once; flags fill what the file leaves out.
+    #[arg(long = "config-file", value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+
+    /// No API socket (Firecracker's flag; needs --config-file).
+    #[arg(long = "no-api", requires = "config_file")]
+    pub no_api: bool,
+
+    /// The instance ID the API reports (GET /) and the Firecracker-format log lines carry.
+    #[arg(long, value_name = "ID", default_value = "anonymous-instance", value_parser = parse_id)]
+    pub id: String,
+
+    /// Build the VM from a snapshot instead (taken through the API's PUT /snapshot/create); needs --restore-mem. It starts paused unless --resume.
+    #[arg(
+        long,
+        value_name = "SNAPSHOT",
+        requires = "restore_mem",
+        conflicts_with_all = RESTORE_CONFLICTS
+    )]
+    pub restore: Option<PathBuf>,
+
+    /// The snapshot's memory file (guest RAM, mapped copy-on-write, so restore time does not grow with RAM).
+    #[arg(long = "restore-mem", value_name = "MEMFILE", requires = "restore")]
+    pub restore_mem: Option<PathBuf>,
+
+    /// Run the restored VM at once (Firecracker's resume_vm) instead of waiting paused.
+    #[arg(long, requires = "restore")]
+    pub resume: bool,
+
+    /// Track the pages the guest and devices write, so diff snapshots can be taken.
+    #[arg(long = "track-dirty-pages")]
+    pub track_dirty_pages: bool,
 
     /// Image format, instead of detecting it.
     #[arg(long, value_name = "raw|elf|multiboot|linux|pvh", value_parser = parse_format)]
@@ -181,6 +218,30 @@ pub struct Cli {
     pub verbose: u8,
 }
 
+/// What the snapshot describes and --restore therefore refuses.
+const RESTORE_CONFLICTS: [&str; 20] = [
+    "kernel",
+    "config_file",
+    "format",
+    "cmdline",
+    "initrd",
+    "modules",
+    "bzimage_entry",
+    "memory",
+    "cpus",
+    "platform",
+    "pv_hypercalls",
+    "mode",
+    "load_addr",
+    "entry",
+    "regs",
+    "disks",
+    "nets",
+    "rng",
+    "virtio_console",
+    "vsock",
+];
+
 /// Examples a new user can copy, shown at the end of --help.
 const EXAMPLES: &str = "\
 Examples:
@@ -191,6 +252,8 @@ Examples:
   # Linux with a root disk on virtio-blk, its console on the UART
   vmm-bin --kernel bzImage --memory 512M --disk path=rootfs.ext4 \\
       --cmdline 'console=ttyS0 root=/dev/vda rw' --timeout 60
+  # a VM from a snapshot, running at once
+  vmm-bin --restore vm.snap --restore-mem vm.mem --resume
 ";
 
 /// The text after the options in --help: examples, then exit statuses.
@@ -282,6 +345,17 @@ pub fn parse_entry(s: &str) -> Result<Entry, String> {
     }
 }
 
+/// Parses an instance ID: 1 to 64 alphanumerics or '-' (Firecracker's rule).
+pub fn parse_id(s: &str) -> Result<String, String> {
+    if (1..=64).contains(&s.len()) && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "instance ID '{s}' must be 1 to 64 characters, alphanumeric or '-'"
+        ))
+    }
+}
+
 /// Parses `NAME=VALUE`.
 pub fn parse_reg(s: &str) -> Result<(Reg, u64), String> {
     let (name, value) = s
@@ -349,7 +423,7 @@ impl Cli {
             platform: self.platform,
             hypercall_pv_features: self.pv_hypercalls,
             boot: BootConfig {
-                kernel: Some(KernelImage::Path(self.kernel.clone())),
+                kernel: self.kernel.clone().map(KernelImage::Path),
                 format: self.format,
                 cmdline: self.cmdline.clone(),
                 initrd: self.initrd.clone(),
@@ -392,6 +466,7 @@ impl Cli {
             print_post_codes: self.post_codes,
             max_exits: self.max_exits,
             timeout: self.timeout,
+            track_dirty_pages: self.track_dirty_pages,
             ..HostOptions::default()
         }
     }
@@ -447,6 +522,47 @@ mod tests {
         let line = one_line_error(&e);
         assert!(line.contains("'lots' is not a size"), "{line}");
         assert!(!line.contains('\n'), "{line}");
+    }
+
+    #[test]
+    fn test_restore_flags() {
+        let cli = |args: &[&str]| Cli::try_parse_from([&["vmm-bin"], args].concat());
+        let c = cli(&["--restore", "s", "--restore-mem", "m", "--resume"]).unwrap();
+        assert_eq!(c.restore, Some(PathBuf::from("s")));
+        assert_eq!(c.restore_mem, Some(PathBuf::from("m")));
+        assert!(c.resume && c.kernel.is_none());
+        // The snapshot describes the VM: VM flags are refused with it.
+        for extra in [
+            &["--kernel", "k"][..],
+            &["--memory", "64"],
+            &["--cpus", "2"],
+            &["--rng"],
+        ] {
+            let args = [&["--restore", "s", "--restore-mem", "m"][..], extra].concat();
+            let e = cli(&args).unwrap_err();
+            assert!(one_line_error(&e).contains("cannot be used"), "{extra:?}");
+        }
+        assert!(
+            cli(&["--restore", "s"]).is_err(),
+            "--restore-mem is required"
+        );
+        assert!(
+            cli(&["--kernel", "k", "--resume"]).is_err(),
+            "--resume needs --restore"
+        );
+        // Host options still apply.
+        let c = cli(&[
+            "--restore",
+            "s",
+            "--restore-mem",
+            "m",
+            "--timeout",
+            "2",
+            "--serial",
+            "none",
+        ])
+        .unwrap();
+        assert_eq!(c.timeout, Some(std::time::Duration::from_secs(2)));
     }
 
     #[test]
@@ -552,5 +668,22 @@ mod tests {
             None
         );
         assert!(cli(&["--no-kernel-cache", "--kernel-cache", "/c"]).is_err());
+    }
+
+    #[test]
+    fn test_kernel_is_required_without_api_or_config_file() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["vmm-bin"], args].concat());
+        let e = parse(&[]).unwrap_err();
+        assert!(e.to_string().contains("--kernel"), "{e}");
+        assert!(parse(&["--api-sock", "/tmp/s"]).unwrap().kernel.is_none());
+        assert!(parse(&["--config-file", "c.json", "--no-api"]).is_ok());
+        assert!(
+            parse(&["--kernel", "k", "--no-api"]).is_err(),
+            "--no-api needs a file"
+        );
+        assert!(parse(&["--api-sock", "/s", "--config-file", "c", "--no-api"]).is_err());
+        assert_eq!(parse(&["--kernel", "k"]).unwrap().id, "anonymous-instance");
+        assert!(parse(&["--kernel", "k", "--id", "vm_1"]).is_err());
+        assert!(parse(&["--kernel", "k", "--id", "vm-1"]).is_ok());
     }
 }

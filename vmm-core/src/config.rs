@@ -127,7 +127,8 @@ pub struct DiskConfig {
 pub struct NetConfig {
     /// The tap's interface name.
     pub tap: String,
-    /// The guest's MAC address (default: one derived from the tap name).
+    /// The guest's MAC address (default: a random locally administered
+    /// one, new each run).
     #[serde(default)]
     pub mac: Option<[u8; 6]>,
 }
@@ -239,6 +240,11 @@ pub struct HostOptions {
     pub console_input: Option<RawFd>,
     /// When the process started, for the start-up time in the report.
     pub started_at: Option<Instant>,
+    /// Have KVM log the pages the guest writes (and the VMM record the
+    /// pages its devices write), so diff snapshots can be taken. Costs a
+    /// write-protection fault on the first write to each page after every
+    /// snapshot.
+    pub track_dirty_pages: bool,
 }
 
 impl Default for HostOptions {
@@ -255,6 +261,7 @@ impl Default for HostOptions {
             metrics: None,
             console_input: None,
             started_at: None,
+            track_dirty_pages: false,
         }
     }
 }

@@ -205,12 +205,16 @@ pub enum VmmError {
         /// The attached device's type.
         got: u32,
     },
-    /// A virtio device kind this build has no backend for yet.
-    #[error("virtio {kind:?} devices are not implemented yet")]
-    VirtioNotBuilt {
-        /// The kind asked for.
-        kind: crate::virtio::VirtioKind,
-    },
+    /// A virtio-net device could not be set up (its tap, its MAC).
+    #[error(transparent)]
+    Net(#[from] vmm_devices::virtio::net::NetError),
+    /// The vsock device's host socket could not be set up.
+    #[error(transparent)]
+    Vsock(vmm_devices::virtio::vsock::VsockError),
+    /// A disk image cannot be used (missing, not a disk, in use by another
+    /// VM, a bad serial...); the message names the image.
+    #[error(transparent)]
+    Disk(#[from] vmm_devices::virtio::block::BlockError),
     /// A virtio transport could not be created.
     #[error(transparent)]
     VirtioTransport(#[from] vmm_devices::virtio::mmio::TransportError),
@@ -236,6 +240,9 @@ pub enum VmmError {
     /// A vCPU thread panicked (a VMM bug).
     #[error("a vCPU thread panicked (a VMM bug; the VM was stopped)")]
     VcpuPanicked,
+    /// Taking or restoring a snapshot failed.
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
     /// The serial output file could not be created.
     #[error("cannot create serial output file {path}: {source}")]
     SerialFile {
@@ -244,12 +251,19 @@ pub enum VmmError {
         /// The error.
         source: std::io::Error,
     },
+    /// A key press was asked for, but the VM has no keyboard controller.
+    #[error("this VM has no i8042 keyboard controller (the minimal platform has none)")]
+    NoKeyboard,
+    /// The guest's keyboard did not take a key press.
+    #[error("the guest's keyboard did not take the keys: scanning is disabled or its 16-byte buffer is full")]
+    KeyboardBusy,
 }
 
 impl VmmError {
     /// Whose fault the error is.
     pub fn class(&self) -> ErrorClass {
         use vmm_cpu::BootStateError as B;
+        use vmm_devices::virtio::net::NetError;
         match self {
             VmmError::NoKernel
             | VmmError::Input(_)
@@ -257,11 +271,12 @@ impl VmmError {
             | VmmError::CpuCount { .. }
             | VmmError::SmpNeedsPc { .. }
             | VmmError::TooManyVirtioDevices { .. }
-            | VmmError::VirtioNotBuilt { .. }
+            | VmmError::Disk(_)
             | VmmError::OverlapsFirmwareTables { .. }
             | VmmError::Layout(_)
             | VmmError::Load { .. }
             | VmmError::SerialFile { .. }
+            | VmmError::Net(NetError::Tap(_) | NetError::MulticastMac(_))
             | VmmError::BootState(B::RealModeEntry(_) | B::OverlapsBootTables { .. }) => {
                 ErrorClass::BadInput
             }
@@ -270,6 +285,9 @@ impl VmmError {
             | VmmError::GuestRam(vmm_memory::GuestRamError::RangeTooLarge(_)) => {
                 ErrorClass::BadInput
             }
+            VmmError::Snapshot(e) if e.is_bad_input() => ErrorClass::BadInput,
+            // An unusable socket path (a file in the way, no directory).
+            VmmError::Vsock(e) if e.is_bad_path() => ErrorClass::BadInput,
             VmmError::Kvm(_) => ErrorClass::KvmUnavailable,
             _ => ErrorClass::Internal,
         }

@@ -98,6 +98,10 @@ mod tests {
     fn test_open_kvm_not_a_kvm_device() {
         // /dev/null opens but is not KVM: the API-version ioctl fails.
         let e = open_kvm(Path::new("/dev/null")).unwrap_err();
-        assert!(matches!(e, KvmError::ApiVersion { .. }), "{e}");
+        assert!(matches!(e, KvmError::NotKvm { .. }), "{e}");
+        assert!(
+            e.to_string().contains("/dev/null is not a KVM device"),
+            "{e}"
+        );
     }
 }

@@ -32,6 +32,8 @@ use crate::outcome::VmOutcome;
 use crate::pause::{PauseEnd, Pauser};
 use crate::platform::KvmInterruptLines;
 use crate::seccomp::{confine_current_thread, install_sigsys_handler, SeccompError, ThreadRole};
+use crate::snapshot::create::{save_vcpu, take_snapshot, SnapshotContext, SnapshotSource};
+use crate::snapshot::{SnapshotError, SnapshotInfo, SnapshotRequest};
 use crate::stats::VmStats;
 use crate::suspend::Suspender;
 use crate::timers::DeviceTimer;
@@ -40,7 +42,8 @@ use crate::virtio::{
 };
 use vm_device::bus::MmioAddress;
 use vmm_devices::pc::InterruptLines;
-use vmm_devices::virtio::{MmioTransport, VirtioDevice};
+use vmm_devices::state::StateError;
+use vmm_devices::virtio::{DirtyPages, MmioTransport, TransportState, VirtioDevice};
 
 /// Receives periodic statistics while the VM runs (`--metrics-interval`).
 pub type MetricsSink = Box<dyn FnMut(&VmStats) + Send>;
@@ -87,6 +90,9 @@ pub(crate) struct VmParts {
     pub virtio_slots: Vec<VirtioSlot>,
     /// Where the firmware tables put the FACS (PC platform).
     pub facs: Option<GuestAddress>,
+    pub snapshot: SnapshotContext,
+    /// Track the pages virtio devices write (diff snapshots).
+    pub track_dirty_pages: bool,
 }
 
 /// A created VM: guest RAM holding the image, the KVM VM with its vCPUs in
@@ -121,6 +127,8 @@ pub struct Vm {
     timed: Vec<TimedDeviceLink>,
     /// The FACS, for the waking vector at an S3 wake.
     facs: Option<GuestAddress>,
+    /// What snapshots need.
+    snap: SnapshotContext,
 }
 
 /// Sends a vCPU's index when its thread leaves its run loop (even by
@@ -183,11 +191,16 @@ impl Vm {
             options,
             virtio_slots,
             facs,
+            mut snapshot,
+            track_dirty_pages,
         } = parts;
         let wake = Arc::new(EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC).map_err(VmmError::EventFd)?);
         // S3 entry and wake come from devices on vCPU threads and need the
         // main loop.
         control.set_main_loop_waker(wake.clone());
+        if track_dirty_pages {
+            snapshot.dirty = Some(Arc::new(DirtyPages::new(ram.memory())));
+        }
         Ok(Vm {
             vcpus,
             vm_fd,
@@ -206,6 +219,7 @@ impl Vm {
             virtio: Vec::new(),
             timed: Vec::new(),
             facs,
+            snap: snapshot,
         })
     }
 
@@ -237,7 +251,10 @@ impl Vm {
                     gsi: slot.gsi,
                     source,
                 })?;
-        let transport = MmioTransport::new(device, self.ram.memory().clone(), line)?;
+        let mut transport = MmioTransport::new(device, self.ram.memory().clone(), line)?;
+        if let Some(dirty) = &self.snap.dirty {
+            transport.track_dirty_pages(dirty.clone());
+        }
         register_queue_notifies(&self.vm_fd, slot.base, &transport)?;
         log::info!(
             "virtio {:?} at {:#x}, GSI {} ({})",
@@ -248,6 +265,42 @@ impl Vm {
         );
         self.virtio.push((slot, Arc::new(Mutex::new(transport))));
         Ok(slot)
+    }
+
+    /// Puts a snapshot's state on the transport of virtio slot `index`
+    /// (attached, not yet driven).
+    pub(crate) fn restore_virtio_transport(
+        &mut self,
+        index: usize,
+        state: &TransportState,
+    ) -> Result<(), StateError> {
+        match self.virtio.get(index) {
+            Some((_, t)) => crate::lock(t).restore(state),
+            None => Err(StateError::Invalid {
+                device: "virtio-mmio",
+                field: "slot",
+                value: index as u64,
+                why: "no transport is attached there",
+            }),
+        }
+    }
+
+    /// Makes a restored VM run as soon as [`Vm::run`] starts instead of
+    /// starting paused (Firecracker's `resume_vm: true`). The snapshot's
+    /// KVM clock is set just before the vCPUs first run, so the guest
+    /// sees no time pass. Does nothing on a VM that was not restored.
+    pub fn resume_on_start(&mut self) {
+        if self.control.run_state() == RunState::Paused {
+            self.control.want_pause(false);
+            self.control.set_run_state(RunState::Running);
+        }
+    }
+
+    /// Marks the VM as holding a device a snapshot cannot capture (an
+    /// extra device put on the bus by hand): snapshots are refused,
+    /// naming it.
+    pub fn add_unsnapshottable(&mut self, device: impl Into<String>) {
+        self.snap.unsnapshottable.push(device.into());
     }
 
     /// Sends the host's console input (when [`HostOptions`] has one) to a
@@ -305,7 +358,11 @@ impl Vm {
         self.bus = devices.bus;
         self.post = Some(devices.post);
         self.timed = devices.timed;
+        self.control
+            .host
+            .set_keyboard(devices.handles.i8042.clone());
         self.console = Some(devices.console);
+        self.snap.devices = Some(devices.handles);
         if self.input_to_virtio {
             return;
         }
@@ -316,7 +373,7 @@ impl Vm {
     }
 
     /// Statistics as of now, from the live counters.
-    fn snapshot(
+    fn stats_now(
         dispatcher: &ExitDispatcher,
         vcpus: &[(u64, Arc<VcpuMetrics>)],
         wall: Duration,
@@ -366,8 +423,18 @@ impl Vm {
             devices,
             suspender,
         } = run;
-        let mut pauser = Pauser::default();
-        let mut quiet_check = self.console.as_ref().map(|_| started + QUIET_HINT_AFTER);
+        // A restored VM starts paused, with the snapshot's clock for its
+        // resume.
+        let mut pauser = if self.control.run_state() == RunState::Paused {
+            Pauser::with_clock(self.snap.restored_clock.take())
+        } else {
+            Pauser::default()
+        };
+        let mut quiet_check = self
+            .console
+            .as_ref()
+            .filter(|_| !self.snap.restored)
+            .map(|_| started + QUIET_HINT_AFTER);
         let deadline = self.options.timeout.map(|t| started + t);
         let mut next_report = self
             .options
@@ -403,12 +470,24 @@ impl Vm {
                 }
                 _ => {}
             }
+            if let Some(request) = self.control.snapshot.take() {
+                let result = self.take_snapshot(&request, &pauser, threads.len());
+                self.control.snapshot.finish(result);
+            }
             if quiet_check.is_some_and(|at| now >= at) {
                 quiet_check = None;
                 self.hint_if_quiet(dispatcher);
             }
+            // A flush through the handle: a report now, out of schedule.
+            if self.control.host.flush_pending() {
+                let stats = Self::stats_now(dispatcher, vcpus, started.elapsed());
+                if let Some((_, sink)) = self.options.metrics.as_mut() {
+                    sink(&stats);
+                }
+                self.control.host.flush_served();
+            }
             if let Some(at) = next_report.filter(|at| now >= *at) {
-                let stats = Self::snapshot(dispatcher, vcpus, started.elapsed());
+                let stats = Self::stats_now(dispatcher, vcpus, started.elapsed());
                 if let Some((every, sink)) = self.options.metrics.as_mut() {
                     sink(&stats);
                     next_report = Some(at + *every);
@@ -435,6 +514,28 @@ impl Vm {
                 std::thread::sleep(wait.unwrap_or(KICK_RETRY));
             }
         }
+    }
+
+    /// Takes the snapshot a handle asked for, if the VM is paused.
+    fn take_snapshot(
+        &mut self,
+        request: &SnapshotRequest,
+        pauser: &Pauser,
+        vcpus: usize,
+    ) -> Result<SnapshotInfo, SnapshotError> {
+        if self.control.run_state() != RunState::Paused {
+            return Err(SnapshotError::NotPaused);
+        }
+        let source = SnapshotSource {
+            vm_fd: &self.vm_fd,
+            ram: &self.ram,
+            irqchip: self.irqchip,
+            control: &self.control,
+            virtio: &self.virtio,
+            clock: pauser.clock(),
+            vcpus,
+        };
+        take_snapshot(&mut self.snap, &source, request)
     }
 
     /// Logs a hint when the guest has not written a byte to its console
@@ -488,6 +589,12 @@ impl Vm {
                 .register_mmio(&name, MmioAddress(slot.base), WINDOW, t.clone())?;
         }
         let devices = DeviceThread::spawn(&transports, self.options.seccomp)?;
+        let start_paused = self.control.run_state() == RunState::Paused;
+        if start_paused {
+            if let Some(d) = &devices {
+                d.pause();
+            }
+        }
         let dispatcher = Arc::new(ExitDispatcher::new(
             std::mem::take(&mut self.bus),
             self.control.clone(),
@@ -552,6 +659,16 @@ impl Vm {
         if confined.is_err() {
             self.control.stop_all();
         }
+        if !start_paused {
+            // Restored and resumed at once: the snapshot's clock, set as
+            // late as possible so the guest sees no time pass.
+            if let Some(mut clock) = self.snap.restored_clock.take() {
+                clock.flags = 0;
+                if let Err(e) = self.vm_fd.set_clock(&clock) {
+                    log::warn!("restore: KVM_SET_CLOCK failed ({e}); the guest clock jumps");
+                }
+            }
+        }
         gate.wait();
         let startup = self.options.started_at.map(|t| t.elapsed());
         if let Some(d) = startup {
@@ -611,11 +728,13 @@ impl Vm {
             // Unreachable in practice: every way out records an outcome.
             (None, None) => VmOutcome::Timeout { after: wall },
         };
-        let mut stats = Self::snapshot(&dispatcher, &metrics, wall);
+        let mut stats = Self::stats_now(&dispatcher, &metrics, wall);
         stats.startup = startup;
         if let Some((_, sink)) = self.options.metrics.as_mut() {
             sink(&stats);
         }
+        // Flushes asked for while the run ended are served by this report.
+        self.control.host.flush_served();
         Ok(RunReport {
             outcome,
             stats,
@@ -635,6 +754,8 @@ impl Vm {
         let dispatcher = dispatcher.clone();
         let control = self.control.clone();
         let index = vcpu.index();
+        let msrs = self.snap.msrs.clone();
+        let lapic = self.irqchip;
         std::thread::Builder::new()
             .name(format!("vcpu{index}"))
             .spawn(move || {
@@ -657,11 +778,16 @@ impl Vm {
                             && control.pause_wanted()
                             && !control.is_stopping()
                         {
-                            control.park();
+                            // While parked, the main loop may ask for this
+                            // vCPU's state (a snapshot): only this thread
+                            // may touch its fd.
+                            control.park(index, &mut || {
+                                save_vcpu(&mut vcpu, &dispatcher, &msrs, lapic)
+                            });
                             if let Some(reset) = control.wake_reset_since(woken) {
                                 woken = reset.generation;
                                 let entry = (index == 0).then_some(reset.entry);
-                                if let Err(e) = vcpu.reset_for_wake(entry) {
+                                if let Err(e) = vcpu.reset_for_wake(entry, &*dispatcher) {
                                     break Err(VcpuFailure::Wake(e));
                                 }
                             }
