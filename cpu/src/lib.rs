@@ -17,6 +17,10 @@
 //! - [`vcpu`]: [`Vcpu::run`], the KVM_RUN loop. It decodes every exit, splits
 //!   string I/O into elements, hands port and MMIO accesses to an
 //!   [`ExitHandler`] and returns a typed [`VcpuStop`]. EINTR/EAGAIN are retried.
+//! - [`fallback`]: finishing the instructions the host's KVM emulator
+//!   gives up on (KVM_EXIT_INTERNAL_ERROR, emulation failure): a short list
+//!   completed or answered with the exception hardware raises, called from
+//!   the run loop at that exit.
 //! - [`kick`]: stopping a vCPU thread at any moment (signal + `immediate_exit`).
 //! - [`metrics`]: lock-free per-vCPU counters and per-exit-kind latency
 //!   histograms, readable while the vCPU runs.
@@ -88,6 +92,7 @@
 pub mod boot_state;
 pub mod cpuid;
 pub mod exit_handler;
+pub mod fallback;
 pub mod firmware_state;
 pub mod gdt;
 pub mod kick;
@@ -98,5 +103,6 @@ pub mod vcpu;
 
 pub use boot_state::{setup_boot_state, validate_start, BootStateError};
 pub use exit_handler::{ExitAction, ExitHandler, ExitKind};
+pub use fallback::{EmulationFallback, FallbackStat, GuestFeatures};
 pub use start_state::{CpuMode, Entry, Reg, StartState, UnknownReg};
 pub use vcpu::{InternalError, Vcpu, VcpuError, VcpuStats, VcpuStop};

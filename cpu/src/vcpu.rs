@@ -12,6 +12,7 @@ use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
 use vm_device::bus::{MmioAddress, PioAddress};
 
 use crate::exit_handler::{ExitAction, ExitHandler, ExitKind};
+use crate::fallback::{describe, Described, EmulationFallback, FallbackOutcome, NotHandled};
 use crate::kick::KickTarget;
 use crate::metrics::VcpuMetrics;
 
@@ -45,10 +46,33 @@ pub struct InternalError {
     pub data: Vec<u64>,
     /// The instruction bytes that failed to emulate, when KVM provided them.
     pub insn: Option<Vec<u8>>,
+    /// For an emulation failure with bytes: the instruction decoded at the
+    /// vCPU's RIP (filled in by [`Vcpu::run`]).
+    pub decoded: Option<Described>,
+    /// Why the emulation fallback left it to stop the VM.
+    pub not_handled: Option<NotHandled>,
+}
+
+fn hex_bytes(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
+    for (i, b) in bytes.iter().enumerate() {
+        let sep = if i == 0 { "" } else { " " };
+        write!(f, "{sep}{b:02x}")?;
+    }
+    Ok(())
 }
 
 impl fmt::Display for InternalError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(d) = &self.decoded {
+            write!(f, "emulation failure at rip {:#x}: ", d.rip)?;
+            write!(f, "{} (", d.text.as_deref().unwrap_or("undecodable bytes"))?;
+            hex_bytes(f, &d.bytes)?;
+            write!(f, ")")?;
+            if let Some(why) = &self.not_handled {
+                write!(f, ": {why}")?;
+            }
+            return Ok(());
+        }
         let what = match self.suberror {
             1 => "emulation failure",
             2 => "simultaneous exceptions",
@@ -58,10 +82,8 @@ impl fmt::Display for InternalError {
         };
         write!(f, "KVM internal error, suberror {} ({what})", self.suberror)?;
         if let Some(insn) = &self.insn {
-            write!(f, ", instruction bytes:")?;
-            for b in insn {
-                write!(f, " {b:02x}")?;
-            }
+            write!(f, ", instruction bytes: ")?;
+            hex_bytes(f, insn)?;
         }
         if !self.data.is_empty() {
             write!(f, ", data:")?;
@@ -155,6 +177,7 @@ pub struct Vcpu {
     fd: VcpuFd,
     index: u64,
     metrics: Arc<VcpuMetrics>,
+    fallback: Option<Arc<EmulationFallback>>,
 }
 
 impl fmt::Debug for Vcpu {
@@ -173,7 +196,32 @@ impl Vcpu {
             fd,
             index,
             metrics: Arc::new(VcpuMetrics::default()),
+            fallback: None,
         })
+    }
+
+    /// Lets [`Vcpu::run`] finish the instructions KVM fails to emulate
+    /// through `fallback` (see [`crate::fallback`]) instead of stopping.
+    pub fn set_emulation_fallback(&mut self, fallback: Arc<EmulationFallback>) {
+        self.fallback = Some(fallback);
+    }
+
+    /// An emulation failure: handed to the fallback when there is one;
+    /// otherwise (or when it declines) the stop, with the instruction named.
+    fn on_emulation_failure(&self, mut e: InternalError) -> Option<VcpuStop> {
+        let Some(insn) = e.insn.clone() else {
+            return Some(VcpuStop::InternalError(e));
+        };
+        let why = match &self.fallback {
+            Some(fb) => match fb.handle(&self.fd, &insn) {
+                FallbackOutcome::Completed | FallbackOutcome::Injected(_) => return None,
+                FallbackOutcome::NotHandled(why) => why,
+            },
+            None => NotHandled::Off,
+        };
+        e.decoded = describe(&self.fd, &insn);
+        e.not_handled = Some(why);
+        Some(VcpuStop::InternalError(e))
     }
 
     /// The KVM vCPU, for state set-up before running.
@@ -238,6 +286,12 @@ impl Vcpu {
                     })
                 }
             };
+            let stop = match stop {
+                Some(VcpuStop::InternalError(e)) if e.suberror == KVM_INTERNAL_ERROR_EMULATION => {
+                    self.on_emulation_failure(e)
+                }
+                other => other,
+            };
             let action = handler.exit_handled(kind);
             mark = Instant::now();
             self.metrics.record_exit(kind, mark - exited);
@@ -283,6 +337,8 @@ fn internal_error(run: *const kvm_run) -> InternalError {
         suberror: internal.suberror,
         data: internal.data[..ndata].to_vec(),
         insn,
+        decoded: None,
+        not_handled: None,
     }
 }
 
