@@ -172,6 +172,10 @@ pub struct Cli {
     #[arg(long = "no-seccomp")]
     pub no_seccomp: bool,
 
+    /// Stop on every instruction this host's KVM fails to emulate, instead of finishing the listed ones (clwb, clflush[opt], rdtscp, cmpxchg16b, clac/stac; #UD for rdpru/invpcid when not in CPUID). Also stops advertising RDTSCP.
+    #[arg(long = "no-emulation-fallback")]
+    pub no_emulation_fallback: bool,
+
     /// The KVM device node.
     #[arg(long = "kvm-device", value_name = "PATH", default_value = "/dev/kvm")]
     pub kvm_device: PathBuf,
@@ -325,6 +329,7 @@ impl Cli {
             print_post_codes: self.post_codes,
             max_exits: self.max_exits,
             timeout: self.timeout,
+            emulation_fallback: !self.no_emulation_fallback,
             ..HostOptions::default()
         }
     }

@@ -211,7 +211,9 @@ impl Default for VmConfig {
     }
 }
 
-/// How this host runs a VM: nothing here changes what the guest sees.
+/// How this host runs a VM: nothing here changes what the guest sees,
+/// except that the emulation fallback, when on, also advertises RDTSCP
+/// (the instruction it completes).
 pub struct HostOptions {
     /// The KVM device.
     pub kvm_path: PathBuf,
@@ -239,6 +241,10 @@ pub struct HostOptions {
     pub console_input: Option<RawFd>,
     /// When the process started, for the start-up time in the report.
     pub started_at: Option<Instant>,
+    /// Finish the instructions this host's KVM fails to emulate (see
+    /// [`vmm_cpu::fallback`]) instead of stopping the VM; advertises RDTSCP.
+    /// A host policy: on KVMs that emulate everything it never runs.
+    pub emulation_fallback: bool,
 }
 
 impl Default for HostOptions {
@@ -255,6 +261,7 @@ impl Default for HostOptions {
             metrics: None,
             console_input: None,
             started_at: None,
+            emulation_fallback: true,
         }
     }
 }

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use vmm_cpu::cpuid::{self, Topology};
-use vmm_cpu::{firmware_state, setup_boot_state, Vcpu};
+use vmm_cpu::{firmware_state, setup_boot_state, EmulationFallback, GuestFeatures, Vcpu};
 use vmm_devices::legacy::{acpi_pm, cmos};
 use vmm_loader::linux::cache::VmlinuxCache;
 use vmm_loader::BootSpec;
@@ -88,14 +88,28 @@ impl Vm {
             create_irqchip(&vm_fd)?;
         }
 
-        let supported = cpuid::supported_cpuid(&kvm)?;
+        let mut supported = cpuid::supported_cpuid(&kvm)?;
+        // The fallback completes RDTSCP, so the guest may be told it exists;
+        // it decides #UD from the same table the vCPUs get.
+        let fallback = host.emulation_fallback.then(|| {
+            if !cpuid::advertise_rdtscp(&mut supported) {
+                log::warn!("CPUID has no leaf 0x80000001: RDTSCP not advertised");
+            }
+            Arc::new(EmulationFallback::new(
+                ram.memory().clone(),
+                GuestFeatures::from_cpuid(&supported),
+            ))
+        });
         let topo = Topology {
             cpus: cpus as u8,
             hypercall_pv_features: config.hypercall_pv_features,
         };
         let mut vcpus = Vec::new();
         for index in 0..cpus {
-            let vcpu = Vcpu::new(&vm_fd, index)?;
+            let mut vcpu = Vcpu::new(&vm_fd, index)?;
+            if let Some(fb) = &fallback {
+                vcpu.set_emulation_fallback(fb.clone());
+            }
             cpuid::set_vcpu_cpuid(vcpu.fd(), &supported, index as u8, topo)?;
             if pc {
                 firmware_state::setup_lapic(vcpu.fd())?;
@@ -150,6 +164,7 @@ impl Vm {
             control,
             options,
             virtio_slots,
+            fallback,
         })
     }
 }

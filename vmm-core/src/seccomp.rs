@@ -5,7 +5,8 @@
 //!
 //! The lists were taken from strace of every feature the VMM has (console to
 //! stdout/file, tracing, metrics files, kicks, teardown) and are kept as
-//! short as that allows. `ioctl` is limited to KVM_RUN on vCPU threads.
+//! short as that allows. `ioctl` is limited to KVM_RUN on vCPU threads, plus
+//! the few register, MSR and event ioctls of the emulation fallback.
 
 use std::collections::BTreeMap;
 
@@ -18,6 +19,54 @@ use vmm_sys_util::signal::register_signal_handler;
 
 /// KVM_RUN = _IO(KVMIO, 0x80).
 const KVM_RUN: u64 = 0xae80;
+
+/// `_IOC(dir, KVMIO, nr, size)`.
+const fn kvm_ioc(dir: u64, nr: u64, size: usize) -> u64 {
+    (dir << 30) | ((size as u64) << 16) | (0xae << 8) | nr
+}
+const IOC_WRITE: u64 = 1;
+const IOC_READ: u64 = 2;
+
+/// The vCPU ioctls the emulation fallback makes at an emulation failure
+/// (`vmm_cpu::fallback`): reading the registers and MSRs, writing the
+/// registers back, and injecting an exception (KVM_SET_SREGS for CR2).
+const FALLBACK_IOCTLS: [u64; 7] = [
+    kvm_ioc(
+        IOC_READ,
+        0x81,
+        std::mem::size_of::<kvm_bindings::kvm_regs>(),
+    ), // KVM_GET_REGS
+    kvm_ioc(
+        IOC_WRITE,
+        0x82,
+        std::mem::size_of::<kvm_bindings::kvm_regs>(),
+    ), // KVM_SET_REGS
+    kvm_ioc(
+        IOC_READ,
+        0x83,
+        std::mem::size_of::<kvm_bindings::kvm_sregs>(),
+    ), // KVM_GET_SREGS
+    kvm_ioc(
+        IOC_WRITE,
+        0x84,
+        std::mem::size_of::<kvm_bindings::kvm_sregs>(),
+    ), // KVM_SET_SREGS
+    kvm_ioc(
+        IOC_READ | IOC_WRITE,
+        0x88,
+        std::mem::size_of::<kvm_bindings::kvm_msrs>(),
+    ), // KVM_GET_MSRS
+    kvm_ioc(
+        IOC_READ,
+        0x9f,
+        std::mem::size_of::<kvm_bindings::kvm_vcpu_events>(),
+    ), // KVM_GET_VCPU_EVENTS
+    kvm_ioc(
+        IOC_WRITE,
+        0xa0,
+        std::mem::size_of::<kvm_bindings::kvm_vcpu_events>(),
+    ), // KVM_SET_VCPU_EVENTS
+];
 
 /// Exit status after a seccomp violation: 128 + SIGSYS.
 pub const SECCOMP_VIOLATION_STATUS: i32 = 128 + libc::SIGSYS;
@@ -138,9 +187,14 @@ fn rules_for(
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = COMMON.iter().map(|s| (*s, vec![])).collect();
     match role {
         ThreadRole::Vcpu => {
-            let kvm_run =
-                SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, KVM_RUN)?;
-            rules.insert(libc::SYS_ioctl, vec![SeccompRule::new(vec![kvm_run])?]);
+            let ioctls = std::iter::once(KVM_RUN)
+                .chain(FALLBACK_IOCTLS)
+                .map(|req| {
+                    SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, req)
+                        .and_then(|c| SeccompRule::new(vec![c]))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            rules.insert(libc::SYS_ioctl, ioctls);
         }
         ThreadRole::Main => {
             rules.extend(MAIN_ONLY.iter().map(|s| (*s, vec![])));
@@ -211,6 +265,23 @@ pub fn install_sigsys_handler() -> Result<(), SeccompError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn test_fallback_ioctl_numbers() {
+        // The values from <linux/kvm.h> on x86_64.
+        assert_eq!(
+            FALLBACK_IOCTLS,
+            [
+                0x8090_ae81,
+                0x4090_ae82,
+                0x8138_ae83,
+                0x4138_ae84,
+                0xc008_ae88,
+                0x8040_ae9f,
+                0x4040_aea0
+            ]
+        );
+    }
 
     #[test]
     fn test_filters_compile_for_every_role() {

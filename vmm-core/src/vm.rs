@@ -12,7 +12,7 @@ use kvm_ioctls::{Kvm, VmFd};
 use vm_memory::GuestMemoryMmap;
 use vmm_cpu::kick::{install_kick_handler, kick_signal};
 use vmm_cpu::metrics::{LatencySnapshot, VcpuMetrics};
-use vmm_cpu::{ExitKind, Vcpu, VcpuError, VcpuStats, VcpuStop};
+use vmm_cpu::{EmulationFallback, ExitKind, Vcpu, VcpuError, VcpuStats, VcpuStop};
 use vmm_devices::legacy::{CmosMemorySizes, PostCode, PostCodePort};
 use vmm_devices::pc::{BuiltDevices, DeviceSet, DeviceSetOptions};
 use vmm_devices::{Console, IoBus};
@@ -76,6 +76,7 @@ pub(crate) struct VmParts {
     pub control: Arc<VmControl>,
     pub options: RunOptions,
     pub virtio_slots: Vec<VirtioSlot>,
+    pub fallback: Option<Arc<EmulationFallback>>,
 }
 
 /// A created VM: guest RAM holding the image, the KVM VM with its vCPUs in
@@ -104,6 +105,8 @@ pub struct Vm {
     /// attached to them so far (in slot order).
     virtio_slots: Vec<VirtioSlot>,
     virtio: Vec<(VirtioSlot, SharedTransport)>,
+    /// The emulation fallback the vCPUs share, for its counters.
+    fallback: Option<Arc<EmulationFallback>>,
 }
 
 /// Sends a vCPU's index when its thread leaves its run loop (even by
@@ -153,6 +156,7 @@ impl Vm {
             control,
             options,
             virtio_slots,
+            fallback,
         } = parts;
         let wake = Arc::new(EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC).map_err(VmmError::EventFd)?);
         Ok(Vm {
@@ -170,6 +174,7 @@ impl Vm {
             options,
             virtio_slots,
             virtio: Vec::new(),
+            fallback,
         })
     }
 
@@ -280,6 +285,7 @@ impl Vm {
     /// Statistics as of now, from the live counters.
     fn snapshot(
         dispatcher: &ExitDispatcher,
+        fallback: Option<&EmulationFallback>,
         vcpus: &[(u64, Arc<VcpuMetrics>)],
         wall: Duration,
     ) -> VmStats {
@@ -310,6 +316,7 @@ impl Vm {
                 })
                 .collect(),
             latency,
+            emulation_fallback: fallback.map(|f| f.stats()).unwrap_or_default(),
             wall,
             startup: None,
         }
@@ -345,7 +352,12 @@ impl Vm {
                 return None;
             }
             if let Some(at) = next_report.filter(|at| now >= *at) {
-                let stats = Self::snapshot(dispatcher, vcpus, started.elapsed());
+                let stats = Self::snapshot(
+                    dispatcher,
+                    self.fallback.as_deref(),
+                    vcpus,
+                    started.elapsed(),
+                );
                 if let Some((every, sink)) = self.options.metrics.as_mut() {
                     sink(&stats);
                     next_report = Some(at + *every);
@@ -514,7 +526,7 @@ impl Vm {
             // Unreachable in practice: every way out records an outcome.
             (None, None) => VmOutcome::Timeout { after: wall },
         };
-        let mut stats = Self::snapshot(&dispatcher, &metrics, wall);
+        let mut stats = Self::snapshot(&dispatcher, self.fallback.as_deref(), &metrics, wall);
         stats.startup = startup;
         if let Some((_, sink)) = self.options.metrics.as_mut() {
             sink(&stats);
