@@ -462,3 +462,138 @@ fn test_no_emulation_fallback_stops_on_the_failure_naming_it() {
         out.stderr
     );
 }
+
+/// Two vCPUs each add 1 to a 128-bit counter `ITERATIONS` times with a
+/// `lock cmpxchg16b` retry loop. Every one of those fails emulation here
+/// and is finished by the fallback on its vCPU's thread, both threads at
+/// once on the two host cores: a non-atomic compare-exchange would lose
+/// increments. The counter starts just below a carry into its high half.
+#[test]
+fn test_cmpxchg16b_is_atomic_across_vcpus() {
+    require_kvm();
+    const ITERATIONS: i32 = 3000;
+    const COUNTER: u64 = 0x5000;
+    const AP_DONE: u64 = 0x5010;
+    const AP_RETRIES: u64 = 0x5018;
+    const START: u128 = (7u128 << 64) | (u64::MAX as u128 - 1000);
+    const TRAMPOLINE: u64 = 0x8000;
+    const AP64: u64 = 0x8100;
+    const AP_GDTR: u64 = 0x8f00;
+    /// RDI = COUNTER; retries counted in R13; clobbers RAX-RDX, R12.
+    fn add_loop(a: &mut CodeAssembler) {
+        a.mov(rdi, COUNTER).unwrap();
+        a.xor(r13d, r13d).unwrap();
+        a.mov(r12d, ITERATIONS).unwrap();
+        let mut again = a.create_label();
+        let mut retry = a.create_label();
+        let mut done = a.create_label();
+        a.set_label(&mut again).unwrap();
+        a.mov(rax, qword_ptr(rdi)).unwrap();
+        a.mov(rdx, qword_ptr(rdi + 8)).unwrap();
+        a.set_label(&mut retry).unwrap();
+        a.mov(rbx, rax).unwrap();
+        a.mov(rcx, rdx).unwrap();
+        a.add(rbx, 1).unwrap();
+        a.adc(rcx, 0).unwrap();
+        a.lock().cmpxchg16b(xmmword_ptr(rdi)).unwrap();
+        a.jz(done).unwrap();
+        a.inc(r13).unwrap();
+        a.jmp(retry).unwrap();
+        a.set_label(&mut done).unwrap();
+        a.dec(r12d).unwrap();
+        a.jnz(again).unwrap();
+    }
+    let mut img = guest(|a| {
+        a.mov(rax, START as u64).unwrap();
+        a.mov(qword_ptr(COUNTER), rax).unwrap();
+        a.mov(qword_ptr(COUNTER + 8), (START >> 64) as i32).unwrap();
+        a.mov(qword_ptr(AP_DONE), 0).unwrap();
+        // INIT, then SIPI twice with vector 0x08 (start at 0x8000).
+        a.mov(rsi, 0xfee0_0300u64).unwrap(); // the LAPIC's ICR
+        for icr in [0x000c_4500, 0x000c_4608, 0x000c_4608] {
+            a.mov(dword_ptr(rsi), icr).unwrap();
+        }
+        add_loop(a);
+        let mut wait = a.create_label();
+        a.set_label(&mut wait).unwrap();
+        a.pause().unwrap();
+        a.cmp(qword_ptr(AP_DONE), 1).unwrap();
+        a.jne(wait).unwrap();
+        report(a, r13);
+        a.mov(rax, qword_ptr(AP_RETRIES)).unwrap();
+        report_rax(a);
+        a.mov(rax, qword_ptr(COUNTER)).unwrap();
+        report_rax(a);
+        a.mov(rax, qword_ptr(COUNTER + 8)).unwrap();
+        report_rax(a);
+    });
+    // The AP: real mode at 0x8000 -> long mode on the VMM's GDT (0x500)
+    // and page tables (0x9000), then the same loop.
+    let real = assemble(16, TRAMPOLINE, |a| {
+        a.cli().unwrap();
+        a.xor(ax, ax).unwrap();
+        a.mov(ds, ax).unwrap();
+        a.lgdt(ptr(AP_GDTR)).unwrap();
+        a.mov(eax, cr4).unwrap();
+        a.or(eax, 0x20).unwrap(); // PAE
+        a.mov(cr4, eax).unwrap();
+        a.mov(eax, 0x9000).unwrap();
+        a.mov(cr3, eax).unwrap();
+        a.mov(ecx, 0xc000_0080u32).unwrap();
+        a.rdmsr().unwrap();
+        a.or(eax, 0x100).unwrap(); // EFER.LME
+        a.wrmsr().unwrap();
+        a.mov(eax, cr0).unwrap();
+        a.or(eax, 0x8000_0001u32 as i32).unwrap(); // PG | PE
+        a.mov(cr0, eax).unwrap();
+        // jmp dword 0x10:AP64
+        let mut far = vec![0x66, 0xea];
+        far.extend_from_slice(&(AP64 as u32).to_le_bytes());
+        far.extend_from_slice(&0x10u16.to_le_bytes());
+        a.db(&far).unwrap();
+    });
+    let long = assemble(64, AP64, |a| {
+        a.mov(ax, 0x18).unwrap();
+        a.mov(ds, ax).unwrap();
+        a.mov(es, ax).unwrap();
+        a.mov(ss, ax).unwrap();
+        a.mov(rsp, 0x6c00u64).unwrap();
+        add_loop(a);
+        a.mov(qword_ptr(AP_RETRIES), r13).unwrap();
+        a.mov(qword_ptr(AP_DONE), 1).unwrap();
+        let mut stop = a.create_label();
+        a.set_label(&mut stop).unwrap();
+        a.cli().unwrap();
+        a.hlt().unwrap();
+        a.jmp(stop).unwrap();
+    });
+    assert!(img.len() as u64 <= TRAMPOLINE - LOAD);
+    img.resize((TRAMPOLINE - LOAD) as usize, 0);
+    img.extend_from_slice(&real);
+    assert!(img.len() as u64 <= AP64 - LOAD);
+    img.resize((AP64 - LOAD) as usize, 0);
+    img.extend_from_slice(&long);
+    img.resize((AP_GDTR - LOAD) as usize, 0);
+    img.extend_from_slice(&0x27u16.to_le_bytes()); // the 5 boot descriptors
+    img.extend_from_slice(&0x500u32.to_le_bytes());
+    let (v, out) = values(&img, &["--platform", "pc", "--cpus", "2", "--stats"]);
+    assert_eq!(v.len(), 4, "{v:x?}");
+    let got = (u128::from(v[3]) << 64) | u128::from(v[2]);
+    eprintln!(
+        "cmpxchg16b across 2 vCPUs: {} retries on the BSP, {} on the AP",
+        v[0], v[1]
+    );
+    assert_eq!(
+        got,
+        START + 2 * ITERATIONS as u128,
+        "lost increments: counter {got:#x}; stats: {}",
+        out.stderr
+    );
+    let completed = 2 * ITERATIONS as u64 + v[0] + v[1];
+    assert!(
+        out.stderr
+            .contains(&format!("cmpxchg16b       completed={completed} #UD=0")),
+        "every cmpxchg16b went through the fallback: {}",
+        out.stderr
+    );
+}
