@@ -7,20 +7,21 @@
 use std::sync::Arc;
 
 use vmm_cpu::cpuid::{self, Topology};
-use vmm_cpu::{firmware_state, setup_boot_state, EmulationFallback, GuestFeatures, Vcpu};
+use vmm_cpu::{firmware_state, setup_boot_state, CpuMode, EmulationFallback, GuestFeatures, Vcpu};
 use vmm_devices::legacy::{acpi_pm, cmos};
 use vmm_loader::linux::cache::VmlinuxCache;
 use vmm_loader::BootSpec;
-use vmm_memory::layout::{ACPI_TABLES_START, MPTABLE_END};
+use vmm_memory::layout::{ACPI_TABLES_START, BDA_END, BIOS_STUBS_END, IVT_START};
 use vmm_memory::{register_memory_slots, GuestRam, MemoryLayout, ThpHint};
 
 use crate::boot::{is_pc, load_image, Loaded};
 use crate::config::{HostOptions, VmConfig};
 use crate::control::VmControl;
 use crate::error::VmmError;
+use crate::firmware::real_mode::write_real_mode_firmware;
 use crate::firmware::{write_firmware_tables, PlatformInfo, VirtioMmio};
 use crate::kvm::open_kvm;
-use crate::platform::create_irqchip;
+use crate::platform::{create_irqchip, set_bios_pic_and_pit};
 use crate::virtio::virtio_layout;
 use crate::vm::{RunOptions, Vm, VmParts};
 
@@ -31,7 +32,7 @@ pub const MAX_CPUS: u64 = 254;
 /// The part of the image that overlaps the firmware tables, and their
 /// range, if any.
 fn spec_overlaps_firmware(spec: &BootSpec) -> Option<((u64, u64), (u64, u64))> {
-    let tables = (ACPI_TABLES_START.0, MPTABLE_END.0);
+    let tables = (ACPI_TABLES_START.0, BIOS_STUBS_END.0);
     spec.overlap(tables.0, tables.1).map(|seg| (seg, tables))
 }
 
@@ -84,8 +85,14 @@ impl Vm {
         // SAFETY: `ram` is moved into the returned `Vm`, which drops its VM
         // fd before its RAM (see `Vm`'s field order).
         unsafe { register_memory_slots(&vm_fd, &ram, kvm.get_nr_memslots()) }?;
+        // A real-mode program on a PC finds what the BIOS that started it
+        // left behind; the minimal platform keeps the bare reset state.
+        let bios_real_mode = pc && start.mode == CpuMode::Real;
         if pc {
             create_irqchip(&vm_fd)?;
+            if bios_real_mode {
+                set_bios_pic_and_pit(&vm_fd)?;
+            }
         }
 
         let mut supported = cpuid::supported_cpuid(&kvm)?;
@@ -138,6 +145,20 @@ impl Vm {
                 ..PlatformInfo::pc(cpus as u8, acpi_pm::S5_SLP_TYP)
             };
             let tables = write_firmware_tables(ram.memory(), &info)?;
+            if bios_real_mode {
+                let low_free = spec.overlap(IVT_START.0, BDA_END.0).is_none();
+                if !low_free {
+                    log::info!(
+                        "the image occupies [0, {:#x}): no IVT or BIOS data area written",
+                        BDA_END.0
+                    );
+                }
+                let seconds_today = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() % 86_400);
+                write_real_mode_firmware(ram.memory(), low_free, seconds_today)
+                    .map_err(VmmError::RealModeFirmware)?;
+            }
             log::info!(
                 "firmware tables: ACPI RSDP at {:#x}, MP floating pointer at {:#x}",
                 tables.rsdp.0,
