@@ -172,7 +172,7 @@ pub struct Cli {
     #[arg(long = "no-seccomp")]
     pub no_seccomp: bool,
 
-    /// Stop on every instruction this host's KVM fails to emulate, instead of finishing the listed ones (clwb, clflush[opt], rdtscp, cmpxchg16b, clac/stac; #UD for rdpru/invpcid when not in CPUID). Also stops advertising RDTSCP.
+    /// Stop on every instruction this host's KVM fails to emulate, instead of finishing the listed ones (clwb, clflush, clflushopt, rdtscp, cmpxchg16b, clac/stac; #UD for rdpru/invpcid when not in CPUID). Also stops advertising RDTSCP.
     #[arg(long = "no-emulation-fallback")]
     pub no_emulation_fallback: bool,
 

@@ -214,6 +214,13 @@ impl VmBuilder {
         self
     }
 
+    /// Finish the instructions the host's KVM fails to emulate instead of
+    /// stopping (on by default; see [`HostOptions::emulation_fallback`]).
+    pub fn emulation_fallback(mut self, on: bool) -> Self {
+        self.host.emulation_fallback = on;
+        self
+    }
+
     /// The KVM device (default `/dev/kvm`).
     pub fn kvm_path(mut self, path: impl Into<PathBuf>) -> Self {
         self.host.kvm_path = path.into();

@@ -19,7 +19,7 @@ pub(crate) fn cmpxchg16b(ctx: &Ctx<'_>) -> Action {
         Ok(la) => la,
         Err(e) => return Action::Raise(e),
     };
-    if la % 16 != 0 {
+    if !la.is_multiple_of(16) {
         return Action::Raise(Exception::GeneralProtection(0));
     }
     let gpa = match translate(ctx, la, Access::Write) {

@@ -12,7 +12,7 @@ use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 /// The host address of `len` bytes of guest RAM at `gpa`, if they are RAM
 /// in one region and `gpa` is `align`-aligned.
 fn host_ptr(mem: &GuestMemoryMmap, gpa: u64, len: usize, align: u64) -> Option<*mut u8> {
-    if gpa % align != 0 {
+    if !gpa.is_multiple_of(align) {
         return None;
     }
     let last = gpa.checked_add(len as u64 - 1)?;
@@ -63,7 +63,7 @@ pub(crate) fn cmpxchg16b(
     expected: (u64, u64),
     new: (u64, u64),
 ) -> Result<(bool, (u64, u64)), HostAccessError> {
-    if gpa % 16 != 0 {
+    if !gpa.is_multiple_of(16) {
         return Err(HostAccessError::Misaligned);
     }
     let ptr = host_ptr(mem, gpa, 16, 16).ok_or(HostAccessError::NotRam)?;

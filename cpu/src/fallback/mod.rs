@@ -30,6 +30,11 @@
 //! 1 GiB pages), setting accessed and dirty bits as the MMU does; a
 //! guest-physical address outside guest RAM is never dereferenced.
 //!
+//! Not modelled: the single-step trap (EFLAGS.TF) after a completed
+//! instruction, and dirty-page logging of the fallback's own writes to guest
+//! RAM (`cmpxchg16b`, accessed/dirty bits), which bypass KVM's MMU as a
+//! device's writes do.
+//!
 //! The module is called from [`crate::Vcpu::run`] at the emulation-failure
 //! exit and counts what it did per instruction ([`FallbackStat`]), logging
 //! each instruction the first time it is handled.
@@ -486,9 +491,8 @@ impl EmulationFallback {
             bitness,
             phys_bits: self.features.phys_bits,
         };
-        let action = if instr.has_lock_prefix() && listed != Listed::Cmpxchg16b {
-            Action::Raise(Exception::InvalidOpcode)
-        } else if !listed.advertised(&self.features) {
+        let bad_lock = instr.has_lock_prefix() && listed != Listed::Cmpxchg16b;
+        let action = if bad_lock || !listed.advertised(&self.features) {
             Action::Raise(Exception::InvalidOpcode)
         } else {
             match listed {

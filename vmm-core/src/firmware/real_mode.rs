@@ -1,8 +1,9 @@
 //! What a PC BIOS leaves in low memory for a real-mode program it starts
 //! (a boot sector, a DOS-era program, kvm-unit-tests' `realmode.flat`): the
 //! interrupt vector table, the handlers it points at, and the BIOS data
-//! area. The interrupt controllers and timer are set in
-//! [`crate::platform::set_bios_pic_and_pit`].
+//! area. The interrupt controllers and timer are set with
+//! [`crate::platform::bios_pic_state`] and [`crate::platform::bios_pit_state`]
+//! when the VM is created.
 //!
 //! - **IVT** at [`IVT_START`]: 256 far pointers into the stub area
 //!   [`BIOS_STUBS_START`] (segment 0xf000). Every vector returns (`iret`),
