@@ -149,6 +149,13 @@ pub fn advertise_rdtscp(cpuid: &mut CpuId) -> bool {
     found
 }
 
+/// `cpuid` patched for `apic_id` in `topo`: what [`set_vcpu_cpuid`] sets.
+pub fn vcpu_cpuid(cpuid: &CpuId, apic_id: u8, topo: Topology) -> CpuId {
+    let mut own = cpuid.clone();
+    patch_for_vcpu(&mut own, apic_id, topo);
+    own
+}
+
 /// Sets `cpuid`, patched for `apic_id` in `topo`, on `vcpu`.
 pub fn set_vcpu_cpuid(
     vcpu: &VcpuFd,

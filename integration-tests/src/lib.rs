@@ -1,15 +1,18 @@
 //! Helpers for the KVM integration tests: building test guests with the
 //! iced-x86 assembler, writing them to temporary files, and running the
-//! `vmm-bin` binary with a watchdog.
+//! `vmm-bin` binary with a watchdog, and talking to its API socket
+//! ([`api_client`]).
 //!
 //! Every test that runs a guest needs `/dev/kvm`; [`require_kvm`] fails the
 //! test loudly (never skips it) when it is missing. Exit statuses come from
 //! `vmm_bin::exit_status`, where `vmm-bin` declares them.
 
+pub mod api_client;
 pub mod boot_protocol;
 pub mod dump;
 pub mod expect;
 pub mod guest_asm;
+pub mod netns;
 pub mod pattern;
 pub mod run;
 pub mod temp_file;
@@ -19,9 +22,10 @@ pub use dump::{le_u32, le_u64, Dump};
 pub use expect::{assert_no_panic, expect_bad_input, expect_error, run_self_checked, tail};
 pub use guest_asm::assemble;
 pub use iced_x86::code_asm;
+pub use netns::NetNs;
 pub use run::{
-    require_kvm, run_raw, run_vmm, run_vmm_until, target_dir, vmm_bin, vmm_command, workspace_root,
-    Output, RawRun, StreamedRun, PROCESS_WATCHDOG,
+    require_kvm, run_raw, run_vmm, run_vmm_until, run_vmm_wrapped, spawn_vmm, target_dir, vmm_bin,
+    vmm_command, workspace_root, Background, Output, RawRun, StreamedRun, PROCESS_WATCHDOG,
 };
 pub use temp_file::TempFile;
-pub use virtio_guest::virtio_guest;
+pub use virtio_guest::{virtio_guest, virtio_guest_pvh};

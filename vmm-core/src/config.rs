@@ -127,7 +127,8 @@ pub struct DiskConfig {
 pub struct NetConfig {
     /// The tap's interface name.
     pub tap: String,
-    /// The guest's MAC address (default: one derived from the tap name).
+    /// The guest's MAC address (default: a random locally administered
+    /// one, new each run).
     #[serde(default)]
     pub mac: Option<[u8; 6]>,
 }
@@ -245,6 +246,11 @@ pub struct HostOptions {
     /// [`vmm_cpu::fallback`]) instead of stopping the VM; advertises RDTSCP.
     /// A host policy: on KVMs that emulate everything it never runs.
     pub emulation_fallback: bool,
+    /// Have KVM log the pages the guest writes (and the VMM record the
+    /// pages its devices write), so diff snapshots can be taken. Costs a
+    /// write-protection fault on the first write to each page after every
+    /// snapshot.
+    pub track_dirty_pages: bool,
 }
 
 impl Default for HostOptions {
@@ -262,6 +268,7 @@ impl Default for HostOptions {
             console_input: None,
             started_at: None,
             emulation_fallback: true,
+            track_dirty_pages: false,
         }
     }
 }

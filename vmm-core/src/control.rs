@@ -1,13 +1,24 @@
-//! Shared run state of one VM: whether it is stopping, why, and how many
-//! exits it has taken. Every vCPU thread, every device that can end the VM
-//! and the watchdog talk through this one object.
+//! Shared run state of one VM: whether it is stopping, why, how many exits
+//! it has taken, and whether it is paused. Every vCPU thread, every device
+//! that can end the VM, the watchdog and [`crate::VmHandle`] talk through
+//! this one object.
+//!
+//! Pausing: a handle asks ([`VmControl::want_pause`]) and waits
+//! ([`VmControl::wait_run_state`]); the main loop kicks every vCPU out of
+//! KVM_RUN, each vCPU thread parks ([`VmControl::park`]) until the pause is
+//! withdrawn or the VM stops, and once all are parked the main loop saves
+//! the clock and publishes [`RunState::Paused`].
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
+use vmm_cpu::snapshot::VcpuState;
 use vmm_devices::{VmEvent, VmEventSink};
 
 use crate::outcome::VmOutcome;
+use crate::snapshot::slot::SnapshotSlot;
+use crate::snapshot::SnapshotError;
 
 /// Stop flag, first outcome and exit budget of a VM.
 #[derive(Debug, Default)]
@@ -19,7 +30,40 @@ pub struct VmControl {
     outcome: Mutex<Option<VmOutcome>>,
     exits: AtomicU64,
     max_exits: Option<u64>,
+    /// Key presses and metrics flushes asked for through the VM handle.
+    pub(crate) host: crate::host_requests::HostRequests,
+    /// Fast check for the vCPU loop; the truth is in `pause`.
+    pause_wanted: AtomicBool,
+    pause: Mutex<PauseState>,
+    pause_changed: Condvar,
+    /// A snapshot request on its way to the main loop.
+    pub(crate) snapshot: SnapshotSlot,
 }
+
+/// Whether a VM's vCPUs run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RunState {
+    /// Running (or not started yet).
+    #[default]
+    Running,
+    /// Every vCPU is parked outside KVM_RUN and the devices take no
+    /// requests.
+    Paused,
+}
+
+#[derive(Debug, Default)]
+struct PauseState {
+    wanted: bool,
+    state: RunState,
+    parked: usize,
+    /// Generation of the latest request for the parked vCPUs' state.
+    save_gen: u64,
+    /// Answers to request `save_gen`: (vCPU index, state or error).
+    saved: Vec<(u64, Result<VcpuState, SnapshotError>)>,
+}
+
+/// How a parked vCPU thread saves its state when the main loop asks.
+pub type SaveVcpu<'a> = &'a mut dyn FnMut() -> Result<VcpuState, SnapshotError>;
 
 impl VmControl {
     /// A control block that stops the VM after `max_exits` exits, if set.
@@ -94,6 +138,147 @@ impl VmControl {
     /// Exits counted so far.
     pub fn exits(&self) -> u64 {
         self.exits.load(Ordering::Relaxed)
+    }
+}
+
+impl VmControl {
+    fn pause_state(&self) -> MutexGuard<'_, PauseState> {
+        self.pause.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Asks for (`true`) or withdraws (`false`) a pause; the main loop,
+    /// woken by the caller, carries it out.
+    pub fn want_pause(&self, wanted: bool) {
+        let mut p = self.pause_state();
+        p.wanted = wanted;
+        self.pause_wanted.store(wanted, Ordering::SeqCst);
+        self.pause_changed.notify_all();
+    }
+
+    /// Whether a pause is wanted (checked by the vCPU loop before every
+    /// KVM_RUN).
+    pub fn pause_wanted(&self) -> bool {
+        self.pause_wanted.load(Ordering::SeqCst)
+    }
+
+    /// On a vCPU thread that left KVM_RUN for a pause: waits, counted as
+    /// parked, until the pause is withdrawn or the VM stops. Meanwhile it
+    /// answers each request of [`Self::collect_vcpu_states`] with `save`,
+    /// run on this thread (which owns the vCPU), outside the lock.
+    pub fn park(&self, index: u64, save: SaveVcpu<'_>) {
+        let mut p = self.pause_state();
+        p.parked += 1;
+        // Requests made before this thread parked are not its to answer.
+        let mut served = p.save_gen;
+        self.pause_changed.notify_all();
+        // Until the main loop has restored the clock and published
+        // Running, not merely until the pause is withdrawn.
+        while (p.wanted || p.state == RunState::Paused) && !self.is_stopping() {
+            if p.save_gen != served {
+                served = p.save_gen;
+                drop(p);
+                let state = save();
+                p = self.pause_state();
+                if p.save_gen == served {
+                    p.saved.push((index, state));
+                    self.pause_changed.notify_all();
+                }
+                continue;
+            }
+            // A bounded wait: a stop raised from a signal handler cannot
+            // notify, and the main loop's notification follows it anyway.
+            p = self
+                .pause_changed
+                .wait_timeout(p, Duration::from_millis(100))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        p.parked -= 1;
+        self.pause_changed.notify_all();
+    }
+
+    /// On the main loop of a paused VM: asks each of the `n` parked vCPU
+    /// threads for its state and waits up to `timeout` for all of them.
+    /// Returns the states in vCPU index order, or the first error.
+    pub fn collect_vcpu_states(
+        &self,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<Vec<VcpuState>, SnapshotError> {
+        let mut p = self.pause_state();
+        p.save_gen = p.save_gen.wrapping_add(1);
+        p.saved.clear();
+        self.pause_changed.notify_all();
+        let (mut p, _) = self
+            .pause_changed
+            .wait_timeout_while(p, timeout, |p| p.saved.len() < n && !self.is_stopping())
+            .unwrap_or_else(|e| e.into_inner());
+        let mut saved = std::mem::take(&mut p.saved);
+        drop(p);
+        if saved.len() < n {
+            if self.is_stopping() {
+                return Err(SnapshotError::Stopped);
+            }
+            return Err(SnapshotError::VcpuTimeout {
+                saved: saved.len(),
+                expected: n,
+                waited: timeout,
+            });
+        }
+        saved.sort_by_key(|(index, _)| *index);
+        saved.into_iter().map(|(_, state)| state).collect()
+    }
+
+    /// How many vCPU threads are parked.
+    pub fn parked(&self) -> usize {
+        self.pause_state().parked
+    }
+
+    /// Waits up to `timeout` for `parked() >= n`; returns whether it got
+    /// there.
+    pub fn wait_parked(&self, n: usize, timeout: Duration) -> bool {
+        let p = self.pause_state();
+        let (p, _) = self
+            .pause_changed
+            .wait_timeout_while(p, timeout, |p| p.parked < n && !self.is_stopping())
+            .unwrap_or_else(|e| e.into_inner());
+        p.parked >= n
+    }
+
+    /// Publishes the run state (the main loop, once it is true).
+    pub fn set_run_state(&self, state: RunState) {
+        self.pause_state().state = state;
+        self.pause_changed.notify_all();
+    }
+
+    /// The published run state.
+    pub fn run_state(&self) -> RunState {
+        self.pause_state().state
+    }
+
+    /// Waits until the published state is `want` (true), the VM stops or
+    /// `timeout` passes (false).
+    pub fn wait_run_state(&self, want: RunState, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        let mut p = self.pause_state();
+        while p.state != want && !self.is_stopping() {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            p = self
+                .pause_changed
+                .wait_timeout(p, left.min(Duration::from_millis(100)))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        p.state == want
+    }
+
+    /// Wakes everything waiting on the pause state (after a stop).
+    pub fn wake_waiters(&self) {
+        let _p = self.pause_state();
+        self.pause_changed.notify_all();
     }
 }
 

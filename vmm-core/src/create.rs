@@ -6,22 +6,25 @@
 
 use std::sync::Arc;
 
+use kvm_ioctls::Cap;
 use vmm_cpu::cpuid::{self, Topology};
 use vmm_cpu::{firmware_state, setup_boot_state, CpuMode, EmulationFallback, GuestFeatures, Vcpu};
 use vmm_devices::legacy::{acpi_pm, cmos};
 use vmm_loader::linux::cache::VmlinuxCache;
 use vmm_loader::BootSpec;
 use vmm_memory::layout::{ACPI_TABLES_START, BDA_END, BIOS_STUBS_END, IVT_START};
-use vmm_memory::{register_memory_slots, GuestRam, MemoryLayout, ThpHint};
+use vmm_memory::{register_memory_slots_with, GuestRam, MemoryLayout, SlotOptions, ThpHint};
 
 use crate::boot::{is_pc, load_image, Loaded};
-use crate::config::{HostOptions, VmConfig};
+use crate::config::{BootConfig, HostOptions, VmConfig};
 use crate::control::VmControl;
 use crate::error::VmmError;
 use crate::firmware::real_mode::write_real_mode_firmware;
 use crate::firmware::{write_firmware_tables, PlatformInfo, VirtioMmio};
 use crate::kvm::open_kvm;
-use crate::platform::{create_irqchip, set_bios_pic_and_pit};
+use crate::platform::{create_irqchip, set_bios_pic_and_pit, Platform};
+use crate::snapshot::create::SnapshotContext;
+use crate::snapshot::SnapshotError;
 use crate::virtio::virtio_layout;
 use crate::vm::{RunOptions, Vm, VmParts};
 
@@ -82,9 +85,12 @@ impl Vm {
             });
         }
         let vm_fd = kvm.create_vm().map_err(VmmError::CreateVm)?;
+        let slots = SlotOptions {
+            log_dirty_pages: host.track_dirty_pages,
+        };
         // SAFETY: `ram` is moved into the returned `Vm`, which drops its VM
         // fd before its RAM (see `Vm`'s field order).
-        unsafe { register_memory_slots(&vm_fd, &ram, kvm.get_nr_memslots()) }?;
+        unsafe { register_memory_slots_with(&vm_fd, &ram, kvm.get_nr_memslots(), slots) }?;
         // A real-mode program on a PC finds what the BIOS that started it
         // left behind; the minimal platform keeps the bare reset state.
         let bios_real_mode = pc && start.mode == CpuMode::Real;
@@ -111,13 +117,32 @@ impl Vm {
             cpus: cpus as u8,
             hypercall_pv_features: config.hypercall_pv_features,
         };
+        // What a snapshot of this VM will need: the MSR list comes from
+        // /dev/kvm, which vCPU threads may not use once confined, narrowed
+        // to what a restore can write back (probed on vCPU 0).
+        let msr_list = vmm_cpu::snapshot::msrs_to_save(&kvm).map_err(|source| {
+            VmmError::from(SnapshotError::Kvm {
+                op: "KVM_GET_MSR_INDEX_LIST",
+                source,
+            })
+        })?;
+        let mut msrs = Vec::new();
         let mut vcpus = Vec::new();
         for index in 0..cpus {
             let mut vcpu = Vcpu::new(&vm_fd, index)?;
             if let Some(fb) = &fallback {
                 vcpu.set_emulation_fallback(fb.clone());
             }
-            cpuid::set_vcpu_cpuid(vcpu.fd(), &supported, index as u8, topo)?;
+            let own = cpuid::vcpu_cpuid(&supported, index as u8, topo);
+            vcpu.set_cpuid2(&own)
+                .map_err(vmm_cpu::cpuid::CpuidError::SetCpuid)?;
+            if index == 0 {
+                // Before anything else is set: the probe writes back the
+                // values it reads.
+                let (usable, _) = vmm_cpu::snapshot::probe_msrs(vcpu.fd(), 0, &msr_list)
+                    .map_err(SnapshotError::from)?;
+                msrs = usable;
+            }
             if pc {
                 firmware_state::setup_lapic(vcpu.fd())?;
                 firmware_state::setup_msrs(vcpu.fd())?;
@@ -166,6 +191,21 @@ impl Vm {
             );
         }
 
+        let snapshot = SnapshotContext {
+            config: VmConfig {
+                boot: BootConfig::default(),
+                platform: if pc { Platform::Pc } else { Platform::Minimal },
+                ..config.clone()
+            },
+            msrs: Arc::new(msrs),
+            xsave2_size: usize::try_from(vm_fd.check_extension_int(Cap::Xsave2)).unwrap_or(0),
+            dirty: None,
+            devices: None,
+            unsnapshottable: Vec::new(),
+            restored_clock: None,
+            restored: false,
+            has_memory_base: false,
+        };
         let control = Arc::new(VmControl::new(host.max_exits));
         let options = RunOptions {
             timeout: host.timeout,
@@ -186,6 +226,8 @@ impl Vm {
             options,
             virtio_slots,
             fallback,
+            snapshot,
+            track_dirty_pages: host.track_dirty_pages,
         })
     }
 }

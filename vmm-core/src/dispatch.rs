@@ -96,7 +96,8 @@ impl ExitHandler for ExitDispatcher {
     }
 
     fn should_stop(&self) -> bool {
-        self.control.is_stopping()
+        // A pause also leaves the run loop; the vCPU thread then parks.
+        self.control.is_stopping() || self.control.pause_wanted()
     }
 }
 

@@ -43,6 +43,17 @@ pub enum VmmError {
     /// No kernel image was given.
     #[error("no kernel image given")]
     NoKernel,
+    /// A control request (pause, resume) reached a VM that has stopped.
+    #[error("the VM is not running: it has stopped")]
+    NotRunning,
+    /// The VM did not reach the state a control request asked for in time.
+    #[error("the VM did not {what} within {after:?}")]
+    StateChangeTimeout {
+        /// "pause" or "resume".
+        what: &'static str,
+        /// How long the request waited.
+        after: std::time::Duration,
+    },
     /// An input file (kernel, initrd, module) cannot be read or used.
     #[error(transparent)]
     Input(#[from] vmm_loader::input::InputError),
@@ -183,12 +194,16 @@ pub enum VmmError {
         /// The attached device's type.
         got: u32,
     },
-    /// A virtio device kind this build has no backend for yet.
-    #[error("virtio {kind:?} devices are not implemented yet")]
-    VirtioNotBuilt {
-        /// The kind asked for.
-        kind: crate::virtio::VirtioKind,
-    },
+    /// A virtio-net device could not be set up (its tap, its MAC).
+    #[error(transparent)]
+    Net(#[from] vmm_devices::virtio::net::NetError),
+    /// The vsock device's host socket could not be set up.
+    #[error(transparent)]
+    Vsock(vmm_devices::virtio::vsock::VsockError),
+    /// A disk image cannot be used (missing, not a disk, in use by another
+    /// VM, a bad serial...); the message names the image.
+    #[error(transparent)]
+    Disk(#[from] vmm_devices::virtio::block::BlockError),
     /// A virtio transport could not be created.
     #[error(transparent)]
     VirtioTransport(#[from] vmm_devices::virtio::mmio::TransportError),
@@ -214,6 +229,9 @@ pub enum VmmError {
     /// A vCPU thread panicked (a VMM bug).
     #[error("a vCPU thread panicked (a VMM bug; the VM was stopped)")]
     VcpuPanicked,
+    /// Taking or restoring a snapshot failed.
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
     /// The serial output file could not be created.
     #[error("cannot create serial output file {path}: {source}")]
     SerialFile {
@@ -222,12 +240,19 @@ pub enum VmmError {
         /// The error.
         source: std::io::Error,
     },
+    /// A key press was asked for, but the VM has no keyboard controller.
+    #[error("this VM has no i8042 keyboard controller (the minimal platform has none)")]
+    NoKeyboard,
+    /// The guest's keyboard did not take a key press.
+    #[error("the guest's keyboard did not take the keys: scanning is disabled or its 16-byte buffer is full")]
+    KeyboardBusy,
 }
 
 impl VmmError {
     /// Whose fault the error is.
     pub fn class(&self) -> ErrorClass {
         use vmm_cpu::BootStateError as B;
+        use vmm_devices::virtio::net::NetError;
         match self {
             VmmError::NoKernel
             | VmmError::Input(_)
@@ -235,11 +260,12 @@ impl VmmError {
             | VmmError::CpuCount { .. }
             | VmmError::SmpNeedsPc { .. }
             | VmmError::TooManyVirtioDevices { .. }
-            | VmmError::VirtioNotBuilt { .. }
+            | VmmError::Disk(_)
             | VmmError::OverlapsFirmwareTables { .. }
             | VmmError::Layout(_)
             | VmmError::Load { .. }
             | VmmError::SerialFile { .. }
+            | VmmError::Net(NetError::Tap(_) | NetError::MulticastMac(_))
             | VmmError::BootState(B::RealModeEntry(_) | B::OverlapsBootTables { .. }) => {
                 ErrorClass::BadInput
             }
@@ -248,6 +274,9 @@ impl VmmError {
             | VmmError::GuestRam(vmm_memory::GuestRamError::RangeTooLarge(_)) => {
                 ErrorClass::BadInput
             }
+            VmmError::Snapshot(e) if e.is_bad_input() => ErrorClass::BadInput,
+            // An unusable socket path (a file in the way, no directory).
+            VmmError::Vsock(e) if e.is_bad_path() => ErrorClass::BadInput,
             VmmError::Kvm(_) => ErrorClass::KvmUnavailable,
             _ => ErrorClass::Internal,
         }

@@ -21,21 +21,26 @@ use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC, EFD_NONBLOCK};
 use vmm_sys_util::signal::Killable;
 
+use crate::control::RunState;
 use crate::control::VmControl;
 use crate::dispatch::ExitDispatcher;
 use crate::error::VmmError;
 use crate::handle::VmHandle;
 use crate::host_input::HostInput;
 use crate::outcome::VmOutcome;
+use crate::pause::{PauseEnd, Pauser};
 use crate::platform::KvmInterruptLines;
 use crate::seccomp::{confine_current_thread, install_sigsys_handler, SeccompError, ThreadRole};
+use crate::snapshot::create::{save_vcpu, take_snapshot, SnapshotContext, SnapshotSource};
+use crate::snapshot::{SnapshotError, SnapshotInfo, SnapshotRequest};
 use crate::stats::VmStats;
 use crate::virtio::{
     register_queue_notifies, ConsoleInputLink, DeviceThread, SharedTransport, VirtioSlot, WINDOW,
 };
 use vm_device::bus::MmioAddress;
 use vmm_devices::pc::InterruptLines;
-use vmm_devices::virtio::{MmioTransport, VirtioDevice};
+use vmm_devices::state::StateError;
+use vmm_devices::virtio::{DirtyPages, MmioTransport, TransportState, VirtioDevice};
 
 /// Receives periodic statistics while the VM runs (`--metrics-interval`).
 pub type MetricsSink = Box<dyn FnMut(&VmStats) + Send>;
@@ -43,6 +48,10 @@ pub type MetricsSink = Box<dyn FnMut(&VmStats) + Send>;
 /// How often a vCPU that has not stopped yet is kicked again. A kick can be
 /// delayed by a few ms while KVM emulates guest code on nested hosts.
 const KICK_RETRY: Duration = Duration::from_millis(5);
+
+/// When a guest that has written nothing to its console gets a hint
+/// logged (a warning): long enough for any small guest to have spoken.
+const QUIET_HINT_AFTER: Duration = Duration::from_secs(5);
 
 /// What a finished run reports.
 #[derive(Debug, Clone)]
@@ -77,6 +86,9 @@ pub(crate) struct VmParts {
     pub options: RunOptions,
     pub virtio_slots: Vec<VirtioSlot>,
     pub fallback: Option<Arc<EmulationFallback>>,
+    pub snapshot: SnapshotContext,
+    /// Track the pages virtio devices write (diff snapshots).
+    pub track_dirty_pages: bool,
 }
 
 /// A created VM: guest RAM holding the image, the KVM VM with its vCPUs in
@@ -98,6 +110,8 @@ pub struct Vm {
     host_input: Option<HostInput>,
     /// Host input goes to a virtio console, not to the UART.
     input_to_virtio: bool,
+    /// The devices' console, watched for a guest that says nothing.
+    console: Option<Console>,
     control: Arc<VmControl>,
     wake: Arc<EventFd>,
     options: RunOptions,
@@ -107,6 +121,8 @@ pub struct Vm {
     virtio: Vec<(VirtioSlot, SharedTransport)>,
     /// The emulation fallback the vCPUs share, for its counters.
     fallback: Option<Arc<EmulationFallback>>,
+    /// What snapshots need.
+    snap: SnapshotContext,
 }
 
 /// Sends a vCPU's index when its thread leaves its run loop (even by
@@ -145,6 +161,16 @@ enum VcpuFailure {
 
 type VcpuResult = (u64, Result<VcpuStop, VcpuFailure>, VcpuStats);
 
+/// What the main loop watches while the guest runs.
+struct Running<'a> {
+    dispatcher: &'a ExitDispatcher,
+    started: Instant,
+    done: &'a mpsc::Receiver<u64>,
+    vcpus: &'a [(u64, Arc<VcpuMetrics>)],
+    threads: &'a [JoinHandle<VcpuResult>],
+    devices: Option<&'a DeviceThread>,
+}
+
 impl Vm {
     pub(crate) fn new(parts: VmParts) -> Result<Self, VmmError> {
         let VmParts {
@@ -157,8 +183,13 @@ impl Vm {
             options,
             virtio_slots,
             fallback,
+            mut snapshot,
+            track_dirty_pages,
         } = parts;
         let wake = Arc::new(EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC).map_err(VmmError::EventFd)?);
+        if track_dirty_pages {
+            snapshot.dirty = Some(Arc::new(DirtyPages::new(ram.memory())));
+        }
         Ok(Vm {
             vcpus,
             vm_fd,
@@ -169,12 +200,14 @@ impl Vm {
             post: None,
             host_input: None,
             input_to_virtio: false,
+            console: None,
             control,
             wake,
             options,
             virtio_slots,
             virtio: Vec::new(),
             fallback,
+            snap: snapshot,
         })
     }
 
@@ -206,7 +239,10 @@ impl Vm {
                     gsi: slot.gsi,
                     source,
                 })?;
-        let transport = MmioTransport::new(device, self.ram.memory().clone(), line)?;
+        let mut transport = MmioTransport::new(device, self.ram.memory().clone(), line)?;
+        if let Some(dirty) = &self.snap.dirty {
+            transport.track_dirty_pages(dirty.clone());
+        }
         register_queue_notifies(&self.vm_fd, slot.base, &transport)?;
         log::info!(
             "virtio {:?} at {:#x}, GSI {} ({})",
@@ -217,6 +253,42 @@ impl Vm {
         );
         self.virtio.push((slot, Arc::new(Mutex::new(transport))));
         Ok(slot)
+    }
+
+    /// Puts a snapshot's state on the transport of virtio slot `index`
+    /// (attached, not yet driven).
+    pub(crate) fn restore_virtio_transport(
+        &mut self,
+        index: usize,
+        state: &TransportState,
+    ) -> Result<(), StateError> {
+        match self.virtio.get(index) {
+            Some((_, t)) => crate::lock(t).restore(state),
+            None => Err(StateError::Invalid {
+                device: "virtio-mmio",
+                field: "slot",
+                value: index as u64,
+                why: "no transport is attached there",
+            }),
+        }
+    }
+
+    /// Makes a restored VM run as soon as [`Vm::run`] starts instead of
+    /// starting paused (Firecracker's `resume_vm: true`). The snapshot's
+    /// KVM clock is set just before the vCPUs first run, so the guest
+    /// sees no time pass. Does nothing on a VM that was not restored.
+    pub fn resume_on_start(&mut self) {
+        if self.control.run_state() == RunState::Paused {
+            self.control.want_pause(false);
+            self.control.set_run_state(RunState::Running);
+        }
+    }
+
+    /// Marks the VM as holding a device a snapshot cannot capture (an
+    /// extra device put on the bus by hand): snapshots are refused,
+    /// naming it.
+    pub fn add_unsnapshottable(&mut self, device: impl Into<String>) {
+        self.snap.unsnapshottable.push(device.into());
     }
 
     /// Sends the host's console input (when [`HostOptions`] has one) to a
@@ -273,6 +345,11 @@ impl Vm {
     pub fn attach_devices(&mut self, devices: BuiltDevices) {
         self.bus = devices.bus;
         self.post = Some(devices.post);
+        self.control
+            .host
+            .set_keyboard(devices.handles.i8042.clone());
+        self.console = Some(devices.console);
+        self.snap.devices = Some(devices.handles);
         if self.input_to_virtio {
             return;
         }
@@ -283,7 +360,7 @@ impl Vm {
     }
 
     /// Statistics as of now, from the live counters.
-    fn snapshot(
+    fn stats_now(
         dispatcher: &ExitDispatcher,
         fallback: Option<&EmulationFallback>,
         vcpus: &[(u64, Arc<VcpuMetrics>)],
@@ -325,14 +402,27 @@ impl Vm {
     /// Waits for the first vCPU to leave its loop, the timeout, or a stop
     /// request through a [`VmHandle`], feeding the metrics sink on its
     /// interval meanwhile.
-    fn watch(
-        &mut self,
-        dispatcher: &ExitDispatcher,
-        started: Instant,
-        done: &mpsc::Receiver<u64>,
-        vcpus: &[(u64, Arc<VcpuMetrics>)],
-        events: &mut EventLoop,
-    ) -> Option<u64> {
+    fn watch(&mut self, run: Running<'_>, events: &mut EventLoop) -> Option<u64> {
+        let Running {
+            dispatcher,
+            started,
+            done,
+            vcpus,
+            threads,
+            devices,
+        } = run;
+        // A restored VM starts paused, with the snapshot's clock for its
+        // resume.
+        let mut pauser = if self.control.run_state() == RunState::Paused {
+            Pauser::with_clock(self.snap.restored_clock.take())
+        } else {
+            Pauser::default()
+        };
+        let mut quiet_check = self
+            .console
+            .as_ref()
+            .filter(|_| !self.snap.restored)
+            .map(|_| started + QUIET_HINT_AFTER);
         let deadline = self.options.timeout.map(|t| started + t);
         let mut next_report = self
             .options
@@ -351,8 +441,42 @@ impl Vm {
                 });
                 return None;
             }
+            match (self.control.pause_wanted(), self.control.run_state()) {
+                (true, RunState::Running) => {
+                    let end = pauser.pause(&self.control, &self.vm_fd, threads, done, devices);
+                    if let PauseEnd::VcpuEnded(i) = end {
+                        return Some(i);
+                    }
+                    continue;
+                }
+                (false, RunState::Paused) => {
+                    pauser.resume(&self.control, &self.vm_fd, devices);
+                }
+                _ => {}
+            }
+            if let Some(request) = self.control.snapshot.take() {
+                let result = self.take_snapshot(&request, &pauser, threads.len());
+                self.control.snapshot.finish(result);
+            }
+            if quiet_check.is_some_and(|at| now >= at) {
+                quiet_check = None;
+                self.hint_if_quiet(dispatcher);
+            }
+            // A flush through the handle: a report now, out of schedule.
+            if self.control.host.flush_pending() {
+                let stats = Self::stats_now(
+                    dispatcher,
+                    self.fallback.as_deref(),
+                    vcpus,
+                    started.elapsed(),
+                );
+                if let Some((_, sink)) = self.options.metrics.as_mut() {
+                    sink(&stats);
+                }
+                self.control.host.flush_served();
+            }
             if let Some(at) = next_report.filter(|at| now >= *at) {
-                let stats = Self::snapshot(
+                let stats = Self::stats_now(
                     dispatcher,
                     self.fallback.as_deref(),
                     vcpus,
@@ -365,7 +489,7 @@ impl Vm {
             }
             // Nothing to poll for: a stop request, console input and vCPU
             // completion all wake the loop through their file descriptors.
-            let wait = [deadline, next_report]
+            let wait = [deadline, next_report, quiet_check]
                 .into_iter()
                 .flatten()
                 .map(|t| t.saturating_duration_since(now))
@@ -384,6 +508,44 @@ impl Vm {
                 std::thread::sleep(wait.unwrap_or(KICK_RETRY));
             }
         }
+    }
+
+    /// Takes the snapshot a handle asked for, if the VM is paused.
+    fn take_snapshot(
+        &mut self,
+        request: &SnapshotRequest,
+        pauser: &Pauser,
+        vcpus: usize,
+    ) -> Result<SnapshotInfo, SnapshotError> {
+        if self.control.run_state() != RunState::Paused {
+            return Err(SnapshotError::NotPaused);
+        }
+        let source = SnapshotSource {
+            vm_fd: &self.vm_fd,
+            ram: &self.ram,
+            irqchip: self.irqchip,
+            control: &self.control,
+            virtio: &self.virtio,
+            clock: pauser.clock(),
+            vcpus,
+        };
+        take_snapshot(&mut self.snap, &source, request)
+    }
+
+    /// Logs a hint when the guest has not written a byte to its console
+    /// yet: a Linux kernel booting slowly looks exactly like a hung VMM.
+    fn hint_if_quiet(&self, dispatcher: &ExitDispatcher) {
+        if self.console.as_ref().is_some_and(|c| c.bytes_written() > 0) {
+            return;
+        }
+        let exits: u64 = dispatcher.exits_by_kind().iter().map(|(_, n)| n).sum();
+        log::warn!(
+            "no guest output {} s after the start; the guest is running ({exits} exits so far) \
+             but has written nothing to its serial or debug console. A Linux kernel prints \
+             nothing until its console is up: earlyprintk=serial,ttyS0 on its command line \
+             shows its early progress (slow where KVM emulates guest kernel code)",
+            QUIET_HINT_AFTER.as_secs()
+        );
     }
 
     /// Guest memory, to inspect or prepare before running.
@@ -421,6 +583,12 @@ impl Vm {
                 .register_mmio(&name, MmioAddress(slot.base), WINDOW, t.clone())?;
         }
         let devices = DeviceThread::spawn(&transports, self.options.seccomp)?;
+        let start_paused = self.control.run_state() == RunState::Paused;
+        if start_paused {
+            if let Some(d) = &devices {
+                d.pause();
+            }
+        }
         let dispatcher = Arc::new(ExitDispatcher::new(
             std::mem::take(&mut self.bus),
             self.control.clone(),
@@ -480,6 +648,16 @@ impl Vm {
         if confined.is_err() {
             self.control.stop_all();
         }
+        if !start_paused {
+            // Restored and resumed at once: the snapshot's clock, set as
+            // late as possible so the guest sees no time pass.
+            if let Some(mut clock) = self.snap.restored_clock.take() {
+                clock.flags = 0;
+                if let Err(e) = self.vm_fd.set_clock(&clock) {
+                    log::warn!("restore: KVM_SET_CLOCK failed ({e}); the guest clock jumps");
+                }
+            }
+        }
         gate.wait();
         let startup = self.options.started_at.map(|t| t.elapsed());
         if let Some(d) = startup {
@@ -489,11 +667,20 @@ impl Vm {
             );
         }
 
-        if let Some(i) = self.watch(&dispatcher, started, &done_rx, &metrics, &mut events) {
+        let running = Running {
+            dispatcher: &dispatcher,
+            started,
+            done: &done_rx,
+            vcpus: &metrics,
+            threads: &threads,
+            devices: devices.as_ref(),
+        };
+        if let Some(i) = self.watch(running, &mut events) {
             reported.push(i);
         }
-        // Whatever ended one vCPU ends the VM.
+        // Whatever ended one vCPU ends the VM; parked vCPUs wake to see it.
         self.control.stop_all();
+        self.control.wake_waiters();
         stop_and_join(&threads, &indices, &done_rx, &mut reported);
         // No vCPU runs now: the devices finish and make writes durable.
         if let Some(d) = devices {
@@ -526,11 +713,13 @@ impl Vm {
             // Unreachable in practice: every way out records an outcome.
             (None, None) => VmOutcome::Timeout { after: wall },
         };
-        let mut stats = Self::snapshot(&dispatcher, self.fallback.as_deref(), &metrics, wall);
+        let mut stats = Self::stats_now(&dispatcher, self.fallback.as_deref(), &metrics, wall);
         stats.startup = startup;
         if let Some((_, sink)) = self.options.metrics.as_mut() {
             sink(&stats);
         }
+        // Flushes asked for while the run ended are served by this report.
+        self.control.host.flush_served();
         Ok(RunReport {
             outcome,
             stats,
@@ -550,6 +739,8 @@ impl Vm {
         let dispatcher = dispatcher.clone();
         let control = self.control.clone();
         let index = vcpu.index();
+        let msrs = self.snap.msrs.clone();
+        let lapic = self.irqchip;
         std::thread::Builder::new()
             .name(format!("vcpu{index}"))
             .spawn(move || {
@@ -561,7 +752,24 @@ impl Vm {
                 };
                 gate.wait();
                 let result = match confined {
-                    Ok(()) => vcpu.run(&*dispatcher).map_err(VcpuFailure::Run),
+                    Ok(()) => loop {
+                        let stop = vcpu.run(&*dispatcher);
+                        // Out of KVM_RUN for a pause, not a stop: park,
+                        // then run on from the same state.
+                        if matches!(stop, Ok(VcpuStop::StopRequested))
+                            && control.pause_wanted()
+                            && !control.is_stopping()
+                        {
+                            // While parked, the main loop may ask for this
+                            // vCPU's state (a snapshot): only this thread
+                            // may touch its fd.
+                            control.park(index, &mut || {
+                                save_vcpu(&mut vcpu, &dispatcher, &msrs, lapic)
+                            });
+                            continue;
+                        }
+                        break stop.map_err(VcpuFailure::Run);
+                    },
                     Err(e) => Err(VcpuFailure::Seccomp(e)),
                 };
                 match &result {
