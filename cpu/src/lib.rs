@@ -17,6 +17,8 @@
 //! - [`vcpu`]: [`Vcpu::run`], the KVM_RUN loop. It decodes every exit, splits
 //!   string I/O into elements, hands port and MMIO accesses to an
 //!   [`ExitHandler`] and returns a typed [`VcpuStop`]. EINTR/EAGAIN are retried.
+//! - [`exit_record`]: the `kvm_run` fields of each exit, for handlers that
+//!   observe every exit (`--explain`, exit timelines); free when unused.
 //! - [`kick`]: stopping a vCPU thread at any moment (signal + `immediate_exit`).
 //! - [`metrics`]: lock-free per-vCPU counters and per-exit-kind latency
 //!   histograms, readable while the vCPU runs.
@@ -88,6 +90,7 @@
 pub mod boot_state;
 pub mod cpuid;
 pub mod exit_handler;
+pub mod exit_record;
 pub mod firmware_state;
 pub mod gdt;
 pub mod kick;
@@ -96,7 +99,8 @@ pub mod paging;
 pub mod start_state;
 pub mod vcpu;
 
-pub use boot_state::{setup_boot_state, validate_start, BootStateError};
+pub use boot_state::{setup_boot_state, validate_start, BootStateError, BootStateLoaded};
 pub use exit_handler::{ExitAction, ExitHandler, ExitKind};
+pub use exit_record::{ExitFields, ExitRecord};
 pub use start_state::{CpuMode, Entry, Reg, StartState, UnknownReg};
 pub use vcpu::{InternalError, Vcpu, VcpuError, VcpuStats, VcpuStop};

@@ -35,7 +35,9 @@ pub enum KvmSlotError {
 }
 
 /// Registers every region of `ram` with `vm`, slots numbered from 0 in address
-/// order. `max_slots` is what `Kvm::get_nr_memslots()` reported.
+/// order. `max_slots` is what `Kvm::get_nr_memslots()` reported. Returns the
+/// regions as given to KVM_SET_USER_MEMORY_REGION (for a VMM that shows
+/// its steps).
 ///
 /// # Safety
 ///
@@ -45,7 +47,7 @@ pub unsafe fn register_memory_slots(
     vm: &VmFd,
     ram: &GuestRam,
     max_slots: usize,
-) -> Result<(), KvmSlotError> {
+) -> Result<Vec<kvm_userspace_memory_region>, KvmSlotError> {
     let needed = ram.memory().num_regions();
     if needed > max_slots {
         return Err(KvmSlotError::TooManySlots {
@@ -53,6 +55,7 @@ pub unsafe fn register_memory_slots(
             available: max_slots,
         });
     }
+    let mut registered = Vec::with_capacity(needed);
     for (slot, region) in (0u32..).zip(ram.memory().iter()) {
         let guest_addr = region.start_addr().0;
         let host = region
@@ -76,6 +79,7 @@ pub unsafe fn register_memory_slots(
                 source,
             }
         })?;
+        registered.push(mem_region);
     }
-    Ok(())
+    Ok(registered)
 }
