@@ -213,7 +213,7 @@ pub fn validate_start(start: &StartState, occupied: &[(u64, u64)]) -> Result<(),
 
 /// What [`setup_boot_state`] wrote and loaded, for a VMM that shows its
 /// steps (`--explain`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BootStateLoaded {
     /// The special registers given to KVM_SET_SREGS.
     pub sregs: kvm_sregs,

@@ -115,7 +115,7 @@ pub(crate) fn handle_observed_exit<H: ExitHandler + ?Sized>(
             fields,
         })
     };
-    let io = |port, write, data: &[u8]| {
+    fn io(run: *const kvm_run, port: u16, write: bool, data: &[u8]) -> ExitFields<'_> {
         let size = io_access_size(run);
         ExitFields::Io {
             port,
@@ -124,15 +124,15 @@ pub(crate) fn handle_observed_exit<H: ExitHandler + ?Sized>(
             count: u32::try_from(data.len() / size).unwrap_or(u32::MAX),
             data,
         }
-    };
+    }
     match exit {
         VcpuExit::IoOut(port, data) => {
-            observe(ExitKind::IoOut, io(port, true, data));
+            observe(ExitKind::IoOut, io(run, port, true, data));
             handle_exit(VcpuExit::IoOut(port, data), run, handler)
         }
         VcpuExit::IoIn(port, data) => {
             let done = handle_exit(VcpuExit::IoIn(port, &mut *data), run, handler);
-            observe(ExitKind::IoIn, io(port, false, data));
+            observe(ExitKind::IoIn, io(run, port, false, data));
             done
         }
         VcpuExit::MmioWrite(addr, data) => {

@@ -182,6 +182,12 @@ impl Vcpu {
         &self.fd
     }
 
+    /// The host address of this vCPU's mapped `kvm_run` area (for a VMM
+    /// that shows its steps).
+    pub fn kvm_run_address(&mut self) -> usize {
+        std::ptr::from_mut(self.fd.get_kvm_run()) as usize
+    }
+
     /// This vCPU's index (and APIC ID).
     pub fn index(&self) -> u64 {
         self.index

@@ -15,6 +15,7 @@ use vmm_devices::Console;
 use vmm_loader::{BootMode, Entry, Format};
 
 use crate::error::VmmError;
+use crate::explain::ExplainSink;
 use crate::platform::Platform;
 use crate::vm::MetricsSink;
 
@@ -239,6 +240,12 @@ pub struct HostOptions {
     pub console_input: Option<RawFd>,
     /// When the process started, for the start-up time in the report.
     pub started_at: Option<Instant>,
+    /// Tell every KVM step and exit, one line each, to this sink
+    /// (`--explain`; see [`crate::explain`]).
+    pub explain: Option<ExplainSink>,
+    /// Count exits per kind over time for [`crate::RunReport::timeline`]
+    /// (`--exit-plot`; see [`crate::timeline`]).
+    pub exit_timeline: bool,
 }
 
 impl Default for HostOptions {
@@ -255,6 +262,8 @@ impl Default for HostOptions {
             metrics: None,
             console_input: None,
             started_at: None,
+            explain: None,
+            exit_timeline: false,
         }
     }
 }

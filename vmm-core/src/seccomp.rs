@@ -18,6 +18,9 @@ use vmm_sys_util::signal::register_signal_handler;
 
 /// KVM_RUN = _IO(KVMIO, 0x80).
 const KVM_RUN: u64 = 0xae80;
+/// KVM_GET_REGS = _IOR(KVMIO, 0x81, struct kvm_regs).
+const KVM_GET_REGS: u64 =
+    (2 << 30) | ((std::mem::size_of::<kvm_bindings::kvm_regs>() as u64) << 16) | 0xae81;
 /// Size of `struct kvm_clock_data`, in the two clock ioctls' numbers.
 const CLOCK_DATA_LEN: u64 = std::mem::size_of::<kvm_bindings::kvm_clock_data>() as u64;
 /// KVM_GET_CLOCK = _IOR(KVMIO, 0x7c, struct kvm_clock_data).
@@ -33,6 +36,9 @@ pub const SECCOMP_VIOLATION_STATUS: i32 = 128 + libc::SIGSYS;
 pub enum ThreadRole {
     /// A vCPU thread: KVM_RUN, device emulation, console output.
     Vcpu,
+    /// A vCPU thread under `--explain`: also KVM_GET_REGS, for the final
+    /// register state it shows.
+    VcpuExplained,
     /// The thread that runs the watchdog, signals and teardown.
     Main,
     /// The virtio device thread: its event loop, disk I/O, entropy, host
@@ -143,10 +149,19 @@ fn rules_for(
 ) -> Result<BTreeMap<i64, Vec<SeccompRule>>, seccompiler::BackendError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = COMMON.iter().map(|s| (*s, vec![])).collect();
     match role {
-        ThreadRole::Vcpu => {
-            let kvm_run =
-                SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, KVM_RUN)?;
-            rules.insert(libc::SYS_ioctl, vec![SeccompRule::new(vec![kvm_run])?]);
+        ThreadRole::Vcpu | ThreadRole::VcpuExplained => {
+            let mut ioctls = vec![KVM_RUN];
+            if role == ThreadRole::VcpuExplained {
+                ioctls.push(KVM_GET_REGS);
+            }
+            let allowed = ioctls
+                .into_iter()
+                .map(|req| {
+                    SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, req)
+                        .and_then(|c| SeccompRule::new(vec![c]))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            rules.insert(libc::SYS_ioctl, allowed);
         }
         ThreadRole::Main => {
             rules.extend(MAIN_ONLY.iter().map(|s| (*s, vec![])));
@@ -221,7 +236,12 @@ mod tests {
 
     #[test]
     fn test_filters_compile_for_every_role() {
-        for role in [ThreadRole::Vcpu, ThreadRole::Main, ThreadRole::Device] {
+        for role in [
+            ThreadRole::Vcpu,
+            ThreadRole::VcpuExplained,
+            ThreadRole::Main,
+            ThreadRole::Device,
+        ] {
             let p = filter_for(role).unwrap();
             assert!(!p.is_empty());
         }
@@ -248,7 +268,15 @@ mod tests {
             4,
             "main thread: the terminal ioctls (TCGETS, TCSETS) and the clock ones only"
         );
+        assert_eq!(vcpu[&libc::SYS_ioctl].len(), 1, "vCPU: KVM_RUN only");
+        let explained = rules_for(ThreadRole::VcpuExplained).unwrap();
+        assert_eq!(
+            explained[&libc::SYS_ioctl].len(),
+            2,
+            "KVM_RUN, KVM_GET_REGS"
+        );
         // The numbers the kernel headers give.
+        assert_eq!(KVM_GET_REGS, 0x8090_ae81);
         assert_eq!(KVM_GET_CLOCK, 0x8030_ae7c);
         assert_eq!(KVM_SET_CLOCK, 0x4030_ae7b);
         assert!(!main.contains_key(&libc::SYS_execve));
