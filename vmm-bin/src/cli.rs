@@ -140,6 +140,14 @@ pub struct Cli {
     #[arg(long = "trace-io")]
     pub trace_io: bool,
 
+    /// Print every KVM step (open /dev/kvm, KVM_CREATE_VM, memory slots, vCPU set-up) and every exit with its kvm_run fields to stderr, as it happens; long runs are summarised.
+    #[arg(long)]
+    pub explain: bool,
+
+    /// Draw the run as an SVG picture at PATH: exits per kind over time, the start-up phases, a legend.
+    #[arg(long = "exit-plot", value_name = "PATH.svg")]
+    pub exit_plot: Option<PathBuf>,
+
     /// Stop after N port/MMIO exits.
     #[arg(long = "max-exits", value_name = "N", value_parser = parse_u64)]
     pub max_exits: Option<u64>,
@@ -325,6 +333,7 @@ impl Cli {
             print_post_codes: self.post_codes,
             max_exits: self.max_exits,
             timeout: self.timeout,
+            exit_timeline: self.exit_plot.is_some(),
             ..HostOptions::default()
         }
     }

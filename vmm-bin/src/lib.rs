@@ -1,12 +1,14 @@
 //! The command-line front end's pieces, as a library so they can be tested
 //! and fuzzed: argument parsing ([`cli`]), exit statuses ([`exit_status`]),
 //! and the process policy a library must not impose: stop signals
-//! ([`signals`]) and the terminal's raw mode ([`terminal`]). `main.rs` wires
+//! ([`signals`]), the terminal's raw mode ([`terminal`]), and drawing the
+//! run's picture ([`plot`], `--exit-plot`). `main.rs` wires
 //! them to vmm-core and builds the device set.
 
 pub mod cli;
 pub mod device_args;
 pub mod exit_status;
 pub mod hints;
+pub mod plot;
 pub mod signals;
 pub mod terminal;

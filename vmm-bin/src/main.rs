@@ -44,6 +44,21 @@ fn run(cli: Cli, started_at: std::time::Instant) -> i32 {
         eprintln!("vmm-bin: error: {e}");
         return exit_status::VMM_FAILURE;
     }
+    // The picture's file is created before anything runs: a path that
+    // cannot be written is bad input, found before the guest starts.
+    let mut plot_file = match &cli.exit_plot {
+        Some(path) => match std::fs::File::create(path) {
+            Ok(f) => Some(std::io::BufWriter::new(f)),
+            Err(e) => {
+                eprintln!(
+                    "vmm-bin: error: cannot create the exit plot {}: {e}",
+                    path.display()
+                );
+                return exit_status::BAD_INPUT;
+            }
+        },
+        None => None,
+    };
     let config = cli.vm_config();
     let console = match config.devices.serial.open() {
         Ok(c) => c,
@@ -75,6 +90,12 @@ fn run(cli: Cli, started_at: std::time::Instant) -> i32 {
         console_input: stdio.then_some(libc::STDIN_FILENO),
         ..cli.host_options()
     };
+    if cli.explain {
+        // One write per line: lines from vCPU threads never interleave.
+        host.explain = Some(std::sync::Arc::new(|line: &str| {
+            let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
+        }));
+    }
     if let Some(path) = &cli.metrics_file {
         // Without an interval, only the final report is written.
         let every = cli
@@ -113,6 +134,12 @@ fn run(cli: Cli, started_at: std::time::Instant) -> i32 {
             None => eprintln!("vmm-bin: {}", report.outcome),
         },
         other => eprintln!("vmm-bin: {other}"),
+    }
+    if let (Some(out), Some(timeline)) = (plot_file.as_mut(), &report.timeline) {
+        if let Err(e) = vmm_bin::plot::write(timeline, out) {
+            eprintln!("vmm-bin: error: {e}");
+            return exit_status::VMM_FAILURE;
+        }
     }
     if cli.stats {
         // One write: stderr is unbuffered, and a report with 65536 port rows

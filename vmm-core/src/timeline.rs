@@ -182,8 +182,8 @@ mod tests {
         let t0 = Instant::now();
         let t = ExitTimeline::new(t0);
         t.record(ExitKind::IoOut, t0 + Duration::from_nanos(100));
-        t.record(ExitKind::IoOut, t0 + Duration::from_nanos(3000));
-        t.record(ExitKind::Hlt, t0 + Duration::from_nanos(3100));
+        t.record(ExitKind::IoOut, t0 + Duration::from_nanos(2500));
+        t.record(ExitKind::Hlt, t0 + Duration::from_nanos(2900));
         let s = t.snapshot();
         assert_eq!(s.bucket, Duration::from_nanos(1024));
         assert_eq!(s.series.len(), 2);

@@ -514,9 +514,6 @@ impl Vm {
             self.control.stop_all();
         }
         gate.wait();
-        if let Some(t) = &self.options.timeline {
-            t.phase("guest entered");
-        }
         let startup = self.options.started_at.map(|t| t.elapsed());
         if let Some(d) = startup {
             log::info!(
@@ -587,7 +584,7 @@ impl Vm {
                 .map(|(_, n)| n)
                 .sum();
             e.say(&format!(
-                "the run ends: {outcome} ({} port/MMIO exits handled by the VMM)",
+                "the run ends: {outcome}; the VMM handled {} port/MMIO exits",
                 group_thousands(port_mmio)
             ));
         }
@@ -616,6 +613,7 @@ impl Vm {
     ) -> std::io::Result<JoinHandle<VcpuResult>> {
         let seccomp = self.options.seccomp;
         let explain = self.options.explain.clone();
+        let timeline = self.options.timeline.clone();
         // Showing the final registers needs KVM_GET_REGS on this thread.
         let role = if explain.is_some() {
             ThreadRole::VcpuExplained
@@ -635,6 +633,9 @@ impl Vm {
                     Ok(())
                 };
                 gate.wait();
+                if let (Some(t), 0) = (&timeline, index) {
+                    t.phase("guest entered");
+                }
                 say(&explain, || {
                     format!("KVM_RUN: vCPU {index} enters the guest; this thread runs guest code until an exit")
                 });
