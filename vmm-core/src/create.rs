@@ -75,10 +75,13 @@ impl Vm {
         let thp = if host.thp { ThpHint::On } else { ThpHint::Off };
         let ram = GuestRam::new(&layout, thp)?;
         say(&explain, || {
+            let regions = match ram.memory().num_regions() {
+                1 => "one region".to_string(),
+                n => format!("{n} regions, around the MMIO hole"),
+            };
             format!(
-                "guest RAM: {} mapped into this process (mmap), in {} region(s) around the MMIO hole",
+                "guest RAM: {} mapped into this process (mmap), {regions}",
                 size_text(layout.size()),
-                ram.memory().num_regions()
             )
         });
         let cache = host.kernel_cache.clone().map(VmlinuxCache::new);
