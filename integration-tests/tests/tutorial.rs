@@ -89,7 +89,11 @@ fn normalise(text: &str) -> String {
 fn run_merged(args: &[String]) -> (i32, String) {
     let dir = target_dir().join("test-tutorial");
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("out-{}-{:?}", std::process::id(), std::thread::current().id()));
+    let path = dir.join(format!(
+        "out-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
     let file = std::fs::File::create(&path).unwrap();
     let mut child = vmm_command()
         .args(args)

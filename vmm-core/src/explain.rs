@@ -176,8 +176,9 @@ impl Explainer {
             ));
         }
         lines.push(format!(
-            "{} exits in all (KVM_RUN returns, kicks included)",
-            group_thousands(c.total)
+            "{} exit{} in all (KVM_RUN returns, kicks included)",
+            group_thousands(c.total),
+            if c.total == 1 { "" } else { "s" }
         ));
         drop(c);
         for l in &lines {
