@@ -240,8 +240,10 @@ mod tests {
     }
 
     fn run_with_io_size(size: u8) -> kvm_run {
-        let mut run = kvm_run::default();
-        run.exit_reason = KVM_EXIT_IO;
+        let mut run = kvm_run {
+            exit_reason: KVM_EXIT_IO,
+            ..Default::default()
+        };
         run.__bindgen_anon_1.io.size = size;
         run
     }
@@ -290,8 +292,10 @@ mod tests {
 
     #[test]
     fn test_observed_stop_carries_the_stop() {
-        let mut run = kvm_run::default();
-        run.exit_reason = KVM_EXIT_HLT;
+        let run = kvm_run {
+            exit_reason: KVM_EXIT_HLT,
+            ..Default::default()
+        };
         let h = Observer::default();
         let out = handle_observed_exit(VcpuExit::Hlt, &run, &h, 0, Instant::now());
         assert_eq!(out, (ExitKind::Hlt, Some(VcpuStop::Halted)));

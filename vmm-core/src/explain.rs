@@ -220,7 +220,7 @@ pub fn group_thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -409,9 +409,9 @@ pub fn size_text(bytes: u64) -> String {
     const MIB: u64 = 1 << 20;
     const GIB: u64 = 1 << 30;
     match bytes {
-        b if b >= GIB && b % GIB == 0 => format!("{} GiB", b / GIB),
-        b if b >= MIB && b % MIB == 0 => format!("{} MiB", b / MIB),
-        b if b >= KIB && b % KIB == 0 => format!("{} KiB", b / KIB),
+        b if b >= GIB && b.is_multiple_of(GIB) => format!("{} GiB", b / GIB),
+        b if b >= MIB && b.is_multiple_of(MIB) => format!("{} MiB", b / MIB),
+        b if b >= KIB && b.is_multiple_of(KIB) => format!("{} KiB", b / KIB),
         1 => "1 byte".to_string(),
         b => format!("{b} bytes"),
     }
