@@ -129,6 +129,13 @@ pub fn patch_for_vcpu(cpuid: &mut CpuId, apic_id: u8, topo: Topology) {
     }
 }
 
+/// `cpuid` patched for `apic_id` in `topo`: what [`set_vcpu_cpuid`] sets.
+pub fn vcpu_cpuid(cpuid: &CpuId, apic_id: u8, topo: Topology) -> CpuId {
+    let mut own = cpuid.clone();
+    patch_for_vcpu(&mut own, apic_id, topo);
+    own
+}
+
 /// Sets `cpuid`, patched for `apic_id` in `topo`, on `vcpu`. Returns how
 /// many entries KVM_SET_CPUID2 was given.
 pub fn set_vcpu_cpuid(

@@ -22,6 +22,9 @@
 //! - [`kick`]: stopping a vCPU thread at any moment (signal + `immediate_exit`).
 //! - [`metrics`]: lock-free per-vCPU counters and per-exit-kind latency
 //!   histograms, readable while the vCPU runs.
+//! - `snapshot` (feature `snapshot`): a vCPU's whole state (registers,
+//!   FPU/XSAVE, LAPIC, MSRs, CPUID, events), saved and restored in the
+//!   order KVM needs, and the CPUID compatibility check a restore makes.
 //!
 //! The crate depends on vmm-memory (for the guest memory map: where the GDT
 //! and page tables go) and rust-vmm crates only: no loader, no device
@@ -96,6 +99,8 @@ pub mod gdt;
 pub mod kick;
 pub mod metrics;
 pub mod paging;
+#[cfg(feature = "snapshot")]
+pub mod snapshot;
 pub mod start_state;
 pub mod vcpu;
 
@@ -103,4 +108,4 @@ pub use boot_state::{setup_boot_state, validate_start, BootStateError, BootState
 pub use exit_handler::{ExitAction, ExitHandler, ExitKind};
 pub use exit_record::{ExitFields, ExitRecord};
 pub use start_state::{CpuMode, Entry, Reg, StartState, UnknownReg};
-pub use vcpu::{InternalError, Vcpu, VcpuError, VcpuStats, VcpuStop};
+pub use vcpu::{InternalError, Vcpu, VcpuError, VcpuStats, VcpuStop, PENDING_IO_LIMIT};

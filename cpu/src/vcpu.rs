@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kvm_bindings::{
-    kvm_run, KVM_INTERNAL_ERROR_EMULATION, KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES,
+    kvm_cpuid_entry2, kvm_run, CpuId, KVM_INTERNAL_ERROR_EMULATION,
+    KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES,
 };
 use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
 use vm_device::bus::{MmioAddress, PioAddress};
@@ -34,6 +35,24 @@ pub enum VcpuError {
         index: u64,
         /// The ioctl's error.
         source: kvm_ioctls::Error,
+    },
+    /// Completing the instruction a vCPU left KVM_RUN in the middle of
+    /// (see [`Vcpu::complete_pending_io`]) took more exits than allowed: a
+    /// string I/O instruction with a huge count.
+    #[error("vCPU {index}: its pending I/O instruction did not complete within {limit} exits")]
+    PendingIo {
+        /// vCPU index.
+        index: u64,
+        /// The exits allowed.
+        limit: usize,
+    },
+    /// Completing the pending instruction ended the vCPU's run instead.
+    #[error("vCPU {index}: completing its pending I/O instruction ended it: {stop}")]
+    PendingIoStopped {
+        /// vCPU index.
+        index: u64,
+        /// Why it ended.
+        stop: VcpuStop,
     },
 }
 
@@ -156,6 +175,11 @@ pub struct Vcpu {
     fd: VcpuFd,
     index: u64,
     metrics: Arc<VcpuMetrics>,
+    /// The CPUID last set through [`Vcpu::set_cpuid2`]: what a snapshot
+    /// saves, because KVM_GET_CPUID2 may report what the guest sees
+    /// instead (on the nested hosts of the project notes, leaf 1 and 7
+    /// bits come from the host).
+    cpuid: Option<Vec<kvm_cpuid_entry2>>,
 }
 
 impl fmt::Debug for Vcpu {
@@ -174,7 +198,20 @@ impl Vcpu {
             fd,
             index,
             metrics: Arc::new(VcpuMetrics::default()),
+            cpuid: None,
         })
+    }
+
+    /// KVM_SET_CPUID2, remembering the table (see [`Vcpu::cpuid`]).
+    pub fn set_cpuid2(&mut self, cpuid: &CpuId) -> Result<(), kvm_ioctls::Error> {
+        self.fd.set_cpuid2(cpuid)?;
+        self.cpuid = Some(cpuid.as_slice().to_vec());
+        Ok(())
+    }
+
+    /// The CPUID last set with [`Vcpu::set_cpuid2`], if any.
+    pub fn cpuid(&self) -> Option<&[kvm_cpuid_entry2]> {
+        self.cpuid.as_deref()
     }
 
     /// The KVM vCPU, for state set-up before running.
@@ -263,6 +300,65 @@ impl Vcpu {
                 return Ok(VcpuStop::StopRequested);
             }
         }
+    }
+}
+
+/// How many exits [`Vcpu::complete_pending_io`] handles before giving up:
+/// one per element of a string I/O instruction still running (a `rep
+/// outsb` exits once per byte on nested KVM), so a 64 KiB transfer fits.
+pub const PENDING_IO_LIMIT: usize = 1 << 16;
+
+impl Vcpu {
+    /// Completes the instruction this vCPU left KVM_RUN in the middle of,
+    /// without running any further guest instruction, so its registers
+    /// can be saved consistently.
+    ///
+    /// After a port or MMIO exit the guest's state is final only once the
+    /// next KVM_RUN has run (KVM copies an `in`'s data into RAX and moves
+    /// RIP past the instruction then); saved before that, a restored guest
+    /// would execute the instruction again. KVM's API documentation gives
+    /// the way out: re-enter with `immediate_exit` set, which finishes the
+    /// pending operation and returns EINTR at once. A string instruction
+    /// that continues exits again; those exits go to `handler` like any
+    /// other, up to [`PENDING_IO_LIMIT`].
+    pub fn complete_pending_io<H: ExitHandler + ?Sized>(
+        &mut self,
+        handler: &H,
+    ) -> Result<(), VcpuError> {
+        let run_area: *mut kvm_run = self.fd.get_kvm_run();
+        for _ in 0..PENDING_IO_LIMIT {
+            self.fd.set_kvm_immediate_exit(1);
+            let result = self.fd.run();
+            match result {
+                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                    self.fd.set_kvm_immediate_exit(0);
+                    return Ok(());
+                }
+                Err(source) => {
+                    self.fd.set_kvm_immediate_exit(0);
+                    return Err(VcpuError::Run {
+                        index: self.index,
+                        source,
+                    });
+                }
+                Ok(exit) => {
+                    let (kind, stop) = handle_exit(exit, run_area, handler);
+                    handler.exit_handled(kind);
+                    if let Some(stop) = stop {
+                        self.fd.set_kvm_immediate_exit(0);
+                        return Err(VcpuError::PendingIoStopped {
+                            index: self.index,
+                            stop,
+                        });
+                    }
+                }
+            }
+        }
+        self.fd.set_kvm_immediate_exit(0);
+        Err(VcpuError::PendingIo {
+            index: self.index,
+            limit: PENDING_IO_LIMIT,
+        })
     }
 }
 

@@ -1,6 +1,7 @@
 //! Where guest console output (UART, debug console) goes.
 
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::lock;
@@ -10,6 +11,9 @@ use crate::lock;
 #[derive(Clone)]
 pub struct Console {
     inner: Arc<Mutex<Sink>>,
+    /// Bytes accepted so far, whatever the sink (so a VMM can tell a
+    /// silent guest from a talking one without reading the output).
+    written: Arc<AtomicU64>,
 }
 
 enum Sink {
@@ -44,7 +48,13 @@ impl Console {
     fn from_sink(s: Sink) -> Self {
         Console {
             inner: Arc::new(Mutex::new(s)),
+            written: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Bytes written to this console (any clone) so far.
+    pub fn bytes_written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
     }
 
     /// What a [`Console::memory`] console has captured (empty otherwise).
@@ -58,14 +68,16 @@ impl Console {
 
 impl Write for Console {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match &mut *lock(&self.inner) {
-            Sink::Writer(w) => w.write(buf),
+        let n = match &mut *lock(&self.inner) {
+            Sink::Writer(w) => w.write(buf)?,
             Sink::Memory(v) => {
                 v.extend_from_slice(buf);
-                Ok(buf.len())
+                buf.len()
             }
-            Sink::Discard => Ok(buf.len()),
-        }
+            Sink::Discard => buf.len(),
+        };
+        self.written.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {

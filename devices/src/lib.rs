@@ -15,6 +15,9 @@
 //! - [`irq::IrqLine`]: a device's interrupt line (none, or a KVM irqfd).
 //! - [`vm_event`]: how a device asks the VMM to end the VM, without knowing
 //!   the VMM (like vm-superio's `Trigger` for interrupts).
+//! - [`state`]: snapshot state. Every stateful device has a serialisable
+//!   `<Device>State` with `state()` and `from_state()`;
+//!   [`pc::PcDeviceStates`] gathers the platform's.
 //!
 //! Devices implement `vm_device::DevicePio` directly and never panic on guest
 //! input; nothing here depends on KVM.
@@ -51,6 +54,7 @@ pub mod console;
 pub mod irq;
 pub mod legacy;
 pub mod pc;
+pub mod state;
 pub mod virtio;
 pub mod vm_event;
 

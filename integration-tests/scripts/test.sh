@@ -14,6 +14,11 @@ if ! command -v gcc >/dev/null; then
   echo "installing gcc for the virtio test guest" >&2
   apt-get update -qq && apt-get install -y -qq gcc >/dev/null
 fi
+# iproute2's ip makes the network namespace and tap the virtio-net tests use.
+if ! command -v ip >/dev/null; then
+  echo "installing iproute2 for the virtio-net tests" >&2
+  apt-get update -qq && apt-get install -y -qq iproute2 >/dev/null
+fi
 # A real kernel for the boot tests: Debian's cloud kernel, through apt.
 integration-tests/scripts/fetch-debian-kernel.sh
 # KVM tests fail loudly without /dev/kvm; say so up front too.

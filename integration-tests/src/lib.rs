@@ -10,6 +10,7 @@ pub mod boot_protocol;
 pub mod dump;
 pub mod expect;
 pub mod guest_asm;
+pub mod netns;
 pub mod pattern;
 pub mod run;
 pub mod temp_file;
@@ -19,9 +20,10 @@ pub use dump::{le_u32, le_u64, Dump};
 pub use expect::{assert_no_panic, expect_bad_input, expect_error, run_self_checked, tail};
 pub use guest_asm::assemble;
 pub use iced_x86::code_asm;
+pub use netns::NetNs;
 pub use run::{
-    require_kvm, run_raw, run_vmm, run_vmm_until, target_dir, vmm_bin, vmm_command, workspace_root,
-    Output, RawRun, StreamedRun, PROCESS_WATCHDOG,
+    require_kvm, run_raw, run_vmm, run_vmm_until, run_vmm_wrapped, spawn_vmm, target_dir, vmm_bin,
+    vmm_command, workspace_root, Background, Output, RawRun, StreamedRun, PROCESS_WATCHDOG,
 };
 pub use temp_file::TempFile;
-pub use virtio_guest::virtio_guest;
+pub use virtio_guest::{virtio_guest, virtio_guest_pvh};

@@ -1,6 +1,7 @@
 //! Building `vmm-bin` and running it with a watchdog: to completion
 //! ([`run_vmm`], [`run_raw`]) or while reading its output line by line
-//! ([`run_vmm_until`]).
+//! ([`run_vmm_until`]) or in the background while the test plays a host-side
+//! peer ([`spawn_vmm`]).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -54,8 +55,13 @@ pub fn vmm_bin() -> &'static Path {
 /// fresh files, so they do not hit each other's entries.
 pub fn vmm_command() -> Command {
     let mut cmd = Command::new(vmm_bin());
-    cmd.env("XDG_CACHE_HOME", target_dir().join("test-xdg-cache"));
+    cmd.env("XDG_CACHE_HOME", test_cache_home());
     cmd
+}
+
+/// The `XDG_CACHE_HOME` every test run of `vmm-bin` gets.
+fn test_cache_home() -> PathBuf {
+    target_dir().join("test-xdg-cache")
 }
 
 /// The cargo target directory.
@@ -86,16 +92,33 @@ pub const PROCESS_WATCHDOG: Duration = Duration::from_secs(60);
 
 /// Runs `vmm-bin` with `args`, killing it after [`PROCESS_WATCHDOG`].
 pub fn run_vmm(args: &[&str]) -> Output {
+    run_vmm_wrapped(&[], args)
+}
+
+/// [`run_vmm`] through a wrapper command (`["ip", "netns", "exec", NS]`):
+/// runs `wrapper... vmm-bin args...`, with the same environment and
+/// watchdog.
+pub fn run_vmm_wrapped(wrapper: &[&str], args: &[&str]) -> Output {
     // Build first: the watchdog times the VMM, not cargo.
     vmm_bin();
     let start = Instant::now();
-    let mut child = vmm_command()
+    let mut cmd = match wrapper.split_first() {
+        None => vmm_command(),
+        Some((program, rest)) => {
+            let mut c = Command::new(program);
+            c.args(rest)
+                .arg(vmm_bin())
+                .env("XDG_CACHE_HOME", test_cache_home());
+            c
+        }
+    };
+    let mut child = cmd
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("vmm-bin starts");
+        .unwrap_or_else(|e| panic!("starting {wrapper:?} vmm-bin failed: {e}"));
     // Drain pipes on threads so a chatty guest cannot block on a full pipe.
     let mut out_pipe = child.stdout.take().expect("piped");
     let mut err_pipe = child.stderr.take().expect("piped");
@@ -162,15 +185,7 @@ pub fn run_vmm_until(
     // Build first: the limit times the VMM, not cargo.
     vmm_bin();
     let start = Instant::now();
-    let mut child = vmm_command()
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("vmm-bin starts");
-    let out = child.stdout.take().expect("piped");
-    let mut err_pipe = child.stderr.take().expect("piped");
+    let (mut child, out, mut err_pipe) = spawn_piped(args);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut reader = std::io::BufReader::new(out);
@@ -252,5 +267,149 @@ pub fn run_raw(args: &[&str]) -> RawRun {
         status: out.status,
         stdout: out.stdout_raw,
         stderr: out.stderr,
+    }
+}
+
+/// A `vmm-bin` run in the background: the test reads the guest's stdout
+/// lines as they come ([`Self::wait_line`]) while it plays a host-side
+/// peer (a socket, a file), then collects the end ([`Self::finish`]).
+/// Killed on drop if still running.
+#[derive(Debug)]
+pub struct Background {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+    stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
+    start: Instant,
+}
+
+/// Starts `vmm-bin` with `args`, stdin closed, stdout and stderr piped.
+fn spawn_piped(
+    args: &[&str],
+) -> (
+    std::process::Child,
+    std::process::ChildStdout,
+    std::process::ChildStderr,
+) {
+    let mut child = vmm_command()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("vmm-bin starts");
+    let out = child.stdout.take().expect("piped");
+    let err = child.stderr.take().expect("piped");
+    (child, out, err)
+}
+
+/// Starts `vmm-bin` with `args` in the background (pass `--timeout` too:
+/// the VMM's own watchdog).
+pub fn spawn_vmm(args: &[&str]) -> Background {
+    use std::io::BufRead;
+    vmm_bin();
+    let (child, out, mut err_pipe) = spawn_piped(args);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).split(b'\n') {
+            let Ok(line) = line else { break };
+            let line = String::from_utf8_lossy(&line).trim_end().to_string();
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let stderr = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        std::io::Read::read_to_end(&mut err_pipe, &mut s).ok();
+        s
+    });
+    Background {
+        child,
+        lines: rx,
+        seen: Vec::new(),
+        stderr: Some(stderr),
+        start: Instant::now(),
+    }
+}
+
+impl Background {
+    /// Waits for a stdout line containing `needle` and returns it; panics
+    /// with everything seen so far if none comes within `limit` or the
+    /// process ends first.
+    pub fn wait_line(&mut self, needle: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(e) => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    let stderr = self.stderr.take().and_then(|t| t.join().ok());
+                    panic!(
+                        "no line with {needle:?} from vmm-bin ({e:?}, after {:?}); stdout so far:\n{}\nstderr:\n{}",
+                        self.start.elapsed(),
+                        self.seen.join("\n"),
+                        String::from_utf8_lossy(&stderr.unwrap_or_default())
+                    );
+                }
+            }
+        }
+    }
+
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: i32) {
+        let pid = i32::try_from(self.child.id()).expect("pid fits");
+        // SAFETY: kill(2) on our own child's pid, which has not been
+        // reaped (we hold the Child and have not waited).
+        let r = unsafe { libc::kill(pid, signal) };
+        assert_eq!(r, 0, "kill({pid}, {signal})");
+    }
+
+    /// Waits for the process to end (killing it after
+    /// [`PROCESS_WATCHDOG`] from the start) and returns all its output.
+    pub fn finish(mut self) -> Output {
+        let status = loop {
+            if let Some(st) = self.child.try_wait().expect("wait works") {
+                break st;
+            }
+            if self.start.elapsed() > PROCESS_WATCHDOG {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "vmm-bin still running after {PROCESS_WATCHDOG:?}: hung; stdout:\n{}",
+                    self.seen.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        // The reader thread ends at end of file.
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.seen.push(line);
+        }
+        let stderr = self.stderr.take().and_then(|t| t.join().ok());
+        let stdout = self.seen.join("\n");
+        Output {
+            status: status.code().unwrap_or(-1),
+            stdout_raw: stdout.clone().into_bytes(),
+            stdout,
+            stderr: String::from_utf8_lossy(&stderr.unwrap_or_default()).into_owned(),
+            elapsed: self.start.elapsed(),
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }

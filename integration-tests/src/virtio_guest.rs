@@ -35,25 +35,36 @@ const CFLAGS: &[&str] = &[
 /// `integration-tests/scripts/test.sh` installs it.
 pub fn virtio_guest() -> &'static PathBuf {
     static GUEST: OnceLock<PathBuf> = OnceLock::new();
-    GUEST.get_or_init(|| {
-        let src = workspace_root().join("integration-tests/guests/virtio");
-        let out = target_dir().join("virtio-guest.elf");
-        let result = Command::new("gcc")
-            .args(CFLAGS)
-            .arg("-Wl,-T")
-            .arg(src.join("guest.ld"))
-            .arg("-o")
-            .arg(&out)
-            .arg(src.join("guest.c"))
-            .output()
-            .unwrap_or_else(|e| {
-                panic!("gcc is needed to build the virtio test guest ({e}); run integration-tests/scripts/test.sh, which installs it")
-            });
-        assert!(
-            result.status.success(),
-            "building the virtio guest failed:\n{}",
-            String::from_utf8_lossy(&result.stderr)
-        );
-        out
-    })
+    GUEST.get_or_init(|| build("virtio-guest.elf", &[]))
+}
+
+/// The same guest built with `-DPVH`: it also carries a Xen PVH entry note
+/// and a 32-bit entry, so QEMU's microvm machine can boot it (and vmm-bin
+/// boots it the PVH way, which takes precedence over the vmlinux note).
+pub fn virtio_guest_pvh() -> &'static PathBuf {
+    static GUEST: OnceLock<PathBuf> = OnceLock::new();
+    GUEST.get_or_init(|| build("virtio-guest-pvh.elf", &["-DPVH"]))
+}
+
+fn build(name: &str, defines: &[&str]) -> PathBuf {
+    let src = workspace_root().join("integration-tests/guests/virtio");
+    let out = target_dir().join(name);
+    let result = Command::new("gcc")
+        .args(CFLAGS)
+        .args(defines)
+        .arg("-Wl,-T")
+        .arg(src.join("guest.ld"))
+        .arg("-o")
+        .arg(&out)
+        .arg(src.join("guest.c"))
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("gcc is needed to build the virtio test guest ({e}); run integration-tests/scripts/test.sh, which installs it")
+        });
+    assert!(
+        result.status.success(),
+        "building the virtio guest failed:\n{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    out
 }

@@ -18,6 +18,27 @@ fn test_kernel_file_errors() {
         "/nonexistent/guest.bin",
     );
     expect_bad_input(&["--kernel", "/tmp"], "is a directory");
+    // Not regular files: refused at once by what they are (a FIFO with no
+    // writer used to block the open forever).
+    let fifo = std::env::temp_dir().join(format!("vmm-test-fifo-{}", std::process::id()));
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let fifo_path = fifo.to_str().unwrap();
+    expect_bad_input(&["--kernel", fifo_path], "is not a regular file (a FIFO)");
+    expect_bad_input(
+        &["--kernel", &hello(), "--initrd", fifo_path],
+        "is not a regular file (a FIFO)",
+    );
+    std::fs::remove_file(&fifo).unwrap();
+    expect_bad_input(
+        &["--kernel", "/dev/zero"],
+        "/dev/zero is not a regular file (a character device)",
+    );
+    expect_bad_input(
+        &["--kernel", "/proc/self/status"],
+        "is not a regular file (a file of /proc)",
+    );
     let empty = TempFile::with_bytes(&[]);
     expect_bad_input(&["--kernel", empty.path()], "empty (0 bytes)");
     expect_bad_input(&["--memory", "16"], "--kernel");
@@ -96,6 +117,9 @@ fn test_memory_errors() {
         &["--kernel", &hello(), "--memory", "0x10000000000000000"],
         "'0x10000000000000000'",
     );
+    // Units: a size far beyond the host is too large, not "not a number".
+    let out = expect_bad_input(&["--kernel", &hello(), "--memory", "10T"], "10485760 MiB");
+    assert!(!out.stderr.contains("not a"), "{}", out.stderr);
 }
 
 #[test]
@@ -108,6 +132,16 @@ fn test_register_and_entry_syntax() {
     expect_bad_input(&["--kernel", &hello(), "--mode", "virtual86"], "virtual86");
     expect_bad_input(&["--kernel", &hello(), "--serial", "tcp:1234"], "tcp:1234");
     expect_bad_input(&["--kernel", &hello(), "--timeout", "-1"], "-1");
+    expect_bad_input(&["--kernel", &hello(), "--max-exits", "0"], "--max-exits 0");
+    expect_bad_input(
+        &[
+            "--kernel",
+            &hello(),
+            "--metrics-file",
+            "/nonexistent/dir/m.json",
+        ],
+        "cannot write the metrics file /nonexistent/dir/m.json",
+    );
 }
 
 #[test]
@@ -117,11 +151,26 @@ fn test_kvm_device_missing_or_wrong() {
         exit_status::KVM_UNAVAILABLE,
         "modprobe",
     );
-    expect_error(
+    let out = expect_error(
         &["--kernel", &hello(), "--kvm-device", "/dev/null"],
         exit_status::KVM_UNAVAILABLE,
-        "API version",
+        "/dev/null is not a KVM device",
     );
+    assert!(
+        !out.stderr.contains("update the host kernel"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn test_usage_errors_are_one_line() {
+    for args in [&["--memory", "16"][..], &["--kernel", "k", "--bogus"][..]] {
+        let out = run_vmm(args);
+        assert_eq!(out.status, exit_status::BAD_INPUT, "{args:?}");
+        assert_eq!(out.stderr.lines().count(), 1, "{args:?}: {}", out.stderr);
+        assert!(out.stderr.starts_with("vmm-bin: error: "), "{}", out.stderr);
+    }
 }
 
 #[test]
@@ -134,6 +183,9 @@ fn test_help_lists_exit_statuses() {
         "triple-faulted",
         "--max-exits or --timeout",
         "/dev/kvm",
+        "Examples:",
+        "--kernel integration-tests/guests/hello.bin",
+        "--disk path=rootfs.ext4",
     ] {
         assert!(out.stdout.contains(needle), "--help lacks {needle:?}");
     }

@@ -1,10 +1,13 @@
 //! Reading the files a VMM hands a loader (the kernel image, an initrd,
-//! modules) from the host: refusing directories and files larger than guest
-//! RAM before reading anything, and a file that changes size while it is
-//! read.
+//! modules) from the host: refusing anything that is not a regular file
+//! (a FIFO would block the open forever; a device or a /proc file has no
+//! size to check) and files larger than guest RAM before reading anything,
+//! and a file that changes size while it is read.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 /// Which kind of input file is being read, for error messages.
@@ -45,6 +48,17 @@ pub enum InputError {
         kind: InputKind,
         /// The path.
         path: PathBuf,
+    },
+    /// An input path is not a regular file (a FIFO, a device, a socket, a
+    /// file of /proc or /sys).
+    #[error("{kind} {path} is not a regular file ({what})")]
+    NotRegular {
+        /// Kernel or module.
+        kind: InputKind,
+        /// The path.
+        path: PathBuf,
+        /// What it is instead.
+        what: &'static str,
     },
     /// An input file is larger than guest RAM.
     #[error("{kind} {path} is {size} bytes, larger than guest RAM ({ram} bytes)")]
@@ -87,13 +101,42 @@ impl InputError {
 /// (guest RAM) before reading anything. Returns the file and its size.
 pub fn open_input(path: &Path, limit: u64, kind: InputKind) -> Result<(File, u64), InputError> {
     let open_err = |source| InputError::open(kind, path, source);
-    let file = File::open(path).map_err(open_err)?;
+    // O_NONBLOCK: opening a FIFO for reading otherwise waits for a writer,
+    // forever, before anything can be checked. It changes nothing for the
+    // regular files that pass the checks below.
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(open_err)?;
     let meta = file.metadata().map_err(open_err)?;
-    if meta.is_dir() {
+    let file_type = meta.file_type();
+    if file_type.is_dir() {
         return Err(InputError::IsDirectory {
             kind,
             path: path.to_path_buf(),
         });
+    }
+    let not_regular = |what| InputError::NotRegular {
+        kind,
+        path: path.to_path_buf(),
+        what,
+    };
+    if !file_type.is_file() {
+        return Err(not_regular(if file_type.is_fifo() {
+            "a FIFO"
+        } else if file_type.is_char_device() {
+            "a character device"
+        } else if file_type.is_block_device() {
+            "a block device"
+        } else if file_type.is_socket() {
+            "a socket"
+        } else {
+            "not a file"
+        }));
+    }
+    if let Some(what) = pseudo_filesystem(&file) {
+        return Err(not_regular(what));
     }
     if meta.len() > limit {
         return Err(InputError::TooLarge {
@@ -104,6 +147,24 @@ pub fn open_input(path: &Path, limit: u64, kind: InputKind) -> Result<(File, u64
         });
     }
     Ok((file, meta.len()))
+}
+
+/// Files of /proc and /sys look regular but report sizes that are not
+/// their contents' (0, or 4096): name the filesystem instead of reading.
+fn pseudo_filesystem(file: &File) -> Option<&'static str> {
+    const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+    const SYSFS_MAGIC: i64 = 0x6265_6572;
+    // SAFETY: fstatfs fills the zeroed struct for an open descriptor.
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; the descriptor stays open for the call.
+    if unsafe { libc::fstatfs(file.as_raw_fd(), &mut fs) } != 0 {
+        return None;
+    }
+    match fs.f_type as i64 {
+        PROC_SUPER_MAGIC => Some("a file of /proc"),
+        SYSFS_MAGIC => Some("a file of /sys"),
+        _ => None,
+    }
 }
 
 /// Reads the rest of a `len`-byte input file after the `head` already read
@@ -198,6 +259,33 @@ mod tests {
 
         let e = read_input(&p, 100, InputKind::Kernel).unwrap_err();
         assert!(matches!(e, InputError::Open { .. }), "{e}");
+
+        // Not regular files: refused by what they are, before any read
+        // (a FIFO with no writer would block a plain open forever).
+        let fifo = std::env::temp_dir().join(format!("vmm-loader-fifo-{}", std::process::id()));
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo with a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let fifo_error = read_input(&fifo, 100, InputKind::Kernel).unwrap_err();
+        assert_eq!(
+            fifo_error.to_string(),
+            format!(
+                "kernel image {} is not a regular file (a FIFO)",
+                fifo.display()
+            )
+        );
+        std::fs::remove_file(&fifo).unwrap();
+        for (path, what) in [
+            ("/dev/zero", "a character device"),
+            ("/proc/self/status", "a file of /proc"),
+            ("/proc/cpuinfo", "a file of /proc"),
+        ] {
+            let e = read_input(Path::new(path), 1 << 20, InputKind::Module).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!("initrd/module {path} is not a regular file ({what})"),
+            );
+        }
         assert!(
             e.to_string().starts_with("cannot read kernel image "),
             "{e}"

@@ -1,6 +1,12 @@
 //! Maps the guest's RAM into the VMM process.
 
-use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use std::fs::File;
+
+use vm_memory::mmap::MmapRegionBuilder;
+use vm_memory::{
+    FileOffset, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion,
+    GuestRegionMmap,
+};
 
 use crate::layout::MemoryLayout;
 
@@ -35,6 +41,27 @@ pub enum GuestRamError {
     /// `madvise(MADV_HUGEPAGE)` failed.
     #[error("madvise(MADV_HUGEPAGE) on guest memory failed: {0}")]
     Madvise(std::io::Error),
+    /// The memory file's size is not the layout's RAM size.
+    #[error("the memory file holds {found} bytes, the guest's RAM is {expected} bytes")]
+    FileSize {
+        /// The layout's RAM size.
+        expected: u64,
+        /// The file's size.
+        found: u64,
+    },
+    /// The memory file could not be inspected or cloned.
+    #[error("the memory file cannot be used: {0}")]
+    File(std::io::Error),
+    /// Mapping a region of the memory file failed.
+    #[error("mapping {len:#x} bytes of the memory file at offset {offset:#x} failed: {source}")]
+    MapFile {
+        /// File offset of the region.
+        offset: u64,
+        /// Region length.
+        len: u64,
+        /// vm-memory's error.
+        source: vm_memory::mmap::MmapRegionError,
+    },
 }
 
 /// Guest RAM: the layout it was built from and the mapping backing it.
@@ -65,6 +92,56 @@ impl GuestRam {
         if thp == ThpHint::On {
             advise_huge_pages(&memory)?;
         }
+        Ok(GuestRam {
+            layout: layout.clone(),
+            memory,
+        })
+    }
+
+    /// Maps guest RAM from `file`, which holds every RAM range of `layout`
+    /// back to back in guest-physical order (a snapshot's memory file),
+    /// private and copy-on-write: nothing is read now, each page faults in
+    /// from the file (through the page cache) the first time it is
+    /// touched, and the guest's writes stay in this process. So mapping
+    /// costs the same for any RAM size.
+    ///
+    /// The file must be exactly [`MemoryLayout::size`] bytes. The caller
+    /// promises nobody truncates it while the mapping lives (a cut-off page
+    /// raises SIGBUS when touched); writing it is harmless only for pages
+    /// the guest has already written (which no longer read the file).
+    pub fn from_file(layout: &MemoryLayout, file: &File) -> Result<Self, GuestRamError> {
+        let found = file.metadata().map_err(GuestRamError::File)?.len();
+        if found != layout.size() {
+            return Err(GuestRamError::FileSize {
+                expected: layout.size(),
+                found,
+            });
+        }
+        let mut regions = Vec::new();
+        let mut offset = 0u64;
+        for r in layout.ram_ranges() {
+            let len = usize::try_from(r.len).map_err(|_| GuestRamError::RangeTooLarge(r.len))?;
+            let fd = file.try_clone().map_err(GuestRamError::File)?;
+            let map = MmapRegionBuilder::new(len)
+                .with_file_offset(FileOffset::new(fd, offset))
+                .with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE)
+                .with_mmap_flags(libc::MAP_PRIVATE | libc::MAP_NORESERVE)
+                .build()
+                .map_err(|source| GuestRamError::MapFile {
+                    offset,
+                    len: r.len,
+                    source,
+                })?;
+            let region =
+                GuestRegionMmap::new(map, r.start).ok_or(GuestRamError::RangeTooLarge(r.len))?;
+            regions.push(region);
+            offset += r.len;
+        }
+        let memory = GuestMemoryMmap::from_regions(regions).map_err(|e| GuestRamError::Mmap {
+            size: layout.size(),
+            mib: layout.size() / crate::layout::MIB,
+            source: vm_memory::mmap::FromRangesError::Collection(e),
+        })?;
         Ok(GuestRam {
             layout: layout.clone(),
             memory,
@@ -193,6 +270,80 @@ mod tests {
             .memory()
             .write_obj(0u32, GuestAddress(4 * crate::layout::MIB - 2))
             .is_err());
+    }
+
+    fn memory_file(bytes: &[u8]) -> File {
+        use std::io::Write;
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("vmm-memory-ram-{}-{n}", std::process::id()));
+        File::create(&path).unwrap().write_all(bytes).unwrap();
+        let f = File::open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        f
+    }
+
+    #[test]
+    fn test_guest_ram_from_file_maps_private_and_checks_size() {
+        let layout = MemoryLayout::with_phys_bits(2, 40).unwrap();
+        let size = layout.size() as usize;
+        let bytes: Vec<u8> = (0..size).map(|i| (i / 4096) as u8 ^ (i as u8)).collect();
+        let file = memory_file(&bytes);
+        let ram = GuestRam::from_file(&layout, &file).unwrap();
+        let mut got = vec![0u8; 8192];
+        ram.memory()
+            .read_slice(&mut got, GuestAddress(0x10_0000))
+            .unwrap();
+        assert_eq!(&got[..], &bytes[0x10_0000..0x10_0000 + 8192]);
+        // The guest's writes stay private: the file keeps its bytes.
+        ram.memory()
+            .write_obj(0xdeadu16, GuestAddress(0x10_0000))
+            .unwrap();
+        assert_eq!(
+            ram.memory()
+                .read_obj::<u16>(GuestAddress(0x10_0000))
+                .unwrap(),
+            0xdead
+        );
+        let mut on_disk = [0u8; 2];
+        std::os::unix::fs::FileExt::read_exact_at(&file, &mut on_disk, 0x10_0000).unwrap();
+        assert_eq!(on_disk, [bytes[0x10_0000], bytes[0x10_0001]]);
+        // A file of any other size is refused, naming both sizes.
+        let short = memory_file(&bytes[..size - 4096]);
+        let e = GuestRam::from_file(&layout, &short).unwrap_err();
+        assert!(
+            matches!(e, GuestRamError::FileSize { expected, found }
+            if expected == size as u64 && found == (size - 4096) as u64),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn test_guest_ram_from_file_splits_regions_in_file_order() {
+        // 3 GiB + 4 MiB: two regions, the second at 4 GiB reading the
+        // file from offset 3 GiB. The file is sparse; only the pages read
+        // are touched.
+        let layout = MemoryLayout::with_phys_bits(3 * 1024 + 4, 40).unwrap();
+        let path = std::env::temp_dir().join(format!("vmm-memory-ram-big-{}", std::process::id()));
+        let f = File::create(&path).unwrap();
+        f.set_len(layout.size()).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&f, b"high", crate::layout::MMIO_HOLE_START)
+            .unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&f, b"low!", 0x1000).unwrap();
+        drop(f);
+        let file = File::open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let ram = GuestRam::from_file(&layout, &file).unwrap();
+        assert_eq!(ram.memory().num_regions(), 2);
+        let mut b = [0u8; 4];
+        ram.memory()
+            .read_slice(&mut b, GuestAddress(1 << 32))
+            .unwrap();
+        assert_eq!(&b, b"high");
+        ram.memory()
+            .read_slice(&mut b, GuestAddress(0x1000))
+            .unwrap();
+        assert_eq!(&b, b"low!");
     }
 
     #[test]

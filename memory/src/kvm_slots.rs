@@ -1,6 +1,6 @@
 //! Tells KVM about guest RAM, one memory slot per region.
 
-use kvm_bindings::kvm_userspace_memory_region;
+use kvm_bindings::{kvm_userspace_memory_region, KVM_MEM_LOG_DIRTY_PAGES};
 use kvm_ioctls::VmFd;
 use vm_memory::{GuestMemoryBackend, GuestMemoryRegion, MemoryRegionAddress};
 
@@ -34,6 +34,16 @@ pub enum KvmSlotError {
     },
 }
 
+/// How the slots are registered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SlotOptions {
+    /// KVM_MEM_LOG_DIRTY_PAGES: KVM records every page the guest writes,
+    /// read (and cleared) with KVM_GET_DIRTY_LOG per slot; what a diff
+    /// snapshot needs. Costs a write-protection fault on the first write
+    /// to each page after every read of the log.
+    pub log_dirty_pages: bool,
+}
+
 /// Registers every region of `ram` with `vm`, slots numbered from 0 in address
 /// order. `max_slots` is what `Kvm::get_nr_memslots()` reported. Returns the
 /// regions as given to KVM_SET_USER_MEMORY_REGION (for a VMM that shows
@@ -47,6 +57,21 @@ pub unsafe fn register_memory_slots(
     vm: &VmFd,
     ram: &GuestRam,
     max_slots: usize,
+) -> Result<Vec<kvm_userspace_memory_region>, KvmSlotError> {
+    // SAFETY: the caller's contract is this function's.
+    unsafe { register_memory_slots_with(vm, ram, max_slots, SlotOptions::default()) }
+}
+
+/// [`register_memory_slots`] with `options` (dirty-page logging).
+///
+/// # Safety
+///
+/// As for [`register_memory_slots`]: `ram` must outlive `vm`.
+pub unsafe fn register_memory_slots_with(
+    vm: &VmFd,
+    ram: &GuestRam,
+    max_slots: usize,
+    options: SlotOptions,
 ) -> Result<Vec<kvm_userspace_memory_region>, KvmSlotError> {
     let needed = ram.memory().num_regions();
     if needed > max_slots {
@@ -63,7 +88,11 @@ pub unsafe fn register_memory_slots(
             .map_err(|_| KvmSlotError::NoHostAddress(guest_addr))?;
         let mem_region = kvm_userspace_memory_region {
             slot,
-            flags: 0,
+            flags: if options.log_dirty_pages {
+                KVM_MEM_LOG_DIRTY_PAGES
+            } else {
+                0
+            },
             guest_phys_addr: guest_addr,
             memory_size: region.len(),
             userspace_addr: host as u64,

@@ -7,10 +7,12 @@
 //!   RAM that does not fit below the hole continues at 4 GiB. It also names
 //!   where boot structures (GDT, page tables) live.
 //! - [`guest_ram`]: builds a [`vm_memory::GuestMemoryMmap`] from a layout,
-//!   with an optional transparent-huge-page hint.
+//!   anonymous with an optional transparent-huge-page hint, or mapped
+//!   private from a snapshot's memory file.
 //! - [`file_pages`]: maps a file's pages copy-on-write over guest RAM
 //!   instead of copying them (a cached kernel, say).
-//! - [`kvm_slots`]: registers every region with KVM as a memory slot.
+//! - [`kvm_slots`]: registers every region with KVM as a memory slot,
+//!   optionally with dirty-page logging.
 //!
 //! It depends on nothing of the VMM that uses it, so it can be reused on its
 //! own.
@@ -43,5 +45,5 @@ pub mod layout;
 
 pub use file_pages::{map_file_pages, FilePagesError};
 pub use guest_ram::{GuestRam, GuestRamError, ThpHint};
-pub use kvm_slots::{register_memory_slots, KvmSlotError};
+pub use kvm_slots::{register_memory_slots, register_memory_slots_with, KvmSlotError, SlotOptions};
 pub use layout::{LayoutError, MapEntry, MapKind, MemoryLayout, RamRange};

@@ -42,11 +42,32 @@ pub use vmm_core::config::SerialConfig as SerialOut;
 
 /// Run a guest under KVM.
 #[derive(Debug, Parser)]
-#[command(name = "vmm-bin", version, about, after_help = EXIT_STATUS_HELP)]
+#[command(name = "vmm-bin", version, about, after_help = help_footer())]
 pub struct Cli {
     /// Guest image: Linux bzImage/vmlinux, PVH ELF, Multiboot kernel, ELF program or raw binary (detected).
-    #[arg(long, value_name = "PATH")]
-    pub kernel: PathBuf,
+    #[arg(long, value_name = "PATH", required_unless_present = "restore")]
+    pub kernel: Option<PathBuf>,
+
+    /// Build the VM from a snapshot instead (taken through the API's PUT /snapshot/create); needs --restore-mem. It starts paused unless --resume.
+    #[arg(
+        long,
+        value_name = "SNAPSHOT",
+        requires = "restore_mem",
+        conflicts_with_all = RESTORE_CONFLICTS
+    )]
+    pub restore: Option<PathBuf>,
+
+    /// The snapshot's memory file (guest RAM, mapped copy-on-write, so restore time does not grow with RAM).
+    #[arg(long = "restore-mem", value_name = "MEMFILE", requires = "restore")]
+    pub restore_mem: Option<PathBuf>,
+
+    /// Run the restored VM at once (Firecracker's resume_vm) instead of waiting paused.
+    #[arg(long, requires = "restore")]
+    pub resume: bool,
+
+    /// Track the pages the guest and devices write, so diff snapshots can be taken.
+    #[arg(long = "track-dirty-pages")]
+    pub track_dirty_pages: bool,
 
     /// Image format, instead of detecting it.
     #[arg(long, value_name = "raw|elf|multiboot|linux|pvh", value_parser = parse_format)]
@@ -80,8 +101,8 @@ pub struct Cli {
     #[arg(long = "no-kernel-cache")]
     pub no_kernel_cache: bool,
 
-    /// Guest RAM in MiB.
-    #[arg(long, value_name = "MIB", default_value = "128", value_parser = parse_u64)]
+    /// Guest RAM: MiB, or with a unit (512M, 2G, 1T; MiB, GiB, TiB also).
+    #[arg(long, value_name = "MIB|SIZE", default_value = "128", value_parser = parse_memory)]
     pub memory: u64,
 
     /// Number of vCPUs (1 to the KVM maximum; more than one needs the PC platform).
@@ -148,8 +169,8 @@ pub struct Cli {
     #[arg(long = "exit-plot", value_name = "PATH.svg")]
     pub exit_plot: Option<PathBuf>,
 
-    /// Stop after N port/MMIO exits.
-    #[arg(long = "max-exits", value_name = "N", value_parser = parse_u64)]
+    /// Stop after N port/MMIO exits (N at least 1).
+    #[arg(long = "max-exits", value_name = "N", value_parser = parse_max_exits)]
     pub max_exits: Option<u64>,
 
     /// Stop after SECS seconds of wall time (decimals allowed).
@@ -189,6 +210,48 @@ pub struct Cli {
     pub verbose: u8,
 }
 
+/// What the snapshot describes and --restore therefore refuses.
+const RESTORE_CONFLICTS: [&str; 19] = [
+    "kernel",
+    "format",
+    "cmdline",
+    "initrd",
+    "modules",
+    "bzimage_entry",
+    "memory",
+    "cpus",
+    "platform",
+    "pv_hypercalls",
+    "mode",
+    "load_addr",
+    "entry",
+    "regs",
+    "disks",
+    "nets",
+    "rng",
+    "virtio_console",
+    "vsock",
+];
+
+/// Examples a new user can copy, shown at the end of --help.
+const EXAMPLES: &str = "\
+Examples:
+  # the seed guest: 12 bytes of real-mode code that print 4 and halt
+  vmm-bin --kernel integration-tests/guests/hello.bin
+  # a Multiboot kernel with a command line and a module, on the PC platform
+  vmm-bin --kernel kernel.elf --cmdline 'console=ttyS0' --module initrd.img
+  # Linux with a root disk on virtio-blk, its console on the UART
+  vmm-bin --kernel bzImage --memory 512M --disk path=rootfs.ext4 \\
+      --cmdline 'console=ttyS0 root=/dev/vda rw' --timeout 60
+  # a VM from a snapshot, running at once
+  vmm-bin --restore vm.snap --restore-mem vm.mem --resume
+";
+
+/// The text after the options in --help: examples, then exit statuses.
+fn help_footer() -> String {
+    format!("{EXAMPLES}\n{EXIT_STATUS_HELP}")
+}
+
 /// Parses a decimal or 0x-hex number.
 pub fn parse_u64(s: &str) -> Result<u64, String> {
     let t = s.trim();
@@ -202,6 +265,56 @@ pub fn parse_u64(s: &str) -> Result<u64, String> {
             u64::MAX
         )
     })
+}
+
+/// clap's error as one line (the README promises one-line errors): its
+/// message paragraph joined, without the usage block and the "try --help"
+/// footer, with a pointer to --help instead.
+pub fn one_line_error(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let message: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let joined = message.join(" ");
+    let joined = joined.strip_prefix("error: ").unwrap_or(&joined);
+    format!("{joined} (see --help)")
+}
+
+/// Parses `--max-exits`: a budget of 0 would stop the guest before its
+/// first exit, which nobody means.
+pub fn parse_max_exits(s: &str) -> Result<u64, String> {
+    match parse_u64(s)? {
+        0 => Err(
+            "--max-exits 0 allows no exit at all; give at least 1 (or leave it out for no limit)"
+                .into(),
+        ),
+        n => Ok(n),
+    }
+}
+
+/// Parses a guest RAM size into MiB: a plain number is MiB (as before
+/// units were accepted); `M`/`MiB`, `G`/`GiB` and `T`/`TiB` scale it.
+pub fn parse_memory(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let units: [(&[&str], u32); 3] = [
+        (&["MiB", "M", "m"], 0),
+        (&["GiB", "G", "g"], 10),
+        (&["TiB", "T", "t"], 20),
+    ];
+    for (suffixes, shift) in units {
+        if let Some(number) = suffixes.iter().find_map(|u| t.strip_suffix(u)) {
+            let n = parse_u64(number).map_err(|_| {
+                format!("'{s}' is not a size (a number of MiB, or one with M, G or T)")
+            })?;
+            return n
+                .checked_mul(1 << shift)
+                .ok_or_else(|| format!("'{s}' is too large (at most {} MiB)", u64::MAX));
+        }
+    }
+    parse_u64(t)
+        .map_err(|_| format!("'{s}' is not a size (a number of MiB, or one with M, G or T)"))
 }
 
 fn parse_u16(s: &str, what: &str) -> Result<u16, String> {
@@ -290,7 +403,7 @@ impl Cli {
             platform: self.platform,
             hypercall_pv_features: self.pv_hypercalls,
             boot: BootConfig {
-                kernel: Some(KernelImage::Path(self.kernel.clone())),
+                kernel: self.kernel.clone().map(KernelImage::Path),
                 format: self.format,
                 cmdline: self.cmdline.clone(),
                 initrd: self.initrd.clone(),
@@ -334,6 +447,7 @@ impl Cli {
             max_exits: self.max_exits,
             timeout: self.timeout,
             exit_timeline: self.exit_plot.is_some(),
+            track_dirty_pages: self.track_dirty_pages,
             ..HostOptions::default()
         }
     }
@@ -376,6 +490,77 @@ mod tests {
         assert!(parse_u64("12abc").unwrap_err().contains("'12abc'"));
         assert!(parse_u64("-1").is_err());
         assert!(parse_u64("0x").is_err());
+    }
+
+    #[test]
+    fn test_clap_errors_are_one_line() {
+        let e = Cli::try_parse_from(["vmm-bin"]).unwrap_err();
+        let line = one_line_error(&e);
+        assert!(!line.contains('\n'), "{line}");
+        assert!(line.contains("--kernel"), "{line}");
+        assert!(!line.contains("Usage:"), "{line}");
+        let e = Cli::try_parse_from(["vmm-bin", "--kernel", "k", "--memory", "lots"]).unwrap_err();
+        let line = one_line_error(&e);
+        assert!(line.contains("'lots' is not a size"), "{line}");
+        assert!(!line.contains('\n'), "{line}");
+    }
+
+    #[test]
+    fn test_restore_flags() {
+        let cli = |args: &[&str]| Cli::try_parse_from([&["vmm-bin"], args].concat());
+        let c = cli(&["--restore", "s", "--restore-mem", "m", "--resume"]).unwrap();
+        assert_eq!(c.restore, Some(PathBuf::from("s")));
+        assert_eq!(c.restore_mem, Some(PathBuf::from("m")));
+        assert!(c.resume && c.kernel.is_none());
+        // The snapshot describes the VM: VM flags are refused with it.
+        for extra in [
+            &["--kernel", "k"][..],
+            &["--memory", "64"],
+            &["--cpus", "2"],
+            &["--rng"],
+        ] {
+            let args = [&["--restore", "s", "--restore-mem", "m"][..], extra].concat();
+            let e = cli(&args).unwrap_err();
+            assert!(one_line_error(&e).contains("cannot be used"), "{extra:?}");
+        }
+        assert!(
+            cli(&["--restore", "s"]).is_err(),
+            "--restore-mem is required"
+        );
+        assert!(
+            cli(&["--kernel", "k", "--resume"]).is_err(),
+            "--resume needs --restore"
+        );
+        // Host options still apply.
+        let c = cli(&[
+            "--restore",
+            "s",
+            "--restore-mem",
+            "m",
+            "--timeout",
+            "2",
+            "--serial",
+            "none",
+        ])
+        .unwrap();
+        assert_eq!(c.timeout, Some(std::time::Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn test_parse_memory_units() {
+        assert_eq!(parse_memory("128"), Ok(128));
+        assert_eq!(parse_memory("0x80"), Ok(128));
+        assert_eq!(parse_memory("512M"), Ok(512));
+        assert_eq!(parse_memory("512MiB"), Ok(512));
+        assert_eq!(parse_memory("2G"), Ok(2048));
+        assert_eq!(parse_memory("2GiB"), Ok(2048));
+        assert_eq!(parse_memory("1t"), Ok(1 << 20));
+        assert_eq!(parse_memory("10T"), Ok(10 << 20));
+        let e = parse_memory("lots").unwrap_err();
+        assert!(e.contains("'lots' is not a size"), "{e}");
+        assert!(parse_memory("G").unwrap_err().contains("'G'"));
+        let e = parse_memory("18446744073709551615T").unwrap_err();
+        assert!(e.contains("too large"), "{e}");
     }
 
     #[test]

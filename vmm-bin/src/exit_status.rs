@@ -29,7 +29,7 @@ Exit status:
   2              bad usage or bad input
   4              the guest triple-faulted
   6              --max-exits or --timeout reached
-  8              /dev/kvm missing, not accessible, or wrong API version
+  8              /dev/kvm missing, not accessible, not a KVM device, or wrong API version
   10             vCPU fault: emulation failure, failed entry, unhandled exit
   12             VMM failure
   14             the guest requested a reset (i8042 0xFE); the VM is not rebooted

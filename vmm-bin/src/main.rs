@@ -9,7 +9,7 @@ use vmm_core::devices::Console;
 use vmm_core::virtio::build_backends;
 use vmm_core::{HostOptions, Vm, VmConfig, VmOutcome, VmmError};
 
-use vmm_bin::cli::{Cli, SerialOut};
+use vmm_bin::cli::{self, Cli, SerialOut};
 use vmm_bin::signals::{self, signal_name};
 use vmm_bin::terminal::{restore_terminal, RawTerminal};
 use vmm_bin::{exit_status, hints};
@@ -97,13 +97,30 @@ fn run(cli: Cli, started_at: std::time::Instant) -> i32 {
         }));
     }
     if let Some(path) = &cli.metrics_file {
+        // Checked now, like --serial file:, not at the first write after
+        // the guest has run.
+        if let Err(e) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            eprintln!(
+                "vmm-bin: error: cannot write the metrics file {}: {e}",
+                path.display()
+            );
+            return exit_status::BAD_INPUT;
+        }
         // Without an interval, only the final report is written.
         let every = cli
             .metrics_interval
             .unwrap_or(std::time::Duration::from_secs(u64::MAX / 4));
         host.metrics = Some((every, metrics_writer(path.clone())));
     }
-    let vm = match create_with_devices(&config, host, console) {
+    let vm = match &cli.restore {
+        Some(snapshot) => restore_vm(&cli, snapshot, host, console),
+        None => create_with_devices(&config, host, console),
+    };
+    let vm = match vm {
         Ok(vm) => vm,
         Err(e) => {
             eprintln!("vmm-bin: error: {}", hints::message(&e));
@@ -149,6 +166,25 @@ fn run(cli: Cli, started_at: std::time::Instant) -> i32 {
     exit_status::for_outcome(&report.outcome, signal)
 }
 
+/// The VM a snapshot describes (`--restore`), its console output to
+/// `console` (`--serial`); running at once with `--resume`, else paused.
+fn restore_vm(
+    cli: &Cli,
+    snapshot: &std::path::Path,
+    host: HostOptions,
+    console: Console,
+) -> Result<Vm, VmmError> {
+    // clap makes --restore require --restore-mem.
+    let mem = cli.restore_mem.as_deref().unwrap_or(snapshot);
+    let mut vm = Vm::restore_with_console(snapshot, mem, host, Some(console))?;
+    if cli.resume {
+        vm.resume_on_start();
+    } else {
+        log::warn!("the restored VM is paused; it runs once resumed (--resume, or the API)");
+    }
+    Ok(vm)
+}
+
 /// The VM, with the platform's device set (`vmm_devices::pc`) on its exit
 /// dispatcher's bus.
 fn create_with_devices(
@@ -174,13 +210,14 @@ fn main() {
     let started_at = std::time::Instant::now();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
-        Err(e) => {
+        Err(e) if !e.use_stderr() => {
+            // --help, --version.
             let _ = e.print();
-            std::process::exit(if e.use_stderr() {
-                exit_status::BAD_INPUT
-            } else {
-                0
-            });
+            std::process::exit(0);
+        }
+        Err(e) => {
+            eprintln!("vmm-bin: error: {}", cli::one_line_error(&e));
+            std::process::exit(exit_status::BAD_INPUT);
         }
     };
     init_logging(cli.verbose);

@@ -67,6 +67,44 @@ fn cmdline(user: Option<&str>, format: Format, virtio: &[VirtioSlot]) -> Option<
     Some(cmdline_with_devices(base, virtio))
 }
 
+/// The boot inputs a `format` image has no way to receive, named for a
+/// warning (a raw binary or plain ELF program has no boot protocol: no
+/// command line, initrd or modules reach it).
+pub(crate) fn ignored_inputs(config: &VmConfig, format: Format) -> Vec<String> {
+    if !matches!(format, Format::Raw | Format::Elf) {
+        return Vec::new();
+    }
+    let boot = &config.boot;
+    let mut ignored = Vec::new();
+    if boot.cmdline.is_some() {
+        ignored.push("the command line".to_string());
+    }
+    if boot.initrd.is_some() {
+        ignored.push("the initrd".to_string());
+    }
+    match boot.modules.len() {
+        0 => {}
+        1 => ignored.push("1 module".to_string()),
+        n => ignored.push(format!("{n} modules")),
+    }
+    ignored
+}
+
+fn warn_ignored_inputs(config: &VmConfig, format: Format) {
+    let ignored = ignored_inputs(config, format);
+    if !ignored.is_empty() {
+        let what = if format == Format::Elf {
+            "an ELF program"
+        } else {
+            "a raw binary"
+        };
+        log::warn!(
+            "{} ignored: {what} has no boot protocol to receive them",
+            ignored.join(", ")
+        );
+    }
+}
+
 /// Reads the kernel (through `cache` for a host-decompressed bzImage),
 /// the initrd and modules, and loads them into `ram`.
 pub(crate) fn load_image(
@@ -95,6 +133,7 @@ pub(crate) fn load_image(
     let format = boot
         .format
         .unwrap_or_else(|| vmm_loader::detect(&image).format);
+    warn_ignored_inputs(config, format);
     let mut req = LoadRequest {
         kernel_path: name.clone(),
         cmdline: cmdline(boot.cmdline.as_deref(), format, virtio),

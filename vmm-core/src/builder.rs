@@ -271,6 +271,13 @@ impl VmBuilder {
         self
     }
 
+    /// Track dirty pages so the VM can take diff snapshots
+    /// ([`HostOptions::track_dirty_pages`]).
+    pub fn track_dirty_pages(mut self, on: bool) -> Self {
+        self.host.track_dirty_pages = on;
+        self
+    }
+
     /// Confine every VMM thread with seccomp while running (default on).
     /// `run()` confines the calling thread too, for good; turn this off to
     /// embed the VMM in a process that must keep its full system-call set.
@@ -325,17 +332,23 @@ impl VmBuilder {
         let backends = build_backends(&self.config.devices)?;
         let mut vm = Vm::create(&self.config, self.host)?;
         let mut devices = build_devices(vm.device_options(console), &mut vm.interrupt_lines())?;
+        let mut extra = Vec::new();
         for d in self.extra_pio {
             devices
                 .bus
                 .register_pio(&d.name, PioAddress(d.base), d.len, d.device)?;
+            extra.push(format!("the extra PIO device {}", d.name));
         }
         for d in self.extra_mmio {
             devices
                 .bus
                 .register_mmio(&d.name, MmioAddress(d.base), d.len, d.device)?;
+            extra.push(format!("the extra MMIO device {}", d.name));
         }
         vm.attach_devices(devices);
+        for name in extra {
+            vm.add_unsnapshottable(name);
+        }
         for backend in backends.devices {
             vm.attach_virtio(backend)?;
         }

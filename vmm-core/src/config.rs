@@ -128,7 +128,8 @@ pub struct DiskConfig {
 pub struct NetConfig {
     /// The tap's interface name.
     pub tap: String,
-    /// The guest's MAC address (default: one derived from the tap name).
+    /// The guest's MAC address (default: a random locally administered
+    /// one, new each run).
     #[serde(default)]
     pub mac: Option<[u8; 6]>,
 }
@@ -246,6 +247,11 @@ pub struct HostOptions {
     /// Count exits per kind over time for [`crate::RunReport::timeline`]
     /// (`--exit-plot`; see [`crate::timeline`]).
     pub exit_timeline: bool,
+    /// Have KVM log the pages the guest writes (and the VMM record the
+    /// pages its devices write), so diff snapshots can be taken. Costs a
+    /// write-protection fault on the first write to each page after every
+    /// snapshot.
+    pub track_dirty_pages: bool,
 }
 
 impl Default for HostOptions {
@@ -264,6 +270,7 @@ impl Default for HostOptions {
             started_at: None,
             explain: None,
             exit_timeline: false,
+            track_dirty_pages: false,
         }
     }
 }

@@ -4,7 +4,7 @@
 //! this one object.
 //!
 //! Pausing: a handle asks ([`VmControl::want_pause`]) and waits
-//! ([`VmControl::wait_paused`]); the main loop kicks every vCPU out of
+//! ([`VmControl::wait_run_state`]); the main loop kicks every vCPU out of
 //! KVM_RUN, each vCPU thread parks ([`VmControl::park`]) until the pause is
 //! withdrawn or the VM stops, and once all are parked the main loop saves
 //! the clock and publishes [`RunState::Paused`].
@@ -13,9 +13,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use vmm_cpu::snapshot::VcpuState;
 use vmm_devices::{VmEvent, VmEventSink};
 
 use crate::outcome::VmOutcome;
+use crate::snapshot::slot::SnapshotSlot;
+use crate::snapshot::SnapshotError;
 
 /// Stop flag, first outcome and exit budget of a VM.
 #[derive(Debug, Default)]
@@ -31,6 +34,8 @@ pub struct VmControl {
     pause_wanted: AtomicBool,
     pause: Mutex<PauseState>,
     pause_changed: Condvar,
+    /// A snapshot request on its way to the main loop.
+    pub(crate) snapshot: SnapshotSlot,
 }
 
 /// Whether a VM's vCPUs run.
@@ -49,7 +54,14 @@ struct PauseState {
     wanted: bool,
     state: RunState,
     parked: usize,
+    /// Generation of the latest request for the parked vCPUs' state.
+    save_gen: u64,
+    /// Answers to request `save_gen`: (vCPU index, state or error).
+    saved: Vec<(u64, Result<VcpuState, SnapshotError>)>,
 }
+
+/// How a parked vCPU thread saves its state when the main loop asks.
+pub type SaveVcpu<'a> = &'a mut dyn FnMut() -> Result<VcpuState, SnapshotError>;
 
 impl VmControl {
     /// A control block that stops the VM after `max_exits` exits, if set.
@@ -148,14 +160,29 @@ impl VmControl {
     }
 
     /// On a vCPU thread that left KVM_RUN for a pause: waits, counted as
-    /// parked, until the pause is withdrawn or the VM stops.
-    pub fn park(&self) {
+    /// parked, until the pause is withdrawn or the VM stops. Meanwhile it
+    /// answers each request of [`Self::collect_vcpu_states`] with `save`,
+    /// run on this thread (which owns the vCPU), outside the lock.
+    pub fn park(&self, index: u64, save: SaveVcpu<'_>) {
         let mut p = self.pause_state();
         p.parked += 1;
+        // Requests made before this thread parked are not its to answer.
+        let mut served = p.save_gen;
         self.pause_changed.notify_all();
         // Until the main loop has restored the clock and published
         // Running, not merely until the pause is withdrawn.
         while (p.wanted || p.state == RunState::Paused) && !self.is_stopping() {
+            if p.save_gen != served {
+                served = p.save_gen;
+                drop(p);
+                let state = save();
+                p = self.pause_state();
+                if p.save_gen == served {
+                    p.saved.push((index, state));
+                    self.pause_changed.notify_all();
+                }
+                continue;
+            }
             // A bounded wait: a stop raised from a signal handler cannot
             // notify, and the main loop's notification follows it anyway.
             p = self
@@ -166,6 +193,38 @@ impl VmControl {
         }
         p.parked -= 1;
         self.pause_changed.notify_all();
+    }
+
+    /// On the main loop of a paused VM: asks each of the `n` parked vCPU
+    /// threads for its state and waits up to `timeout` for all of them.
+    /// Returns the states in vCPU index order, or the first error.
+    pub fn collect_vcpu_states(
+        &self,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<Vec<VcpuState>, SnapshotError> {
+        let mut p = self.pause_state();
+        p.save_gen = p.save_gen.wrapping_add(1);
+        p.saved.clear();
+        self.pause_changed.notify_all();
+        let (mut p, _) = self
+            .pause_changed
+            .wait_timeout_while(p, timeout, |p| p.saved.len() < n && !self.is_stopping())
+            .unwrap_or_else(|e| e.into_inner());
+        let mut saved = std::mem::take(&mut p.saved);
+        drop(p);
+        if saved.len() < n {
+            if self.is_stopping() {
+                return Err(SnapshotError::Stopped);
+            }
+            return Err(SnapshotError::VcpuTimeout {
+                saved: saved.len(),
+                expected: n,
+                waited: timeout,
+            });
+        }
+        saved.sort_by_key(|(index, _)| *index);
+        saved.into_iter().map(|(_, state)| state).collect()
     }
 
     /// How many vCPU threads are parked.

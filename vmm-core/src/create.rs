@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use kvm_ioctls::Cap;
 use vm_memory::GuestMemoryBackend;
 use vmm_cpu::cpuid::{self, Topology};
 use vmm_cpu::{firmware_state, setup_boot_state, Vcpu};
@@ -14,16 +15,19 @@ use vmm_devices::legacy::{acpi_pm, cmos};
 use vmm_loader::linux::cache::VmlinuxCache;
 use vmm_loader::{BootSpec, Handoff};
 use vmm_memory::layout::{ACPI_TABLES_START, CMDLINE_START, MPTABLE_END};
-use vmm_memory::{register_memory_slots, GuestRam, MemoryLayout, ThpHint};
+use vmm_memory::{register_memory_slots_with, GuestRam, MemoryLayout, SlotOptions, ThpHint};
 
 use crate::boot::{is_pc, load_image, Loaded};
-use crate::config::{HostOptions, VmConfig};
+use crate::config::{BootConfig, HostOptions, VmConfig};
 use crate::control::VmControl;
 use crate::error::VmmError;
 use crate::explain::{regs_line, say, size_text, sregs_line, Explainer};
 use crate::firmware::{write_firmware_tables, PlatformInfo, VirtioMmio};
 use crate::kvm::open_kvm;
 use crate::platform::create_irqchip;
+use crate::platform::Platform;
+use crate::snapshot::create::SnapshotContext;
+use crate::snapshot::SnapshotError;
 use crate::timeline::ExitTimeline;
 use crate::virtio::virtio_layout;
 use crate::vm::{RunOptions, Vm, VmParts};
@@ -123,7 +127,12 @@ impl Vm {
         });
         // SAFETY: `ram` is moved into the returned `Vm`, which drops its VM
         // fd before its RAM (see `Vm`'s field order).
-        let slots = unsafe { register_memory_slots(&vm_fd, &ram, kvm.get_nr_memslots()) }?;
+        let slot_options = SlotOptions {
+            log_dirty_pages: host.track_dirty_pages,
+        };
+        let slots = unsafe {
+            register_memory_slots_with(&vm_fd, &ram, kvm.get_nr_memslots(), slot_options)
+        }?;
         for r in &slots {
             say(&explain, || {
                 format!(
@@ -152,6 +161,16 @@ impl Vm {
             cpus: cpus as u8,
             hypercall_pv_features: config.hypercall_pv_features,
         };
+        // What a snapshot of this VM will need: the MSR list comes from
+        // /dev/kvm, which vCPU threads may not use once confined, narrowed
+        // to what a restore can write back (probed on vCPU 0).
+        let msr_list = vmm_cpu::snapshot::msrs_to_save(&kvm).map_err(|source| {
+            VmmError::from(SnapshotError::Kvm {
+                op: "KVM_GET_MSR_INDEX_LIST",
+                source,
+            })
+        })?;
+        let mut msrs = Vec::new();
         let mut vcpus = Vec::new();
         let mmap_size = explain.as_ref().map(|_| kvm.get_vcpu_mmap_size());
         for index in 0..cpus {
@@ -166,12 +185,22 @@ impl Vm {
                     )
                 });
             }
-            let entries = cpuid::set_vcpu_cpuid(vcpu.fd(), &supported, index as u8, topo)?;
+            let own = cpuid::vcpu_cpuid(&supported, index as u8, topo);
+            vcpu.set_cpuid2(&own)
+                .map_err(vmm_cpu::cpuid::CpuidError::SetCpuid)?;
+            let entries = own.as_slice().len();
             say(&explain, || {
                 format!(
                     "KVM_SET_CPUID2: {entries} entries (KVM_GET_SUPPORTED_CPUID, with APIC ID {index} and the topology)"
                 )
             });
+            if index == 0 {
+                // Before anything else is set: the probe writes back the
+                // values it reads.
+                let (usable, _) = vmm_cpu::snapshot::probe_msrs(vcpu.fd(), 0, &msr_list)
+                    .map_err(SnapshotError::from)?;
+                msrs = usable;
+            }
             if pc {
                 firmware_state::setup_lapic(vcpu.fd())?;
                 firmware_state::setup_msrs(vcpu.fd())?;
@@ -234,6 +263,21 @@ impl Vm {
         }
 
         phase("vCPUs set up");
+        let snapshot = SnapshotContext {
+            config: VmConfig {
+                boot: BootConfig::default(),
+                platform: if pc { Platform::Pc } else { Platform::Minimal },
+                ..config.clone()
+            },
+            msrs: Arc::new(msrs),
+            xsave2_size: usize::try_from(vm_fd.check_extension_int(Cap::Xsave2)).unwrap_or(0),
+            dirty: None,
+            devices: None,
+            unsnapshottable: Vec::new(),
+            restored_clock: None,
+            restored: false,
+            has_memory_base: false,
+        };
         let control = Arc::new(VmControl::new(host.max_exits));
         let options = RunOptions {
             timeout: host.timeout,
@@ -255,6 +299,8 @@ impl Vm {
             control,
             options,
             virtio_slots,
+            snapshot,
+            track_dirty_pages: host.track_dirty_pages,
         })
     }
 }

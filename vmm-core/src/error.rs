@@ -185,12 +185,16 @@ pub enum VmmError {
         /// The attached device's type.
         got: u32,
     },
-    /// A virtio device kind this build has no backend for yet.
-    #[error("virtio {kind:?} devices are not implemented yet")]
-    VirtioNotBuilt {
-        /// The kind asked for.
-        kind: crate::virtio::VirtioKind,
-    },
+    /// A virtio-net device could not be set up (its tap, its MAC).
+    #[error(transparent)]
+    Net(#[from] vmm_devices::virtio::net::NetError),
+    /// The vsock device's host socket could not be set up.
+    #[error(transparent)]
+    Vsock(vmm_devices::virtio::vsock::VsockError),
+    /// A disk image cannot be used (missing, not a disk, in use by another
+    /// VM, a bad serial...); the message names the image.
+    #[error(transparent)]
+    Disk(#[from] vmm_devices::virtio::block::BlockError),
     /// A virtio transport could not be created.
     #[error(transparent)]
     VirtioTransport(#[from] vmm_devices::virtio::mmio::TransportError),
@@ -216,6 +220,9 @@ pub enum VmmError {
     /// A vCPU thread panicked (a VMM bug).
     #[error("a vCPU thread panicked (a VMM bug; the VM was stopped)")]
     VcpuPanicked,
+    /// Taking or restoring a snapshot failed.
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
     /// The serial output file could not be created.
     #[error("cannot create serial output file {path}: {source}")]
     SerialFile {
@@ -230,6 +237,7 @@ impl VmmError {
     /// Whose fault the error is.
     pub fn class(&self) -> ErrorClass {
         use vmm_cpu::BootStateError as B;
+        use vmm_devices::virtio::net::NetError;
         match self {
             VmmError::NoKernel
             | VmmError::Input(_)
@@ -237,11 +245,12 @@ impl VmmError {
             | VmmError::CpuCount { .. }
             | VmmError::SmpNeedsPc { .. }
             | VmmError::TooManyVirtioDevices { .. }
-            | VmmError::VirtioNotBuilt { .. }
+            | VmmError::Disk(_)
             | VmmError::OverlapsFirmwareTables { .. }
             | VmmError::Layout(_)
             | VmmError::Load { .. }
             | VmmError::SerialFile { .. }
+            | VmmError::Net(NetError::Tap(_) | NetError::MulticastMac(_))
             | VmmError::BootState(B::RealModeEntry(_) | B::OverlapsBootTables { .. }) => {
                 ErrorClass::BadInput
             }
@@ -250,6 +259,9 @@ impl VmmError {
             | VmmError::GuestRam(vmm_memory::GuestRamError::RangeTooLarge(_)) => {
                 ErrorClass::BadInput
             }
+            VmmError::Snapshot(e) if e.is_bad_input() => ErrorClass::BadInput,
+            // An unusable socket path (a file in the way, no directory).
+            VmmError::Vsock(e) if e.is_bad_path() => ErrorClass::BadInput,
             VmmError::Kvm(_) => ErrorClass::KvmUnavailable,
             _ => ErrorClass::Internal,
         }

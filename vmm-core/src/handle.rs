@@ -8,6 +8,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 use crate::control::{RunState, VmControl};
 use crate::error::VmmError;
+use crate::snapshot::{SnapshotError, SnapshotInfo, SnapshotRequest};
 
 /// How long [`VmHandle::pause`] and [`VmHandle::resume`] wait for the VM.
 pub const STATE_CHANGE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -89,6 +90,33 @@ impl VmHandle {
     /// Whether the VM is paused.
     pub fn is_paused(&self) -> bool {
         self.control.run_state() == RunState::Paused
+    }
+
+    /// Takes a snapshot of the paused VM: its state to
+    /// `request.snapshot_path`, guest RAM to `request.mem_file_path` (see
+    /// [`crate::snapshot`]). The thread running the VM does the work while
+    /// every vCPU is parked; this waits for it. The VM stays paused.
+    ///
+    /// Errors: [`SnapshotError::NotPaused`] unless [`Self::pause`]
+    /// returned first; [`SnapshotError::Busy`] while another snapshot is
+    /// being taken; whatever taking it hit. A VM that has stopped gives
+    /// [`VmmError::NotRunning`]. A restored VM is paused before it runs; a
+    /// snapshot asked of it then is taken once [`crate::Vm::run`] starts.
+    pub fn snapshot(&self, request: SnapshotRequest) -> Result<SnapshotInfo, VmmError> {
+        if self.control.is_stopping() {
+            return Err(VmmError::NotRunning);
+        }
+        if !self.is_paused() {
+            return Err(SnapshotError::NotPaused.into());
+        }
+        self.control.snapshot.submit(request)?;
+        let _ = self.wake.write(1);
+        let control = self.control.clone();
+        match self.control.snapshot.wait(move || control.is_stopping()) {
+            Ok(info) => Ok(info),
+            Err(SnapshotError::Stopped) => Err(VmmError::NotRunning),
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn change_state(

@@ -31,6 +31,13 @@ pub enum KvmError {
         /// The error.
         source: kvm_ioctls::Error,
     },
+    /// The node opened but does not answer KVM_GET_API_VERSION: it is some
+    /// other file or device.
+    #[error("{path} is not a KVM device (it does not answer KVM_GET_API_VERSION); the KVM device is normally /dev/kvm")]
+    NotKvm {
+        /// The path tried.
+        path: PathBuf,
+    },
     /// KVM_GET_API_VERSION returned something other than 12.
     #[error("{path} reports KVM API version {found}, this VMM needs {KVM_API_VERSION}: update the host kernel")]
     ApiVersion {
@@ -61,6 +68,12 @@ pub fn open_kvm(path: &Path) -> Result<Kvm, KvmError> {
         },
     })?;
     let found = kvm.get_api_version();
+    // The ioctl's -1 (ENOTTY, EINVAL): not a version, not KVM at all.
+    if found < 0 {
+        return Err(KvmError::NotKvm {
+            path: path.to_path_buf(),
+        });
+    }
     if found != KVM_API_VERSION {
         return Err(KvmError::ApiVersion {
             path: path.to_path_buf(),
@@ -85,6 +98,10 @@ mod tests {
     fn test_open_kvm_not_a_kvm_device() {
         // /dev/null opens but is not KVM: the API-version ioctl fails.
         let e = open_kvm(Path::new("/dev/null")).unwrap_err();
-        assert!(matches!(e, KvmError::ApiVersion { .. }), "{e}");
+        assert!(matches!(e, KvmError::NotKvm { .. }), "{e}");
+        assert!(
+            e.to_string().contains("/dev/null is not a KVM device"),
+            "{e}"
+        );
     }
 }

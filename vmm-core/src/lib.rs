@@ -36,6 +36,7 @@ pub mod outcome;
 mod pause;
 pub mod platform;
 pub mod seccomp;
+pub mod snapshot;
 pub mod start;
 pub mod stats;
 pub mod timeline;
@@ -49,6 +50,7 @@ pub use error::{ErrorClass, VmmError};
 pub use handle::VmHandle;
 pub use outcome::VmOutcome;
 pub use platform::Platform;
+pub use snapshot::{SnapshotError, SnapshotInfo, SnapshotKind, SnapshotRequest};
 pub use stats::VmStats;
 pub use vm::{MetricsSink, RunReport, Vm};
 

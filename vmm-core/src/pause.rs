@@ -42,6 +42,17 @@ pub(crate) struct Pauser {
 }
 
 impl Pauser {
+    /// A pauser for a VM that starts paused with `clock` (a restored VM:
+    /// the snapshot's clock) as the clock to restore on resume.
+    pub fn with_clock(clock: Option<kvm_clock_data>) -> Self {
+        Pauser { clock }
+    }
+
+    /// The clock the pause saved, if any.
+    pub fn clock(&self) -> Option<kvm_clock_data> {
+        self.clock
+    }
+
     /// Pauses the VM: see the module docs.
     pub fn pause<T>(
         &mut self,

@@ -3,9 +3,15 @@
 //! handler here reports the call's number and ends the process with status
 //! 128 + SIGSYS (159), so a violation is never a silent failure.
 //!
+//! Snapshots add the state-reading KVM ioctls: on vCPU threads (which save
+//! their own vCPU while parked) and on the main thread (irqchip, PIT,
+//! dirty log), plus pwrite/ftruncate for the memory file there. Restores
+//! happen before any thread is confined.
+//!
 //! The lists were taken from strace of every feature the VMM has (console to
 //! stdout/file, tracing, metrics files, kicks, teardown) and are kept as
-//! short as that allows. `ioctl` is limited to KVM_RUN on vCPU threads.
+//! short as that allows. `ioctl` is limited to KVM_RUN and the snapshot
+//! state reads on vCPU threads.
 
 use std::collections::BTreeMap;
 
@@ -18,9 +24,42 @@ use vmm_sys_util::signal::register_signal_handler;
 
 /// KVM_RUN = _IO(KVMIO, 0x80).
 const KVM_RUN: u64 = 0xae80;
-/// KVM_GET_REGS = _IOR(KVMIO, 0x81, struct kvm_regs).
-const KVM_GET_REGS: u64 =
-    (2 << 30) | ((std::mem::size_of::<kvm_bindings::kvm_regs>() as u64) << 16) | 0xae81;
+
+/// `_IOR(KVMIO, nr, T)`, `_IOW`, `_IOWR` (asm-generic/ioctl.h).
+const fn ior<T>(nr: u64) -> u64 {
+    (2 << 30) | ((std::mem::size_of::<T>() as u64) << 16) | 0xae00 | nr
+}
+const fn iow<T>(nr: u64) -> u64 {
+    (1 << 30) | ((std::mem::size_of::<T>() as u64) << 16) | 0xae00 | nr
+}
+const fn iowr<T>(nr: u64) -> u64 {
+    (3 << 30) | ((std::mem::size_of::<T>() as u64) << 16) | 0xae00 | nr
+}
+
+/// The state reads a parked vCPU thread makes for a snapshot
+/// (vmm_cpu::snapshot::save), plus KVM_RUN for completing a pending I/O
+/// instruction (already allowed).
+const VCPU_SNAPSHOT_IOCTLS: [u64; 12] = [
+    ior::<kvm_bindings::kvm_regs>(0x81),        // KVM_GET_REGS
+    ior::<kvm_bindings::kvm_sregs>(0x83),       // KVM_GET_SREGS
+    ior::<kvm_bindings::kvm_fpu>(0x8c),         // KVM_GET_FPU
+    iowr::<kvm_bindings::kvm_msrs>(0x88),       // KVM_GET_MSRS
+    iowr::<kvm_bindings::kvm_cpuid2>(0x91),     // KVM_GET_CPUID2
+    ior::<kvm_bindings::kvm_lapic_state>(0x8e), // KVM_GET_LAPIC
+    ior::<kvm_bindings::kvm_mp_state>(0x98),    // KVM_GET_MP_STATE
+    ior::<kvm_bindings::kvm_vcpu_events>(0x9f), // KVM_GET_VCPU_EVENTS
+    ior::<kvm_bindings::kvm_debugregs>(0xa1),   // KVM_GET_DEBUGREGS
+    ior::<kvm_bindings::kvm_xsave>(0xa4),       // KVM_GET_XSAVE
+    ior::<kvm_bindings::kvm_xcrs>(0xa6),        // KVM_GET_XCRS
+    0xaea3,                                     // KVM_GET_TSC_KHZ = _IO(KVMIO, 0xa3)
+];
+
+/// The VM-wide state reads the main thread makes for a snapshot.
+const MAIN_SNAPSHOT_IOCTLS: [u64; 3] = [
+    iowr::<kvm_bindings::kvm_irqchip>(0x62),   // KVM_GET_IRQCHIP
+    ior::<kvm_bindings::kvm_pit_state2>(0x9f), // KVM_GET_PIT2
+    iow::<kvm_bindings::kvm_dirty_log>(0x42),  // KVM_GET_DIRTY_LOG
+];
 /// Size of `struct kvm_clock_data`, in the two clock ioctls' numbers.
 const CLOCK_DATA_LEN: u64 = std::mem::size_of::<kvm_bindings::kvm_clock_data>() as u64;
 /// KVM_GET_CLOCK = _IOR(KVMIO, 0x7c, struct kvm_clock_data).
@@ -36,8 +75,10 @@ pub const SECCOMP_VIOLATION_STATUS: i32 = 128 + libc::SIGSYS;
 pub enum ThreadRole {
     /// A vCPU thread: KVM_RUN, device emulation, console output.
     Vcpu,
-    /// A vCPU thread under `--explain`: also KVM_GET_REGS, for the final
-    /// register state it shows.
+    /// A vCPU thread under `--explain`: it reads KVM_GET_REGS for the final
+    /// register state it shows, which the vCPU list already allows (a
+    /// snapshot read); a role of its own so the two lists cannot drift
+    /// apart unnoticed (a test compares them).
     VcpuExplained,
     /// The thread that runs the watchdog, signals and teardown.
     Main,
@@ -96,8 +137,12 @@ const COMMON: &[i64] = &[
 ];
 
 /// What the main thread adds: kicking vCPU threads, its event loop (epoll,
-/// reading console input), writing metrics files (create, write, rename).
+/// reading console input), writing metrics files (create, write, rename),
+/// writing snapshots (the memory file is sized with ftruncate and written
+/// with pwrite, page runs at their offsets).
 const MAIN_ONLY: &[i64] = &[
+    libc::SYS_pwrite64,
+    libc::SYS_ftruncate,
     libc::SYS_read,
     libc::SYS_epoll_wait,
     libc::SYS_epoll_pwait,
@@ -116,50 +161,71 @@ const MAIN_ONLY: &[i64] = &[
 ];
 
 /// What the virtio device thread adds: its event loop, positioned disk I/O
-/// and durability, discard/write-zeroes, entropy, Unix-socket traffic for
-/// vsock (connecting to and accepting from the host side).
+/// and durability, discard/write-zeroes, entropy, tap frames for
+/// virtio-net (`read`, `write`, plus `ioctl(TUNSETOFFLOAD)` in `rules_for`),
+/// and vsock's host side ([`VSOCK`], plus `socket(2)` for `AF_UNIX` only, in
+/// [`rules_for`]).
 const DEVICE_ONLY: &[i64] = &[
+    // Queue eventfds, the block device's re-arm eventfd, host input.
     libc::SYS_read,
     libc::SYS_readv,
     libc::SYS_epoll_wait,
     libc::SYS_epoll_pwait,
     libc::SYS_epoll_ctl,
-    libc::SYS_pread64,
-    libc::SYS_pwrite64,
+    // virtio-blk: vectored reads/writes straight between the image and
+    // guest memory, FLUSH and shutdown, DISCARD/WRITE_ZEROES.
     libc::SYS_preadv,
     libc::SYS_pwritev,
     libc::SYS_fdatasync,
-    libc::SYS_fsync,
     libc::SYS_fallocate,
     libc::SYS_getrandom,
     libc::SYS_lseek,
     libc::SYS_fstat,
-    libc::SYS_socket,
-    libc::SYS_connect,
-    libc::SYS_accept4,
-    libc::SYS_sendto,
-    libc::SYS_recvfrom,
-    libc::SYS_sendmsg,
-    libc::SYS_recvmsg,
-    libc::SYS_shutdown,
 ];
+
+/// vsock's host side on the device thread (devices/src/virtio/vsock):
+/// the device's own epoll instance takes each connection's socket
+/// (`epoll_ctl`, `epoll_wait`, above); `accept4` takes host processes from
+/// the listening socket; `connect` reaches `<path>_<port>` for guest
+/// connections; `shutdown` half-closes a host socket when the guest will
+/// send no more; `timerfd_settime` arms and disarms the connect timeout
+/// (the timer is never read: re-arming clears it). Socket data moves with
+/// read(2)/write(2) (vm-memory's volatile I/O), so no send/recv calls.
+const VSOCK: &[i64] = &[
+    libc::SYS_accept4,
+    libc::SYS_connect,
+    libc::SYS_shutdown,
+    libc::SYS_timerfd_settime,
+];
+
+/// What virtio-blk calls on the device thread (a test keeps the list and
+/// the device in step).
+pub const BLOCK_SYSCALLS: &[i64] = &[
+    libc::SYS_preadv,
+    libc::SYS_pwritev,
+    libc::SYS_fdatasync,
+    libc::SYS_fallocate,
+    libc::SYS_read,
+    libc::SYS_write,
+];
+
+/// A rule allowing `ioctl` request `req` (the second argument).
+fn ioctl_rule(req: u64) -> Result<SeccompRule, seccompiler::BackendError> {
+    SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, req)
+        .and_then(|c| SeccompRule::new(vec![c]))
+}
 
 fn rules_for(
     role: ThreadRole,
 ) -> Result<BTreeMap<i64, Vec<SeccompRule>>, seccompiler::BackendError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = COMMON.iter().map(|s| (*s, vec![])).collect();
     match role {
+        // KVM_GET_REGS, which `--explain` reads for the final state, is among
+        // the snapshot reads: the explained vCPU needs nothing more.
         ThreadRole::Vcpu | ThreadRole::VcpuExplained => {
-            let mut ioctls = vec![KVM_RUN];
-            if role == ThreadRole::VcpuExplained {
-                ioctls.push(KVM_GET_REGS);
-            }
-            let allowed = ioctls
-                .into_iter()
-                .map(|req| {
-                    SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, req)
-                        .and_then(|c| SeccompRule::new(vec![c]))
-                })
+            let allowed = std::iter::once(KVM_RUN)
+                .chain(VCPU_SNAPSHOT_IOCTLS)
+                .map(ioctl_rule)
                 .collect::<Result<Vec<_>, _>>()?;
             rules.insert(libc::SYS_ioctl, allowed);
         }
@@ -167,18 +233,36 @@ fn rules_for(
             rules.extend(MAIN_ONLY.iter().map(|s| (*s, vec![])));
             // Restoring the terminal from raw mode at the end (and reading
             // its mode): TCGETS and TCSETS; saving and restoring the guest
-            // clock around a pause: KVM_GET_CLOCK and KVM_SET_CLOCK.
+            // clock around a pause: KVM_GET_CLOCK and KVM_SET_CLOCK; the
+            // VM's state and dirty log for snapshots.
             let allowed = [libc::TCGETS, libc::TCSETS, KVM_GET_CLOCK, KVM_SET_CLOCK]
                 .into_iter()
-                .map(|req| {
-                    SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, req)
-                        .and_then(|c| SeccompRule::new(vec![c]))
-                })
+                .chain(MAIN_SNAPSHOT_IOCTLS)
+                .map(ioctl_rule)
                 .collect::<Result<Vec<_>, _>>()?;
             rules.insert(libc::SYS_ioctl, allowed);
         }
         ThreadRole::Device => {
-            rules.extend(DEVICE_ONLY.iter().map(|s| (*s, vec![])));
+            rules.extend(DEVICE_ONLY.iter().chain(VSOCK).map(|s| (*s, vec![])));
+            // virtio-net gives its tap the offloads the driver accepted
+            // once the driver is up, which only the device thread can do
+            // (activation runs on a vCPU thread). Frames go through
+            // read/write, already allowed. No other ioctl.
+            let offload = SeccompCondition::new(
+                1,
+                SeccompCmpArgLen::Dword,
+                SeccompCmpOp::Eq,
+                libc::TUNSETOFFLOAD,
+            )?;
+            rules.insert(libc::SYS_ioctl, vec![SeccompRule::new(vec![offload])?]);
+            // vsock's connections to `<path>_<port>`: Unix sockets only.
+            let unix = SeccompCondition::new(
+                0,
+                SeccompCmpArgLen::Dword,
+                SeccompCmpOp::Eq,
+                libc::AF_UNIX as u64,
+            )?;
+            rules.insert(libc::SYS_socket, vec![SeccompRule::new(vec![unix])?]);
         }
     }
     Ok(rules)
@@ -265,38 +349,68 @@ mod tests {
         let main = rules_for(ThreadRole::Main).unwrap();
         assert_eq!(
             main[&libc::SYS_ioctl].len(),
-            4,
-            "main thread: the terminal ioctls (TCGETS, TCSETS) and the clock ones only"
+            7,
+            "main thread: the terminal ioctls (TCGETS, TCSETS), the clock ones and the \
+             snapshot reads only"
         );
-        assert_eq!(vcpu[&libc::SYS_ioctl].len(), 1, "vCPU: KVM_RUN only");
+        assert_eq!(
+            vcpu[&libc::SYS_ioctl].len(),
+            13,
+            "KVM_RUN and the state reads"
+        );
         let explained = rules_for(ThreadRole::VcpuExplained).unwrap();
         assert_eq!(
             explained[&libc::SYS_ioctl].len(),
-            2,
-            "KVM_RUN, KVM_GET_REGS"
+            vcpu[&libc::SYS_ioctl].len(),
+            "the explained vCPU reads KVM_GET_REGS, already a snapshot read"
         );
-        // The numbers the kernel headers give.
-        assert_eq!(KVM_GET_REGS, 0x8090_ae81);
+        // The numbers the kernel headers give (linux/kvm.h, printed by a C
+        // program on x86_64).
         assert_eq!(KVM_GET_CLOCK, 0x8030_ae7c);
         assert_eq!(KVM_SET_CLOCK, 0x4030_ae7b);
+        assert_eq!(
+            VCPU_SNAPSHOT_IOCTLS,
+            [
+                0x8090_ae81,
+                0x8138_ae83,
+                0x81a0_ae8c,
+                0xc008_ae88,
+                0xc008_ae91,
+                0x8400_ae8e,
+                0x8004_ae98,
+                0x8040_ae9f,
+                0x8080_aea1,
+                0x9000_aea4,
+                0x8188_aea6,
+                0xaea3
+            ]
+        );
+        assert_eq!(
+            MAIN_SNAPSHOT_IOCTLS,
+            [0xc208_ae62, 0x8070_ae9f, 0x4010_ae42]
+        );
         assert!(!main.contains_key(&libc::SYS_execve));
+        let device = rules_for(ThreadRole::Device).unwrap();
+        assert_eq!(
+            device[&libc::SYS_ioctl].len(),
+            1,
+            "device thread: TUNSETOFFLOAD only"
+        );
     }
 
-    #[test]
-    fn test_confined_thread_is_blocked() {
-        // In a child process, so the test runner itself is not confined.
+    /// Runs `body` in a forked child confined to `role` (so the test runner
+    /// itself stays unconfined), SIGSYS at its default so a blocked call
+    /// kills the child; returns the child's wait status. `body` returns the
+    /// exit code for "got through"; 3 means confinement failed.
+    fn confined_child_status(role: ThreadRole, body: impl FnOnce() -> i32) -> i32 {
         // SAFETY: fork in a test; the child only makes raw syscalls and exits.
         let pid = unsafe { libc::fork() };
         if pid == 0 {
-            let code = match confine_current_thread(ThreadRole::Vcpu) {
+            let code = match confine_current_thread(role) {
                 Ok(()) => {
-                    // Reset SIGSYS to its default so the blocked call kills us.
-                    // SAFETY: plain libc calls in the forked child.
-                    unsafe {
-                        libc::signal(libc::SIGSYS, libc::SIG_DFL);
-                        libc::syscall(libc::SYS_socket, libc::AF_INET, libc::SOCK_STREAM, 0);
-                    }
-                    0
+                    // SAFETY: plain libc call in the forked child.
+                    unsafe { libc::signal(libc::SIGSYS, libc::SIG_DFL) };
+                    body()
                 }
                 Err(_) => 3,
             };
@@ -306,7 +420,76 @@ mod tests {
         let mut status = 0;
         // SAFETY: waiting for our own child.
         unsafe { libc::waitpid(pid, &mut status, 0) };
+        status
+    }
+
+    #[test]
+    fn test_device_thread_may_open_unix_sockets_only() {
+        // SAFETY: raw socket(2) calls in the forked child.
+        let status = confined_child_status(ThreadRole::Device, || unsafe {
+            let unix = libc::syscall(libc::SYS_socket, libc::AF_UNIX, libc::SOCK_STREAM, 0);
+            if unix < 0 {
+                4
+            } else {
+                libc::syscall(libc::SYS_socket, libc::AF_INET, libc::SOCK_STREAM, 0);
+                0
+            }
+        });
+        assert!(
+            libc::WIFSIGNALED(status),
+            "AF_INET allowed, or AF_UNIX refused: status {status:#x}"
+        );
+        assert_eq!(libc::WTERMSIG(status), libc::SIGSYS);
+    }
+
+    #[test]
+    fn test_device_thread_allows_what_virtio_blk_calls_and_no_more_disk_calls() {
+        let device = rules_for(ThreadRole::Device).unwrap();
+        for nr in BLOCK_SYSCALLS {
+            assert!(device.contains_key(nr), "device list lacks {nr}");
+        }
+        // The disk is read and written with preadv/pwritev, made durable
+        // with fdatasync; the single-buffer and full-sync variants stay out.
+        for nr in [libc::SYS_pread64, libc::SYS_pwrite64, libc::SYS_fsync] {
+            assert!(!device.contains_key(&nr), "device list allows {nr}");
+        }
+        // Opening and locking images happens before the thread is confined.
+        for nr in [libc::SYS_openat, libc::SYS_flock, libc::SYS_ftruncate] {
+            assert!(!device.contains_key(&nr), "device list allows {nr}");
+        }
+        let vcpu = rules_for(ThreadRole::Vcpu).unwrap();
+        for nr in [libc::SYS_preadv, libc::SYS_pwritev, libc::SYS_fdatasync] {
+            assert!(!vcpu.contains_key(&nr), "vCPU list allows {nr}");
+        }
+    }
+
+    #[test]
+    fn test_confined_thread_is_blocked() {
+        let status = confined_child_status(ThreadRole::Vcpu, || {
+            // SAFETY: a raw socket(2) call in the forked child.
+            unsafe { libc::syscall(libc::SYS_socket, libc::AF_INET, libc::SOCK_STREAM, 0) };
+            0
+        });
         assert!(libc::WIFSIGNALED(status), "child status {status:#x}");
+        assert_eq!(libc::WTERMSIG(status), libc::SIGSYS);
+    }
+
+    #[test]
+    fn test_device_thread_may_set_tap_offloads_and_nothing_else() {
+        // SAFETY: ioctls on fd -1 in the forked child: every allowed one
+        // fails with EBADF.
+        let status = confined_child_status(ThreadRole::Device, || unsafe {
+            let rc = libc::ioctl(-1, libc::TUNSETOFFLOAD, 0);
+            if rc != -1 || *libc::__errno_location() != libc::EBADF {
+                return 4;
+            }
+            libc::ioctl(-1, libc::TUNSETIFF, 0);
+            0
+        });
+        assert!(
+            libc::WIFSIGNALED(status),
+            "TUNSETIFF must be blocked; child status {status:#x}"
+        );
         assert_eq!(libc::WTERMSIG(status), libc::SIGSYS);
     }
 }

@@ -22,13 +22,16 @@ use virtio_bindings::virtio_ids::{
 };
 use virtio_bindings::virtio_mmio::VIRTIO_MMIO_QUEUE_NOTIFY;
 use vmm_devices::pc::{virtio_slot, VIRTIO_GSIS};
+use vmm_devices::virtio::block::{BlockConfig, VirtioBlock};
 use vmm_devices::virtio::console::{ConsoleInput, VirtioConsole};
+use vmm_devices::virtio::net::{MacAddr, NetError, Tap, VirtioNet};
 use vmm_devices::virtio::rng::VirtioRng;
+use vmm_devices::virtio::vsock::VirtioVsock;
 use vmm_devices::virtio::{MmioTransport, VirtioDevice, VIRTIO_MMIO_WINDOW};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC, EFD_NONBLOCK};
 
-use crate::config::{DeviceConfig, SerialConfig};
+use crate::config::{DeviceConfig, DiskConfig, NetConfig, SerialConfig};
 use crate::error::VmmError;
 use crate::seccomp::{confine_current_thread, ThreadRole};
 
@@ -136,8 +139,26 @@ pub struct ConsoleInputLink {
 pub fn build_backends(devices: &DeviceConfig) -> Result<VirtioBackends, VmmError> {
     let mut backends: Vec<Box<dyn VirtioDevice>> = Vec::new();
     let mut console_input = None;
+    let mut nets = devices.nets.iter();
+    // Slots list the disks in the configuration's order.
+    let mut disks = devices.disks.iter();
     for slot in virtio_layout(devices)? {
         match slot.kind {
+            VirtioKind::Block => {
+                let Some(disk) = disks.next() else {
+                    return Err(VmmError::VirtioSlot {
+                        expected: None,
+                        got: VIRTIO_ID_BLOCK,
+                    });
+                };
+                backends.push(Box::new(open_disk(disk)?));
+            }
+            VirtioKind::Net => {
+                // The layout has one Net slot per entry of `nets`.
+                if let Some(net) = nets.next() {
+                    backends.push(Box::new(net_backend(net)?));
+                }
+            }
             VirtioKind::Rng => backends.push(Box::new(VirtioRng::new())),
             VirtioKind::Console => {
                 let config = devices.virtio_console.as_ref();
@@ -158,13 +179,43 @@ pub fn build_backends(devices: &DeviceConfig) -> Result<VirtioBackends, VmmError
                 };
                 backends.push(Box::new(console));
             }
-            kind => return Err(VmmError::VirtioNotBuilt { kind }),
+            VirtioKind::Vsock => {
+                // virtio_layout gives a Vsock slot only for a configured one.
+                if let Some(v) = &devices.vsock {
+                    // The listening socket is made here, before the guest
+                    // runs: a bad path is the user's error.
+                    let vsock = VirtioVsock::new(v.cid, &v.socket).map_err(VmmError::Vsock)?;
+                    backends.push(Box::new(vsock));
+                }
+            }
         }
     }
     Ok(VirtioBackends {
         devices: backends,
         console_input,
     })
+}
+
+/// Opens `net`'s tap and makes its device, with a random locally
+/// administered MAC when none is given.
+fn net_backend(net: &NetConfig) -> Result<VirtioNet, VmmError> {
+    let tap = Tap::open(&net.tap).map_err(NetError::from)?;
+    let mac = match net.mac {
+        Some(m) => MacAddr(m),
+        None => MacAddr::random().map_err(NetError::RandomMac)?,
+    };
+    let device = VirtioNet::new(Box::new(tap), mac)?;
+    log::info!("virtio-net on tap {}, guest MAC {mac}", net.tap);
+    Ok(device)
+}
+
+/// Opens and locks one `--disk` image.
+fn open_disk(disk: &DiskConfig) -> Result<VirtioBlock, VmmError> {
+    let mut config = BlockConfig::new(&disk.path).read_only(disk.read_only);
+    if let Some(serial) = &disk.serial {
+        config = config.serial(serial);
+    }
+    Ok(config.open()?)
 }
 
 /// A transport attached to a VM, shared by the bus (vCPU threads) and the
@@ -375,7 +426,7 @@ pub(crate) const WINDOW: u64 = VIRTIO_MMIO_WINDOW;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{DiskConfig, VsockConfig};
+    use crate::config::{DiskConfig, SerialConfig, VsockConfig};
 
     #[test]
     fn test_virtio_layout_order_and_cmdline() {
@@ -433,5 +484,97 @@ mod tests {
         };
         let e = virtio_layout(&devices).unwrap_err();
         assert!(e.to_string().contains("13"), "{e}");
+    }
+
+    #[test]
+    fn test_build_backends_refuses_a_missing_tap_as_bad_input() {
+        let devices = DeviceConfig {
+            nets: vec![NetConfig {
+                tap: "vmmnotap0x7e".into(),
+                mac: None,
+            }],
+            ..Default::default()
+        };
+        let e = build_backends(&devices).err().unwrap();
+        assert_eq!(e.class(), crate::ErrorClass::BadInput, "{e}");
+        assert!(e.to_string().contains("'vmmnotap0x7e'"), "{e}");
+        // A tap name that cannot be an interface name.
+        let devices = DeviceConfig {
+            nets: vec![NetConfig {
+                tap: "a-name-of-twenty-b".into(),
+                mac: None,
+            }],
+            ..Default::default()
+        };
+        let e = build_backends(&devices).err().unwrap();
+        assert_eq!(e.class(), crate::ErrorClass::BadInput);
+        assert!(e.to_string().contains("1 to 15 bytes"), "{e}");
+    }
+
+    /// A temporary image of `sectors` sectors, removed on drop.
+    struct Image(std::path::PathBuf);
+
+    impl Image {
+        fn new(tag: &str, sectors: usize) -> Self {
+            let path = std::env::temp_dir()
+                .join(format!("vmm-core-virtio-{tag}-{}.img", std::process::id()));
+            std::fs::write(&path, vec![0u8; sectors * 512]).unwrap();
+            Image(path)
+        }
+    }
+
+    impl Drop for Image {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    fn disk(path: &std::path::Path, read_only: bool) -> DiskConfig {
+        DiskConfig {
+            path: path.to_path_buf(),
+            read_only,
+            serial: Some("s".into()),
+        }
+    }
+
+    #[test]
+    fn test_build_backends_opens_disks_in_order() {
+        let (a, b) = (Image::new("a", 4), Image::new("b", 8));
+        let devices = DeviceConfig {
+            disks: vec![disk(&a.0, false), disk(&b.0, true)],
+            rng: true,
+            ..Default::default()
+        };
+        let backends = build_backends(&devices).unwrap().devices;
+        let types: Vec<_> = backends.iter().map(|b| b.device_type()).collect();
+        assert_eq!(types, [VIRTIO_ID_BLOCK, VIRTIO_ID_BLOCK, VIRTIO_ID_RNG]);
+        // Capacity is the first config field; the second disk is read-only.
+        let cap =
+            |i: usize| u64::from_le_bytes(backends[i].config_space()[..8].try_into().unwrap());
+        assert_eq!((cap(0), cap(1)), (4, 8));
+        let ro = 1 << virtio_bindings::virtio_blk::VIRTIO_BLK_F_RO;
+        assert_eq!(backends[0].features() & ro, 0);
+        assert_ne!(backends[1].features() & ro, 0);
+    }
+
+    #[test]
+    fn test_build_backends_unusable_disk_is_bad_input_naming_it() {
+        let a = Image::new("locked", 4);
+        // The same image twice, writable: the second open finds it locked.
+        let devices = DeviceConfig {
+            disks: vec![disk(&a.0, false), disk(&a.0, false)],
+            ..Default::default()
+        };
+        let e = build_backends(&devices).err().unwrap();
+        assert!(matches!(e, VmmError::Disk(_)), "{e:?}");
+        assert_eq!(e.class(), crate::error::ErrorClass::BadInput);
+        assert!(e.to_string().contains(&a.0.display().to_string()), "{e}");
+        let missing = DeviceConfig {
+            disks: vec![disk(std::path::Path::new("/nonexistent/disk.img"), true)],
+            ..Default::default()
+        };
+        let e = build_backends(&missing).err().unwrap();
+        assert_eq!(e.class(), crate::error::ErrorClass::BadInput);
+        assert!(e.to_string().contains("/nonexistent/disk.img"), "{e}");
     }
 }

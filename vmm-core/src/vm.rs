@@ -32,6 +32,8 @@ use crate::outcome::VmOutcome;
 use crate::pause::{PauseEnd, Pauser};
 use crate::platform::KvmInterruptLines;
 use crate::seccomp::{confine_current_thread, install_sigsys_handler, SeccompError, ThreadRole};
+use crate::snapshot::create::{save_vcpu, take_snapshot, SnapshotContext, SnapshotSource};
+use crate::snapshot::{SnapshotError, SnapshotInfo, SnapshotRequest};
 use crate::stats::VmStats;
 use crate::timeline::{ExitTimeline, TimelineSnapshot};
 use crate::virtio::{
@@ -39,7 +41,8 @@ use crate::virtio::{
 };
 use vm_device::bus::MmioAddress;
 use vmm_devices::pc::InterruptLines;
-use vmm_devices::virtio::{MmioTransport, VirtioDevice};
+use vmm_devices::state::StateError;
+use vmm_devices::virtio::{DirtyPages, MmioTransport, TransportState, VirtioDevice};
 
 /// Receives periodic statistics while the VM runs (`--metrics-interval`).
 pub type MetricsSink = Box<dyn FnMut(&VmStats) + Send>;
@@ -47,6 +50,10 @@ pub type MetricsSink = Box<dyn FnMut(&VmStats) + Send>;
 /// How often a vCPU that has not stopped yet is kicked again. A kick can be
 /// delayed by a few ms while KVM emulates guest code on nested hosts.
 const KICK_RETRY: Duration = Duration::from_millis(5);
+
+/// When a guest that has written nothing to its console gets a hint
+/// logged (a warning): long enough for any small guest to have spoken.
+const QUIET_HINT_AFTER: Duration = Duration::from_secs(5);
 
 /// What a finished run reports.
 #[derive(Debug, Clone)]
@@ -85,6 +92,9 @@ pub(crate) struct VmParts {
     pub control: Arc<VmControl>,
     pub options: RunOptions,
     pub virtio_slots: Vec<VirtioSlot>,
+    pub snapshot: SnapshotContext,
+    /// Track the pages virtio devices write (diff snapshots).
+    pub track_dirty_pages: bool,
 }
 
 /// A created VM: guest RAM holding the image, the KVM VM with its vCPUs in
@@ -106,6 +116,8 @@ pub struct Vm {
     host_input: Option<HostInput>,
     /// Host input goes to a virtio console, not to the UART.
     input_to_virtio: bool,
+    /// The devices' console, watched for a guest that says nothing.
+    console: Option<Console>,
     control: Arc<VmControl>,
     wake: Arc<EventFd>,
     options: RunOptions,
@@ -113,6 +125,8 @@ pub struct Vm {
     /// attached to them so far (in slot order).
     virtio_slots: Vec<VirtioSlot>,
     virtio: Vec<(VirtioSlot, SharedTransport)>,
+    /// What snapshots need.
+    snap: SnapshotContext,
 }
 
 /// Sends a vCPU's index when its thread leaves its run loop (even by
@@ -172,8 +186,13 @@ impl Vm {
             control,
             options,
             virtio_slots,
+            mut snapshot,
+            track_dirty_pages,
         } = parts;
         let wake = Arc::new(EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC).map_err(VmmError::EventFd)?);
+        if track_dirty_pages {
+            snapshot.dirty = Some(Arc::new(DirtyPages::new(ram.memory())));
+        }
         Ok(Vm {
             vcpus,
             vm_fd,
@@ -184,11 +203,13 @@ impl Vm {
             post: None,
             host_input: None,
             input_to_virtio: false,
+            console: None,
             control,
             wake,
             options,
             virtio_slots,
             virtio: Vec::new(),
+            snap: snapshot,
         })
     }
 
@@ -220,7 +241,10 @@ impl Vm {
                     gsi: slot.gsi,
                     source,
                 })?;
-        let transport = MmioTransport::new(device, self.ram.memory().clone(), line)?;
+        let mut transport = MmioTransport::new(device, self.ram.memory().clone(), line)?;
+        if let Some(dirty) = &self.snap.dirty {
+            transport.track_dirty_pages(dirty.clone());
+        }
         register_queue_notifies(&self.vm_fd, slot.base, &transport)?;
         say(&self.options.explain, || {
             let name = format!("virtio-{:?}", slot.kind).to_lowercase();
@@ -239,6 +263,42 @@ impl Vm {
         );
         self.virtio.push((slot, Arc::new(Mutex::new(transport))));
         Ok(slot)
+    }
+
+    /// Puts a snapshot's state on the transport of virtio slot `index`
+    /// (attached, not yet driven).
+    pub(crate) fn restore_virtio_transport(
+        &mut self,
+        index: usize,
+        state: &TransportState,
+    ) -> Result<(), StateError> {
+        match self.virtio.get(index) {
+            Some((_, t)) => crate::lock(t).restore(state),
+            None => Err(StateError::Invalid {
+                device: "virtio-mmio",
+                field: "slot",
+                value: index as u64,
+                why: "no transport is attached there",
+            }),
+        }
+    }
+
+    /// Makes a restored VM run as soon as [`Vm::run`] starts instead of
+    /// starting paused (Firecracker's `resume_vm: true`). The snapshot's
+    /// KVM clock is set just before the vCPUs first run, so the guest
+    /// sees no time pass. Does nothing on a VM that was not restored.
+    pub fn resume_on_start(&mut self) {
+        if self.control.run_state() == RunState::Paused {
+            self.control.want_pause(false);
+            self.control.set_run_state(RunState::Running);
+        }
+    }
+
+    /// Marks the VM as holding a device a snapshot cannot capture (an
+    /// extra device put on the bus by hand): snapshots are refused,
+    /// naming it.
+    pub fn add_unsnapshottable(&mut self, device: impl Into<String>) {
+        self.snap.unsnapshottable.push(device.into());
     }
 
     /// Sends the host's console input (when [`HostOptions`] has one) to a
@@ -295,6 +355,8 @@ impl Vm {
     pub fn attach_devices(&mut self, devices: BuiltDevices) {
         self.bus = devices.bus;
         self.post = Some(devices.post);
+        self.console = Some(devices.console);
+        self.snap.devices = Some(devices.handles);
         if self.input_to_virtio {
             return;
         }
@@ -305,7 +367,7 @@ impl Vm {
     }
 
     /// Statistics as of now, from the live counters.
-    fn snapshot(
+    fn stats_now(
         dispatcher: &ExitDispatcher,
         vcpus: &[(u64, Arc<VcpuMetrics>)],
         wall: Duration,
@@ -354,7 +416,18 @@ impl Vm {
             threads,
             devices,
         } = run;
-        let mut pauser = Pauser::default();
+        // A restored VM starts paused, with the snapshot's clock for its
+        // resume.
+        let mut pauser = if self.control.run_state() == RunState::Paused {
+            Pauser::with_clock(self.snap.restored_clock.take())
+        } else {
+            Pauser::default()
+        };
+        let mut quiet_check = self
+            .console
+            .as_ref()
+            .filter(|_| !self.snap.restored)
+            .map(|_| started + QUIET_HINT_AFTER);
         let deadline = self.options.timeout.map(|t| started + t);
         let mut next_report = self
             .options
@@ -386,8 +459,16 @@ impl Vm {
                 }
                 _ => {}
             }
+            if let Some(request) = self.control.snapshot.take() {
+                let result = self.take_snapshot(&request, &pauser, threads.len());
+                self.control.snapshot.finish(result);
+            }
+            if quiet_check.is_some_and(|at| now >= at) {
+                quiet_check = None;
+                self.hint_if_quiet(dispatcher);
+            }
             if let Some(at) = next_report.filter(|at| now >= *at) {
-                let stats = Self::snapshot(dispatcher, vcpus, started.elapsed());
+                let stats = Self::stats_now(dispatcher, vcpus, started.elapsed());
                 if let Some((every, sink)) = self.options.metrics.as_mut() {
                     sink(&stats);
                     next_report = Some(at + *every);
@@ -395,7 +476,7 @@ impl Vm {
             }
             // Nothing to poll for: a stop request, console input and vCPU
             // completion all wake the loop through their file descriptors.
-            let wait = [deadline, next_report]
+            let wait = [deadline, next_report, quiet_check]
                 .into_iter()
                 .flatten()
                 .map(|t| t.saturating_duration_since(now))
@@ -414,6 +495,44 @@ impl Vm {
                 std::thread::sleep(wait.unwrap_or(KICK_RETRY));
             }
         }
+    }
+
+    /// Takes the snapshot a handle asked for, if the VM is paused.
+    fn take_snapshot(
+        &mut self,
+        request: &SnapshotRequest,
+        pauser: &Pauser,
+        vcpus: usize,
+    ) -> Result<SnapshotInfo, SnapshotError> {
+        if self.control.run_state() != RunState::Paused {
+            return Err(SnapshotError::NotPaused);
+        }
+        let source = SnapshotSource {
+            vm_fd: &self.vm_fd,
+            ram: &self.ram,
+            irqchip: self.irqchip,
+            control: &self.control,
+            virtio: &self.virtio,
+            clock: pauser.clock(),
+            vcpus,
+        };
+        take_snapshot(&mut self.snap, &source, request)
+    }
+
+    /// Logs a hint when the guest has not written a byte to its console
+    /// yet: a Linux kernel booting slowly looks exactly like a hung VMM.
+    fn hint_if_quiet(&self, dispatcher: &ExitDispatcher) {
+        if self.console.as_ref().is_some_and(|c| c.bytes_written() > 0) {
+            return;
+        }
+        let exits: u64 = dispatcher.exits_by_kind().iter().map(|(_, n)| n).sum();
+        log::warn!(
+            "no guest output {} s after the start; the guest is running ({exits} exits so far) \
+             but has written nothing to its serial or debug console. A Linux kernel prints \
+             nothing until its console is up: earlyprintk=serial,ttyS0 on its command line \
+             shows its early progress (slow where KVM emulates guest kernel code)",
+            QUIET_HINT_AFTER.as_secs()
+        );
     }
 
     /// Guest memory, to inspect or prepare before running.
@@ -451,6 +570,12 @@ impl Vm {
                 .register_mmio(&name, MmioAddress(slot.base), WINDOW, t.clone())?;
         }
         let devices = DeviceThread::spawn(&transports, self.options.seccomp)?;
+        let start_paused = self.control.run_state() == RunState::Paused;
+        if start_paused {
+            if let Some(d) = &devices {
+                d.pause();
+            }
+        }
         let dispatcher = Arc::new(
             ExitDispatcher::new(
                 std::mem::take(&mut self.bus),
@@ -513,6 +638,16 @@ impl Vm {
         if confined.is_err() {
             self.control.stop_all();
         }
+        if !start_paused {
+            // Restored and resumed at once: the snapshot's clock, set as
+            // late as possible so the guest sees no time pass.
+            if let Some(mut clock) = self.snap.restored_clock.take() {
+                clock.flags = 0;
+                if let Err(e) = self.vm_fd.set_clock(&clock) {
+                    log::warn!("restore: KVM_SET_CLOCK failed ({e}); the guest clock jumps");
+                }
+            }
+        }
         gate.wait();
         let startup = self.options.started_at.map(|t| t.elapsed());
         if let Some(d) = startup {
@@ -568,7 +703,7 @@ impl Vm {
             // Unreachable in practice: every way out records an outcome.
             (None, None) => VmOutcome::Timeout { after: wall },
         };
-        let mut stats = Self::snapshot(&dispatcher, &metrics, wall);
+        let mut stats = Self::stats_now(&dispatcher, &metrics, wall);
         stats.startup = startup;
         if let Some(e) = &self.options.explain {
             e.finish();
@@ -623,6 +758,8 @@ impl Vm {
         let dispatcher = dispatcher.clone();
         let control = self.control.clone();
         let index = vcpu.index();
+        let msrs = self.snap.msrs.clone();
+        let lapic = self.irqchip;
         std::thread::Builder::new()
             .name(format!("vcpu{index}"))
             .spawn(move || {
@@ -648,7 +785,12 @@ impl Vm {
                             && control.pause_wanted()
                             && !control.is_stopping()
                         {
-                            control.park();
+                            // While parked, the main loop may ask for this
+                            // vCPU's state (a snapshot): only this thread
+                            // may touch its fd.
+                            control.park(index, &mut || {
+                                save_vcpu(&mut vcpu, &dispatcher, &msrs, lapic)
+                            });
                             continue;
                         }
                         break stop.map_err(VcpuFailure::Run);

@@ -52,6 +52,9 @@ use vm_device::DevicePio;
 use crate::lock;
 use crate::vm_event::{VmEvent, VmEventSink};
 
+mod state;
+pub use state::AcpiPmState;
+
 /// PM1a_CNT SLP_TYP value for S5 (soft-off). The DSDT's `\_S5_` package must
 /// carry the same value.
 pub const S5_SLP_TYP: u16 = 5;
@@ -185,6 +188,9 @@ pub struct AcpiPm {
     sink: Arc<dyn VmEventSink>,
     clock: Arc<dyn MonotonicClock>,
     origin_ns: u64,
+    /// Timer nanoseconds already elapsed at `origin_ns` (a restored
+    /// timer goes on from its saved value).
+    base_ns: u64,
     state: Mutex<State>,
 }
 
@@ -222,6 +228,7 @@ impl AcpiPm {
             sink,
             clock,
             origin_ns,
+            base_ns: 0,
             state: Mutex::new(State {
                 sts: 0,
                 en: 0,
@@ -232,8 +239,16 @@ impl AcpiPm {
     }
 
     /// Timer ticks since the device was made (not wrapped).
+    /// Nanoseconds the timer has counted.
+    fn elapsed_ns(&self) -> u64 {
+        self.clock
+            .now_ns()
+            .saturating_sub(self.origin_ns)
+            .saturating_add(self.base_ns)
+    }
+
     fn ticks(&self) -> u128 {
-        let elapsed = self.clock.now_ns().saturating_sub(self.origin_ns);
+        let elapsed = self.elapsed_ns();
         u128::from(elapsed) * u128::from(PM_TIMER_FREQUENCY_HZ) / NANOS_PER_SEC
     }
 

@@ -15,6 +15,9 @@ use vm_device::DevicePio;
 
 use crate::lock;
 
+mod state;
+pub use state::{PostCodeState, POST_CODES_SAVED};
+
 /// The conventional port.
 pub const POST_CODE_PORT: u16 = 0x80;
 /// How many codes are kept.

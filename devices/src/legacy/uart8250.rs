@@ -19,6 +19,9 @@ use vmm_sys_util::eventfd::EventFd;
 use crate::console::Console;
 use crate::lock;
 
+mod state;
+pub use state::{UartState, UART_FIFO_SIZE};
+
 /// COM1's base port.
 pub const COM1_PORT: u16 = 0x3f8;
 /// COM1's legacy IRQ line.

@@ -7,11 +7,13 @@ use vm_device::bus::PioAddress;
 use vm_device::DevicePio;
 use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC, EFD_NONBLOCK};
 
+use super::state::PcDeviceStates;
 use super::{DeviceDesc, DeviceSet, PcDevice};
 use crate::legacy::{
     AcpiPm, Cmos, CmosMemorySizes, DebugCon, DebugExit, InstantClock, PostCodePort, SystemClock,
     Uart8250, I8042,
 };
+use crate::state::StateError;
 use crate::{BusError, Console, IoBus, IrqLine, VmEventSink};
 
 /// Where a device's interrupt lines come from. A KVM VMM registers an
@@ -60,6 +62,30 @@ pub struct BuiltDevices {
     pub uart_rx_drained: Option<EventFd>,
     /// The POST-code port, for its history.
     pub post: Arc<PostCodePort>,
+    /// The console the UART and the debug console write to (its byte
+    /// count tells whether the guest has said anything).
+    pub console: Console,
+    /// Every device with state, for snapshots.
+    pub handles: DeviceHandles,
+}
+
+/// The devices of a set that hold state, kept by a VMM to snapshot them
+/// ([`DeviceHandles::state`]); the PC-only ones are `None` on the minimal
+/// set.
+#[derive(Clone)]
+pub struct DeviceHandles {
+    /// Which rows were built.
+    pub set: DeviceSet,
+    /// COM1.
+    pub uart: Arc<Uart8250<IrqLine>>,
+    /// The POST-code port.
+    pub post: Arc<PostCodePort>,
+    /// The keyboard controller.
+    pub i8042: Option<Arc<I8042<IrqLine>>>,
+    /// The RTC/CMOS.
+    pub cmos: Option<Arc<Cmos>>,
+    /// The ACPI PM block.
+    pub acpi_pm: Option<Arc<AcpiPm>>,
 }
 
 /// Errors building the device set.
@@ -86,6 +112,19 @@ pub enum DeviceSetError {
     /// A device could not be placed on the bus.
     #[error(transparent)]
     Bus(#[from] BusError),
+    /// A device's saved state is unusable.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The saved states are for another device set.
+    #[error(
+        "the saved device states are for the {saved:?} device set, the VM has the {built:?} set"
+    )]
+    WrongSet {
+        /// The set the states describe.
+        saved: DeviceSet,
+        /// The set being built.
+        built: DeviceSet,
+    },
 }
 
 /// Builds every device of `options.set` and registers it at the ports its
@@ -93,6 +132,40 @@ pub enum DeviceSetError {
 pub fn build_devices(
     options: DeviceSetOptions,
     irqs: &mut dyn InterruptLines,
+) -> Result<BuiltDevices, DeviceSetError> {
+    build(options, irqs, None)
+}
+
+/// Like [`build_devices`], with every stateful device rebuilt from
+/// `states` (a snapshot's): the states must be for `options.set`.
+pub fn build_devices_from_state(
+    options: DeviceSetOptions,
+    irqs: &mut dyn InterruptLines,
+    states: &PcDeviceStates,
+) -> Result<BuiltDevices, DeviceSetError> {
+    if states.set != options.set {
+        return Err(DeviceSetError::WrongSet {
+            saved: states.set,
+            built: options.set,
+        });
+    }
+    build(options, irqs, Some(states))
+}
+
+/// A state the set needs but the snapshot lacks.
+fn missing(field: &'static str) -> DeviceSetError {
+    DeviceSetError::State(StateError::Invalid {
+        device: "the PC device set",
+        field,
+        value: 0,
+        why: "the saved states have none for a device of this set",
+    })
+}
+
+fn build(
+    options: DeviceSetOptions,
+    irqs: &mut dyn InterruptLines,
+    states: Option<&PcDeviceStates>,
 ) -> Result<BuiltDevices, DeviceSetError> {
     let mut bus = IoBus::new();
     // COM1 and the POST port are made up front: the VMM keeps handles to
@@ -108,20 +181,43 @@ pub fn build_devices(
         }
         _ => IrqLine::None,
     };
-    let (uart, uart_rx_drained) = if options.uart_input {
+    let drained = if options.uart_input {
         let eventfd = |source| DeviceSetError::EventFd {
             device: com1.name,
             source,
         };
         let drained = EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC).map_err(eventfd)?;
         let notify = drained.try_clone().map_err(eventfd)?;
-        let uart = Uart8250::with_rx_drained(uart_irq, options.console.clone(), notify);
-        (Arc::new(uart), Some(drained))
+        Some((drained, notify))
     } else {
-        let uart = Uart8250::new(uart_irq, options.console.clone());
-        (Arc::new(uart), None)
+        None
     };
-    let post = Arc::new(PostCodePort::new(Instant::now(), options.print_post_codes));
+    let (drained, notify) = match drained {
+        Some((d, n)) => (Some(d), Some(n)),
+        None => (None, None),
+    };
+    let uart = match (states, notify) {
+        (Some(st), notify) => {
+            Uart8250::from_state(&st.uart, uart_irq, options.console.clone(), notify)?
+        }
+        (None, Some(notify)) => {
+            Uart8250::with_rx_drained(uart_irq, options.console.clone(), notify)
+        }
+        (None, None) => Uart8250::new(uart_irq, options.console.clone()),
+    };
+    let uart = Arc::new(uart);
+    let post = Arc::new(match states {
+        Some(st) => PostCodePort::from_state(&st.post, Instant::now(), options.print_post_codes)?,
+        None => PostCodePort::new(Instant::now(), options.print_post_codes),
+    });
+    let mut handles = DeviceHandles {
+        set: options.set,
+        uart: uart.clone(),
+        post: post.clone(),
+        i8042: None,
+        cmos: None,
+        acpi_pm: None,
+    };
     for row in options.set.rows() {
         let mut line = |i: usize| {
             let gsi = row.gsis.get(i).copied().unwrap_or_default();
@@ -136,20 +232,52 @@ pub fn build_devices(
             PcDevice::DebugExit => Arc::new(DebugExit::new(options.events.clone())),
             PcDevice::DebugCon => Arc::new(DebugCon::new(options.console.clone())),
             PcDevice::PostCode => post.clone(),
-            PcDevice::I8042 => Arc::new(I8042::new(options.events.clone(), line(0)?, line(1)?)),
-            PcDevice::RtcCmos => Arc::new(Cmos::new(options.memory, Arc::new(SystemClock))),
-            PcDevice::AcpiPm => Arc::new(AcpiPm::new(
-                options.events.clone(),
-                Arc::new(InstantClock::new()),
-            )),
+            PcDevice::I8042 => {
+                let (kbd, aux) = (line(0)?, line(1)?);
+                let dev = Arc::new(match states {
+                    Some(st) => {
+                        let saved = st.i8042.as_ref().ok_or_else(|| missing("i8042"))?;
+                        I8042::from_state(saved, options.events.clone(), kbd, aux)?
+                    }
+                    None => I8042::new(options.events.clone(), kbd, aux),
+                });
+                handles.i8042 = Some(dev.clone());
+                dev
+            }
+            PcDevice::RtcCmos => {
+                let clock = Arc::new(SystemClock);
+                let dev = Arc::new(match states {
+                    Some(st) => {
+                        let saved = st.cmos.as_ref().ok_or_else(|| missing("cmos"))?;
+                        Cmos::from_state(saved, clock)?
+                    }
+                    None => Cmos::new(options.memory, clock),
+                });
+                handles.cmos = Some(dev.clone());
+                dev
+            }
+            PcDevice::AcpiPm => {
+                let clock = Arc::new(InstantClock::new());
+                let dev = Arc::new(match states {
+                    Some(st) => {
+                        let saved = st.acpi_pm.as_ref().ok_or_else(|| missing("acpi_pm"))?;
+                        AcpiPm::from_state(saved, options.events.clone(), clock)?
+                    }
+                    None => AcpiPm::new(options.events.clone(), clock),
+                });
+                handles.acpi_pm = Some(dev.clone());
+                dev
+            }
         };
         register(&mut bus, row, device)?;
     }
     Ok(BuiltDevices {
         bus,
         uart,
-        uart_rx_drained,
+        uart_rx_drained: drained,
         post,
+        console: options.console.clone(),
+        handles,
     })
 }
 
@@ -167,6 +295,7 @@ fn register(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pc::PcDeviceStates;
     use crate::vm_event::RecordingSink;
     use crate::{Access, VmEvent};
 
@@ -233,6 +362,46 @@ mod tests {
         // The reset command goes nowhere.
         built.bus.pio_write(PioAddress(0x64), &[0xfe]);
         assert!(sink.events().is_empty());
+    }
+
+    #[test]
+    fn test_build_devices_from_state_restores_every_stateful_device() {
+        let sink = Arc::new(RecordingSink::default());
+        let built = build_devices(
+            options(DeviceSet::Pc, Console::discard(), sink.clone()),
+            &mut NoInterrupts,
+        )
+        .unwrap();
+        built.bus.pio_write(PioAddress(0x3ff), &[0x42]); // UART scratch
+        built.bus.pio_write(PioAddress(0x70), &[0x41]); // CMOS index 0x41
+        built.bus.pio_write(PioAddress(0x71), &[0x99]);
+        built.bus.pio_write(PioAddress(0x80), &[0x12]);
+        let states = built.handles.state();
+        let json = serde_json::to_string(&states).unwrap();
+        let states: PcDeviceStates = serde_json::from_str(&json).unwrap();
+        let again = build_devices_from_state(
+            options(DeviceSet::Pc, Console::discard(), sink.clone()),
+            &mut NoInterrupts,
+            &states,
+        )
+        .unwrap();
+        let mut b = [0u8];
+        again.bus.pio_read(PioAddress(0x3ff), &mut b);
+        assert_eq!(b[0], 0x42);
+        again.bus.pio_write(PioAddress(0x70), &[0x41]);
+        again.bus.pio_read(PioAddress(0x71), &mut b);
+        assert_eq!(b[0], 0x99);
+        assert_eq!(again.post.total(), 1);
+        assert!(again.uart_rx_drained.is_some());
+        // States of the PC set do not fit the minimal one.
+        let e = build_devices_from_state(
+            options(DeviceSet::Minimal, Console::discard(), sink),
+            &mut NoInterrupts,
+            &states,
+        )
+        .err()
+        .unwrap();
+        assert!(matches!(e, DeviceSetError::WrongSet { .. }), "{e}");
     }
 
     struct FailingLines;

@@ -17,10 +17,13 @@
 //! ```
 
 mod build;
+mod state;
 
 pub use build::{
-    build_devices, BuiltDevices, DeviceSetError, DeviceSetOptions, InterruptLines, NoInterrupts,
+    build_devices, build_devices_from_state, BuiltDevices, DeviceHandles, DeviceSetError,
+    DeviceSetOptions, InterruptLines, NoInterrupts,
 };
+pub use state::PcDeviceStates;
 
 use crate::legacy::{acpi_pm, cmos, debug_exit, debugcon, i8042, post_code, uart8250};
 
@@ -199,7 +202,8 @@ pub fn virtio_slot(index: usize) -> Option<(u64, u32)> {
 }
 
 /// Which rows a VM gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DeviceSet {
     /// The rows marked `minimal`: console, debug-exit, debugcon, POST port.
     Minimal,

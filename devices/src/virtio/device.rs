@@ -6,6 +6,8 @@ use std::os::unix::io::RawFd;
 use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestMemoryMmap;
 
+use super::dirty::DirtyPages;
+use super::identity::BackendIdentity;
 use super::interrupt::VirtioInterrupt;
 
 /// Errors a backend reports to its transport.
@@ -23,6 +25,10 @@ pub enum DeviceError {
 }
 
 /// The live queues of an activated device, for one call.
+///
+/// Devices take chains with [`Self::pop`] (not from `queues` directly):
+/// with dirty-page tracking on (diff snapshots), it records the buffers a
+/// device may write.
 pub struct QueueContext<'a> {
     /// Guest memory.
     pub mem: &'a GuestMemoryMmap,
@@ -32,6 +38,9 @@ pub struct QueueContext<'a> {
     pub interrupt: &'a VirtioInterrupt,
     /// The features the driver accepted.
     pub features: u64,
+    /// Where the pages of device-writable buffers are recorded, when the
+    /// VMM tracks dirty pages.
+    pub dirty: Option<&'a DirtyPages>,
 }
 
 impl<'a> QueueContext<'a> {
@@ -56,7 +65,15 @@ impl<'a> QueueContext<'a> {
         index: usize,
     ) -> Option<virtio_queue::DescriptorChain<&'a GuestMemoryMmap>> {
         let mem: &'a GuestMemoryMmap = self.mem;
-        self.queues.get_mut(index)?.pop_descriptor_chain(mem)
+        let chain = self.queues.get_mut(index)?.pop_descriptor_chain(mem)?;
+        if let Some(dirty) = self.dirty {
+            // Walks a copy: the device gets the chain untouched. The walk
+            // is bounded by the queue size, as the device's own is.
+            for desc in chain.clone().writable() {
+                dirty.mark(desc.addr(), u64::from(desc.len()));
+            }
+        }
+        Some(chain)
     }
 
     /// Returns chain `head` to queue `index` with `len` bytes written.
@@ -135,4 +152,15 @@ pub trait VirtioDevice: Send {
     /// The VM is ending: make everything acknowledged to the guest durable
     /// (a disk's fdatasync), release host resources.
     fn shutdown(&mut self) {}
+
+    /// What a snapshot records about this backend (runs on the VMM's main
+    /// thread while the VM is paused). The default, the device type alone,
+    /// suits backends with no host resource or in-flight state (entropy,
+    /// console); a disk, tap or socket backend must return its resource
+    /// ([`BackendIdentity::Disk`], ...) or the VMM refuses the snapshot,
+    /// and one holding requests it cannot finish or save returns
+    /// [`BackendIdentity::Unsupported`] with the reason.
+    fn snapshot_identity(&self) -> BackendIdentity {
+        BackendIdentity::DeviceType(self.device_type())
+    }
 }

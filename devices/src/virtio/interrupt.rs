@@ -59,6 +59,12 @@ impl VirtioInterrupt {
         self.status.fetch_and(!bits, Ordering::SeqCst);
     }
 
+    /// Sets InterruptStatus to a saved value without raising the line
+    /// (the interrupt controller's saved state holds what was raised).
+    pub fn restore_status(&self, bits: u32) {
+        self.status.store(bits, Ordering::SeqCst);
+    }
+
     /// Device reset: no interrupt pending.
     pub fn clear(&self) {
         self.status.store(0, Ordering::SeqCst);

@@ -23,6 +23,7 @@ use vm_memory::{GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC, EFD_NONBLOCK};
 
 use super::device::{DeviceError, QueueContext, VirtioDevice};
+use super::dirty::DirtyPages;
 use super::interrupt::VirtioInterrupt;
 use super::{VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX};
 use crate::IrqLine;
@@ -81,7 +82,12 @@ pub struct MmioTransport {
     /// Accesses the spec does not define (bad width, unknown offset, writes
     /// in the wrong state), for diagnostics.
     ignored: u64,
+    /// Where device-writable buffers are recorded (diff snapshots).
+    dirty: Option<Arc<DirtyPages>>,
 }
+
+mod state;
+pub use state::{QueueSnapshot, TransportState};
 
 impl std::fmt::Debug for MmioTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -132,6 +138,7 @@ impl MmioTransport {
             config_generation: 0,
             active: false,
             ignored: 0,
+            dirty: None,
         })
     }
 
@@ -169,6 +176,12 @@ impl MmioTransport {
         self.ignored
     }
 
+    /// Records every device-writable buffer the backend takes in `dirty`
+    /// from now on (for diff snapshots).
+    pub fn track_dirty_pages(&mut self, dirty: Arc<DirtyPages>) {
+        self.dirty = Some(dirty);
+    }
+
     /// Host descriptors the backend wants watched.
     pub fn host_fds(&self) -> Vec<RawFd> {
         self.device.host_fds()
@@ -204,6 +217,7 @@ impl MmioTransport {
             queues: &mut self.queues,
             interrupt: &self.interrupt,
             features: self.driver_features,
+            dirty: self.dirty.as_deref(),
         };
         let result = work(self.device.as_mut(), &mut ctx);
         self.after(result);

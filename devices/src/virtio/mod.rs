@@ -9,9 +9,19 @@
 //!   reset, and the interrupt status.
 //! - [`interrupt::VirtioInterrupt`]: InterruptStatus bits plus the line
 //!   (a KVM irqfd in a VMM) behind vm-superio's `Trigger`.
-//! - Devices: [`rng::VirtioRng`] (entropy from `getrandom(2)`) and
-//!   [`console::VirtioConsole`] (one port; output to a [`crate::Console`],
-//!   host input through a bounded [`console::ConsoleInput`]).
+//! - Devices: [`block::VirtioBlock`] (a raw image file or block device,
+//!   opened by [`block::BlockConfig`]), [`rng::VirtioRng`] (entropy from
+//!   `getrandom(2)`), [`console::VirtioConsole`] (one port; output to a
+//!   [`crate::Console`], host input through a bounded
+//!   [`console::ConsoleInput`]), [`net::VirtioNet`] (a host tap behind
+//!   [`net::TapIo`]) and [`vsock::VirtioVsock`] (stream sockets to host Unix
+//!   sockets, Firecracker's convention).
+//!
+//! Snapshots: [`mmio::MmioTransport::state`] captures the transport and
+//! its queues ([`TransportState`]), [`mmio::MmioTransport::restore`] puts
+//! them back on a transport for the same backend; the backend describes
+//! itself with [`VirtioDevice::snapshot_identity`]; [`DirtyPages`] tracks
+//! the guest pages devices write, for diff snapshots.
 //!
 //! Threading: the guest's register accesses arrive on vCPU threads; queue
 //! notifications arrive as eventfds ([`mmio::MmioTransport::queue_events`],
@@ -23,19 +33,29 @@
 //! Nothing here knows KVM: the unit tests drive a transport with the
 //! register sequence a driver writes and `virtio-queue`'s mock queues.
 
+pub mod block;
 pub mod console;
 pub mod device;
+pub mod dirty;
+pub mod identity;
 pub mod interrupt;
 pub mod mmio;
+pub mod net;
 pub mod rng;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod vsock;
 
+pub use block::{BlockConfig, BlockError, VirtioBlock};
 pub use console::{ConsoleInput, VirtioConsole};
 pub use device::{DeviceError, QueueContext, VirtioDevice};
+pub use dirty::DirtyPages;
+pub use identity::BackendIdentity;
 pub use interrupt::VirtioInterrupt;
-pub use mmio::{MmioTransport, VIRTIO_MMIO_WINDOW};
+pub use mmio::{MmioTransport, QueueSnapshot, TransportState, VIRTIO_MMIO_WINDOW};
+pub use net::VirtioNet;
 pub use rng::VirtioRng;
+pub use vsock::VirtioVsock;
 
 /// `VIRTIO_F_VERSION_1`: the device follows virtio 1.x (required: this
 /// transport has no legacy interface).

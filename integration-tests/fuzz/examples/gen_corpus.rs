@@ -12,6 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use vmm_fuzz::load::LoadHeader;
+use vmm_fuzz::virtio_net::{self as net, Op as NetOp};
 use vmm_loader::detect::XEN_ELFNOTE_PHYS32_ENTRY;
 use vmm_loader::linux::test_image::{bzimage, compress, BzImageSpec, Codec};
 use vmm_loader::multiboot::test_image as mb;
@@ -698,7 +699,11 @@ fn virtio_seeds(out: &Out) {
     vavail(&mut e, 0, 3);
     vnotify(&mut e, 0);
     e.variant(vop::DESC, vop::N).u8(0).u16(4);
-    e.variant(1, 2).u64(0x7fff_f000).u32(4096).u16(vop::WRITE).u16(0);
+    e.variant(1, 2)
+        .u64(0x7fff_f000)
+        .u32(4096)
+        .u16(vop::WRITE)
+        .u16(0);
     vavail(&mut e, 0, 4);
     vnotify(&mut e, 0);
     e.variant(vop::RESET, vop::N);
@@ -734,7 +739,9 @@ fn virtio_seeds(out: &Out) {
     driver(&mut e);
     vnotify(&mut e, 0);
     driver(&mut e);
-    e.variant(vop::POKE, vop::N).u32(0x1000).vec(b"hello, host\n");
+    e.variant(vop::POKE, vop::N)
+        .u32(0x1000)
+        .vec(b"hello, host\n");
     driver(&mut e);
     vdesc(&mut e, 1, 0, 0x1000, 12, 0, 0);
     driver(&mut e);
@@ -761,6 +768,653 @@ fn virtio_seeds(out: &Out) {
     out.put("virtio_console", "input-output-reset", &e.take());
 }
 
+/// Long mode: xor eax,eax; out 0xe9,al; inc al; jmp back to the out.
+const COUNTING: [u8; 8] = [0x31, 0xc0, 0xe6, 0xe9, 0xfe, 0xc0, 0xeb, 0xfa];
+
+/// A real snapshot file of a counting guest (`pc`: the PC platform, two
+/// vCPUs and a virtio-rng device), taken through a VM handle; needs KVM.
+fn real_snapshot(pc: bool) -> Result<Vec<u8>, String> {
+    use std::time::Duration;
+    use vmm_core::config::{BootConfig, DeviceConfig, KernelImage, RawBoot};
+    use vmm_core::loader::BootMode;
+    use vmm_core::{HostOptions, Platform, SnapshotKind, SnapshotRequest, VmBuilder, VmConfig};
+    let config = VmConfig {
+        memory_mib: 16,
+        vcpus: if pc { 2 } else { 1 },
+        platform: if pc { Platform::Pc } else { Platform::Minimal },
+        boot: BootConfig {
+            kernel: Some(KernelImage::Bytes(COUNTING.to_vec())),
+            raw: RawBoot {
+                mode: Some(BootMode::Long),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        devices: DeviceConfig {
+            rng: pc,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let host = HostOptions {
+        seccomp: false,
+        timeout: Some(Duration::from_secs(30)),
+        ..HostOptions::default()
+    };
+    let console = vmm_devices::Console::memory();
+    let vm = VmBuilder::from_config(config, host)
+        .console(console.clone())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let handle = vm.handle();
+    let run = std::thread::spawn(move || vm.run());
+    while console.captured().len() < 50 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let dir = std::env::temp_dir().join(format!("gen-corpus-snap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let req = SnapshotRequest {
+        snapshot_path: dir.join("vm.snap"),
+        mem_file_path: dir.join("vm.mem"),
+        kind: SnapshotKind::Full,
+    };
+    let taken = handle
+        .pause()
+        .and_then(|_| handle.snapshot(req.clone()))
+        .map_err(|e| e.to_string());
+    handle.stop();
+    let _ = run.join();
+    taken?;
+    let file = std::fs::read(&req.snapshot_path).map_err(|e| e.to_string());
+    let _ = std::fs::remove_dir_all(&dir);
+    file
+}
+
+/// `snapshot_parser`: real snapshot files whole (mode 0) and their bodies
+/// for the harness to seal (mode 1).
+fn snapshot_seeds(out: &Out) {
+    for (name, pc) in [("minimal", false), ("pc-smp-rng", true)] {
+        match real_snapshot(pc) {
+            Ok(file) => {
+                out.put(
+                    "snapshot_parser",
+                    &format!("file-{name}"),
+                    &[&[0u8][..], &file].concat(),
+                );
+                out.put(
+                    "snapshot_parser",
+                    &format!("body-{name}"),
+                    &[&[1u8][..], &file[32..]].concat(),
+                );
+            }
+            Err(e) => eprintln!("snapshot_parser seeds ({name}) skipped: {e} (needs /dev/kvm)"),
+        }
+    }
+}
+
+/// virtio-net: what a driver does (ARP and ping exchanges, mergeable
+/// buffers, offloads, a reset) and what a broken one does.
+fn net_seeds(out: &Out) {
+    use NetOp::*;
+    const MAC: u64 = 1 << 5;
+    const MRG: u64 = 1 << 15;
+    const STATUS: u64 = 1 << 16;
+    const OFFLOADS: u64 = (1 << 0) | (1 << 1) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
+    // Address words: buffer n at 0x1_0000 * n.
+    let at = |n: u64| (n * 0x1_0000 - net::BUF_BASE) as u32;
+    let plain = net::Setup {
+        features: MAC | STATUS,
+        sizes: [3, 3],
+        tap: 0,
+    };
+    let rx = |addr, len| Chain {
+        q: 0,
+        n: 1,
+        addr,
+        len,
+    };
+    let tx_frame = |n: u64, len: u16, flags, gso| {
+        [
+            Frame {
+                addr: at(n),
+                len,
+                flags,
+                gso,
+            },
+            Chain {
+                q: 1,
+                n: 1,
+                addr: at(n),
+                len: 12 + u32::from(len),
+            },
+        ]
+    };
+    let mut arp_ping = vec![rx(at(1), 1526), rx(at(2), 1526)];
+    arp_ping.extend(tx_frame(3, 42, 0, 0));
+    arp_ping.extend([
+        Notify { q: 1 },
+        TapFrame {
+            flags: 0,
+            gso: 0,
+            len: 42,
+        },
+        TapEvent,
+    ]);
+    arp_ping.extend(tx_frame(4, 74, 0, 0));
+    arp_ping.extend([
+        Notify { q: 1 },
+        TapFrame {
+            flags: 2,
+            gso: 0,
+            len: 74,
+        },
+        TapEvent,
+        Config { off: 0, len: 10 },
+    ]);
+    out.put("virtio_net", "arp-ping", &net::encode(&plain, &arp_ping));
+
+    let mrg = net::Setup {
+        features: MAC | MRG | STATUS,
+        sizes: [3, 3],
+        tap: 0,
+    };
+    let mut big = vec![];
+    let small = |k: u32| rx(at(1) + k * 0x400, 1024);
+    for k in 0..4 {
+        big.push(small(k));
+    }
+    big.extend([
+        TapFrame {
+            flags: 0,
+            gso: 0,
+            len: 3000,
+        },
+        TapEvent,
+        // Waits for buffers, then is too large for a whole ring of them.
+        TapFrame {
+            flags: 0,
+            gso: 0,
+            len: 9000,
+        },
+        TapEvent,
+    ]);
+    for k in 4..11 {
+        big.push(small(k));
+    }
+    big.extend([
+        Notify { q: 0 },
+        // Longer than any tap frame: truncated, dropped.
+        TapFrame {
+            flags: 0,
+            gso: 0,
+            len: 65_600,
+        },
+        TapFrame {
+            flags: 0,
+            gso: 0,
+            len: 500,
+        },
+        TapEvent,
+    ]);
+    out.put("virtio_net", "mergeable", &net::encode(&mrg, &big));
+
+    let offloads = net::Setup {
+        features: MAC | MRG | STATUS | OFFLOADS,
+        sizes: [4, 4],
+        tap: 0,
+    };
+    let mut gso = vec![rx(at(1), 0x1_0000)];
+    gso.extend(tx_frame(2, 3000, 1, 1));
+    gso.extend([
+        Notify { q: 1 },
+        TapFrame {
+            flags: 1,
+            gso: 1,
+            len: 20_000,
+        },
+        TapEvent,
+        Reset {
+            features: MAC | STATUS,
+        },
+        rx(at(3), 1526),
+        TapFrame {
+            flags: 1,
+            gso: 4,
+            len: 1000,
+        },
+        Notify { q: 0 },
+    ]);
+    out.put(
+        "virtio_net",
+        "offloads-reset",
+        &net::encode(&offloads, &gso),
+    );
+
+    let waiting = vec![
+        TapFrame {
+            flags: 0,
+            gso: 0,
+            len: 60,
+        },
+        TapFrame {
+            flags: 0,
+            gso: 0,
+            len: 61,
+        },
+        TapEvent,
+        rx(at(1), 1526),
+        Notify { q: 0 },
+        rx(at(2), 100),
+        TapFrame {
+            flags: 0,
+            gso: 0,
+            len: 200,
+        },
+        TapEvent,
+        // Too large for one chain without mergeable buffers.
+        rx(at(3), 100),
+        Notify { q: 0 },
+    ];
+    out.put("virtio_net", "no-buffers", &net::encode(&plain, &waiting));
+    // A reset drops the pending frame (and counts it).
+    let reset_pending = vec![
+        TapFrame {
+            flags: 0,
+            gso: 0,
+            len: 60,
+        },
+        TapEvent,
+        Reset {
+            features: MAC | MRG,
+        },
+        rx(at(1), 1526),
+        Notify { q: 0 },
+    ];
+    out.put(
+        "virtio_net",
+        "reset-pending",
+        &net::encode(&plain, &reset_pending),
+    );
+
+    let hostile = vec![
+        // A loop, a next beyond the table, a buffer past RAM, a head that
+        // is not a descriptor.
+        Desc {
+            q: 1,
+            index: 0,
+            addr: at(1),
+            len: 100,
+            flags: 1,
+            next: 1,
+        },
+        Desc {
+            q: 1,
+            index: 1,
+            addr: at(1),
+            len: 100,
+            flags: 1,
+            next: 0,
+        },
+        Avail { q: 1, head: 0 },
+        Notify { q: 1 },
+        Reset {
+            features: MAC | MRG,
+        },
+        Desc {
+            q: 0,
+            index: 0,
+            addr: at(8) - 0x10,
+            len: 0x1000,
+            flags: 2,
+            next: 0,
+        },
+        Avail { q: 0, head: 0 },
+        TapFrame {
+            flags: 0,
+            gso: 0,
+            len: 500,
+        },
+        TapEvent,
+        Reset { features: MAC },
+        Avail { q: 0, head: 200 },
+        Notify { q: 0 },
+        Notify { q: 2 },
+        TapFail { bits: 7 },
+        TapFrame {
+            flags: 0,
+            gso: 0,
+            len: 60,
+        },
+        TapEvent,
+        Reset { features: 1 << 63 },
+        Config { off: 250, len: 15 },
+    ];
+    out.put("virtio_net", "hostile", &net::encode(&plain, &hostile));
+    let bad_sizes = net::Setup {
+        features: MAC,
+        sizes: [9, 10],
+        tap: 1,
+    };
+    out.put(
+        "virtio_net",
+        "bad-queue-sizes",
+        &net::encode(&bad_sizes, &[rx(at(1), 1526), Notify { q: 0 }, TapEvent]),
+    );
+}
+
+/// `virtio_vsock` seeds: a "short timeout" flag, then ops; `Op` has 12
+/// variants (Tx, TxRaw, Rx, Notify, HostConnect, HostWrite, HostRead,
+/// HostShutdown, HostClose, HostEvent, Reset, Wait); `Cid` 3 (Guest, Host, Any), `Port` 4 (Peer, Guest, Local, Any),
+/// `Layout` 5 (One, Two, SplitHeader, Writable, Longer), `RxLayout` 5 (One,
+/// Two, HeaderOnly, Readable, Outside).
+fn vsock_seeds(out: &Out) {
+    const OPS: u64 = 12;
+    let mut e = Enc::default();
+    /// A transmit packet from the guest (Cid::Guest to Cid::Host).
+    #[allow(clippy::too_many_arguments)]
+    fn tx(
+        e: &mut Enc,
+        src: (u64, u32),
+        dst: (u64, u32),
+        op: u8,
+        flags: u32,
+        buf_alloc: u32,
+        fwd: u32,
+        payload: &[u8],
+        layout: u64,
+    ) {
+        e.variant(0, OPS);
+        e.variant(0, 3).variant(1, 3);
+        for (v, x) in [src, dst] {
+            e.variant(v, 4);
+            if v == 3 {
+                e.u32(x);
+            } else {
+                e.u8(x as u8);
+            }
+        }
+        e.bool(false)
+            .bool(false)
+            .u8(op)
+            .u32(flags)
+            .u32(buf_alloc)
+            .u32(fwd);
+        e.vec(payload);
+        e.variant(layout, 5);
+    }
+    let rx = |e: &mut Enc, n: u8| {
+        e.variant(2, OPS).u8(n).variant(0, 5).u16(1024);
+    };
+    // A guest connection to the peer at <path>_5000: hello, a reply, a
+    // half-close, shutdown.
+    e.bool(false);
+    rx(&mut e, 7);
+    tx(&mut e, (3, 40000), (0, 0), 1, 0, 65536, 0, &[], 0);
+    tx(
+        &mut e,
+        (3, 40000),
+        (0, 0),
+        5,
+        0,
+        65536,
+        0,
+        b"hello from guest",
+        1,
+    );
+    e.variant(5, OPS).u8(0).vec(b"hello from host");
+    tx(&mut e, (3, 40000), (0, 0), 4, 2, 65536, 15, &[], 0);
+    e.variant(6, OPS).u8(0);
+    tx(&mut e, (3, 40000), (0, 0), 4, 3, 65536, 15, &[], 0);
+    rx(&mut e, 4);
+    out.put("virtio_vsock", "guest-connect", &e.take());
+    // A host process connects to guest port 1234; the guest accepts with
+    // a small buffer; data both ways; credit; the host closes.
+    e.bool(false);
+    rx(&mut e, 7);
+    e.variant(4, OPS).bool(true).variant(1, 4).u8(0).vec(&[]);
+    tx(&mut e, (1, 0), (2, 0), 2, 0, 64, 0, &[], 0);
+    e.variant(6, OPS).u8(0);
+    e.variant(5, OPS).u8(0).vec(&[b'x'; 200]);
+    rx(&mut e, 7);
+    tx(&mut e, (1, 0), (2, 0), 6, 0, 64, 64, &[], 0);
+    tx(&mut e, (1, 0), (2, 0), 7, 0, 64, 128, &[], 0);
+    tx(&mut e, (1, 0), (2, 0), 5, 0, 64, 128, b"PONG", 1);
+    e.variant(6, OPS).u8(0);
+    e.variant(8, OPS).u8(0);
+    e.variant(9, OPS);
+    rx(&mut e, 4);
+    out.put("virtio_vsock", "host-connect", &e.take());
+    // Refusals and junk: nobody at port 7, a guest port refusing, a bad
+    // handshake, wrong CIDs, SEQPACKET, malformed chains, a reset.
+    e.bool(false);
+    rx(&mut e, 7);
+    tx(&mut e, (3, 40001), (3, 7), 1, 0, 4096, 0, &[], 0);
+    e.variant(4, OPS).bool(true).variant(1, 4).u8(1).vec(&[]);
+    tx(&mut e, (1, 1), (2, 0), 3, 0, 0, 0, &[], 0);
+    e.variant(4, OPS).bool(false).vec(b"HELLO\n");
+    e.variant(0, OPS).variant(2, 3).u64(9).variant(1, 3);
+    e.variant(3, 4).u32(1).variant(3, 4).u32(2);
+    e.bool(false)
+        .bool(true)
+        .u16(2)
+        .u8(1)
+        .u32(0)
+        .u32(0)
+        .u32(0)
+        .vec(&[])
+        .variant(0, 5);
+    tx(&mut e, (3, 40002), (0, 1), 5, 0, 0, 0, b"split", 2);
+    tx(&mut e, (3, 40002), (0, 1), 5, 0, 0, 0, b"writable", 3);
+    e.variant(1, OPS).vec(&[]).vec(&[0u8; 44]);
+    e.variant(2, OPS).u8(3).variant(2, 5);
+    e.variant(2, OPS).u8(3).variant(4, 5);
+    e.variant(3, OPS).u8(2);
+    e.variant(10, OPS);
+    rx(&mut e, 4);
+    out.put("virtio_vsock", "refusals-and-junk", &e.take());
+    // With a 1 ms connect timeout: an unanswered REQUEST and an unfinished
+    // line expire; a late RESPONSE.
+    e.bool(true);
+    rx(&mut e, 7);
+    e.variant(4, OPS).bool(true).variant(1, 4).u8(2).vec(&[]);
+    e.variant(4, OPS).bool(false).vec(b"CONN");
+    e.variant(11, OPS);
+    tx(&mut e, (1, 2), (2, 0), 2, 0, 4096, 0, &[], 0);
+    rx(&mut e, 4);
+    out.put("virtio_vsock", "timeouts", &e.take());
+}
+
+/// `fuzz_targets/virtio_block.rs`'s encoding.
+mod blk {
+    use super::Enc;
+
+    pub const OPS: u64 = 9;
+    pub const HEADER: u64 = 0;
+    pub const DESC: u64 = 1;
+    pub const CHAIN: u64 = 2;
+    pub const RANGE: u64 = 3;
+    pub const PUBLISH: u64 = 4;
+    pub const AVAIL_IDX: u64 = 5;
+    pub const NOTIFY: u64 = 6;
+    pub const RESET: u64 = 7;
+    /// Request types (`ReqType`).
+    pub const IN: u64 = 0;
+    pub const OUT: u64 = 1;
+    pub const FLUSH: u64 = 2;
+    pub const GET_ID: u64 = 3;
+    pub const DISCARD: u64 = 4;
+    pub const WRITE_ZEROES: u64 = 5;
+    /// Descriptor flags.
+    pub const NEXT: u16 = 1;
+    pub const W: u16 = 2;
+
+    /// Where a buffer is (`Addr`).
+    #[derive(Clone, Copy)]
+    pub enum A {
+        Hdr(u8),
+        Status(u8),
+        Data(u16),
+    }
+
+    /// How long it is (`Len`).
+    #[derive(Clone, Copy)]
+    pub enum L {
+        Sectors(u8),
+        Small(u8),
+    }
+
+    pub fn input(e: &mut Enc, read_only: bool, queue_log2: u8) {
+        e.bool(read_only).u64(u64::MAX).u8(queue_log2);
+    }
+
+    fn op(e: &mut Enc, v: u64) -> &mut Enc {
+        e.u8(1).variant(v, OPS)
+    }
+
+    pub fn desc(e: &mut Enc, a: A, l: L, flags: u16, next: u16) {
+        match a {
+            A::Hdr(i) => e.variant(0, 6).u8(i),
+            A::Status(i) => e.variant(1, 6).u8(i),
+            A::Data(o) => e.variant(2, 6).u16(o),
+        };
+        match l {
+            L::Sectors(n) => e.variant(0, 3).u8(n),
+            L::Small(n) => e.variant(1, 3).u8(n),
+        };
+        e.u16(flags).u16(next);
+    }
+
+    pub fn header(e: &mut Enc, slot: u8, kind: u64, sector: u8) {
+        op(e, HEADER).u8(slot).variant(kind, 7).variant(0, 2).u8(sector);
+    }
+
+    pub fn one_desc(e: &mut Enc, index: u16, a: A, l: L, flags: u16, next: u16) {
+        op(e, DESC).u16(index);
+        desc(e, a, l, flags, next);
+    }
+
+    pub fn chain(e: &mut Enc, start: u16, descs: &[(A, L, u16)]) {
+        op(e, CHAIN).u16(start);
+        for &(a, l, f) in descs {
+            e.u8(1);
+            desc(e, a, l, f, 0);
+        }
+        e.u8(0);
+    }
+
+    pub fn range(e: &mut Enc, at: u16, sector: u8, sectors: u32, flags: u8) {
+        op(e, RANGE).u16(at).variant(0, 2).u8(sector).u32(sectors).u8(flags);
+    }
+
+    pub fn publish(e: &mut Enc, head: u16) {
+        op(e, PUBLISH).u16(head);
+    }
+
+    pub fn avail_idx(e: &mut Enc, idx: u16) {
+        op(e, AVAIL_IDX).u16(idx);
+    }
+
+    pub fn notify(e: &mut Enc, q: u8) {
+        op(e, NOTIFY).u8(q);
+    }
+
+    pub fn reset(e: &mut Enc) {
+        op(e, RESET);
+    }
+
+    pub fn end(e: &mut Enc) {
+        e.u8(0);
+    }
+}
+
+fn virtio_block_seeds(out: &Out) {
+    use blk::{A, L};
+    let mut e = Enc::default();
+    // What a Linux driver does: GET_ID, reads, a write, a flush.
+    blk::input(&mut e, false, 4);
+    blk::header(&mut e, 0, blk::GET_ID, 0);
+    blk::header(&mut e, 1, blk::IN, 3);
+    blk::header(&mut e, 2, blk::OUT, 5);
+    blk::header(&mut e, 3, blk::FLUSH, 0);
+    let data_in = (A::Data(0), L::Sectors(8), blk::W);
+    blk::chain(&mut e, 0, &[(A::Hdr(0), L::Small(16), 0), (A::Data(0), L::Small(20), blk::W), (A::Status(0), L::Small(1), blk::W)]);
+    blk::publish(&mut e, 0);
+    blk::chain(&mut e, 3, &[(A::Hdr(1), L::Small(16), 0), data_in, (A::Status(1), L::Small(1), blk::W)]);
+    blk::publish(&mut e, 3);
+    blk::notify(&mut e, 0);
+    blk::chain(&mut e, 6, &[(A::Hdr(2), L::Small(16), 0), (A::Data(0x800), L::Sectors(2), 0), (A::Status(2), L::Small(1), blk::W)]);
+    blk::publish(&mut e, 6);
+    blk::chain(&mut e, 9, &[(A::Hdr(3), L::Small(16), 0), (A::Status(3), L::Small(1), blk::W)]);
+    blk::publish(&mut e, 9);
+    blk::notify(&mut e, 0);
+    blk::end(&mut e);
+    out.put("virtio_block", "linux-requests", &e.take());
+
+    // Discard and write-zeroes (with unmap), then an unmap discard.
+    blk::input(&mut e, false, 3);
+    blk::range(&mut e, 0, 8, 4, 0);
+    blk::range(&mut e, 1, 20, 2, 0);
+    blk::range(&mut e, 2, 30, 8, 1);
+    blk::header(&mut e, 0, blk::DISCARD, 0);
+    blk::header(&mut e, 1, blk::WRITE_ZEROES, 0);
+    blk::chain(&mut e, 0, &[(A::Hdr(0), L::Small(16), 0), (A::Data(0), L::Small(32), 0), (A::Status(0), L::Small(1), blk::W)]);
+    blk::publish(&mut e, 0);
+    blk::chain(&mut e, 3, &[(A::Hdr(1), L::Small(16), 0), (A::Data(4), L::Small(16), 0), (A::Status(1), L::Small(1), blk::W)]);
+    blk::publish(&mut e, 3);
+    blk::chain(&mut e, 6, &[(A::Hdr(0), L::Small(16), 0), (A::Data(4), L::Small(16), 0), (A::Status(2), L::Small(1), blk::W)]);
+    blk::publish(&mut e, 6);
+    blk::notify(&mut e, 0);
+    blk::end(&mut e);
+    out.put("virtio_block", "discard-write-zeroes", &e.take());
+
+    // A descriptor loop (NEEDS_RESET), a reset, then a read that works.
+    blk::input(&mut e, false, 3);
+    blk::header(&mut e, 0, blk::IN, 1);
+    blk::one_desc(&mut e, 0, A::Hdr(0), L::Small(16), blk::NEXT, 1);
+    blk::one_desc(&mut e, 1, A::Data(0), L::Sectors(1), blk::NEXT | blk::W, 0);
+    blk::publish(&mut e, 0);
+    blk::notify(&mut e, 0);
+    blk::reset(&mut e);
+    blk::header(&mut e, 0, blk::IN, 1);
+    blk::chain(&mut e, 0, &[(A::Hdr(0), L::Small(16), 0), data_in, (A::Status(0), L::Small(1), blk::W)]);
+    blk::publish(&mut e, 0);
+    blk::notify(&mut e, 0);
+    blk::end(&mut e);
+    out.put("virtio_block", "loop-then-reset", &e.take());
+
+    // A read-only disk: a write (IOERR), a read, the header split in two.
+    blk::input(&mut e, true, 2);
+    blk::header(&mut e, 0, blk::OUT, 0);
+    blk::header(&mut e, 1, blk::IN, 2);
+    blk::chain(&mut e, 0, &[(A::Hdr(0), L::Small(16), 0), (A::Data(0), L::Sectors(1), 0), (A::Status(0), L::Small(1), blk::W)]);
+    blk::publish(&mut e, 0);
+    blk::notify(&mut e, 0);
+    blk::chain(&mut e, 0, &[(A::Hdr(1), L::Small(8), 0), (A::Data(0x1000), L::Sectors(1), blk::W), (A::Status(1), L::Small(1), blk::W)]);
+    blk::publish(&mut e, 0);
+    blk::notify(&mut e, 0);
+    blk::end(&mut e);
+    out.put("virtio_block", "read-only", &e.take());
+
+    // Nine 30 KiB reads: more than a turn's budget, so the device re-arms.
+    blk::input(&mut e, false, 5);
+    blk::header(&mut e, 0, blk::IN, 0);
+    for i in 0..9u16 {
+        blk::chain(&mut e, 3 * i, &[(A::Hdr(0), L::Small(16), 0), (A::Data(0), L::Sectors(60), blk::W), (A::Status(i as u8), L::Small(1), blk::W)]);
+        blk::publish(&mut e, 3 * i);
+    }
+    blk::notify(&mut e, 0);
+    blk::end(&mut e);
+    out.put("virtio_block", "budget-rearm", &e.take());
+
+    // An available index far ahead, and a notify of a queue that is not.
+    blk::input(&mut e, false, 4);
+    blk::notify(&mut e, 3);
+    blk::avail_idx(&mut e, 1000);
+    blk::notify(&mut e, 0);
+    blk::end(&mut e);
+    out.put("virtio_block", "avail-far-ahead", &e.take());
+}
+
 fn main() {
     let root = std::env::args()
         .nth(1)
@@ -776,5 +1430,9 @@ fn main() {
     acpi_pm_seeds(&out);
     bus_seeds(&out);
     virtio_seeds(&out);
+    snapshot_seeds(&out);
+    net_seeds(&out);
+    vsock_seeds(&out);
+    virtio_block_seeds(&out);
     println!("seeds written to {}", out.root.display());
 }

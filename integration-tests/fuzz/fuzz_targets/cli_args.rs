@@ -42,6 +42,10 @@ const FLAGS: &[&str] = &[
     "--thp",
     "--no-seccomp",
     "--kvm-device",
+    "--restore",
+    "--restore-mem",
+    "--resume",
+    "--track-dirty-pages",
     "-v",
     "-vvv",
     "--verbose",
@@ -198,12 +202,17 @@ fuzz_target!(|data: &[u8]| {
     let argv = std::iter::once(OsString::from("vmm-bin")).chain(args.iter().cloned());
     match Cli::try_parse_from(argv) {
         Ok(parsed) => {
-            // `--kernel` is required: a successful parse saw it.
+            // `--kernel` is required unless `--restore` (with
+            // `--restore-mem`) builds the VM: a successful parse saw one.
             // (Compared as bytes: clap finds flags in non-UTF-8 arguments.)
+            let saw = |flag: &[u8]| args.iter().any(|a| a.as_encoded_bytes().starts_with(flag));
             assert!(
-                args.iter()
-                    .any(|a| a.as_encoded_bytes().starts_with(b"--kernel")),
-                "parsed without --kernel: {parsed:?}"
+                saw(b"--kernel") || (saw(b"--restore") && parsed.restore_mem.is_some()),
+                "parsed without --kernel or --restore: {parsed:?}"
+            );
+            assert!(
+                parsed.kernel.is_none() || parsed.restore.is_none(),
+                "--kernel and --restore together: {parsed:?}"
             );
             let _ = format!("{parsed:?}");
         }

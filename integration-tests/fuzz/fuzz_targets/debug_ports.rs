@@ -77,7 +77,7 @@ fn run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
     let con = DebugCon::new(console.clone());
     let post = PostCodePort::new(Instant::now(), false);
     let mut want_events = Vec::new();
-    let mut want_out = Vec::new();
+    let mut want_out: Vec<u8> = Vec::new();
     let mut want_codes = VecDeque::new();
     let mut total = 0u64;
     let mut post_write = |post: &PostCodePort, data: &[u8], total: &mut u64| {

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod load;
 pub mod ports;
 pub mod virtio;
+pub mod virtio_net;
 
 /// Prints a decoded operation to stderr when `VMM_FUZZ_TRACE` is set: how
 /// to see what an input (a seed, a crash) does, e.g.

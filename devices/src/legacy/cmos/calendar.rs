@@ -239,6 +239,8 @@ fn running_with(reg_a: u8, reg_b: u8) -> bool {
 
 /// The clock's state: what the guest's time is relative to the host's, and
 /// what happened since register C was last read.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct Calendar {
     /// Guest time = host time + offset (ns).
     offset_ns: i128,
@@ -257,7 +259,31 @@ pub(super) struct Calendar {
     periodic_seen_ns: i128,
 }
 
+/// The largest magnitude a saved time field may have: about 40 million
+/// years in nanoseconds, far beyond any clock, far below overflow of the
+/// i128 sums the model computes.
+const MAX_SAVED_NS: i128 = 1 << 100;
+
 impl Calendar {
+    /// Checks a saved calendar: offsets small enough that the model's
+    /// arithmetic cannot overflow, a day-of-week adjustment below 7.
+    pub(super) fn check(&self) -> Result<(), (&'static str, u64)> {
+        for (field, v) in [
+            ("offset_ns", self.offset_ns),
+            ("phase_offset_ns", self.phase_offset_ns),
+            ("updates_seen_ns", self.updates_seen_ns),
+            ("periodic_seen_ns", self.periodic_seen_ns),
+        ] {
+            if v.abs() > MAX_SAVED_NS {
+                return Err((field, v as u64));
+            }
+        }
+        if self.dow_adjust >= 7 {
+            return Err(("dow_adjust", u64::from(self.dow_adjust)));
+        }
+        Ok(())
+    }
+
     /// A clock showing the host's time, made at host time `now`.
     pub(super) fn new(now: i128) -> Self {
         Calendar {

@@ -70,12 +70,14 @@ use crate::bus::byte_lane_port;
 use crate::lock;
 
 mod calendar;
+mod state;
 
 pub use calendar::{
     civil_from_days, civil_from_unix, days_from_civil, unix_from_civil, CivilTime, RtcClock,
     SystemClock,
 };
 use calendar::{host_ns, time_slot, Calendar};
+pub use state::CmosState;
 
 /// The index port (write-only; bit 7 masks NMI).
 pub const CMOS_INDEX_PORT: u16 = 0x70;

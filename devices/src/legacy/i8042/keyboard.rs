@@ -4,6 +4,8 @@
 
 use std::collections::VecDeque;
 
+use serde::{Deserialize, Serialize};
+
 use super::{push_bounded, DEV_ACK, DEV_BAT_OK, DEV_RESEND};
 
 /// Keyboard reply to echo.
@@ -36,7 +38,7 @@ pub const KBD_CMD_RESET: u8 = 0xff;
 pub const KEY_QUEUE_CAP: usize = 16;
 const KBD_DEFAULT_RATE: u8 = 0x2b; // 10.9 characters/s after 500 ms
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 enum KbdOption {
     Leds,
     ScancodeSet,
@@ -45,6 +47,8 @@ enum KbdOption {
 
 /// The keyboard's state; the controller drains `replies` (then `keys`,
 /// while `scanning`) into its output buffer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct Keyboard {
     pub(super) replies: VecDeque<u8>,
     pub(super) keys: VecDeque<u8>,

@@ -85,6 +85,8 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
+use serde::{Deserialize, Serialize};
+
 use vm_device::bus::{PioAddress, PioAddressOffset};
 use vm_device::DevicePio;
 use vm_superio::Trigger;
@@ -95,7 +97,10 @@ use crate::vm_event::{VmEvent, VmEventSink};
 
 mod keyboard;
 mod mouse;
+mod state;
 mod xlate;
+
+pub use state::I8042State;
 
 use keyboard::Keyboard;
 pub use keyboard::{
@@ -212,7 +217,7 @@ pub const DEV_BAT_OK: u8 = 0xaa;
 /// Bytes each device (and the controller) queues for command replies.
 pub const REPLY_QUEUE_CAP: usize = 16;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 enum Source {
     /// The keyboard port (keyboard bytes and controller replies).
     Kbd,
@@ -221,7 +226,7 @@ enum Source {
 }
 
 /// What the next write to the data port is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 enum Pending {
     Ram(u8),
     OutputPort,
@@ -249,6 +254,8 @@ struct Effects {
     aux_irq: bool,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct State {
     /// Controller RAM; byte 0 is the command byte.
     ram: [u8; 32],

@@ -4,6 +4,8 @@
 
 use std::collections::VecDeque;
 
+use serde::{Deserialize, Serialize};
+
 use super::{push_bounded, DEV_ACK, DEV_BAT_OK, DEV_RESEND};
 
 /// A standard PS/2 mouse's ID.
@@ -50,7 +52,7 @@ const AUX_FIRST_CMD: u8 = AUX_CMD_SCALE_1_1;
 /// A motionless stream packet: no buttons, bit 3 always set.
 pub(super) const AUX_IDLE_PACKET: [u8; 3] = [0x08, 0x00, 0x00];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 enum AuxOption {
     Resolution,
     SampleRate,
@@ -58,6 +60,8 @@ enum AuxOption {
 
 /// The mouse's state; the controller drains `replies` into its output
 /// buffer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct Mouse {
     pub(super) replies: VecDeque<u8>,
     option: Option<AuxOption>,

@@ -302,3 +302,156 @@ fn test_mmio_through_the_bus_as_a_mutex_device() {
     bus.mmio_read(vm_device::bus::MmioAddress(0xd000_0000), &mut b);
     assert_eq!(u32::from_le_bytes(b), 0x7472_6976);
 }
+
+/// An active Echo transport with one request served, and its mock queue.
+fn served_once(
+    mem: &vm_memory::GuestMemoryMmap,
+) -> (
+    MmioTransport,
+    MockSplitQueue<'_, vm_memory::GuestMemoryMmap>,
+) {
+    let mut t = MmioTransport::new(
+        Box::new(Echo::default()),
+        mem.clone(),
+        IrqLine::eventfd().unwrap(),
+    )
+    .unwrap();
+    let mock = MockSplitQueue::create(mem, GuestAddress(0x1_0000), 16);
+    activate(&mut t, ECHO_FEATURE | VIRTIO_F_VERSION_1, &[&mock], 16);
+    mem.write_slice(b"one", GuestAddress(0x2_0000)).unwrap();
+    mock.add_desc_chains(
+        &[
+            desc(0x2_0000, 3, VRING_DESC_F_NEXT_FLAG, 1),
+            desc(0x3_0000, 16, VRING_DESC_F_WRITE_FLAG, 0),
+        ],
+        0,
+    )
+    .unwrap();
+    t.process_queue(0);
+    assert_eq!(mock.used().idx().load(), 1);
+    (t, mock)
+}
+
+#[test]
+fn test_mmio_state_restored_on_a_new_transport_continues_the_queue() {
+    let mem = memory();
+    let (t, mock) = served_once(&mem);
+    let state = t.state();
+    assert!(state.active);
+    assert_eq!(state.queues[0].next_avail, 1);
+    assert_eq!(state.queues[0].next_used, 1);
+    assert_eq!(state.interrupt_status, VIRTIO_MMIO_INT_VRING);
+    let json = serde_json::to_string(&state).unwrap();
+    let back: TransportState = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, state);
+    let activated = Arc::new(Mutex::new(None));
+    let mut fresh = MmioTransport::new(
+        Box::new(Echo {
+            activated: activated.clone(),
+            ..Default::default()
+        }),
+        mem.clone(),
+        IrqLine::eventfd().unwrap(),
+    )
+    .unwrap();
+    fresh.restore(&back).unwrap();
+    assert!(fresh.is_active());
+    assert_eq!(
+        *activated.lock().unwrap(),
+        Some(ECHO_FEATURE | VIRTIO_F_VERSION_1),
+        "the backend is activated with the saved features"
+    );
+    assert_eq!(fresh.state(), state);
+    // The next request, at avail index 1, is served by the new transport.
+    mem.write_slice(b"two", GuestAddress(0x4_0000)).unwrap();
+    mock.add_desc_chains(
+        &[
+            desc(0x4_0000, 3, VRING_DESC_F_NEXT_FLAG, 3),
+            desc(0x5_0000, 16, VRING_DESC_F_WRITE_FLAG, 0),
+        ],
+        2,
+    )
+    .unwrap();
+    fresh.process_queue(0);
+    assert_eq!(mock.used().idx().load(), 2);
+    let mut echoed = [0u8; 3];
+    mem.read_slice(&mut echoed, GuestAddress(0x5_0000)).unwrap();
+    assert_eq!(&echoed, b"two");
+}
+
+#[test]
+fn test_mmio_restore_refuses_states_the_driver_could_not_have_set() {
+    let mem = memory();
+    let (t, _mock) = served_once(&mem);
+    let good = t.state();
+    let fresh = || {
+        MmioTransport::new(
+            Box::new(Echo::default()),
+            memory(),
+            IrqLine::eventfd().unwrap(),
+        )
+        .unwrap()
+    };
+    type Bend = Box<dyn Fn(&mut TransportState)>;
+    let cases: Vec<(&str, Bend)> = vec![
+        ("device_type", Box::new(|s| s.device_type = 1)),
+        ("queues", Box::new(|s| s.queues.truncate(1))),
+        ("status", Box::new(|s| s.status |= 0x100)),
+        (
+            "driver_features",
+            Box::new(|s| s.driver_features |= 1 << 40),
+        ),
+        (
+            "active",
+            Box::new(|s| s.status &= !VIRTIO_CONFIG_S_DRIVER_OK),
+        ),
+        ("queue 0", Box::new(|s| s.queues[0].size = 3)),
+        ("queue 0", Box::new(|s| s.queues[0].max_size = 32)),
+        ("queue 0", Box::new(|s| s.queues[0].used_ring = 1 << 40)),
+        ("interrupt_status", Box::new(|s| s.interrupt_status = 4)),
+    ];
+    for (what, bend) in cases {
+        let mut bad = good.clone();
+        bend(&mut bad);
+        let mut t = fresh();
+        let e = t.restore(&bad).unwrap_err();
+        assert!(e.to_string().contains(what), "{what}: {e}");
+        assert!(
+            !t.is_active(),
+            "{what}: refused state left the transport alone"
+        );
+    }
+}
+
+#[test]
+fn test_mmio_dirty_tracking_records_writable_buffers_and_used_rings() {
+    let mem = memory();
+    let dirty = Arc::new(crate::virtio::DirtyPages::new(&mem));
+    let mut t = MmioTransport::new(
+        Box::new(Echo::default()),
+        mem.clone(),
+        IrqLine::eventfd().unwrap(),
+    )
+    .unwrap();
+    t.track_dirty_pages(dirty.clone());
+    let mock = MockSplitQueue::create(&mem, GuestAddress(0x1_0000), 16);
+    activate(&mut t, ECHO_FEATURE | VIRTIO_F_VERSION_1, &[&mock], 16);
+    mock.add_desc_chains(
+        &[
+            desc(0x2_0000, 3, VRING_DESC_F_NEXT_FLAG, 1),
+            desc(0x3_0ff0, 0x20, VRING_DESC_F_WRITE_FLAG, 0),
+        ],
+        0,
+    )
+    .unwrap();
+    t.process_queue(0);
+    let words = dirty.take(0);
+    let page = |p: u64| words[(p / 64) as usize] & (1 << (p % 64)) != 0;
+    assert!(page(0x30) && page(0x31), "the writable buffer's two pages");
+    assert!(
+        !page(0x20),
+        "the readable buffer is not the device's to write"
+    );
+    let rings = t.device_written_rings();
+    assert_eq!(rings, [(mock.used_addr(), 6 + 8 * 16)]);
+}
