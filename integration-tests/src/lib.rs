@@ -1,11 +1,13 @@
 //! Helpers for the KVM integration tests: building test guests with the
 //! iced-x86 assembler, writing them to temporary files, and running the
-//! `vmm-bin` binary with a watchdog.
+//! `vmm-bin` binary with a watchdog, and talking to its API socket
+//! ([`api_client`]).
 //!
 //! Every test that runs a guest needs `/dev/kvm`; [`require_kvm`] fails the
 //! test loudly (never skips it) when it is missing. Exit statuses come from
 //! `vmm_bin::exit_status`, where `vmm-bin` declares them.
 
+pub mod api_client;
 pub mod boot_protocol;
 pub mod dump;
 pub mod expect;

@@ -44,9 +44,25 @@ pub use vmm_core::config::SerialConfig as SerialOut;
 #[derive(Debug, Parser)]
 #[command(name = "vmm-bin", version, about, after_help = help_footer())]
 pub struct Cli {
-    /// Guest image: Linux bzImage/vmlinux, PVH ELF, Multiboot kernel, ELF program or raw binary (detected).
-    #[arg(long, value_name = "PATH", required_unless_present = "restore")]
+    /// Guest image: Linux bzImage/vmlinux, PVH ELF, Multiboot kernel, ELF program or raw binary (detected). Optional with --api-sock or --config-file (their boot-source names it) and with --restore.
+    #[arg(long, value_name = "PATH", required_unless_present_any = ["api_sock", "config_file", "restore"])]
     pub kernel: Option<PathBuf>,
+
+    /// Serve Firecracker's API on this Unix socket (created mode 0600, removed at exit). Without --config-file the VM waits for InstanceStart.
+    #[arg(long = "api-sock", value_name = "PATH", conflicts_with = "no_api")]
+    pub api_sock: Option<PathBuf>,
+
+    /// Configure the VM from Firecracker's JSON document (boot-source, machine-config, drives, network-interfaces, vsock, entropy, logger, metrics) and start it at once; flags fill what the file leaves out.
+    #[arg(long = "config-file", value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+
+    /// No API socket (Firecracker's flag; needs --config-file).
+    #[arg(long = "no-api", requires = "config_file")]
+    pub no_api: bool,
+
+    /// The instance ID the API reports (GET /) and the Firecracker-format log lines carry.
+    #[arg(long, value_name = "ID", default_value = "anonymous-instance", value_parser = parse_id)]
+    pub id: String,
 
     /// Build the VM from a snapshot instead (taken through the API's PUT /snapshot/create); needs --restore-mem. It starts paused unless --resume.
     #[arg(
@@ -211,8 +227,9 @@ pub struct Cli {
 }
 
 /// What the snapshot describes and --restore therefore refuses.
-const RESTORE_CONFLICTS: [&str; 19] = [
+const RESTORE_CONFLICTS: [&str; 20] = [
     "kernel",
+    "config_file",
     "format",
     "cmdline",
     "initrd",
@@ -333,6 +350,17 @@ pub fn parse_entry(s: &str) -> Result<Entry, String> {
         None => parse_u64(s)
             .map(|a| Entry::Linear(vm_memory::GuestAddress(a)))
             .map_err(|e| format!("malformed entry '{s}': {e}")),
+    }
+}
+
+/// Parses an instance ID: 1 to 64 alphanumerics or '-' (Firecracker's rule).
+pub fn parse_id(s: &str) -> Result<String, String> {
+    if (1..=64).contains(&s.len()) && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "instance ID '{s}' must be 1 to 64 characters, alphanumeric or '-'"
+        ))
     }
 }
 
@@ -649,5 +677,22 @@ mod tests {
             None
         );
         assert!(cli(&["--no-kernel-cache", "--kernel-cache", "/c"]).is_err());
+    }
+
+    #[test]
+    fn test_kernel_is_required_without_api_or_config_file() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["vmm-bin"], args].concat());
+        let e = parse(&[]).unwrap_err();
+        assert!(e.to_string().contains("--kernel"), "{e}");
+        assert!(parse(&["--api-sock", "/tmp/s"]).unwrap().kernel.is_none());
+        assert!(parse(&["--config-file", "c.json", "--no-api"]).is_ok());
+        assert!(
+            parse(&["--kernel", "k", "--no-api"]).is_err(),
+            "--no-api needs a file"
+        );
+        assert!(parse(&["--api-sock", "/s", "--config-file", "c", "--no-api"]).is_err());
+        assert_eq!(parse(&["--kernel", "k"]).unwrap().id, "anonymous-instance");
+        assert!(parse(&["--kernel", "k", "--id", "vm_1"]).is_err());
+        assert!(parse(&["--kernel", "k", "--id", "vm-1"]).is_ok());
     }
 }

@@ -30,6 +30,8 @@ pub struct VmControl {
     outcome: Mutex<Option<VmOutcome>>,
     exits: AtomicU64,
     max_exits: Option<u64>,
+    /// Key presses and metrics flushes asked for through the VM handle.
+    pub(crate) host: crate::host_requests::HostRequests,
     /// Fast check for the vCPU loop; the truth is in `pause`.
     pause_wanted: AtomicBool,
     pause: Mutex<PauseState>,

@@ -231,6 +231,12 @@ pub enum VmmError {
         /// The error.
         source: std::io::Error,
     },
+    /// A key press was asked for, but the VM has no keyboard controller.
+    #[error("this VM has no i8042 keyboard controller (the minimal platform has none)")]
+    NoKeyboard,
+    /// The guest's keyboard did not take a key press.
+    #[error("the guest's keyboard did not take the keys: scanning is disabled or its 16-byte buffer is full")]
+    KeyboardBusy,
 }
 
 impl VmmError {

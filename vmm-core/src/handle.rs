@@ -8,6 +8,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 use crate::control::{RunState, VmControl};
 use crate::error::VmmError;
+use crate::host_requests::CTRL_ALT_DEL;
 use crate::snapshot::{SnapshotError, SnapshotInfo, SnapshotRequest};
 
 /// How long [`VmHandle::pause`] and [`VmHandle::resume`] wait for the VM.
@@ -145,5 +146,30 @@ impl VmHandle {
             what,
             after: STATE_CHANGE_TIMEOUT,
         })
+    }
+
+    /// Presses Ctrl+Alt+Del on the guest's PS/2 keyboard: the scancodes go
+    /// into the i8042's keyboard buffer (IRQ 1 is raised when the first
+    /// reaches the output buffer), as Firecracker's `SendCtrlAltDel` does.
+    /// A guest with an AT keyboard driver (Linux: `ctrl_alt_del` ->
+    /// reboot, or what its init maps it to) acts on it.
+    pub fn send_ctrl_alt_del(&self) -> Result<(), VmmError> {
+        let keyboard = self.control.host.keyboard().ok_or(VmmError::NoKeyboard)?;
+        if keyboard.key_press(&CTRL_ALT_DEL) {
+            Ok(())
+        } else {
+            Err(VmmError::KeyboardBusy)
+        }
+    }
+
+    /// Asks the run loop to write a metrics report to the VM's metrics
+    /// sink now (nothing is written without one) and waits until it has,
+    /// at most `timeout`. Returns false if the loop did not get to it in
+    /// time (the VM is not running yet, or is ending: the final report is
+    /// written at the end anyway).
+    pub fn flush_metrics(&self, timeout: Duration) -> bool {
+        let ticket = self.control.host.ask_flush();
+        let _ = self.wake.write(1);
+        self.control.host.wait_flushed(ticket, timeout)
     }
 }

@@ -31,6 +31,7 @@ pub mod explain;
 pub mod firmware;
 pub mod handle;
 pub mod host_input;
+pub mod host_requests;
 pub mod kvm;
 pub mod outcome;
 mod pause;

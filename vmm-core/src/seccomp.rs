@@ -85,6 +85,10 @@ pub enum ThreadRole {
     /// The virtio device thread: its event loop, disk I/O, entropy, host
     /// sockets.
     Device,
+    /// A front end's control-API thread: accepting and serving clients on
+    /// an already bound Unix socket, and acting on the VM through its
+    /// handle (eventfd writes, futex waits). It opens no files.
+    Api,
 }
 
 /// Errors building or installing a filter.
@@ -183,6 +187,20 @@ const DEVICE_ONLY: &[i64] = &[
     libc::SYS_fstat,
 ];
 
+/// What the API thread adds: accepting connections on its listening
+/// socket, waiting for readiness, reading requests and writing responses
+/// (std's Unix sockets use recvfrom/sendto; `read`/`write` as well). The
+/// send timeout on accepted sockets is the one `setsockopt` allowed below.
+const API_ONLY: &[i64] = &[
+    libc::SYS_accept4,
+    libc::SYS_read,
+    libc::SYS_recvfrom,
+    libc::SYS_sendto,
+    libc::SYS_poll,
+    libc::SYS_ppoll,
+    libc::SYS_shutdown,
+];
+
 /// vsock's host side on the device thread (devices/src/virtio/vsock):
 /// the device's own epoll instance takes each connection's socket
 /// (`epoll_ctl`, `epoll_wait`, above); `accept4` takes host processes from
@@ -264,6 +282,27 @@ fn rules_for(
             )?;
             rules.insert(libc::SYS_socket, vec![SeccompRule::new(vec![unix])?]);
         }
+        ThreadRole::Api => {
+            rules.extend(API_ONLY.iter().map(|s| (*s, vec![])));
+            // setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, ...) only: a client
+            // that stops reading cannot hold the thread for ever.
+            let level = SeccompCondition::new(
+                1,
+                SeccompCmpArgLen::Dword,
+                SeccompCmpOp::Eq,
+                libc::SOL_SOCKET as u64,
+            )?;
+            let name = SeccompCondition::new(
+                2,
+                SeccompCmpArgLen::Dword,
+                SeccompCmpOp::Eq,
+                libc::SO_SNDTIMEO as u64,
+            )?;
+            rules.insert(
+                libc::SYS_setsockopt,
+                vec![SeccompRule::new(vec![level, name])?],
+            );
+        }
     }
     Ok(rules)
 }
@@ -325,6 +364,7 @@ mod tests {
             ThreadRole::VcpuExplained,
             ThreadRole::Main,
             ThreadRole::Device,
+            ThreadRole::Api,
         ] {
             let p = filter_for(role).unwrap();
             assert!(!p.is_empty());
@@ -396,6 +436,46 @@ mod tests {
             1,
             "device thread: TUNSETOFFLOAD only"
         );
+    }
+
+    #[test]
+    fn test_api_thread_serves_sockets_but_opens_nothing() {
+        let api = rules_for(ThreadRole::Api).unwrap();
+        for needed in [
+            libc::SYS_accept4,
+            libc::SYS_recvfrom,
+            libc::SYS_sendto,
+            libc::SYS_poll,
+            libc::SYS_futex,
+            libc::SYS_close,
+        ] {
+            assert!(api.contains_key(&needed), "API list lacks {needed}");
+        }
+        for forbidden in [
+            libc::SYS_openat,
+            libc::SYS_socket,
+            libc::SYS_connect,
+            libc::SYS_bind,
+            libc::SYS_execve,
+            libc::SYS_clone3,
+            libc::SYS_ioctl,
+            libc::SYS_unlink,
+        ] {
+            assert!(!api.contains_key(&forbidden), "API list allows {forbidden}");
+        }
+        assert_eq!(api[&libc::SYS_setsockopt].len(), 1, "SO_SNDTIMEO only");
+    }
+
+    #[test]
+    fn test_api_filter_blocks_opening_files() {
+        // An API thread that tries to open a file is killed by SIGSYS.
+        let status = confined_child_status(ThreadRole::Api, || {
+            // SAFETY: a raw openat(2) call in the forked child.
+            unsafe { libc::syscall(libc::SYS_openat, libc::AT_FDCWD, c"/".as_ptr(), 0) };
+            0
+        });
+        assert!(libc::WIFSIGNALED(status), "child status {status:#x}");
+        assert_eq!(libc::WTERMSIG(status), libc::SIGSYS);
     }
 
     /// Runs `body` in a forked child confined to `role` (so the test runner

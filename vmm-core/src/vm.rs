@@ -355,6 +355,9 @@ impl Vm {
     pub fn attach_devices(&mut self, devices: BuiltDevices) {
         self.bus = devices.bus;
         self.post = Some(devices.post);
+        self.control
+            .host
+            .set_keyboard(devices.handles.i8042.clone());
         self.console = Some(devices.console);
         self.snap.devices = Some(devices.handles);
         if self.input_to_virtio {
@@ -466,6 +469,14 @@ impl Vm {
             if quiet_check.is_some_and(|at| now >= at) {
                 quiet_check = None;
                 self.hint_if_quiet(dispatcher);
+            }
+            // A flush through the handle: a report now, out of schedule.
+            if self.control.host.flush_pending() {
+                let stats = Self::stats_now(dispatcher, vcpus, started.elapsed());
+                if let Some((_, sink)) = self.options.metrics.as_mut() {
+                    sink(&stats);
+                }
+                self.control.host.flush_served();
             }
             if let Some(at) = next_report.filter(|at| now >= *at) {
                 let stats = Self::stats_now(dispatcher, vcpus, started.elapsed());
@@ -730,6 +741,8 @@ impl Vm {
         if let Some((_, sink)) = self.options.metrics.as_mut() {
             sink(&stats);
         }
+        // Flushes asked for while the run ended are served by this report.
+        self.control.host.flush_served();
         Ok(RunReport {
             outcome,
             stats,

@@ -80,7 +80,8 @@ pub struct DeviceHandles {
     pub uart: Arc<Uart8250<IrqLine>>,
     /// The POST-code port.
     pub post: Arc<PostCodePort>,
-    /// The keyboard controller.
+    /// The keyboard controller, when the set has one: the host injects key
+    /// presses through it (Ctrl+Alt+Del from a control API).
     pub i8042: Option<Arc<I8042<IrqLine>>>,
     /// The RTC/CMOS.
     pub cmos: Option<Arc<Cmos>>,
@@ -342,6 +343,16 @@ mod tests {
         built.bus.pio_write(PioAddress(0x80), &[0x55]);
         assert_eq!(sink.events(), vec![VmEvent::DebugExit(3)]);
         assert_eq!(built.post.codes().len(), 1);
+        let kbd = built
+            .handles
+            .i8042
+            .clone()
+            .expect("the PC set has an i8042");
+        assert!(kbd.key_press(&[0x14]));
+        let mut b = [0u8; 1];
+        built.bus.pio_read(PioAddress(0x60), &mut b);
+        // Set 2 0x14 (left Ctrl) through the default translation: set 1 0x1d.
+        assert_eq!(b[0], 0x1d);
     }
 
     #[test]
@@ -362,6 +373,7 @@ mod tests {
         // The reset command goes nowhere.
         built.bus.pio_write(PioAddress(0x64), &[0xfe]);
         assert!(sink.events().is_empty());
+        assert!(built.handles.i8042.is_none());
     }
 
     #[test]

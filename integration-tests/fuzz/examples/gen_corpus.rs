@@ -390,6 +390,105 @@ fn cli_seeds(out: &Out) {
     }
 }
 
+/// Requests as Firecracker's getting-started guide, its SDKs and curl send
+/// them (byte 0 even: an HTTP stream), and config documents (byte 0 odd).
+fn api_seeds(out: &Out) {
+    let req = |method: &str, path: &str, body: &str| {
+        let mut r = format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: curl/8.5.0\r\nAccept: application/json\r\n"
+        );
+        if body.is_empty() {
+            r.push_str("\r\n");
+        } else {
+            r.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ));
+        }
+        r
+    };
+    let boot = req(
+        "PUT",
+        "/boot-source",
+        r#"{"kernel_image_path": "./vmlinux", "boot_args": "console=ttyS0 reboot=k panic=1 pci=off"}"#,
+    );
+    let machine = req(
+        "PUT",
+        "/machine-config",
+        r#"{"vcpu_count": 2, "mem_size_mib": 1024, "smt": false, "track_dirty_pages": false}"#,
+    );
+    let drive = req(
+        "PUT",
+        "/drives/rootfs",
+        r#"{"drive_id": "rootfs", "path_on_host": "./rootfs.ext4", "is_root_device": true, "is_read_only": false}"#,
+    );
+    let net = req(
+        "PUT",
+        "/network-interfaces/eth0",
+        r#"{"iface_id": "eth0", "guest_mac": "06:00:AC:10:00:02", "host_dev_name": "tap0"}"#,
+    );
+    let start = req("PUT", "/actions", r#"{"action_type": "InstanceStart"}"#);
+    let streams: &[(&str, String)] = &[
+        ("get-info", req("GET", "/", "")),
+        ("boot-source", boot.clone()),
+        ("machine-config", machine.clone()),
+        ("drive", drive.clone()),
+        ("network", net.clone()),
+        ("getting-started", [boot, machine, drive, net, start].concat()),
+        ("vsock", req("PUT", "/vsock", r#"{"guest_cid": 3, "uds_path": "./v.sock"}"#)),
+        ("entropy", req("PUT", "/entropy", "{}")),
+        (
+            "logger",
+            req(
+                "PUT",
+                "/logger",
+                r#"{"log_path": "logs.fifo", "level": "Debug", "show_level": true, "show_log_origin": true}"#,
+            ),
+        ),
+        ("metrics", req("PUT", "/metrics", r#"{"metrics_path": "metrics.fifo"}"#)),
+        ("pause", req("PATCH", "/vm", r#"{"state": "Paused"}"#)),
+        (
+            "snapshot-create",
+            req(
+                "PUT",
+                "/snapshot/create",
+                r#"{"snapshot_type": "Full", "snapshot_path": "./snapshot_file", "mem_file_path": "./mem_file"}"#,
+            ),
+        ),
+        (
+            "snapshot-load",
+            req(
+                "PUT",
+                "/snapshot/load",
+                r#"{"snapshot_path": "./snapshot_file", "mem_backend": {"backend_path": "./mem_file", "backend_type": "File"}, "resume_vm": true}"#,
+            ),
+        ),
+        ("ctrl-alt-del", req("PUT", "/actions", r#"{"action_type": "SendCtrlAltDel"}"#)),
+        ("patch-machine", req("PATCH", "/machine-config", r#"{"vcpu_count": 4}"#)),
+        (
+            "expect-continue",
+            "PUT /mmds HTTP/1.1\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n{}".to_string(),
+        ),
+        ("config", req("GET", "/vm/config", "")),
+    ];
+    for (name, stream) in streams {
+        let mut seed = vec![0u8];
+        seed.extend_from_slice(stream.as_bytes());
+        out.put("api_request", name, &seed);
+    }
+    let doc = br#"{
+  "boot-source": {"kernel_image_path": "vmlinux.bin", "boot_args": "console=ttyS0 reboot=k panic=1 pci=off", "initrd_path": null},
+  "drives": [{"drive_id": "rootfs", "partuuid": null, "is_root_device": true, "cache_type": "Unsafe", "is_read_only": false, "path_on_host": "bionic.rootfs.ext4", "io_engine": "Sync", "rate_limiter": null, "socket": null}],
+  "machine-config": {"vcpu_count": 2, "mem_size_mib": 1024, "smt": false, "track_dirty_pages": false, "huge_pages": "None"},
+  "cpu-config": null, "balloon": null,
+  "network-interfaces": [{"iface_id": "net1", "guest_mac": "06:00:AC:10:00:02", "host_dev_name": "tap0"}],
+  "vsock": null, "logger": null, "metrics": null, "mmds-config": null, "entropy": null
+}"#;
+    let mut seed = vec![1u8];
+    seed.extend_from_slice(doc);
+    out.put("api_request", "config-file", &seed);
+}
+
 fn uart_seeds(out: &Out) {
     let mut e = Enc::default();
     let (read, write, flood) = (0, 1, 3);
@@ -1423,6 +1522,7 @@ fn main() {
     let out = Out { root };
     load_seeds(&out);
     cli_seeds(&out);
+    api_seeds(&out);
     uart_seeds(&out);
     debug_port_seeds(&out);
     i8042_seeds(&out);

@@ -42,6 +42,10 @@ const FLAGS: &[&str] = &[
     "--thp",
     "--no-seccomp",
     "--kvm-device",
+    "--api-sock",
+    "--config-file",
+    "--no-api",
+    "--id",
     "--restore",
     "--restore-mem",
     "--resume",
@@ -88,6 +92,9 @@ const VALUES: &[&str] = &[
     "initrd.img,root=/dev/ram0",
     ",x",
     "console=ttyS0 earlyprintk=serial",
+    "/tmp/firecracker.socket",
+    "vm_config.json",
+    "anonymous-instance",
 ];
 
 #[derive(Debug, Arbitrary)]
@@ -169,6 +176,10 @@ fn check_parsers(s: &str) {
     if let Ok(f) = cli::parse_format(s) {
         assert_eq!(f.name(), s);
     }
+    if let Ok(id) = cli::parse_id(s) {
+        assert_eq!(id, s);
+        assert!(s.len() <= 64 && !s.is_empty(), "{s:?}");
+    }
     if cli::parse_platform(s).is_ok() {
         assert!(matches!(s, "auto" | "minimal" | "pc"), "{s:?}");
     }
@@ -202,17 +213,27 @@ fuzz_target!(|data: &[u8]| {
     let argv = std::iter::once(OsString::from("vmm-bin")).chain(args.iter().cloned());
     match Cli::try_parse_from(argv) {
         Ok(parsed) => {
-            // `--kernel` is required unless `--restore` (with
-            // `--restore-mem`) builds the VM: a successful parse saw one.
+            // `--kernel` is required unless an API socket or a config file
+            // describes the VM, or `--restore` (with `--restore-mem`) builds
+            // it: a successful parse saw one of them.
             // (Compared as bytes: clap finds flags in non-UTF-8 arguments.)
             let saw = |flag: &[u8]| args.iter().any(|a| a.as_encoded_bytes().starts_with(flag));
             assert!(
-                saw(b"--kernel") || (saw(b"--restore") && parsed.restore_mem.is_some()),
-                "parsed without --kernel or --restore: {parsed:?}"
+                saw(b"--kernel")
+                    || saw(b"--api-sock")
+                    || saw(b"--config-file")
+                    || (saw(b"--restore") && parsed.restore_mem.is_some()),
+                "parsed without --kernel, --api-sock, --config-file or --restore: {parsed:?}"
             );
             assert!(
                 parsed.kernel.is_none() || parsed.restore.is_none(),
                 "--kernel and --restore together: {parsed:?}"
+            );
+            assert!(
+                parsed.kernel.is_some()
+                    || parsed.api_sock.is_some()
+                    || parsed.config_file.is_some()
+                    || parsed.restore.is_some()
             );
             let _ = format!("{parsed:?}");
         }
