@@ -156,16 +156,18 @@ pub fn vcpu_cpuid(cpuid: &CpuId, apic_id: u8, topo: Topology) -> CpuId {
     own
 }
 
-/// Sets `cpuid`, patched for `apic_id` in `topo`, on `vcpu`.
+/// Sets `cpuid`, patched for `apic_id` in `topo`, on `vcpu`. Returns how
+/// many entries KVM_SET_CPUID2 was given.
 pub fn set_vcpu_cpuid(
     vcpu: &VcpuFd,
     cpuid: &CpuId,
     apic_id: u8,
     topo: Topology,
-) -> Result<(), CpuidError> {
+) -> Result<usize, CpuidError> {
     let mut own = cpuid.clone();
     patch_for_vcpu(&mut own, apic_id, topo);
-    vcpu.set_cpuid2(&own).map_err(CpuidError::SetCpuid)
+    vcpu.set_cpuid2(&own).map_err(CpuidError::SetCpuid)?;
+    Ok(own.as_slice().len())
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
 use vm_device::bus::{MmioAddress, PioAddress};
 
 use crate::exit_handler::{ExitAction, ExitHandler, ExitKind};
+use crate::exit_record::{handle_observed_exit, observe_errno};
 use crate::fallback::{describe, Described, EmulationFallback, FallbackOutcome, NotHandled};
 use crate::kick::KickTarget;
 use crate::metrics::VcpuMetrics;
@@ -266,6 +267,12 @@ impl Vcpu {
         &self.fd
     }
 
+    /// The host address of this vCPU's mapped `kvm_run` area (for a VMM
+    /// that shows its steps).
+    pub fn kvm_run_address(&mut self) -> usize {
+        std::ptr::from_mut(self.fd.get_kvm_run()) as usize
+    }
+
     /// This vCPU's index (and APIC ID).
     pub fn index(&self) -> u64 {
         self.index
@@ -311,9 +318,17 @@ impl Vcpu {
             let exited = Instant::now();
             self.metrics.record_run(exited - entered);
             let (kind, stop) = match result {
+                // One predictable branch: handlers that never observe
+                // return a constant false and this arm folds away.
+                Ok(exit) if handler.observes_exits() => {
+                    handle_observed_exit(exit, run_area, handler, self.index, exited)
+                }
                 Ok(exit) => handle_exit(exit, run_area, handler),
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                     self.fd.set_kvm_immediate_exit(0);
+                    if handler.observes_exits() {
+                        observe_errno(handler, self.index, exited, e.errno());
+                    }
                     (ExitKind::Interrupted, None)
                 }
                 Err(source) => {
@@ -402,7 +417,7 @@ impl Vcpu {
 }
 
 /// Width of one element of the current port I/O exit.
-fn io_access_size(run: *const kvm_run) -> usize {
+pub(crate) fn io_access_size(run: *const kvm_run) -> usize {
     // SAFETY: only called for KVM_EXIT_IO, so `io` is the live union member;
     // `run` points to the mapped kvm_run area, and the field read does not
     // overlap the data slice the exit borrows.
@@ -440,7 +455,7 @@ fn internal_error(run: *const kvm_run) -> InternalError {
 
 /// Decodes one exit and performs it through `handler`. Returns the exit kind
 /// and, for exits that end the loop, why.
-fn handle_exit<H: ExitHandler + ?Sized>(
+pub(crate) fn handle_exit<H: ExitHandler + ?Sized>(
     exit: VcpuExit<'_>,
     run: *const kvm_run,
     handler: &H,

@@ -242,6 +242,20 @@ impl VmBuilder {
         self
     }
 
+    /// Tell every KVM step and exit to `sink`, one line per call (see
+    /// [`crate::explain`]; vmm-bin's `--explain` writes them to stderr).
+    pub fn explain(mut self, sink: crate::explain::ExplainSink) -> Self {
+        self.host.explain = Some(sink);
+        self
+    }
+
+    /// Count exits per kind over time; the run's report then has
+    /// [`crate::RunReport::timeline`] (vmm-bin's `--exit-plot` draws it).
+    pub fn exit_timeline(mut self, on: bool) -> Self {
+        self.host.exit_timeline = on;
+        self
+    }
+
     /// Number of vCPUs (1 to the KVM maximum; more than one needs the PC
     /// platform).
     pub fn cpus(mut self, n: u64) -> Self {

@@ -15,6 +15,7 @@ use vmm_devices::Console;
 use vmm_loader::{BootMode, Entry, Format};
 
 use crate::error::VmmError;
+use crate::explain::ExplainSink;
 use crate::platform::Platform;
 use crate::vm::MetricsSink;
 
@@ -246,6 +247,12 @@ pub struct HostOptions {
     /// [`vmm_cpu::fallback`]) instead of stopping the VM; advertises RDTSCP.
     /// A host policy: on KVMs that emulate everything it never runs.
     pub emulation_fallback: bool,
+    /// Tell every KVM step and exit, one line each, to this sink
+    /// (`--explain`; see [`crate::explain`]).
+    pub explain: Option<ExplainSink>,
+    /// Count exits per kind over time for [`crate::RunReport::timeline`]
+    /// (`--exit-plot`; see [`crate::timeline`]).
+    pub exit_timeline: bool,
     /// Have KVM log the pages the guest writes (and the VMM record the
     /// pages its devices write), so diff snapshots can be taken. Costs a
     /// write-protection fault on the first write to each page after every
@@ -268,6 +275,8 @@ impl Default for HostOptions {
             console_input: None,
             started_at: None,
             emulation_fallback: true,
+            explain: None,
+            exit_timeline: false,
             track_dirty_pages: false,
         }
     }

@@ -11,7 +11,10 @@ use kvm_ioctls::VmFd;
 use vmm_devices::pc::InterruptLines;
 use vmm_devices::IrqLine;
 
+use std::sync::Arc;
+
 use crate::error::VmmError;
+use crate::explain::{say, Explainer};
 
 /// Which machine the guest gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -175,12 +178,23 @@ pub(crate) fn set_bios_pic_and_pit(vm_fd: &VmFd) -> Result<(), VmmError> {
 pub struct KvmInterruptLines<'a> {
     vm_fd: &'a VmFd,
     irqchip: bool,
+    explain: Option<Arc<Explainer>>,
 }
 
 impl<'a> KvmInterruptLines<'a> {
     /// Lines on `vm_fd`; `irqchip` says whether the in-kernel irqchip exists.
     pub fn new(vm_fd: &'a VmFd, irqchip: bool) -> Self {
-        KvmInterruptLines { vm_fd, irqchip }
+        KvmInterruptLines {
+            vm_fd,
+            irqchip,
+            explain: None,
+        }
+    }
+
+    /// Tells each KVM_IRQFD registered to `explain`.
+    pub fn explained(mut self, explain: Option<Arc<Explainer>>) -> Self {
+        self.explain = explain;
+        self
     }
 }
 
@@ -194,6 +208,9 @@ impl InterruptLines for KvmInterruptLines<'_> {
             self.vm_fd
                 .register_irqfd(fd, gsi)
                 .map_err(|e| std::io::Error::from_raw_os_error(e.errno()))?;
+            say(&self.explain, || {
+                format!("KVM_IRQFD: an eventfd now raises GSI {gsi} in the in-kernel irqchip, with no exit")
+            });
         }
         Ok(line)
     }

@@ -86,6 +86,11 @@ pub const SECCOMP_VIOLATION_STATUS: i32 = 128 + libc::SIGSYS;
 pub enum ThreadRole {
     /// A vCPU thread: KVM_RUN, device emulation, console output.
     Vcpu,
+    /// A vCPU thread under `--explain`: it reads KVM_GET_REGS for the final
+    /// register state it shows, which the vCPU list already allows (a
+    /// snapshot read); a role of its own so the two lists cannot drift
+    /// apart unnoticed (a test compares them).
+    VcpuExplained,
     /// The thread that runs the watchdog, signals and teardown.
     Main,
     /// The virtio device thread: its event loop, disk I/O, entropy, host
@@ -244,7 +249,9 @@ fn rules_for(
 ) -> Result<BTreeMap<i64, Vec<SeccompRule>>, seccompiler::BackendError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = COMMON.iter().map(|s| (*s, vec![])).collect();
     match role {
-        ThreadRole::Vcpu => {
+        // KVM_GET_REGS, which `--explain` reads for the final state, is among
+        // the snapshot reads: the explained vCPU needs nothing more.
+        ThreadRole::Vcpu | ThreadRole::VcpuExplained => {
             let allowed = std::iter::once(KVM_RUN)
                 .chain(VCPU_SNAPSHOT_IOCTLS)
                 .chain(FALLBACK_IOCTLS)
@@ -377,6 +384,7 @@ mod tests {
     fn test_filters_compile_for_every_role() {
         for role in [
             ThreadRole::Vcpu,
+            ThreadRole::VcpuExplained,
             ThreadRole::Main,
             ThreadRole::Device,
             ThreadRole::Api,
@@ -412,6 +420,12 @@ mod tests {
             vcpu[&libc::SYS_ioctl].len(),
             16,
             "KVM_RUN, the state reads and the fallback's writes"
+        );
+        let explained = rules_for(ThreadRole::VcpuExplained).unwrap();
+        assert_eq!(
+            explained[&libc::SYS_ioctl].len(),
+            vcpu[&libc::SYS_ioctl].len(),
+            "the explained vCPU reads KVM_GET_REGS, already a snapshot read"
         );
         // The numbers the kernel headers give (linux/kvm.h, printed by a C
         // program on x86_64).

@@ -25,6 +25,7 @@ use crate::control::RunState;
 use crate::control::VmControl;
 use crate::dispatch::ExitDispatcher;
 use crate::error::VmmError;
+use crate::explain::{final_regs_line, group_thousands, say, Explainer};
 use crate::handle::VmHandle;
 use crate::host_input::HostInput;
 use crate::outcome::VmOutcome;
@@ -34,6 +35,7 @@ use crate::seccomp::{confine_current_thread, install_sigsys_handler, SeccompErro
 use crate::snapshot::create::{save_vcpu, take_snapshot, SnapshotContext, SnapshotSource};
 use crate::snapshot::{SnapshotError, SnapshotInfo, SnapshotRequest};
 use crate::stats::VmStats;
+use crate::timeline::{ExitTimeline, TimelineSnapshot};
 use crate::virtio::{
     register_queue_notifies, ConsoleInputLink, DeviceThread, SharedTransport, VirtioSlot, WINDOW,
 };
@@ -62,6 +64,9 @@ pub struct RunReport {
     pub stats: VmStats,
     /// POST codes written to port 0x80, oldest first.
     pub post_codes: Vec<PostCode>,
+    /// Exits per kind over time, when [`crate::HostOptions::exit_timeline`]
+    /// asked for them.
+    pub timeline: Option<TimelineSnapshot>,
 }
 
 /// How a VM runs, as the host wants it (none of it is the guest's view).
@@ -73,6 +78,8 @@ pub(crate) struct RunOptions {
     pub print_post_codes: bool,
     pub console_input: Option<RawFd>,
     pub started_at: Option<Instant>,
+    pub explain: Option<Arc<Explainer>>,
+    pub timeline: Option<Arc<ExitTimeline>>,
 }
 
 /// What [`Vm::create`] assembled, in the order it must be dropped.
@@ -244,6 +251,14 @@ impl Vm {
             transport.track_dirty_pages(dirty.clone());
         }
         register_queue_notifies(&self.vm_fd, slot.base, &transport)?;
+        say(&self.options.explain, || {
+            let name = format!("virtio-{:?}", slot.kind).to_lowercase();
+            format!(
+                "KVM_IOEVENTFD x{}: {name}'s queue notifications (MMIO {:#x}, one per queue index in the data) signal eventfds without a userspace exit; KVM_IRQFD above is its interrupt",
+                transport.queue_events().len(),
+                slot.base + u64::from(virtio_bindings::virtio_mmio::VIRTIO_MMIO_QUEUE_NOTIFY),
+            )
+        });
         log::info!(
             "virtio {:?} at {:#x}, GSI {} ({})",
             slot.kind,
@@ -311,7 +326,7 @@ impl Vm {
     /// Interrupt lines for devices: KVM irqfds on the PC platform,
     /// unconnected lines on the minimal one.
     pub fn interrupt_lines(&self) -> KvmInterruptLines<'_> {
-        KvmInterruptLines::new(&self.vm_fd, self.irqchip)
+        KvmInterruptLines::new(&self.vm_fd, self.irqchip).explained(self.options.explain.clone())
     }
 
     /// What [`vmm_devices::pc::build_devices`] needs to build this VM's
@@ -589,11 +604,14 @@ impl Vm {
                 d.pause();
             }
         }
-        let dispatcher = Arc::new(ExitDispatcher::new(
-            std::mem::take(&mut self.bus),
-            self.control.clone(),
-            self.options.trace_io,
-        ));
+        let dispatcher = Arc::new(
+            ExitDispatcher::new(
+                std::mem::take(&mut self.bus),
+                self.control.clone(),
+                self.options.trace_io,
+            )
+            .with_observers(self.options.explain.clone(), self.options.timeline.clone()),
+        );
         let mut events: EventLoop = EventManager::new().map_err(VmmError::EventLoop)?;
         events.add_subscriber(Arc::new(Mutex::new(Wakeup(wakeup.clone()))));
         if let Some(input) = self.host_input.take() {
@@ -715,6 +733,28 @@ impl Vm {
         };
         let mut stats = Self::stats_now(&dispatcher, self.fallback.as_deref(), &metrics, wall);
         stats.startup = startup;
+        if let Some(e) = &self.options.explain {
+            e.finish();
+            let port_mmio: u64 = stats
+                .exits_by_kind
+                .iter()
+                .filter(|(k, _)| {
+                    matches!(
+                        k,
+                        ExitKind::IoIn | ExitKind::IoOut | ExitKind::MmioRead | ExitKind::MmioWrite
+                    )
+                })
+                .map(|(_, n)| n)
+                .sum();
+            e.say(&format!(
+                "the run ends: {outcome}; the VMM handled {} port/MMIO exits",
+                group_thousands(port_mmio)
+            ));
+        }
+        let timeline = self.options.timeline.as_ref().map(|t| {
+            t.phase("run ended");
+            t.snapshot()
+        });
         if let Some((_, sink)) = self.options.metrics.as_mut() {
             sink(&stats);
         }
@@ -724,6 +764,7 @@ impl Vm {
             outcome,
             stats,
             post_codes: self.post.as_ref().map(|p| p.codes()).unwrap_or_default(),
+            timeline,
         })
     }
 
@@ -736,6 +777,14 @@ impl Vm {
         gate: Arc<Barrier>,
     ) -> std::io::Result<JoinHandle<VcpuResult>> {
         let seccomp = self.options.seccomp;
+        let explain = self.options.explain.clone();
+        let timeline = self.options.timeline.clone();
+        // Showing the final registers needs KVM_GET_REGS on this thread.
+        let role = if explain.is_some() {
+            ThreadRole::VcpuExplained
+        } else {
+            ThreadRole::Vcpu
+        };
         let dispatcher = dispatcher.clone();
         let control = self.control.clone();
         let index = vcpu.index();
@@ -746,11 +795,17 @@ impl Vm {
             .spawn(move || {
                 let done = DoneSignal(done, index, wakeup);
                 let confined = if seccomp {
-                    confine_current_thread(ThreadRole::Vcpu)
+                    confine_current_thread(role)
                 } else {
                     Ok(())
                 };
                 gate.wait();
+                if let (Some(t), 0) = (&timeline, index) {
+                    t.phase("guest entered");
+                }
+                say(&explain, || {
+                    format!("KVM_RUN: vCPU {index} enters the guest; this thread runs guest code until an exit")
+                });
                 let result = match confined {
                     Ok(()) => loop {
                         let stop = vcpu.run(&*dispatcher);
@@ -772,6 +827,12 @@ impl Vm {
                     },
                     Err(e) => Err(VcpuFailure::Seccomp(e)),
                 };
+                if explain.is_some() {
+                    match vcpu.fd().get_regs() {
+                        Ok(regs) => say(&explain, || final_regs_line(index, &regs)),
+                        Err(e) => say(&explain, || format!("KVM_GET_REGS (vCPU {index}) failed: {e}")),
+                    }
+                }
                 match &result {
                     Ok(stop) => {
                         if let Some(outcome) = outcome_of(index, stop) {

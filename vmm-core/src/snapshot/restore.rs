@@ -26,8 +26,10 @@ use crate::config::HostOptions;
 use crate::control::{RunState, VmControl};
 use crate::create::MAX_CPUS;
 use crate::error::VmmError;
+use crate::explain::Explainer;
 use crate::kvm::open_kvm;
 use crate::platform::create_irqchip;
+use crate::timeline::ExitTimeline;
 use crate::virtio::build_backends;
 use crate::vm::{RunOptions, Vm, VmParts};
 
@@ -226,6 +228,18 @@ impl Vm {
             print_post_codes: host.print_post_codes,
             console_input: host.console_input,
             started_at: host.started_at,
+            // A restored VM's exits are explained and plotted; the steps
+            // that built it are the restore's, not the ones --explain
+            // teaches, so they are not told.
+            explain: host
+                .explain
+                .clone()
+                .map(|sink| Arc::new(Explainer::new(sink, cpus))),
+            timeline: host.exit_timeline.then(|| {
+                Arc::new(ExitTimeline::new(
+                    host.started_at.unwrap_or_else(std::time::Instant::now),
+                ))
+            }),
         };
         let virtio_slots = body.virtio.iter().map(|v| v.slot).collect();
         let mut vm = Vm::new(VmParts {
