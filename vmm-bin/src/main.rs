@@ -8,7 +8,8 @@
 //! built and run on this (the main) thread, and the API thread serves
 //! runtime calls through the VM's handle.
 
-use std::io::Write;
+use std::fs::File;
+use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
@@ -77,6 +78,8 @@ impl LaunchError {
 struct Launched {
     vm: Vm,
     _raw: Option<RawTerminal>,
+    /// Where `--exit-plot` draws the run, created before the guest started.
+    plot: Option<BufWriter<File>>,
 }
 
 /// Builds the VM `config` describes; `prepared` adds what the API or the
@@ -87,6 +90,19 @@ fn launch(
     prepared: Option<&PreparedVm>,
     started_at: Instant,
 ) -> Result<Launched, LaunchError> {
+    // The picture's file is created before anything runs: a path that
+    // cannot be written is bad input, found before the guest starts.
+    let plot = match &cli.exit_plot {
+        Some(path) => Some(
+            File::create(path)
+                .map(BufWriter::new)
+                .map_err(|e| LaunchError {
+                    message: format!("cannot create the exit plot {}: {e}", path.display()),
+                    status: exit_status::BAD_INPUT,
+                })?,
+        ),
+        None => None,
+    };
     let console = config
         .devices
         .serial
@@ -112,6 +128,12 @@ fn launch(
         console_input: stdio.then_some(libc::STDIN_FILENO),
         ..cli.host_options()
     };
+    if cli.explain {
+        // One write per line: lines from vCPU threads never interleave.
+        host.explain = Some(std::sync::Arc::new(|line: &str| {
+            let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
+        }));
+    }
     let api_metrics = prepared.and_then(|p| p.metrics.clone());
     if let Some(path) = api_metrics {
         let file = open_append(&path).map_err(|e| LaunchError {
@@ -143,12 +165,16 @@ fn launch(
         None => create_with_devices(config, host, console),
     }
     .map_err(|e| LaunchError::vmm(&e))?;
-    Ok(Launched { vm, _raw: raw })
+    Ok(Launched {
+        vm,
+        _raw: raw,
+        plot,
+    })
 }
 
 /// Runs a launched VM to its end; the process's exit status.
 fn finish(cli: &Cli, launched: Launched) -> i32 {
-    let Launched { vm, _raw } = launched;
+    let Launched { vm, _raw, mut plot } = launched;
     if let Some(signal) = signals::stop_on_signal(vm.handle()) {
         eprintln!(
             "vmm-bin: stopped by {} ({signal}) during start-up",
@@ -173,6 +199,12 @@ fn finish(cli: &Cli, launched: Launched) -> i32 {
             None => eprintln!("vmm-bin: {}", report.outcome),
         },
         other => eprintln!("vmm-bin: {other}"),
+    }
+    if let (Some(out), Some(timeline)) = (plot.as_mut(), &report.timeline) {
+        if let Err(e) = vmm_bin::plot::write(timeline, out) {
+            eprintln!("vmm-bin: error: {e}");
+            return exit_status::VMM_FAILURE;
+        }
     }
     if cli.stats {
         // One write: stderr is unbuffered, and a report with 65536 port rows

@@ -118,6 +118,15 @@ pub enum VmmError {
     /// The firmware tables could not be written.
     #[error(transparent)]
     Firmware(#[from] crate::firmware::FirmwareError),
+    /// KVM_GET_IRQCHIP / KVM_SET_IRQCHIP for the PICs' firmware state failed.
+    #[error("setting the PICs as a BIOS leaves them (KVM_GET/SET_IRQCHIP) failed: {0}")]
+    PicState(kvm_ioctls::Error),
+    /// KVM_GET_PIT2 / KVM_SET_PIT2 for the PIT's firmware state failed.
+    #[error("setting the PIT as a BIOS leaves it (KVM_GET/SET_PIT2) failed: {0}")]
+    PitState(kvm_ioctls::Error),
+    /// The real-mode IVT, stubs or BDA could not be written.
+    #[error("writing the real-mode interrupt table and BIOS data area failed: {0}")]
+    RealModeFirmware(vm_memory::GuestMemoryError),
     /// KVM_CREATE_PIT2 failed.
     #[error("KVM_CREATE_PIT2 failed: {0}")]
     CreatePit(kvm_ioctls::Error),

@@ -12,7 +12,8 @@
 //! stdout/file, tracing, metrics files, kicks, teardown) and are kept as
 //! short as that allows. `ioctl` is limited to KVM_RUN and the snapshot
 //! state reads on vCPU threads, plus the state setters a vCPU needs to load
-//! its reset state at an ACPI S3 wake (on its own thread, on its own fd).
+//! its reset state at an ACPI S3 wake (on its own thread, on its own fd) and
+//! the few register and event writes of the emulation fallback.
 
 use std::collections::BTreeMap;
 
@@ -55,6 +56,16 @@ const VCPU_SNAPSHOT_IOCTLS: [u64; 12] = [
     0xaea3,                                     // KVM_GET_TSC_KHZ = _IO(KVMIO, 0xa3)
 ];
 
+/// What the emulation fallback adds at an emulation failure
+/// (`vmm_cpu::fallback`): writing the registers back and injecting an
+/// exception (KVM_SET_SREGS for CR2). The reads it makes (registers,
+/// special registers, MSRs, vCPU events) are snapshot reads already.
+const FALLBACK_IOCTLS: [u64; 3] = [
+    iow::<kvm_bindings::kvm_regs>(0x82),        // KVM_SET_REGS
+    iow::<kvm_bindings::kvm_sregs>(0x84),       // KVM_SET_SREGS
+    iow::<kvm_bindings::kvm_vcpu_events>(0xa0), // KVM_SET_VCPU_EVENTS
+];
+
 /// The VM-wide state reads the main thread makes for a snapshot.
 const MAIN_SNAPSHOT_IOCTLS: [u64; 3] = [
     iowr::<kvm_bindings::kvm_irqchip>(0x62),   // KVM_GET_IRQCHIP
@@ -95,6 +106,11 @@ pub const SECCOMP_VIOLATION_STATUS: i32 = 128 + libc::SIGSYS;
 pub enum ThreadRole {
     /// A vCPU thread: KVM_RUN, device emulation, console output.
     Vcpu,
+    /// A vCPU thread under `--explain`: it reads KVM_GET_REGS for the final
+    /// register state it shows, which the vCPU list already allows (a
+    /// snapshot read); a role of its own so the two lists cannot drift
+    /// apart unnoticed (a test compares them).
+    VcpuExplained,
     /// The thread that runs the watchdog, signals and teardown.
     Main,
     /// The virtio device thread: its event loop, disk I/O, entropy, host
@@ -256,9 +272,12 @@ fn rules_for(
 ) -> Result<BTreeMap<i64, Vec<SeccompRule>>, seccompiler::BackendError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = COMMON.iter().map(|s| (*s, vec![])).collect();
     match role {
-        ThreadRole::Vcpu => {
+        // KVM_GET_REGS, which `--explain` reads for the final state, is among
+        // the snapshot reads: the explained vCPU needs nothing more.
+        ThreadRole::Vcpu | ThreadRole::VcpuExplained => {
             let allowed = std::iter::once(KVM_RUN)
                 .chain(VCPU_SNAPSHOT_IOCTLS)
+                .chain(FALLBACK_IOCTLS)
                 .chain(VCPU_WAKE_IOCTLS)
                 // One rule per request: the lists share a few reads.
                 .collect::<std::collections::BTreeSet<u64>>()
@@ -385,9 +404,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn test_fallback_ioctl_numbers() {
+        // The values from <linux/kvm.h> on x86_64.
+        assert_eq!(FALLBACK_IOCTLS, [0x4090_ae82, 0x4138_ae84, 0x4040_aea0]);
+        // Its reads are snapshot reads: KVM_GET_REGS, _SREGS, _MSRS and
+        // _VCPU_EVENTS.
+        for read in [0x8090_ae81, 0x8138_ae83, 0xc008_ae88, 0x8040_ae9f] {
+            assert!(VCPU_SNAPSHOT_IOCTLS.contains(&read), "{read:#x}");
+        }
+    }
+
+    #[test]
     fn test_filters_compile_for_every_role() {
         for role in [
             ThreadRole::Vcpu,
+            ThreadRole::VcpuExplained,
             ThreadRole::Main,
             ThreadRole::Device,
             ThreadRole::Api,
@@ -421,8 +452,16 @@ mod tests {
         );
         assert_eq!(
             vcpu[&libc::SYS_ioctl].len(),
+            // 1 + 12 reads + 6 wake setters not among them; the fallback's
+            // three writes are wake setters too.
             19,
-            "KVM_RUN, the state reads and the wake state's setters"
+            "KVM_RUN, the state reads, the fallback's writes and the wake state's setters"
+        );
+        let explained = rules_for(ThreadRole::VcpuExplained).unwrap();
+        assert_eq!(
+            explained[&libc::SYS_ioctl].len(),
+            vcpu[&libc::SYS_ioctl].len(),
+            "the explained vCPU reads KVM_GET_REGS, already a snapshot read"
         );
         // The numbers the kernel headers give (linux/kvm.h, printed by a C
         // program on x86_64).

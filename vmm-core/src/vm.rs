@@ -12,7 +12,7 @@ use kvm_ioctls::{Kvm, VmFd};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 use vmm_cpu::kick::{install_kick_handler, kick_signal};
 use vmm_cpu::metrics::{LatencySnapshot, VcpuMetrics};
-use vmm_cpu::{ExitKind, Vcpu, VcpuError, VcpuStats, VcpuStop, WakeStateError};
+use vmm_cpu::{EmulationFallback, ExitKind, Vcpu, VcpuError, VcpuStats, VcpuStop, WakeStateError};
 use vmm_devices::legacy::{CmosMemorySizes, PostCode, PostCodePort};
 use vmm_devices::pc::{BuiltDevices, DeviceSet, DeviceSetOptions};
 use vmm_devices::timer::TimedDeviceLink;
@@ -26,6 +26,7 @@ use crate::control::RunState;
 use crate::control::VmControl;
 use crate::dispatch::ExitDispatcher;
 use crate::error::VmmError;
+use crate::explain::{final_regs_line, group_thousands, say, Explainer};
 use crate::handle::VmHandle;
 use crate::host_input::HostInput;
 use crate::outcome::VmOutcome;
@@ -36,6 +37,7 @@ use crate::snapshot::create::{save_vcpu, take_snapshot, SnapshotContext, Snapsho
 use crate::snapshot::{SnapshotError, SnapshotInfo, SnapshotRequest};
 use crate::stats::VmStats;
 use crate::suspend::Suspender;
+use crate::timeline::{ExitTimeline, TimelineSnapshot};
 use crate::timers::DeviceTimer;
 use crate::virtio::{
     register_queue_notifies, ConsoleInputLink, DeviceThread, SharedTransport, VirtioSlot, WINDOW,
@@ -65,6 +67,9 @@ pub struct RunReport {
     pub stats: VmStats,
     /// POST codes written to port 0x80, oldest first.
     pub post_codes: Vec<PostCode>,
+    /// Exits per kind over time, when [`crate::HostOptions::exit_timeline`]
+    /// asked for them.
+    pub timeline: Option<TimelineSnapshot>,
 }
 
 /// How a VM runs, as the host wants it (none of it is the guest's view).
@@ -76,6 +81,8 @@ pub(crate) struct RunOptions {
     pub print_post_codes: bool,
     pub console_input: Option<RawFd>,
     pub started_at: Option<Instant>,
+    pub explain: Option<Arc<Explainer>>,
+    pub timeline: Option<Arc<ExitTimeline>>,
 }
 
 /// What [`Vm::create`] assembled, in the order it must be dropped.
@@ -90,6 +97,7 @@ pub(crate) struct VmParts {
     pub virtio_slots: Vec<VirtioSlot>,
     /// Where the firmware tables put the FACS (PC platform).
     pub facs: Option<GuestAddress>,
+    pub fallback: Option<Arc<EmulationFallback>>,
     pub snapshot: SnapshotContext,
     /// Track the pages virtio devices write (diff snapshots).
     pub track_dirty_pages: bool,
@@ -127,6 +135,8 @@ pub struct Vm {
     timed: Vec<TimedDeviceLink>,
     /// The FACS, for the waking vector at an S3 wake.
     facs: Option<GuestAddress>,
+    /// The emulation fallback the vCPUs share, for its counters.
+    fallback: Option<Arc<EmulationFallback>>,
     /// What snapshots need.
     snap: SnapshotContext,
 }
@@ -191,6 +201,7 @@ impl Vm {
             options,
             virtio_slots,
             facs,
+            fallback,
             mut snapshot,
             track_dirty_pages,
         } = parts;
@@ -219,6 +230,7 @@ impl Vm {
             virtio: Vec::new(),
             timed: Vec::new(),
             facs,
+            fallback,
             snap: snapshot,
         })
     }
@@ -256,6 +268,14 @@ impl Vm {
             transport.track_dirty_pages(dirty.clone());
         }
         register_queue_notifies(&self.vm_fd, slot.base, &transport)?;
+        say(&self.options.explain, || {
+            let name = format!("virtio-{:?}", slot.kind).to_lowercase();
+            format!(
+                "KVM_IOEVENTFD x{}: {name}'s queue notifications (MMIO {:#x}, one per queue index in the data) signal eventfds without a userspace exit; KVM_IRQFD above is its interrupt",
+                transport.queue_events().len(),
+                slot.base + u64::from(virtio_bindings::virtio_mmio::VIRTIO_MMIO_QUEUE_NOTIFY),
+            )
+        });
         log::info!(
             "virtio {:?} at {:#x}, GSI {} ({})",
             slot.kind,
@@ -323,7 +343,7 @@ impl Vm {
     /// Interrupt lines for devices: KVM irqfds on the PC platform,
     /// unconnected lines on the minimal one.
     pub fn interrupt_lines(&self) -> KvmInterruptLines<'_> {
-        KvmInterruptLines::new(&self.vm_fd, self.irqchip)
+        KvmInterruptLines::new(&self.vm_fd, self.irqchip).explained(self.options.explain.clone())
     }
 
     /// What [`vmm_devices::pc::build_devices`] needs to build this VM's
@@ -375,6 +395,7 @@ impl Vm {
     /// Statistics as of now, from the live counters.
     fn stats_now(
         dispatcher: &ExitDispatcher,
+        fallback: Option<&EmulationFallback>,
         vcpus: &[(u64, Arc<VcpuMetrics>)],
         wall: Duration,
     ) -> VmStats {
@@ -405,6 +426,7 @@ impl Vm {
                 })
                 .collect(),
             latency,
+            emulation_fallback: fallback.map(|f| f.stats()).unwrap_or_default(),
             wall,
             startup: None,
         }
@@ -480,14 +502,24 @@ impl Vm {
             }
             // A flush through the handle: a report now, out of schedule.
             if self.control.host.flush_pending() {
-                let stats = Self::stats_now(dispatcher, vcpus, started.elapsed());
+                let stats = Self::stats_now(
+                    dispatcher,
+                    self.fallback.as_deref(),
+                    vcpus,
+                    started.elapsed(),
+                );
                 if let Some((_, sink)) = self.options.metrics.as_mut() {
                     sink(&stats);
                 }
                 self.control.host.flush_served();
             }
             if let Some(at) = next_report.filter(|at| now >= *at) {
-                let stats = Self::stats_now(dispatcher, vcpus, started.elapsed());
+                let stats = Self::stats_now(
+                    dispatcher,
+                    self.fallback.as_deref(),
+                    vcpus,
+                    started.elapsed(),
+                );
                 if let Some((every, sink)) = self.options.metrics.as_mut() {
                     sink(&stats);
                     next_report = Some(at + *every);
@@ -595,11 +627,14 @@ impl Vm {
                 d.pause();
             }
         }
-        let dispatcher = Arc::new(ExitDispatcher::new(
-            std::mem::take(&mut self.bus),
-            self.control.clone(),
-            self.options.trace_io,
-        ));
+        let dispatcher = Arc::new(
+            ExitDispatcher::new(
+                std::mem::take(&mut self.bus),
+                self.control.clone(),
+                self.options.trace_io,
+            )
+            .with_observers(self.options.explain.clone(), self.options.timeline.clone()),
+        );
         let mut events: EventLoop = EventManager::new().map_err(VmmError::EventLoop)?;
         events.add_subscriber(Arc::new(Mutex::new(Wakeup(wakeup.clone()))));
         if let Some(input) = self.host_input.take() {
@@ -728,8 +763,30 @@ impl Vm {
             // Unreachable in practice: every way out records an outcome.
             (None, None) => VmOutcome::Timeout { after: wall },
         };
-        let mut stats = Self::stats_now(&dispatcher, &metrics, wall);
+        let mut stats = Self::stats_now(&dispatcher, self.fallback.as_deref(), &metrics, wall);
         stats.startup = startup;
+        if let Some(e) = &self.options.explain {
+            e.finish();
+            let port_mmio: u64 = stats
+                .exits_by_kind
+                .iter()
+                .filter(|(k, _)| {
+                    matches!(
+                        k,
+                        ExitKind::IoIn | ExitKind::IoOut | ExitKind::MmioRead | ExitKind::MmioWrite
+                    )
+                })
+                .map(|(_, n)| n)
+                .sum();
+            e.say(&format!(
+                "the run ends: {outcome}; the VMM handled {} port/MMIO exits",
+                group_thousands(port_mmio)
+            ));
+        }
+        let timeline = self.options.timeline.as_ref().map(|t| {
+            t.phase("run ended");
+            t.snapshot()
+        });
         if let Some((_, sink)) = self.options.metrics.as_mut() {
             sink(&stats);
         }
@@ -739,6 +796,7 @@ impl Vm {
             outcome,
             stats,
             post_codes: self.post.as_ref().map(|p| p.codes()).unwrap_or_default(),
+            timeline,
         })
     }
 
@@ -751,6 +809,14 @@ impl Vm {
         gate: Arc<Barrier>,
     ) -> std::io::Result<JoinHandle<VcpuResult>> {
         let seccomp = self.options.seccomp;
+        let explain = self.options.explain.clone();
+        let timeline = self.options.timeline.clone();
+        // Showing the final registers needs KVM_GET_REGS on this thread.
+        let role = if explain.is_some() {
+            ThreadRole::VcpuExplained
+        } else {
+            ThreadRole::Vcpu
+        };
         let dispatcher = dispatcher.clone();
         let control = self.control.clone();
         let index = vcpu.index();
@@ -761,11 +827,17 @@ impl Vm {
             .spawn(move || {
                 let done = DoneSignal(done, index, wakeup);
                 let confined = if seccomp {
-                    confine_current_thread(ThreadRole::Vcpu)
+                    confine_current_thread(role)
                 } else {
                     Ok(())
                 };
                 gate.wait();
+                if let (Some(t), 0) = (&timeline, index) {
+                    t.phase("guest entered");
+                }
+                say(&explain, || {
+                    format!("KVM_RUN: vCPU {index} enters the guest; this thread runs guest code until an exit")
+                });
                 // The last S3 wake this vCPU loaded.
                 let mut woken = 0;
                 let result = match confined {
@@ -797,6 +869,12 @@ impl Vm {
                     },
                     Err(e) => Err(VcpuFailure::Seccomp(e)),
                 };
+                if explain.is_some() {
+                    match vcpu.fd().get_regs() {
+                        Ok(regs) => say(&explain, || final_regs_line(index, &regs)),
+                        Err(e) => say(&explain, || format!("KVM_GET_REGS (vCPU {index}) failed: {e}")),
+                    }
+                }
                 match &result {
                     Ok(stop) => {
                         if let Some(outcome) = outcome_of(index, stop) {

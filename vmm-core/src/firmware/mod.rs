@@ -9,10 +9,12 @@
 //!   [`MPTABLE_START`](vmm_memory::layout::MPTABLE_START).
 //!
 //! Both are generated from one [`PlatformInfo`], so the two descriptions
-//! cannot disagree with each other.
+//! cannot disagree with each other. For real-mode programs, [`real_mode`]
+//! adds what a BIOS leaves in low memory (IVT, handler stubs, BDA).
 
 pub mod acpi;
 pub mod mptable;
+pub mod real_mode;
 
 pub use acpi::write_acpi_tables;
 pub use mptable::write_mptable;
