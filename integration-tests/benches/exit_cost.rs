@@ -589,7 +589,9 @@ fn run_variant_here(v: Variant, n: u64, guest: Vec<u8>) -> Res<Sample> {
                 cpu: Duration::ZERO,
             })
         }
-        Variant::VmmBin { .. } | Variant::VmmBinExitPlot => Err("vmm-bin runs are spawned by the parent".into()),
+        Variant::VmmBin { .. } | Variant::VmmBinExitPlot => {
+            Err("vmm-bin runs are spawned by the parent".into())
+        }
     }
 }
 

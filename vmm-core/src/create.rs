@@ -126,11 +126,11 @@ impl Vm {
         say(&explain, || {
             "KVM_CREATE_VM: a VM file descriptor, with no memory and no vCPUs yet".to_string()
         });
-        // SAFETY: `ram` is moved into the returned `Vm`, which drops its VM
-        // fd before its RAM (see `Vm`'s field order).
         let slot_options = SlotOptions {
             log_dirty_pages: host.track_dirty_pages,
         };
+        // SAFETY: `ram` is moved into the returned `Vm`, which drops its VM
+        // fd before its RAM (see `Vm`'s field order).
         let slots = unsafe {
             register_memory_slots_with(&vm_fd, &ram, kvm.get_nr_memslots(), slot_options)
         }?;
