@@ -206,6 +206,13 @@ impl Vm {
         })
     }
 
+    /// What this VM is: its configuration without the boot inputs, the
+    /// platform resolved (for a restored VM, the snapshot's). A control
+    /// API reports a restored VM's machine and devices from it.
+    pub fn config(&self) -> &crate::VmConfig {
+        &self.snap.config
+    }
+
     /// The virtio slots the VM's configuration asked for, in the order
     /// [`Vm::attach_virtio`] fills them (and the guest was told about).
     pub fn virtio_slots(&self) -> &[VirtioSlot] {
@@ -503,6 +510,12 @@ impl Vm {
         if self.control.run_state() != RunState::Paused {
             return Err(SnapshotError::NotPaused);
         }
+        // A VM restored paused is Paused before its vCPU threads have
+        // parked (they may still be on their way to the first KVM_RUN): a
+        // thread answers only requests made after it parked, so wait for
+        // all of them (collecting then times out if one never comes).
+        self.control
+            .wait_parked(vcpus, crate::snapshot::VCPU_SAVE_TIMEOUT);
         let source = SnapshotSource {
             vm_fd: &self.vm_fd,
             ram: &self.ram,
