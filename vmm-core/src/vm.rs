@@ -644,6 +644,16 @@ impl Vm {
         if confined.is_err() {
             self.control.stop_all();
         }
+        if self.snap.restored && !start_paused {
+            // Restored and resumed at once: requests the guest made
+            // available before the snapshot whose notify the device never
+            // served (it came as the VM paused, or the device had not got
+            // to it) are served now, as a resume serves them (Firecracker
+            // also processes every queue after a restore).
+            if let Some(d) = &devices {
+                d.resume();
+            }
+        }
         if !start_paused {
             // Restored and resumed at once: the snapshot's clock, set as
             // late as possible so the guest sees no time pass.
