@@ -18,7 +18,7 @@ use clap::Parser;
 use vmm_core::devices::pc::build_devices;
 use vmm_core::devices::Console;
 use vmm_core::virtio::build_backends;
-use vmm_core::{HostOptions, Vm, VmConfig, VmOutcome, VmmError};
+use vmm_core::{HostOptions, NextBoot, OnReset, Vm, VmConfig, VmOutcome, VmmError};
 
 use vmm_bin::api::controller::{self, Controller, MainReply, Preboot, StartedVm, ToMain};
 use vmm_bin::api::http::Response;
@@ -75,10 +75,15 @@ impl LaunchError {
     }
 }
 
+/// Builds the next boot of a VM after a guest reset (`--on-reset reboot`).
+type Rebuild = Box<dyn FnMut(NextBoot) -> Result<Vm, VmmError>>;
+
 /// A built VM, ready to run, and the terminal mode it runs under.
 struct Launched {
     vm: Vm,
     _raw: Option<RawTerminal>,
+    /// How to build its next boot, when it reboots on a guest reset.
+    reboot: Option<Rebuild>,
 }
 
 /// What a VM is built from.
@@ -187,17 +192,41 @@ fn launch(
     }
     host.thp |= extras.thp;
     host.track_dirty_pages |= extras.track_dirty_pages;
+    let reboot = match (cli.on_reset, source) {
+        (OnReset::Exit, _) => None,
+        (OnReset::Reboot, Source::Snapshot(_)) => {
+            log::warn!(
+                "--on-reset reboot: a VM restored from a snapshot cannot reboot (the snapshot \
+                 keeps no boot inputs); a guest reset ends it (status 14)"
+            );
+            None
+        }
+        (OnReset::Reboot, Source::Config(config)) => {
+            // Each boot: the same configuration, host options and console
+            // (one file, not truncated again), the handles handed on.
+            let config = config.clone();
+            let host = host.for_next_boot();
+            let console = console.clone();
+            Some(Box::new(move |next: NextBoot| {
+                create_with_devices(&config, host.for_next_boot(), console.clone(), Some(next))
+            }) as Rebuild)
+        }
+    };
     let vm = match source {
         Source::Snapshot(load) => restore_vm(load, host, console),
-        Source::Config(config) => create_with_devices(config, host, console),
+        Source::Config(config) => create_with_devices(config, host, console, None),
     }
     .map_err(|e| LaunchError::vmm(&e))?;
-    Ok(Launched { vm, _raw: raw })
+    Ok(Launched {
+        vm,
+        _raw: raw,
+        reboot,
+    })
 }
 
 /// Runs a launched VM to its end; the process's exit status.
 fn finish(cli: &Cli, launched: Launched) -> i32 {
-    let Launched { vm, _raw } = launched;
+    let Launched { vm, _raw, reboot } = launched;
     if let Some(signal) = signals::stop_on_signal(vm.handle()) {
         eprintln!(
             "vmm-bin: stopped by {} ({signal}) during start-up",
@@ -205,7 +234,11 @@ fn finish(cli: &Cli, launched: Launched) -> i32 {
         );
         return 128 + signal;
     }
-    let report = match vm.run() {
+    let run = match reboot {
+        Some(rebuild) => vmm_core::run_rebooting(vm, rebuild),
+        None => vm.run(),
+    };
+    let report = match run {
         Ok(r) => r,
         Err(e) => {
             eprintln!("vmm-bin: error: {}", hints::message(&e));
@@ -461,15 +494,19 @@ fn restore_vm(load: &LoadRequest, host: HostOptions, console: Console) -> Result
 }
 
 /// The VM, with the platform's device set (`vmm_devices::pc`) on its exit
-/// dispatcher's bus.
+/// dispatcher's bus; with `next`, as the next boot of a rebooting VM.
 fn create_with_devices(
     config: &VmConfig,
     host: HostOptions,
     console: Console,
+    next: Option<NextBoot>,
 ) -> Result<Vm, VmmError> {
     // Host resources first: an unusable disk or socket is bad input.
     let backends = build_backends(&config.devices)?;
-    let mut vm = Vm::create(config, host)?;
+    let mut vm = match next {
+        Some(next) => Vm::create_next(config, host, next)?,
+        None => Vm::create(config, host)?,
+    };
     let devices = build_devices(vm.device_options(console), &mut vm.interrupt_lines())?;
     vm.attach_devices(devices);
     for backend in backends.devices {

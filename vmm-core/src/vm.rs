@@ -13,6 +13,7 @@ use vm_memory::GuestMemoryMmap;
 use vmm_cpu::kick::{install_kick_handler, kick_signal};
 use vmm_cpu::metrics::{LatencySnapshot, VcpuMetrics};
 use vmm_cpu::{ExitKind, Vcpu, VcpuError, VcpuStats, VcpuStop};
+use vmm_devices::legacy::cmos::CmosState;
 use vmm_devices::legacy::{CmosMemorySizes, PostCode, PostCodePort};
 use vmm_devices::pc::{BuiltDevices, DeviceSet, DeviceSetOptions};
 use vmm_devices::{Console, IoBus};
@@ -73,6 +74,9 @@ pub(crate) struct RunOptions {
     pub print_post_codes: bool,
     pub console_input: Option<RawFd>,
     pub started_at: Option<Instant>,
+    /// The whole run's deadline, for a later boot of a rebooting VM (its
+    /// timeout counts from the first boot); else `timeout` from `run`.
+    pub deadline: Option<Instant>,
 }
 
 /// What [`Vm::create`] assembled, in the order it must be dropped.
@@ -88,6 +92,19 @@ pub(crate) struct VmParts {
     pub snapshot: SnapshotContext,
     /// Track the pages virtio devices write (diff snapshots).
     pub track_dirty_pages: bool,
+    /// The wake-up eventfd of the VM's handles, for a later boot of a
+    /// rebooting VM (else a new one).
+    pub wake: Option<Arc<EventFd>>,
+}
+
+/// What one boot hands the next (see [`crate::reboot`]): the handles' state
+/// and what the host set up once for the whole run.
+pub(crate) struct Leftovers {
+    pub control: Arc<VmControl>,
+    pub wake: Arc<EventFd>,
+    pub metrics: Option<(Duration, MetricsSink)>,
+    pub deadline: Option<Instant>,
+    pub cmos: Option<CmosState>,
 }
 
 /// A created VM: guest RAM holding the image, the KVM VM with its vCPUs in
@@ -120,6 +137,8 @@ pub struct Vm {
     virtio: Vec<(VirtioSlot, SharedTransport)>,
     /// What snapshots need.
     snap: SnapshotContext,
+    /// The CMOS of the boot before (a reboot), for the CMOS attached next.
+    pub(crate) cmos_kept: Option<CmosState>,
 }
 
 /// Sends a vCPU's index when its thread leaves its run loop (even by
@@ -181,8 +200,12 @@ impl Vm {
             virtio_slots,
             mut snapshot,
             track_dirty_pages,
+            wake,
         } = parts;
-        let wake = Arc::new(EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC).map_err(VmmError::EventFd)?);
+        let wake = match wake {
+            Some(w) => w,
+            None => Arc::new(EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC).map_err(VmmError::EventFd)?),
+        };
         if track_dirty_pages {
             snapshot.dirty = Some(Arc::new(DirtyPages::new(ram.memory())));
         }
@@ -203,6 +226,7 @@ impl Vm {
             virtio_slots,
             virtio: Vec::new(),
             snap: snapshot,
+            cmos_kept: None,
         })
     }
 
@@ -345,6 +369,12 @@ impl Vm {
     /// to their UART (unless [`Self::connect_console_input`] gave it to a
     /// virtio console).
     pub fn attach_devices(&mut self, devices: BuiltDevices) {
+        if let (Some(before), Some(cmos)) = (self.cmos_kept.take(), &devices.handles.cmos) {
+            // A reboot: the CMOS RAM and clock survive it, as on a PC.
+            if let Err(e) = cmos.keep_across_reset(&before) {
+                log::warn!("reboot: the CMOS starts over ({e})");
+            }
+        }
         self.bus = devices.bus;
         self.post = Some(devices.post);
         self.control
@@ -363,6 +393,7 @@ impl Vm {
 
     /// Statistics as of now, from the live counters.
     fn stats_now(
+        control: &VmControl,
         dispatcher: &ExitDispatcher,
         vcpus: &[(u64, Arc<VcpuMetrics>)],
         wall: Duration,
@@ -396,6 +427,7 @@ impl Vm {
             latency,
             wall,
             startup: None,
+            reboots: control.reboots(),
         }
     }
 
@@ -423,7 +455,10 @@ impl Vm {
             .as_ref()
             .filter(|_| !self.snap.restored)
             .map(|_| started + QUIET_HINT_AFTER);
-        let deadline = self.options.timeout.map(|t| started + t);
+        let deadline = self
+            .options
+            .deadline
+            .or_else(|| self.options.timeout.map(|t| started + t));
         let mut next_report = self
             .options
             .metrics
@@ -464,14 +499,14 @@ impl Vm {
             }
             // A flush through the handle: a report now, out of schedule.
             if self.control.host.flush_pending() {
-                let stats = Self::stats_now(dispatcher, vcpus, started.elapsed());
+                let stats = Self::stats_now(&self.control, dispatcher, vcpus, started.elapsed());
                 if let Some((_, sink)) = self.options.metrics.as_mut() {
                     sink(&stats);
                 }
                 self.control.host.flush_served();
             }
             if let Some(at) = next_report.filter(|at| now >= *at) {
-                let stats = Self::stats_now(dispatcher, vcpus, started.elapsed());
+                let stats = Self::stats_now(&self.control, dispatcher, vcpus, started.elapsed());
                 if let Some((every, sink)) = self.options.metrics.as_mut() {
                     sink(&stats);
                     next_report = Some(at + *every);
@@ -561,7 +596,34 @@ impl Vm {
     /// With seccomp on (the default), every vCPU thread and the calling
     /// thread are confined to their system-call lists before the guest runs
     /// (see [`crate::seccomp`]); the calling thread stays confined afterwards.
-    pub fn run(mut self) -> Result<RunReport, VmmError> {
+    pub fn run(self) -> Result<RunReport, VmmError> {
+        self.run_boot().0
+    }
+
+    /// [`Self::run`], also handing back what the next boot of a rebooting
+    /// VM needs (see [`crate::reboot`]).
+    pub(crate) fn run_boot(mut self) -> (Result<RunReport, VmmError>, Leftovers) {
+        let started = Instant::now();
+        let result = self.run_once(started);
+        let leftovers = Leftovers {
+            control: self.control.clone(),
+            wake: self.wake.clone(),
+            metrics: self.options.metrics.take(),
+            deadline: self
+                .options
+                .deadline
+                .or_else(|| self.options.timeout.map(|t| started + t)),
+            cmos: self
+                .snap
+                .devices
+                .as_ref()
+                .and_then(|d| d.cmos.as_ref())
+                .map(|c| c.state()),
+        };
+        (result, leftovers)
+    }
+
+    fn run_once(&mut self, started: Instant) -> Result<RunReport, VmmError> {
         install_kick_handler()?;
         if self.options.seccomp {
             install_sigsys_handler()?;
@@ -569,7 +631,6 @@ impl Vm {
         // Guest code runs only once every thread is confined.
         let vcpu_count = self.vcpus.len();
         let gate = Arc::new(Barrier::new(vcpu_count + 1));
-        let started = Instant::now();
         let (done_tx, done_rx) = mpsc::channel();
         let wakeup = self.wake.clone();
         let transports: Vec<SharedTransport> = self.virtio.iter().map(|(_, t)| t.clone()).collect();
@@ -719,7 +780,7 @@ impl Vm {
             // Unreachable in practice: every way out records an outcome.
             (None, None) => VmOutcome::Timeout { after: wall },
         };
-        let mut stats = Self::stats_now(&dispatcher, &metrics, wall);
+        let mut stats = Self::stats_now(&self.control, &dispatcher, &metrics, wall);
         stats.startup = startup;
         if let Some((_, sink)) = self.options.metrics.as_mut() {
             sink(&stats);

@@ -220,6 +220,7 @@ impl Vm {
             print_post_codes: host.print_post_codes,
             console_input: host.console_input,
             started_at: host.started_at,
+            deadline: None,
         };
         let virtio_slots = body.virtio.iter().map(|v| v.slot).collect();
         let mut vm = Vm::new(VmParts {
@@ -233,6 +234,7 @@ impl Vm {
             virtio_slots,
             snapshot,
             track_dirty_pages: host.track_dirty_pages,
+            wake: None,
         })?;
         let devices = build_devices_from_state(
             vm.device_options(console),
