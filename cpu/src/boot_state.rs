@@ -211,18 +211,37 @@ pub fn validate_start(start: &StartState, occupied: &[(u64, u64)]) -> Result<(),
     check_boot_tables_free(start.mode, occupied)
 }
 
+/// What [`setup_boot_state`] wrote and loaded, for a VMM that shows its
+/// steps (`--explain`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BootStateLoaded {
+    /// The special registers given to KVM_SET_SREGS.
+    pub sregs: kvm_sregs,
+    /// The general-purpose registers given to KVM_SET_REGS.
+    pub regs: kvm_regs,
+    /// The boot GDT written to guest memory: `(address, bytes)`
+    /// (protected and long mode).
+    pub gdt: Option<(GuestAddress, u64)>,
+    /// The identity-mapping page tables: `[start, end)` of the guest-physical
+    /// range they occupy (long mode).
+    pub page_tables: Option<(GuestAddress, GuestAddress)>,
+}
+
 /// Writes the boot structures the mode needs (GDT, and page tables for long
 /// mode) into `mem` and loads the entry state of `start` into `vcpu`. The
 /// CPUID must already be set (KVM refuses EFER.LME when the guest's CPUID
 /// lacks long mode). Check the image's placement with [`validate_start`]
 /// first: the boot structures overwrite whatever is at their addresses.
+/// Returns what it wrote and loaded.
 pub fn setup_boot_state<M: GuestMemoryBackend>(
     vcpu: &VcpuFd,
     mem: &M,
     start: &StartState,
-) -> Result<(), BootStateError> {
+) -> Result<BootStateLoaded, BootStateError> {
     check_entry(start)?;
     let base = vcpu.get_sregs().map_err(BootStateError::GetSregs)?;
+    let mut gdt_written = None;
+    let mut page_tables = None;
     let (sregs, rip) = match start.mode {
         CpuMode::Real => real_mode_sregs(base, start.entry)?,
         CpuMode::Protected | CpuMode::Long => {
@@ -231,7 +250,9 @@ pub fn setup_boot_state<M: GuestMemoryBackend>(
             for (i, d) in gdt.iter().enumerate() {
                 mem.write_obj(*d, GuestAddress(BOOT_GDT_START.0 + 8 * i as u64))?;
             }
+            gdt_written = Some((BOOT_GDT_START, std::mem::size_of_val(&gdt) as u64));
             let cr3 = if long {
+                page_tables = Some((PML4_START, BOOT_PAGE_TABLES_END));
                 write_identity_map(mem)?
             } else {
                 PML4_START.0
@@ -240,9 +261,38 @@ pub fn setup_boot_state<M: GuestMemoryBackend>(
         }
     };
     vcpu.set_sregs(&sregs).map_err(BootStateError::SetSregs)?;
-    vcpu.set_regs(&entry_regs(rip, &start.regs))
-        .map_err(BootStateError::SetRegs)?;
-    Ok(())
+    let regs = entry_regs(rip, &start.regs);
+    vcpu.set_regs(&regs).map_err(BootStateError::SetRegs)?;
+    Ok(BootStateLoaded {
+        sregs,
+        regs,
+        gdt: gdt_written,
+        page_tables,
+    })
+}
+
+/// The value of `reg` in `r`.
+pub fn get_reg(r: &kvm_regs, reg: Reg) -> u64 {
+    match reg {
+        Reg::Rax => r.rax,
+        Reg::Rbx => r.rbx,
+        Reg::Rcx => r.rcx,
+        Reg::Rdx => r.rdx,
+        Reg::Rsi => r.rsi,
+        Reg::Rdi => r.rdi,
+        Reg::Rsp => r.rsp,
+        Reg::Rbp => r.rbp,
+        Reg::R8 => r.r8,
+        Reg::R9 => r.r9,
+        Reg::R10 => r.r10,
+        Reg::R11 => r.r11,
+        Reg::R12 => r.r12,
+        Reg::R13 => r.r13,
+        Reg::R14 => r.r14,
+        Reg::R15 => r.r15,
+        Reg::Rip => r.rip,
+        Reg::Rflags => r.rflags,
+    }
 }
 
 #[cfg(test)]
@@ -311,6 +361,9 @@ mod tests {
             ],
         );
         assert_eq!((r.rip, r.rax, r.rflags, r.r15), (0x1000, 2, 2, 7));
+        assert_eq!(get_reg(&r, Reg::Rax), 2);
+        assert_eq!(get_reg(&r, Reg::R15), 7);
+        assert_eq!(get_reg(&r, Reg::Rip), 0x1000);
     }
 
     #[test]

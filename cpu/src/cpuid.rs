@@ -129,6 +129,26 @@ pub fn patch_for_vcpu(cpuid: &mut CpuId, apic_id: u8, topo: Topology) {
     }
 }
 
+/// RDTSCP's bit: leaf 0x80000001 EDX bit 27.
+pub const RDTSCP_LEAF: u32 = 0x8000_0001;
+/// RDTSCP's bit in [`RDTSCP_LEAF`] EDX.
+pub const RDTSCP_EDX_BIT: u32 = 1 << 27;
+
+/// Advertises RDTSCP (leaf 0x80000001 EDX bit 27), for when the emulation
+/// fallback completes it ([`crate::fallback`]): KVM on the development
+/// machines hides it because its emulator cannot run it. Returns whether the
+/// leaf exists (nothing is added when it does not).
+pub fn advertise_rdtscp(cpuid: &mut CpuId) -> bool {
+    let mut found = false;
+    for e in cpuid.as_mut_slice() {
+        if e.function == RDTSCP_LEAF {
+            e.edx |= RDTSCP_EDX_BIT;
+            found = true;
+        }
+    }
+    found
+}
+
 /// `cpuid` patched for `apic_id` in `topo`: what [`set_vcpu_cpuid`] sets.
 pub fn vcpu_cpuid(cpuid: &CpuId, apic_id: u8, topo: Topology) -> CpuId {
     let mut own = cpuid.clone();
@@ -136,16 +156,18 @@ pub fn vcpu_cpuid(cpuid: &CpuId, apic_id: u8, topo: Topology) -> CpuId {
     own
 }
 
-/// Sets `cpuid`, patched for `apic_id` in `topo`, on `vcpu`.
+/// Sets `cpuid`, patched for `apic_id` in `topo`, on `vcpu`. Returns how
+/// many entries KVM_SET_CPUID2 was given.
 pub fn set_vcpu_cpuid(
     vcpu: &VcpuFd,
     cpuid: &CpuId,
     apic_id: u8,
     topo: Topology,
-) -> Result<(), CpuidError> {
+) -> Result<usize, CpuidError> {
     let mut own = cpuid.clone();
     patch_for_vcpu(&mut own, apic_id, topo);
-    vcpu.set_cpuid2(&own).map_err(CpuidError::SetCpuid)
+    vcpu.set_cpuid2(&own).map_err(CpuidError::SetCpuid)?;
+    Ok(own.as_slice().len())
 }
 
 #[cfg(test)]
@@ -179,6 +201,20 @@ mod tests {
         assert_ne!(c.as_slice()[0].edx & (1 << 28), 0);
         assert_eq!(c.as_slice()[1].edx, 3);
         assert_eq!((c.as_slice()[1].ebx, c.as_slice()[1].ecx >> 8), (1, 1));
+    }
+
+    #[test]
+    fn test_advertise_rdtscp_sets_only_its_bit() {
+        let mut c = CpuId::from_entries(&[kvm_cpuid_entry2 {
+            function: RDTSCP_LEAF,
+            edx: 0x0000_0001,
+            ..Default::default()
+        }])
+        .unwrap();
+        assert!(advertise_rdtscp(&mut c));
+        assert_eq!(c.as_slice()[0].edx, 0x0800_0001);
+        let mut empty = CpuId::new(0).unwrap();
+        assert!(!advertise_rdtscp(&mut empty));
     }
 
     #[test]

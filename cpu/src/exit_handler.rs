@@ -6,6 +6,8 @@
 
 use vm_device::bus::{MmioAddress, PioAddress};
 
+use crate::exit_record::ExitRecord;
+
 /// What the loop should do after an exit was handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitAction {
@@ -113,4 +115,15 @@ pub trait ExitHandler: Sync {
     fn should_stop(&self) -> bool {
         false
     }
+    /// Whether [`Self::observe_exit`] wants every exit. Asked once per exit:
+    /// keep it a constant or a single field read. The default `false`
+    /// leaves the loop exactly as without observation.
+    fn observes_exits(&self) -> bool {
+        false
+    }
+    /// Called for every exit while [`Self::observes_exits`] is true, with
+    /// its `kvm_run` fields: before the handler performs a write, after it
+    /// performs a read (see [`crate::exit_record`]), before
+    /// [`Self::exit_handled`].
+    fn observe_exit(&self, _exit: &ExitRecord<'_>) {}
 }

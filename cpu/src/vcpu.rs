@@ -13,6 +13,8 @@ use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
 use vm_device::bus::{MmioAddress, PioAddress};
 
 use crate::exit_handler::{ExitAction, ExitHandler, ExitKind};
+use crate::exit_record::{handle_observed_exit, observe_errno};
+use crate::fallback::{describe, Described, EmulationFallback, FallbackOutcome, NotHandled};
 use crate::kick::KickTarget;
 use crate::metrics::VcpuMetrics;
 
@@ -50,8 +52,9 @@ pub enum VcpuError {
     PendingIoStopped {
         /// vCPU index.
         index: u64,
-        /// Why it ended.
-        stop: VcpuStop,
+        /// Why it ended (boxed: an internal error carries its decoded
+        /// instruction, and this variant is rare).
+        stop: Box<VcpuStop>,
     },
 }
 
@@ -64,10 +67,33 @@ pub struct InternalError {
     pub data: Vec<u64>,
     /// The instruction bytes that failed to emulate, when KVM provided them.
     pub insn: Option<Vec<u8>>,
+    /// For an emulation failure with bytes: the instruction decoded at the
+    /// vCPU's RIP (filled in by [`Vcpu::run`]).
+    pub decoded: Option<Described>,
+    /// Why the emulation fallback left it to stop the VM.
+    pub not_handled: Option<NotHandled>,
+}
+
+fn hex_bytes(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
+    for (i, b) in bytes.iter().enumerate() {
+        let sep = if i == 0 { "" } else { " " };
+        write!(f, "{sep}{b:02x}")?;
+    }
+    Ok(())
 }
 
 impl fmt::Display for InternalError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(d) = &self.decoded {
+            write!(f, "emulation failure at rip {:#x}: ", d.rip)?;
+            write!(f, "{} (", d.text.as_deref().unwrap_or("undecodable bytes"))?;
+            hex_bytes(f, &d.bytes)?;
+            write!(f, ")")?;
+            if let Some(why) = &self.not_handled {
+                write!(f, ": {why}")?;
+            }
+            return Ok(());
+        }
         let what = match self.suberror {
             1 => "emulation failure",
             2 => "simultaneous exceptions",
@@ -77,10 +103,8 @@ impl fmt::Display for InternalError {
         };
         write!(f, "KVM internal error, suberror {} ({what})", self.suberror)?;
         if let Some(insn) = &self.insn {
-            write!(f, ", instruction bytes:")?;
-            for b in insn {
-                write!(f, " {b:02x}")?;
-            }
+            write!(f, ", instruction bytes: ")?;
+            hex_bytes(f, insn)?;
         }
         if !self.data.is_empty() {
             write!(f, ", data:")?;
@@ -174,6 +198,7 @@ pub struct Vcpu {
     fd: VcpuFd,
     index: u64,
     metrics: Arc<VcpuMetrics>,
+    fallback: Option<Arc<EmulationFallback>>,
     /// The CPUID last set through [`Vcpu::set_cpuid2`]: what a snapshot
     /// saves, because KVM_GET_CPUID2 may report what the guest sees
     /// instead (on the nested hosts of the project notes, leaf 1 and 7
@@ -197,8 +222,33 @@ impl Vcpu {
             fd,
             index,
             metrics: Arc::new(VcpuMetrics::default()),
+            fallback: None,
             cpuid: None,
         })
+    }
+
+    /// Lets [`Vcpu::run`] finish the instructions KVM fails to emulate
+    /// through `fallback` (see [`crate::fallback`]) instead of stopping.
+    pub fn set_emulation_fallback(&mut self, fallback: Arc<EmulationFallback>) {
+        self.fallback = Some(fallback);
+    }
+
+    /// An emulation failure: handed to the fallback when there is one;
+    /// otherwise (or when it declines) the stop, with the instruction named.
+    fn on_emulation_failure(&self, mut e: InternalError) -> Option<VcpuStop> {
+        let Some(insn) = e.insn.clone() else {
+            return Some(VcpuStop::InternalError(e));
+        };
+        let why = match &self.fallback {
+            Some(fb) => match fb.handle(&self.fd, &insn) {
+                FallbackOutcome::Completed | FallbackOutcome::Injected(_) => return None,
+                FallbackOutcome::NotHandled(why) => why,
+            },
+            None => NotHandled::Off,
+        };
+        e.decoded = describe(&self.fd, &insn);
+        e.not_handled = Some(why);
+        Some(VcpuStop::InternalError(e))
     }
 
     /// KVM_SET_CPUID2, remembering the table (see [`Vcpu::cpuid`]).
@@ -216,6 +266,12 @@ impl Vcpu {
     /// The KVM vCPU, for state set-up before running.
     pub fn fd(&self) -> &VcpuFd {
         &self.fd
+    }
+
+    /// The host address of this vCPU's mapped `kvm_run` area (for a VMM
+    /// that shows its steps).
+    pub fn kvm_run_address(&mut self) -> usize {
+        std::ptr::from_mut(self.fd.get_kvm_run()) as usize
     }
 
     /// This vCPU's index (and APIC ID).
@@ -263,9 +319,17 @@ impl Vcpu {
             let exited = Instant::now();
             self.metrics.record_run(exited - entered);
             let (kind, stop) = match result {
+                // One predictable branch: handlers that never observe
+                // return a constant false and this arm folds away.
+                Ok(exit) if handler.observes_exits() => {
+                    handle_observed_exit(exit, run_area, handler, self.index, exited)
+                }
                 Ok(exit) => handle_exit(exit, run_area, handler),
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                     self.fd.set_kvm_immediate_exit(0);
+                    if handler.observes_exits() {
+                        observe_errno(handler, self.index, exited, e.errno());
+                    }
                     (ExitKind::Interrupted, None)
                 }
                 Err(source) => {
@@ -274,6 +338,12 @@ impl Vcpu {
                         source,
                     })
                 }
+            };
+            let stop = match stop {
+                Some(VcpuStop::InternalError(e)) if e.suberror == KVM_INTERNAL_ERROR_EMULATION => {
+                    self.on_emulation_failure(e)
+                }
+                other => other,
             };
             let action = handler.exit_handled(kind);
             mark = Instant::now();
@@ -333,7 +403,7 @@ impl Vcpu {
                         self.fd.set_kvm_immediate_exit(0);
                         return Err(VcpuError::PendingIoStopped {
                             index: self.index,
-                            stop,
+                            stop: Box::new(stop),
                         });
                     }
                 }
@@ -348,7 +418,7 @@ impl Vcpu {
 }
 
 /// Width of one element of the current port I/O exit.
-fn io_access_size(run: *const kvm_run) -> usize {
+pub(crate) fn io_access_size(run: *const kvm_run) -> usize {
     // SAFETY: only called for KVM_EXIT_IO, so `io` is the live union member;
     // `run` points to the mapped kvm_run area, and the field read does not
     // overlap the data slice the exit borrows.
@@ -379,12 +449,14 @@ fn internal_error(run: *const kvm_run) -> InternalError {
         suberror: internal.suberror,
         data: internal.data[..ndata].to_vec(),
         insn,
+        decoded: None,
+        not_handled: None,
     }
 }
 
 /// Decodes one exit and performs it through `handler`. Returns the exit kind
 /// and, for exits that end the loop, why.
-fn handle_exit<H: ExitHandler + ?Sized>(
+pub(crate) fn handle_exit<H: ExitHandler + ?Sized>(
     exit: VcpuExit<'_>,
     run: *const kvm_run,
     handler: &H,

@@ -303,14 +303,27 @@ impl IoBus {
             .collect()
     }
 
+    /// The name of the device registered at `port`, if any.
+    pub fn pio_device_name(&self, port: u16) -> Option<&str> {
+        self.pio_names
+            .range(..=port)
+            .next_back()
+            .filter(|(base, (len, _))| u32::from(port) < u32::from(**base) + u32::from(*len))
+            .map(|(_, (_, n))| n.as_str())
+    }
+
+    /// The name and base of the device registered at `addr`, if any.
+    pub fn mmio_device_name(&self, addr: u64) -> Option<(&str, u64)> {
+        self.mmio_names
+            .range(..=addr)
+            .next_back()
+            .filter(|(base, (len, _))| addr - **base < *len)
+            .map(|(base, (_, n))| (n.as_str(), *base))
+    }
+
     fn device_name(&self, key: BusKey) -> Option<String> {
         match key {
-            BusKey::Port(p) => self
-                .pio_names
-                .range(..=p)
-                .next_back()
-                .filter(|(base, (len, _))| u32::from(p) < u32::from(**base) + u32::from(*len))
-                .map(|(_, (_, n))| n.clone()),
+            BusKey::Port(p) => self.pio_device_name(p).map(str::to_string),
             BusKey::Mmio(a) => self.mmio_names.get(&a).map(|(_, n)| n.clone()),
             _ => None,
         }
@@ -440,6 +453,29 @@ mod tests {
         assert_eq!(*p.writes.lock().unwrap(), vec![(1, vec![7])]);
         let rows = bus.access_counts();
         assert_eq!(rows[0].device.as_deref(), Some("probe"));
+        assert_eq!(bus.pio_device_name(0x3f8), Some("probe"));
+        assert_eq!(bus.pio_device_name(0x3ff), Some("probe"));
+        assert_eq!(bus.pio_device_name(0x400), None);
+        assert_eq!(bus.pio_device_name(0x3f7), None);
+    }
+
+    #[test]
+    fn test_bus_mmio_device_name_covers_the_range() {
+        let mut bus = IoBus::new();
+        bus.register_mmio(
+            "probe",
+            MmioAddress(0xd000_0000),
+            0x200,
+            Arc::new(Probe::default()),
+        )
+        .unwrap();
+        assert_eq!(
+            bus.mmio_device_name(0xd000_01ff),
+            Some(("probe", 0xd000_0000))
+        );
+        assert_eq!(bus.mmio_device_name(0xd000_0200), None);
+        assert_eq!(bus.mmio_device_name(0xcfff_ffff), None);
+        assert_eq!(bus.mmio_device_name(u64::MAX), None);
     }
 
     #[test]

@@ -88,7 +88,7 @@ fn test_committed_guests_match_their_source() {
         .status()
         .expect("guests/build.sh runs (needs GNU as and objcopy from binutils)");
     assert!(st.success(), "guests/build.sh failed");
-    for name in ["hello", "counter"] {
+    for name in ["hello", "counter", "counter_stop"] {
         let rebuilt = std::fs::read(dir.join(format!("{name}.bin"))).unwrap();
         let committed =
             std::fs::read(workspace_root().join(format!("integration-tests/guests/{name}.bin")))

@@ -45,7 +45,9 @@ pub struct SlotOptions {
 }
 
 /// Registers every region of `ram` with `vm`, slots numbered from 0 in address
-/// order. `max_slots` is what `Kvm::get_nr_memslots()` reported.
+/// order. `max_slots` is what `Kvm::get_nr_memslots()` reported. Returns the
+/// regions as given to KVM_SET_USER_MEMORY_REGION (for a VMM that shows
+/// its steps).
 ///
 /// # Safety
 ///
@@ -55,7 +57,7 @@ pub unsafe fn register_memory_slots(
     vm: &VmFd,
     ram: &GuestRam,
     max_slots: usize,
-) -> Result<(), KvmSlotError> {
+) -> Result<Vec<kvm_userspace_memory_region>, KvmSlotError> {
     // SAFETY: the caller's contract is this function's.
     unsafe { register_memory_slots_with(vm, ram, max_slots, SlotOptions::default()) }
 }
@@ -70,7 +72,7 @@ pub unsafe fn register_memory_slots_with(
     ram: &GuestRam,
     max_slots: usize,
     options: SlotOptions,
-) -> Result<(), KvmSlotError> {
+) -> Result<Vec<kvm_userspace_memory_region>, KvmSlotError> {
     let needed = ram.memory().num_regions();
     if needed > max_slots {
         return Err(KvmSlotError::TooManySlots {
@@ -78,6 +80,7 @@ pub unsafe fn register_memory_slots_with(
             available: max_slots,
         });
     }
+    let mut registered = Vec::with_capacity(needed);
     for (slot, region) in (0u32..).zip(ram.memory().iter()) {
         let guest_addr = region.start_addr().0;
         let host = region
@@ -105,6 +108,7 @@ pub unsafe fn register_memory_slots_with(
                 source,
             }
         })?;
+        registered.push(mem_region);
     }
-    Ok(())
+    Ok(registered)
 }

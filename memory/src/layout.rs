@@ -66,8 +66,22 @@ pub const ACPI_TABLES_END: GuestAddress = GuestAddress(0xf_0000);
 /// Where the Intel MP floating pointer and configuration table go (inside
 /// the BIOS area `[0xf0000, 0x100000)` that MP-spec searches cover).
 pub const MPTABLE_START: GuestAddress = GuestAddress(0xf_0000);
-/// End of the room for the MP table (exclusive).
-pub const MPTABLE_END: GuestAddress = GuestAddress(0x10_0000);
+/// End of the room for the MP table (exclusive): 60 KiB, far more than the
+/// table for 254 CPUs needs (about 6 KiB).
+pub const MPTABLE_END: GuestAddress = GuestAddress(0xf_f000);
+/// The real-mode interrupt handlers a PC firmware would leave (`iret`
+/// stubs, the timer and IRQ stubs sending EOIs), which the interrupt vector
+/// table points at when a real-mode image starts on the PC platform: the
+/// last 4 KiB of the BIOS area (segment 0xf000, offsets 0xf000-0xffff).
+pub const BIOS_STUBS_START: GuestAddress = GuestAddress(0xf_f000);
+/// End of the BIOS stub area (exclusive): the end of the BIOS area.
+pub const BIOS_STUBS_END: GuestAddress = GuestAddress(0x10_0000);
+/// The real-mode interrupt vector table: 256 far pointers at address 0.
+pub const IVT_START: GuestAddress = GuestAddress(0);
+/// The BIOS data area (segment 0x40), right after the IVT.
+pub const BDA_START: GuestAddress = GuestAddress(0x400);
+/// End of the BIOS data area (exclusive).
+pub const BDA_END: GuestAddress = GuestAddress(0x500);
 
 /// Where ELF kernels conventionally load (1 MiB), the lowest address
 /// linux-loader accepts for a kernel.
@@ -75,7 +89,10 @@ pub const HIGH_MEMORY_START: GuestAddress = GuestAddress(LEGACY_HOLE_END);
 
 /// Every range the VMM writes boot structures into, `(start, end)`: the
 /// GDT, Linux's zero page, the long-mode page tables, the boot-information
-/// area, the command line, and the ACPI/MP tables. Loaders refuse to put image bytes here.
+/// area, the command line, and the ACPI/MP tables and BIOS stubs. Loaders
+/// refuse to put image bytes here. (The IVT and BDA are written only for
+/// real-mode starts on the PC platform, and only when no image byte is
+/// there: they are not listed.)
 pub const BOOT_STRUCTURES: [(u64, u64); 6] = [
     (
         BOOT_GDT_START.0,
@@ -85,7 +102,7 @@ pub const BOOT_STRUCTURES: [(u64, u64); 6] = [
     (PML4_START.0, BOOT_PAGE_TABLES_END.0),
     (BOOT_INFO_START.0, BOOT_INFO_END.0),
     (CMDLINE_START.0, CMDLINE_START.0 + CMDLINE_MAX_SIZE),
-    (ACPI_TABLES_START.0, MPTABLE_END.0),
+    (ACPI_TABLES_START.0, BIOS_STUBS_END.0),
 ];
 
 /// The first boot-structure range `[start, start + len)` overlaps, if any.

@@ -181,6 +181,14 @@ pub struct Cli {
     #[arg(long = "trace-io")]
     pub trace_io: bool,
 
+    /// Print every KVM step (open /dev/kvm, KVM_CREATE_VM, memory slots, vCPU set-up) and every exit with its kvm_run fields to stderr, as it happens; long runs are summarised.
+    #[arg(long)]
+    pub explain: bool,
+
+    /// Draw the run as an SVG picture at PATH: exits per kind over time, the start-up phases, a legend.
+    #[arg(long = "exit-plot", value_name = "PATH.svg")]
+    pub exit_plot: Option<PathBuf>,
+
     /// Stop after N port/MMIO exits (N at least 1).
     #[arg(long = "max-exits", value_name = "N", value_parser = parse_max_exits)]
     pub max_exits: Option<u64>,
@@ -212,6 +220,10 @@ pub struct Cli {
     /// Do not confine VMM threads with seccomp (for debugging).
     #[arg(long = "no-seccomp")]
     pub no_seccomp: bool,
+
+    /// Stop on every instruction this host's KVM fails to emulate, instead of finishing the listed ones (clwb, clflush, clflushopt, rdtscp, cmpxchg16b, clac/stac; #UD for rdpru/invpcid when not in CPUID). Also stops advertising RDTSCP.
+    #[arg(long = "no-emulation-fallback")]
+    pub no_emulation_fallback: bool,
 
     /// The KVM device node.
     #[arg(long = "kvm-device", value_name = "PATH", default_value = "/dev/kvm")]
@@ -475,6 +487,8 @@ impl Cli {
             print_post_codes: self.post_codes,
             max_exits: self.max_exits,
             timeout: self.timeout,
+            emulation_fallback: !self.no_emulation_fallback,
+            exit_timeline: self.exit_plot.is_some(),
             track_dirty_pages: self.track_dirty_pages,
             ..HostOptions::default()
         }

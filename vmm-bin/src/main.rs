@@ -9,7 +9,8 @@
 //! thread, and the API thread serves runtime calls through the VM's
 //! handle.
 
-use std::io::Write;
+use std::fs::File;
+use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
@@ -84,6 +85,8 @@ struct Launched {
     _raw: Option<RawTerminal>,
     /// How to build its next boot, when it reboots on a guest reset.
     reboot: Option<Rebuild>,
+    /// Where `--exit-plot` draws the run, created before the guest started.
+    plot: Option<BufWriter<File>>,
 }
 
 /// What a VM is built from.
@@ -135,6 +138,19 @@ fn launch(
     extras: &HostExtras,
     started_at: Instant,
 ) -> Result<Launched, LaunchError> {
+    // The picture's file is created before anything runs: a path that
+    // cannot be written is bad input, found before the guest starts.
+    let plot = match &cli.exit_plot {
+        Some(path) => Some(
+            File::create(path)
+                .map(BufWriter::new)
+                .map_err(|e| LaunchError {
+                    message: format!("cannot create the exit plot {}: {e}", path.display()),
+                    status: exit_status::BAD_INPUT,
+                })?,
+        ),
+        None => None,
+    };
     let flags;
     let config = match source {
         Source::Config(c) => c,
@@ -168,6 +184,12 @@ fn launch(
         console_input: stdio.then_some(libc::STDIN_FILENO),
         ..cli.host_options()
     };
+    if cli.explain {
+        // One write per line: lines from vCPU threads never interleave.
+        host.explain = Some(std::sync::Arc::new(|line: &str| {
+            let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
+        }));
+    }
     if let Some(path) = extras.metrics.clone() {
         let file = open_append(&path).map_err(|e| LaunchError {
             message: format!("Metrics error: cannot open {}: {e}", path.display()),
@@ -221,12 +243,18 @@ fn launch(
         vm,
         _raw: raw,
         reboot,
+        plot,
     })
 }
 
 /// Runs a launched VM to its end; the process's exit status.
 fn finish(cli: &Cli, launched: Launched) -> i32 {
-    let Launched { vm, _raw, reboot } = launched;
+    let Launched {
+        vm,
+        _raw,
+        reboot,
+        mut plot,
+    } = launched;
     if let Some(signal) = signals::stop_on_signal(vm.handle()) {
         eprintln!(
             "vmm-bin: stopped by {} ({signal}) during start-up",
@@ -255,6 +283,12 @@ fn finish(cli: &Cli, launched: Launched) -> i32 {
             None => eprintln!("vmm-bin: {}", report.outcome),
         },
         other => eprintln!("vmm-bin: {other}"),
+    }
+    if let (Some(out), Some(timeline)) = (plot.as_mut(), &report.timeline) {
+        if let Err(e) = vmm_bin::plot::write(timeline, out) {
+            eprintln!("vmm-bin: error: {e}");
+            return exit_status::VMM_FAILURE;
+        }
     }
     if cli.stats {
         // One write: stderr is unbuffered, and a report with 65536 port rows

@@ -225,6 +225,13 @@ impl VmBuilder {
         self
     }
 
+    /// Finish the instructions the host's KVM fails to emulate instead of
+    /// stopping (on by default; see [`HostOptions::emulation_fallback`]).
+    pub fn emulation_fallback(mut self, on: bool) -> Self {
+        self.host.emulation_fallback = on;
+        self
+    }
+
     /// The KVM device (default `/dev/kvm`).
     pub fn kvm_path(mut self, path: impl Into<PathBuf>) -> Self {
         self.host.kvm_path = path.into();
@@ -243,6 +250,20 @@ impl VmBuilder {
     /// instruction (`--stats`, `-v`).
     pub fn started_at(mut self, t: std::time::Instant) -> Self {
         self.host.started_at = Some(t);
+        self
+    }
+
+    /// Tell every KVM step and exit to `sink`, one line per call (see
+    /// [`crate::explain`]; vmm-bin's `--explain` writes them to stderr).
+    pub fn explain(mut self, sink: crate::explain::ExplainSink) -> Self {
+        self.host.explain = Some(sink);
+        self
+    }
+
+    /// Count exits per kind over time; the run's report then has
+    /// [`crate::RunReport::timeline`] (vmm-bin's `--exit-plot` draws it).
+    pub fn exit_timeline(mut self, on: bool) -> Self {
+        self.host.exit_timeline = on;
         self
     }
 

@@ -15,6 +15,7 @@ use vmm_devices::Console;
 use vmm_loader::{BootMode, Entry, Format};
 
 use crate::error::VmmError;
+use crate::explain::ExplainSink;
 use crate::platform::Platform;
 use crate::vm::MetricsSink;
 
@@ -212,7 +213,9 @@ impl Default for VmConfig {
     }
 }
 
-/// How this host runs a VM: nothing here changes what the guest sees.
+/// How this host runs a VM: nothing here changes what the guest sees,
+/// except that the emulation fallback, when on, also advertises RDTSCP
+/// (the instruction it completes).
 pub struct HostOptions {
     /// The KVM device.
     pub kvm_path: PathBuf,
@@ -240,6 +243,16 @@ pub struct HostOptions {
     pub console_input: Option<RawFd>,
     /// When the process started, for the start-up time in the report.
     pub started_at: Option<Instant>,
+    /// Finish the instructions this host's KVM fails to emulate (see
+    /// [`vmm_cpu::fallback`]) instead of stopping the VM; advertises RDTSCP.
+    /// A host policy: on KVMs that emulate everything it never runs.
+    pub emulation_fallback: bool,
+    /// Tell every KVM step and exit, one line each, to this sink
+    /// (`--explain`; see [`crate::explain`]).
+    pub explain: Option<ExplainSink>,
+    /// Count exits per kind over time for [`crate::RunReport::timeline`]
+    /// (`--exit-plot`; see [`crate::timeline`]).
+    pub exit_timeline: bool,
     /// Have KVM log the pages the guest writes (and the VMM record the
     /// pages its devices write), so diff snapshots can be taken. Costs a
     /// write-protection fault on the first write to each page after every
@@ -265,6 +278,11 @@ impl HostOptions {
             metrics: None,
             console_input: self.console_input,
             started_at: None,
+            emulation_fallback: self.emulation_fallback,
+            // Each boot is explained and counted afresh (the report's
+            // timeline is the last boot's).
+            explain: self.explain.clone(),
+            exit_timeline: self.exit_timeline,
             track_dirty_pages: self.track_dirty_pages,
         }
     }
@@ -284,6 +302,9 @@ impl Default for HostOptions {
             metrics: None,
             console_input: None,
             started_at: None,
+            emulation_fallback: true,
+            explain: None,
+            exit_timeline: false,
             track_dirty_pages: false,
         }
     }

@@ -5,27 +5,32 @@
 //! even on a host without KVM, and nothing is left behind when it fails.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use kvm_ioctls::Cap;
+use vm_memory::GuestMemoryBackend;
 use vmm_cpu::cpuid::{self, Topology};
-use vmm_cpu::{firmware_state, setup_boot_state, Vcpu};
+use vmm_cpu::{firmware_state, setup_boot_state, CpuMode, EmulationFallback, GuestFeatures, Vcpu};
 use vmm_devices::legacy::{acpi_pm, cmos};
 use vmm_loader::linux::cache::VmlinuxCache;
-use vmm_loader::BootSpec;
-use vmm_memory::layout::{ACPI_TABLES_START, MPTABLE_END};
+use vmm_loader::{BootSpec, Handoff};
+use vmm_memory::layout::{ACPI_TABLES_START, BDA_END, BIOS_STUBS_END, CMDLINE_START, IVT_START};
 use vmm_memory::{register_memory_slots_with, GuestRam, MemoryLayout, SlotOptions, ThpHint};
 
 use crate::boot::{is_pc, load_image, Loaded};
 use crate::config::{BootConfig, HostOptions, VmConfig};
 use crate::control::VmControl;
 use crate::error::VmmError;
+use crate::explain::{regs_line, say, size_text, sregs_line, Explainer};
+use crate::firmware::acpi::facs::find_facs;
+use crate::firmware::real_mode::write_real_mode_firmware;
 use crate::firmware::{write_firmware_tables, PlatformInfo, VirtioMmio};
 use crate::kvm::open_kvm;
-use crate::platform::create_irqchip;
-use crate::platform::Platform;
+use crate::platform::{create_irqchip, set_bios_pic_and_pit, Platform};
 use crate::reboot::NextBoot;
 use crate::snapshot::create::SnapshotContext;
 use crate::snapshot::SnapshotError;
+use crate::timeline::ExitTimeline;
 use crate::virtio::virtio_layout;
 use crate::vm::{RunOptions, Vm, VmParts};
 
@@ -36,7 +41,7 @@ pub const MAX_CPUS: u64 = 254;
 /// The part of the image that overlaps the firmware tables, and their
 /// range, if any.
 fn spec_overlaps_firmware(spec: &BootSpec) -> Option<((u64, u64), (u64, u64))> {
-    let tables = (ACPI_TABLES_START.0, MPTABLE_END.0);
+    let tables = (ACPI_TABLES_START.0, BIOS_STUBS_END.0);
     spec.overlap(tables.0, tables.1).map(|seg| (seg, tables))
 }
 
@@ -78,16 +83,42 @@ impl Vm {
                 max: MAX_CPUS,
             });
         }
+        let explain = host
+            .explain
+            .clone()
+            .map(|sink| Arc::new(Explainer::new(sink, cpus)));
+        let timeline = host.exit_timeline.then(|| {
+            Arc::new(ExitTimeline::new(
+                host.started_at.unwrap_or_else(Instant::now),
+            ))
+        });
+        let phase = |name: &str| {
+            if let Some(t) = &timeline {
+                t.phase(name);
+            }
+        };
         let virtio_slots = virtio_layout(&config.devices)?;
         let layout = MemoryLayout::new(config.memory_mib)?;
         let thp = if host.thp { ThpHint::On } else { ThpHint::Off };
         let ram = GuestRam::new(&layout, thp)?;
+        say(&explain, || {
+            let regions = match ram.memory().num_regions() {
+                1 => "one region".to_string(),
+                n => format!("{n} regions, around the MMIO hole"),
+            };
+            format!(
+                "guest RAM: {} mapped into this process (mmap), {regions}",
+                size_text(layout.size()),
+            )
+        });
         let cache = host.kernel_cache.clone().map(VmlinuxCache::new);
         let Loaded {
             format,
             spec,
             start,
         } = load_image(config, cache.as_ref(), &ram, &virtio_slots)?;
+        explain_load(&explain, format, &spec);
+        phase("image loaded");
         let pc = is_pc(config, format);
         if !pc && cpus > 1 {
             return Err(VmmError::SmpNeedsPc { cpus });
@@ -99,6 +130,13 @@ impl Vm {
         }
 
         let kvm = open_kvm(&host.kvm_path)?;
+        say(&explain, || {
+            format!(
+                "open {}: KVM_GET_API_VERSION = {} (the only version there is)",
+                host.kvm_path.display(),
+                kvm.get_api_version()
+            )
+        });
         let max = (kvm.get_max_vcpus() as u64).min(MAX_CPUS);
         if cpus > max {
             return Err(VmmError::CpuCount {
@@ -107,17 +145,61 @@ impl Vm {
             });
         }
         let vm_fd = kvm.create_vm().map_err(VmmError::CreateVm)?;
-        let slots = SlotOptions {
+        say(&explain, || {
+            "KVM_CREATE_VM: a VM file descriptor, with no memory and no vCPUs yet".to_string()
+        });
+        let slot_options = SlotOptions {
             log_dirty_pages: host.track_dirty_pages,
         };
         // SAFETY: `ram` is moved into the returned `Vm`, which drops its VM
         // fd before its RAM (see `Vm`'s field order).
-        unsafe { register_memory_slots_with(&vm_fd, &ram, kvm.get_nr_memslots(), slots) }?;
+        let slots = unsafe {
+            register_memory_slots_with(&vm_fd, &ram, kvm.get_nr_memslots(), slot_options)
+        }?;
+        for r in &slots {
+            say(&explain, || {
+                format!(
+                    "KVM_SET_USER_MEMORY_REGION: slot {}, guest-physical {:#x}, size {:#x} ({}), host address {:#x}",
+                    r.slot,
+                    r.guest_phys_addr,
+                    r.memory_size,
+                    size_text(r.memory_size),
+                    r.userspace_addr
+                )
+            });
+        }
+        // A real-mode program on a PC finds what the BIOS that started it
+        // left behind; the minimal platform keeps the bare reset state.
+        let bios_real_mode = pc && start.mode == CpuMode::Real;
         if pc {
             create_irqchip(&vm_fd)?;
+            say(&explain, || {
+                "KVM_CREATE_IRQCHIP: in-kernel PIC, IOAPIC and a LAPIC per vCPU; KVM_SET_GSI_ROUTING: the PC's ISA and IOAPIC routes".to_string()
+            });
+            say(&explain, || {
+                "KVM_CREATE_PIT2: the in-kernel 8254 timer (ports 0x40-0x43, IRQ 0)".to_string()
+            });
+            if bios_real_mode {
+                set_bios_pic_and_pit(&vm_fd)?;
+                say(&explain, || {
+                    "KVM_SET_IRQCHIP, KVM_SET_PIT2: the 8259s and PIT as a BIOS leaves them for a real-mode program".to_string()
+                });
+            }
         }
+        phase("KVM VM created");
 
-        let supported = cpuid::supported_cpuid(&kvm)?;
+        let mut supported = cpuid::supported_cpuid(&kvm)?;
+        // The fallback completes RDTSCP, so the guest may be told it exists;
+        // it decides #UD from the same table the vCPUs get.
+        let fallback = host.emulation_fallback.then(|| {
+            if !cpuid::advertise_rdtscp(&mut supported) {
+                log::warn!("CPUID has no leaf 0x80000001: RDTSCP not advertised");
+            }
+            Arc::new(EmulationFallback::new(
+                ram.memory().clone(),
+                GuestFeatures::from_cpuid(&supported),
+            ))
+        });
         let topo = Topology {
             cpus: cpus as u8,
             hypercall_pv_features: config.hypercall_pv_features,
@@ -133,11 +215,31 @@ impl Vm {
         })?;
         let mut msrs = Vec::new();
         let mut vcpus = Vec::new();
+        let mmap_size = explain.as_ref().map(|_| kvm.get_vcpu_mmap_size());
         for index in 0..cpus {
             let mut vcpu = Vcpu::new(&vm_fd, index)?;
+            if let Some(fb) = &fallback {
+                vcpu.set_emulation_fallback(fb.clone());
+            }
+            if let Some(size) = mmap_size {
+                let run = vcpu.kvm_run_address();
+                say(&explain, || {
+                    let size =
+                        size.map_or_else(|e| format!("unknown ({e})"), |s| format!("{s} bytes"));
+                    format!(
+                        "KVM_CREATE_VCPU {index}: a vCPU file descriptor; its kvm_run area (KVM_GET_VCPU_MMAP_SIZE = {size}) mapped at host address {run:#x}"
+                    )
+                });
+            }
             let own = cpuid::vcpu_cpuid(&supported, index as u8, topo);
             vcpu.set_cpuid2(&own)
                 .map_err(vmm_cpu::cpuid::CpuidError::SetCpuid)?;
+            let entries = own.as_slice().len();
+            say(&explain, || {
+                format!(
+                    "KVM_SET_CPUID2: {entries} entries (KVM_GET_SUPPORTED_CPUID, with APIC ID {index} and the topology)"
+                )
+            });
             if index == 0 {
                 // Before anything else is set: the probe writes back the
                 // values it reads.
@@ -149,15 +251,37 @@ impl Vm {
                 firmware_state::setup_lapic(vcpu.fd())?;
                 firmware_state::setup_msrs(vcpu.fd())?;
                 firmware_state::setup_fpu(vcpu.fd())?;
+                say(&explain, || {
+                    "KVM_SET_LAPIC, KVM_SET_MSRS, KVM_SET_FPU: LAPIC in virtual-wire mode, MSRs and FPU as a BIOS leaves them".to_string()
+                });
             }
             // Only the BSP starts at the image's entry; with the irqchip,
             // APs wait for INIT/SIPI like real hardware.
             if index == 0 {
-                setup_boot_state(vcpu.fd(), ram.memory(), &start)?;
+                let loaded = setup_boot_state(vcpu.fd(), ram.memory(), &start)?;
+                if let Some((at, len)) = loaded.gdt {
+                    say(&explain, || {
+                        format!(
+                            "boot GDT written at guest-physical {:#x} ({len} bytes)",
+                            at.0
+                        )
+                    });
+                }
+                if let Some((from, to)) = loaded.page_tables {
+                    say(&explain, || {
+                        format!(
+                            "page tables written at [{:#x}, {:#x}): the first 4 GiB identity-mapped with 2 MiB pages",
+                            from.0, to.0
+                        )
+                    });
+                }
+                say(&explain, || sregs_line(&loaded.sregs));
+                say(&explain, || regs_line(&loaded.regs, &start.regs));
             }
             vcpus.push(vcpu);
         }
 
+        let mut facs = None;
         if pc {
             let info = PlatformInfo {
                 pm_timer_32bit: acpi_pm::PM_TMR_VAL_EXT,
@@ -172,13 +296,37 @@ impl Vm {
                 ..PlatformInfo::pc(cpus as u8, acpi_pm::S5_SLP_TYP)
             };
             let tables = write_firmware_tables(ram.memory(), &info)?;
+            if bios_real_mode {
+                let low_free = spec.overlap(IVT_START.0, BDA_END.0).is_none();
+                if !low_free {
+                    log::info!(
+                        "the image occupies [0, {:#x}): no IVT or BIOS data area written",
+                        BDA_END.0
+                    );
+                }
+                let seconds_today = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() % 86_400);
+                write_real_mode_firmware(ram.memory(), low_free, seconds_today)
+                    .map_err(VmmError::RealModeFirmware)?;
+            }
+            say(&explain, || {
+                format!(
+                    "firmware tables written: ACPI RSDP at {:#x}, MP floating pointer at {:#x}",
+                    tables.rsdp.0, tables.mp_floating_pointer.0
+                )
+            });
             log::info!(
                 "firmware tables: ACPI RSDP at {:#x}, MP floating pointer at {:#x}",
                 tables.rsdp.0,
                 tables.mp_floating_pointer.0
             );
+            // Firmware knows where its FACS is: read back once, before the
+            // guest can touch the tables.
+            facs = find_facs(ram.memory(), tables.rsdp);
         }
 
+        phase("vCPUs set up");
         let snapshot = SnapshotContext {
             config: VmConfig {
                 boot: BootConfig::default(),
@@ -212,6 +360,8 @@ impl Vm {
             console_input: host.console_input,
             started_at: host.started_at,
             deadline,
+            explain,
+            timeline,
         };
         let mut vm = Vm::new(VmParts {
             vcpus,
@@ -222,11 +372,57 @@ impl Vm {
             control,
             options,
             virtio_slots,
+            facs,
+            fallback,
             snapshot,
             track_dirty_pages: host.track_dirty_pages,
             wake,
         })?;
         vm.cmos_kept = cmos;
         Ok(vm)
+    }
+}
+
+/// Tells where the loader put the image and what it wrote for the boot
+/// protocol.
+fn explain_load(explain: &Option<Arc<Explainer>>, format: vmm_loader::Format, spec: &BootSpec) {
+    if explain.is_none() {
+        return;
+    }
+    let segments = if spec.segments.is_empty() {
+        vec![spec.image]
+    } else {
+        spec.segments.clone()
+    };
+    for (at, len) in segments {
+        say(explain, || {
+            format!(
+                "image ({format}): {} copied to guest-physical [{:#x}, {:#x})",
+                size_text(len),
+                at.0,
+                at.0 + len
+            )
+        });
+    }
+    match spec.handoff {
+        Handoff::None => {}
+        Handoff::Multiboot { info, .. } => say(explain, || {
+            format!(
+                "Multiboot information (memory map, command line, modules) written at {:#x}",
+                info.0
+            )
+        }),
+        Handoff::LinuxZeroPage(zero_page) => say(explain, || {
+            format!(
+                "Linux zero page (boot_params: e820 map, command line pointer) written at {:#x}, command line at {:#x}",
+                zero_page.0, CMDLINE_START.0
+            )
+        }),
+        Handoff::PvhStartInfo(start_info) => say(explain, || {
+            format!(
+                "PVH hvm_start_info (memory map, command line, modules) written at {:#x}",
+                start_info.0
+            )
+        }),
     }
 }

@@ -1,16 +1,21 @@
 //! The exit dispatcher: vmm-core's [`ExitHandler`]. Every port and MMIO exit
 //! goes to the bus (no port is special-cased here), is traced if asked, and
-//! every exit is counted by kind and against the exit budget.
+//! every exit is counted by kind and against the exit budget. With
+//! `--explain` or `--exit-plot` it also observes every exit (its `kvm_run`
+//! fields, through [`ExitHandler::observe_exit`]); without them, that costs
+//! one predictable branch per exit.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use vm_device::bus::{MmioAddress, PioAddress};
-use vmm_cpu::{ExitAction, ExitHandler, ExitKind};
+use vmm_cpu::{ExitAction, ExitHandler, ExitKind, ExitRecord};
 use vmm_devices::IoBus;
 
 use crate::control::VmControl;
+use crate::explain::Explainer;
+use crate::timeline::ExitTimeline;
 use crate::trace::{io_line, mmio_line, Dir};
 
 /// Routes exits to the bus and applies the VM's stop conditions.
@@ -19,6 +24,14 @@ pub struct ExitDispatcher {
     control: Arc<VmControl>,
     trace_io: bool,
     by_kind: [AtomicU64; ExitKind::ALL.len()],
+    /// Present only when some observer wants every exit.
+    observer: Option<Observers>,
+}
+
+/// Who observes every exit.
+struct Observers {
+    explain: Option<Arc<Explainer>>,
+    timeline: Option<Arc<ExitTimeline>>,
 }
 
 impl ExitDispatcher {
@@ -29,7 +42,20 @@ impl ExitDispatcher {
             control,
             trace_io,
             by_kind: Default::default(),
+            observer: None,
         }
+    }
+
+    /// Tells every exit to `explain` and counts it in `timeline` (either may
+    /// be absent; with neither, exits are not observed at all).
+    pub fn with_observers(
+        mut self,
+        explain: Option<Arc<Explainer>>,
+        timeline: Option<Arc<ExitTimeline>>,
+    ) -> Self {
+        self.observer =
+            (explain.is_some() || timeline.is_some()).then_some(Observers { explain, timeline });
+        self
     }
 
     /// The bus, for its access counters.
@@ -98,6 +124,21 @@ impl ExitHandler for ExitDispatcher {
     fn should_stop(&self) -> bool {
         // A pause also leaves the run loop; the vCPU thread then parks.
         self.control.is_stopping() || self.control.pause_wanted()
+    }
+
+    fn observes_exits(&self) -> bool {
+        self.observer.is_some()
+    }
+
+    fn observe_exit(&self, exit: &ExitRecord<'_>) {
+        if let Some(o) = &self.observer {
+            if let Some(t) = &o.timeline {
+                t.record(exit.kind, exit.at);
+            }
+            if let Some(e) = &o.explain {
+                e.exit(exit, &self.bus);
+            }
+        }
     }
 }
 

@@ -118,12 +118,41 @@ pub enum VmmError {
     /// The firmware tables could not be written.
     #[error(transparent)]
     Firmware(#[from] crate::firmware::FirmwareError),
+    /// KVM_GET_IRQCHIP / KVM_SET_IRQCHIP for the PICs' firmware state failed.
+    #[error("setting the PICs as a BIOS leaves them (KVM_GET/SET_IRQCHIP) failed: {0}")]
+    PicState(kvm_ioctls::Error),
+    /// KVM_GET_PIT2 / KVM_SET_PIT2 for the PIT's firmware state failed.
+    #[error("setting the PIT as a BIOS leaves it (KVM_GET/SET_PIT2) failed: {0}")]
+    PitState(kvm_ioctls::Error),
+    /// The real-mode IVT, stubs or BDA could not be written.
+    #[error("writing the real-mode interrupt table and BIOS data area failed: {0}")]
+    RealModeFirmware(vm_memory::GuestMemoryError),
     /// KVM_CREATE_PIT2 failed.
     #[error("KVM_CREATE_PIT2 failed: {0}")]
     CreatePit(kvm_ioctls::Error),
     /// An eventfd could not be created.
     #[error("creating an eventfd failed: {0}")]
     EventFd(std::io::Error),
+    /// A timerfd (for the devices' timed interrupts) could not be created.
+    #[error("creating a timerfd failed: {0}")]
+    TimerFd(vmm_sys_util::errno::Error),
+    /// Saving the interrupt controllers' start state (KVM_GET_IRQCHIP, for
+    /// the reset at an S3 wake) failed.
+    #[error("KVM_GET_IRQCHIP (chip {chip}) failed: {source}")]
+    GetIrqchip {
+        /// KVM's chip number (0, 1: PICs, 2: IOAPIC).
+        chip: u32,
+        /// The ioctl's error.
+        source: kvm_ioctls::Error,
+    },
+    /// A vCPU could not load its state for the wake from S3.
+    #[error("vCPU {index}: {source}")]
+    WakeState {
+        /// The vCPU.
+        index: u64,
+        /// What failed.
+        source: vmm_cpu::WakeStateError,
+    },
     /// The event loop could not be created.
     #[error("creating the event loop failed: {0:?}")]
     EventLoop(event_manager::Error),

@@ -4,13 +4,17 @@
 
 use kvm_bindings::{
     kvm_irq_routing_entry, kvm_irq_routing_entry__bindgen_ty_1, kvm_irq_routing_irqchip,
-    kvm_pit_config, KvmIrqRouting, KVM_IRQ_ROUTING_IRQCHIP, KVM_PIT_SPEAKER_DUMMY,
+    kvm_irqchip, kvm_pic_state, kvm_pit_config, kvm_pit_state2, KvmIrqRouting,
+    KVM_IRQ_ROUTING_IRQCHIP, KVM_PIT_SPEAKER_DUMMY,
 };
 use kvm_ioctls::VmFd;
 use vmm_devices::pc::InterruptLines;
 use vmm_devices::IrqLine;
 
+use std::sync::Arc;
+
 use crate::error::VmmError;
+use crate::explain::{say, Explainer};
 
 /// Which machine the guest gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -101,6 +105,72 @@ pub(crate) fn create_irqchip(vm_fd: &VmFd) -> Result<(), VmmError> {
     vm_fd.create_pit2(pit).map_err(VmmError::CreatePit)
 }
 
+/// The 8259 interrupt mask a BIOS leaves, `(master, slave)`: SeaBIOS masks
+/// everything but the cascade (`PIC_IRQMASK_DEFAULT`, 0xfffb), then unmasks
+/// each IRQ it installs a handler for. On this machine's devices (no floppy,
+/// no ATA): the timer (IRQ 0), the keyboard (1), the cascade (2), the RTC
+/// (8) and the PS/2 mouse (12).
+pub const BIOS_PIC_MASKS: (u8, u8) = (!0b0000_0111, !0b0001_0001);
+
+/// Puts one 8259's state where a BIOS's initialisation leaves it: ICW1-4
+/// done (edge triggered, cascade, 8086 mode, normal EOI), vectors from
+/// `vector_base`, mask `imr`, nothing pending or in service.
+pub fn bios_pic_state(s: &mut kvm_pic_state, vector_base: u8, imr: u8) {
+    s.irq_base = vector_base;
+    s.imr = imr;
+    s.irr = 0;
+    s.last_irr = 0;
+    s.isr = 0;
+    s.priority_add = 0;
+    s.read_reg_select = 0;
+    s.poll = 0;
+    s.special_mask = 0;
+    s.init_state = 0;
+    s.auto_eoi = 0;
+    s.rotate_on_auto_eoi = 0;
+    s.special_fully_nested_mode = 0;
+    s.init4 = 1;
+    s.elcr = 0;
+}
+
+/// PIT channel 0 as a BIOS programs it: mode 3 (square wave), lobyte/hibyte
+/// access, divisor 0 = 65536, so IRQ 0 fires at 1193182 / 65536 = 18.2 Hz.
+pub fn bios_pit_state(s: &mut kvm_pit_state2) {
+    let ch = &mut s.channels[0];
+    ch.count = 0x1_0000;
+    ch.mode = 3;
+    ch.rw_mode = 3;
+    ch.read_state = 3;
+    ch.write_state = 3;
+    ch.bcd = 0;
+    ch.gate = 1;
+    ch.count_latched = 0;
+    ch.status_latched = 0;
+}
+
+/// Sets the in-kernel PICs ([`bios_pic_state`]: vectors 0x08 and 0x70,
+/// [`BIOS_PIC_MASKS`]) and PIT ([`bios_pit_state`]) as a PC BIOS leaves
+/// them, for a real-mode program started on the PC platform.
+pub(crate) fn set_bios_pic_and_pit(vm_fd: &VmFd) -> Result<(), VmmError> {
+    use crate::firmware::real_mode::{MASTER_VECTOR_BASE, SLAVE_VECTOR_BASE};
+    for (chip, base, imr) in [
+        (IRQCHIP_PIC_MASTER, MASTER_VECTOR_BASE, BIOS_PIC_MASKS.0),
+        (IRQCHIP_PIC_SLAVE, SLAVE_VECTOR_BASE, BIOS_PIC_MASKS.1),
+    ] {
+        let mut state = kvm_irqchip {
+            chip_id: chip,
+            ..Default::default()
+        };
+        vm_fd.get_irqchip(&mut state).map_err(VmmError::PicState)?;
+        // SAFETY: chips 0 and 1 are the PICs, whose state is the `pic` member.
+        bios_pic_state(unsafe { &mut state.chip.pic }, base, imr);
+        vm_fd.set_irqchip(&state).map_err(VmmError::PicState)?;
+    }
+    let mut pit = vm_fd.get_pit2().map_err(VmmError::PitState)?;
+    bios_pit_state(&mut pit);
+    vm_fd.set_pit2(&pit).map_err(VmmError::PitState)
+}
+
 /// Interrupt lines for the devices of [`vmm_devices::pc`]: with the PC
 /// platform each GSI gets an eventfd registered as a KVM irqfd, so raising
 /// it injects the interrupt without a trip through userspace; without an
@@ -108,12 +178,23 @@ pub(crate) fn create_irqchip(vm_fd: &VmFd) -> Result<(), VmmError> {
 pub struct KvmInterruptLines<'a> {
     vm_fd: &'a VmFd,
     irqchip: bool,
+    explain: Option<Arc<Explainer>>,
 }
 
 impl<'a> KvmInterruptLines<'a> {
     /// Lines on `vm_fd`; `irqchip` says whether the in-kernel irqchip exists.
     pub fn new(vm_fd: &'a VmFd, irqchip: bool) -> Self {
-        KvmInterruptLines { vm_fd, irqchip }
+        KvmInterruptLines {
+            vm_fd,
+            irqchip,
+            explain: None,
+        }
+    }
+
+    /// Tells each KVM_IRQFD registered to `explain`.
+    pub fn explained(mut self, explain: Option<Arc<Explainer>>) -> Self {
+        self.explain = explain;
+        self
     }
 }
 
@@ -127,6 +208,9 @@ impl InterruptLines for KvmInterruptLines<'_> {
             self.vm_fd
                 .register_irqfd(fd, gsi)
                 .map_err(|e| std::io::Error::from_raw_os_error(e.errno()))?;
+            say(&self.explain, || {
+                format!("KVM_IRQFD: an eventfd now raises GSI {gsi} in the in-kernel irqchip, with no exit")
+            });
         }
         Ok(line)
     }
@@ -144,6 +228,28 @@ mod tests {
             .map(|r| unsafe { r.u.irqchip })
             .find(|c| c.irqchip == IRQCHIP_IOAPIC)
             .map(|c| c.pin)
+    }
+
+    #[test]
+    fn test_bios_pic_and_pit_state() {
+        let mut pic = kvm_pic_state {
+            isr: 0x01,
+            irq_base: 0x20,
+            init_state: 2,
+            ..Default::default()
+        };
+        bios_pic_state(&mut pic, 0x08, BIOS_PIC_MASKS.0);
+        assert_eq!(
+            (pic.irq_base, pic.imr, pic.isr, pic.init_state),
+            (0x08, 0xf8, 0, 0)
+        );
+        assert_eq!((pic.init4, pic.elcr, pic.auto_eoi), (1, 0, 0));
+        assert_eq!(BIOS_PIC_MASKS.1, 0xee, "slave: RTC and mouse open");
+        let mut pit = kvm_pit_state2::default();
+        bios_pit_state(&mut pit);
+        let ch = pit.channels[0];
+        assert_eq!((ch.count, ch.mode, ch.rw_mode, ch.gate), (65536, 3, 3, 1));
+        assert_eq!(pit.channels[1].count, 0, "other channels untouched");
     }
 
     #[test]

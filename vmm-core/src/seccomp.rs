@@ -11,7 +11,9 @@
 //! The lists were taken from strace of every feature the VMM has (console to
 //! stdout/file, tracing, metrics files, kicks, teardown) and are kept as
 //! short as that allows. `ioctl` is limited to KVM_RUN and the snapshot
-//! state reads on vCPU threads.
+//! state reads on vCPU threads, plus the state setters a vCPU needs to load
+//! its reset state at an ACPI S3 wake (on its own thread, on its own fd) and
+//! the few register and event writes of the emulation fallback.
 
 use std::collections::BTreeMap;
 
@@ -54,6 +56,16 @@ const VCPU_SNAPSHOT_IOCTLS: [u64; 12] = [
     0xaea3,                                     // KVM_GET_TSC_KHZ = _IO(KVMIO, 0xa3)
 ];
 
+/// What the emulation fallback adds at an emulation failure
+/// (`vmm_cpu::fallback`): writing the registers back and injecting an
+/// exception (KVM_SET_SREGS for CR2). The reads it makes (registers,
+/// special registers, MSRs, vCPU events) are snapshot reads already.
+const FALLBACK_IOCTLS: [u64; 3] = [
+    iow::<kvm_bindings::kvm_regs>(0x82),        // KVM_SET_REGS
+    iow::<kvm_bindings::kvm_sregs>(0x84),       // KVM_SET_SREGS
+    iow::<kvm_bindings::kvm_vcpu_events>(0xa0), // KVM_SET_VCPU_EVENTS
+];
+
 /// The VM-wide state reads the main thread makes for a snapshot.
 const MAIN_SNAPSHOT_IOCTLS: [u64; 3] = [
     iowr::<kvm_bindings::kvm_irqchip>(0x62),   // KVM_GET_IRQCHIP
@@ -67,6 +79,25 @@ const KVM_GET_CLOCK: u64 = (2 << 30) | (CLOCK_DATA_LEN << 16) | 0xae7c;
 /// KVM_SET_CLOCK = _IOW(KVMIO, 0x7b, struct kvm_clock_data).
 const KVM_SET_CLOCK: u64 = (1 << 30) | (CLOCK_DATA_LEN << 16) | 0xae7b;
 
+/// The vCPU ioctls of an S3 wake (`vmm_cpu::Vcpu::reset_for_wake`):
+/// KVM_SET_REGS, KVM_GET_SREGS, KVM_SET_SREGS, KVM_SET_FPU, KVM_GET_LAPIC,
+/// KVM_SET_LAPIC, KVM_SET_MP_STATE, KVM_SET_VCPU_EVENTS.
+const VCPU_WAKE_IOCTLS: [u64; 8] = [
+    iow::<kvm_bindings::kvm_regs>(0x82),
+    ior::<kvm_bindings::kvm_sregs>(0x83),
+    iow::<kvm_bindings::kvm_sregs>(0x84),
+    iow::<kvm_bindings::kvm_fpu>(0x8d),
+    ior::<kvm_bindings::kvm_lapic_state>(0x8e),
+    iow::<kvm_bindings::kvm_lapic_state>(0x8f),
+    iow::<kvm_bindings::kvm_mp_state>(0x99),
+    iow::<kvm_bindings::kvm_vcpu_events>(0xa0),
+];
+
+/// KVM_SET_IRQCHIP = _IOR(KVMIO, 0x63, struct kvm_irqchip) (sic: the
+/// kernel declares it as a read): the main loop puts the PIC and IOAPIC
+/// back in their start state at an S3 wake.
+const KVM_SET_IRQCHIP: u64 = ior::<kvm_bindings::kvm_irqchip>(0x63);
+
 /// Exit status after a seccomp violation: 128 + SIGSYS.
 pub const SECCOMP_VIOLATION_STATUS: i32 = 128 + libc::SIGSYS;
 
@@ -75,6 +106,11 @@ pub const SECCOMP_VIOLATION_STATUS: i32 = 128 + libc::SIGSYS;
 pub enum ThreadRole {
     /// A vCPU thread: KVM_RUN, device emulation, console output.
     Vcpu,
+    /// A vCPU thread under `--explain`: it reads KVM_GET_REGS for the final
+    /// register state it shows, which the vCPU list already allows (a
+    /// snapshot read); a role of its own so the two lists cannot drift
+    /// apart unnoticed (a test compares them).
+    VcpuExplained,
     /// The thread that runs the watchdog, signals and teardown.
     Main,
     /// The virtio device thread: its event loop, disk I/O, entropy, host
@@ -157,6 +193,9 @@ const MAIN_ONLY: &[i64] = &[
     libc::SYS_statx,
     libc::SYS_lseek,
     libc::SYS_unlink,
+    // Arming the devices' timers (RTC interrupts, PM timer carry); the
+    // timerfds are created before confinement.
+    libc::SYS_timerfd_settime,
 ];
 
 /// What the virtio device thread adds: its event loop, positioned disk I/O
@@ -233,9 +272,16 @@ fn rules_for(
 ) -> Result<BTreeMap<i64, Vec<SeccompRule>>, seccompiler::BackendError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = COMMON.iter().map(|s| (*s, vec![])).collect();
     match role {
-        ThreadRole::Vcpu => {
+        // KVM_GET_REGS, which `--explain` reads for the final state, is among
+        // the snapshot reads: the explained vCPU needs nothing more.
+        ThreadRole::Vcpu | ThreadRole::VcpuExplained => {
             let allowed = std::iter::once(KVM_RUN)
                 .chain(VCPU_SNAPSHOT_IOCTLS)
+                .chain(FALLBACK_IOCTLS)
+                .chain(VCPU_WAKE_IOCTLS)
+                // One rule per request: the lists share a few reads.
+                .collect::<std::collections::BTreeSet<u64>>()
+                .into_iter()
                 .map(ioctl_rule)
                 .collect::<Result<Vec<_>, _>>()?;
             rules.insert(libc::SYS_ioctl, allowed);
@@ -245,12 +291,19 @@ fn rules_for(
             // Restoring the terminal from raw mode at the end (and reading
             // its mode): TCGETS and TCSETS; saving and restoring the guest
             // clock around a pause: KVM_GET_CLOCK and KVM_SET_CLOCK; the
-            // VM's state and dirty log for snapshots.
-            let allowed = [libc::TCGETS, libc::TCSETS, KVM_GET_CLOCK, KVM_SET_CLOCK]
-                .into_iter()
-                .chain(MAIN_SNAPSHOT_IOCTLS)
-                .map(ioctl_rule)
-                .collect::<Result<Vec<_>, _>>()?;
+            // VM's state and dirty log for snapshots; the irqchip reset at
+            // an S3 wake: KVM_SET_IRQCHIP.
+            let allowed = [
+                libc::TCGETS,
+                libc::TCSETS,
+                KVM_GET_CLOCK,
+                KVM_SET_CLOCK,
+                KVM_SET_IRQCHIP,
+            ]
+            .into_iter()
+            .chain(MAIN_SNAPSHOT_IOCTLS)
+            .map(ioctl_rule)
+            .collect::<Result<Vec<_>, _>>()?;
             rules.insert(libc::SYS_ioctl, allowed);
         }
         ThreadRole::Device => {
@@ -351,9 +404,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn test_fallback_ioctl_numbers() {
+        // The values from <linux/kvm.h> on x86_64.
+        assert_eq!(FALLBACK_IOCTLS, [0x4090_ae82, 0x4138_ae84, 0x4040_aea0]);
+        // Its reads are snapshot reads: KVM_GET_REGS, _SREGS, _MSRS and
+        // _VCPU_EVENTS.
+        for read in [0x8090_ae81, 0x8138_ae83, 0xc008_ae88, 0x8040_ae9f] {
+            assert!(VCPU_SNAPSHOT_IOCTLS.contains(&read), "{read:#x}");
+        }
+    }
+
+    #[test]
     fn test_filters_compile_for_every_role() {
         for role in [
             ThreadRole::Vcpu,
+            ThreadRole::VcpuExplained,
             ThreadRole::Main,
             ThreadRole::Device,
             ThreadRole::Api,
@@ -381,19 +446,41 @@ mod tests {
         let main = rules_for(ThreadRole::Main).unwrap();
         assert_eq!(
             main[&libc::SYS_ioctl].len(),
-            7,
-            "main thread: the terminal ioctls (TCGETS, TCSETS), the clock ones and the \
-             snapshot reads only"
+            8,
+            "main thread: the terminal ioctls (TCGETS, TCSETS), the clock ones, the \
+             snapshot reads and KVM_SET_IRQCHIP only"
         );
         assert_eq!(
             vcpu[&libc::SYS_ioctl].len(),
-            13,
-            "KVM_RUN and the state reads"
+            // 1 + 12 reads + 6 wake setters not among them; the fallback's
+            // three writes are wake setters too.
+            19,
+            "KVM_RUN, the state reads, the fallback's writes and the wake state's setters"
+        );
+        let explained = rules_for(ThreadRole::VcpuExplained).unwrap();
+        assert_eq!(
+            explained[&libc::SYS_ioctl].len(),
+            vcpu[&libc::SYS_ioctl].len(),
+            "the explained vCPU reads KVM_GET_REGS, already a snapshot read"
         );
         // The numbers the kernel headers give (linux/kvm.h, printed by a C
         // program on x86_64).
         assert_eq!(KVM_GET_CLOCK, 0x8030_ae7c);
         assert_eq!(KVM_SET_CLOCK, 0x4030_ae7b);
+        assert_eq!(KVM_SET_IRQCHIP, 0x8208_ae63);
+        assert_eq!(
+            VCPU_WAKE_IOCTLS,
+            [
+                0x4090_ae82,
+                0x8138_ae83,
+                0x4138_ae84,
+                0x41a0_ae8d,
+                0x8400_ae8e,
+                0x4400_ae8f,
+                0x4004_ae99,
+                0x4040_aea0
+            ]
+        );
         assert_eq!(
             VCPU_SNAPSHOT_IOCTLS,
             [

@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use vmm_cpu::metrics::LatencySnapshot;
-use vmm_cpu::{ExitKind, VcpuStats};
+use vmm_cpu::{ExitKind, FallbackStat, VcpuStats};
 use vmm_devices::bus::{AccessRow, BusKey};
 
 /// Statistics of one VM run.
@@ -19,6 +19,9 @@ pub struct VmStats {
     pub vcpus: Vec<(u64, VcpuStats)>,
     /// Exit-handling latency per kind, all vCPUs merged (kinds seen only).
     pub latency: Vec<(ExitKind, LatencySnapshot)>,
+    /// Instructions the emulation fallback finished or answered with an
+    /// exception, per mnemonic (those handled at least once).
+    pub emulation_fallback: Vec<FallbackStat>,
     /// Wall time from the start of `run` to the end.
     pub wall: Duration,
     /// From the VMM's start (see `VmBuilder::started_at`) to the moment the
@@ -40,6 +43,7 @@ fn us(ns: u64) -> f64 {
 impl VmStats {
     /// The same report as JSON (for `--metrics-file`): one object with
     /// `exits_by_kind`, `exit_latency_ns` (count, p50, p99, max per kind),
+    /// `emulation_fallback` (per mnemonic: completed, ud, gp, ss, pf),
     /// `bus` rows, `vcpus`, `startup_ns`, `reboots` and `wall_ns`.
     pub fn to_json(&self) -> String {
         let mut out = String::from("{\"exits_by_kind\":{");
@@ -65,6 +69,18 @@ impl VmStats {
             })
             .collect();
         out += &lat.join(",");
+        out += "},\"emulation_fallback\":{";
+        let fb: Vec<String> = self
+            .emulation_fallback
+            .iter()
+            .map(|s| {
+                format!(
+                    "\"{}\":{{\"completed\":{},\"ud\":{},\"gp\":{},\"ss\":{},\"pf\":{}}}",
+                    s.mnemonic, s.completed, s.ud, s.gp, s.ss, s.pf
+                )
+            })
+            .collect();
+        out += &fb.join(",");
         out += "},\"bus\":[";
         let rows: Vec<String> = self
             .bus
@@ -168,6 +184,19 @@ impl fmt::Display for VmStats {
                 us(l.quantile_ns(0.99)),
                 us(l.max_ns)
             )?;
+        }
+        if !self.emulation_fallback.is_empty() {
+            writeln!(
+                f,
+                "emulation fallback (instructions KVM could not emulate):"
+            )?;
+            for s in &self.emulation_fallback {
+                writeln!(
+                    f,
+                    "  {:<16} completed={} #UD={} #GP={} #SS={} #PF={}",
+                    s.mnemonic, s.completed, s.ud, s.gp, s.ss, s.pf
+                )?;
+            }
         }
         writeln!(f, "time:")?;
         for (i, v) in &self.vcpus {

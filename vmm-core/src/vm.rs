@@ -9,13 +9,14 @@ use std::time::{Duration, Instant};
 
 use event_manager::{EventManager, EventOps, Events, MutEventSubscriber, SubscriberOps};
 use kvm_ioctls::{Kvm, VmFd};
-use vm_memory::GuestMemoryMmap;
+use vm_memory::{GuestAddress, GuestMemoryMmap};
 use vmm_cpu::kick::{install_kick_handler, kick_signal};
 use vmm_cpu::metrics::{LatencySnapshot, VcpuMetrics};
-use vmm_cpu::{ExitKind, Vcpu, VcpuError, VcpuStats, VcpuStop};
+use vmm_cpu::{EmulationFallback, ExitKind, Vcpu, VcpuError, VcpuStats, VcpuStop, WakeStateError};
 use vmm_devices::legacy::cmos::CmosState;
 use vmm_devices::legacy::{CmosMemorySizes, PostCode, PostCodePort};
 use vmm_devices::pc::{BuiltDevices, DeviceSet, DeviceSetOptions};
+use vmm_devices::timer::TimedDeviceLink;
 use vmm_devices::{Console, IoBus};
 use vmm_memory::GuestRam;
 use vmm_sys_util::epoll::EventSet;
@@ -26,6 +27,7 @@ use crate::control::RunState;
 use crate::control::VmControl;
 use crate::dispatch::ExitDispatcher;
 use crate::error::VmmError;
+use crate::explain::{final_regs_line, group_thousands, say, Explainer};
 use crate::handle::VmHandle;
 use crate::host_input::HostInput;
 use crate::outcome::VmOutcome;
@@ -35,6 +37,9 @@ use crate::seccomp::{confine_current_thread, install_sigsys_handler, SeccompErro
 use crate::snapshot::create::{save_vcpu, take_snapshot, SnapshotContext, SnapshotSource};
 use crate::snapshot::{SnapshotError, SnapshotInfo, SnapshotRequest};
 use crate::stats::VmStats;
+use crate::suspend::Suspender;
+use crate::timeline::{ExitTimeline, TimelineSnapshot};
+use crate::timers::DeviceTimer;
 use crate::virtio::{
     register_queue_notifies, ConsoleInputLink, DeviceThread, SharedTransport, VirtioSlot, WINDOW,
 };
@@ -63,6 +68,9 @@ pub struct RunReport {
     pub stats: VmStats,
     /// POST codes written to port 0x80, oldest first.
     pub post_codes: Vec<PostCode>,
+    /// Exits per kind over time, when [`crate::HostOptions::exit_timeline`]
+    /// asked for them.
+    pub timeline: Option<TimelineSnapshot>,
 }
 
 /// How a VM runs, as the host wants it (none of it is the guest's view).
@@ -77,6 +85,8 @@ pub(crate) struct RunOptions {
     /// The whole run's deadline, for a later boot of a rebooting VM (its
     /// timeout counts from the first boot); else `timeout` from `run`.
     pub deadline: Option<Instant>,
+    pub explain: Option<Arc<Explainer>>,
+    pub timeline: Option<Arc<ExitTimeline>>,
 }
 
 /// What [`Vm::create`] assembled, in the order it must be dropped.
@@ -89,6 +99,9 @@ pub(crate) struct VmParts {
     pub control: Arc<VmControl>,
     pub options: RunOptions,
     pub virtio_slots: Vec<VirtioSlot>,
+    /// Where the firmware tables put the FACS (PC platform).
+    pub facs: Option<GuestAddress>,
+    pub fallback: Option<Arc<EmulationFallback>>,
     pub snapshot: SnapshotContext,
     /// Track the pages virtio devices write (diff snapshots).
     pub track_dirty_pages: bool,
@@ -135,6 +148,12 @@ pub struct Vm {
     /// attached to them so far (in slot order).
     virtio_slots: Vec<VirtioSlot>,
     virtio: Vec<(VirtioSlot, SharedTransport)>,
+    /// Devices the main loop services on timers (RTC, PM timer).
+    timed: Vec<TimedDeviceLink>,
+    /// The FACS, for the waking vector at an S3 wake.
+    facs: Option<GuestAddress>,
+    /// The emulation fallback the vCPUs share, for its counters.
+    fallback: Option<Arc<EmulationFallback>>,
     /// What snapshots need.
     snap: SnapshotContext,
     /// The CMOS of the boot before (a reboot), for the CMOS attached next.
@@ -173,6 +192,7 @@ type EventLoop = EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>>;
 enum VcpuFailure {
     Run(VcpuError),
     Seccomp(SeccompError),
+    Wake(WakeStateError),
 }
 
 type VcpuResult = (u64, Result<VcpuStop, VcpuFailure>, VcpuStats);
@@ -185,6 +205,7 @@ struct Running<'a> {
     vcpus: &'a [(u64, Arc<VcpuMetrics>)],
     threads: &'a [JoinHandle<VcpuResult>],
     devices: Option<&'a DeviceThread>,
+    suspender: &'a Suspender,
 }
 
 impl Vm {
@@ -198,6 +219,8 @@ impl Vm {
             control,
             options,
             virtio_slots,
+            facs,
+            fallback,
             mut snapshot,
             track_dirty_pages,
             wake,
@@ -206,6 +229,9 @@ impl Vm {
             Some(w) => w,
             None => Arc::new(EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC).map_err(VmmError::EventFd)?),
         };
+        // S3 entry and wake come from devices on vCPU threads and need the
+        // main loop (the same eventfd for every boot of a rebooting VM).
+        control.set_main_loop_waker(wake.clone());
         if track_dirty_pages {
             snapshot.dirty = Some(Arc::new(DirtyPages::new(ram.memory())));
         }
@@ -225,6 +251,9 @@ impl Vm {
             options,
             virtio_slots,
             virtio: Vec::new(),
+            timed: Vec::new(),
+            facs,
+            fallback,
             snap: snapshot,
             cmos_kept: None,
         })
@@ -270,6 +299,14 @@ impl Vm {
             transport.track_dirty_pages(dirty.clone());
         }
         register_queue_notifies(&self.vm_fd, slot.base, &transport)?;
+        say(&self.options.explain, || {
+            let name = format!("virtio-{:?}", slot.kind).to_lowercase();
+            format!(
+                "KVM_IOEVENTFD x{}: {name}'s queue notifications (MMIO {:#x}, one per queue index in the data) signal eventfds without a userspace exit; KVM_IRQFD above is its interrupt",
+                transport.queue_events().len(),
+                slot.base + u64::from(virtio_bindings::virtio_mmio::VIRTIO_MMIO_QUEUE_NOTIFY),
+            )
+        });
         log::info!(
             "virtio {:?} at {:#x}, GSI {} ({})",
             slot.kind,
@@ -337,7 +374,7 @@ impl Vm {
     /// Interrupt lines for devices: KVM irqfds on the PC platform,
     /// unconnected lines on the minimal one.
     pub fn interrupt_lines(&self) -> KvmInterruptLines<'_> {
-        KvmInterruptLines::new(&self.vm_fd, self.irqchip)
+        KvmInterruptLines::new(&self.vm_fd, self.irqchip).explained(self.options.explain.clone())
     }
 
     /// What [`vmm_devices::pc::build_devices`] needs to build this VM's
@@ -377,6 +414,7 @@ impl Vm {
         }
         self.bus = devices.bus;
         self.post = Some(devices.post);
+        self.timed = devices.timed;
         self.control
             .host
             .set_keyboard(devices.handles.i8042.clone());
@@ -395,6 +433,7 @@ impl Vm {
     fn stats_now(
         control: &VmControl,
         dispatcher: &ExitDispatcher,
+        fallback: Option<&EmulationFallback>,
         vcpus: &[(u64, Arc<VcpuMetrics>)],
         wall: Duration,
     ) -> VmStats {
@@ -425,6 +464,7 @@ impl Vm {
                 })
                 .collect(),
             latency,
+            emulation_fallback: fallback.map(|f| f.stats()).unwrap_or_default(),
             wall,
             startup: None,
             reboots: control.reboots(),
@@ -442,6 +482,7 @@ impl Vm {
             vcpus,
             threads,
             devices,
+            suspender,
         } = run;
         // A restored VM starts paused, with the snapshot's clock for its
         // resume.
@@ -487,6 +528,10 @@ impl Vm {
                 (false, RunState::Paused) => {
                     pauser.resume(&self.control, &self.vm_fd, devices);
                 }
+                (_, RunState::Suspended) if self.control.wake_wanted() => {
+                    suspender.wake(&self.control, &self.vm_fd, self.ram.memory(), devices);
+                    continue;
+                }
                 _ => {}
             }
             if let Some(request) = self.control.snapshot.take() {
@@ -499,14 +544,26 @@ impl Vm {
             }
             // A flush through the handle: a report now, out of schedule.
             if self.control.host.flush_pending() {
-                let stats = Self::stats_now(&self.control, dispatcher, vcpus, started.elapsed());
+                let stats = Self::stats_now(
+                    &self.control,
+                    dispatcher,
+                    self.fallback.as_deref(),
+                    vcpus,
+                    started.elapsed(),
+                );
                 if let Some((_, sink)) = self.options.metrics.as_mut() {
                     sink(&stats);
                 }
                 self.control.host.flush_served();
             }
             if let Some(at) = next_report.filter(|at| now >= *at) {
-                let stats = Self::stats_now(&self.control, dispatcher, vcpus, started.elapsed());
+                let stats = Self::stats_now(
+                    &self.control,
+                    dispatcher,
+                    self.fallback.as_deref(),
+                    vcpus,
+                    started.elapsed(),
+                );
                 if let Some((every, sink)) = self.options.metrics.as_mut() {
                     sink(&stats);
                     next_report = Some(at + *every);
@@ -646,16 +703,24 @@ impl Vm {
                 d.pause();
             }
         }
-        let dispatcher = Arc::new(ExitDispatcher::new(
-            std::mem::take(&mut self.bus),
-            self.control.clone(),
-            self.options.trace_io,
-        ));
+        let dispatcher = Arc::new(
+            ExitDispatcher::new(
+                std::mem::take(&mut self.bus),
+                self.control.clone(),
+                self.options.trace_io,
+            )
+            .with_observers(self.options.explain.clone(), self.options.timeline.clone()),
+        );
         let mut events: EventLoop = EventManager::new().map_err(VmmError::EventLoop)?;
         events.add_subscriber(Arc::new(Mutex::new(Wakeup(wakeup.clone()))));
         if let Some(input) = self.host_input.take() {
             events.add_subscriber(Arc::new(Mutex::new(input)));
         }
+        // Timerfds are made here, before the main thread is confined.
+        for link in std::mem::take(&mut self.timed) {
+            events.add_subscriber(Arc::new(Mutex::new(DeviceTimer::new(link)?)));
+        }
+        let suspender = Suspender::new(&self.vm_fd, self.irqchip, self.facs)?;
         let metrics: Vec<(u64, Arc<VcpuMetrics>)> = self
             .vcpus
             .iter()
@@ -741,6 +806,7 @@ impl Vm {
             vcpus: &metrics,
             threads: &threads,
             devices: devices.as_ref(),
+            suspender: &suspender,
         };
         if let Some(i) = self.watch(running, &mut events) {
             reported.push(i);
@@ -764,6 +830,9 @@ impl Vm {
                 Ok((_, Err(VcpuFailure::Seccomp(e)), _)) => {
                     error.get_or_insert(VmmError::Seccomp(e));
                 }
+                Ok((index, Err(VcpuFailure::Wake(source)), _)) => {
+                    error.get_or_insert(VmmError::WakeState { index, source });
+                }
                 Ok(_) => {}
                 Err(_) => {
                     error = Some(VmmError::VcpuPanicked);
@@ -780,8 +849,36 @@ impl Vm {
             // Unreachable in practice: every way out records an outcome.
             (None, None) => VmOutcome::Timeout { after: wall },
         };
-        let mut stats = Self::stats_now(&self.control, &dispatcher, &metrics, wall);
+        let mut stats = Self::stats_now(
+            &self.control,
+            &dispatcher,
+            self.fallback.as_deref(),
+            &metrics,
+            wall,
+        );
         stats.startup = startup;
+        if let Some(e) = &self.options.explain {
+            e.finish();
+            let port_mmio: u64 = stats
+                .exits_by_kind
+                .iter()
+                .filter(|(k, _)| {
+                    matches!(
+                        k,
+                        ExitKind::IoIn | ExitKind::IoOut | ExitKind::MmioRead | ExitKind::MmioWrite
+                    )
+                })
+                .map(|(_, n)| n)
+                .sum();
+            e.say(&format!(
+                "the run ends: {outcome}; the VMM handled {} port/MMIO exits",
+                group_thousands(port_mmio)
+            ));
+        }
+        let timeline = self.options.timeline.as_ref().map(|t| {
+            t.phase("run ended");
+            t.snapshot()
+        });
         if let Some((_, sink)) = self.options.metrics.as_mut() {
             sink(&stats);
         }
@@ -791,6 +888,7 @@ impl Vm {
             outcome,
             stats,
             post_codes: self.post.as_ref().map(|p| p.codes()).unwrap_or_default(),
+            timeline,
         })
     }
 
@@ -803,6 +901,14 @@ impl Vm {
         gate: Arc<Barrier>,
     ) -> std::io::Result<JoinHandle<VcpuResult>> {
         let seccomp = self.options.seccomp;
+        let explain = self.options.explain.clone();
+        let timeline = self.options.timeline.clone();
+        // Showing the final registers needs KVM_GET_REGS on this thread.
+        let role = if explain.is_some() {
+            ThreadRole::VcpuExplained
+        } else {
+            ThreadRole::Vcpu
+        };
         let dispatcher = dispatcher.clone();
         let control = self.control.clone();
         let index = vcpu.index();
@@ -813,16 +919,25 @@ impl Vm {
             .spawn(move || {
                 let done = DoneSignal(done, index, wakeup);
                 let confined = if seccomp {
-                    confine_current_thread(ThreadRole::Vcpu)
+                    confine_current_thread(role)
                 } else {
                     Ok(())
                 };
                 gate.wait();
+                if let (Some(t), 0) = (&timeline, index) {
+                    t.phase("guest entered");
+                }
+                say(&explain, || {
+                    format!("KVM_RUN: vCPU {index} enters the guest; this thread runs guest code until an exit")
+                });
+                // The last S3 wake this vCPU loaded.
+                let mut woken = 0;
                 let result = match confined {
                     Ok(()) => loop {
                         let stop = vcpu.run(&*dispatcher);
-                        // Out of KVM_RUN for a pause, not a stop: park,
-                        // then run on from the same state.
+                        // Out of KVM_RUN for a pause or S3, not a stop:
+                        // park, then run on from the same state (a pause)
+                        // or from the wake state (S3).
                         if matches!(stop, Ok(VcpuStop::StopRequested))
                             && control.pause_wanted()
                             && !control.is_stopping()
@@ -833,12 +948,25 @@ impl Vm {
                             control.park(index, &mut || {
                                 save_vcpu(&mut vcpu, &dispatcher, &msrs, lapic)
                             });
+                            if let Some(reset) = control.wake_reset_since(woken) {
+                                woken = reset.generation;
+                                let entry = (index == 0).then_some(reset.entry);
+                                if let Err(e) = vcpu.reset_for_wake(entry, &*dispatcher) {
+                                    break Err(VcpuFailure::Wake(e));
+                                }
+                            }
                             continue;
                         }
                         break stop.map_err(VcpuFailure::Run);
                     },
                     Err(e) => Err(VcpuFailure::Seccomp(e)),
                 };
+                if explain.is_some() {
+                    match vcpu.fd().get_regs() {
+                        Ok(regs) => say(&explain, || final_regs_line(index, &regs)),
+                        Err(e) => say(&explain, || format!("KVM_GET_REGS (vCPU {index}) failed: {e}")),
+                    }
+                }
                 match &result {
                     Ok(stop) => {
                         if let Some(outcome) = outcome_of(index, stop) {

@@ -7,13 +7,15 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
+use kvm_bindings::CpuId;
 use kvm_ioctls::Cap;
 use vmm_cpu::cpuid;
 use vmm_cpu::snapshot::{check_cpuid_compatible, check_xsave_size};
-use vmm_cpu::Vcpu;
+use vmm_cpu::{EmulationFallback, GuestFeatures, Vcpu};
 use vmm_devices::pc::build_devices_from_state;
 use vmm_devices::virtio::BackendIdentity;
 use vmm_devices::Console;
+use vmm_memory::layout::ACPI_TABLES_START;
 use vmm_memory::{register_memory_slots_with, GuestRam, MemoryLayout, SlotOptions};
 
 use super::body::SnapshotBody;
@@ -26,8 +28,11 @@ use crate::config::HostOptions;
 use crate::control::{RunState, VmControl};
 use crate::create::MAX_CPUS;
 use crate::error::VmmError;
+use crate::explain::Explainer;
+use crate::firmware::acpi::facs::find_facs;
 use crate::kvm::open_kvm;
 use crate::platform::create_irqchip;
+use crate::timeline::ExitTimeline;
 use crate::virtio::build_backends;
 use crate::vm::{RunOptions, Vm, VmParts};
 
@@ -160,7 +165,13 @@ impl Vm {
                 max,
             });
         }
-        let supported = cpuid::supported_cpuid(&kvm)?;
+        let mut supported = cpuid::supported_cpuid(&kvm)?;
+        // What `Vm::create` offers with the emulation fallback (RDTSCP,
+        // which it completes): a snapshot taken with it is compatible
+        // with a host that has it too.
+        if host.emulation_fallback {
+            cpuid::advertise_rdtscp(&mut supported);
+        }
         for v in &body.vcpus {
             check_cpuid_compatible(supported.as_slice(), &v.cpuid).map_err(|mismatch| {
                 SnapshotError::Cpuid {
@@ -171,6 +182,16 @@ impl Vm {
         }
 
         let ram = GuestRam::from_file(&layout, &mem_file)?;
+        // The fallback decides #UD from what the guest was told: the
+        // snapshot's CPUID (vCPU 0's; all vCPUs share the feature bits).
+        let fallback = host.emulation_fallback.then(|| {
+            let told =
+                CpuId::from_entries(&body.vcpus[0].cpuid).unwrap_or_else(|_| supported.clone());
+            Arc::new(EmulationFallback::new(
+                ram.memory().clone(),
+                GuestFeatures::from_cpuid(&told),
+            ))
+        });
         let vm_fd = kvm.create_vm().map_err(VmmError::CreateVm)?;
         let xsave2_size = usize::try_from(vm_fd.check_extension_int(Cap::Xsave2)).unwrap_or(0);
         check_xsave_size(0, xsave2_size).map_err(SnapshotError::from)?;
@@ -188,6 +209,9 @@ impl Vm {
         let mut vcpus = Vec::new();
         for v in &body.vcpus {
             let mut vcpu = Vcpu::new(&vm_fd, v.index)?;
+            if let Some(fb) = &fallback {
+                vcpu.set_emulation_fallback(fb.clone());
+            }
             vmm_cpu::snapshot::restore(&mut vcpu, v).map_err(SnapshotError::from)?;
             warn_if_tsc_differs(&vcpu, v.tsc_khz);
             vcpus.push(vcpu);
@@ -221,8 +245,25 @@ impl Vm {
             console_input: host.console_input,
             started_at: host.started_at,
             deadline: None,
+            // A restored VM's exits are explained and plotted; the steps
+            // that built it are the restore's, not the ones --explain
+            // teaches, so they are not told.
+            explain: host
+                .explain
+                .clone()
+                .map(|sink| Arc::new(Explainer::new(sink, cpus))),
+            timeline: host.exit_timeline.then(|| {
+                Arc::new(ExitTimeline::new(
+                    host.started_at.unwrap_or_else(std::time::Instant::now),
+                ))
+            }),
         };
         let virtio_slots = body.virtio.iter().map(|v| v.slot).collect();
+        // Where `Vm::create` wrote the tables (the RSDP first): the FACS
+        // the guest was told of, for its waking vector at an S3 wake.
+        let facs = pc
+            .then(|| find_facs(ram.memory(), ACPI_TABLES_START))
+            .flatten();
         let mut vm = Vm::new(VmParts {
             vcpus,
             vm_fd,
@@ -235,6 +276,8 @@ impl Vm {
             snapshot,
             track_dirty_pages: host.track_dirty_pages,
             wake: None,
+            facs,
+            fallback,
         })?;
         let devices = build_devices_from_state(
             vm.device_options(console),
