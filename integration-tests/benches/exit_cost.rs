@@ -763,18 +763,35 @@ fn measure(v: Variant, n: u64, files: &GuestFiles) -> Res<Sample> {
                 cmd.arg("--exit-plot").arg(&plot);
             }
             let done = spawn_wait(&mut cmd)?;
-            if v == Variant::VmmBinExitPlot {
-                // The picture must have been drawn, or the variant measured
-                // nothing of what it is for.
-                let svg = std::fs::read_to_string(&plot).unwrap_or_default();
-                let _ = std::fs::remove_file(&plot);
-                if !svg.contains("<svg") {
-                    return Err(format!("--exit-plot wrote no SVG to {}", plot.display()).into());
-                }
-            }
+            let svg = std::fs::read_to_string(&plot);
+            let _ = std::fs::remove_file(&plot);
             let (io_out, run_ms, handle_ms) = parse_stats(&done.stderr);
             if !done.exited_ok() {
                 return Err(done.describe(&cmd).into());
+            }
+            if v == Variant::VmmBinExitPlot {
+                // The picture must have been drawn, or the variant measured
+                // nothing of what it is for.
+                match svg {
+                    Ok(text) if text.contains("<svg") => {}
+                    Ok(text) => {
+                        return Err(format!(
+                            "--exit-plot wrote no SVG to {} ({} bytes): {}",
+                            plot.display(),
+                            text.len(),
+                            done.describe(&cmd)
+                        )
+                        .into())
+                    }
+                    Err(e) => {
+                        return Err(format!(
+                            "--exit-plot: reading {}: {e}: {}",
+                            plot.display(),
+                            done.describe(&cmd)
+                        )
+                        .into())
+                    }
+                }
             }
             check_exits(v, io_out.unwrap_or(0), n)?;
             let ms = |x: Option<f64>| Duration::from_secs_f64(x.unwrap_or(f64::NAN).max(0.0) / 1e3);
