@@ -8,13 +8,23 @@
 //! KVM_RUN, each vCPU thread parks ([`VmControl::park`]) until the pause is
 //! withdrawn or the VM stops, and once all are parked the main loop saves
 //! the clock and publishes [`RunState::Paused`].
+//!
+//! ACPI S3 uses the same parking: the guest's PM1_CNT write
+//! ([`VmEvent::Suspend`], on the vCPU thread that made it) asks for a
+//! suspension, the vCPU stops before its next instruction, the main loop
+//! parks the others and publishes [`RunState::Suspended`] (the clock is
+//! not saved: time passes in S3). A wake event ([`VmEvent::Wake`]) makes
+//! the main loop publish a [`WakeReset`] and then [`RunState::Running`];
+//! each vCPU thread leaving its park loads that reset before running on.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use vmm_cpu::snapshot::VcpuState;
+use vmm_cpu::WakeEntry;
 use vmm_devices::{VmEvent, VmEventSink};
+use vmm_sys_util::eventfd::EventFd;
 
 use crate::outcome::VmOutcome;
 use crate::snapshot::slot::SnapshotSlot;
@@ -32,12 +42,26 @@ pub struct VmControl {
     max_exits: Option<u64>,
     /// Key presses and metrics flushes asked for through the VM handle.
     pub(crate) host: crate::host_requests::HostRequests,
-    /// Fast check for the vCPU loop; the truth is in `pause`.
+    /// Fast check for the vCPU loop (a pause or a suspension is wanted);
+    /// the truth is in `pause`.
     pause_wanted: AtomicBool,
     pause: Mutex<PauseState>,
     pause_changed: Condvar,
     /// A snapshot request on its way to the main loop.
     pub(crate) snapshot: SnapshotSlot,
+    /// Wakes the main loop (the VM's [`crate::VmHandle`] eventfd), for
+    /// events raised on vCPU threads that the main loop must act on.
+    main_loop: OnceLock<Arc<EventFd>>,
+}
+
+/// The state every vCPU loads when the VM wakes from S3, published by the
+/// main loop before it releases them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WakeReset {
+    /// Counts wakes: a vCPU thread loads a reset once per generation.
+    pub generation: u64,
+    /// Where the boot processor resumes; the others wait for SIPI.
+    pub entry: WakeEntry,
 }
 
 /// Whether a VM's vCPUs run.
@@ -49,6 +73,9 @@ pub enum RunState {
     /// Every vCPU is parked outside KVM_RUN and the devices take no
     /// requests.
     Paused,
+    /// The guest is in ACPI S3: every vCPU is parked and the devices take
+    /// no requests until a wake event.
+    Suspended,
 }
 
 #[derive(Debug, Default)]
@@ -56,10 +83,22 @@ struct PauseState {
     wanted: bool,
     state: RunState,
     parked: usize,
+    /// The guest asked for S3 and has not been woken yet.
+    suspend: bool,
+    /// A wake event arrived during the suspension.
+    wake: bool,
+    /// The last wake's reset.
+    reset: Option<WakeReset>,
     /// Generation of the latest request for the parked vCPUs' state.
     save_gen: u64,
     /// Answers to request `save_gen`: (vCPU index, state or error).
     saved: Vec<(u64, Result<VcpuState, SnapshotError>)>,
+}
+
+impl PauseState {
+    fn wants_park(&self) -> bool {
+        self.wanted || self.suspend
+    }
 }
 
 /// How a parked vCPU thread saves its state when the main loop asks.
@@ -151,14 +190,80 @@ impl VmControl {
     pub fn want_pause(&self, wanted: bool) {
         let mut p = self.pause_state();
         p.wanted = wanted;
-        self.pause_wanted.store(wanted, Ordering::SeqCst);
+        self.pause_wanted.store(p.wants_park(), Ordering::SeqCst);
         self.pause_changed.notify_all();
     }
 
-    /// Whether a pause is wanted (checked by the vCPU loop before every
-    /// KVM_RUN).
+    /// Whether a pause or a suspension is wanted (checked by the vCPU loop
+    /// before every KVM_RUN).
     pub fn pause_wanted(&self) -> bool {
         self.pause_wanted.load(Ordering::SeqCst)
+    }
+
+    /// Connects the main loop's eventfd, written when a device event needs
+    /// the main loop (S3 entry and wake).
+    pub(crate) fn set_main_loop_waker(&self, fd: Arc<EventFd>) {
+        let _ = self.main_loop.set(fd);
+    }
+
+    fn wake_main_loop(&self) {
+        if let Some(fd) = self.main_loop.get() {
+            let _ = fd.write(1);
+        }
+    }
+
+    /// The guest entered S3: every vCPU is to stop (the caller's before
+    /// its next instruction: it checks [`Self::pause_wanted`] before
+    /// re-entering the guest).
+    pub fn request_suspend(&self) {
+        let mut p = self.pause_state();
+        p.suspend = true;
+        p.wake = false;
+        self.pause_wanted.store(true, Ordering::SeqCst);
+        self.pause_changed.notify_all();
+        drop(p);
+        self.wake_main_loop();
+    }
+
+    /// A wake event: the suspended VM resumes (ignored unless suspended or
+    /// suspending).
+    pub fn request_wake(&self) {
+        let mut p = self.pause_state();
+        if p.suspend {
+            p.wake = true;
+        }
+        drop(p);
+        self.wake_main_loop();
+    }
+
+    /// Whether the guest asked for S3 and is not awake again.
+    pub fn suspend_wanted(&self) -> bool {
+        self.pause_state().suspend
+    }
+
+    /// Whether a wake event arrived for the current suspension.
+    pub fn wake_wanted(&self) -> bool {
+        let p = self.pause_state();
+        p.suspend && p.wake
+    }
+
+    /// Ends the suspension (the main loop, with every vCPU parked): the
+    /// vCPUs load `entry` when they leave their park, which publishing
+    /// [`RunState::Running`] then allows.
+    pub(crate) fn publish_wake(&self, entry: WakeEntry) -> WakeReset {
+        let mut p = self.pause_state();
+        let generation = p.reset.map_or(1, |r| r.generation + 1);
+        let reset = WakeReset { generation, entry };
+        p.reset = Some(reset);
+        p.suspend = false;
+        p.wake = false;
+        self.pause_wanted.store(p.wants_park(), Ordering::SeqCst);
+        reset
+    }
+
+    /// The last wake's reset, if it is newer than generation `seen`.
+    pub fn wake_reset_since(&self, seen: u64) -> Option<WakeReset> {
+        self.pause_state().reset.filter(|r| r.generation > seen)
     }
 
     /// On a vCPU thread that left KVM_RUN for a pause: waits, counted as
@@ -171,9 +276,10 @@ impl VmControl {
         // Requests made before this thread parked are not its to answer.
         let mut served = p.save_gen;
         self.pause_changed.notify_all();
-        // Until the main loop has restored the clock and published
-        // Running, not merely until the pause is withdrawn.
-        while (p.wanted || p.state == RunState::Paused) && !self.is_stopping() {
+        // Until the main loop has restored the clock (or, after S3,
+        // published the wake reset) and published Running, not merely until
+        // the pause is withdrawn.
+        while (p.wants_park() || p.state != RunState::Running) && !self.is_stopping() {
             if p.save_gen != served {
                 served = p.save_gen;
                 drop(p);
@@ -288,6 +394,8 @@ impl VmEventSink for VmControl {
             VmEvent::DebugExit(value) => self.stop(VmOutcome::DebugExit { value }),
             VmEvent::Reset => self.stop(VmOutcome::Reset),
             VmEvent::PowerOff => self.stop(VmOutcome::PowerOff),
+            VmEvent::Suspend => self.request_suspend(),
+            VmEvent::Wake => self.request_wake(),
         }
     }
 }
@@ -316,6 +424,44 @@ mod tests {
         c.vm_event(VmEvent::PowerOff);
         c.request_stop();
         assert_eq!(c.outcome(), Some(VmOutcome::PowerOff));
+    }
+
+    #[test]
+    fn test_suspend_parks_until_wake_published() {
+        let c = Arc::new(VmControl::new(None));
+        let fd = Arc::new(EventFd::new(vmm_sys_util::eventfd::EFD_NONBLOCK).unwrap());
+        c.set_main_loop_waker(fd.clone());
+        // A wake before any suspension means nothing.
+        c.vm_event(VmEvent::Wake);
+        assert!(!c.wake_wanted());
+        c.vm_event(VmEvent::Suspend);
+        assert!(c.pause_wanted() && c.suspend_wanted());
+        assert!(fd.read().unwrap() >= 1, "the main loop was woken");
+        // A user's resume does not end a suspension.
+        c.want_pause(false);
+        assert!(c.pause_wanted());
+        let parked = {
+            let c = c.clone();
+            std::thread::spawn(move || {
+                // No snapshot is asked for here: the save is never called.
+                c.park(0, &mut || Err(SnapshotError::NotPaused));
+                c.wake_reset_since(0)
+            })
+        };
+        assert!(c.wait_parked(1, Duration::from_secs(5)));
+        c.set_run_state(RunState::Suspended);
+        c.vm_event(VmEvent::Wake);
+        assert!(c.wake_wanted());
+        let entry = WakeEntry::RealMode { vector: 0x1000 };
+        let reset = c.publish_wake(entry);
+        assert_eq!(reset.generation, 1);
+        assert!(!c.pause_wanted());
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(!parked.is_finished(), "held until Running is published");
+        c.set_run_state(RunState::Running);
+        assert_eq!(parked.join().unwrap(), Some(reset));
+        assert_eq!(c.wake_reset_since(1), None);
+        assert_eq!(c.publish_wake(entry).generation, 2);
     }
 
     #[test]

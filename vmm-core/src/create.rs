@@ -22,6 +22,7 @@ use crate::config::{BootConfig, HostOptions, VmConfig};
 use crate::control::VmControl;
 use crate::error::VmmError;
 use crate::explain::{regs_line, say, size_text, sregs_line, Explainer};
+use crate::firmware::acpi::facs::find_facs;
 use crate::firmware::real_mode::write_real_mode_firmware;
 use crate::firmware::{write_firmware_tables, PlatformInfo, VirtioMmio};
 use crate::kvm::open_kvm;
@@ -125,11 +126,11 @@ impl Vm {
         say(&explain, || {
             "KVM_CREATE_VM: a VM file descriptor, with no memory and no vCPUs yet".to_string()
         });
-        // SAFETY: `ram` is moved into the returned `Vm`, which drops its VM
-        // fd before its RAM (see `Vm`'s field order).
         let slot_options = SlotOptions {
             log_dirty_pages: host.track_dirty_pages,
         };
+        // SAFETY: `ram` is moved into the returned `Vm`, which drops its VM
+        // fd before its RAM (see `Vm`'s field order).
         let slots = unsafe {
             register_memory_slots_with(&vm_fd, &ram, kvm.get_nr_memslots(), slot_options)
         }?;
@@ -258,6 +259,7 @@ impl Vm {
             vcpus.push(vcpu);
         }
 
+        let mut facs = None;
         if pc {
             let info = PlatformInfo {
                 pm_timer_32bit: acpi_pm::PM_TMR_VAL_EXT,
@@ -297,6 +299,9 @@ impl Vm {
                 tables.rsdp.0,
                 tables.mp_floating_pointer.0
             );
+            // Firmware knows where its FACS is: read back once, before the
+            // guest can touch the tables.
+            facs = find_facs(ram.memory(), tables.rsdp);
         }
 
         phase("vCPUs set up");
@@ -336,6 +341,7 @@ impl Vm {
             control,
             options,
             virtio_slots,
+            facs,
             fallback,
             snapshot,
             track_dirty_pages: host.track_dirty_pages,

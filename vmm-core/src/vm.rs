@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 
 use event_manager::{EventManager, EventOps, Events, MutEventSubscriber, SubscriberOps};
 use kvm_ioctls::{Kvm, VmFd};
-use vm_memory::GuestMemoryMmap;
+use vm_memory::{GuestAddress, GuestMemoryMmap};
 use vmm_cpu::kick::{install_kick_handler, kick_signal};
 use vmm_cpu::metrics::{LatencySnapshot, VcpuMetrics};
-use vmm_cpu::{EmulationFallback, ExitKind, Vcpu, VcpuError, VcpuStats, VcpuStop};
+use vmm_cpu::{EmulationFallback, ExitKind, Vcpu, VcpuError, VcpuStats, VcpuStop, WakeStateError};
 use vmm_devices::legacy::{CmosMemorySizes, PostCode, PostCodePort};
 use vmm_devices::pc::{BuiltDevices, DeviceSet, DeviceSetOptions};
+use vmm_devices::timer::TimedDeviceLink;
 use vmm_devices::{Console, IoBus};
 use vmm_memory::GuestRam;
 use vmm_sys_util::epoll::EventSet;
@@ -35,7 +36,9 @@ use crate::seccomp::{confine_current_thread, install_sigsys_handler, SeccompErro
 use crate::snapshot::create::{save_vcpu, take_snapshot, SnapshotContext, SnapshotSource};
 use crate::snapshot::{SnapshotError, SnapshotInfo, SnapshotRequest};
 use crate::stats::VmStats;
+use crate::suspend::Suspender;
 use crate::timeline::{ExitTimeline, TimelineSnapshot};
+use crate::timers::DeviceTimer;
 use crate::virtio::{
     register_queue_notifies, ConsoleInputLink, DeviceThread, SharedTransport, VirtioSlot, WINDOW,
 };
@@ -92,6 +95,8 @@ pub(crate) struct VmParts {
     pub control: Arc<VmControl>,
     pub options: RunOptions,
     pub virtio_slots: Vec<VirtioSlot>,
+    /// Where the firmware tables put the FACS (PC platform).
+    pub facs: Option<GuestAddress>,
     pub fallback: Option<Arc<EmulationFallback>>,
     pub snapshot: SnapshotContext,
     /// Track the pages virtio devices write (diff snapshots).
@@ -126,6 +131,10 @@ pub struct Vm {
     /// attached to them so far (in slot order).
     virtio_slots: Vec<VirtioSlot>,
     virtio: Vec<(VirtioSlot, SharedTransport)>,
+    /// Devices the main loop services on timers (RTC, PM timer).
+    timed: Vec<TimedDeviceLink>,
+    /// The FACS, for the waking vector at an S3 wake.
+    facs: Option<GuestAddress>,
     /// The emulation fallback the vCPUs share, for its counters.
     fallback: Option<Arc<EmulationFallback>>,
     /// What snapshots need.
@@ -164,6 +173,7 @@ type EventLoop = EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>>;
 enum VcpuFailure {
     Run(VcpuError),
     Seccomp(SeccompError),
+    Wake(WakeStateError),
 }
 
 type VcpuResult = (u64, Result<VcpuStop, VcpuFailure>, VcpuStats);
@@ -176,6 +186,7 @@ struct Running<'a> {
     vcpus: &'a [(u64, Arc<VcpuMetrics>)],
     threads: &'a [JoinHandle<VcpuResult>],
     devices: Option<&'a DeviceThread>,
+    suspender: &'a Suspender,
 }
 
 impl Vm {
@@ -189,11 +200,15 @@ impl Vm {
             control,
             options,
             virtio_slots,
+            facs,
             fallback,
             mut snapshot,
             track_dirty_pages,
         } = parts;
         let wake = Arc::new(EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC).map_err(VmmError::EventFd)?);
+        // S3 entry and wake come from devices on vCPU threads and need the
+        // main loop.
+        control.set_main_loop_waker(wake.clone());
         if track_dirty_pages {
             snapshot.dirty = Some(Arc::new(DirtyPages::new(ram.memory())));
         }
@@ -213,6 +228,8 @@ impl Vm {
             options,
             virtio_slots,
             virtio: Vec::new(),
+            timed: Vec::new(),
+            facs,
             fallback,
             snap: snapshot,
         })
@@ -360,6 +377,7 @@ impl Vm {
     pub fn attach_devices(&mut self, devices: BuiltDevices) {
         self.bus = devices.bus;
         self.post = Some(devices.post);
+        self.timed = devices.timed;
         self.control
             .host
             .set_keyboard(devices.handles.i8042.clone());
@@ -425,6 +443,7 @@ impl Vm {
             vcpus,
             threads,
             devices,
+            suspender,
         } = run;
         // A restored VM starts paused, with the snapshot's clock for its
         // resume.
@@ -466,6 +485,10 @@ impl Vm {
                 }
                 (false, RunState::Paused) => {
                     pauser.resume(&self.control, &self.vm_fd, devices);
+                }
+                (_, RunState::Suspended) if self.control.wake_wanted() => {
+                    suspender.wake(&self.control, &self.vm_fd, self.ram.memory(), devices);
+                    continue;
                 }
                 _ => {}
             }
@@ -617,6 +640,11 @@ impl Vm {
         if let Some(input) = self.host_input.take() {
             events.add_subscriber(Arc::new(Mutex::new(input)));
         }
+        // Timerfds are made here, before the main thread is confined.
+        for link in std::mem::take(&mut self.timed) {
+            events.add_subscriber(Arc::new(Mutex::new(DeviceTimer::new(link)?)));
+        }
+        let suspender = Suspender::new(&self.vm_fd, self.irqchip, self.facs)?;
         let metrics: Vec<(u64, Arc<VcpuMetrics>)> = self
             .vcpus
             .iter()
@@ -692,6 +720,7 @@ impl Vm {
             vcpus: &metrics,
             threads: &threads,
             devices: devices.as_ref(),
+            suspender: &suspender,
         };
         if let Some(i) = self.watch(running, &mut events) {
             reported.push(i);
@@ -714,6 +743,9 @@ impl Vm {
                 }
                 Ok((_, Err(VcpuFailure::Seccomp(e)), _)) => {
                     error.get_or_insert(VmmError::Seccomp(e));
+                }
+                Ok((index, Err(VcpuFailure::Wake(source)), _)) => {
+                    error.get_or_insert(VmmError::WakeState { index, source });
                 }
                 Ok(_) => {}
                 Err(_) => {
@@ -806,11 +838,14 @@ impl Vm {
                 say(&explain, || {
                     format!("KVM_RUN: vCPU {index} enters the guest; this thread runs guest code until an exit")
                 });
+                // The last S3 wake this vCPU loaded.
+                let mut woken = 0;
                 let result = match confined {
                     Ok(()) => loop {
                         let stop = vcpu.run(&*dispatcher);
-                        // Out of KVM_RUN for a pause, not a stop: park,
-                        // then run on from the same state.
+                        // Out of KVM_RUN for a pause or S3, not a stop:
+                        // park, then run on from the same state (a pause)
+                        // or from the wake state (S3).
                         if matches!(stop, Ok(VcpuStop::StopRequested))
                             && control.pause_wanted()
                             && !control.is_stopping()
@@ -821,6 +856,13 @@ impl Vm {
                             control.park(index, &mut || {
                                 save_vcpu(&mut vcpu, &dispatcher, &msrs, lapic)
                             });
+                            if let Some(reset) = control.wake_reset_since(woken) {
+                                woken = reset.generation;
+                                let entry = (index == 0).then_some(reset.entry);
+                                if let Err(e) = vcpu.reset_for_wake(entry, &*dispatcher) {
+                                    break Err(VcpuFailure::Wake(e));
+                                }
+                            }
                             continue;
                         }
                         break stop.map_err(VcpuFailure::Run);

@@ -14,6 +14,7 @@ use vmm_cpu::snapshot::{check_cpuid_compatible, check_xsave_size};
 use vmm_cpu::{EmulationFallback, GuestFeatures, Vcpu};
 use vmm_devices::pc::build_devices_from_state;
 use vmm_devices::Console;
+use vmm_memory::layout::ACPI_TABLES_START;
 use vmm_memory::{register_memory_slots_with, GuestRam, MemoryLayout, SlotOptions};
 
 use super::body::SnapshotBody;
@@ -27,6 +28,7 @@ use crate::control::{RunState, VmControl};
 use crate::create::MAX_CPUS;
 use crate::error::VmmError;
 use crate::explain::Explainer;
+use crate::firmware::acpi::facs::find_facs;
 use crate::kvm::open_kvm;
 use crate::platform::create_irqchip;
 use crate::timeline::ExitTimeline;
@@ -242,6 +244,11 @@ impl Vm {
             }),
         };
         let virtio_slots = body.virtio.iter().map(|v| v.slot).collect();
+        // Where `Vm::create` wrote the tables (the RSDP first): the FACS
+        // the guest was told of, for its waking vector at an S3 wake.
+        let facs = pc
+            .then(|| find_facs(ram.memory(), ACPI_TABLES_START))
+            .flatten();
         let mut vm = Vm::new(VmParts {
             vcpus,
             vm_fd,
@@ -253,6 +260,7 @@ impl Vm {
             virtio_slots,
             snapshot,
             track_dirty_pages: host.track_dirty_pages,
+            facs,
             fallback,
         })?;
         let devices = build_devices_from_state(

@@ -5,14 +5,16 @@
 //! battery-backed RTC would after the machine was off: the guest's
 //! monotonic clocks (kvmclock, TSC) are what a snapshot freezes.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
 use super::calendar::Calendar;
 use super::{Cmos, RtcClock, State, CMOS_INDEX_MASK, CMOS_SIZE};
-use crate::lock;
 use crate::state::StateError;
+use crate::timer::Rearm;
+use crate::{lock, IrqLine};
 
 /// The RTC/CMOS's state (capture with [`Cmos::state`], rebuild with
 /// [`Cmos::from_state`]).
@@ -23,6 +25,14 @@ pub struct CmosState {
     nmi_masked: bool,
     ram: Vec<u8>,
     calendar: Calendar,
+    /// The IRQ pin as last evaluated, so a restored RTC does not pulse
+    /// again for a flag the guest has already been interrupted for.
+    #[serde(default)]
+    irqf: bool,
+    /// The alarm interrupt as last evaluated (the same, for the alarm
+    /// listener).
+    #[serde(default)]
+    alarm_irq: bool,
 }
 
 impl Cmos {
@@ -34,10 +44,14 @@ impl Cmos {
             nmi_masked: s.nmi_masked,
             ram: s.ram.to_vec(),
             calendar: s.calendar.clone(),
+            irqf: s.irqf,
+            alarm_irq: s.alarm_irq,
         }
     }
 
-    /// A device in `state`, reading the host's time from `clock`.
+    /// A device in `state`, reading the host's time from `clock`, with no
+    /// interrupt line yet ([`Cmos::with_interrupt`] connects it, and the
+    /// loop's first service re-arms the timer the registers ask for).
     pub fn from_state(state: &CmosState, clock: Arc<dyn RtcClock>) -> Result<Self, StateError> {
         let ram: [u8; CMOS_SIZE] =
             state
@@ -74,7 +88,14 @@ impl Cmos {
                 nmi_masked: state.nmi_masked,
                 ram,
                 calendar: state.calendar.clone(),
+                irqf: state.irqf,
+                alarm_irq: state.alarm_irq,
+                armed: None,
             }),
+            irq: IrqLine::None,
+            rearm: Rearm::none(),
+            alarm_listener: None,
+            interrupts: AtomicU64::new(0),
         })
     }
 }
