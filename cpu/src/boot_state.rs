@@ -261,7 +261,10 @@ pub fn setup_boot_state<M: GuestMemoryBackend>(
                 // Paging is off; CR3 is not loaded from this.
                 0
             };
-            (flat_mode_sregs(base, long, at.0, cr3), start.entry.linear().0)
+            (
+                flat_mode_sregs(base, long, at.0, cr3),
+                start.entry.linear().0,
+            )
         }
     };
     vcpu.set_sregs(&sregs).map_err(BootStateError::SetSregs)?;

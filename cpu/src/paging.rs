@@ -34,7 +34,11 @@ pub fn write_identity_map<M: GuestMemoryBackend>(
     first[..8].copy_from_slice(&(pdpt | PTE_PRESENT_RW).to_le_bytes());
     mem.write_slice(&first, GuestAddress(pml4))?;
     let mut pdpt_table = [0u8; TABLE as usize];
-    for (dir, slot) in pdpt_table.chunks_exact_mut(8).take(PDE_COUNT as usize).enumerate() {
+    for (dir, slot) in pdpt_table
+        .chunks_exact_mut(8)
+        .take(PDE_COUNT as usize)
+        .enumerate()
+    {
         let pd = pdpt + TABLE * (1 + dir as u64);
         slot.copy_from_slice(&(pd | PTE_PRESENT_RW).to_le_bytes());
     }
@@ -88,7 +92,10 @@ mod tests {
         let cr3 = write_identity_map(&mem, GuestAddress(0x3_1000)).unwrap();
         assert_eq!(cr3, 0x3_1000);
         assert_eq!(mem.read_obj::<u64>(GuestAddress(0x3_1008)).unwrap(), 0);
-        assert_eq!(mem.read_obj::<u64>(GuestAddress(0x3_2000 + 4 * 8)).unwrap(), 0);
+        assert_eq!(
+            mem.read_obj::<u64>(GuestAddress(0x3_2000 + 4 * 8)).unwrap(),
+            0
+        );
         // Only the tables' bytes are touched.
         assert_eq!(mem.read_obj::<u8>(GuestAddress(0x3_0fff)).unwrap(), 0xff);
         assert_eq!(mem.read_obj::<u8>(GuestAddress(0x3_7000)).unwrap(), 0xff);

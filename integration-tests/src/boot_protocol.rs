@@ -38,7 +38,11 @@ pub fn check_memory_map(
         assert!(w[0].0 + w[0].1 <= w[1].0, "entries out of order: {map:x?}");
     }
     let total: u64 = map.iter().map(|e| e.1).sum();
-    assert_eq!(total, layout.size(), "the map does not add up to RAM: {map:x?}");
+    assert_eq!(
+        total,
+        layout.size(),
+        "the map does not add up to RAM: {map:x?}"
+    );
     for &(start, len, kind) in map {
         assert!(
             layout.contains_range(vm_memory::GuestAddress(start), len),
@@ -53,7 +57,10 @@ pub fn check_memory_map(
         map.iter()
             .any(|&(s, l, t)| t == E820_RESERVED && s <= from && to <= s + l)
     };
-    assert!(reserved(0xa_0000, 0x10_0000), "legacy hole not reserved: {map:x?}");
+    assert!(
+        reserved(0xa_0000, 0x10_0000),
+        "legacy hole not reserved: {map:x?}"
+    );
     if pc {
         assert!(reserved(0x9_fc00, 0xa_0000), "EBDA not reserved: {map:x?}");
     }

@@ -295,7 +295,8 @@ fn test_image_needing_the_rsdp_bytes_is_refused_naming_both() {
         "the ACPI RSDP (36 bytes) has no room",
     );
     assert!(
-        out.stderr.contains("the image at [0x0, 0x100000) needs those bytes"),
+        out.stderr
+            .contains("the image at [0x0, 0x100000) needs those bytes"),
         "{}",
         out.stderr
     );

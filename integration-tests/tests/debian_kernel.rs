@@ -82,7 +82,13 @@ fn test_debian_kernel_prints_banner_cmdline_and_our_e820_map() {
         .map(|l| parse_e820_line(l).unwrap_or_else(|| panic!("unparsed {l:?}; {context}")))
         .collect();
     // The zero page, command line, GDT and page tables: about 29 KiB.
-    check_memory_map(&map, &MemoryLayout::new(MEMORY_MIB).unwrap(), true, &[], 0x8000);
+    check_memory_map(
+        &map,
+        &MemoryLayout::new(MEMORY_MIB).unwrap(),
+        true,
+        &[],
+        0x8000,
+    );
     assert!(
         run.matched,
         "the log stopped before the e820 map ended; {context}"

@@ -386,7 +386,14 @@ mod tests {
         let big = module("big", vec![0; 17 << 20]);
         let strings = info.module_strings(&[&big]);
         let e = info
-            .place_modules(&layout, &layout.firmware_map(), &[&big], &strings, 0x10_0000, 1 << 32)
+            .place_modules(
+                &layout,
+                &layout.firmware_map(),
+                &[&big],
+                &strings,
+                0x10_0000,
+                1 << 32,
+            )
             .unwrap_err();
         assert!(
             matches!(e, BootInfoError::ModuleTooLarge { index: 0, size, .. } if size == 17 << 20),
@@ -421,7 +428,14 @@ mod tests {
         let mods = [&a, &b, &c];
         let strings = info.module_strings(&mods);
         let placed = info
-            .place_modules(&layout, &layout.firmware_map(), &mods, &strings, 0x10_0800, 1 << 32)
+            .place_modules(
+                &layout,
+                &layout.firmware_map(),
+                &mods,
+                &strings,
+                0x10_0800,
+                1 << 32,
+            )
             .unwrap();
         let at: Vec<(u64, u64)> = placed.iter().map(|p| (p.addr, p.size)).collect();
         assert_eq!(at, [(0x10_1000, 0), (0x10_2000, 1), (0x10_3000, 0x1001)]);

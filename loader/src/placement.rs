@@ -17,12 +17,10 @@ pub fn align_up(v: u64, align: u64) -> Option<u64> {
 /// them. `None` if nothing fits.
 pub fn place_in_ram(map: &[MapEntry], from: u64, len: u64, align: u64, limit: u64) -> Option<u64> {
     let from = align_up(from, align)?;
-    map.iter()
-        .filter(|e| e.kind == MapKind::Ram)
-        .find_map(|e| {
-            let entry_end = e.start.saturating_add(e.len).min(limit);
-            let addr = align_up(from.max(e.start), align)?;
-            let end = addr.checked_add(len)?;
-            (addr < entry_end && end <= entry_end).then_some(addr)
-        })
+    map.iter().filter(|e| e.kind == MapKind::Ram).find_map(|e| {
+        let entry_end = e.start.saturating_add(e.len).min(limit);
+        let addr = align_up(from.max(e.start), align)?;
+        let end = addr.checked_add(len)?;
+        (addr < entry_end && end <= entry_end).then_some(addr)
+    })
 }

@@ -258,7 +258,9 @@ fn plan<'a>(
         },
     )?;
     // The planner places what it is asked for or fails.
-    let addr = boot.addr(Structure::BootInfo).map_or(START_INFO_ADDR.0, |a| a.0);
+    let addr = boot
+        .addr(Structure::BootInfo)
+        .map_or(START_INFO_ADDR.0, |a| a.0);
     let cmdline_addr = boot.addr(Structure::Cmdline).map_or(0, |a| a.0);
 
     let map = boot.memory_map(layout);

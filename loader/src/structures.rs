@@ -88,7 +88,14 @@ mod tests {
 
         let layout = MemoryLayout::with_phys_bits(16, 40).unwrap();
         let image = occupied("the image", &[(GuestAddress(0x9000), 0x10)]);
-        let p = plan(&layout, BootMode::Long, &image, &pc, ProtocolNeeds::default()).unwrap();
+        let p = plan(
+            &layout,
+            BootMode::Long,
+            &image,
+            &pc,
+            ProtocolNeeds::default(),
+        )
+        .unwrap();
         assert_ne!(p.addr(Structure::PageTables), Some(GuestAddress(0x9000)));
         assert!(p.addr(Structure::AcpiRsdp).is_some());
     }

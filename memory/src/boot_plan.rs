@@ -539,7 +539,8 @@ pub fn plan(
             align: 16,
             prefer: Some(MPTABLE_START.0),
             windows: [BIOS_ROM].into_iter().chain(in_ebda).collect(),
-            describe: "[0xf0000, 0x100000) or the EBDA's first KiB, where MP 1.4 §4 has a guest search",
+            describe:
+                "[0xf0000, 0x100000) or the EBDA's first KiB, where MP 1.4 §4 has a guest search",
             highest: false,
             nest_in: Some(Structure::Ebda),
         })?;
@@ -834,7 +835,10 @@ mod tests {
         let plan = super::plan(&l, &[], &real).unwrap();
         assert!(plan.get(Structure::Gdt).is_none(), "real mode needs no GDT");
         assert_eq!(plan.addr(Structure::Ivt), Some(GuestAddress(0)));
-        assert_eq!(plan.addr(Structure::BiosStubs), Some(GuestAddress(0xf_f000)));
+        assert_eq!(
+            plan.addr(Structure::BiosStubs),
+            Some(GuestAddress(0xf_f000))
+        );
         // The minimal platform: nothing of the PC.
         let bare = super::plan(&l, &[], &Needs::default()).unwrap();
         assert!(bare.placed().is_empty());
@@ -947,7 +951,11 @@ mod tests {
         assert!(plan.get(Structure::Ivt).is_none() && plan.get(Structure::Bda).is_none());
         let skipped: Vec<Structure> = plan.skipped().iter().map(|s| s.0).collect();
         assert_eq!(skipped, [Structure::Ivt, Structure::Bda]);
-        assert!(plan.skipped()[0].1.contains("the raw image"), "{:?}", plan.skipped());
+        assert!(
+            plan.skipped()[0].1.contains("the raw image"),
+            "{:?}",
+            plan.skipped()
+        );
     }
 
     #[test]
@@ -972,13 +980,25 @@ mod tests {
         };
         let e = plan(&l, &occupied, &needs).unwrap_err();
         assert!(
-            matches!(e, PlanError::Collision { structure: Structure::Gdt, .. }),
+            matches!(
+                e,
+                PlanError::Collision {
+                    structure: Structure::Gdt,
+                    ..
+                }
+            ),
             "{e}"
         );
         let tiny = [Occupied::new("the raw image", 0x500, 0x9_fb00 - 0x100)];
         let e = plan(&l, &tiny, &needs).unwrap_err();
         assert!(
-            matches!(e, PlanError::Collision { structure: Structure::PageTables, .. }),
+            matches!(
+                e,
+                PlanError::Collision {
+                    structure: Structure::PageTables,
+                    ..
+                }
+            ),
             "{e}"
         );
         let huge = Needs {
@@ -994,7 +1014,8 @@ mod tests {
         let l = layout(64);
         let plan = plan(&l, &[], &linux()).unwrap();
         let map = plan.memory_map(&l);
-        let kinds: Vec<(u64, u64, MapKind)> = map.iter().map(|e| (e.start, e.len, e.kind)).collect();
+        let kinds: Vec<(u64, u64, MapKind)> =
+            map.iter().map(|e| (e.start, e.len, e.kind)).collect();
         use MapKind::{Ram, Reserved};
         assert_eq!(
             kinds,

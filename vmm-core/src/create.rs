@@ -14,8 +14,8 @@ use vmm_cpu::{firmware_state, setup_boot_state, CpuMode, EmulationFallback, Gues
 use vmm_devices::legacy::{acpi_pm, cmos};
 use vmm_loader::linux::cache::VmlinuxCache;
 use vmm_loader::{BootSpec, Handoff};
-use vmm_memory::{BootPlan, Structure};
 use vmm_memory::{register_memory_slots_with, GuestRam, MemoryLayout, SlotOptions, ThpHint};
+use vmm_memory::{BootPlan, Structure};
 
 use crate::boot::{is_pc, load_image, Loaded};
 use crate::config::{BootConfig, HostOptions, VmConfig};

@@ -206,7 +206,9 @@ mod tests {
         assert_eq!(a, 64 * MIB - 0x2000);
         assert_eq!(a % PAGE, 0);
         // initrd_addr_max is the highest byte it may occupy.
-        let a = place_initrd(&layout, &none,
+        let a = place_initrd(
+            &layout,
+            &none,
             0x2_0000,
             2 * MIB,
             0x37ff_ffff.min(16 * MIB as u32 - 1),

@@ -441,7 +441,13 @@ mod tests {
             }],
             ..Default::default()
         };
-        let p = plan(&layout, &[(GuestAddress(0x10_0000), 0x800)], 0x10_0800, &req).unwrap();
+        let p = plan(
+            &layout,
+            &[(GuestAddress(0x10_0000), 0x800)],
+            0x10_0800,
+            &req,
+        )
+        .unwrap();
         let mods_addr = u32::from_le_bytes(
             p.info[off::MODS_ADDR..off::MODS_ADDR + 4]
                 .try_into()

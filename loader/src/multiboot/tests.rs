@@ -153,7 +153,10 @@ fn test_aout_kernel_loads_and_info_is_complete() {
             (CMDLINE_START.0, CMDLINE_START.0 + cmdline_len)
         ]
     );
-    assert!(area.len < 0x400, "the area is sized to what it holds: {area:?}");
+    assert!(
+        area.len < 0x400,
+        "the area is sized to what it holds: {area:?}"
+    );
     let (mmap_len, mmap_addr) = (u32_at(&mem, mbi + 44), u32_at(&mem, mbi + 48));
     assert_eq!(mmap_len as usize, 24 * map.len());
     let mut at = u64::from(mmap_addr);
@@ -317,12 +320,22 @@ fn test_boot_structures_make_room_for_the_kernel() {
         area.end() <= 0x1_0100 || area.start >= 0x1_0130,
         "boot information {area:?} over the kernel"
     );
-    assert_eq!(u32_at(&mem, info.0), 0x245, "the structure is where EBX says");
+    assert_eq!(
+        u32_at(&mem, info.0),
+        0x245,
+        "the structure is where EBX says"
+    );
     // Outside RAM.
-    let e = load_multiboot(&mem, &layout, &aout(0x200_0000, 0), &LoadRequest::default())
-        .unwrap_err();
+    let e =
+        load_multiboot(&mem, &layout, &aout(0x200_0000, 0), &LoadRequest::default()).unwrap_err();
     assert!(
-        matches!(e, MultibootError::KernelOutsideRam { start: 0x200_0000, .. }),
+        matches!(
+            e,
+            MultibootError::KernelOutsideRam {
+                start: 0x200_0000,
+                ..
+            }
+        ),
         "{e}"
     );
     // ELF segments in the legacy hole load too.

@@ -101,7 +101,12 @@ fn check_full_load(is_64: bool) {
     // with the boot structures (here the GDT, start_info's area, the
     // command line and the EBDA) reserved.
     let fw = spec.plan.memory_map(&layout);
-    for p in spec.plan.placed().iter().filter(|p| p.what.is_reserved_in_map()) {
+    for p in spec
+        .plan
+        .placed()
+        .iter()
+        .filter(|p| p.what.is_reserved_in_map())
+    {
         assert!(
             fw.iter().any(|e| e.kind == MapKind::Reserved
                 && e.start <= p.start
@@ -457,7 +462,10 @@ fn test_pvh_segments_where_structures_would_go_load_and_they_move() {
     assert_eq!(si.magic, XEN_HVM_START_MAGIC_VALUE);
     assert_eq!(read_string(&mem, si.cmdline_paddr), b"console=ttyS0 quiet");
     for p in spec.plan.placed() {
-        assert!(p.end() <= 0x1_0000 || p.start >= 0x2_1000, "{p:?} over the kernel");
+        assert!(
+            p.end() <= 0x1_0000 || p.start >= 0x2_1000,
+            "{p:?} over the kernel"
+        );
     }
     // Bad segments are still ELF errors.
     let img = build_pvh(true, 0x10_0000, &[(0x1_0000_0000, 0x10_0000, &[0xf4], 1)]);

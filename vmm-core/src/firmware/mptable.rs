@@ -325,7 +325,11 @@ pub(super) mod tests {
         assert_eq!(write_mptable(&mem, &info, at).unwrap(), at.pointer);
         let mp = parse(&mem);
         assert_eq!((mp.pointer, mp.cpus.len()), (0xf_8000, 2));
-        assert_eq!(read(&mem, 0xf_0000, 16), vec![0; 16], "nothing at the preferred place");
+        assert_eq!(
+            read(&mem, 0xf_0000, 16),
+            vec![0; 16],
+            "nothing at the preferred place"
+        );
         let table = read(&mem, 0x3_0000, 4);
         assert_eq!(&table, b"PCMP");
     }

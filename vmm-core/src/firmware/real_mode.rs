@@ -29,9 +29,9 @@
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryError};
 use vmm_devices::legacy::uart8250::COM1_PORT;
 use vmm_memory::boot_plan::{BDA_LEN, EBDA_LEN};
+use vmm_memory::layout::BIOS_STUBS_LEN;
 #[cfg(doc)]
 use vmm_memory::layout::{BDA_START, BIOS_STUBS_START, IVT_START};
-use vmm_memory::layout::BIOS_STUBS_LEN;
 use vmm_memory::{BootPlan, Structure};
 
 /// The 8259 vector bases a PC BIOS programs (IRQ 0-7, IRQ 8-15).
@@ -329,7 +329,10 @@ mod tests {
         // The stubs moved (the image is at 0xff000): the IVT follows them.
         let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap();
         let r16 = |a: u64| mem.read_obj::<u16>(GuestAddress(a)).unwrap();
-        let p = plan(&[vmm_memory::Occupied::new("the image", 0xf_f000, 0x1000)], true);
+        let p = plan(
+            &[vmm_memory::Occupied::new("the image", 0xf_f000, 0x1000)],
+            true,
+        );
         write_real_mode_firmware(&mem, &p).unwrap();
         let stubs = p.get(Structure::BiosStubs).unwrap().start;
         assert_ne!(stubs, 0xf_f000);

@@ -222,9 +222,11 @@ fn test_placer_aligns_and_refuses_overflow() {
 #[test]
 fn test_firmware_tables_need_a_plan() {
     let mem = acpi::tests::guest(0, 2 << 20);
-    let e = write_firmware_tables(&mem, &PlatformInfo::pc(1, 5), &BootPlan::default())
-        .unwrap_err();
-    assert!(matches!(e, FirmwareError::NotPlaced(Structure::AcpiRsdp)), "{e}");
+    let e = write_firmware_tables(&mem, &PlatformInfo::pc(1, 5), &BootPlan::default()).unwrap_err();
+    assert!(
+        matches!(e, FirmwareError::NotPlaced(Structure::AcpiRsdp)),
+        "{e}"
+    );
     assert!(e.to_string().contains("the ACPI RSDP"), "{e}");
 }
 

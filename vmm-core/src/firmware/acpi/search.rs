@@ -99,7 +99,8 @@ mod tests {
         assert_eq!(find_rsdp(&mem), Some(GuestAddress(0xf_8010)));
         // In the EBDA, which the BDA points at: found before the BIOS area.
         let ebda = 0x9_fc00u64;
-        mem.write_obj((ebda >> 4) as u16, GuestAddress(0x40e)).unwrap();
+        mem.write_obj((ebda >> 4) as u16, GuestAddress(0x40e))
+            .unwrap();
         let at = AcpiPlacement {
             rsdp: GuestAddress(ebda + 0x10),
             tables: GuestAddress(0x4_0000),
@@ -122,12 +123,15 @@ mod tests {
         write_acpi_tables(&mem, &info, at).unwrap();
         // A signature with a wrong checksum before it, and one off the
         // 16-byte grid: neither counts.
-        mem.write_slice(b"RSD PTR \x01", GuestAddress(0xe_0000)).unwrap();
-        mem.write_slice(b"RSD PTR ", GuestAddress(0xe_0048)).unwrap();
+        mem.write_slice(b"RSD PTR \x01", GuestAddress(0xe_0000))
+            .unwrap();
+        mem.write_slice(b"RSD PTR ", GuestAddress(0xe_0048))
+            .unwrap();
         assert_eq!(find_rsdp(&mem), Some(GuestAddress(0xe_0100)));
         // A corrupted extended checksum disqualifies a revision 2 RSDP.
         let b: u8 = mem.read_obj(GuestAddress(0xe_0100 + 33)).unwrap();
-        mem.write_obj(b.wrapping_add(1), GuestAddress(0xe_0100 + 33)).unwrap();
+        mem.write_obj(b.wrapping_add(1), GuestAddress(0xe_0100 + 33))
+            .unwrap();
         assert_eq!(find_rsdp(&mem), None);
         // Guest memory without the BIOS area.
         let small = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x1000)]).unwrap();
