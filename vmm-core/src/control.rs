@@ -49,6 +49,9 @@ pub struct VmControl {
     pause_changed: Condvar,
     /// A snapshot request on its way to the main loop.
     pub(crate) snapshot: SnapshotSlot,
+    /// Reboots so far (the same control serves every boot of a VM run
+    /// with [`crate::reboot::run_rebooting`]).
+    reboots: AtomicU64,
     /// Wakes the main loop (the VM's [`crate::VmHandle`] eventfd), for
     /// events raised on vCPU threads that the main loop must act on.
     main_loop: OnceLock<Arc<EventFd>>,
@@ -177,6 +180,32 @@ impl VmControl {
     /// Exits counted so far.
     pub fn exits(&self) -> u64 {
         self.exits.load(Ordering::Relaxed)
+    }
+
+    /// Reboots so far.
+    pub fn reboots(&self) -> u64 {
+        self.reboots.load(Ordering::Relaxed)
+    }
+
+    /// Readies this control for the next boot after a guest reset: no
+    /// outcome, not stopping (unless a stop was asked for meanwhile: the
+    /// next boot then ends at once), running, no pause pending; the exit
+    /// budget and its count carry on (the limits are the whole run's), and
+    /// the reboot is counted.
+    pub(crate) fn reset_for_reboot(&self) {
+        *self.outcome.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        {
+            let mut p = self.pause_state();
+            p.wanted = false;
+            p.state = RunState::Running;
+            p.saved.clear();
+            self.pause_wanted.store(false, Ordering::SeqCst);
+            self.pause_changed.notify_all();
+        }
+        self.reboots.fetch_add(1, Ordering::Relaxed);
+        // Last, so that a stop asked for at any point above survives.
+        self.stopping
+            .store(self.requested.load(Ordering::SeqCst), Ordering::Release);
     }
 }
 
@@ -424,6 +453,26 @@ mod tests {
         c.vm_event(VmEvent::PowerOff);
         c.request_stop();
         assert_eq!(c.outcome(), Some(VmOutcome::PowerOff));
+    }
+
+    #[test]
+    fn test_reset_for_reboot_clears_the_outcome_but_keeps_budget_and_stop_requests() {
+        let c = VmControl::new(Some(10));
+        c.count_exit();
+        c.vm_event(VmEvent::Reset);
+        assert!(c.is_stopping());
+        c.reset_for_reboot();
+        assert!(!c.is_stopping());
+        assert_eq!(c.outcome(), None);
+        assert_eq!((c.exits(), c.reboots()), (1, 1));
+        assert_eq!(c.run_state(), RunState::Running);
+        // A stop asked for around the reboot is not lost.
+        c.vm_event(VmEvent::Reset);
+        c.request_stop();
+        c.reset_for_reboot();
+        assert!(c.is_stopping());
+        assert_eq!(c.outcome(), Some(VmOutcome::Stopped));
+        assert_eq!(c.reboots(), 2);
     }
 
     #[test]

@@ -27,6 +27,7 @@ use crate::firmware::real_mode::{write_bios_data, write_real_mode_firmware};
 use crate::firmware::{write_firmware_tables, PlatformInfo, VirtioMmio};
 use crate::kvm::open_kvm;
 use crate::platform::{create_irqchip, set_bios_pic_and_pit, Platform};
+use crate::reboot::NextBoot;
 use crate::snapshot::create::SnapshotContext;
 use crate::snapshot::SnapshotError;
 use crate::timeline::ExitTimeline;
@@ -65,6 +66,27 @@ impl Vm {
     /// [`Vm::attach_devices`] (or use [`crate::VmBuilder::build`], which
     /// does exactly that).
     pub fn create(config: &VmConfig, host: HostOptions) -> Result<Vm, VmmError> {
+        Self::create_with(config, host, None)
+    }
+
+    /// [`Self::create`] for the next boot of a rebooting VM (see
+    /// [`crate::reboot::run_rebooting`]): the new VM takes over the handles
+    /// of the one before (the same [`crate::VmHandle`]s keep working), its
+    /// exit budget and the deadline of its timeout, and, if `host` has no
+    /// metrics sink, the one before's.
+    pub fn create_next(
+        config: &VmConfig,
+        host: HostOptions,
+        next: NextBoot,
+    ) -> Result<Vm, VmmError> {
+        Self::create_with(config, host, Some(next))
+    }
+
+    fn create_with(
+        config: &VmConfig,
+        mut host: HostOptions,
+        next: Option<NextBoot>,
+    ) -> Result<Vm, VmmError> {
         // Input first, KVM last: bad input is reported even without KVM.
         let cpus = config.vcpus;
         if cpus == 0 {
@@ -320,7 +342,15 @@ impl Vm {
             restored: false,
             has_memory_base: false,
         };
-        let control = Arc::new(VmControl::new(host.max_exits));
+        let (control, wake, deadline, cmos) = match next {
+            Some(next) => {
+                if host.metrics.is_none() {
+                    host.metrics = next.metrics;
+                }
+                (next.control, Some(next.wake), next.deadline, next.cmos)
+            }
+            None => (Arc::new(VmControl::new(host.max_exits)), None, None, None),
+        };
         let options = RunOptions {
             timeout: host.timeout,
             metrics: host.metrics,
@@ -329,10 +359,11 @@ impl Vm {
             print_post_codes: host.print_post_codes,
             console_input: host.console_input,
             started_at: host.started_at,
+            deadline,
             explain,
             timeline,
         };
-        Vm::new(VmParts {
+        let mut vm = Vm::new(VmParts {
             vcpus,
             vm_fd,
             kvm,
@@ -345,7 +376,10 @@ impl Vm {
             fallback,
             snapshot,
             track_dirty_pages: host.track_dirty_pages,
-        })
+            wake,
+        })?;
+        vm.cmos_kept = cmos;
+        Ok(vm)
     }
 }
 

@@ -241,6 +241,12 @@ pub enum VmmError {
     /// A vCPU thread panicked (a VMM bug).
     #[error("a vCPU thread panicked (a VMM bug; the VM was stopped)")]
     VcpuPanicked,
+    /// The thread running one boot of a rebooting VM could not be started.
+    #[error("starting the thread for the next boot failed: {0}")]
+    SpawnBootThread(std::io::Error),
+    /// The thread running one boot of a rebooting VM panicked (a VMM bug).
+    #[error("the thread running the VM panicked (a VMM bug)")]
+    BootThreadPanicked,
     /// Taking or restoring a snapshot failed.
     #[error(transparent)]
     Snapshot(#[from] crate::snapshot::SnapshotError),

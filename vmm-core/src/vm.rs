@@ -13,6 +13,7 @@ use vm_memory::{GuestAddress, GuestMemoryMmap};
 use vmm_cpu::kick::{install_kick_handler, kick_signal};
 use vmm_cpu::metrics::{LatencySnapshot, VcpuMetrics};
 use vmm_cpu::{EmulationFallback, ExitKind, Vcpu, VcpuError, VcpuStats, VcpuStop, WakeStateError};
+use vmm_devices::legacy::cmos::CmosState;
 use vmm_devices::legacy::{CmosMemorySizes, PostCode, PostCodePort};
 use vmm_devices::pc::{BuiltDevices, DeviceSet, DeviceSetOptions};
 use vmm_devices::timer::TimedDeviceLink;
@@ -81,6 +82,9 @@ pub(crate) struct RunOptions {
     pub print_post_codes: bool,
     pub console_input: Option<RawFd>,
     pub started_at: Option<Instant>,
+    /// The whole run's deadline, for a later boot of a rebooting VM (its
+    /// timeout counts from the first boot); else `timeout` from `run`.
+    pub deadline: Option<Instant>,
     pub explain: Option<Arc<Explainer>>,
     pub timeline: Option<Arc<ExitTimeline>>,
 }
@@ -101,6 +105,19 @@ pub(crate) struct VmParts {
     pub snapshot: SnapshotContext,
     /// Track the pages virtio devices write (diff snapshots).
     pub track_dirty_pages: bool,
+    /// The wake-up eventfd of the VM's handles, for a later boot of a
+    /// rebooting VM (else a new one).
+    pub wake: Option<Arc<EventFd>>,
+}
+
+/// What one boot hands the next (see [`crate::reboot`]): the handles' state
+/// and what the host set up once for the whole run.
+pub(crate) struct Leftovers {
+    pub control: Arc<VmControl>,
+    pub wake: Arc<EventFd>,
+    pub metrics: Option<(Duration, MetricsSink)>,
+    pub deadline: Option<Instant>,
+    pub cmos: Option<CmosState>,
 }
 
 /// A created VM: guest RAM holding the image, the KVM VM with its vCPUs in
@@ -139,6 +156,8 @@ pub struct Vm {
     fallback: Option<Arc<EmulationFallback>>,
     /// What snapshots need.
     snap: SnapshotContext,
+    /// The CMOS of the boot before (a reboot), for the CMOS attached next.
+    pub(crate) cmos_kept: Option<CmosState>,
 }
 
 /// Sends a vCPU's index when its thread leaves its run loop (even by
@@ -204,10 +223,14 @@ impl Vm {
             fallback,
             mut snapshot,
             track_dirty_pages,
+            wake,
         } = parts;
-        let wake = Arc::new(EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC).map_err(VmmError::EventFd)?);
+        let wake = match wake {
+            Some(w) => w,
+            None => Arc::new(EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC).map_err(VmmError::EventFd)?),
+        };
         // S3 entry and wake come from devices on vCPU threads and need the
-        // main loop.
+        // main loop (the same eventfd for every boot of a rebooting VM).
         control.set_main_loop_waker(wake.clone());
         if track_dirty_pages {
             snapshot.dirty = Some(Arc::new(DirtyPages::new(ram.memory())));
@@ -232,7 +255,15 @@ impl Vm {
             facs,
             fallback,
             snap: snapshot,
+            cmos_kept: None,
         })
+    }
+
+    /// What this VM is: its configuration without the boot inputs, the
+    /// platform resolved (for a restored VM, the snapshot's). A control
+    /// API reports a restored VM's machine and devices from it.
+    pub fn config(&self) -> &crate::VmConfig {
+        &self.snap.config
     }
 
     /// The virtio slots the VM's configuration asked for, in the order
@@ -375,6 +406,12 @@ impl Vm {
     /// to their UART (unless [`Self::connect_console_input`] gave it to a
     /// virtio console).
     pub fn attach_devices(&mut self, devices: BuiltDevices) {
+        if let (Some(before), Some(cmos)) = (self.cmos_kept.take(), &devices.handles.cmos) {
+            // A reboot: the CMOS RAM and clock survive it, as on a PC.
+            if let Err(e) = cmos.keep_across_reset(&before) {
+                log::warn!("reboot: the CMOS starts over ({e})");
+            }
+        }
         self.bus = devices.bus;
         self.post = Some(devices.post);
         self.timed = devices.timed;
@@ -394,6 +431,7 @@ impl Vm {
 
     /// Statistics as of now, from the live counters.
     fn stats_now(
+        control: &VmControl,
         dispatcher: &ExitDispatcher,
         fallback: Option<&EmulationFallback>,
         vcpus: &[(u64, Arc<VcpuMetrics>)],
@@ -429,6 +467,7 @@ impl Vm {
             emulation_fallback: fallback.map(|f| f.stats()).unwrap_or_default(),
             wall,
             startup: None,
+            reboots: control.reboots(),
         }
     }
 
@@ -457,7 +496,10 @@ impl Vm {
             .as_ref()
             .filter(|_| !self.snap.restored)
             .map(|_| started + QUIET_HINT_AFTER);
-        let deadline = self.options.timeout.map(|t| started + t);
+        let deadline = self
+            .options
+            .deadline
+            .or_else(|| self.options.timeout.map(|t| started + t));
         let mut next_report = self
             .options
             .metrics
@@ -503,6 +545,7 @@ impl Vm {
             // A flush through the handle: a report now, out of schedule.
             if self.control.host.flush_pending() {
                 let stats = Self::stats_now(
+                    &self.control,
                     dispatcher,
                     self.fallback.as_deref(),
                     vcpus,
@@ -515,6 +558,7 @@ impl Vm {
             }
             if let Some(at) = next_report.filter(|at| now >= *at) {
                 let stats = Self::stats_now(
+                    &self.control,
                     dispatcher,
                     self.fallback.as_deref(),
                     vcpus,
@@ -558,6 +602,12 @@ impl Vm {
         if self.control.run_state() != RunState::Paused {
             return Err(SnapshotError::NotPaused);
         }
+        // A VM restored paused is Paused before its vCPU threads have
+        // parked (they may still be on their way to the first KVM_RUN): a
+        // thread answers only requests made after it parked, so wait for
+        // all of them (collecting then times out if one never comes).
+        self.control
+            .wait_parked(vcpus, crate::snapshot::VCPU_SAVE_TIMEOUT);
         let source = SnapshotSource {
             vm_fd: &self.vm_fd,
             ram: &self.ram,
@@ -603,7 +653,34 @@ impl Vm {
     /// With seccomp on (the default), every vCPU thread and the calling
     /// thread are confined to their system-call lists before the guest runs
     /// (see [`crate::seccomp`]); the calling thread stays confined afterwards.
-    pub fn run(mut self) -> Result<RunReport, VmmError> {
+    pub fn run(self) -> Result<RunReport, VmmError> {
+        self.run_boot().0
+    }
+
+    /// [`Self::run`], also handing back what the next boot of a rebooting
+    /// VM needs (see [`crate::reboot`]).
+    pub(crate) fn run_boot(mut self) -> (Result<RunReport, VmmError>, Leftovers) {
+        let started = Instant::now();
+        let result = self.run_once(started);
+        let leftovers = Leftovers {
+            control: self.control.clone(),
+            wake: self.wake.clone(),
+            metrics: self.options.metrics.take(),
+            deadline: self
+                .options
+                .deadline
+                .or_else(|| self.options.timeout.map(|t| started + t)),
+            cmos: self
+                .snap
+                .devices
+                .as_ref()
+                .and_then(|d| d.cmos.as_ref())
+                .map(|c| c.state()),
+        };
+        (result, leftovers)
+    }
+
+    fn run_once(&mut self, started: Instant) -> Result<RunReport, VmmError> {
         install_kick_handler()?;
         if self.options.seccomp {
             install_sigsys_handler()?;
@@ -611,7 +688,6 @@ impl Vm {
         // Guest code runs only once every thread is confined.
         let vcpu_count = self.vcpus.len();
         let gate = Arc::new(Barrier::new(vcpu_count + 1));
-        let started = Instant::now();
         let (done_tx, done_rx) = mpsc::channel();
         let wakeup = self.wake.clone();
         let transports: Vec<SharedTransport> = self.virtio.iter().map(|(_, t)| t.clone()).collect();
@@ -694,6 +770,16 @@ impl Vm {
         if confined.is_err() {
             self.control.stop_all();
         }
+        if self.snap.restored && !start_paused {
+            // Restored and resumed at once: requests the guest made
+            // available before the snapshot whose notify the device never
+            // served (it came as the VM paused, or the device had not got
+            // to it) are served now, as a resume serves them (Firecracker
+            // also processes every queue after a restore).
+            if let Some(d) = &devices {
+                d.resume();
+            }
+        }
         if !start_paused {
             // Restored and resumed at once: the snapshot's clock, set as
             // late as possible so the guest sees no time pass.
@@ -763,7 +849,13 @@ impl Vm {
             // Unreachable in practice: every way out records an outcome.
             (None, None) => VmOutcome::Timeout { after: wall },
         };
-        let mut stats = Self::stats_now(&dispatcher, self.fallback.as_deref(), &metrics, wall);
+        let mut stats = Self::stats_now(
+            &self.control,
+            &dispatcher,
+            self.fallback.as_deref(),
+            &metrics,
+            wall,
+        );
         stats.startup = startup;
         if let Some(e) = &self.options.explain {
             e.finish();

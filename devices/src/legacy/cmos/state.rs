@@ -100,6 +100,22 @@ impl Cmos {
     }
 }
 
+impl Cmos {
+    /// Takes over what a PC's CMOS keeps across a machine reset from the
+    /// device of the boot before (`before`, its [`Cmos::state`]): the CMOS
+    /// RAM and the clock, which are battery-backed; the index register and
+    /// the NMI mask keep this device's power-on values. Refuses a state
+    /// [`Cmos::from_state`] would refuse, changing nothing.
+    pub fn keep_across_reset(&self, before: &CmosState) -> Result<(), StateError> {
+        let checked = Cmos::from_state(before, self.clock.clone())?;
+        let kept = lock(&checked.state);
+        let mut s = lock(&self.state);
+        s.ram = kept.ram;
+        s.calendar = kept.calendar.clone();
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,6 +138,24 @@ mod tests {
         let mut b = [0u8];
         c.pio_read(PioAddress(CMOS_INDEX_PORT), 1, &mut b);
         b[0]
+    }
+
+    #[test]
+    fn test_cmos_keeps_ram_and_clock_across_a_reset() {
+        let before = cmos();
+        before.pio_write(PioAddress(CMOS_INDEX_PORT), 0, &[0x40]);
+        before.pio_write(PioAddress(CMOS_INDEX_PORT), 1, &[0x03]);
+        // Index 0x41 and the NMI mask set: those start over.
+        before.pio_write(PioAddress(CMOS_INDEX_PORT), 0, &[0x80 | 0x41]);
+        let after = cmos();
+        after.keep_across_reset(&before.state()).unwrap();
+        assert!(!after.nmi_masked());
+        assert_eq!(read(&after, 0x40), 0x03);
+        // A damaged state changes nothing.
+        let mut bad = before.state();
+        bad.ram.pop();
+        assert!(after.keep_across_reset(&bad).is_err());
+        assert_eq!(read(&after, 0x40), 0x03);
     }
 
     #[test]
