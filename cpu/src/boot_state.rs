@@ -9,11 +9,11 @@
 use kvm_bindings::{kvm_regs, kvm_sregs};
 use kvm_ioctls::VcpuFd;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
-use vmm_memory::layout::{BOOT_GDT_MAX_ENTRIES, BOOT_GDT_START, BOOT_PAGE_TABLES_END, PML4_START};
+use vmm_memory::boot_plan::{GDT_LEN, PAGE_TABLES_LEN};
 
 use crate::gdt::{boot_gdt, kvm_segment_from, BOOT_CS_INDEX, BOOT_DS_INDEX, TSS_INDEX};
 use crate::paging::write_identity_map;
-use crate::start_state::{CpuMode, Entry, Reg, StartState};
+use crate::start_state::{BootTables, CpuMode, Entry, Reg, StartState};
 
 /// CR0.PE: protection enable.
 pub const X86_CR0_PE: u64 = 1 << 0;
@@ -38,7 +38,7 @@ pub enum BootStateError {
     RealModeEntry(u64),
     /// The image overlaps memory the vCPU set-up needs for the GDT or page
     /// tables.
-    #[error("image at [{start:#x}, {end:#x}) overlaps the boot GDT and page tables at [{tables_start:#x}, {tables_end:#x}) needed for {mode:?} mode; the image must lie outside them (for example at 1 MiB, 0x100000)")]
+    #[error("image at [{start:#x}, {end:#x}) overlaps the boot GDT or page tables at [{tables_start:#x}, {tables_end:#x}) needed for {mode:?} mode; the image must lie outside them (for example at 1 MiB, 0x100000)")]
     OverlapsBootTables {
         /// Image start.
         start: u64,
@@ -81,14 +81,15 @@ pub fn real_mode_sregs(
     Ok((sregs, ip))
 }
 
-/// Protected or long mode: flat segments from the boot GDT, the control
-/// registers the mode needs. `cr3` is the identity map's root (long mode).
-pub fn flat_mode_sregs(mut sregs: kvm_sregs, long: bool, cr3: u64) -> kvm_sregs {
+/// Protected or long mode: flat segments from the boot GDT at `gdt_base`,
+/// the control registers the mode needs. `cr3` is the identity map's root
+/// (long mode).
+pub fn flat_mode_sregs(mut sregs: kvm_sregs, long: bool, gdt_base: u64, cr3: u64) -> kvm_sregs {
     let gdt = boot_gdt(long);
     let code = kvm_segment_from(gdt[usize::from(BOOT_CS_INDEX)], BOOT_CS_INDEX);
     let data = kvm_segment_from(gdt[usize::from(BOOT_DS_INDEX)], BOOT_DS_INDEX);
     let tss = kvm_segment_from(gdt[usize::from(TSS_INDEX)], TSS_INDEX);
-    sregs.gdt.base = BOOT_GDT_START.0;
+    sregs.gdt.base = gdt_base;
     sregs.gdt.limit = (std::mem::size_of_val(&gdt) - 1) as u16;
     // An empty IDT: any exception before the guest loads its own triple-faults,
     // which is the documented, visible outcome (KVM_EXIT_SHUTDOWN).
@@ -156,26 +157,27 @@ pub fn set_reg(r: &mut kvm_regs, reg: Reg, value: u64) {
     *slot = value;
 }
 
-/// The guest-physical ranges the boot structures of `mode` occupy.
-pub fn boot_table_ranges(mode: CpuMode) -> Vec<(u64, u64)> {
-    let gdt = (
-        BOOT_GDT_START.0,
-        BOOT_GDT_START.0 + 8 * BOOT_GDT_MAX_ENTRIES,
-    );
+/// The guest-physical ranges, `[start, end)`, the boot structures of `mode`
+/// occupy when placed at `tables`.
+pub fn boot_table_ranges(mode: CpuMode, tables: BootTables) -> Vec<(u64, u64)> {
+    let gdt = (tables.gdt.0, tables.gdt.0.saturating_add(GDT_LEN));
+    let pages = tables.page_tables.0;
     match mode {
         CpuMode::Real => vec![],
         CpuMode::Protected => vec![gdt],
-        CpuMode::Long => vec![gdt, (PML4_START.0, BOOT_PAGE_TABLES_END.0)],
+        CpuMode::Long => vec![gdt, (pages, pages.saturating_add(PAGE_TABLES_LEN))],
     }
 }
 
 /// Checks that an image occupying `occupied` (`[start, end)` ranges, one per
-/// loaded segment) leaves room for the boot structures `mode` needs.
+/// loaded segment) leaves room for the boot structures `mode` needs at
+/// `tables`.
 pub fn check_boot_tables_free(
     mode: CpuMode,
+    tables: BootTables,
     occupied: &[(u64, u64)],
 ) -> Result<(), BootStateError> {
-    for (tables_start, tables_end) in boot_table_ranges(mode) {
+    for (tables_start, tables_end) in boot_table_ranges(mode, tables) {
         if let Some(&(start, end)) = occupied
             .iter()
             .find(|&&(s, e)| s < tables_end && e > tables_start)
@@ -203,12 +205,12 @@ pub fn check_entry(start: &StartState) -> Result<(), BootStateError> {
 /// Checks everything about `start` that can be known before touching KVM:
 /// the entry is reachable in its mode, and an image occupying `occupied`
 /// (`[start, end)` ranges: the image's segments, not the gaps between them)
-/// leaves room for the boot structures the mode needs.
-/// [`setup_boot_state`] repeats the entry check; it does not know where the
-/// image is, so call this first.
+/// leaves room for the boot structures the mode needs where `start.tables`
+/// puts them. [`setup_boot_state`] repeats the entry check; it does not
+/// know where the image is, so call this first.
 pub fn validate_start(start: &StartState, occupied: &[(u64, u64)]) -> Result<(), BootStateError> {
     check_entry(start)?;
-    check_boot_tables_free(start.mode, occupied)
+    check_boot_tables_free(start.mode, start.tables, occupied)
 }
 
 /// What [`setup_boot_state`] wrote and loaded, for a VMM that shows its
@@ -247,17 +249,22 @@ pub fn setup_boot_state<M: GuestMemoryBackend>(
         CpuMode::Protected | CpuMode::Long => {
             let long = start.mode == CpuMode::Long;
             let gdt = boot_gdt(long);
-            for (i, d) in gdt.iter().enumerate() {
-                mem.write_obj(*d, GuestAddress(BOOT_GDT_START.0 + 8 * i as u64))?;
-            }
-            gdt_written = Some((BOOT_GDT_START, std::mem::size_of_val(&gdt) as u64));
+            let at = start.tables.gdt;
+            let bytes: Vec<u8> = gdt.iter().flat_map(|d| d.to_le_bytes()).collect();
+            mem.write_slice(&bytes, at)?;
+            gdt_written = Some((at, bytes.len() as u64));
             let cr3 = if long {
-                page_tables = Some((PML4_START, BOOT_PAGE_TABLES_END));
-                write_identity_map(mem)?
+                let pml4 = start.tables.page_tables;
+                page_tables = Some((pml4, GuestAddress(pml4.0 + PAGE_TABLES_LEN)));
+                write_identity_map(mem, pml4)?
             } else {
-                PML4_START.0
+                // Paging is off; CR3 is not loaded from this.
+                0
             };
-            (flat_mode_sregs(base, long, cr3), start.entry.linear().0)
+            (
+                flat_mode_sregs(base, long, at.0, cr3),
+                start.entry.linear().0,
+            )
         }
     };
     vcpu.set_sregs(&sregs).map_err(BootStateError::SetSregs)?;
@@ -324,8 +331,9 @@ mod tests {
 
     #[test]
     fn test_long_mode_sregs() {
-        let s = flat_mode_sregs(kvm_sregs::default(), true, 0x9000);
+        let s = flat_mode_sregs(kvm_sregs::default(), true, 0x1_2340, 0x9000);
         assert_eq!(s.cr3, 0x9000);
+        assert_eq!((s.gdt.base, s.gdt.limit), (0x1_2340, 39));
         assert_eq!(s.cr0 & (X86_CR0_PE | X86_CR0_PG), X86_CR0_PE | X86_CR0_PG);
         assert_ne!(s.cr4 & X86_CR4_PAE, 0);
         assert_eq!(s.efer & (EFER_LME | EFER_LMA), EFER_LME | EFER_LMA);
@@ -334,7 +342,7 @@ mod tests {
 
     #[test]
     fn test_protected_mode_sregs() {
-        let s = flat_mode_sregs(kvm_sregs::default(), false, 0);
+        let s = flat_mode_sregs(kvm_sregs::default(), false, 0x500, 0);
         assert_eq!(s.cr0 & (X86_CR0_PE | X86_CR0_PG), X86_CR0_PE);
         assert_eq!(s.efer & EFER_LME, 0);
         let reset = kvm_sregs {
@@ -342,7 +350,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            flat_mode_sregs(reset, false, 0).cr0,
+            flat_mode_sregs(reset, false, 0x500, 0).cr0,
             X86_CR0_PE | X86_CR0_ET,
             "CD/NW cleared"
         );
@@ -368,17 +376,26 @@ mod tests {
 
     #[test]
     fn test_boot_table_overlap_detected() {
+        let t = BootTables::default();
         // An image at [0x1000, 0xa000) covers the page tables at 0x9000.
-        let e = check_boot_tables_free(CpuMode::Long, &[(0x1000, 0xa000)]).unwrap_err();
+        let e = check_boot_tables_free(CpuMode::Long, t, &[(0x1000, 0xa000)]).unwrap_err();
         assert!(e.to_string().contains("0x9000"), "{e}");
-        assert!(check_boot_tables_free(CpuMode::Long, &[(0x1000, 0x9000)]).is_ok());
+        assert!(check_boot_tables_free(CpuMode::Long, t, &[(0x1000, 0x9000)]).is_ok());
         // The GDT at 0x500.
-        assert!(check_boot_tables_free(CpuMode::Long, &[(0x520, 0x530)]).is_err());
+        assert!(check_boot_tables_free(CpuMode::Long, t, &[(0x520, 0x530)]).is_err());
         assert!(
-            check_boot_tables_free(CpuMode::Protected, &[(0x1000, 0xa000)]).is_ok(),
+            check_boot_tables_free(CpuMode::Protected, t, &[(0x1000, 0xa000)]).is_ok(),
             "protected mode needs no page tables"
         );
-        assert!(check_boot_tables_free(CpuMode::Real, &[(0x1000, 0xa000)]).is_ok());
+        assert!(check_boot_tables_free(CpuMode::Real, t, &[(0x1000, 0xa000)]).is_ok());
+        // Tables placed elsewhere are checked where they are.
+        let moved = BootTables {
+            gdt: GuestAddress(0x3_0000),
+            page_tables: GuestAddress(0x4_0000),
+        };
+        assert!(check_boot_tables_free(CpuMode::Long, moved, &[(0x500, 0x3_0000)]).is_ok());
+        let e = check_boot_tables_free(CpuMode::Long, moved, &[(0x4_5fff, 0x4_6000)]).unwrap_err();
+        assert!(e.to_string().contains("0x46000"), "{e}");
     }
 
     #[test]

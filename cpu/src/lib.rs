@@ -34,7 +34,7 @@
 //!   order KVM needs, and the CPUID compatibility check a restore makes.
 //!
 //! The crate depends on vmm-memory (for the guest memory map: where the GDT
-//! and page tables go) and rust-vmm crates only: no loader, no device
+//! and page tables preferably go, and their sizes) and rust-vmm crates only: no loader, no device
 //! model. Anything implementing [`ExitHandler`] can drive the loop.
 //!
 //! `examples/real_mode.rs` runs the classic real-mode "hello" guest on a
@@ -49,7 +49,7 @@
 //! use kvm_bindings::kvm_sregs;
 //! use vmm_cpu::boot_state::{flat_mode_sregs, EFER_LMA};
 //!
-//! let sregs = flat_mode_sregs(kvm_sregs::default(), true, 0x9000);
+//! let sregs = flat_mode_sregs(kvm_sregs::default(), true, 0x500, 0x9000);
 //! assert_eq!(sregs.cs.selector, 0x10); // Linux's __BOOT_CS
 //! assert_ne!(sregs.efer & EFER_LMA, 0);
 //! ```
@@ -63,7 +63,8 @@
 //! let start = StartState::new(CpuMode::Long, Entry::Linear(GuestAddress(0x10_0000)))
 //!     .with_reg(Reg::Rsi, 0x7000);
 //! assert!(validate_start(&start, &[(0x10_0000, 0x20_0000)]).is_ok());
-//! // An image over the page tables at 0x9000 is refused.
+//! // An image over the page tables (by default at 0x9000) is refused; a
+//! // VMM that plans its boot structures puts them elsewhere.
 //! assert!(validate_start(&start, &[(0x8000, 0xa000)]).is_err());
 //! ```
 //!
@@ -117,6 +118,6 @@ pub use boot_state::{setup_boot_state, validate_start, BootStateError, BootState
 pub use exit_handler::{ExitAction, ExitHandler, ExitKind};
 pub use exit_record::{ExitFields, ExitRecord};
 pub use fallback::{EmulationFallback, FallbackStat, GuestFeatures};
-pub use start_state::{CpuMode, Entry, Reg, StartState, UnknownReg};
+pub use start_state::{BootTables, CpuMode, Entry, Reg, StartState, UnknownReg};
 pub use vcpu::{InternalError, Vcpu, VcpuError, VcpuStats, VcpuStop, PENDING_IO_LIMIT};
 pub use wake_state::{WakeEntry, WakeStateError};

@@ -5,7 +5,8 @@
 //! model can walk these tables.
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
-use vmm_memory::layout::{PDE_COUNT, PDE_START, PDPTE_START, PML4_START};
+use vmm_memory::boot_plan::PAGE_TABLES_LEN;
+use vmm_memory::layout::PDE_COUNT;
 
 /// Present + writable.
 const PTE_PRESENT_RW: u64 = 0x3;
@@ -14,14 +15,36 @@ const PDE_LARGE_PAGE: u64 = 0x83;
 /// Bytes covered by one page-directory entry.
 const LARGE_PAGE_SIZE: u64 = 2 << 20;
 
-/// Writes the identity map into guest memory and returns the CR3 value.
+/// Bytes of one table.
+const TABLE: u64 = 0x1000;
+
+// The PML4, the PDPT and the page directories, one page each.
+const _: () = assert!(PAGE_TABLES_LEN == (2 + PDE_COUNT) * TABLE);
+
+/// Writes the identity map into guest memory at `base` (4 KiB aligned: the
+/// PML4, the PDPT at +0x1000, the page directories from +0x2000, all
+/// [`PAGE_TABLES_LEN`] bytes of it written) and returns the CR3 value.
 pub fn write_identity_map<M: GuestMemoryBackend>(
     mem: &M,
+    base: GuestAddress,
 ) -> Result<u64, vm_memory::GuestMemoryError> {
-    mem.write_obj(PDPTE_START.0 | PTE_PRESENT_RW, PML4_START)?;
+    let pml4 = base.0;
+    let pdpt = pml4 + TABLE;
+    let mut first = [0u8; TABLE as usize];
+    first[..8].copy_from_slice(&(pdpt | PTE_PRESENT_RW).to_le_bytes());
+    mem.write_slice(&first, GuestAddress(pml4))?;
+    let mut pdpt_table = [0u8; TABLE as usize];
+    for (dir, slot) in pdpt_table
+        .chunks_exact_mut(8)
+        .take(PDE_COUNT as usize)
+        .enumerate()
+    {
+        let pd = pdpt + TABLE * (1 + dir as u64);
+        slot.copy_from_slice(&(pd | PTE_PRESENT_RW).to_le_bytes());
+    }
+    mem.write_slice(&pdpt_table, GuestAddress(pdpt))?;
     for dir in 0..PDE_COUNT {
-        let pd = PDE_START.0 + dir * 0x1000;
-        mem.write_obj(pd | PTE_PRESENT_RW, GuestAddress(PDPTE_START.0 + dir * 8))?;
+        let pd = pdpt + TABLE * (1 + dir);
         let mut table = [0u8; 4096];
         for (i, slot) in table.chunks_exact_mut(8).enumerate() {
             let page = (dir * 512 + i as u64) * LARGE_PAGE_SIZE;
@@ -29,7 +52,7 @@ pub fn write_identity_map<M: GuestMemoryBackend>(
         }
         mem.write_slice(&table, GuestAddress(pd))?;
     }
-    Ok(PML4_START.0)
+    Ok(pml4)
 }
 
 #[cfg(test)]
@@ -63,7 +86,19 @@ mod tests {
     #[test]
     fn test_identity_map_covers_4gib() {
         let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
-        let cr3 = write_identity_map(&mem).unwrap();
+        // Stale bytes where the tables go must not survive as entries.
+        mem.write_slice(&[0xffu8; 0x8000], GuestAddress(0x3_0000))
+            .unwrap();
+        let cr3 = write_identity_map(&mem, GuestAddress(0x3_1000)).unwrap();
+        assert_eq!(cr3, 0x3_1000);
+        assert_eq!(mem.read_obj::<u64>(GuestAddress(0x3_1008)).unwrap(), 0);
+        assert_eq!(
+            mem.read_obj::<u64>(GuestAddress(0x3_2000 + 4 * 8)).unwrap(),
+            0
+        );
+        // Only the tables' bytes are touched.
+        assert_eq!(mem.read_obj::<u8>(GuestAddress(0x3_0fff)).unwrap(), 0xff);
+        assert_eq!(mem.read_obj::<u8>(GuestAddress(0x3_7000)).unwrap(), 0xff);
         for va in [
             0u64,
             0x1000,

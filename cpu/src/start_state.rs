@@ -6,6 +6,7 @@
 //! turns a [`StartState`] into KVM register state.
 
 use vm_memory::GuestAddress;
+use vmm_memory::layout::{BOOT_GDT_START, PML4_START};
 
 /// The CPU mode the first instruction runs in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,8 +157,30 @@ impl std::str::FromStr for Reg {
     }
 }
 
-/// How the first vCPU starts: mode, entry point, and register values
-/// applied in order after the mode's defaults (later values win).
+/// Where the structures a protected- or long-mode entry needs go: the boot
+/// GDT and the identity-mapping page tables (PML4, PDPT, then four page
+/// directories, 0x6000 bytes in all). A VMM with a boot plan passes the
+/// planned addresses; the defaults are the layout's preferred ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BootTables {
+    /// The GDT's address (8-byte aligned).
+    pub gdt: GuestAddress,
+    /// The PML4's address (4 KiB aligned); the rest follow it.
+    pub page_tables: GuestAddress,
+}
+
+impl Default for BootTables {
+    fn default() -> Self {
+        BootTables {
+            gdt: BOOT_GDT_START,
+            page_tables: PML4_START,
+        }
+    }
+}
+
+/// How the first vCPU starts: mode, entry point, register values applied
+/// in order after the mode's defaults (later values win), and where the
+/// mode's boot tables go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StartState {
     /// The mode the entry point expects.
@@ -166,16 +189,27 @@ pub struct StartState {
     pub entry: Entry,
     /// Registers to preset, in order.
     pub regs: Vec<(Reg, u64)>,
+    /// Where the GDT (protected and long mode) and page tables (long mode)
+    /// are written.
+    pub tables: BootTables,
 }
 
 impl StartState {
-    /// A start in `mode` at `entry` with no preset registers.
+    /// A start in `mode` at `entry` with no preset registers and the boot
+    /// tables at their preferred addresses.
     pub fn new(mode: CpuMode, entry: Entry) -> Self {
         StartState {
             mode,
             entry,
             regs: Vec::new(),
+            tables: BootTables::default(),
         }
+    }
+
+    /// Puts the boot tables at `tables`.
+    pub fn with_tables(mut self, tables: BootTables) -> Self {
+        self.tables = tables;
+        self
     }
 
     /// Adds a register value (applied after those already given).

@@ -1,5 +1,6 @@
 //! Helpers for the KVM integration tests: building test guests with the
-//! iced-x86 assembler, writing them to temporary files, and running the
+//! iced-x86 assembler (or with the host's GNU as and ld, [`gnu_guest`]),
+//! writing them to temporary files, and running the
 //! `vmm-bin` binary with a watchdog, and talking to its API socket
 //! ([`api_client`]).
 //!
@@ -11,6 +12,7 @@ pub mod api_client;
 pub mod boot_protocol;
 pub mod dump;
 pub mod expect;
+pub mod gnu_guest;
 pub mod guest_asm;
 pub mod netns;
 pub mod pattern;

@@ -92,17 +92,8 @@ fn test_addresses_outside_ram() {
         "0x5000000",
     );
     expect_bad_input(&["--kernel", &hello(), "--entry", "0x12345"], "0x12345");
-    expect_bad_input(
-        &[
-            "--kernel",
-            &hello(),
-            "--mode",
-            "long",
-            "--load-addr",
-            "0x8ffc",
-        ],
-        "page tables",
-    );
+    // An image where the page tables would go is not bad input: they move
+    // (boot_layout.rs tests images that truly leave a structure no room).
 }
 
 #[test]

@@ -5,14 +5,16 @@
 //! command line, the boot loader name and every module through the debug
 //! console; the host parses the dump and checks each value exactly.
 
-use integration_tests::boot_protocol::{check_modules, in_boot_info, BootModules, SeenModule};
+use integration_tests::boot_protocol::{
+    check_memory_map, check_modules, in_boot_info, BootModules, SeenModule, E820_RAM,
+};
 use integration_tests::{expect_bad_input, le_u32, require_kvm, run_self_checked, Dump, TempFile};
 use vmm_core::loader::elf::test_image as elf_image;
 use vmm_core::loader::multiboot::test_image::{
     header, AOUT_KLUDGE, MEMORY_INFO, PAGE_ALIGN, VIDEO_MODE,
 };
 use vmm_core::loader::multiboot::BOOT_LOADER_NAME;
-use vmm_core::memory::{MapKind, MemoryLayout};
+use vmm_core::memory::MemoryLayout;
 
 /// Where both test kernels load (physically).
 const KERNEL_BASE: u32 = 0x10_0000;
@@ -390,27 +392,15 @@ fn boot_and_check(kernel: &Kernel) {
 
     // Exactly: mem_*, cmdline, mods, mmap, boot_loader_name.
     assert_eq!(seen.field(0), INFO_REQUIRED, "flags {:#x}", seen.field(0));
-    // mem_lower/mem_upper as GRUB derives them from the memory map: the
-    // usable entry at 0 (at most 640 KiB), and the usable entry containing
-    // 1 MiB up to its end, minus 1 MiB.
+    // mem_lower/mem_upper as a BIOS reports the memory there is: below
+    // 640 KiB up to the EBDA (the BDA's base memory, 639 KiB), and from
+    // 1 MiB to the first hole; the boot structures' small reserved ranges
+    // do not shrink them.
     let layout = MemoryLayout::new(MEMORY_MIB).unwrap();
-    let map = layout.firmware_map();
-    let lower = map
-        .iter()
-        .find(|e| e.kind == MapKind::Ram && e.start == 0)
-        .map(|e| e.len.min(640 << 10) / 1024)
-        .unwrap();
-    let upper = map
-        .iter()
-        .find(|e| e.kind == MapKind::Ram && e.start <= 1 << 20 && e.start + e.len > 1 << 20)
-        .map(|e| (e.start + e.len - (1 << 20)) / 1024)
-        .unwrap();
-    assert_eq!(u64::from(seen.field(4)), lower);
-    assert_eq!(u64::from(seen.field(8)), upper);
     assert_eq!(
         (seen.field(4), seen.field(8)),
-        (640, 63 * 1024),
-        "64 MiB: 640 KiB below the legacy hole, 63 MiB above 1 MiB"
+        (639, 63 * 1024),
+        "64 MiB: 639 KiB below the EBDA, 63 MiB above 1 MiB"
     );
     // Not provided, so zero: boot_device, syms, drives, config table, APM,
     // VBE and framebuffer fields.
@@ -419,21 +409,34 @@ fn boot_and_check(kernel: &Kernel) {
     assert!(seen.info[52..64].iter().all(|&b| b == 0));
     assert!(seen.info[68..].iter().all(|&b| b == 0));
 
-    // The memory map: every entry equals the layout's firmware map, each
-    // entry's size 20 (not counting itself).
+    // The memory map: each entry's size 20 (not counting itself); it covers
+    // RAM, reserves the legacy hole, the EBDA and everything the kernel was
+    // pointed at, and little else.
     for a in [seen.field(24), seen.field(48), seen.field(64)] {
         assert!(in_boot_info(a), "{a:#x} outside the boot info area");
     }
-    assert_eq!(seen.field(44) as usize, 24 * map.len());
-    let expected_map: Vec<(u32, u64, u64, u32)> = map
-        .iter()
-        .map(|e| (20, e.start, e.len, e.kind.e820_type()))
-        .collect();
-    assert_eq!(seen.mmap, expected_map);
-    assert_eq!(
-        expected_map.iter().map(|e| e.3).collect::<Vec<_>>(),
-        [1, 2, 1],
-        "64 MiB: RAM, legacy hole, RAM"
+    assert!(seen.mmap.iter().all(|e| e.0 == 20), "{:?}", seen.mmap);
+    assert_eq!(seen.field(44) as usize, 24 * seen.mmap.len());
+    let map: Vec<(u64, u64, u32)> = seen.mmap.iter().map(|&(_, b, l, t)| (b, l, t)).collect();
+    let at = |off: usize| u64::from(seen.field(off));
+    let cmdline_end = at(16) + seen.cmdline.len() as u64 + 1;
+    let name_end = at(64) + seen.boot_loader_name.len() as u64 + 1;
+    let low = check_memory_map(
+        &map,
+        &layout,
+        true,
+        &[
+            (u64::from(seen.ebx), u64::from(seen.ebx) + INFO_SIZE as u64),
+            (at(48), at(48) + at(44)),
+            (at(24), at(24) + 16 * at(20)),
+            (at(16), cmdline_end),
+            (at(64), name_end),
+        ],
+        0x1000,
+    );
+    assert!(
+        low.iter().all(|&(s, _)| s >= 0x500),
+        "the IVT and BDA are RAM: {low:x?}"
     );
 
     // As GRUB and QEMU: the kernel path, a space, the arguments.
@@ -448,8 +451,8 @@ fn boot_and_check(kernel: &Kernel) {
     assert_eq!(seen.field(20) as usize, expected.len());
     let ram: Vec<(u64, u64)> = map
         .iter()
-        .filter(|e| e.kind == MapKind::Ram)
-        .map(|e| (e.start, e.len))
+        .filter(|e| e.2 == E820_RAM)
+        .map(|e| (e.0, e.1))
         .collect();
     check_modules(&seen.modules, &expected, (kernel.start, kernel.end), &ram);
 }

@@ -7,7 +7,9 @@
 //! `rep outsb`; the host parses the dump and checks each value against what
 //! it asked for and what the ABI requires.
 
-use integration_tests::boot_protocol::{check_modules, in_boot_info, BootModules, SeenModule};
+use integration_tests::boot_protocol::{
+    check_memory_map, check_modules, in_boot_info, BootModules, SeenModule,
+};
 use integration_tests::{expect_bad_input, require_kvm, run_self_checked, Dump, TempFile};
 use vmm_core::loader::detect::XEN_ELFNOTE_PHYS32_ENTRY;
 use vmm_core::loader::pvh::test_image;
@@ -256,18 +258,7 @@ fn test_pvh_elf64_start_info_memmap_cmdline_modules() {
         seen.cmdline_paddr
     );
 
-    let expected_map: Vec<(u64, u64, u32, u32)> = MemoryLayout::new(64)
-        .unwrap()
-        .firmware_map()
-        .iter()
-        .map(|e| (e.start, e.len, e.kind.e820_type(), 0))
-        .collect();
-    assert_eq!(seen.memmap, expected_map);
-    assert_eq!(
-        expected_map.iter().map(|e| e.2).collect::<Vec<_>>(),
-        [1, 2, 1],
-        "64 MiB: RAM, legacy hole, RAM"
-    );
+    check_map(&seen, 64);
 
     assert_eq!(seen.cmdline, cmdline.as_bytes());
 
@@ -303,13 +294,32 @@ fn test_pvh_elf32_forced_format_no_cmdline_no_modules() {
     assert!(seen.modules.is_empty());
     // No modules: the list is "not present" (address 0).
     assert_eq!(seen.modlist_paddr, 0);
-    let expected_map: Vec<(u64, u64, u32, u32)> = MemoryLayout::new(16)
-        .unwrap()
-        .firmware_map()
-        .iter()
-        .map(|e| (e.start, e.len, e.kind.e820_type(), 0))
-        .collect();
-    assert_eq!(seen.memmap, expected_map);
+    check_map(&seen, 16);
+}
+
+/// The memory map covers the RAM of `mib` MiB, reserves the legacy hole,
+/// the EBDA, start_info, its tables and the command line, and little else
+/// (the GDT and the boot information are sized to what they hold).
+fn check_map(seen: &Seen, mib: u64) {
+    assert!(seen.memmap.iter().all(|e| e.3 == 0), "{:?}", seen.memmap);
+    let map: Vec<(u64, u64, u32)> = seen.memmap.iter().map(|&(a, l, t, _)| (a, l, t)).collect();
+    let start_info = u64::from(seen.start_info_addr);
+    let mut must = vec![
+        (start_info, start_info + 56),
+        (seen.memmap_paddr, seen.memmap_paddr + 24 * map.len() as u64),
+        (
+            seen.cmdline_paddr,
+            seen.cmdline_paddr + seen.cmdline.len() as u64 + 1,
+        ),
+    ];
+    if seen.modlist_paddr != 0 {
+        let n = seen.modules.len() as u64;
+        must.push((seen.modlist_paddr, seen.modlist_paddr + 32 * n));
+    }
+    for m in &seen.modules {
+        must.push((m.string_addr, m.string_addr + m.string.len() as u64 + 1));
+    }
+    check_memory_map(&map, &MemoryLayout::new(mib).unwrap(), true, &must, 0x1000);
 }
 
 /// CR0.ET: hard-wired to 1 since the 486, so not a "writable bit".

@@ -137,7 +137,8 @@ fn test_timer_ticks_at_18_2_hz_through_the_ivt() {
 /// i8042's "write output buffer" commands arrive at vectors 0x09 and 0x74;
 /// `int 0x10`, `int 0x13` and `int 0x1a` return; the BIOS timer stub counts
 /// ticks in the BDA and sends its EOI (else a second tick never comes); the
-/// BDA holds COM1, the equipment word and the base memory size.
+/// BDA holds COM1, the EBDA segment, the equipment word and the base
+/// memory size.
 #[test]
 fn test_pic_vectors_iret_stubs_and_bda() {
     require_kvm();
@@ -238,9 +239,9 @@ fn test_pic_vectors_iret_stubs_and_bda() {
     assert_eq!(w(0), 0x015a, "keyboard byte through vector 0x09");
     assert_eq!(w(1), 0x01a5, "mouse byte through vector 0x74");
     assert_eq!(w(2), 0x3f8, "BDA COM1");
-    assert_eq!(w(3), 0, "BDA EBDA segment: none");
+    assert_eq!(w(3), 0x9fc0, "BDA EBDA segment: the EBDA at 0x9fc00");
     assert_eq!(w(4), 0x0206, "BDA equipment word");
-    assert_eq!(w(5), 640, "BDA base memory KiB");
+    assert_eq!(w(5), 639, "BDA base memory KiB: up to the EBDA");
 }
 
 /// The minimal platform: no IVT, no BDA (all zero), as before.

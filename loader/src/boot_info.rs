@@ -4,28 +4,30 @@
 //! and modules by the same rules and report the same errors.
 //!
 //! Where things go:
-//! - the protocol's structure at [`STRUCTURE_ADDR`] (`BOOT_INFO_START`),
+//! - the protocol's structure at the start of the boot information area,
 //!   then, each 8-byte aligned, its tables (memory map, module list), then
-//!   NUL-terminated strings (boot loader name, module strings), all inside
-//!   `[BOOT_INFO_START, BOOT_INFO_END)`;
-//! - the command line, NUL-terminated, at `CMDLINE_START` (room:
-//!   `CMDLINE_MAX_SIZE`, NUL included);
+//!   NUL-terminated strings (boot loader name, module strings). The area is
+//!   sized to what it holds (at most `BOOT_INFO_MAX_SIZE` bytes): a protocol
+//!   lays it out once from address 0 to learn its size
+//!   ([`BootInfo::len`]), the boot plan gives it an address, and the
+//!   protocol lays it out again there;
+//! - the command line, NUL-terminated, where the boot plan puts it (at most
+//!   `CMDLINE_MAX_SIZE` bytes, NUL included);
 //! - each module's data [`MODULE_ALIGN`]-aligned in RAM after the kernel
-//!   and the previous module, below the protocol's limit and clear of the
-//!   VMM's boot structures ([`crate::placement::place_in_ram`]).
+//!   and the previous module, below the protocol's limit, in a RAM entry of
+//!   the memory map the kernel gets, which reserves the VMM's boot
+//!   structures ([`crate::placement::place_in_ram`]).
 
 use std::borrow::Cow;
 use std::fmt;
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
-use vmm_memory::layout::{BOOT_INFO_END, BOOT_INFO_START, CMDLINE_MAX_SIZE, CMDLINE_START};
+use vmm_memory::layout::{MapEntry, BOOT_INFO_MAX_SIZE, CMDLINE_MAX_SIZE};
 use vmm_memory::MemoryLayout;
 
 use crate::placement::{align_up, place_in_ram};
 use crate::request::{LoadRequest, ModuleImage};
 
-/// Where the protocol's structure goes (the kernel gets its address).
-pub const STRUCTURE_ADDR: GuestAddress = BOOT_INFO_START;
 /// Modules are page-aligned (which satisfies Multiboot header flag bit 0
 /// whether or not the kernel asks).
 pub const MODULE_ALIGN: u64 = 0x1000;
@@ -73,29 +75,26 @@ pub enum BootInfoError {
         /// Offset of the first NUL.
         offset: usize,
     },
-    /// The command line does not fit its area.
-    #[error("{protocol} command line{} of {len} bytes does not fit: with its terminating NUL it must fit in {max} bytes at {addr:#x}", if *.protocol == Protocol::Multiboot { " (the kernel path and its arguments)" } else { "" })]
+    /// The command line is longer than the VMM passes.
+    #[error("{protocol} command line{} of {len} bytes is too long: with its terminating NUL it must fit in {max} bytes", if *.protocol == Protocol::Multiboot { " (the kernel path and its arguments)" } else { "" })]
     CmdlineTooLong {
         /// The protocol.
         protocol: Protocol,
         /// Its length in bytes, without the NUL.
         len: usize,
-        /// The room, NUL included.
+        /// The most, NUL included.
         max: u64,
-        /// Where it goes.
-        addr: u64,
     },
-    /// The structure, tables and strings exceed the boot information area.
-    #[error("{protocol} boot information ({needed} bytes: {}, {memmap} memory map entries, {modules} module entries and their strings) does not fit in the {available}-byte area at {start:#x}", .protocol.structure())]
+    /// The structure, tables and strings exceed what the boot information
+    /// may take.
+    #[error("{protocol} boot information ({needed} bytes: {}, {memmap} memory map entries, {modules} module entries and their strings) is larger than the {available} bytes it may take", .protocol.structure())]
     BootInfoTooLarge {
         /// The protocol.
         protocol: Protocol,
         /// Bytes needed.
         needed: u64,
-        /// Bytes available.
+        /// Bytes it may take.
         available: u64,
-        /// Start of the area.
-        start: u64,
         /// Memory map entries.
         memmap: usize,
         /// Modules.
@@ -143,23 +142,55 @@ pub struct PlacedModule {
 #[derive(Debug)]
 pub struct BootInfo<'a> {
     protocol: Protocol,
-    /// The next free byte of the area (may pass its end; checked by
-    /// [`BootInfo::place_modules`]).
+    /// Where the area (and the structure at its start) is.
+    base: u64,
+    /// The next free byte of the area (checked by [`BootInfo::check_size`]).
     cursor: u64,
     memmap_entries: usize,
     writes: Vec<(u64, Cow<'a, [u8]>)>,
 }
 
 impl<'a> BootInfo<'a> {
-    /// Boot information for `protocol` whose structure, `structure_len`
-    /// bytes, goes at [`STRUCTURE_ADDR`].
-    pub fn new(protocol: Protocol, structure_len: u64) -> Self {
+    /// Boot information for `protocol` in an area at `base` whose
+    /// structure, `structure_len` bytes, comes first.
+    pub fn new(protocol: Protocol, base: u64, structure_len: u64) -> Self {
         BootInfo {
             protocol,
-            cursor: STRUCTURE_ADDR.0.saturating_add(structure_len),
+            base,
+            cursor: base.saturating_add(structure_len),
             memmap_entries: 0,
             writes: Vec::new(),
         }
+    }
+
+    /// Where the area and its structure are.
+    pub fn base(&self) -> u64 {
+        self.base
+    }
+
+    /// Bytes laid out so far.
+    pub fn len(&self) -> u64 {
+        self.cursor - self.base
+    }
+
+    /// Whether nothing but an empty structure is laid out.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Fails if the area holds more than `BOOT_INFO_MAX_SIZE` bytes;
+    /// `modules` is the module count, for the message.
+    pub fn check_size(&self, modules: usize) -> Result<(), BootInfoError> {
+        if self.len() > BOOT_INFO_MAX_SIZE {
+            return Err(BootInfoError::BootInfoTooLarge {
+                protocol: self.protocol,
+                needed: self.len(),
+                available: BOOT_INFO_MAX_SIZE,
+                memmap: self.memmap_entries,
+                modules,
+            });
+        }
+        Ok(())
     }
 
     /// Fails if `s` contains a NUL byte; `what` names it.
@@ -178,19 +209,23 @@ impl<'a> BootInfo<'a> {
         }
     }
 
-    /// The command line, checked for NULs by the caller: fails if it does
-    /// not fit its area with its NUL; writes it to `CMDLINE_START`.
-    pub fn command_line(&mut self, line: &str) -> Result<u64, BootInfoError> {
+    /// The bytes the command line takes with its NUL (checked for NULs by
+    /// the caller); fails if that is more than `CMDLINE_MAX_SIZE`.
+    pub fn command_line_len(&self, line: &str) -> Result<u64, BootInfoError> {
         if line.len() as u64 >= CMDLINE_MAX_SIZE {
             return Err(BootInfoError::CmdlineTooLong {
                 protocol: self.protocol,
                 len: line.len(),
                 max: CMDLINE_MAX_SIZE,
-                addr: CMDLINE_START.0,
             });
         }
-        self.put(CMDLINE_START.0, Cow::Owned(nul_terminated(line)));
-        Ok(CMDLINE_START.0)
+        Ok(line.len() as u64 + 1)
+    }
+
+    /// Writes the command line, NUL-terminated, at `addr` (where the boot
+    /// plan put it).
+    pub fn command_line(&mut self, line: &str, addr: u64) {
+        self.put(addr, Cow::Owned(nul_terminated(line)));
     }
 
     /// The modules of `req`, the initrd first, each string checked for NULs.
@@ -234,35 +269,31 @@ impl<'a> BootInfo<'a> {
         self.writes.push((addr, bytes));
     }
 
-    /// Places `modules`: their strings after everything reserved so far
-    /// (then checks that the area holds it all), their data
-    /// [`MODULE_ALIGN`]-aligned in RAM from `kernel_end` up, ending at or
-    /// below `limit`. An empty module still gets its own page, so no two
-    /// modules share an address.
+    /// Reserves each module's string (after everything reserved so far)
+    /// and writes it there; returns their addresses.
+    pub fn module_strings(&mut self, modules: &[&ModuleImage]) -> Vec<u64> {
+        modules.iter().map(|m| self.string(&m.name)).collect()
+    }
+
+    /// Places `modules`' data (their strings at `strings`)
+    /// [`MODULE_ALIGN`]-aligned in a RAM entry of `map` (the memory map the
+    /// kernel gets) from `kernel_end` up, ending at or below `limit`. An
+    /// empty module still gets its own page, so no two modules share an
+    /// address.
     pub fn place_modules(
         &mut self,
         layout: &MemoryLayout,
+        map: &[MapEntry],
         modules: &[&'a ModuleImage],
+        strings: &[u64],
         kernel_end: u64,
         limit: u64,
     ) -> Result<Vec<PlacedModule>, BootInfoError> {
-        let strings: Vec<u64> = modules.iter().map(|m| self.string(&m.name)).collect();
-        if self.cursor > BOOT_INFO_END.0 {
-            return Err(BootInfoError::BootInfoTooLarge {
-                protocol: self.protocol,
-                needed: self.cursor - STRUCTURE_ADDR.0,
-                available: BOOT_INFO_END.0 - STRUCTURE_ADDR.0,
-                start: STRUCTURE_ADDR.0,
-                memmap: self.memmap_entries,
-                modules: modules.len(),
-            });
-        }
-        let map = layout.firmware_map();
         let mut from = kernel_end;
         let mut placed = Vec::with_capacity(modules.len());
-        for (index, (m, &string)) in modules.iter().zip(&strings).enumerate() {
+        for (index, (m, &string)) in modules.iter().zip(strings).enumerate() {
             let size = m.data.len() as u64;
-            let addr = place_in_ram(&map, from, size, MODULE_ALIGN, limit).ok_or_else(|| {
+            let addr = place_in_ram(map, from, size, MODULE_ALIGN, limit).ok_or_else(|| {
                 BootInfoError::ModuleTooLarge {
                     protocol: self.protocol,
                     index,
@@ -307,11 +338,12 @@ mod tests {
 
     #[test]
     fn test_boot_info_tables_are_aligned_and_strings_packed() {
-        let mut info = BootInfo::new(Protocol::Pvh, 56);
-        assert_eq!(info.memory_map(3, 24), STRUCTURE_ADDR.0 + 56);
-        assert_eq!(info.table(5), STRUCTURE_ADDR.0 + 56 + 72);
+        let base = 0x1_0000;
+        let mut info = BootInfo::new(Protocol::Pvh, base, 56);
+        assert_eq!(info.memory_map(3, 24), base + 56);
+        assert_eq!(info.table(5), base + 56 + 72);
         let s = info.string("ab");
-        assert_eq!(s, STRUCTURE_ADDR.0 + 56 + 72 + 5, "strings are packed");
+        assert_eq!(s, base + 56 + 72 + 5, "strings are packed");
         assert_eq!(info.string("c"), s + 3);
         assert_eq!(
             info.table(1),
@@ -319,12 +351,21 @@ mod tests {
             "tables are aligned"
         );
         assert_eq!(info.writes()[0], (s, Cow::Owned(b"ab\0".to_vec())));
+        assert_eq!(info.len(), (s + 5).next_multiple_of(8) + 1 - base);
+        // The same layout from 0 measures the same size.
+        let mut dry = BootInfo::new(Protocol::Pvh, 0, 56);
+        dry.memory_map(3, 24);
+        dry.table(5);
+        dry.string("ab");
+        dry.string("c");
+        dry.table(1);
+        assert_eq!(dry.len(), info.len());
     }
 
     #[test]
     fn test_boot_info_errors_name_the_protocol() {
         let layout = MemoryLayout::with_phys_bits(16, 40).unwrap();
-        let info = BootInfo::new(Protocol::Multiboot, 116);
+        let info = BootInfo::new(Protocol::Multiboot, 0, 116);
         let e = info
             .check_no_nul(|| "the kernel path".into(), "a\0b")
             .unwrap_err();
@@ -332,18 +373,27 @@ mod tests {
             e.to_string(),
             "the kernel path contains a NUL byte at offset 1; Multiboot strings are NUL-terminated"
         );
-        let mut info = BootInfo::new(Protocol::Pvh, 56);
+        let info = BootInfo::new(Protocol::Pvh, 0, 56);
         let long = "x".repeat(CMDLINE_MAX_SIZE as usize);
-        let e = info.command_line(&long).unwrap_err();
+        let e = info.command_line_len(&long).unwrap_err();
         assert!(
             e.to_string().starts_with("PVH command line of 65536 bytes"),
             "{e}"
         );
-        assert!(info.command_line(&long[1..]).is_ok());
+        assert_eq!(info.command_line_len(&long[1..]).unwrap(), CMDLINE_MAX_SIZE);
 
+        let mut info = BootInfo::new(Protocol::Pvh, 0, 56);
         let big = module("big", vec![0; 17 << 20]);
+        let strings = info.module_strings(&[&big]);
         let e = info
-            .place_modules(&layout, &[&big], 0x10_0000, 1 << 32)
+            .place_modules(
+                &layout,
+                &layout.firmware_map(),
+                &[&big],
+                &strings,
+                0x10_0000,
+                1 << 32,
+            )
             .unwrap_err();
         assert!(
             matches!(e, BootInfoError::ModuleTooLarge { index: 0, size, .. } if size == 17 << 20),
@@ -356,10 +406,9 @@ mod tests {
 
         let names: Vec<ModuleImage> = (0..40).map(|_| module(&"s".repeat(2000), vec![])).collect();
         let refs: Vec<&ModuleImage> = names.iter().collect();
-        let mut info = BootInfo::new(Protocol::Multiboot, 116);
-        let e = info
-            .place_modules(&layout, &refs, 0x10_0000, 1 << 32)
-            .unwrap_err();
+        let mut info = BootInfo::new(Protocol::Multiboot, 0, 116);
+        info.module_strings(&refs);
+        let e = info.check_size(refs.len()).unwrap_err();
         assert!(
             matches!(e, BootInfoError::BootInfoTooLarge { modules: 40, .. }),
             "{e}"
@@ -375,9 +424,18 @@ mod tests {
             module("b", vec![7]),
             module("c", vec![1; 0x1001]),
         );
-        let mut info = BootInfo::new(Protocol::Multiboot, 116);
+        let mut info = BootInfo::new(Protocol::Multiboot, 0x1_0000, 116);
+        let mods = [&a, &b, &c];
+        let strings = info.module_strings(&mods);
         let placed = info
-            .place_modules(&layout, &[&a, &b, &c], 0x10_0800, 1 << 32)
+            .place_modules(
+                &layout,
+                &layout.firmware_map(),
+                &mods,
+                &strings,
+                0x10_0800,
+                1 << 32,
+            )
             .unwrap();
         let at: Vec<(u64, u64)> = placed.iter().map(|p| (p.addr, p.size)).collect();
         assert_eq!(at, [(0x10_1000, 0), (0x10_2000, 1), (0x10_3000, 0x1001)]);

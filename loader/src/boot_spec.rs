@@ -1,6 +1,7 @@
 //! What a loader hands back: how the first vCPU should start.
 
 use vm_memory::GuestAddress;
+use vmm_memory::BootPlan;
 
 /// The CPU mode an image expects at its entry point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +84,10 @@ pub struct BootSpec {
     pub segments: Vec<(GuestAddress, u64)>,
     /// What the boot protocol hands the kernel at entry (in registers).
     pub handoff: Handoff,
+    /// Where every structure the boot needs goes (GDT, page tables, the
+    /// protocol's and the platform's), placed around [`Self::segments`];
+    /// the memory map the kernel was given reserves them.
+    pub plan: BootPlan,
 }
 
 /// What a boot protocol passes to the kernel at its entry point, and in
@@ -151,6 +156,7 @@ mod tests {
                 (GuestAddress(0x10_0000), 0x8000),
             ],
             handoff: Handoff::None,
+            plan: BootPlan::default(),
         };
         assert_eq!(
             spec.occupied(),

@@ -12,7 +12,6 @@ use goblin::elf::header::{EM_386, EM_X86_64, ET_EXEC};
 use goblin::elf::program_header::{ProgramHeader, PT_LOAD};
 use goblin::elf::Elf;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
-use vmm_memory::layout::overlapping_boot_structure;
 use vmm_memory::MemoryLayout;
 
 use crate::boot_spec::{BootMode, BootSpec, Entry, Handoff};
@@ -71,20 +70,6 @@ pub enum ElfError {
         a: usize,
         /// Second segment.
         b: usize,
-    },
-    /// A segment would overwrite the VMM's boot structures.
-    #[error("ELF segment {index} at {paddr:#x} (+{memsz:#x}) overlaps the boot structures at [{start:#x}, {end:#x})")]
-    OverlapsBootStructures {
-        /// Program header index.
-        index: usize,
-        /// p_paddr.
-        paddr: u64,
-        /// p_memsz.
-        memsz: u64,
-        /// Boot structure start.
-        start: u64,
-        /// Boot structure end.
-        end: u64,
     },
     /// The entry point is not in RAM.
     #[error("ELF entry point {0:#x} is outside guest RAM")]
@@ -149,8 +134,9 @@ impl ElfImage {
 }
 
 /// Checks loadable segment `seg` (program header `index`): no more file
-/// bytes than memory, all in RAM, clear of the boot structures and of the
-/// segments already `accepted`. Shared by every ELF parser of the crate.
+/// bytes than memory, all in RAM, clear of the segments already `accepted`.
+/// (The boot structures are placed around the segments afterwards.) Shared
+/// by every ELF parser of the crate.
 pub fn check_segment(
     layout: &MemoryLayout,
     index: usize,
@@ -169,15 +155,6 @@ pub fn check_segment(
             index,
             paddr: seg.paddr,
             memsz: seg.memsz,
-        });
-    }
-    if let Some((start, end)) = overlapping_boot_structure(seg.paddr, seg.memsz) {
-        return Err(ElfError::OverlapsBootStructures {
-            index,
-            paddr: seg.paddr,
-            memsz: seg.memsz,
-            start,
-            end,
         });
     }
     // contains_range held for both, so the ends do not overflow.
@@ -312,6 +289,7 @@ pub fn load_elf<M: GuestMemoryBackend>(
         image: (GuestAddress(elf.start), elf.end - elf.start),
         segments: elf.extents(),
         handoff: Handoff::None,
+        plan: Default::default(),
     })
 }
 
@@ -456,11 +434,10 @@ mod tests {
             parse_elf(&outside, &layout),
             Err(ElfError::SegmentOutsideRam { .. })
         ));
-        let boot = build(true, 0x9000, &[(0x9000, 0x9000, &[0], 1)]);
-        assert!(matches!(
-            parse_elf(&boot, &layout),
-            Err(ElfError::OverlapsBootStructures { .. })
-        ));
+        // Where the page tables would go by default: the structures make
+        // room instead.
+        let low = build(true, 0x9000, &[(0x9000, 0x9000, &[0], 1)]);
+        assert!(parse_elf(&low, &layout).is_ok());
         let overlap = build(
             true,
             0x10_0000,

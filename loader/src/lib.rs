@@ -1,21 +1,23 @@
 //! Guest image loaders: put a kernel or program into guest memory and say how
 //! to start it.
 //!
-//! A loader reads an image, checks that every byte of it lands in guest RAM
-//! (and nowhere near the VMM's boot structures), copies it there through
-//! vm-memory, writes whatever information structure its boot protocol
-//! defines, and returns a [`BootSpec`]: the CPU mode to start in, the entry
-//! point, the ranges the image occupies and what the protocol hands the
-//! kernel ([`Handoff`]: the zero page in RSI, Multiboot's magic and
-//! information structure in EAX/EBX, ...). It does not touch KVM or any vCPU
+//! A loader reads an image, checks that every byte of it lands in guest RAM,
+//! copies it there through vm-memory, places the boot structures its entry
+//! mode, protocol and platform need in RAM the image does not use
+//! ([`structures`], on vmm-memory's planner), writes whatever information
+//! structure its boot protocol defines, and returns a [`BootSpec`]: the CPU
+//! mode to start in, the entry point, the ranges the image occupies, where
+//! each boot structure goes ([`BootSpec::plan`]) and what the protocol
+//! hands the kernel ([`Handoff`]: the zero page in RSI, Multiboot's magic
+//! and information structure in EAX/EBX, ...). It does not touch KVM or any vCPU
 //! type, so it can be reused by any VMM (or tested) without `/dev/kvm`.
 //!
 //! Formats, each in its own module: [`raw`] flat binaries, [`elf`] static
 //! ELF32/ELF64, [`multiboot`] Multiboot v1, [`linux`] bzImage and vmlinux,
 //! [`pvh`] PVH. [`mod@detect`] recognises them; [`load`] dispatches.
 //! Shared by the protocols: [`boot_info`] (Multiboot's and PVH's structure,
-//! command line, strings and modules) and [`placement`] (finding room in
-//! RAM). [`input`] reads the kernel, initrd and module files from the host,
+//! command line, strings and modules), [`placement`] (finding room in RAM
+//! for modules) and [`structures`] (what each boot needs placed). [`input`] reads the kernel, initrd and module files from the host,
 //! and `linux::cache::read_kernel` does so through the kernel cache.
 //!
 //! The crate needs vm-memory and vmm-memory (the guest memory map), goblin
@@ -74,13 +76,16 @@ pub mod placement;
 pub mod pvh;
 pub mod raw;
 pub mod request;
+pub mod structures;
 
 pub use boot_spec::{BootMode, BootSpec, Entry, Handoff};
 pub use detect::{detect, Detection, Format};
 pub use request::{KernelCacheUse, LoadRequest, ModuleImage};
 
 use vm_memory::GuestMemoryBackend;
-use vmm_memory::MemoryLayout;
+use vmm_memory::{MemoryLayout, PlanError};
+
+use structures::ProtocolNeeds;
 
 /// Errors from any loader.
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +113,9 @@ pub enum LoadError {
     /// PVH loader error.
     #[error(transparent)]
     Pvh(#[from] pvh::PvhError),
+    /// A boot structure of a raw image or plain ELF program has no room.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
 }
 
 /// Checks that `image` can be what `asked` says.
@@ -154,9 +162,21 @@ pub fn load<M: GuestMemoryBackend + 'static>(
         }
         None => detect(image),
     };
+    // Formats without a boot protocol get only what their mode and the
+    // platform need, placed around their segments.
+    let bare = |mut spec: BootSpec| -> Result<BootSpec, LoadError> {
+        let image = structures::occupied("the image", &spec.segments);
+        spec.plan = structures::plan(layout, spec.mode, &image, req, ProtocolNeeds::default())?;
+        Ok(spec)
+    };
     let spec = match detection.format {
-        Format::Raw => raw::load_raw(mem, &mut &image[..], image.len() as u64, raw_opts)?,
-        Format::Elf => elf::load_elf(mem, layout, image)?,
+        Format::Raw => bare(raw::load_raw(
+            mem,
+            &mut &image[..],
+            image.len() as u64,
+            raw_opts,
+        )?)?,
+        Format::Elf => bare(elf::load_elf(mem, layout, image)?)?,
         Format::Multiboot => multiboot::load_multiboot(mem, layout, image, req)?,
         Format::Linux => linux::load_linux(mem, layout, image, req)?,
         Format::Pvh => pvh::load_pvh(mem, layout, image, req)?,

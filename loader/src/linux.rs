@@ -26,15 +26,18 @@
 //! An ELF64 vmlinux is loaded like the decompressed payload, with a setup
 //! header filled in by this loader ([`vmlinux_header`]).
 //!
-//! Either way the zero page (`struct boot_params`) goes at
-//! [`ZERO_PAGE_START`] with the image's setup header copied in (from 0x1f1 to
-//! 0x202 + the byte at 0x201), `type_of_loader` 0xff, the command line at
-//! [`CMDLINE_START`] (`cmd_line_ptr`), the initrd placed page-aligned as high
+//! Either way, once the kernel is in place the boot structures are placed
+//! around it and the memory it works in (`init_size`): the zero page
+//! (`struct boot_params`, preferably at [`ZERO_PAGE_START`]) with the
+//! image's setup header copied in (from 0x1f1 to 0x202 + the byte at
+//! 0x201), `type_of_loader` 0xff, the command line (preferably at
+//! [`CMDLINE_START`], `cmd_line_ptr`), the initrd placed page-aligned as high
 //! as the header's `initrd_addr_max`, the end of RAM below 4 GiB and any
-//! `mem=` option allow (`ramdisk_image`/`ramdisk_size`), and the E820 map
-//! taken verbatim from [`MemoryLayout::firmware_map`]. The vCPU starts in
-//! long mode (the VMM's GDT has `__BOOT_CS` 0x10 and `__BOOT_DS` 0x18 and
-//! its page tables identity-map the first 4 GiB) with RSI = the zero page.
+//! `mem=` option allow and clear of the boot structures
+//! (`ramdisk_image`/`ramdisk_size`), and the E820 map: the boot plan's
+//! memory map, which reserves the boot structures. The vCPU starts in long
+//! mode (the VMM's GDT has `__BOOT_CS` 0x10 and `__BOOT_DS` 0x18 and its
+//! page tables identity-map the first 4 GiB) with RSI = the zero page.
 //!
 //! Without `--cmdline` the kernel gets [`DEFAULT_CMDLINE`]. linux-loader's
 //! `Cmdline` writes it, so surrounding whitespace is trimmed and only
@@ -61,12 +64,13 @@ use linux_loader::loader::bootparam::{boot_params as BootParamsRaw, LOADED_HIGH,
 use linux_loader::loader::load_cmdline;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 use vmm_memory::layout::{CMDLINE_START, HIGH_MEMORY_START, ZERO_PAGE_START};
-use vmm_memory::MemoryLayout;
+use vmm_memory::{MemoryLayout, Occupied, Structure};
 
 use crate::boot_spec::{BootMode, BootSpec, Entry, Handoff};
 use crate::detect::is_bzimage;
 use crate::elf::parse_elf;
 use crate::request::LoadRequest;
+use crate::structures::{self, ProtocolNeeds};
 use payload::{first_bytes, MAX_DECOMPRESSED};
 use setup_header::{BzImageHeader, BOOT_FLAG, HDRS};
 use vmlinux::{Placing, VmlinuxLoader};
@@ -141,7 +145,7 @@ pub fn load_linux<M: GuestMemoryBackend + 'static>(
     let line = req.cmdline.as_deref().unwrap_or(DEFAULT_CMDLINE);
     // Everything about the header is checked before any decompression or
     // copying, so bad input fails fast.
-    let (mut params, kernel) = if is_bzimage(image) {
+    let (mut params, kernel, cmdline) = if is_bzimage(image) {
         let bz = BzImageHeader::parse(image)?;
         if let Some(x) = bz.xloadflags() {
             if x & XLF_KERNEL_64 == 0 {
@@ -160,19 +164,49 @@ pub fn load_linux<M: GuestMemoryBackend + 'static>(
             // loaded the protected-mode code. Below 4 GiB: checked.
             params.hdr.code32_start = kernel.start as u32;
         }
-        load_cmdline(mem, CMDLINE_START, &cmdline).map_err(LinuxError::CmdlineWrite)?;
-        (params, kernel)
+        (params, kernel, cmdline)
     } else if image.starts_with(b"\x7fELF") {
         let cmdline = boot_params::build_cmdline(line, VMLINUX_CMDLINE_MAX)?;
         let kernel = load_vmlinux(mem, layout, image)?;
-        load_cmdline(mem, CMDLINE_START, &cmdline).map_err(LinuxError::CmdlineWrite)?;
-        (vmlinux_header(), kernel)
+        (vmlinux_header(), kernel, cmdline)
     } else {
         return Err(LinuxError::NotLinux(first_bytes(image)));
     };
 
+    // The kernel is in place: the boot structures go around it and the
+    // memory it works in before it reads the memory map.
+    let cmdline_len = cmdline
+        .as_cstring()
+        .map_err(|e| LinuxError::Cmdline(e.to_string()))?
+        .as_bytes_with_nul()
+        .len() as u64;
+    let mut occupied = structures::occupied("the Linux kernel", &kernel.segments);
+    if kernel.footprint_end > kernel.end {
+        occupied.push(Occupied {
+            what: "the Linux kernel's working memory (init_size)".to_string(),
+            start: kernel.start,
+            end: kernel.footprint_end,
+        });
+    }
+    let plan = structures::plan(
+        layout,
+        BootMode::Long,
+        &occupied,
+        req,
+        ProtocolNeeds {
+            zero_page: true,
+            cmdline: Some(cmdline_len),
+            ..ProtocolNeeds::default()
+        },
+    )?;
+    // The planner places what it is asked for or fails.
+    let zero_page = plan.addr(Structure::ZeroPage).unwrap_or(ZERO_PAGE_START);
+    let cmdline_addr = plan.addr(Structure::Cmdline).unwrap_or(CMDLINE_START);
+    load_cmdline(mem, cmdline_addr, &cmdline).map_err(LinuxError::CmdlineWrite)?;
+
     params.hdr.type_of_loader = LOADER_TYPE_UNDEFINED;
-    params.hdr.cmd_line_ptr = CMDLINE_START.0 as u32;
+    // Below 4 GiB: the planner keeps it there.
+    params.hdr.cmd_line_ptr = cmdline_addr.0 as u32;
 
     if let Some(empty) = req.initrd.as_ref().filter(|m| m.data.is_empty()) {
         // ramdisk_size 0 is how the protocol says "no initrd".
@@ -182,6 +216,7 @@ pub fn load_linux<M: GuestMemoryBackend + 'static>(
         let size = initrd.data.len() as u64;
         let addr = boot_params::place_initrd(
             layout,
+            &plan,
             size,
             kernel.footprint_end,
             params.hdr.initrd_addr_max,
@@ -194,11 +229,11 @@ pub fn load_linux<M: GuestMemoryBackend + 'static>(
         log::info!("initrd: {size} bytes at {addr:#x}");
     }
 
-    boot_params::set_e820(&mut params, layout)?;
+    boot_params::set_e820(&mut params, &plan.memory_map(layout))?;
     // Protocol 2.14+ kernels take the RSDP from here; older ones scan the
-    // BIOS area, where the VMM puts it too.
-    params.acpi_rsdp_addr = req.acpi_rsdp.unwrap_or(0);
-    LinuxBootConfigurator::write_bootparams(&BootParams::new(&params, ZERO_PAGE_START), mem)
+    // BIOS area (or the EBDA), where the plan keeps it.
+    params.acpi_rsdp_addr = plan.addr(Structure::AcpiRsdp).map_or(0, |a| a.0);
+    LinuxBootConfigurator::write_bootparams(&BootParams::new(&params, zero_page), mem)
         .map_err(LinuxError::BootParams)?;
 
     Ok(BootSpec {
@@ -206,7 +241,8 @@ pub fn load_linux<M: GuestMemoryBackend + 'static>(
         entry: Entry::Linear(GuestAddress(kernel.entry)),
         image: (GuestAddress(kernel.start), kernel.end - kernel.start),
         segments: kernel.segments,
-        handoff: Handoff::LinuxZeroPage(ZERO_PAGE_START),
+        handoff: Handoff::LinuxZeroPage(zero_page),
+        plan,
     })
 }
 

@@ -8,16 +8,22 @@
 //!   fails the load; bit 16 supplies the "a.out kludge" address fields that
 //!   say where the file's bytes go, otherwise the image must be an ELF and
 //!   loads by its program headers;
-//! - places the modules (`--initrd` is module 0, each `--module` follows)
-//!   page-aligned in usable RAM after the kernel, and writes the Multiboot
-//!   information structure, its memory map, module list and strings
-//!   ([`info`]);
+//! - places the boot structures around the kernel's segments (the
+//!   information area, the command line, the GDT and the platform's
+//!   tables; no page tables: the entry is 32-bit), then the modules
+//!   (`--initrd` is module 0, each `--module` follows) page-aligned in
+//!   usable RAM after the kernel, and writes the Multiboot information
+//!   structure, its memory map (which reserves the boot structures), module
+//!   list and strings ([`info`]);
 //! - enters the kernel in 32-bit flat protected mode with paging off,
 //!   EAX = [`BOOTLOADER_MAGIC`] and EBX = the information structure's
-//!   physical address ([`INFO_ADDR`]).
+//!   physical address (preferably [`INFO_ADDR`]).
 //!
-//! Every value the image controls is checked against the file, guest RAM
-//! and the VMM's boot structures before a byte of guest memory is written.
+//! The kernel may lie anywhere in RAM below 4 GiB, the legacy hole
+//! included (a kernel linked with `ld -Ttext 0x100000` has a read-only
+//! segment holding its ELF headers at 0xff000), as QEMU allows. Every value
+//! the image controls is checked against the file and guest RAM, and every
+//! boot structure placed, before a byte of guest memory is written.
 
 pub mod header;
 pub mod info;
@@ -26,8 +32,7 @@ pub mod test_image;
 mod tests;
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
-use vmm_memory::layout::{overlapping_boot_structure, MapKind};
-use vmm_memory::MemoryLayout;
+use vmm_memory::{MemoryLayout, PlanError};
 
 use crate::boot_info::BootInfoError;
 use crate::boot_spec::{BootMode, BootSpec, Entry, Handoff};
@@ -158,26 +163,17 @@ pub enum MultibootError {
         /// One past the highest.
         end: u64,
     },
-    /// The kernel would not lie in memory the memory map calls usable.
-    #[error("Multiboot kernel range [{start:#x}, {end:#x}) is not inside usable RAM of the memory map the kernel is given (RAM below 640 KiB, from 1 MiB to the end of low RAM, and above 4 GiB; [0xa0000, 0x100000) is reserved)")]
-    KernelNotInUsableRam {
+    /// The kernel would not lie in guest RAM.
+    #[error("Multiboot kernel range [{start:#x}, {end:#x}) is not inside guest RAM")]
+    KernelOutsideRam {
         /// First address.
         start: u64,
         /// One past the last.
         end: u64,
     },
-    /// The kernel would overwrite the VMM's boot structures.
-    #[error("Multiboot kernel range [{start:#x}, {end:#x}) overlaps the boot structures at [{structure_start:#x}, {structure_end:#x})")]
-    KernelOverlapsBootStructures {
-        /// First address.
-        start: u64,
-        /// One past the last.
-        end: u64,
-        /// The structure's start.
-        structure_start: u64,
-        /// The structure's end.
-        structure_end: u64,
-    },
+    /// A boot structure has no room around the kernel.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
     /// The ELF image is invalid.
     #[error(transparent)]
     Elf(#[from] ElfError),
@@ -190,27 +186,14 @@ pub enum MultibootError {
     GuestMemory(#[from] vm_memory::GuestMemoryError),
 }
 
-/// Checks that the kernel's range `[start, end)` is usable RAM (one RAM
-/// entry of the memory map the kernel will be given) and clear of the VMM's
-/// boot structures.
+/// Checks that the kernel's range `[start, end)` is guest RAM below 4 GiB.
+/// (The boot structures are placed around it afterwards.)
 fn check_kernel_range(layout: &MemoryLayout, start: u64, end: u64) -> Result<(), MultibootError> {
     if end > FOUR_GIB {
         return Err(MultibootError::AboveFourGib { start, end });
     }
-    let usable = layout
-        .firmware_map()
-        .iter()
-        .any(|e| e.kind == MapKind::Ram && start >= e.start && end <= e.start + e.len);
-    if !usable {
-        return Err(MultibootError::KernelNotInUsableRam { start, end });
-    }
-    if let Some((structure_start, structure_end)) = overlapping_boot_structure(start, end - start) {
-        return Err(MultibootError::KernelOverlapsBootStructures {
-            start,
-            end,
-            structure_start,
-            structure_end,
-        });
+    if !layout.contains_range(GuestAddress(start), end - start) {
+        return Err(MultibootError::KernelOutsideRam { start, end });
     }
     Ok(())
 }
@@ -249,6 +232,14 @@ impl Kernel {
         match self {
             Kernel::Aout(a) => a.entry,
             Kernel::Elf(e) => e.entry,
+        }
+    }
+
+    /// The ranges it occupies, `(start, length)`.
+    fn segments(&self) -> Vec<(GuestAddress, u64)> {
+        match self {
+            Kernel::Aout(a) => vec![(GuestAddress(a.load_addr), a.mem_end - a.load_addr)],
+            Kernel::Elf(e) => e.extents(),
         }
     }
 }
@@ -290,7 +281,7 @@ fn plan_kernel(
 /// Loads a Multiboot v1 kernel: the kernel (a.out kludge or ELF), its
 /// modules, command line and the Multiboot information structure. Returns
 /// 32-bit protected-mode entry with EAX = [`BOOTLOADER_MAGIC`] and EBX =
-/// [`INFO_ADDR`].
+/// the information structure (at [`INFO_ADDR`] unless the kernel is there).
 ///
 /// Everything is checked before guest memory is written.
 pub fn load_multiboot<M: GuestMemoryBackend>(
@@ -311,7 +302,8 @@ pub fn load_multiboot<M: GuestMemoryBackend>(
     }
     let kernel = plan_kernel(image, layout, &hdr)?;
     let (start, end) = kernel.range();
-    let plan = info::plan(layout, end, req)?;
+    let segments = kernel.segments();
+    let plan = info::plan(layout, &segments, end, req)?;
 
     match &kernel {
         Kernel::Aout(a) => {
@@ -335,13 +327,11 @@ pub fn load_multiboot<M: GuestMemoryBackend>(
         mode: BootMode::Protected,
         entry: Entry::Linear(GuestAddress(kernel.entry())),
         image: (GuestAddress(start), end - start),
-        segments: match &kernel {
-            Kernel::Aout(a) => vec![(GuestAddress(a.load_addr), a.mem_end - a.load_addr)],
-            Kernel::Elf(e) => e.extents(),
-        },
+        segments,
         handoff: Handoff::Multiboot {
             magic: BOOTLOADER_MAGIC,
-            info: INFO_ADDR,
+            info: GuestAddress(plan.addr),
         },
+        plan: plan.boot,
     })
 }

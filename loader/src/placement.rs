@@ -2,7 +2,6 @@
 //! besides the kernel itself (modules, initrds): shared by the Multiboot and
 //! PVH loaders so both place things by the same rules.
 
-use vmm_memory::layout::overlapping_boot_structure;
 use vmm_memory::{MapEntry, MapKind};
 
 /// `v` rounded up to a multiple of `align` (a power of two), or `None` on
@@ -12,25 +11,16 @@ pub fn align_up(v: u64, align: u64) -> Option<u64> {
 }
 
 /// The lowest `align`-aligned address at or above `from` where `len` bytes
-/// lie inside one usable entry of `map`, end at or below `limit`, and stay
-/// clear of the VMM's boot structures. `None` if nothing fits.
+/// lie inside one usable entry of `map` and end at or below `limit`. `map`
+/// is the memory map the kernel gets, which reserves the VMM's boot
+/// structures (`BootPlan::memory_map`), so what is placed stays clear of
+/// them. `None` if nothing fits.
 pub fn place_in_ram(map: &[MapEntry], from: u64, len: u64, align: u64, limit: u64) -> Option<u64> {
-    let mut addr = align_up(from, align)?;
-    for e in map.iter().filter(|e| e.kind == MapKind::Ram) {
+    let from = align_up(from, align)?;
+    map.iter().filter(|e| e.kind == MapKind::Ram).find_map(|e| {
         let entry_end = e.start.saturating_add(e.len).min(limit);
-        if addr < e.start {
-            addr = align_up(e.start, align)?;
-        }
-        loop {
-            let end = addr.checked_add(len)?;
-            if addr >= entry_end || end > entry_end {
-                break;
-            }
-            match overlapping_boot_structure(addr, len.max(1)) {
-                Some((_, structure_end)) => addr = align_up(structure_end, align)?,
-                None => return Some(addr),
-            }
-        }
-    }
-    None
+        let addr = align_up(from.max(e.start), align)?;
+        let end = addr.checked_add(len)?;
+        (addr < entry_end && end <= entry_end).then_some(addr)
+    })
 }

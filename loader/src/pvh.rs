@@ -11,13 +11,17 @@
 //! command line and the module list.
 //!
 //! Where things go (all below 4 GiB, as Xen places them; [`crate::boot_info`]
-//! places them, as for Multiboot):
-//! - `hvm_start_info` at [`START_INFO_ADDR`] (`BOOT_INFO_START`), then (8-byte aligned) the
-//!   memory map, the module list and the modules' NUL-terminated strings,
-//!   all inside `[BOOT_INFO_START, BOOT_INFO_END)`;
-//! - the command line, NUL-terminated, at `CMDLINE_START`;
+//! lays them out, as for Multiboot, and the boot plan places the area and
+//! the command line around the kernel's segments):
+//! - `hvm_start_info` at the start of the boot information area
+//!   (preferably [`START_INFO_ADDR`], `BOOT_INFO_START`), then (8-byte
+//!   aligned) the memory map, the module list and the modules'
+//!   NUL-terminated strings;
+//! - the command line, NUL-terminated, where the plan puts it (preferably
+//!   `CMDLINE_START`);
 //! - the modules' data page-aligned in RAM above the kernel, skipping the
-//!   VMM's boot structures and anything the memory map does not call RAM.
+//!   VMM's boot structures and anything else the memory map does not call
+//!   RAM.
 //!
 //! Module 0 is the initrd when there is one (Linux takes module 0 as its
 //! initrd); the `--module` files follow in order.
@@ -34,21 +38,24 @@ use linux_loader::loader::elf::start_info::{
     XEN_HVM_MEMMAP_TYPE_RESERVED,
 };
 use vm_memory::{GuestAddress, GuestMemoryBackend};
-use vmm_memory::layout::{MapEntry, MapKind, MMIO_HOLE_END};
-use vmm_memory::MemoryLayout;
+use vmm_memory::boot_plan::max_map_entries;
+use vmm_memory::layout::{MapEntry, MapKind, BOOT_INFO_START, MMIO_HOLE_END};
+use vmm_memory::{BootPlan, MemoryLayout, PlanError, Structure};
 
 use crate::boot_info::{self, BootInfo, BootInfoError, Protocol};
 use crate::boot_spec::{BootMode, BootSpec, Entry, Handoff};
 use crate::detect::XEN_ELFNOTE_PHYS32_ENTRY;
 use crate::elf::{parse_elf, write_segments, ElfError, ElfImage};
-use crate::request::LoadRequest;
+use crate::request::{LoadRequest, ModuleImage};
+use crate::structures::{self, ProtocolNeeds};
 
 pub use linux_loader::loader::elf::start_info::XEN_HVM_START_MAGIC_VALUE;
 
 /// The `hvm_start_info` version written: 1, the first with a memory map.
 pub const START_INFO_VERSION: u32 = 1;
-/// Where `hvm_start_info` goes; EBX holds this address at entry.
-pub const START_INFO_ADDR: GuestAddress = boot_info::STRUCTURE_ADDR;
+/// Where `hvm_start_info` goes when the kernel leaves room; EBX holds its
+/// address at entry.
+pub const START_INFO_ADDR: GuestAddress = BOOT_INFO_START;
 /// Modules are page-aligned.
 pub const MODULE_ALIGN: u64 = boot_info::MODULE_ALIGN;
 /// The name of Xen's ELF notes.
@@ -101,6 +108,9 @@ pub enum PvhError {
     /// not fit or is malformed.
     #[error(transparent)]
     BootInfo(#[from] BootInfoError),
+    /// A boot structure has no room around the kernel.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
     /// linux-loader's PVH configurator refused the boot parameters.
     #[error("writing the PVH start_info/memory map/module list failed: {0}")]
     Configurator(linux_loader::configurator::Error),
@@ -170,11 +180,10 @@ fn check_entry(entry: u64, elf: &ElfImage, layout: &MemoryLayout) -> Result<(), 
     Ok(())
 }
 
-/// The PVH memory map: [`MemoryLayout::firmware_map`], entry for entry.
-pub fn memmap(layout: &MemoryLayout) -> Vec<hvm_memmap_table_entry> {
-    layout
-        .firmware_map()
-        .iter()
+/// The PVH memory map: `map` (the boot plan's, which reserves the boot
+/// structures), entry for entry.
+pub fn memmap(map: &[MapEntry]) -> Vec<hvm_memmap_table_entry> {
+    map.iter()
         .map(|e| hvm_memmap_table_entry {
             addr: e.start,
             size: e.len,
@@ -188,8 +197,8 @@ pub fn memmap(layout: &MemoryLayout) -> Vec<hvm_memmap_table_entry> {
 }
 
 /// The lowest [`MODULE_ALIGN`]-aligned address at or above `from` where
-/// `len` bytes lie inside one RAM entry of `map` below 4 GiB and clear of
-/// the VMM's boot structures.
+/// `len` bytes lie inside one RAM entry of `map` (which reserves the VMM's
+/// boot structures) below 4 GiB.
 pub fn place_module(map: &[MapEntry], from: u64, len: u64) -> Option<u64> {
     crate::placement::place_in_ram(map, from, len, MODULE_ALIGN, MMIO_HOLE_END)
 }
@@ -197,6 +206,10 @@ pub fn place_module(map: &[MapEntry], from: u64, len: u64) -> Option<u64> {
 /// Where everything but the kernel goes, decided before anything is written.
 #[derive(Debug)]
 struct Plan<'a> {
+    /// Where every boot structure goes.
+    boot: BootPlan,
+    /// Where `hvm_start_info` is (EBX).
+    addr: u64,
     /// Command line, module strings and data.
     boot_info: BootInfo<'a>,
     cmdline_addr: u64,
@@ -206,21 +219,57 @@ struct Plan<'a> {
     modlist_addr: u64,
 }
 
+/// Lays out the area after `hvm_start_info`: the memory map
+/// (`map_entries` entries), the module list, the modules' strings; returns
+/// their addresses.
+fn lay_out(
+    info: &mut BootInfo<'_>,
+    map_entries: usize,
+    modules: &[&ModuleImage],
+) -> (u64, u64, Vec<u64>) {
+    let memmap = info.memory_map(map_entries, MEMMAP_ENTRY_SIZE);
+    let modlist = info.table(MODLIST_ENTRY_SIZE.saturating_mul(modules.len() as u64));
+    (memmap, modlist, info.module_strings(modules))
+}
+
 fn plan<'a>(
     layout: &MemoryLayout,
     elf: &ElfImage,
     req: &'a LoadRequest,
 ) -> Result<Plan<'a>, PvhError> {
-    let mut boot_info = BootInfo::new(Protocol::Pvh, START_INFO_SIZE);
+    // Measured first, as for Multiboot: the area's size goes into the boot
+    // plan, whose memory map then fills it.
+    let mut dry = BootInfo::new(Protocol::Pvh, 0, START_INFO_SIZE);
     let cmdline = req.cmdline.as_deref().unwrap_or("");
-    boot_info.check_no_nul(|| "the command line".to_string(), cmdline)?;
-    let cmdline_addr = boot_info.command_line(cmdline)?;
-    let modules = boot_info.modules(req)?;
+    dry.check_no_nul(|| "the command line".to_string(), cmdline)?;
+    let cmdline_len = dry.command_line_len(cmdline)?;
+    let modules = dry.modules(req)?;
+    lay_out(&mut dry, max_map_entries(layout), &modules);
+    dry.check_size(modules.len())?;
+    let boot = structures::plan(
+        layout,
+        BootMode::Protected,
+        &structures::occupied("the PVH kernel", &elf.extents()),
+        req,
+        ProtocolNeeds {
+            boot_info: Some(dry.len()),
+            cmdline: Some(cmdline_len),
+            ..ProtocolNeeds::default()
+        },
+    )?;
+    // The planner places what it is asked for or fails.
+    let addr = boot
+        .addr(Structure::BootInfo)
+        .map_or(START_INFO_ADDR.0, |a| a.0);
+    let cmdline_addr = boot.addr(Structure::Cmdline).map_or(0, |a| a.0);
 
-    let memmap = memmap(layout);
-    let memmap_addr = boot_info.memory_map(memmap.len(), MEMMAP_ENTRY_SIZE);
-    let modlist_addr = boot_info.table(MODLIST_ENTRY_SIZE.saturating_mul(modules.len() as u64));
-    let placed = boot_info.place_modules(layout, &modules, elf.end, MMIO_HOLE_END)?;
+    let map = boot.memory_map(layout);
+    let mut boot_info = BootInfo::new(Protocol::Pvh, addr, START_INFO_SIZE);
+    boot_info.command_line(cmdline, cmdline_addr);
+    let memmap = memmap(&map);
+    let (memmap_addr, modlist_addr, strings) = lay_out(&mut boot_info, memmap.len(), &modules);
+    let placed =
+        boot_info.place_modules(layout, &map, &modules, &strings, elf.end, MMIO_HOLE_END)?;
     let modlist = placed
         .iter()
         .map(|m| hvm_modlist_entry {
@@ -231,6 +280,8 @@ fn plan<'a>(
         })
         .collect();
     Ok(Plan {
+        boot,
+        addr,
         boot_info,
         cmdline_addr,
         memmap,
@@ -271,12 +322,12 @@ pub fn load_pvh<M: GuestMemoryBackend>(
             plan.modlist_addr
         },
         cmdline_paddr: plan.cmdline_addr,
-        rsdp_paddr: req.acpi_rsdp.unwrap_or(0),
+        rsdp_paddr: plan.boot.addr(Structure::AcpiRsdp).map_or(0, |a| a.0),
         memmap_paddr: plan.memmap_addr,
         memmap_entries: plan.memmap.len() as u32,
         reserved: 0,
     };
-    let mut params = BootParams::new(&start_info, START_INFO_ADDR);
+    let mut params = BootParams::new(&start_info, GuestAddress(plan.addr));
     params.set_sections(&plan.memmap, GuestAddress(plan.memmap_addr));
     if !plan.modlist.is_empty() {
         params.set_modules(&plan.modlist, GuestAddress(plan.modlist_addr));
@@ -288,6 +339,7 @@ pub fn load_pvh<M: GuestMemoryBackend>(
         entry: Entry::Linear(GuestAddress(entry)),
         image: (GuestAddress(elf.start), elf.end - elf.start),
         segments: elf.extents(),
-        handoff: Handoff::PvhStartInfo(START_INFO_ADDR),
+        handoff: Handoff::PvhStartInfo(GuestAddress(plan.addr)),
+        plan: plan.boot,
     })
 }

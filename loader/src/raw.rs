@@ -121,6 +121,7 @@ pub fn load_raw<M: GuestMemoryBackend, R: Read>(
         image: (addr, size),
         segments: vec![(addr, size)],
         handoff: Handoff::None,
+        plan: Default::default(),
     })
 }
 

@@ -2,6 +2,7 @@
 
 #[cfg(feature = "bzimage-payloads")]
 use crate::linux::cache::{CachedVmlinux, ImageKey, VmlinuxCache};
+use vmm_memory::FirmwareSizes;
 
 /// A file handed to the kernel: an initrd or a Multiboot/PVH module.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,10 +54,14 @@ pub struct LoadRequest {
     /// `--bzimage-entry`: run a bzImage's own 64-bit entry (and its
     /// decompressor in the guest) instead of decompressing on the host.
     pub bzimage_own_entry: bool,
-    /// Where the VMM puts the ACPI RSDP, if the platform has ACPI tables:
-    /// protocols with a field for it (Linux `acpi_rsdp_addr`, PVH
-    /// `rsdp_paddr`) pass it on; Multiboot guests scan for it.
-    pub acpi_rsdp: Option<u64>,
+    /// The PC platform's firmware the VMM writes after loading (BDA, EBDA,
+    /// ACPI and MP tables, and for a real-mode entry the IVT and its
+    /// stubs), with the tables' sizes; `None` on a platform without it.
+    /// The loader places these with its own structures
+    /// ([`crate::BootSpec::plan`]), reserves them in the memory map, and
+    /// passes the RSDP's address to protocols with a field for it (Linux
+    /// `acpi_rsdp_addr`, PVH `rsdp_paddr`); Multiboot guests scan for it.
+    pub firmware: Option<FirmwareSizes>,
     /// Whether a bzImage's payload comes from, or goes into, the kernel
     /// cache (host decompression only).
     pub kernel_cache: KernelCacheUse,

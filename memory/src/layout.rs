@@ -1,5 +1,6 @@
 //! The guest-physical memory map: RAM ranges, the 32-bit MMIO hole, and the
-//! fixed addresses of the boot structures the VMM writes into RAM.
+//! preferred addresses of the boot structures the VMM writes into RAM
+//! (where [`crate::boot_plan`] puts them when the image leaves room).
 //!
 //! Every other crate asks this module where things go, so the map is written
 //! down in exactly one place.
@@ -21,61 +22,66 @@ pub const LAPIC_BASE: u64 = 0xfee0_0000;
 /// End of the 32-bit MMIO hole (exclusive); RAM beyond the hole resumes here.
 pub const MMIO_HOLE_END: u64 = 4 * GIB;
 
-/// Where the VMM writes the GDT used for protected and long mode entry
-/// (the same low address Firecracker uses; below the default load address).
+/// Where the boot GDT for protected and long mode entry goes when the image
+/// leaves room (the same low address Firecracker uses); the planner
+/// ([`crate::boot_plan`]) moves it otherwise.
 pub const BOOT_GDT_START: GuestAddress = GuestAddress(0x500);
-/// Room reserved for the boot GDT (null, two code, data and TSS descriptors).
+/// Room for the boot GDT (null, two code, data and TSS descriptors).
 pub const BOOT_GDT_MAX_ENTRIES: u64 = 5;
-/// Level-4 page map of the identity-mapped long-mode page tables.
+/// Preferred address of the level-4 page map of the identity-mapped
+/// long-mode page tables; the PDPT follows at +0x1000, the page
+/// directories at +0x2000 (the tables move as one block).
 pub const PML4_START: GuestAddress = GuestAddress(0x9000);
-/// Page-directory-pointer table of the identity map.
+/// Page-directory-pointer table of the identity map at its preferred place.
 pub const PDPTE_START: GuestAddress = GuestAddress(0xa000);
-/// First of the four page directories (2 MiB pages) of the identity map; they
-/// cover the first 4 GiB and end at [`BOOT_PAGE_TABLES_END`].
+/// First of the four page directories (2 MiB pages) of the identity map at
+/// its preferred place; they cover the first 4 GiB and end at
+/// [`BOOT_PAGE_TABLES_END`].
 pub const PDE_START: GuestAddress = GuestAddress(0xb000);
 /// How many page directories the identity map uses (one per GiB mapped).
 pub const PDE_COUNT: u64 = 4;
-/// First byte after the long-mode page tables.
+/// First byte after the long-mode page tables at their preferred place.
 pub const BOOT_PAGE_TABLES_END: GuestAddress = GuestAddress(0xb000 + PDE_COUNT * 0x1000);
 
 /// The largest memory slot KVM accepts (`KVM_MEM_MAX_NR_PAGES` 4 KiB pages);
 /// the RAM above 4 GiB is one slot, so it bounds the guest's size too.
 pub const KVM_MAX_SLOT_BYTES: u64 = ((1 << 31) - 1) * 4096;
 
-/// Where Linux's zero page (`struct boot_params`) goes (as in Firecracker).
+/// Where Linux's zero page (`struct boot_params`) goes when the image
+/// leaves room (as in Firecracker).
 pub const ZERO_PAGE_START: GuestAddress = GuestAddress(0x7000);
-/// Boot-information area for Multiboot info / PVH start_info, their memory
-/// maps and module lists: `[BOOT_INFO_START, BOOT_INFO_END)`.
+/// Preferred address of the boot information (Multiboot info / PVH
+/// start_info, their memory maps, module lists and strings).
 pub const BOOT_INFO_START: GuestAddress = GuestAddress(0x1_0000);
-/// End of the boot-information area (exclusive).
-pub const BOOT_INFO_END: GuestAddress = GuestAddress(0x2_0000);
-/// Where the kernel command line goes.
+/// The most bytes the boot information may take (it is sized to what it
+/// holds; this bounds what a long module list can ask for).
+pub const BOOT_INFO_MAX_SIZE: u64 = 0x1_0000;
+/// Preferred address of the kernel command line.
 pub const CMDLINE_START: GuestAddress = GuestAddress(0x2_0000);
-/// Room for the command line, terminating NUL included.
+/// The longest command line, terminating NUL included (what is placed is
+/// the line's own length).
 pub const CMDLINE_MAX_SIZE: u64 = 0x1_0000;
 /// Start of the legacy hole (VGA memory, option and BIOS ROMs) that firmware
 /// reports as reserved even though RAM backs it here.
 pub const LEGACY_HOLE_START: u64 = 0xa_0000;
 /// End of the legacy hole: where "high" memory begins (1 MiB).
 pub const LEGACY_HOLE_END: u64 = 0x10_0000;
-/// Where the ACPI tables go: RSDP first (the spec's search range is
-/// `[0xe0000, 0x100000)`, 16-byte aligned), then XSDT, MADT, FADT, DSDT.
+/// Preferred address of the ACPI RSDP (the start of the spec's search range
+/// `[0xe0000, 0x100000)`, 16-byte aligned); the tables it leads to follow
+/// it when there is room. Where they really went is in the boot plan (and
+/// a guest, or a restored VM, finds the RSDP by the spec's search).
 pub const ACPI_TABLES_START: GuestAddress = GuestAddress(0xe_0000);
-/// End of the room for ACPI tables (exclusive).
-pub const ACPI_TABLES_END: GuestAddress = GuestAddress(0xf_0000);
-/// Where the Intel MP floating pointer and configuration table go (inside
-/// the BIOS area `[0xf0000, 0x100000)` that MP-spec searches cover).
+/// Preferred address of the Intel MP floating pointer (the start of the
+/// BIOS ROM area `[0xf0000, 0x100000)` that MP-spec searches cover); the
+/// configuration table follows it when there is room.
 pub const MPTABLE_START: GuestAddress = GuestAddress(0xf_0000);
-/// End of the room for the MP table (exclusive): 60 KiB, far more than the
-/// table for 254 CPUs needs (about 6 KiB).
-pub const MPTABLE_END: GuestAddress = GuestAddress(0xf_f000);
-/// The real-mode interrupt handlers a PC firmware would leave (`iret`
-/// stubs, the timer and IRQ stubs sending EOIs), which the interrupt vector
-/// table points at when a real-mode image starts on the PC platform: the
-/// last 4 KiB of the BIOS area (segment 0xf000, offsets 0xf000-0xffff).
+/// Preferred address of the real-mode interrupt handlers a PC firmware
+/// would leave (`iret` stubs, the timer and IRQ stubs sending EOIs), which
+/// the interrupt vector table points at when a real-mode image starts on
+/// the PC platform. They stay in segment 0xf000.
 pub const BIOS_STUBS_START: GuestAddress = GuestAddress(0xf_f000);
-/// End of the BIOS stub area (exclusive): the end of the BIOS area.
-pub const BIOS_STUBS_END: GuestAddress = GuestAddress(0x10_0000);
+/// Bytes of the BIOS stub area (the stubs, the rest `hlt`).
+pub const BIOS_STUBS_LEN: u64 = 0x100;
 /// The real-mode interrupt vector table: 256 far pointers at address 0.
 pub const IVT_START: GuestAddress = GuestAddress(0);
 /// The BIOS data area (segment 0x40), right after the IVT.
@@ -87,35 +93,8 @@ pub const BDA_END: GuestAddress = GuestAddress(0x500);
 /// linux-loader accepts for a kernel.
 pub const HIGH_MEMORY_START: GuestAddress = GuestAddress(LEGACY_HOLE_END);
 
-/// Every range the VMM writes boot structures into, `(start, end)`: the
-/// GDT, Linux's zero page, the long-mode page tables, the boot-information
-/// area, the command line, and the ACPI/MP tables and BIOS stubs. Loaders
-/// refuse to put image bytes here. (The IVT and BDA are written only for
-/// real-mode starts on the PC platform, and only when no image byte is
-/// there: they are not listed.)
-pub const BOOT_STRUCTURES: [(u64, u64); 6] = [
-    (
-        BOOT_GDT_START.0,
-        BOOT_GDT_START.0 + 8 * BOOT_GDT_MAX_ENTRIES,
-    ),
-    (ZERO_PAGE_START.0, ZERO_PAGE_START.0 + 0x1000),
-    (PML4_START.0, BOOT_PAGE_TABLES_END.0),
-    (BOOT_INFO_START.0, BOOT_INFO_END.0),
-    (CMDLINE_START.0, CMDLINE_START.0 + CMDLINE_MAX_SIZE),
-    (ACPI_TABLES_START.0, BIOS_STUBS_END.0),
-];
-
-/// The first boot-structure range `[start, start + len)` overlaps, if any.
-pub fn overlapping_boot_structure(start: u64, len: u64) -> Option<(u64, u64)> {
-    let end = start.saturating_add(len);
-    BOOT_STRUCTURES
-        .iter()
-        .copied()
-        .find(|&(s, e)| start < e && end > s)
-}
-
-/// The smallest guest the layout accepts: the boot structures need the first
-/// 64 KiB, so 1 MiB is the practical floor.
+/// The smallest guest the layout accepts: 1 MiB holds the boot structures
+/// at their preferred addresses.
 pub const MIN_MEMORY_MIB: u64 = 1;
 
 // The boot structures must fit in the smallest guest.

@@ -1,11 +1,13 @@
 //! Guest RAM for a KVM virtual machine on x86_64: where it goes, how it is
 //! mapped in the VMM, and how KVM learns about it.
 //!
-//! The crate has four jobs, one module each:
+//! The crate has five jobs, one module each:
 //! - [`layout`]: the guest-physical memory map. RAM starts at 0; below 4 GiB
 //!   a 32-bit MMIO hole (`[3 GiB, 4 GiB)`) is kept free for devices, and any
 //!   RAM that does not fit below the hole continues at 4 GiB. It also names
-//!   where boot structures (GDT, page tables) live.
+//!   where boot structures (GDT, page tables) preferably live.
+//! - [`boot_plan`]: places the boot structures a boot needs in RAM the
+//!   image does not use, and derives the memory map that reserves them.
 //! - [`guest_ram`]: builds a [`vm_memory::GuestMemoryMmap`] from a layout,
 //!   anonymous with an optional transparent-huge-page hint, or mapped
 //!   private from a snapshot's memory file.
@@ -38,11 +40,13 @@
 //! assert_eq!(ram.memory().read_obj::<u8>(GuestAddress(0x1000)).unwrap(), 0xf4);
 //! ```
 
+pub mod boot_plan;
 pub mod file_pages;
 pub mod guest_ram;
 pub mod kvm_slots;
 pub mod layout;
 
+pub use boot_plan::{BootPlan, FirmwareSizes, Needs, Occupied, PlanError, Structure};
 pub use file_pages::{map_file_pages, FilePagesError};
 pub use guest_ram::{GuestRam, GuestRamError, ThpHint};
 pub use kvm_slots::{register_memory_slots, register_memory_slots_with, KvmSlotError, SlotOptions};

@@ -30,9 +30,6 @@ pub fn message(e: &VmmError) -> String {
             format!("--cpus {requested} is out of range: this host's KVM allows 1 to {max}")
         }
         VmmError::SmpNeedsPc { .. } => format!("{e}: add --platform pc"),
-        VmmError::OverlapsFirmwareTables { .. } => {
-            format!("{e}; load it elsewhere or use --platform minimal")
-        }
         VmmError::BootState(BootStateError::RealModeEntry(_)) => format!("{e} (--entry SEG:OFF)"),
         VmmError::BootState(BootStateError::OverlapsBootTables { .. }) => {
             format!("{e} (--load-addr)")

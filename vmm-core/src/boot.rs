@@ -8,11 +8,11 @@ use vmm_loader::input::{read_input, InputKind};
 use vmm_loader::linux::cache::{read_kernel, VmlinuxCache};
 use vmm_loader::raw::{RawOptions, DEFAULT_LOAD_ADDR};
 use vmm_loader::{BootMode, BootSpec, Entry, Format, KernelCacheUse, LoadRequest, ModuleImage};
-use vmm_memory::layout::ACPI_TABLES_START;
 use vmm_memory::GuestRam;
 
 use crate::config::{KernelImage, VmConfig};
 use crate::error::{RawOption, VmmError};
+use crate::firmware::{firmware_sizes, PlatformInfo};
 use crate::platform::Platform;
 use crate::virtio::{cmdline_with_devices, VirtioSlot};
 
@@ -106,12 +106,15 @@ fn warn_ignored_inputs(config: &VmConfig, format: Format) {
 }
 
 /// Reads the kernel (through `cache` for a host-decompressed bzImage),
-/// the initrd and modules, and loads them into `ram`.
+/// the initrd and modules, and loads them into `ram`; on the PC platform
+/// the loader places the firmware tables `platform` describes with the
+/// image's other boot structures.
 pub(crate) fn load_image(
     config: &VmConfig,
     cache: Option<&VmlinuxCache>,
     ram: &GuestRam,
     virtio: &[VirtioSlot],
+    platform: &PlatformInfo,
 ) -> Result<Loaded, VmmError> {
     let boot = &config.boot;
     let t0 = std::time::Instant::now();
@@ -128,8 +131,8 @@ pub(crate) fn load_image(
             (p.display().to_string(), image, use_cache)
         }
     };
-    // The platform follows from the format, and the loader needs to know
-    // whether ACPI tables will exist (for the RSDP pointer it passes on).
+    // The platform follows from the format, and the loader places the
+    // platform's firmware tables with the image's boot structures.
     let format = boot
         .format
         .unwrap_or_else(|| vmm_loader::detect(&image).format);
@@ -140,7 +143,11 @@ pub(crate) fn load_image(
         initrd: None,
         modules: Vec::new(),
         bzimage_own_entry: boot.bzimage_own_entry,
-        acpi_rsdp: is_pc(config, format).then_some(ACPI_TABLES_START.0),
+        firmware: if is_pc(config, format) {
+            Some(firmware_sizes(platform)?)
+        } else {
+            None
+        },
         kernel_cache,
     };
     if let Some(p) = &boot.initrd {

@@ -14,8 +14,8 @@ use vmm_cpu::{firmware_state, setup_boot_state, CpuMode, EmulationFallback, Gues
 use vmm_devices::legacy::{acpi_pm, cmos};
 use vmm_loader::linux::cache::VmlinuxCache;
 use vmm_loader::{BootSpec, Handoff};
-use vmm_memory::layout::{ACPI_TABLES_START, BDA_END, BIOS_STUBS_END, CMDLINE_START, IVT_START};
 use vmm_memory::{register_memory_slots_with, GuestRam, MemoryLayout, SlotOptions, ThpHint};
+use vmm_memory::{BootPlan, Structure};
 
 use crate::boot::{is_pc, load_image, Loaded};
 use crate::config::{BootConfig, HostOptions, VmConfig};
@@ -23,7 +23,7 @@ use crate::control::VmControl;
 use crate::error::VmmError;
 use crate::explain::{regs_line, say, size_text, sregs_line, Explainer};
 use crate::firmware::acpi::facs::find_facs;
-use crate::firmware::real_mode::write_real_mode_firmware;
+use crate::firmware::real_mode::{write_bios_data, write_real_mode_firmware};
 use crate::firmware::{write_firmware_tables, PlatformInfo, VirtioMmio};
 use crate::kvm::open_kvm;
 use crate::platform::{create_irqchip, set_bios_pic_and_pit, Platform};
@@ -38,11 +38,23 @@ use crate::vm::{RunOptions, Vm, VmParts};
 /// xAPIC mode, and 0xff is the broadcast ID.
 pub const MAX_CPUS: u64 = 254;
 
-/// The part of the image that overlaps the firmware tables, and their
-/// range, if any.
-fn spec_overlaps_firmware(spec: &BootSpec) -> Option<((u64, u64), (u64, u64))> {
-    let tables = (ACPI_TABLES_START.0, BIOS_STUBS_END.0);
-    spec.overlap(tables.0, tables.1).map(|seg| (seg, tables))
+/// What the PC platform's firmware tables describe for `config` with
+/// `cpus` vCPUs and `virtio_slots`.
+fn platform_info(cpus: u64, virtio_slots: &[crate::virtio::VirtioSlot]) -> PlatformInfo {
+    PlatformInfo {
+        pm_timer_32bit: acpi_pm::PM_TMR_VAL_EXT,
+        rtc_century_index: cmos::CMOS_CENTURY,
+        virtio_mmio: virtio_slots
+            .iter()
+            .map(|slot| VirtioMmio {
+                base: slot.base,
+                gsi: slot.gsi as u8,
+            })
+            .collect(),
+        // More than MAX_CPUS is refused before anything is written; the
+        // sizes are measured for at most that many.
+        ..PlatformInfo::pc(cpus.min(MAX_CPUS) as u8, acpi_pm::S5_SLP_TYP)
+    }
 }
 
 impl Vm {
@@ -112,22 +124,19 @@ impl Vm {
             )
         });
         let cache = host.kernel_cache.clone().map(VmlinuxCache::new);
+        let info = platform_info(cpus, &virtio_slots);
         let Loaded {
             format,
             spec,
             start,
-        } = load_image(config, cache.as_ref(), &ram, &virtio_slots)?;
+        } = load_image(config, cache.as_ref(), &ram, &virtio_slots, &info)?;
         explain_load(&explain, format, &spec);
         phase("image loaded");
         let pc = is_pc(config, format);
         if !pc && cpus > 1 {
             return Err(VmmError::SmpNeedsPc { cpus });
         }
-        if pc {
-            if let Some((image, tables)) = spec_overlaps_firmware(&spec) {
-                return Err(VmmError::OverlapsFirmwareTables { image, tables });
-            }
-        }
+        explain_plan(&explain, &spec.plan);
 
         let kvm = open_kvm(&host.kvm_path)?;
         say(&explain, || {
@@ -283,33 +292,24 @@ impl Vm {
 
         let mut facs = None;
         if pc {
-            let info = PlatformInfo {
-                pm_timer_32bit: acpi_pm::PM_TMR_VAL_EXT,
-                rtc_century_index: cmos::CMOS_CENTURY,
-                virtio_mmio: virtio_slots
-                    .iter()
-                    .map(|slot| VirtioMmio {
-                        base: slot.base,
-                        gsi: slot.gsi as u8,
-                    })
-                    .collect(),
-                ..PlatformInfo::pc(cpus as u8, acpi_pm::S5_SLP_TYP)
-            };
-            let tables = write_firmware_tables(ram.memory(), &info)?;
+            let tables = write_firmware_tables(ram.memory(), &info, &spec.plan)?;
+            let seconds_today = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() % 86_400);
+            write_bios_data(ram.memory(), &spec.plan, seconds_today)
+                .map_err(VmmError::RealModeFirmware)?;
             if bios_real_mode {
-                let low_free = spec.overlap(IVT_START.0, BDA_END.0).is_none();
-                if !low_free {
-                    log::info!(
-                        "the image occupies [0, {:#x}): no IVT or BIOS data area written",
-                        BDA_END.0
-                    );
-                }
-                let seconds_today = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs() % 86_400);
-                write_real_mode_firmware(ram.memory(), low_free, seconds_today)
+                write_real_mode_firmware(ram.memory(), &spec.plan)
                     .map_err(VmmError::RealModeFirmware)?;
             }
+            say(&explain, || {
+                let ebda = spec.plan.addr(Structure::Ebda);
+                format!(
+                    "BIOS data area: COM1 at 0x3f8, {} KiB of base memory, EBDA {}",
+                    spec.plan.base_memory_kib(),
+                    ebda.map_or("none".to_string(), |a| format!("at {:#x}", a.0))
+                )
+            });
             say(&explain, || {
                 format!(
                     "firmware tables written: ACPI RSDP at {:#x}, MP floating pointer at {:#x}",
@@ -383,6 +383,29 @@ impl Vm {
     }
 }
 
+/// Tells where the boot structures went, and what was left out and why.
+fn explain_plan(explain: &Option<Arc<Explainer>>, plan: &BootPlan) {
+    for (what, why) in plan.skipped() {
+        log::info!("no {what} written: {why}");
+    }
+    if explain.is_none() {
+        return;
+    }
+    let placed: Vec<String> = plan
+        .placed()
+        .iter()
+        .map(|p| format!("{} [{:#x}, {:#x})", p.what, p.start, p.end()))
+        .collect();
+    if !placed.is_empty() {
+        say(explain, || {
+            format!(
+                "boot structures placed around the image (reserved in the memory map but the IVT and BDA): {}",
+                placed.join(", ")
+            )
+        });
+    }
+}
+
 /// Tells where the loader put the image and what it wrote for the boot
 /// protocol.
 fn explain_load(explain: &Option<Arc<Explainer>>, format: vmm_loader::Format, spec: &BootSpec) {
@@ -415,7 +438,8 @@ fn explain_load(explain: &Option<Arc<Explainer>>, format: vmm_loader::Format, sp
         Handoff::LinuxZeroPage(zero_page) => say(explain, || {
             format!(
                 "Linux zero page (boot_params: e820 map, command line pointer) written at {:#x}, command line at {:#x}",
-                zero_page.0, CMDLINE_START.0
+                zero_page.0,
+                spec.plan.addr(Structure::Cmdline).map_or(0, |a| a.0)
             )
         }),
         Handoff::PvhStartInfo(start_info) => say(explain, || {

@@ -183,14 +183,6 @@ pub enum VmmError {
         /// vCPUs asked for.
         cpus: u64,
     },
-    /// The image occupies the PC platform's firmware-table area.
-    #[error("the image at [{:#x}, {:#x}) overlaps the firmware tables at [{:#x}, {:#x}) of the PC platform", image.0, image.1, tables.0, tables.1)]
-    OverlapsFirmwareTables {
-        /// The image's overlapping range, `[start, end)`.
-        image: (u64, u64),
-        /// The tables' range, `[start, end)`.
-        tables: (u64, u64),
-    },
     /// A vCPU thread could not be started.
     #[error("starting the thread for vCPU {index} failed: {source}")]
     SpawnVcpu {
@@ -287,7 +279,6 @@ impl VmmError {
             | VmmError::SmpNeedsPc { .. }
             | VmmError::TooManyVirtioDevices { .. }
             | VmmError::Disk(_)
-            | VmmError::OverlapsFirmwareTables { .. }
             | VmmError::Layout(_)
             | VmmError::Load { .. }
             | VmmError::SerialFile { .. }

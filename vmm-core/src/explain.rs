@@ -555,7 +555,7 @@ mod tests {
             regs_line(&r, &[(Reg::Rax, 2), (Reg::Rbx, 2), (Reg::Rax, 3)]),
             "KVM_SET_REGS: RIP 0x1000, RFLAGS 0x2, RAX 0x3, RBX 0x2 (every other register 0)"
         );
-        let long = vmm_cpu::boot_state::flat_mode_sregs(kvm_sregs::default(), true, 0x9000);
+        let long = vmm_cpu::boot_state::flat_mode_sregs(kvm_sregs::default(), true, 0x500, 0x9000);
         let line = sregs_line(&long);
         assert!(
             line.contains("64-bit long mode") && line.contains("CR3 0x9000"),

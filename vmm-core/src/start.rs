@@ -5,8 +5,9 @@
 //! The loader and the vCPU crate do not know each other; this is the one
 //! place that says which register each boot protocol uses.
 
-use vmm_cpu::{CpuMode, Reg, StartState};
+use vmm_cpu::{BootTables, CpuMode, Reg, StartState};
 use vmm_loader::{BootMode, BootSpec, Handoff};
+use vmm_memory::Structure;
 
 /// The vCPU mode for a loader's boot mode.
 pub fn cpu_mode(mode: BootMode) -> CpuMode {
@@ -40,14 +41,23 @@ pub fn handoff_regs(handoff: Handoff) -> Vec<(Reg, u64)> {
 }
 
 /// How the first vCPU starts for `spec`: its mode and entry, the hand-off
-/// registers, then `user_regs` in order (so the user's values win).
+/// registers, then `user_regs` in order (so the user's values win), and
+/// the GDT and page tables where the boot plan put them.
 pub fn start_state(spec: &BootSpec, user_regs: &[(Reg, u64)]) -> StartState {
     let mut regs = handoff_regs(spec.handoff);
     regs.extend_from_slice(user_regs);
+    let defaults = BootTables::default();
     StartState {
         mode: cpu_mode(spec.mode),
         entry: cpu_entry(spec.entry),
         regs,
+        tables: BootTables {
+            gdt: spec.plan.addr(Structure::Gdt).unwrap_or(defaults.gdt),
+            page_tables: spec
+                .plan
+                .addr(Structure::PageTables)
+                .unwrap_or(defaults.page_tables),
+        },
     }
 }
 
@@ -66,6 +76,7 @@ mod tests {
             image: (GuestAddress(0x10_0000), 0x1000),
             segments: vec![],
             handoff,
+            plan: Default::default(),
         }
     }
 

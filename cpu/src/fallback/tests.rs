@@ -83,7 +83,7 @@ fn seg64(selector: u16, code: bool) -> kvm_segment {
 
 /// Long mode at CPL0 on the VMM's identity map (first 4 GiB, 2 MiB pages).
 fn long_mode(mem: &GuestMemoryMmap) -> MockCpu {
-    let cr3 = write_identity_map(mem).unwrap();
+    let cr3 = write_identity_map(mem, vmm_memory::layout::PML4_START).unwrap();
     let data = seg64(0x18, false);
     let sregs = kvm_sregs {
         cs: seg64(0x10, true),

@@ -9,7 +9,7 @@
 //! | 2 | low 4 bits: the command line is repeated `2^k` times (long lines, without long inputs) |
 //! | 3 | initrd size code ([`size_from_code`]) |
 //! | 4 | module size code |
-//! | 5 | bits 0-6 raw mode: 0 real, 1 protected, 2 long (modulo 3); bit 7 the platform has ACPI tables (RSDP passed on, as `--platform pc` does) |
+//! | 5 | bits 0-6 raw mode: 0 real, 1 protected, 2 long (modulo 3); bit 7 the PC platform's firmware (BDA, EBDA, ACPI and MP tables placed with the image, as `--platform pc` does) |
 //! | 6-7 | raw load address / 256, little-endian |
 //! | 8.. | `n` command-line bytes (lossy UTF-8), then the image |
 //!
@@ -21,8 +21,7 @@ use std::sync::OnceLock;
 use vm_memory::GuestAddress;
 use vmm_loader::raw::RawOptions;
 use vmm_loader::{BootMode, Entry, Format, LoadRequest, ModuleImage};
-use vmm_memory::layout::ACPI_TABLES_START;
-use vmm_memory::{GuestRam, MemoryLayout, ThpHint};
+use vmm_memory::{FirmwareSizes, GuestRam, MemoryLayout, ThpHint};
 
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 8;
@@ -157,8 +156,11 @@ impl LoadHeader {
             initrd,
             modules,
             bzimage_own_entry: self.bzimage_own_entry,
-            // Where vmm-core's builder puts the RSDP on the PC platform.
-            acpi_rsdp: self.acpi.then_some(ACPI_TABLES_START.0),
+            // The sizes of a 2-CPU PC's tables (what vmm-core measures).
+            firmware: self.acpi.then_some(FirmwareSizes {
+                acpi_tables: 0x600,
+                mp_table: 0x140,
+            }),
             kernel_cache: Default::default(),
         }
     }
@@ -240,6 +242,32 @@ pub fn fuzz_load(data: &[u8], forced: Forced) {
         Some(f) => assert_eq!(detection.format, f, "{what}"),
         None => assert_eq!(detection.format, detected.format, "{what}"),
     }
+    // Wherever the image is, the boot structures are not, and the memory
+    // map reserves them.
+    let occupied = spec.occupied();
+    for p in spec.plan.placed() {
+        assert!(
+            layout.contains_range(GuestAddress(p.start), p.len),
+            "{} at [{:#x}, +{:#x}) is not RAM: {what}",
+            p.what,
+            p.start,
+            p.len
+        );
+        if let Some(&(s, e)) = occupied.iter().find(|&&(s, e)| s < p.end() && e > p.start) {
+            panic!(
+                "{} at [{:#x}, {:#x}) overlaps the image at [{s:#x}, {e:#x}): {what}",
+                p.what,
+                p.start,
+                p.end()
+            );
+        }
+    }
+    let map = spec.plan.memory_map(layout);
+    assert_eq!(
+        map.iter().map(|e| e.len).sum::<u64>(),
+        layout.size(),
+        "the memory map does not cover RAM: {what}"
+    );
     if detection.format == Format::Raw {
         // The user places raw images; nothing more is promised.
         return;
@@ -257,8 +285,8 @@ pub fn fuzz_load(data: &[u8], forced: Forced) {
             entry.0
         );
     }
-    // The loaders check every segment against the boot structures, so the
-    // vCPU set-up (which checks the segments, not their span) must agree.
+    // The boot plan put the GDT and page tables clear of every segment, so
+    // the vCPU set-up (which checks the segments, not their span) agrees.
     let start = vmm_core::start::start_state(&spec, &[]);
     if let Err(e) = vmm_cpu::validate_start(&start, &spec.occupied()) {
         panic!("the loader accepted an image the vCPU setup rejects ({e}): {what}");

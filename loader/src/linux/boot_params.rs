@@ -3,22 +3,22 @@
 
 use linux_loader::cmdline::Cmdline;
 use linux_loader::loader::bootparam::{boot_e820_entry, boot_params, E820_MAX_ENTRIES_ZEROPAGE};
-use vmm_memory::layout::{overlapping_boot_structure, CMDLINE_MAX_SIZE};
-use vmm_memory::MemoryLayout;
+use vmm_memory::layout::CMDLINE_MAX_SIZE;
+use vmm_memory::{BootPlan, MapEntry, MemoryLayout};
 
 use super::LinuxError;
 
 /// Page size: initrds are placed page-aligned.
 const PAGE: u64 = 0x1000;
 
-/// Fills `e820_table`/`e820_entries` with exactly `layout.firmware_map()`.
-pub fn set_e820(params: &mut boot_params, layout: &MemoryLayout) -> Result<(), LinuxError> {
-    let map = layout.firmware_map();
+/// Fills `e820_table`/`e820_entries` with exactly `map` (the boot plan's
+/// memory map).
+pub fn set_e820(params: &mut boot_params, map: &[MapEntry]) -> Result<(), LinuxError> {
     if map.len() > E820_MAX_ENTRIES_ZEROPAGE {
         return Err(LinuxError::TooManyE820Entries(map.len()));
     }
     params.e820_table = [boot_e820_entry::default(); E820_MAX_ENTRIES_ZEROPAGE];
-    for (slot, e) in params.e820_table.iter_mut().zip(&map) {
+    for (slot, e) in params.e820_table.iter_mut().zip(map) {
         *slot = boot_e820_entry {
             addr: e.start,
             size: e.len,
@@ -99,11 +99,12 @@ fn memparse(s: &str) -> Option<u64> {
 }
 
 /// Where an initrd of `size` bytes goes: page-aligned, as high as possible
-/// below `min(initrd_addr_max + 1, end of RAM below 4 GiB, mem=)` and not
+/// below `min(initrd_addr_max + 1, end of RAM below 4 GiB, mem=)`, not
 /// below `kernel_end` (the end of everything the kernel occupies while it
-/// starts).
+/// starts), and below any boot structure of `plan` in the way.
 pub fn place_initrd(
     layout: &MemoryLayout,
+    plan: &BootPlan,
     size: u64,
     kernel_end: u64,
     initrd_addr_max: u32,
@@ -117,11 +118,12 @@ pub fn place_initrd(
         kernel_end,
         top,
     };
-    let start = top.checked_sub(size).ok_or_else(too_large)? & !(PAGE - 1);
-    if start < kernel_end
-        || !layout.contains_range(vm_memory::GuestAddress(start), size)
-        || overlapping_boot_structure(start, size).is_some()
-    {
+    let mut start = top.checked_sub(size).ok_or_else(too_large)? & !(PAGE - 1);
+    // Structures are placed low and few: step below each one in the way.
+    while let Some(s) = plan.overlapping(start, size) {
+        start = s.start.checked_sub(size).ok_or_else(too_large)? & !(PAGE - 1);
+    }
+    if start < kernel_end || !layout.contains_range(vm_memory::GuestAddress(start), size) {
         return Err(too_large());
     }
     Ok(start)
@@ -133,12 +135,12 @@ mod tests {
     use vmm_memory::layout::MIB;
 
     #[test]
-    fn test_e820_equals_firmware_map() {
+    fn test_e820_equals_the_map() {
         for mib in [1, 64, 3072, 5000] {
             let layout = MemoryLayout::with_phys_bits(mib, 40).unwrap();
             let mut p = boot_params::default();
-            set_e820(&mut p, &layout).unwrap();
             let map = layout.firmware_map();
+            set_e820(&mut p, &map).unwrap();
             assert_eq!(usize::from(p.e820_entries), map.len());
             for (i, e) in map.iter().enumerate() {
                 let t = p.e820_table[i];
@@ -198,13 +200,15 @@ mod tests {
 
     #[test]
     fn test_initrd_goes_high_page_aligned_and_must_fit() {
+        let none = BootPlan::default();
         let layout = MemoryLayout::with_phys_bits(64, 40).unwrap();
-        let a = place_initrd(&layout, 5000, 2 * MIB, 0x7fff_ffff, None).unwrap();
+        let a = place_initrd(&layout, &none, 5000, 2 * MIB, 0x7fff_ffff, None).unwrap();
         assert_eq!(a, 64 * MIB - 0x2000);
         assert_eq!(a % PAGE, 0);
         // initrd_addr_max is the highest byte it may occupy.
         let a = place_initrd(
             &layout,
+            &none,
             0x2_0000,
             2 * MIB,
             0x37ff_ffff.min(16 * MIB as u32 - 1),
@@ -213,18 +217,42 @@ mod tests {
         .unwrap();
         assert_eq!(a, 16 * MIB - 0x2_0000);
         // mem= lowers the ceiling.
-        let a = place_initrd(&layout, 4096, 2 * MIB, 0x7fff_ffff, Some(32 * MIB)).unwrap();
+        let a = place_initrd(&layout, &none, 4096, 2 * MIB, 0x7fff_ffff, Some(32 * MIB)).unwrap();
         assert_eq!(a, 32 * MIB - 4096);
         // Exactly fills the room above the kernel.
-        let a = place_initrd(&layout, 62 * MIB, 2 * MIB, 0x7fff_ffff, None).unwrap();
+        let a = place_initrd(&layout, &none, 62 * MIB, 2 * MIB, 0x7fff_ffff, None).unwrap();
         assert_eq!(a, 2 * MIB);
-        let e = place_initrd(&layout, 62 * MIB + 1, 2 * MIB, 0x7fff_ffff, None).unwrap_err();
+        let e = place_initrd(&layout, &none, 62 * MIB + 1, 2 * MIB, 0x7fff_ffff, None).unwrap_err();
         assert!(e.to_string().contains(&(62 * MIB + 1).to_string()), "{e}");
-        let e = place_initrd(&layout, u64::MAX, 2 * MIB, 0x7fff_ffff, None).unwrap_err();
+        let e = place_initrd(&layout, &none, u64::MAX, 2 * MIB, 0x7fff_ffff, None).unwrap_err();
         assert!(matches!(e, LinuxError::InitrdTooLarge { .. }));
         // A large guest: the initrd stays below the 32-bit hole.
         let big = MemoryLayout::with_phys_bits(5000, 40).unwrap();
-        let a = place_initrd(&big, 4096, 2 * MIB, u32::MAX, None).unwrap();
+        let a = place_initrd(&big, &none, 4096, 2 * MIB, u32::MAX, None).unwrap();
         assert_eq!(a + 4096, big.low_ram_end());
+    }
+
+    #[test]
+    fn test_initrd_steps_below_boot_structures() {
+        let layout = MemoryLayout::with_phys_bits(64, 40).unwrap();
+        // A command line placed at the very top of RAM (the image took all
+        // the low places).
+        let plan = vmm_memory::boot_plan::plan(
+            &layout,
+            &[vmm_memory::Occupied::new("the image", 0, 0x3ff_f000)],
+            &vmm_memory::Needs {
+                cmdline: Some(0x10),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let cmdline = plan.get(vmm_memory::Structure::Cmdline).unwrap();
+        assert_eq!(cmdline.start, 0x3ff_f000);
+        let a = place_initrd(&layout, &plan, 0x1000, 2 * MIB, 0x7fff_ffff, None).unwrap();
+        assert!(a + 0x1000 <= cmdline.start, "initrd at {a:#x}");
+        assert_eq!(a, cmdline.start - 0x1000);
+        // No room below it above the kernel: refused.
+        let e = place_initrd(&layout, &plan, 0x10_0000, 0x3f8_0000, 0x7fff_ffff, None).unwrap_err();
+        assert!(matches!(e, LinuxError::InitrdTooLarge { .. }), "{e}");
     }
 }

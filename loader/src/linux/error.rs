@@ -145,4 +145,7 @@ pub enum LinuxError {
     /// Writing boot_params failed.
     #[error("writing the zero page failed: {0}")]
     BootParams(#[source] linux_loader::configurator::Error),
+    /// A boot structure has no room around the kernel.
+    #[error(transparent)]
+    Plan(#[from] vmm_memory::PlanError),
 }

@@ -63,8 +63,24 @@ fn req(cmdline: Option<&str>, initrd: Option<Vec<u8>>) -> LoadRequest {
     }
 }
 
-fn check_e820(p: &boot_params, layout: &MemoryLayout) {
-    let map = layout.firmware_map();
+/// The zero page's E820 table is the boot plan's memory map, which
+/// reserves the zero page, the command line, the GDT and the page tables.
+fn check_e820(p: &boot_params, spec: &BootSpec, layout: &MemoryLayout) {
+    let map = spec.plan.memory_map(layout);
+    for s in [
+        Structure::ZeroPage,
+        Structure::Cmdline,
+        Structure::Gdt,
+        Structure::PageTables,
+    ] {
+        let at = spec.plan.get(s).unwrap();
+        assert!(
+            map.iter().any(|e| e.kind == vmm_memory::MapKind::Reserved
+                && e.start <= at.start
+                && at.end() <= e.start + e.len),
+            "{s} not reserved in {map:?}"
+        );
+    }
     assert_eq!(usize::from(p.e820_entries), map.len());
     for (t, e) in p.e820_table.iter().zip(&map) {
         assert_eq!(
@@ -99,7 +115,7 @@ fn test_linux_vmlinux_boot_params() {
     assert_eq!({ p.hdr.type_of_loader }, 0xff);
     assert_eq!({ p.hdr.cmd_line_ptr }, CMDLINE_START.0 as u32);
     assert_eq!(cmdline_at(&mem, &p), b"console=ttyS0 root=/dev/ram0");
-    check_e820(&p, &layout);
+    check_e820(&p, &spec, &layout);
     let (addr, size) = (u64::from(p.hdr.ramdisk_image), p.hdr.ramdisk_size);
     assert_eq!(size as usize, rd.len());
     assert_eq!(addr % 4096, 0);
@@ -148,7 +164,7 @@ fn test_linux_bzimage_every_codec_host_decompressed() {
             .copy_from_slice(&(CMDLINE_START.0 as u32).to_le_bytes());
         assert_eq!(&p.as_slice()[0x1f1..hdr_end], &expect[..], "{codec}");
         assert_eq!(cmdline_at(&mem, &p), b"quiet");
-        check_e820(&p, &layout);
+        check_e820(&p, &spec, &layout);
     }
 }
 

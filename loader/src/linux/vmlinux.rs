@@ -428,8 +428,15 @@ mod tests {
                 build(true, 0x10_0000, &[(63 * MIB, 63 * MIB, &code, 2 * MIB)]),
             ),
             (
-                "boot structures",
-                build(true, 0x9000, &[(0x9000, 0x9000, &code, 0x40)]),
+                "a segment where the page tables would go",
+                build(
+                    true,
+                    0x10_0000,
+                    &[
+                        (0x9000, 0x9000, &code, 0x40),
+                        (0x10_0000, 0x10_0000, &code, 0x40),
+                    ],
+                ),
             ),
             (
                 "overlap",

@@ -1,27 +1,36 @@
 //! The Multiboot information structure (specification section 3.3) and
 //! what it points to: memory map, module list, strings, modules.
 //!
-//! Where things go ([`crate::boot_info`] places them, as for PVH):
-//! - the structure itself at [`INFO_ADDR`] (= `BOOT_INFO_START`), then,
-//!   8-byte aligned, the memory map, the module list, the boot loader name
-//!   and the modules' strings, all inside `[BOOT_INFO_START, BOOT_INFO_END)`;
-//! - the command line at `CMDLINE_START` (room: `CMDLINE_MAX_SIZE`);
+//! Where things go ([`crate::boot_info`] lays them out, as for PVH, and the
+//! boot plan places the area and the command line around the kernel):
+//! - the structure itself at the start of the boot information area
+//!   (preferably [`INFO_ADDR`], `BOOT_INFO_START`), then, 8-byte aligned,
+//!   the memory map, the module list, the boot loader name and the modules'
+//!   strings;
+//! - the command line where the plan puts it (preferably `CMDLINE_START`;
+//!   at most `CMDLINE_MAX_SIZE` bytes);
 //! - each module's data page-aligned in usable RAM below 4 GiB after the
 //!   kernel's end (BSS included) and the previous module, skipping the
-//!   VMM's boot structures.
+//!   VMM's boot structures (which the memory map reserves).
 
 use std::borrow::Cow;
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
-use vmm_memory::layout::{MapEntry, MapKind, HIGH_MEMORY_START, LEGACY_HOLE_START};
-use vmm_memory::MemoryLayout;
+use vmm_memory::boot_plan::max_map_entries;
+use vmm_memory::layout::{
+    MapEntry, MapKind, BOOT_INFO_START, HIGH_MEMORY_START, LEGACY_HOLE_START,
+};
+use vmm_memory::{BootPlan, MemoryLayout, Structure};
 
 use super::{MultibootError, FOUR_GIB};
 use crate::boot_info::{self, BootInfo, Protocol};
-use crate::request::LoadRequest;
+use crate::boot_spec::BootMode;
+use crate::request::{LoadRequest, ModuleImage};
+use crate::structures::{self, ProtocolNeeds};
 
-/// Where the information structure goes; EBX holds this address at entry.
-pub const INFO_ADDR: GuestAddress = boot_info::STRUCTURE_ADDR;
+/// Where the information structure goes when the kernel leaves room; EBX
+/// holds its address at entry.
+pub const INFO_ADDR: GuestAddress = BOOT_INFO_START;
 /// The `boot_loader_name` string.
 pub const BOOT_LOADER_NAME: &str = "vmm";
 /// Modules are always page-aligned, which satisfies header flag bit 0
@@ -104,8 +113,8 @@ pub fn mmap_bytes(map: &[MapEntry]) -> Vec<u8> {
 }
 
 /// The lowest [`MODULE_ALIGN`]-aligned address at or above `from` where
-/// `len` bytes lie inside one usable entry of `map`, below 4 GiB and clear
-/// of the VMM's boot structures.
+/// `len` bytes lie inside one usable entry of `map` (which reserves the
+/// VMM's boot structures), below 4 GiB.
 pub fn place_module(map: &[MapEntry], from: u64, len: u64) -> Option<u64> {
     crate::placement::place_in_ram(map, from, len, MODULE_ALIGN, MODULE_LIMIT)
 }
@@ -118,6 +127,10 @@ const MODULE_LIMIT: u64 = FOUR_GIB - 1;
 /// written.
 #[derive(Debug)]
 pub struct Plan<'a> {
+    /// Where every boot structure goes.
+    pub boot: BootPlan,
+    /// Where the information structure is (EBX).
+    pub addr: u64,
     /// The information structure's bytes.
     pub info: [u8; INFO_SIZE as usize],
     /// Memory map, module list, strings, command line and module data.
@@ -133,36 +146,87 @@ pub fn command_line(req: &LoadRequest) -> String {
     }
 }
 
-/// Lays out the boot information and the modules for a kernel that ends
-/// (BSS included) at `kernel_end`.
+/// Where the area's tables and strings went.
+struct Laid {
+    mmap: u64,
+    mods: u64,
+    name: u64,
+    strings: Vec<u64>,
+}
+
+/// Lays out the area after the structure: the memory map (`map_entries`
+/// entries), the module list, the boot loader name, the modules' strings.
+fn lay_out(info: &mut BootInfo<'_>, map_entries: usize, modules: &[&ModuleImage]) -> Laid {
+    let mmap = info.memory_map(map_entries, MMAP_ENTRY_SIZE);
+    let mods = info.table(MODULE_ENTRY_SIZE.saturating_mul(modules.len() as u64));
+    let name = info.string(BOOT_LOADER_NAME);
+    let strings = info.module_strings(modules);
+    Laid {
+        mmap,
+        mods,
+        name,
+        strings,
+    }
+}
+
+/// Lays out the boot information and the modules for a kernel occupying
+/// `kernel` (`(start, length)` ranges) that ends (BSS included) at
+/// `kernel_end`, and places every boot structure around it.
 pub fn plan<'a>(
     layout: &MemoryLayout,
+    kernel: &[(GuestAddress, u64)],
     kernel_end: u64,
     req: &'a LoadRequest,
 ) -> Result<Plan<'a>, MultibootError> {
-    let mut boot_info = BootInfo::new(Protocol::Multiboot, INFO_SIZE);
-    boot_info.check_no_nul(|| "the kernel path".into(), &req.kernel_path)?;
+    // Measured first: the area's size goes into the boot plan, whose memory
+    // map then fills it (with at most the entries measured for).
+    let mut dry = BootInfo::new(Protocol::Multiboot, 0, INFO_SIZE);
+    dry.check_no_nul(|| "the kernel path".into(), &req.kernel_path)?;
     if let Some(c) = &req.cmdline {
-        boot_info.check_no_nul(|| "the command line".into(), c)?;
+        dry.check_no_nul(|| "the command line".into(), c)?;
     }
-    let cmdline = boot_info.command_line(&command_line(req))?;
-    let modules = boot_info.modules(req)?;
+    let line = command_line(req);
+    let cmdline_len = dry.command_line_len(&line)?;
+    let modules = dry.modules(req)?;
+    lay_out(&mut dry, max_map_entries(layout), &modules);
+    dry.check_size(modules.len())?;
+    let boot = structures::plan(
+        layout,
+        BootMode::Protected,
+        &structures::occupied("the Multiboot kernel", kernel),
+        req,
+        ProtocolNeeds {
+            boot_info: Some(dry.len()),
+            cmdline: Some(cmdline_len),
+            ..ProtocolNeeds::default()
+        },
+    )?;
+    // The planner places what it is asked for or fails.
+    let addr = boot.addr(Structure::BootInfo).map_or(INFO_ADDR.0, |a| a.0);
+    let cmdline = boot.addr(Structure::Cmdline).map_or(0, |a| a.0);
 
-    let map = layout.firmware_map();
-    let mmap_addr = boot_info.memory_map(map.len(), MMAP_ENTRY_SIZE);
-    boot_info.put(mmap_addr, Cow::Owned(mmap_bytes(&map)));
-    let mods_addr = boot_info.table(MODULE_ENTRY_SIZE.saturating_mul(modules.len() as u64));
-    let name_addr = boot_info.string(BOOT_LOADER_NAME);
-    let placed = boot_info.place_modules(layout, &modules, kernel_end, MODULE_LIMIT)?;
+    let map = boot.memory_map(layout);
+    let mut boot_info = BootInfo::new(Protocol::Multiboot, addr, INFO_SIZE);
+    boot_info.command_line(&line, cmdline);
+    let laid = lay_out(&mut boot_info, map.len(), &modules);
+    boot_info.put(laid.mmap, Cow::Owned(mmap_bytes(&map)));
+    let placed = boot_info.place_modules(
+        layout,
+        &map,
+        &modules,
+        &laid.strings,
+        kernel_end,
+        MODULE_LIMIT,
+    )?;
     let mut mod_list = Vec::with_capacity(placed.len() * MODULE_ENTRY_SIZE as usize);
     for m in &placed {
-        // The modules end below 4 GiB and their strings are inside the boot
-        // information area: all fit in 32 bits.
+        // The modules end below 4 GiB and their strings are in the boot
+        // information area below 4 GiB: all fit in 32 bits.
         for v in [m.addr, m.addr + m.size, m.string, 0] {
             mod_list.extend_from_slice(&(v as u32).to_le_bytes());
         }
     }
-    boot_info.put(mods_addr, Cow::Owned(mod_list));
+    boot_info.put(laid.mods, Cow::Owned(mod_list));
 
     let mut flags = INFO_MEMORY | INFO_CMDLINE | INFO_MEM_MAP | INFO_BOOT_LOADER_NAME;
     // As GRUB: bit 3 only when there are modules (the specification allows
@@ -170,29 +234,39 @@ pub fn plan<'a>(
     if !modules.is_empty() {
         flags |= INFO_MODS;
     }
+    // How much memory there is, as a BIOS's INT 12h and E801h say it: from
+    // the RAM (the small reserved structures in it do not shrink it), lower
+    // memory ending at the EBDA as the BDA reports.
+    let physical = layout.firmware_map();
+    let mem_lower = mem_lower_kib(&physical).min(u32::from(boot.base_memory_kib()));
     let mut info = [0u8; INFO_SIZE as usize];
     let mut put = |at: usize, v: u32| info[at..at + 4].copy_from_slice(&v.to_le_bytes());
     put(off::FLAGS, flags);
-    put(off::MEM_LOWER, mem_lower_kib(&map));
-    put(off::MEM_UPPER, mem_upper_kib(&map));
+    put(off::MEM_LOWER, mem_lower);
+    put(off::MEM_UPPER, mem_upper_kib(&physical));
     put(off::CMDLINE, cmdline as u32);
     if !modules.is_empty() {
         put(off::MODS_COUNT, modules.len() as u32);
-        put(off::MODS_ADDR, mods_addr as u32);
+        put(off::MODS_ADDR, laid.mods as u32);
     }
     put(
         off::MMAP_LENGTH,
         (map.len() as u64 * MMAP_ENTRY_SIZE) as u32,
     );
-    put(off::MMAP_ADDR, mmap_addr as u32);
-    put(off::BOOT_LOADER_NAME, name_addr as u32);
-    Ok(Plan { info, boot_info })
+    put(off::MMAP_ADDR, laid.mmap as u32);
+    put(off::BOOT_LOADER_NAME, laid.name as u32);
+    Ok(Plan {
+        boot,
+        addr,
+        info,
+        boot_info,
+    })
 }
 
 /// Writes what [`plan`] laid out.
 pub fn write<M: GuestMemoryBackend>(mem: &M, plan: &Plan<'_>) -> Result<(), MultibootError> {
     plan.boot_info.write(mem)?;
-    mem.write_slice(&plan.info, INFO_ADDR)?;
+    mem.write_slice(&plan.info, GuestAddress(plan.addr))?;
     Ok(())
 }
 
@@ -251,13 +325,24 @@ mod tests {
     }
 
     #[test]
-    fn test_place_module_skips_boot_structures_and_hole() {
+    fn test_place_module_skips_reserved_memory_and_hole() {
         let m = map(16);
-        // After a kernel in low memory: skips the boot info and cmdline
-        // areas.
-        assert_eq!(place_module(&m, 0xf800, 0x100), Some(0x3_0000));
+        // After a kernel in low memory: skips what the map reserves.
+        let plan = vmm_memory::boot_plan::plan(
+            &MemoryLayout::with_phys_bits(16, 40).unwrap(),
+            &[],
+            &vmm_memory::Needs {
+                boot_info: Some(0x1_0000),
+                cmdline: Some(0x1_0000),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let reserving = plan.memory_map(&MemoryLayout::with_phys_bits(16, 40).unwrap());
+        assert_eq!(place_module(&reserving, 0xf800, 0x100), Some(0x3_0000));
+        assert_eq!(place_module(&m, 0xf800, 0x100), Some(0x1_0000));
         // Too big for the rest of low RAM: moves on to 1 MiB.
-        assert_eq!(place_module(&m, 0x3_0000, 0x80000), Some(0x10_0000));
+        assert_eq!(place_module(&reserving, 0x3_0000, 0x80000), Some(0x10_0000));
         // Unaligned start rounds up.
         assert_eq!(place_module(&m, 0x10_0001, 1), Some(0x10_1000));
         // Exactly to the end of RAM fits; one more byte does not.
@@ -297,16 +382,17 @@ mod tests {
             cmdline: Some("x".repeat(CMDLINE_MAX_SIZE as usize - 4)),
             ..Default::default()
         };
+        let kernel = [(GuestAddress(0x10_0000), 0x1000)];
         // "/k " + args + NUL = exactly the room.
-        assert!(plan(&layout, 0x10_1000, &req).is_ok());
+        assert!(plan(&layout, &kernel, 0x10_1000, &req).is_ok());
         req.cmdline = Some("x".repeat(CMDLINE_MAX_SIZE as usize - 3));
-        let e = plan(&layout, 0x10_1000, &req).unwrap_err();
+        let e = plan(&layout, &kernel, 0x10_1000, &req).unwrap_err();
         assert!(
             matches!(e, MultibootError::BootInfo(BootInfoError::CmdlineTooLong { len, .. }) if len as u64 == CMDLINE_MAX_SIZE),
             "{e}"
         );
         req.cmdline = Some("a\0b".into());
-        let e = plan(&layout, 0x10_1000, &req).unwrap_err();
+        let e = plan(&layout, &kernel, 0x10_1000, &req).unwrap_err();
         assert!(
             matches!(
                 e,
@@ -320,7 +406,7 @@ mod tests {
             name: "m\0".into(),
             data: vec![1],
         }];
-        let e = plan(&layout, 0x10_1000, &req).unwrap_err();
+        let e = plan(&layout, &kernel, 0x10_1000, &req).unwrap_err();
         assert!(e.to_string().contains("module 0"), "{e}");
 
         // Module strings that overflow the boot information area.
@@ -330,7 +416,7 @@ mod tests {
                 data: vec![],
             })
             .collect();
-        let e = plan(&layout, 0x10_1000, &req).unwrap_err();
+        let e = plan(&layout, &kernel, 0x10_1000, &req).unwrap_err();
         assert!(
             matches!(
                 e,
@@ -355,7 +441,13 @@ mod tests {
             }],
             ..Default::default()
         };
-        let p = plan(&layout, 0x10_0800, &req).unwrap();
+        let p = plan(
+            &layout,
+            &[(GuestAddress(0x10_0000), 0x800)],
+            0x10_0800,
+            &req,
+        )
+        .unwrap();
         let mods_addr = u32::from_le_bytes(
             p.info[off::MODS_ADDR..off::MODS_ADDR + 4]
                 .try_into()

@@ -6,7 +6,8 @@ use super::*;
 use crate::elf::test_image::build;
 use crate::request::ModuleImage;
 use vm_memory::GuestMemoryMmap;
-use vmm_memory::layout::{BOOT_INFO_END, BOOT_INFO_START, CMDLINE_START};
+use vmm_memory::layout::{BOOT_INFO_START, CMDLINE_START};
+use vmm_memory::{FirmwareSizes, MapKind, PlanError, Structure};
 
 fn setup() -> (MemoryLayout, GuestMemoryMmap) {
     let layout = MemoryLayout::with_phys_bits(16, 40).unwrap();
@@ -76,7 +77,7 @@ fn full_request() -> LoadRequest {
         )),
         modules: vec![module("second module arg=1", vec![0x5a; 77])],
         bzimage_own_entry: false,
-        acpi_rsdp: None,
+        firmware: None,
         kernel_cache: Default::default(),
     }
 }
@@ -125,16 +126,37 @@ fn test_aout_kernel_loads_and_info_is_complete() {
     );
     let name = u32_at(&mem, mbi + 64);
     assert_eq!(cstr_at(&mem, name.into()), "vmm");
-    assert!((BOOT_INFO_START.0..BOOT_INFO_END.0).contains(&u64::from(name)));
+    let area = spec.plan.get(Structure::BootInfo).unwrap();
+    assert_eq!(area.start, mbi);
+    assert!((area.start..area.end()).contains(&u64::from(name)));
     // Everything after boot_loader_name (APM, VBE, framebuffer) is zero.
     assert_eq!(bytes_at(&mem, mbi + 68, 116 - 68), vec![0; 48]);
     // syms, drives and config table are zero too.
     assert_eq!(bytes_at(&mem, mbi + 28, 16), vec![0; 16]);
     assert_eq!(bytes_at(&mem, mbi + 52, 12), vec![0; 12]);
 
-    // Memory map: the layout's firmware map, 24 bytes an entry, each
-    // size field 20 and the next entry at addr + size + 4.
-    let map = layout.firmware_map();
+    // Memory map: the boot plan's, 24 bytes an entry, each size field 20
+    // and the next entry at addr + size + 4. It reserves the structure
+    // itself, the command line and the GDT, and nothing else below 640 KiB.
+    let map = spec.plan.memory_map(&layout);
+    let reserved_low: Vec<(u64, u64)> = map
+        .iter()
+        .filter(|e| e.kind == MapKind::Reserved && e.start < 0xa_0000)
+        .map(|e| (e.start, e.start + e.len))
+        .collect();
+    let cmdline_len = "/boot/kernel.mb console=ttyS0 debug".len() as u64 + 1;
+    assert_eq!(
+        reserved_low,
+        [
+            (0x500, 0x528),
+            (mbi, area.end()),
+            (CMDLINE_START.0, CMDLINE_START.0 + cmdline_len)
+        ]
+    );
+    assert!(
+        area.len < 0x400,
+        "the area is sized to what it holds: {area:?}"
+    );
     let (mmap_len, mmap_addr) = (u32_at(&mem, mbi + 44), u32_at(&mem, mbi + 48));
     assert_eq!(mmap_len as usize, 24 * map.len());
     let mut at = u64::from(mmap_addr);
@@ -277,53 +299,72 @@ fn test_no_header_and_unknown_required_flag() {
 }
 
 #[test]
-fn test_kernel_must_avoid_reserved_memory_and_boot_structures() {
+fn test_boot_structures_make_room_for_the_kernel() {
     let (layout, mem) = setup();
-    let aout = |load: u32| {
-        let mut img = header(AOUT_KLUDGE, &[load, load, 0, 0, load + 32]);
+    let aout = |load: u32, bss_end: u32| {
+        let mut img = header(AOUT_KLUDGE, &[load, load, 0, bss_end, load + 32]);
         img.extend([0xf4; 16]);
         img
     };
-    let e = load_multiboot(&mem, &layout, &aout(0xa_0000), &LoadRequest::default()).unwrap_err();
+    // In the legacy hole: RAM backs it, the map keeps calling it reserved.
+    let spec = load_multiboot(&mem, &layout, &aout(0xa_0000, 0), &LoadRequest::default()).unwrap();
+    assert_eq!(spec.entry, Entry::Linear(GuestAddress(0xa_0020)));
+    // Where the boot information would go: it moves.
+    let spec = load_multiboot(&mem, &layout, &aout(0x1_0100, 0), &LoadRequest::default()).unwrap();
+    let Handoff::Multiboot { info, .. } = spec.handoff else {
+        panic!("{:?}", spec.handoff)
+    };
+    let area = spec.plan.get(Structure::BootInfo).unwrap();
+    assert_eq!(area.start, info.0);
+    assert!(
+        area.end() <= 0x1_0100 || area.start >= 0x1_0130,
+        "boot information {area:?} over the kernel"
+    );
+    assert_eq!(
+        u32_at(&mem, info.0),
+        0x245,
+        "the structure is where EBX says"
+    );
+    // Outside RAM.
+    let e =
+        load_multiboot(&mem, &layout, &aout(0x200_0000, 0), &LoadRequest::default()).unwrap_err();
     assert!(
         matches!(
             e,
-            MultibootError::KernelNotInUsableRam {
-                start: 0xa_0000,
+            MultibootError::KernelOutsideRam {
+                start: 0x200_0000,
                 ..
             }
         ),
         "{e}"
     );
-    let e = load_multiboot(&mem, &layout, &aout(0x1_0100), &LoadRequest::default()).unwrap_err();
-    assert!(
-        matches!(
-            e,
-            MultibootError::KernelOverlapsBootStructures {
-                structure_start: 0x1_0000,
-                ..
-            }
-        ),
-        "{e}"
-    );
-    let e = load_multiboot(&mem, &layout, &aout(0x200_0000), &LoadRequest::default()).unwrap_err();
-    assert!(
-        matches!(e, MultibootError::KernelNotInUsableRam { .. }),
-        "{e}"
-    );
-    // Low RAM clear of the boot structures is fine.
-    let spec = load_multiboot(&mem, &layout, &aout(0x4_0000), &LoadRequest::default()).unwrap();
-    assert_eq!(spec.entry, Entry::Linear(GuestAddress(0x4_0020)));
-
-    // ELF segments in the legacy hole are refused too.
+    // ELF segments in the legacy hole load too.
     let mut seg = header(0, &[]);
     seg.extend([0xf4; 4]);
     let img = build(false, 0xb_0000, &[(0xb_0000, 0xb_0000, &seg, 16)]);
-    let e = load_multiboot(&mem, &layout, &img, &LoadRequest::default()).unwrap_err();
+    assert!(load_multiboot(&mem, &layout, &img, &LoadRequest::default()).is_ok());
+    // A kernel covering low RAM and the BIOS area leaves the ACPI RSDP
+    // nowhere a guest may find it: the error names both.
+    let pc = LoadRequest {
+        firmware: Some(FirmwareSizes {
+            acpi_tables: 0x400,
+            mp_table: 0x100,
+        }),
+        ..LoadRequest::default()
+    };
+    let e = load_multiboot(&mem, &layout, &aout(0x500, 0x10_0000), &pc).unwrap_err();
     assert!(
-        matches!(e, MultibootError::KernelNotInUsableRam { .. }),
+        matches!(
+            &e,
+            MultibootError::Plan(PlanError::Collision {
+                structure: Structure::AcpiRsdp,
+                blocker,
+                ..
+            }) if blocker == "the Multiboot kernel"
+        ),
         "{e}"
     );
+    assert!(e.to_string().contains("[0x500, 0x100000)"), "{e}");
 }
 
 #[test]

@@ -3,6 +3,7 @@ use super::*;
 use crate::request::ModuleImage;
 use vm_memory::{Bytes, GuestMemoryMmap};
 use vmm_memory::layout::{CMDLINE_MAX_SIZE, CMDLINE_START};
+use vmm_memory::{FirmwareSizes, Needs};
 
 const MIB16: u64 = 16 << 20;
 
@@ -51,7 +52,10 @@ fn full_request() -> LoadRequest {
         )),
         modules: vec![module("second module", vec![0x5a; 77])],
         bzimage_own_entry: false,
-        acpi_rsdp: Some(0xe0000),
+        firmware: Some(FirmwareSizes {
+            acpi_tables: 0x400,
+            mp_table: 0x100,
+        }),
         kernel_cache: Default::default(),
     }
 }
@@ -79,17 +83,42 @@ fn check_full_load(is_64: bool) {
     assert_eq!(si.flags, 0);
     assert_eq!(si.nr_modules, 2);
     assert_eq!(si.cmdline_paddr, 0x2_0000);
-    assert_eq!(si.rsdp_paddr, 0xe0000, "the RSDP the VMM passes");
+    assert_eq!(si.rsdp_paddr, 0xe0000, "where the plan put the RSDP");
+    assert_eq!(
+        spec.plan.addr(Structure::AcpiRsdp),
+        Some(GuestAddress(0xe0000))
+    );
     assert_eq!(si.reserved, 0);
+    let area = spec.plan.get(Structure::BootInfo).unwrap();
     for a in [si.memmap_paddr, si.modlist_paddr] {
         assert!(
-            (0x1_0000 + 56..0x2_0000).contains(&a) && a % 8 == 0,
-            "{a:#x}"
+            (area.start + 56..area.end()).contains(&a) && a % 8 == 0,
+            "{a:#x} outside {area:?}"
         );
     }
 
-    // The memory map is the layout's firmware map, entry for entry.
-    let fw = layout.firmware_map();
+    // The memory map is the boot plan's, entry for entry: the layout's
+    // with the boot structures (here the GDT, start_info's area, the
+    // command line and the EBDA) reserved.
+    let fw = spec.plan.memory_map(&layout);
+    for p in spec
+        .plan
+        .placed()
+        .iter()
+        .filter(|p| p.what.is_reserved_in_map())
+    {
+        assert!(
+            fw.iter().any(|e| e.kind == MapKind::Reserved
+                && e.start <= p.start
+                && p.end() <= e.start + e.len),
+            "{p:?} not reserved"
+        );
+    }
+    assert_eq!(
+        fw.iter().filter(|e| e.kind == MapKind::Reserved).count(),
+        4,
+        "GDT, start_info, command line, EBDA + legacy hole: {fw:?}"
+    );
     assert_eq!(si.memmap_entries as usize, fw.len());
     for (i, e) in fw.iter().enumerate() {
         let m: hvm_memmap_table_entry = mem
@@ -121,7 +150,7 @@ fn check_full_load(is_64: bool) {
         assert!(e.paddr >= prev_end, "module {i} at {:#x}", e.paddr);
         assert_eq!(e.size, m.data.len() as u64);
         assert_eq!(e.reserved, 0);
-        assert!(vmm_memory::layout::overlapping_boot_structure(e.paddr, e.size).is_none());
+        assert_eq!(spec.plan.overlapping(e.paddr, e.size), None);
         let mut data = vec![0u8; m.data.len()];
         mem.read_slice(&mut data, GuestAddress(e.paddr)).unwrap();
         assert_eq!(data, m.data);
@@ -371,7 +400,16 @@ fn test_pvh_boot_info_area_overflow() {
 #[test]
 fn test_place_module_skips_boot_structures_and_legacy_hole() {
     let layout = MemoryLayout::with_phys_bits(16, 40).unwrap();
-    let map = layout.firmware_map();
+    let needs = Needs {
+        zero_page: true,
+        page_tables: true,
+        boot_info: Some(0x1_0000),
+        cmdline: Some(0x1_0000),
+        ..Needs::default()
+    };
+    let map = vmm_memory::boot_plan::plan(&layout, &[], &needs)
+        .unwrap()
+        .memory_map(&layout);
     // From 0x2000: the zero page, page tables, boot info and command line
     // are all in the way; the first clear page is 0x30000.
     assert_eq!(place_module(&map, 0x2000, 0x6000), Some(0x3_0000));
@@ -395,24 +433,45 @@ fn test_pvh_module_after_low_kernel_avoids_boot_structures() {
         initrd: Some(module("i", vec![7; 0x7000])),
         ..Default::default()
     };
-    load_pvh(&mem, &layout, &img, &req).unwrap();
+    let spec = load_pvh(&mem, &layout, &img, &req).unwrap();
     let si: hvm_start_info = mem.read_obj(START_INFO_ADDR).unwrap();
     let e: hvm_modlist_entry = mem.read_obj(GuestAddress(si.modlist_paddr)).unwrap();
-    assert_eq!(e.paddr, 0x3_0000);
+    // The first page after the kernel: a 32-bit entry has no page tables
+    // or zero page in the way, and the module avoids what was placed.
+    assert_eq!(e.paddr, 0x2000);
+    assert_eq!(spec.plan.overlapping(e.paddr, e.size), None);
     // The start_info survived the module copy.
     assert_eq!(si.magic, XEN_HVM_START_MAGIC_VALUE);
 }
 
 #[test]
-fn test_pvh_bad_segments_are_elf_errors() {
+fn test_pvh_segments_where_structures_would_go_load_and_they_move() {
     let (layout, mem) = setup();
-    let img = build_pvh(true, 0x9000, &[(0x9000, 0x9000, &[0xf4], 1)]);
+    // Over the preferred start_info and command line addresses.
+    let img = build_pvh(
+        true,
+        0x1_0000,
+        &[(0x1_0000, 0x1_0000, &[0xf4; 0x1_1000], 0x1_1000)],
+    );
+    let spec = load_pvh(&mem, &layout, &img, &full_request()).unwrap();
+    let Handoff::PvhStartInfo(at) = spec.handoff else {
+        panic!("{:?}", spec.handoff)
+    };
+    assert_ne!(at, START_INFO_ADDR);
+    let si: hvm_start_info = mem.read_obj(at).unwrap();
+    assert_eq!(si.magic, XEN_HVM_START_MAGIC_VALUE);
+    assert_eq!(read_string(&mem, si.cmdline_paddr), b"console=ttyS0 quiet");
+    for p in spec.plan.placed() {
+        assert!(
+            p.end() <= 0x1_0000 || p.start >= 0x2_1000,
+            "{p:?} over the kernel"
+        );
+    }
+    // Bad segments are still ELF errors.
+    let img = build_pvh(true, 0x10_0000, &[(0x1_0000_0000, 0x10_0000, &[0xf4], 1)]);
     let e = load_pvh(&mem, &layout, &img, &LoadRequest::default()).unwrap_err();
     assert!(
-        matches!(
-            e,
-            PvhError::Elf(ElfError::OverlapsBootStructures { paddr: 0x9000, .. })
-        ),
+        matches!(e, PvhError::Elf(ElfError::SegmentOutsideRam { .. })),
         "{e}"
     );
 }

@@ -2,24 +2,31 @@
 //! a PC BIOS leaves them, so an operating system finds its CPUs, interrupt
 //! controllers, interrupt routing and power-management registers:
 //!
-//! - [`acpi`]: RSDP, RSDT/XSDT, FADT, FACS, MADT and DSDT (ACPI 6.5), from
+//! - [`acpi`]: RSDP, RSDT/XSDT, FADT, FACS, MADT and DSDT (ACPI 6.5),
+//!   preferably from
 //!   [`ACPI_TABLES_START`](vmm_memory::layout::ACPI_TABLES_START);
 //! - [`mptable`]: the Intel MultiProcessor Specification 1.4 floating pointer
-//!   and configuration table, from
-//!   [`MPTABLE_START`](vmm_memory::layout::MPTABLE_START).
+//!   and configuration table, preferably from
+//!   [`MPTABLE_START`](vmm_memory::layout::MPTABLE_START);
+//! - [`real_mode`]: what a BIOS leaves in low memory: the BIOS data area
+//!   and EBDA on every PC boot, the IVT and its handler stubs for real-mode
+//!   programs.
 //!
-//! Both are generated from one [`PlatformInfo`], so the two descriptions
-//! cannot disagree with each other. For real-mode programs, [`real_mode`]
-//! adds what a BIOS leaves in low memory (IVT, handler stubs, BDA).
+//! The tables are generated from one [`PlatformInfo`], so the two
+//! descriptions cannot disagree with each other. Their sizes
+//! ([`firmware_sizes`]) go to the loader, which places them with the image's
+//! other boot structures ([`vmm_memory::boot_plan`]);
+//! [`write_firmware_tables`] then writes them where the plan says.
 
 pub mod acpi;
 pub mod mptable;
 pub mod real_mode;
 
-pub use acpi::write_acpi_tables;
-pub use mptable::write_mptable;
+pub use acpi::{write_acpi_tables, AcpiPlacement};
+pub use mptable::{write_mptable, MpPlacement};
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryError};
+use vmm_memory::{BootPlan, FirmwareSizes, Structure};
 
 use vmm_devices::legacy::acpi_pm::{ACPI_PM_BLOCK_LEN, S3_SLP_TYP};
 use vmm_devices::pc::{self, PcDevice};
@@ -296,20 +303,50 @@ pub struct FirmwareTables {
     pub mp_floating_pointer: GuestAddress,
 }
 
-/// Writes the ACPI tables and the MP table for `info` into `mem`.
+/// The sizes of the tables describing `info`, for the boot plan.
+pub fn firmware_sizes(info: &PlatformInfo) -> Result<FirmwareSizes, FirmwareError> {
+    Ok(FirmwareSizes {
+        acpi_tables: acpi::tables_len(info)?,
+        mp_table: mptable::table_len(info)?,
+    })
+}
+
+/// Writes the ACPI tables and the MP table for `info` into `mem` where
+/// `plan` placed them (a plan made with [`firmware_sizes`] of `info`).
 pub fn write_firmware_tables<M: GuestMemoryBackend>(
     mem: &M,
     info: &PlatformInfo,
+    plan: &BootPlan,
 ) -> Result<FirmwareTables, FirmwareError> {
+    let placed = |what: Structure| plan.get(what).ok_or(FirmwareError::NotPlaced(what));
+    let (rsdp, tables) = (placed(Structure::AcpiRsdp)?, placed(Structure::AcpiTables)?);
+    let (pointer, table) = (
+        placed(Structure::MpFloatingPointer)?,
+        placed(Structure::MpTable)?,
+    );
+    let acpi = AcpiPlacement {
+        rsdp: GuestAddress(rsdp.start),
+        tables: GuestAddress(tables.start),
+        len: tables.len,
+    };
+    let mp = MpPlacement {
+        pointer: GuestAddress(pointer.start),
+        table: GuestAddress(table.start),
+        len: table.len,
+    };
     Ok(FirmwareTables {
-        rsdp: write_acpi_tables(mem, info)?,
-        mp_floating_pointer: write_mptable(mem, info)?,
+        rsdp: write_acpi_tables(mem, info, acpi)?,
+        mp_floating_pointer: write_mptable(mem, info, mp)?,
     })
 }
 
 /// Why firmware tables could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum FirmwareError {
+    /// The boot plan has no place for a table (it was made without the
+    /// platform's firmware sizes).
+    #[error("the boot plan has no place for {0}: it was made without the PC platform's firmware")]
+    NotPlaced(Structure),
     /// The platform has no CPU.
     #[error("the firmware tables need at least one CPU, got 0")]
     NoCpus,

@@ -2,17 +2,19 @@
 //! (<https://web.archive.org/web/20121002210153/http://download.intel.com/design/archives/processors/pro/docs/24201606.pdf>),
 //! for guests that look for CPUs and interrupt routing without ACPI.
 //!
-//! The MP floating pointer structure (chapter 4.1) goes at
-//! [`MPTABLE_START`], 16-byte aligned inside the BIOS ROM area
-//! `[0xf0000, 0xfffff]` that §4 tells operating systems to search; the
-//! configuration table (§4.2, §4.3) follows it. The configuration describes
+//! The MP floating pointer structure (chapter 4.1) goes where the boot plan
+//! puts it ([`MpPlacement`]): 16-byte aligned inside the BIOS ROM area
+//! `[0xf0000, 0xfffff]` or the EBDA's first KiB, which §4 tells operating
+//! systems to search (preferably at [`MPTABLE_START`]); the configuration
+//! table (§4.2, §4.3, [`table_len`] bytes) anywhere below 4 GiB,
+//! preferably right after it. The configuration describes
 //! the same machine as the ACPI MADT: one processor entry per CPU, the ISA
 //! bus, the I/O APIC, the ISA IRQs' I/O APIC inputs (IRQ 0 on input 2 when
 //! the overrides say so) and the local APICs' LINT0 (ExtINT) and LINT1
 //! (NMI). The platform runs in virtual-wire mode (no IMCR).
 
 use vm_memory::{GuestAddress, GuestMemoryBackend};
-use vmm_memory::layout::{MPTABLE_END, MPTABLE_START};
+use vmm_memory::layout::MPTABLE_START;
 
 use super::{
     address32, checksum, write_bytes, FirmwareError, Placer, PlatformInfo, IOAPIC_VERSION,
@@ -50,33 +52,54 @@ const INT_TYPE_EXTINT: u8 = 3;
 /// Destination local APIC ID meaning "every local APIC".
 const ALL_LOCAL_APICS: u8 = 0xff;
 
+/// Where the MP structures go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MpPlacement {
+    /// The floating pointer (16-byte aligned, where a guest searches).
+    pub pointer: GuestAddress,
+    /// The configuration table.
+    pub table: GuestAddress,
+    /// The bytes reserved for the table ([`table_len`]).
+    pub len: u64,
+}
+
+impl MpPlacement {
+    /// The layout's preferred place: the pointer at [`MPTABLE_START`], the
+    /// table right after it.
+    pub fn preferred(len: u64) -> Self {
+        MpPlacement {
+            pointer: MPTABLE_START,
+            table: GuestAddress(MPTABLE_START.0 + FLOATING_POINTER_LEN as u64),
+            len,
+        }
+    }
+}
+
+/// Bytes of the configuration table describing `info`: what the boot plan
+/// reserves for it.
+pub fn table_len(info: &PlatformInfo) -> Result<u64, FirmwareError> {
+    info.validate()?;
+    Ok(config_table(info)?.len() as u64)
+}
+
 /// Writes the MP floating pointer and configuration table describing
-/// `info` into `mem` and returns the floating pointer's address
-/// ([`MPTABLE_START`]).
+/// `info` into `mem` where `at` says and returns the floating pointer's
+/// address. Builds both first, so nothing is written when the table does
+/// not fit.
 pub fn write_mptable<M: GuestMemoryBackend>(
     mem: &M,
     info: &PlatformInfo,
-) -> Result<GuestAddress, FirmwareError> {
-    write_mptable_in(mem, info, MPTABLE_START, MPTABLE_END)
-}
-
-/// Builds both structures first, so nothing is written when they do not
-/// fit.
-fn write_mptable_in<M: GuestMemoryBackend>(
-    mem: &M,
-    info: &PlatformInfo,
-    start: GuestAddress,
-    limit: GuestAddress,
+    at: MpPlacement,
 ) -> Result<GuestAddress, FirmwareError> {
     info.validate()?;
-    let mut placer = Placer::new("MP table structures", start, limit);
-    let pointer_addr = placer.place("MP floating pointer", FLOATING_POINTER_LEN, 16)?;
+    let limit = GuestAddress(at.table.0.saturating_add(at.len));
+    let mut placer = Placer::new("MP table structures", at.table, limit);
     let table = config_table(info)?;
     let table_addr = placer.place("MP configuration table", table.len(), 16)?;
     let pointer = floating_pointer(address32("MP configuration table address", table_addr)?);
-    write_bytes(mem, pointer_addr, &pointer)?;
+    write_bytes(mem, at.pointer.0, &pointer)?;
     write_bytes(mem, table_addr, &table)?;
-    Ok(GuestAddress(pointer_addr))
+    Ok(at.pointer)
 }
 
 /// §4.1: signature, configuration table address, length, revision,
@@ -275,10 +298,40 @@ pub(super) mod tests {
         mp
     }
 
+    /// Writes at the preferred place.
+    pub(crate) fn write_preferred(
+        mem: &GuestMemoryMmap<()>,
+        info: &PlatformInfo,
+    ) -> Result<GuestAddress, FirmwareError> {
+        let len = table_len(info)?;
+        write_mptable(mem, info, MpPlacement::preferred(len))
+    }
+
     fn written(info: &PlatformInfo) -> (GuestAddress, Mp) {
         let mem = guest(0, 2 << 20);
-        let fp = write_mptable(&mem, info).unwrap();
+        let fp = write_preferred(&mem, info).unwrap();
         (fp, parse(&mem))
+    }
+
+    #[test]
+    fn test_mptable_goes_where_it_is_placed() {
+        let mem = guest(0, 2 << 20);
+        let info = PlatformInfo::pc(2, 5);
+        let at = MpPlacement {
+            pointer: GuestAddress(0xf_8000),
+            table: GuestAddress(0x3_0000),
+            len: table_len(&info).unwrap(),
+        };
+        assert_eq!(write_mptable(&mem, &info, at).unwrap(), at.pointer);
+        let mp = parse(&mem);
+        assert_eq!((mp.pointer, mp.cpus.len()), (0xf_8000, 2));
+        assert_eq!(
+            read(&mem, 0xf_0000, 16),
+            vec![0; 16],
+            "nothing at the preferred place"
+        );
+        let table = read(&mem, 0x3_0000, 4);
+        assert_eq!(&table, b"PCMP");
     }
 
     #[test]
@@ -368,11 +421,13 @@ pub(super) mod tests {
     #[test]
     fn test_errors() {
         let mem = guest(0, 2 << 20);
-        let e = write_mptable_in(
+        let e = write_mptable(
             &mem,
             &PlatformInfo::pc(4, 5),
-            MPTABLE_START,
-            GuestAddress(0xf0040),
+            MpPlacement {
+                len: 0x30,
+                ..MpPlacement::preferred(0)
+            },
         )
         .unwrap_err();
         assert!(
@@ -385,7 +440,7 @@ pub(super) mod tests {
             "nothing written"
         );
 
-        let e = write_mptable(&mem, &PlatformInfo::pc(255, 5)).unwrap_err();
+        let e = write_preferred(&mem, &PlatformInfo::pc(255, 5)).unwrap_err();
         assert!(
             matches!(
                 e,
@@ -398,7 +453,7 @@ pub(super) mod tests {
         );
 
         let mem = guest(1 << 20, 1 << 20);
-        let e = write_mptable(&mem, &PlatformInfo::pc(1, 5)).unwrap_err();
+        let e = write_preferred(&mem, &PlatformInfo::pc(1, 5)).unwrap_err();
         assert!(
             matches!(e, FirmwareError::GuestMemory { addr: 0xf0000, .. }),
             "{e}"

@@ -218,6 +218,18 @@ fn test_placer_aligns_and_refuses_overflow() {
     assert!(p.place("e", 1, 1).is_err());
 }
 
+/// Without a plan for them, nothing is written.
+#[test]
+fn test_firmware_tables_need_a_plan() {
+    let mem = acpi::tests::guest(0, 2 << 20);
+    let e = write_firmware_tables(&mem, &PlatformInfo::pc(1, 5), &BootPlan::default()).unwrap_err();
+    assert!(
+        matches!(e, FirmwareError::NotPlaced(Structure::AcpiRsdp)),
+        "{e}"
+    );
+    assert!(e.to_string().contains("the ACPI RSDP"), "{e}");
+}
+
 /// The MADT and the MP table describe the same CPUs, I/O APIC and
 /// ISA interrupt routing.
 #[test]
@@ -232,7 +244,14 @@ fn test_acpi_and_mp_agree() {
         },
     ] {
         let mem = acpi::tests::guest(0, 2 << 20);
-        let tables = write_firmware_tables(&mem, &info).unwrap();
+        let layout = vmm_memory::MemoryLayout::with_phys_bits(2, 40).unwrap();
+        let needs = vmm_memory::Needs {
+            pc: Some(firmware_sizes(&info).unwrap()),
+            ..Default::default()
+        };
+        let plan = vmm_memory::boot_plan::plan(&layout, &[], &needs).unwrap();
+        let tables = write_firmware_tables(&mem, &info, &plan).unwrap();
+        assert_eq!(tables.rsdp.0, 0xe0000, "the preferred place");
         let a = acpi::tests::parse(&mem);
         let m = mptable::tests::parse(&mem);
         assert_eq!(tables.rsdp.0, a.rsdp);

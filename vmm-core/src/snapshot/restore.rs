@@ -15,7 +15,6 @@ use vmm_cpu::{EmulationFallback, GuestFeatures, Vcpu};
 use vmm_devices::pc::build_devices_from_state;
 use vmm_devices::virtio::BackendIdentity;
 use vmm_devices::Console;
-use vmm_memory::layout::ACPI_TABLES_START;
 use vmm_memory::{register_memory_slots_with, GuestRam, MemoryLayout, SlotOptions};
 
 use super::body::SnapshotBody;
@@ -30,6 +29,7 @@ use crate::create::MAX_CPUS;
 use crate::error::VmmError;
 use crate::explain::Explainer;
 use crate::firmware::acpi::facs::find_facs;
+use crate::firmware::acpi::search::find_rsdp;
 use crate::kvm::open_kvm;
 use crate::platform::create_irqchip;
 use crate::timeline::ExitTimeline;
@@ -259,10 +259,11 @@ impl Vm {
             }),
         };
         let virtio_slots = body.virtio.iter().map(|v| v.slot).collect();
-        // Where `Vm::create` wrote the tables (the RSDP first): the FACS
-        // the guest was told of, for its waking vector at an S3 wake.
+        // The FACS the guest was told of, for its waking vector at an S3
+        // wake: through the RSDP, found where the guest finds it (the boot
+        // plan may have moved it from its preferred 0xe0000).
         let facs = pc
-            .then(|| find_facs(ram.memory(), ACPI_TABLES_START))
+            .then(|| find_rsdp(ram.memory()).and_then(|rsdp| find_facs(ram.memory(), rsdp)))
             .flatten();
         let mut vm = Vm::new(VmParts {
             vcpus,

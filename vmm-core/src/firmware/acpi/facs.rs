@@ -177,10 +177,11 @@ mod tests {
 
     #[test]
     fn test_find_facs_in_written_tables_and_read_its_vector() {
-        use crate::firmware::{write_acpi_tables, PlatformInfo};
+        use crate::firmware::acpi::tests::write_preferred;
+        use crate::firmware::PlatformInfo;
         let mem =
             vm_memory::GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
-        let rsdp = write_acpi_tables(&mem, &PlatformInfo::pc(2, 5)).unwrap();
+        let rsdp = write_preferred(&mem, &PlatformInfo::pc(2, 5)).unwrap();
         let at = find_facs(&mem, rsdp).expect("the FADT points at the FACS");
         assert_eq!(at.0 % 64, 0, "64-byte aligned");
         let mut sig = [0u8; 4];

@@ -2,10 +2,13 @@
 //! <https://uefi.org/specs/ACPI/6.5/05_ACPI_Software_Programming_Model.html>),
 //! encoded with the rust-vmm `acpi_tables` crate.
 //!
-//! From [`ACPI_TABLES_START`]: the RSDP (at the start: 16-byte aligned and
-//! inside `[0xe0000, 0xfffff]`, where OSPM searches for it, §5.2.5.1), the
-//! FACS (64-byte aligned, §5.2.10), then DSDT, FADT, MADT, RSDT and XSDT,
-//! each 16-byte aligned. All of them must end before [`ACPI_TABLES_END`].
+//! Where the boot plan puts them ([`AcpiPlacement`]): the RSDP, 16-byte
+//! aligned, where OSPM searches for it (`[0xe0000, 0xfffff]` or the EBDA's
+//! first KiB, §5.2.5.1; preferably at [`ACPI_TABLES_START`]), and the other
+//! tables as one block of [`tables_len`] bytes from a 64-byte aligned
+//! start (preferably right after the RSDP): the FACS (64-byte aligned,
+//! §5.2.10), then DSDT, FADT, MADT, RSDT and XSDT, each 16-byte aligned.
+//! [`search::find_rsdp`] finds the RSDP again the way OSPM does.
 //!
 //! The platform is a full ACPI (not hardware-reduced) PC: the FADT points at
 //! the fixed PM1a event/control blocks and the PM timer, there is no SMI
@@ -25,9 +28,10 @@ use acpi_tables::sdt::Sdt;
 use acpi_tables::xsdt::XSDT;
 use acpi_tables::{Aml, AmlSink};
 use vm_memory::{GuestAddress, GuestMemoryBackend};
-use vmm_memory::layout::{ACPI_TABLES_END, ACPI_TABLES_START};
+use vmm_memory::layout::ACPI_TABLES_START;
 
 pub mod facs;
+pub mod search;
 
 use super::{
     address32, checksum, write_bytes, FirmwareError, Placer, PlatformInfo, VirtioMmio,
@@ -88,39 +92,75 @@ const RSDP_RSDT_OFFSET: usize = 16;
 const RSDP_V1_LEN: usize = 20;
 const RSDP_EXTENDED_CHECKSUM_OFFSET: usize = 32;
 
-/// Writes the ACPI tables describing `info` into `mem` and returns the
-/// address of the RSDP ([`ACPI_TABLES_START`]).
+/// Where the ACPI tables go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AcpiPlacement {
+    /// The RSDP (16-byte aligned, where a guest searches for it).
+    pub rsdp: GuestAddress,
+    /// The start of the other tables (64-byte aligned).
+    pub tables: GuestAddress,
+    /// The bytes reserved for them ([`tables_len`]).
+    pub len: u64,
+}
+
+impl AcpiPlacement {
+    /// The layout's preferred place: the RSDP at [`ACPI_TABLES_START`], the
+    /// tables at the next 64-byte boundary, `len` bytes of them.
+    pub fn preferred(len: u64) -> Self {
+        AcpiPlacement {
+            rsdp: ACPI_TABLES_START,
+            tables: GuestAddress((ACPI_TABLES_START.0 + Rsdp::len() as u64).next_multiple_of(64)),
+            len,
+        }
+    }
+}
+
+/// Bytes the tables after the RSDP take from a 64-byte aligned start: what
+/// the boot plan reserves for them.
+pub fn tables_len(info: &PlatformInfo) -> Result<u64, FirmwareError> {
+    info.validate()?;
+    // Alignments are at most 64, so the size is the same from any 64-byte
+    // aligned start; laid out from 0, the 32-bit fields hold every address.
+    let tables = build_tables(
+        info,
+        ACPI_TABLES_START,
+        GuestAddress(0),
+        GuestAddress(u64::from(u32::MAX)),
+    )?;
+    Ok(tables
+        .iter()
+        .skip(1)
+        .map(|(addr, bytes)| addr + bytes.len() as u64)
+        .max()
+        .unwrap_or(0))
+}
+
+/// Writes the ACPI tables describing `info` into `mem` where `at` says and
+/// returns the address of the RSDP. Builds every table first, so nothing
+/// is written when one does not fit.
 pub fn write_acpi_tables<M: GuestMemoryBackend>(
     mem: &M,
     info: &PlatformInfo,
-) -> Result<GuestAddress, FirmwareError> {
-    write_acpi_tables_in(mem, info, ACPI_TABLES_START, ACPI_TABLES_END)
-}
-
-/// Builds every table first, so nothing is written when one does not fit.
-fn write_acpi_tables_in<M: GuestMemoryBackend>(
-    mem: &M,
-    info: &PlatformInfo,
-    start: GuestAddress,
-    limit: GuestAddress,
+    at: AcpiPlacement,
 ) -> Result<GuestAddress, FirmwareError> {
     info.validate()?;
-    let tables = build_tables(info, start, limit)?;
+    let limit = GuestAddress(at.tables.0.saturating_add(at.len));
+    let tables = build_tables(info, at.rsdp, at.tables, limit)?;
     for (addr, bytes) in &tables {
         write_bytes(mem, *addr, bytes)?;
     }
-    // The RSDP is placed first.
-    Ok(GuestAddress(tables[0].0))
+    Ok(at.rsdp)
 }
 
-/// Every table with its address, the RSDP first.
+/// Every table with its address, the RSDP (at `rsdp`) first, the others
+/// from `start`, ending at or before `limit`.
 fn build_tables(
     info: &PlatformInfo,
+    rsdp_addr: GuestAddress,
     start: GuestAddress,
     limit: GuestAddress,
 ) -> Result<Vec<(u64, Vec<u8>)>, FirmwareError> {
     let mut placer = Placer::new("ACPI tables", start, limit);
-    let rsdp_addr = placer.place("RSDP", Rsdp::len(), 16)?;
     let facs = facs();
     let facs_addr = placer.place("FACS", facs.len(), 64)?;
     let dsdt = dsdt(info);
@@ -140,7 +180,7 @@ fn build_tables(
     let xsdt_addr = placer.place("XSDT", xsdt.len(), 16)?;
     let rsdp = rsdp(xsdt_addr, address32("RSDT address", rsdt_addr)?);
     Ok(vec![
-        (rsdp_addr, rsdp),
+        (rsdp_addr.0, rsdp),
         (facs_addr, facs),
         (dsdt_addr, dsdt),
         (fadt_addr, fadt),

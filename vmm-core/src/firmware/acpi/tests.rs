@@ -61,16 +61,28 @@ impl Acpi {
     }
 }
 
-/// Reads a description table at `addr`, checking it lies in the ACPI
-/// area and that its checksum holds.
+/// Where the tables end when they are at their preferred place (the
+/// RSDP at 0xe0000, the rest after it): 64 KiB is room for 254 CPUs.
+const PREFERRED_END: u64 = 0xf_0000;
+
+/// Writes the tables for `info` at their preferred place.
+pub(crate) fn write_preferred(
+    mem: &GuestMemoryMmap<()>,
+    info: &PlatformInfo,
+) -> Result<GuestAddress, FirmwareError> {
+    let len = tables_len(info)?;
+    write_acpi_tables(mem, info, AcpiPlacement::preferred(len))
+}
+
+/// Reads a description table at `addr`, checking it lies below 4 GiB
+/// (32-bit pointers lead to it) and that its checksum holds.
 fn table(mem: &GuestMemoryMmap<()>, addr: u64) -> ([u8; 4], Vec<u8>) {
-    assert!(addr >= ACPI_TABLES_START.0, "table at {addr:#x}");
     let header = read(mem, addr, 36);
     let len = u32_at(&header, 4) as usize;
     assert!(len >= 36, "table at {addr:#x} has length {len}");
     assert!(
-        addr + len as u64 <= ACPI_TABLES_END.0,
-        "table at {addr:#x} too long"
+        addr + len as u64 <= 1 << 32,
+        "table at {addr:#x} runs past 4 GiB"
     );
     let bytes = read(mem, addr, len);
     let sig: [u8; 4] = bytes[..4].try_into().unwrap();
@@ -158,7 +170,7 @@ pub(crate) fn parse(mem: &GuestMemoryMmap<()>) -> Acpi {
     }
     assert_eq!(o, madt.len());
     Acpi {
-        rsdp: ACPI_TABLES_START.0 + at as u64,
+        rsdp: 0xe0000 + at as u64,
         tables,
         facs: (facs_addr, facs),
         dsdt: (dsdt_addr, dsdt),
@@ -219,7 +231,7 @@ fn count(haystack: &[u8], needle: &[u8]) -> usize {
 
 fn written(info: &PlatformInfo) -> (GuestMemoryMmap<()>, Acpi, GuestAddress) {
     let mem = guest(0, 2 << 20);
-    let rsdp = write_acpi_tables(&mem, info).unwrap();
+    let rsdp = write_preferred(&mem, info).unwrap();
     let acpi = parse(&mem);
     (mem, acpi, rsdp)
 }
@@ -243,7 +255,7 @@ fn test_tables_parse_back() {
             "{cpus} CPUs"
         );
         for (addr, bytes) in acpi.tables.values().chain([&acpi.dsdt]) {
-            assert!(addr + bytes.len() as u64 <= ACPI_TABLES_END.0);
+            assert!(addr + bytes.len() as u64 <= PREFERRED_END);
         }
 
         // MADT: every CPU enabled, UID = APIC ID = index, BSP first.
@@ -385,8 +397,15 @@ fn test_options_change_the_tables() {
 fn test_too_small_area_writes_nothing() {
     let mem = guest(0, 2 << 20);
     let info = PlatformInfo::pc(4, 5);
-    let e =
-        write_acpi_tables_in(&mem, &info, ACPI_TABLES_START, GuestAddress(0xe0100)).unwrap_err();
+    let e = write_acpi_tables(
+        &mem,
+        &info,
+        AcpiPlacement {
+            len: 0xc0,
+            ..AcpiPlacement::preferred(0)
+        },
+    )
+    .unwrap_err();
     assert!(
         matches!(e, FirmwareError::NoRoom { limit: 0xe0100, .. }),
         "{e}"
@@ -399,16 +418,21 @@ fn test_too_small_area_writes_nothing() {
 fn test_errors() {
     // No RAM under the ACPI area.
     let mem = guest(1 << 20, 1 << 20);
-    let e = write_acpi_tables(&mem, &PlatformInfo::pc(1, 5)).unwrap_err();
+    let e = write_preferred(&mem, &PlatformInfo::pc(1, 5)).unwrap_err();
     assert!(
         matches!(e, FirmwareError::GuestMemory { addr: 0xe0000, .. }),
         "{e}"
     );
     // Invalid descriptions are refused before anything is written.
     let mem = guest(0, 2 << 20);
-    let e = write_acpi_tables(&mem, &PlatformInfo::pc(0, 5)).unwrap_err();
+    let e = write_preferred(&mem, &PlatformInfo::pc(0, 5)).unwrap_err();
     assert!(matches!(e, FirmwareError::NoCpus), "{e}");
-    let e = write_acpi_tables(&mem, &PlatformInfo::pc(1, 9)).unwrap_err();
+    let e = write_acpi_tables(
+        &mem,
+        &PlatformInfo::pc(1, 9),
+        AcpiPlacement::preferred(0x1000),
+    )
+    .unwrap_err();
     assert!(matches!(e, FirmwareError::SleepType { value: 9 }), "{e}");
     assert_eq!(read(&mem, 0xe0000, 0x10000), vec![0; 0x10000]);
 }
@@ -470,5 +494,38 @@ fn test_largest_machine_fits() {
     assert_eq!(info.virtio_mmio.len(), slots);
     let (_, acpi, _) = written(&info);
     assert_eq!(count(&acpi.dsdt.1, b"LNRO0005"), slots);
-    crate::firmware::write_firmware_tables(&guest(0, 2 << 20), &info).unwrap();
+    let sizes = crate::firmware::firmware_sizes(&info).unwrap();
+    let layout = vmm_memory::MemoryLayout::with_phys_bits(2, 40).unwrap();
+    let needs = vmm_memory::Needs {
+        pc: Some(sizes),
+        ..Default::default()
+    };
+    let plan = vmm_memory::boot_plan::plan(&layout, &[], &needs).unwrap();
+    crate::firmware::write_firmware_tables(&guest(0, 2 << 20), &info, &plan).unwrap();
+}
+
+/// The tables work wherever the plan puts them: the RSDP moved up in the
+/// BIOS area, the rest in low RAM.
+#[test]
+fn test_tables_anywhere_the_plan_puts_them() {
+    let info = PlatformInfo::pc(4, 5);
+    let len = tables_len(&info).unwrap();
+    let mem = guest(0, 2 << 20);
+    let at = AcpiPlacement {
+        rsdp: GuestAddress(0xf_4000),
+        tables: GuestAddress(0x3_0040),
+        len,
+    };
+    assert_eq!(write_acpi_tables(&mem, &info, at).unwrap(), at.rsdp);
+    let acpi = parse(&mem);
+    assert_eq!(acpi.rsdp, 0xf_4000);
+    assert_eq!(acpi.facs.0, 0x3_0040, "the FACS first, 64-byte aligned");
+    for (addr, bytes) in acpi.tables.values().chain([&acpi.dsdt]) {
+        assert!(*addr >= 0x3_0040 && addr + bytes.len() as u64 <= 0x3_0040 + len);
+    }
+    assert_eq!(read(&mem, 0xe_0000, 0x100), vec![0; 0x100]);
+    // The size is what the tables take, not a window.
+    assert!(len < 0x1000, "{len:#x} bytes for 4 CPUs");
+    let e = write_acpi_tables(&mem, &info, AcpiPlacement { len: len - 1, ..at }).unwrap_err();
+    assert!(matches!(e, FirmwareError::NoRoom { .. }), "{e}");
 }
