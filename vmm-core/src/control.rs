@@ -14,6 +14,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use vmm_cpu::snapshot::VcpuState;
+use vmm_cpu::Vcpu;
 use vmm_devices::{VmEvent, VmEventSink};
 
 use crate::outcome::VmOutcome;
@@ -60,10 +61,33 @@ struct PauseState {
     save_gen: u64,
     /// Answers to request `save_gen`: (vCPU index, state or error).
     saved: Vec<(u64, Result<VcpuState, SnapshotError>)>,
+    /// Work waiting for a parked vCPU thread ([`VmControl::post_job`]).
+    jobs: Vec<PendingJob>,
+    /// vCPUs that stay parked while the others run ([`VmControl::hold`]).
+    held: Vec<u64>,
 }
 
 /// How a parked vCPU thread saves its state when the main loop asks.
-pub type SaveVcpu<'a> = &'a mut dyn FnMut() -> Result<VcpuState, SnapshotError>;
+pub type SaveVcpu<'a> = &'a mut dyn FnMut(&mut Vcpu) -> Result<VcpuState, SnapshotError>;
+
+/// Work for one parked vCPU, run on that vCPU's own thread (the only one
+/// that may touch its fd): how a debugger reads and changes a stopped
+/// vCPU. The job carries its own way of answering (a channel).
+pub type VcpuJob = Box<dyn FnOnce(&mut Vcpu) + Send>;
+
+/// A job and the vCPU it is for.
+struct PendingJob {
+    vcpu: u64,
+    job: VcpuJob,
+}
+
+impl std::fmt::Debug for PendingJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingJob")
+            .field("vcpu", &self.vcpu)
+            .finish()
+    }
+}
 
 impl VmControl {
     /// A control block that stops the VM after `max_exits` exits, if set.
@@ -163,9 +187,10 @@ impl VmControl {
 
     /// On a vCPU thread that left KVM_RUN for a pause: waits, counted as
     /// parked, until the pause is withdrawn or the VM stops. Meanwhile it
-    /// answers each request of [`Self::collect_vcpu_states`] with `save`,
-    /// run on this thread (which owns the vCPU), outside the lock.
-    pub fn park(&self, index: u64, save: SaveVcpu<'_>) {
+    /// answers each request of [`Self::collect_vcpu_states`] with `save`
+    /// and runs each job posted for it ([`Self::post_job`]), on this
+    /// thread (which owns `vcpu`), outside the lock.
+    pub fn park(&self, index: u64, vcpu: &mut Vcpu, save: SaveVcpu<'_>) {
         let mut p = self.pause_state();
         p.parked += 1;
         // Requests made before this thread parked are not its to answer.
@@ -173,11 +198,20 @@ impl VmControl {
         self.pause_changed.notify_all();
         // Until the main loop has restored the clock and published
         // Running, not merely until the pause is withdrawn.
-        while (p.wanted || p.state == RunState::Paused) && !self.is_stopping() {
+        while (p.wanted || p.state == RunState::Paused || p.held.contains(&index))
+            && !self.is_stopping()
+        {
+            if let Some(at) = p.jobs.iter().position(|j| j.vcpu == index) {
+                let job = p.jobs.remove(at).job;
+                drop(p);
+                job(vcpu);
+                p = self.pause_state();
+                continue;
+            }
             if p.save_gen != served {
                 served = p.save_gen;
                 drop(p);
-                let state = save();
+                let state = save(vcpu);
                 p = self.pause_state();
                 if p.save_gen == served {
                     p.saved.push((index, state));
@@ -194,6 +228,30 @@ impl VmControl {
                 .0;
         }
         p.parked -= 1;
+        // Jobs nobody will run now: dropping them closes their answer
+        // channels, so whoever waits learns at once.
+        p.jobs.retain(|j| j.vcpu != index);
+        self.pause_changed.notify_all();
+    }
+
+    /// Keeps the vCPUs in `held` parked when the VM resumes, the others
+    /// running (a debugger's scheduler locking); an empty list releases
+    /// them all. Takes effect at the next resume.
+    pub fn hold(&self, held: Vec<u64>) {
+        let mut p = self.pause_state();
+        p.held = held;
+        self.pause_changed.notify_all();
+    }
+
+    /// Hands `job` to vCPU `index`'s thread, which runs it while parked
+    /// (now, or as soon as it parks). Jobs for one vCPU run in order. A job
+    /// posted while the VM stops is dropped unrun.
+    pub fn post_job(&self, index: u64, job: VcpuJob) {
+        let mut p = self.pause_state();
+        if self.is_stopping() {
+            return;
+        }
+        p.jobs.push(PendingJob { vcpu: index, job });
         self.pause_changed.notify_all();
     }
 

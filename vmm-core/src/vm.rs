@@ -26,6 +26,9 @@ use crate::control::VmControl;
 use crate::dispatch::ExitDispatcher;
 use crate::error::VmmError;
 use crate::explain::{final_regs_line, group_thousands, say, Explainer};
+use crate::gdb::{
+    AttachedGdb, DebugExits, GdbError, GdbServer, HostDebug, StubParts, VcpuDebugLink,
+};
 use crate::handle::VmHandle;
 use crate::host_input::HostInput;
 use crate::outcome::VmOutcome;
@@ -130,6 +133,8 @@ pub struct Vm {
     fallback: Option<Arc<EmulationFallback>>,
     /// What snapshots need.
     snap: SnapshotContext,
+    /// The GDB stub, when one is attached ([`Vm::attach_gdb`]).
+    gdb: Option<AttachedGdb>,
 }
 
 /// Sends a vCPU's index when its thread leaves its run loop (even by
@@ -215,6 +220,7 @@ impl Vm {
             virtio: Vec::new(),
             fallback,
             snap: snapshot,
+            gdb: None,
         })
     }
 
@@ -316,6 +322,26 @@ impl Vm {
             self.host_input = Some(HostInput::new(fd, Box::new(link.input), link.drained));
             self.input_to_virtio = true;
         }
+    }
+
+    /// Attaches a GDB stub on `server`'s socket (see [`crate::gdb`]): the
+    /// VM starts paused at its entry and runs once gdb continues. Asks the
+    /// host first what it can do for a debugger and returns it.
+    pub fn attach_gdb(&mut self, server: GdbServer) -> Result<HostDebug, VmmError> {
+        let host = crate::gdb::probe::probe(&self._kvm)?;
+        if !host.data_breakpoints {
+            log::warn!(
+                "gdb: this host's KVM reports no data breakpoints (a write to a watched \
+                 address does not exit); watchpoints are kept by single-stepping the guest"
+            );
+        }
+        let exits = Arc::new(DebugExits::new().map_err(|e| VmmError::Gdb(GdbError::Thread(e)))?);
+        self.gdb = Some(AttachedGdb {
+            server,
+            host,
+            exits,
+        });
+        Ok(host)
     }
 
     /// A handle to stop this VM from another thread or a signal handler.
@@ -598,6 +624,11 @@ impl Vm {
                 .register_mmio(&name, MmioAddress(slot.base), WINDOW, t.clone())?;
         }
         let devices = DeviceThread::spawn(&transports, self.options.seccomp)?;
+        if self.gdb.is_some() {
+            // Stopped at the entry, before the first instruction, for gdb.
+            self.control.want_pause(true);
+            self.control.set_run_state(RunState::Paused);
+        }
         let start_paused = self.control.run_state() == RunState::Paused;
         if start_paused {
             if let Some(d) = &devices {
@@ -622,6 +653,15 @@ impl Vm {
             .iter()
             .map(|v| (v.index(), v.metrics()))
             .collect();
+        let phys_bits: Vec<u32> = self
+            .vcpus
+            .iter()
+            .map(|v| crate::gdb::phys_bits(v.cpuid()))
+            .collect();
+        let debug_link = self
+            .gdb
+            .as_ref()
+            .map(|g| VcpuDebugLink::new(g.exits.clone(), self.control.clone(), wakeup.clone()));
         let mut threads: Vec<JoinHandle<VcpuResult>> = Vec::new();
         let mut indices = Vec::new();
         let mut reported = Vec::new();
@@ -633,6 +673,7 @@ impl Vm {
                 done_tx.clone(),
                 wakeup.clone(),
                 gate.clone(),
+                debug_link.clone(),
             );
             match spawned {
                 Ok(t) => {
@@ -658,6 +699,23 @@ impl Vm {
             }
         }
         drop(done_tx);
+        let stub = self.gdb.take().and_then(|gdb| {
+            let parts = StubParts {
+                handle: self.handle(),
+                dispatcher: dispatcher.clone(),
+                memory: self.ram.memory().clone(),
+                phys_bits,
+                seccomp: self.options.seccomp,
+            };
+            match crate::gdb::spawn(gdb, parts) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    log::error!("gdb: {e}; the VM stops");
+                    self.control.stop_all();
+                    None
+                }
+            }
+        });
         let confined = if self.options.seccomp {
             confine_current_thread(ThreadRole::Main)
         } else {
@@ -705,6 +763,11 @@ impl Vm {
             d.stop();
         }
         let wall = started.elapsed();
+        // The stub has told gdb how the VM ended; the socket file goes
+        // here, where unlink is allowed.
+        if let Some(stub) = stub {
+            drop(stub.join());
+        }
 
         let mut error = None;
         for t in threads {
@@ -775,12 +838,15 @@ impl Vm {
         done: Sender<u64>,
         wakeup: Arc<EventFd>,
         gate: Arc<Barrier>,
+        debug: Option<VcpuDebugLink>,
     ) -> std::io::Result<JoinHandle<VcpuResult>> {
         let seccomp = self.options.seccomp;
         let explain = self.options.explain.clone();
         let timeline = self.options.timeline.clone();
         // Showing the final registers needs KVM_GET_REGS on this thread.
-        let role = if explain.is_some() {
+        let role = if debug.is_some() {
+            ThreadRole::VcpuDebugged
+        } else if explain.is_some() {
             ThreadRole::VcpuExplained
         } else {
             ThreadRole::Vcpu
@@ -808,7 +874,15 @@ impl Vm {
                 });
                 let result = match confined {
                     Ok(()) => loop {
-                        let stop = vcpu.run(&*dispatcher);
+                        let stop = match (vcpu.run(&*dispatcher), &debug) {
+                            // gdb's single step or breakpoint: the stub
+                            // takes it and the VM pauses for gdb.
+                            (Ok(VcpuStop::Debug { pc, dr6, .. }), Some(link)) => {
+                                link.debug_exit(crate::gdb::DebugExit { vcpu: index, pc, dr6 });
+                                Ok(VcpuStop::StopRequested)
+                            }
+                            (stop, _) => stop,
+                        };
                         // Out of KVM_RUN for a pause, not a stop: park,
                         // then run on from the same state.
                         if matches!(stop, Ok(VcpuStop::StopRequested))
@@ -818,8 +892,8 @@ impl Vm {
                             // While parked, the main loop may ask for this
                             // vCPU's state (a snapshot): only this thread
                             // may touch its fd.
-                            control.park(index, &mut || {
-                                save_vcpu(&mut vcpu, &dispatcher, &msrs, lapic)
+                            control.park(index, &mut vcpu, &mut |vcpu| {
+                                save_vcpu(vcpu, &dispatcher, &msrs, lapic)
                             });
                             continue;
                         }
