@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use vmm_core::devices::pc::build_devices;
 use vmm_core::devices::Console;
+use vmm_core::gdb::GdbServer;
 use vmm_core::virtio::build_backends;
 use vmm_core::{HostOptions, Vm, VmConfig, VmOutcome, VmmError};
 
@@ -83,12 +84,14 @@ struct Launched {
 }
 
 /// Builds the VM `config` describes; `prepared` adds what the API or the
-/// config file asked of the host (huge pages, the metrics file).
+/// config file asked of the host (huge pages, the metrics file). A GDB
+/// socket in `gdb` is attached to it (and taken).
 fn launch(
     cli: &Cli,
     config: &VmConfig,
     prepared: Option<&PreparedVm>,
     started_at: Instant,
+    gdb: &mut Option<GdbServer>,
 ) -> Result<Launched, LaunchError> {
     // The picture's file is created before anything runs: a path that
     // cannot be written is bad input, found before the guest starts.
@@ -160,11 +163,14 @@ fn launch(
     if prepared.is_some_and(|p| p.thp) {
         host.thp = true;
     }
-    let vm = match &cli.restore {
+    let mut vm = match &cli.restore {
         Some(snapshot) => restore_vm(cli, snapshot, host, console),
         None => create_with_devices(config, host, console),
     }
     .map_err(|e| LaunchError::vmm(&e))?;
+    if let Some(server) = gdb.take() {
+        vm.attach_gdb(server).map_err(|e| LaunchError::vmm(&e))?;
+    }
     Ok(Launched {
         vm,
         _raw: raw,
@@ -219,8 +225,17 @@ fn run(cli: Cli, started_at: Instant) -> i32 {
         eprintln!("vmm-bin: error: {e}");
         return exit_status::VMM_FAILURE;
     }
+    // The GDB socket first, before any thread exists (bind sets the
+    // umask): a path in use is bad input, found before the VM is built.
+    let mut gdb = match cli.gdb.as_deref().map(GdbServer::bind).transpose() {
+        Ok(g) => g.map(|g| g.with_exit_code(|o| exit_status::for_outcome(o, None) as u8)),
+        Err(e) => {
+            eprintln!("vmm-bin: error: --gdb: {e}");
+            return exit_status::BAD_INPUT;
+        }
+    };
     if cli.api_sock.is_none() && cli.config_file.is_none() {
-        return match launch(&cli, &cli.vm_config(), None, started_at) {
+        return match launch(&cli, &cli.vm_config(), None, started_at, &mut gdb) {
             Ok(launched) => finish(&cli, launched),
             Err(e) => {
                 eprintln!("vmm-bin: error: {}", e.message);
@@ -228,11 +243,11 @@ fn run(cli: Cli, started_at: Instant) -> i32 {
             }
         };
     }
-    run_firecracker_style(cli, started_at)
+    run_firecracker_style(cli, started_at, gdb)
 }
 
 /// `--api-sock` and/or `--config-file`.
-fn run_firecracker_style(cli: Cli, started_at: Instant) -> i32 {
+fn run_firecracker_style(cli: Cli, started_at: Instant, mut gdb: Option<GdbServer>) -> i32 {
     // The socket first, before any thread exists (bind sets the umask) and
     // before the VM is built: a path in use is refused at once.
     let socket = match cli.api_sock.as_deref().map(ApiSocket::bind).transpose() {
@@ -298,7 +313,7 @@ fn run_firecracker_style(cli: Cli, started_at: Instant) -> i32 {
             Some(v) => v.config.clone(),
             None => cli.vm_config(),
         };
-        let launched = match launch(&cli, &config, vm_config.as_ref(), started_at) {
+        let launched = match launch(&cli, &config, vm_config.as_ref(), started_at, &mut gdb) {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("vmm-bin: error: {}", e.message);
@@ -351,7 +366,7 @@ fn run_firecracker_style(cli: Cli, started_at: Instant) -> i32 {
                 });
             }
             Preboot::Start(vm_config) => {
-                match launch(&cli, &vm_config.config, Some(&vm_config), started_at) {
+                match launch(&cli, &vm_config.config, Some(&vm_config), started_at, &mut gdb) {
                     Ok(launched) => {
                         let started = StartedVm {
                             handle: launched.vm.handle(),
