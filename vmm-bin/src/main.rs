@@ -366,7 +366,13 @@ fn run_firecracker_style(cli: Cli, started_at: Instant, mut gdb: Option<GdbServe
                 });
             }
             Preboot::Start(vm_config) => {
-                match launch(&cli, &vm_config.config, Some(&vm_config), started_at, &mut gdb) {
+                match launch(
+                    &cli,
+                    &vm_config.config,
+                    Some(&vm_config),
+                    started_at,
+                    &mut gdb,
+                ) {
                     Ok(launched) => {
                         let started = StartedVm {
                             handle: launched.vm.handle(),

@@ -135,6 +135,9 @@ pub struct Vm {
     snap: SnapshotContext,
     /// The GDB stub, when one is attached ([`Vm::attach_gdb`]).
     gdb: Option<AttachedGdb>,
+    /// A debugger is attached: the guest waits for it, so its silence
+    /// means nothing.
+    debugged: bool,
 }
 
 /// Sends a vCPU's index when its thread leaves its run loop (even by
@@ -221,6 +224,7 @@ impl Vm {
             fallback,
             snap: snapshot,
             gdb: None,
+            debugged: false,
         })
     }
 
@@ -341,6 +345,7 @@ impl Vm {
             host,
             exits,
         });
+        self.debugged = true;
         Ok(host)
     }
 
@@ -462,7 +467,7 @@ impl Vm {
         let mut quiet_check = self
             .console
             .as_ref()
-            .filter(|_| !self.snap.restored)
+            .filter(|_| !self.snap.restored && !self.debugged)
             .map(|_| started + QUIET_HINT_AFTER);
         let deadline = self.options.timeout.map(|t| started + t);
         let mut next_report = self

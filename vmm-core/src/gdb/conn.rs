@@ -87,22 +87,37 @@ impl GdbConnection {
         Ok(Ready::Timeout)
     }
 
+    /// Reads what gdb sent (blocking when nothing is buffered); `false`
+    /// when gdb closed the connection without sending anything more.
+    pub fn has_input(&mut self) -> bool {
+        match self.fill() {
+            Ok(n) => n > 0,
+            Err(_) => false,
+        }
+    }
+
+    /// Buffers input when none is; the bytes buffered (0: end of stream).
+    fn fill(&mut self) -> std::io::Result<usize> {
+        if self.start < self.end {
+            return Ok(self.end - self.start);
+        }
+        let n = loop {
+            match self.stream.read(&mut self.input[..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        self.start = 0;
+        self.end = n;
+        Ok(n)
+    }
+
     /// The next byte from gdb, reading (blocking) when none is buffered;
     /// `None` when gdb closed the connection.
     pub fn next_byte(&mut self) -> std::io::Result<Option<u8>> {
-        if self.start == self.end {
-            let n = loop {
-                match self.stream.read(&mut self.input[..]) {
-                    Ok(n) => break n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
-                }
-            };
-            if n == 0 {
-                return Ok(None);
-            }
-            self.start = 0;
-            self.end = n;
+        if self.fill()? == 0 {
+            return Ok(None);
         }
         let b = self.input[self.start];
         self.start += 1;

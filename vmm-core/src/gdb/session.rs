@@ -113,6 +113,22 @@ type Machine<'a> = GdbStubStateMachine<'a, VmTarget, GdbConnection>;
 
 /// One gdb connection, from its first packet to its end.
 fn session(stream: UnixStream, target: &mut VmTarget, exit_code: ExitCode) -> Ended {
+    let mut conn = GdbConnection::new(stream);
+    // Nothing changes until the peer speaks: a connection that closes
+    // without a byte (a second VMM probing whether the socket is in use)
+    // leaves the VM as it was.
+    loop {
+        match conn.wait(None, IDLE_POLL) {
+            Ok(Ready::Gdb) => break,
+            Ok(_) if target.vcpus().vm_ended() => return Ended::VmEnded,
+            Ok(_) => continue,
+            Err(_) => return Ended::Detached,
+        }
+    }
+    if !conn.has_input() {
+        log::debug!("gdb: a connection closed before its first byte");
+        return Ended::Detached;
+    }
     log::info!("gdb connected");
     // Stopped for gdb (at the first connection the VM is paused at its
     // entry already).
@@ -125,8 +141,7 @@ fn session(stream: UnixStream, target: &mut VmTarget, exit_code: ExitCode) -> En
         return Ended::VmEnded;
     }
     target.exits().clear();
-    let stub = match GdbStub::<VmTarget, GdbConnection>::builder(GdbConnection::new(stream)).build()
-    {
+    let stub = match GdbStub::<VmTarget, GdbConnection>::builder(conn).build() {
         Ok(s) => s,
         Err(e) => {
             log::warn!("gdb: {e}");
