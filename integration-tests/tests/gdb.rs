@@ -111,6 +111,16 @@ fn finish_gdb(mut child: Child, lines: &mpsc::Receiver<String>, seen: &mut Vec<S
     seen.join("\n")
 }
 
+/// Ctrl-C to `gdb` once the guest says `line` on its console (it spins
+/// then): gdb sends it to the stub as an interrupt.
+fn interrupt_at(vmm: &mut Background, line: &str, gdb: &Child) {
+    vmm.wait_line(line, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = i32::try_from(gdb.id()).expect("pid fits");
+    // SAFETY: kill(2) on our own child, not yet reaped.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+}
+
 /// The value gdb printed for the `n`-th `print` (`$n = value`).
 fn printed(out: &str, n: u32) -> &str {
     let tag = format!("${n} = ");
@@ -223,15 +233,9 @@ fn test_gdb_ctrl_c_threads_and_memory_write() {
             "continue",
         ],
     );
-    // Ctrl-C once the guest spins (it says so on its serial console): gdb
-    // sends it to the stub as an interrupt.
     let mut vmm = vmm;
-    vmm.wait_line("spinning", Duration::from_secs(30));
-    std::thread::sleep(Duration::from_millis(200));
+    interrupt_at(&mut vmm, "spinning", &gdb);
     let mut seen = Vec::new();
-    let pid = i32::try_from(gdb.id()).expect("pid fits");
-    // SAFETY: kill(2) on our own child, not yet reaped.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
     let out = finish_gdb(gdb, &lines, &mut seen);
     let run = vmm.finish();
     let _ = std::fs::remove_file(&sock);
@@ -299,5 +303,117 @@ fn test_gdb_socket_in_use_is_bad_input() {
         exit_status::for_outcome(&vmm_core::VmOutcome::Stopped, None),
         "gdb stopped the VM: {}",
         run.stderr
+    );
+}
+
+#[test]
+fn test_gdb_user_mode_breakpoint_and_step() {
+    let sock = socket_path("user");
+    let vmm = start_vmm(&sock, &[]);
+    let (gdb, lines) = spawn_gdb(
+        &sock,
+        &[
+            // The guest goes to user_main at CPL3 (after its three bumps).
+            "set var user_mode = 1",
+            "break user_main",
+            "continue",
+            "print (long)$pc - (long)&user_main",
+            "stepi",
+            "print (long)$pc - (long)&user_main",
+            "delete",
+            "continue",
+        ],
+    );
+    let mut seen = Vec::new();
+    let out = finish_gdb(gdb, &lines, &mut seen);
+    let run = vmm.finish();
+    let _ = std::fs::remove_file(&sock);
+    let context = format!("gdb:\n{out}\nvmm-bin stderr:\n{}", run.stderr);
+    let host_says = if run.stderr.contains("cannot debug guest user code") {
+        "the VMM's probe found that this host's KVM cannot debug guest user code (CPL3): a \
+         single step there raises #DB in the guest instead of exiting to the VMM, and DR0-DR3 \
+         breakpoints never fire (the nested kvm_pvm hosts of this project run CPL3 guest code \
+         natively and only CPL0 code through KVM's emulator, where debugging works)"
+    } else {
+        "the VMM's probe found nothing wrong with user-mode debugging on this host"
+    };
+    assert!(
+        out.contains("Breakpoint 1, user_main ()"),
+        "FAILS ON THIS HOST: gdb did not stop at the breakpoint in user_main, which runs at \
+         CPL3; {host_says}; {context}"
+    );
+    assert_eq!(printed(&out, 1), "0", "{context}");
+    let stepped: u64 = printed(&out, 2)
+        .parse()
+        .unwrap_or_else(|e| panic!("{e}; {context}"));
+    assert!(
+        (1..=15).contains(&stepped),
+        "FAILS ON THIS HOST: stepi in user mode moved the PC by {stepped} bytes; {host_says}; \
+         {context}"
+    );
+    // bump(1) + bump(2) + bump(3) + two user-mode increments.
+    assert!(out.contains("exited with code 021]"), "{context}");
+    assert_eq!(
+        run.status,
+        exit_status::debug_exit_status(FINAL_COUNT + 2),
+        "{context}"
+    );
+}
+
+#[test]
+fn test_gdb_step_in_user_mode_never_harms_the_guest() {
+    // Stopped in user code by Ctrl-C, the guest is stepped where the host
+    // can do it, and otherwise the stub refuses (SIGSTOP) instead of
+    // letting the step's #DB reach the guest; either way the guest ends
+    // as it should.
+    let sock = socket_path("userstep");
+    let vmm = start_vmm(&sock, &[]);
+    let (gdb, lines) = spawn_gdb(
+        &sock,
+        &[
+            "set var user_mode = 1",
+            "set var spin = 1",
+            "continue",
+            "print $cs & 3",
+            "print/x $pc",
+            "stepi",
+            "print/x $pc",
+            "set var spin = 0",
+            "continue",
+        ],
+    );
+    let mut vmm = vmm;
+    interrupt_at(&mut vmm, "spinning in user mode", &gdb);
+    let mut seen = Vec::new();
+    let out = finish_gdb(gdb, &lines, &mut seen);
+    let run = vmm.finish();
+    let _ = std::fs::remove_file(&sock);
+    let context = format!("gdb:\n{out}\nvmm-bin stderr:\n{}", run.stderr);
+    assert!(out.contains("received signal SIGINT"), "{context}");
+    assert_eq!(printed(&out, 1), "3", "stopped in user code; {context}");
+    if run.stderr.contains("cannot debug guest user code") {
+        eprintln!("NOTE: this host cannot single-step guest user code; checking the refusal");
+        assert!(
+            out.contains("received signal SIGSTOP"),
+            "the stub did not refuse the step; {context}"
+        );
+        assert_eq!(
+            printed(&out, 2),
+            printed(&out, 3),
+            "the vCPU moved; {context}"
+        );
+        assert!(run.stderr.contains("not resumed"), "{context}");
+    } else {
+        assert_ne!(
+            printed(&out, 2),
+            printed(&out, 3),
+            "stepi did not step; {context}"
+        );
+    }
+    assert!(out.contains("exited with code 021]"), "{context}");
+    assert_eq!(
+        run.status,
+        exit_status::debug_exit_status(FINAL_COUNT + 2),
+        "{context}"
     );
 }

@@ -339,6 +339,13 @@ impl Vm {
                  address does not exit); watchpoints are kept by single-stepping the guest"
             );
         }
+        if !host.user_mode_debug {
+            log::warn!(
+                "gdb: this host's KVM cannot debug guest user code (a single step at CPL3 \
+                 raises #DB in the guest instead of exiting; breakpoints there never fire): \
+                 only kernel-mode (CPL0) code can be stepped and stopped at"
+            );
+        }
         let exits = Arc::new(DebugExits::new().map_err(|e| VmmError::Gdb(GdbError::Thread(e)))?);
         self.gdb = Some(AttachedGdb {
             server,

@@ -172,6 +172,16 @@ fn session(stream: UnixStream, target: &mut VmTarget, exit_code: ExitCode) -> En
                 Err(_) => return gone(target),
             },
             GdbStubStateMachine::Running(mut g) => {
+                if let Some(reason) = target.take_refused() {
+                    machine = match g.report_stop(target, reason) {
+                        Ok(m) => m,
+                        Err(e) => {
+                            log::warn!("gdb: session ended: {e}");
+                            return gone(target);
+                        }
+                    };
+                    continue;
+                }
                 if target.vcpus().vm_ended() {
                     let reason = end_reason(target, exit_code);
                     let _ = g.report_stop(target, reason);

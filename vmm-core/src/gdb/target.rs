@@ -13,6 +13,11 @@
 //! single-steps, and after each step the watched bytes are compared with
 //! their last value; a change is the watchpoint's hit, reported on the
 //! vCPU that stepped. Only write watchpoints can be kept that way.
+//!
+//! Where the host cannot single-step guest user code
+//! ([`HostDebug::user_mode_debug`]; the step's #DB would be delivered to
+//! the guest's own handler), a vCPU at CPL3 is never stepped: the resume
+//! is refused and gdb told SIGSTOP on that vCPU, with the reason logged.
 
 use std::num::NonZeroUsize;
 
@@ -32,6 +37,7 @@ use gdbstub_arch::x86::reg::X86_64CoreRegs;
 use gdbstub_arch::x86::X86_64_SSE;
 use kvm_bindings::kvm_guest_debug;
 use vm_memory::GuestMemoryMmap;
+use vmm_cpu::fallback::cpl;
 
 use super::debugregs::{HwSlots, Slot, DR6_BS};
 use super::events::{DebugExit, DebugExits};
@@ -83,6 +89,9 @@ pub(crate) struct VmTarget {
     /// Watchpoints kept by stepping (hosts without data breakpoints).
     stepped: Vec<SteppedWatch>,
     exits: Arc<DebugExits>,
+    /// A resume refused because it would step user code the host cannot
+    /// step: the vCPU, reported to gdb instead of running.
+    refused: Option<u64>,
 }
 
 fn tid_of(vcpu: usize) -> Tid {
@@ -110,6 +119,7 @@ impl VmTarget {
             applied: vec![None; n],
             stepped: Vec::new(),
             exits,
+            refused: None,
         }
     }
 
@@ -206,20 +216,43 @@ impl VmTarget {
     /// VM run: the vCPUs gdb left without action stay parked if gdb locked
     /// the scheduler.
     fn do_resume(&mut self) -> Result<(), GdbError> {
-        let mut held = Vec::new();
-        for i in 0..self.vcpus.count() {
-            let action = match self.actions[i] {
+        // Per vCPU: None stays parked, Some(step) runs (single-stepping).
+        let plan: Vec<Option<bool>> = self
+            .actions
+            .iter()
+            .map(|a| match a {
                 Action::Unset if self.locked => None,
-                Action::Unset | Action::Continue => Some(false),
+                Action::Unset | Action::Continue => Some(self.stepping_for_watch()),
                 Action::Step => Some(true),
-            };
-            let Some(step) = action else {
+            })
+            .collect();
+        if !self.host.user_mode_debug {
+            for (i, _) in plan.iter().enumerate().filter(|(_, p)| **p == Some(true)) {
+                let vcpu = i as u64;
+                let (regs, sregs) = self.vcpus.call(vcpu, move |v, _| {
+                    let kvm = |what| move |source| GdbError::Kvm { vcpu, what, source };
+                    Ok::<_, GdbError>((
+                        v.fd().get_regs().map_err(kvm("KVM_GET_REGS"))?,
+                        v.fd().get_sregs().map_err(kvm("KVM_GET_SREGS"))?,
+                    ))
+                })??;
+                if cpl(&regs, &sregs) == 3 {
+                    log::warn!(
+                        "gdb: vCPU {vcpu} runs user code (CPL3), which this host's KVM cannot \
+                         single-step (the step's #DB would go to the guest): not resumed"
+                    );
+                    self.refused = Some(vcpu);
+                    return Ok(());
+                }
+            }
+        }
+        let mut held = Vec::new();
+        for (i, p) in plan.into_iter().enumerate() {
+            let Some(step) = p else {
                 held.push(i as u64);
                 continue;
             };
-            let want = self
-                .slots
-                .guest_debug(step || self.stepping_for_watch(), self.host.step_flags);
+            let want = self.slots.guest_debug(step, self.host.step_flags);
             if self.applied[i] != Some(want) {
                 let vcpu = i as u64;
                 self.vcpus.call(vcpu, move |v, _| {
@@ -237,6 +270,16 @@ impl VmTarget {
         self.exits.clear();
         self.vcpus.resume(held);
         Ok(())
+    }
+
+    /// The vCPU whose resume was refused (see the module docs), once.
+    pub fn take_refused(&mut self) -> Option<MultiThreadStopReason<u64>> {
+        self.refused
+            .take()
+            .map(|vcpu| MultiThreadStopReason::SignalWithThread {
+                tid: tid_of(vcpu as usize),
+                signal: Signal::SIGSTOP,
+            })
     }
 
     /// Resumes again with the same actions (after a [`StopVerdict::Resume`]).
