@@ -17,6 +17,9 @@
 //! - [`vcpu`]: [`Vcpu::run`], the KVM_RUN loop. It decodes every exit, splits
 //!   string I/O into elements, hands port and MMIO accesses to an
 //!   [`ExitHandler`] and returns a typed [`VcpuStop`]. EINTR/EAGAIN are retried.
+//! - [`wake_state`]: the state firmware leaves when the platform resumes
+//!   from ACPI S3 (the boot processor at the FACS waking vector, the others
+//!   waiting for SIPI), [`Vcpu::reset_for_wake`].
 //! - [`fallback`]: finishing the instructions the host's KVM emulator
 //!   gives up on (KVM_EXIT_INTERNAL_ERROR, emulation failure): a short list
 //!   completed or answered with the exception hardware raises, called from
@@ -108,6 +111,7 @@ pub mod paging;
 pub mod snapshot;
 pub mod start_state;
 pub mod vcpu;
+pub mod wake_state;
 
 pub use boot_state::{setup_boot_state, validate_start, BootStateError, BootStateLoaded};
 pub use exit_handler::{ExitAction, ExitHandler, ExitKind};
@@ -115,3 +119,4 @@ pub use exit_record::{ExitFields, ExitRecord};
 pub use fallback::{EmulationFallback, FallbackStat, GuestFeatures};
 pub use start_state::{CpuMode, Entry, Reg, StartState, UnknownReg};
 pub use vcpu::{InternalError, Vcpu, VcpuError, VcpuStats, VcpuStop, PENDING_IO_LIMIT};
+pub use wake_state::{WakeEntry, WakeStateError};

@@ -52,8 +52,9 @@ pub enum VcpuError {
     PendingIoStopped {
         /// vCPU index.
         index: u64,
-        /// Why it ended.
-        stop: VcpuStop,
+        /// Why it ended (boxed: an internal error carries its decoded
+        /// instruction, and this variant is rare).
+        stop: Box<VcpuStop>,
     },
 }
 
@@ -407,7 +408,7 @@ impl Vcpu {
                         self.fd.set_kvm_immediate_exit(0);
                         return Err(VcpuError::PendingIoStopped {
                             index: self.index,
-                            stop,
+                            stop: Box::new(stop),
                         });
                     }
                 }

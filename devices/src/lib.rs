@@ -13,6 +13,8 @@
 //!   register block (PM timer, S5 power-off).
 //! - [`console::Console`]: the byte sink guest output goes to.
 //! - [`irq::IrqLine`]: a device's interrupt line (none, or a KVM irqfd).
+//! - [`timer`]: devices whose events come from time (RTC interrupts, the PM
+//!   timer's carry) and that the VMM's main loop services on a timer.
 //! - [`vm_event`]: how a device asks the VMM to end the VM, without knowing
 //!   the VMM (like vm-superio's `Trigger` for interrupts).
 //! - [`state`]: snapshot state. Every stateful device has a serialisable
@@ -55,6 +57,7 @@ pub mod irq;
 pub mod legacy;
 pub mod pc;
 pub mod state;
+pub mod timer;
 pub mod virtio;
 pub mod vm_event;
 

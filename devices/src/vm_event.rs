@@ -11,6 +11,13 @@ pub enum VmEvent {
     Reset,
     /// The guest powered off (ACPI S5 through PM1a_CNT, ...).
     PowerOff,
+    /// The guest entered ACPI S3 (suspend to RAM): every vCPU stops where
+    /// it is, RAM is kept, and the VM waits for [`VmEvent::Wake`].
+    Suspend,
+    /// A wake event arrived while the VM was in S3 (the RTC alarm with
+    /// RTC_EN, the power button): the platform resumes, the boot processor
+    /// at the firmware waking vector.
+    Wake,
 }
 
 /// Receives [`VmEvent`]s. vmm-core implements it to stop the vCPUs; tests

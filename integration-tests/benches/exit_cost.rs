@@ -29,7 +29,9 @@
 //!
 //! the shipped binary, `vmm-bin --kernel LOOP --memory 1 --serial none
 //! --stats` (timed from spawn to exit; also with `--no-seccomp` when the
-//! binary has that flag); and, to see where a difference comes from, the
+//! binary has that flag, and with `--exit-plot`, whose exit counters must
+//! stay within noise of the plain binary); and, to see where a difference
+//! comes from, the
 //! steps from (a) to (b):
 //!
 //! - `floor + 3 clock reads`: the floor loop reading the clock as vmm-cpu's
@@ -363,10 +365,13 @@ enum Variant {
     VmmNoSeccomp,
     /// The `vmm-bin` process (port 0x10), optionally with `--no-seccomp`.
     VmmBin { no_seccomp: bool },
+    /// `vmm-bin --exit-plot` (port 0x10): the per-kind, per-bucket exit
+    /// counters on the exit path, and the SVG drawn at the end.
+    VmmBinExitPlot,
 }
 
 impl Variant {
-    const ALL: [Variant; 11] = [
+    const ALL: [Variant; 12] = [
         Variant::Floor,
         Variant::FloorClock,
         Variant::CpuLoop,
@@ -378,6 +383,7 @@ impl Variant {
         Variant::VmmNoSeccomp,
         Variant::VmmBin { no_seccomp: false },
         Variant::VmmBin { no_seccomp: true },
+        Variant::VmmBinExitPlot,
     ];
 
     fn name(self) -> String {
@@ -394,6 +400,7 @@ impl Variant {
             Variant::VmmNoSeccomp => "VMM lib .seccomp(false), port 0x10".into(),
             Variant::VmmBin { no_seccomp: false } => "vmm-bin process, port 0x10".into(),
             Variant::VmmBin { no_seccomp: true } => "vmm-bin --no-seccomp, port 0x10".into(),
+            Variant::VmmBinExitPlot => "vmm-bin --exit-plot, port 0x10".into(),
         }
     }
 
@@ -409,6 +416,7 @@ impl Variant {
             Variant::VmmNoSeccomp => "vmm_10_noseccomp".into(),
             Variant::VmmBin { no_seccomp: false } => "vmm_bin".into(),
             Variant::VmmBin { no_seccomp: true } => "vmm_bin_noseccomp".into(),
+            Variant::VmmBinExitPlot => "vmm_bin_exit_plot".into(),
         }
     }
 
@@ -581,7 +589,9 @@ fn run_variant_here(v: Variant, n: u64, guest: Vec<u8>) -> Res<Sample> {
                 cpu: Duration::ZERO,
             })
         }
-        Variant::VmmBin { .. } => Err("vmm-bin runs are spawned by the parent".into()),
+        Variant::VmmBin { .. } | Variant::VmmBinExitPlot => {
+            Err("vmm-bin runs are spawned by the parent".into())
+        }
     }
 }
 
@@ -734,7 +744,7 @@ fn parse_stats(stderr: &str) -> (Option<u64>, Option<f64>, Option<f64>) {
 /// One measurement of `v` at `n` exits, in a fresh process.
 fn measure(v: Variant, n: u64, files: &GuestFiles) -> Res<Sample> {
     match v {
-        Variant::VmmBin { no_seccomp } => {
+        Variant::VmmBin { .. } | Variant::VmmBinExitPlot => {
             let mut cmd = Command::new(vmm_bin());
             cmd.args([
                 "--kernel",
@@ -745,10 +755,23 @@ fn measure(v: Variant, n: u64, files: &GuestFiles) -> Res<Sample> {
                 "none",
             ])
             .arg("--stats");
-            if no_seccomp {
+            if v == (Variant::VmmBin { no_seccomp: true }) {
                 cmd.arg("--no-seccomp");
             }
+            let plot = std::env::temp_dir().join(format!("exit-cost-{}.svg", std::process::id()));
+            if v == Variant::VmmBinExitPlot {
+                cmd.arg("--exit-plot").arg(&plot);
+            }
             let done = spawn_wait(&mut cmd)?;
+            if v == Variant::VmmBinExitPlot {
+                // The picture must have been drawn, or the variant measured
+                // nothing of what it is for.
+                let svg = std::fs::read_to_string(&plot).unwrap_or_default();
+                let _ = std::fs::remove_file(&plot);
+                if !svg.contains("<svg") {
+                    return Err(format!("--exit-plot wrote no SVG to {}", plot.display()).into());
+                }
+            }
             let (io_out, run_ms, handle_ms) = parse_stats(&done.stderr);
             if !done.exited_ok() {
                 return Err(done.describe(&cmd).into());
@@ -813,6 +836,10 @@ fn selected_variants() -> Res<Vec<Variant>> {
     if out.contains(&Variant::VmmBin { no_seccomp: true }) && !vmm_bin_has_flag("--no-seccomp") {
         println!("  (vmm-bin has no --no-seccomp flag: that variant is left out)");
         out.retain(|v| *v != Variant::VmmBin { no_seccomp: true });
+    }
+    if out.contains(&Variant::VmmBinExitPlot) && !vmm_bin_has_flag("--exit-plot") {
+        println!("  (vmm-bin has no --exit-plot flag: that variant is left out)");
+        out.retain(|v| *v != Variant::VmmBinExitPlot);
     }
     Ok(out)
 }
@@ -1379,7 +1406,10 @@ fn report_exit_cost(rows: &[(Variant, Rounds)]) {
         }
         if matches!(
             v,
-            Variant::Vmm(_) | Variant::VmmNoSeccomp | Variant::VmmBin { .. }
+            Variant::Vmm(_)
+                | Variant::VmmNoSeccomp
+                | Variant::VmmBin { .. }
+                | Variant::VmmBinExitPlot
         ) {
             let (wall, cpu) = (pct(median(&r.ratio)), pct(median(&r.cpu_ratio)));
             let verdict = |p: f64| if p <= 5.0 { "meets" } else { "MISSES" };

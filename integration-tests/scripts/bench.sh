@@ -92,6 +92,7 @@ row "(b) VMM library, port 0x80 (POST)" vmm_80
 row "VMM library, .seccomp(false)" vmm_10_noseccomp
 row "vmm-bin process, port 0x10" vmm_bin
 row "vmm-bin --no-seccomp, port 0x10" vmm_bin_noseccomp
+row "vmm-bin --exit-plot, port 0x10" vmm_bin_exit_plot
 busy=$(get busy_pct)
 if [ "$busy" != - ] && awk -v b="$busy" 'BEGIN {exit !(b > 5)}'; then
   echo "  NOTE: the machine was busy during the run (floor wall time ${busy}% above its CPU time): use the CPU columns"

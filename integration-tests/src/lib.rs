@@ -15,6 +15,7 @@ pub mod gdb_guest;
 pub mod guest_asm;
 pub mod netns;
 pub mod pattern;
+pub mod reboot_guest;
 pub mod run;
 pub mod temp_file;
 mod virtio_guest;

@@ -230,7 +230,15 @@ pub fn run_vmm_until(
                     break;
                 }
             }
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                // Stdout closed: the process is exiting; give it a moment
+                // to be reaped so its status is known.
+                let until = start.elapsed() + Duration::from_secs(2);
+                while child.try_wait().ok().flatten().is_none() && start.elapsed() < until {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                break;
+            }
         }
     }
     let status = match child.try_wait().ok().flatten() {

@@ -636,14 +636,36 @@ fn test_snapshot_requests_the_vm_cannot_take_are_refused() {
     ));
 }
 
+/// A block backend that describes itself by device type only, as a
+/// library user's backend would by default.
+struct AnonymousDisk;
+
+impl vmm_core::devices::virtio::VirtioDevice for AnonymousDisk {
+    fn device_type(&self) -> u32 {
+        2
+    }
+    fn queue_max_sizes(&self) -> &[u16] {
+        &[16]
+    }
+    fn features(&self) -> u64 {
+        0
+    }
+    fn process_queue(
+        &mut self,
+        _: usize,
+        _: &mut vmm_core::devices::virtio::QueueContext<'_>,
+    ) -> Result<(), vmm_core::devices::virtio::DeviceError> {
+        Ok(())
+    }
+}
+
 #[test]
 fn test_snapshot_refuses_a_backend_that_cannot_describe_itself() {
     require_kvm();
     let dir = Dir::new("disk");
-    // A virtio-blk backend that reports only its device type: a restore
-    // could not check it gets the same disk back, so nothing is saved.
-    let image = dir.file("disk.img");
-    std::fs::write(&image, vec![0u8; 1 << 20]).unwrap();
+    // A virtio-blk slot whose backend reports only its device type: a
+    // restore could not check it gets the same disk back, so nothing is
+    // saved.
     let config = VmConfig {
         memory_mib: 16,
         boot: BootConfig {
@@ -656,7 +678,7 @@ fn test_snapshot_refuses_a_backend_that_cannot_describe_itself() {
         },
         devices: vmm_core::config::DeviceConfig {
             disks: vec![vmm_core::config::DiskConfig {
-                path: image.clone(),
+                path: dir.file("unused.img"),
                 read_only: false,
                 serial: None,
             }],
@@ -665,11 +687,18 @@ fn test_snapshot_refuses_a_backend_that_cannot_describe_itself() {
         ..Default::default()
     };
     let console = Console::memory();
-    let vm = VmBuilder::from_config(config, HostOptions::default())
-        .console(console.clone())
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap();
+    let host = HostOptions {
+        timeout: Some(Duration::from_secs(60)),
+        ..HostOptions::default()
+    };
+    let mut vm = Vm::create(&config, host).unwrap();
+    let devices = vmm_core::devices::pc::build_devices(
+        vm.device_options(console.clone()),
+        &mut vm.interrupt_lines(),
+    )
+    .unwrap();
+    vm.attach_devices(devices);
+    vm.attach_virtio(Box::new(AnonymousDisk)).unwrap();
     let (handle, run) = start(vm);
     wait_for_output(&console, 10);
     handle.pause().unwrap();

@@ -11,7 +11,7 @@ use vmm_core::config::{
 use crate::device_args::{parse_disk, parse_net, parse_vsock};
 use vmm_core::cpu::Reg;
 use vmm_core::loader::{BootMode, Entry, Format};
-use vmm_core::{HostOptions, Platform, VmConfig};
+use vmm_core::{HostOptions, OnReset, Platform, VmConfig};
 
 use crate::exit_status::EXIT_STATUS_HELP;
 
@@ -84,6 +84,10 @@ pub struct Cli {
     /// Track the pages the guest and devices write, so diff snapshots can be taken.
     #[arg(long = "track-dirty-pages")]
     pub track_dirty_pages: bool,
+
+    /// What a guest reset (i8042 0xFE, the ACPI reset register) does: exit (status 14), or reboot (the VM is built again from its configuration and boots anew in this process; limits and metrics cover the whole run).
+    #[arg(long = "on-reset", value_name = "exit|reboot", default_value = "exit", value_parser = parse_on_reset)]
+    pub on_reset: OnReset,
 
     /// Image format, instead of detecting it.
     #[arg(long, value_name = "raw|elf|multiboot|linux|pvh", value_parser = parse_format)]
@@ -399,6 +403,11 @@ pub fn parse_platform(s: &str) -> Result<Platform, String> {
     s.parse()
 }
 
+/// Parses an `--on-reset` action.
+pub fn parse_on_reset(s: &str) -> Result<OnReset, String> {
+    s.parse()
+}
+
 /// Parses a `--format` name.
 pub fn parse_format(s: &str) -> Result<Format, String> {
     s.parse()
@@ -540,6 +549,19 @@ mod tests {
         let line = one_line_error(&e);
         assert!(line.contains("'lots' is not a size"), "{line}");
         assert!(!line.contains('\n'), "{line}");
+    }
+
+    #[test]
+    fn test_on_reset_flag() {
+        let cli =
+            |args: &[&str]| Cli::try_parse_from([&["vmm-bin", "--kernel", "k"], args].concat());
+        assert_eq!(cli(&[]).unwrap().on_reset, OnReset::Exit);
+        assert_eq!(
+            cli(&["--on-reset", "reboot"]).unwrap().on_reset,
+            OnReset::Reboot
+        );
+        let e = cli(&["--on-reset", "halt"]).unwrap_err().to_string();
+        assert!(e.contains("'halt'"), "{e}");
     }
 
     #[test]

@@ -3,10 +3,11 @@
 //!
 //! With `--api-sock` or `--config-file` the VM is described the way
 //! Firecracker describes it (see `vmm_bin::api`): a config file starts it
-//! at once; an API socket without one waits for `InstanceStart`, taking
-//! configuration calls on this thread meanwhile. Either way the VM is
-//! built and run on this (the main) thread, and the API thread serves
-//! runtime calls through the VM's handle.
+//! at once; an API socket without one waits for `InstanceStart` or
+//! `PUT /snapshot/load`, taking configuration calls on this thread
+//! meanwhile. Either way the VM is built and run on this (the main)
+//! thread, and the API thread serves runtime calls through the VM's
+//! handle.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -19,12 +20,13 @@ use vmm_core::devices::pc::build_devices;
 use vmm_core::devices::Console;
 use vmm_core::gdb::GdbServer;
 use vmm_core::virtio::build_backends;
-use vmm_core::{HostOptions, Vm, VmConfig, VmOutcome, VmmError};
+use vmm_core::{HostOptions, NextBoot, OnReset, Vm, VmConfig, VmOutcome, VmmError};
 
 use vmm_bin::api::controller::{self, Controller, MainReply, Preboot, StartedVm, ToMain};
 use vmm_bin::api::http::Response;
 use vmm_bin::api::prepare::{open_append, Prepared, PreparedVm};
 use vmm_bin::api::server::{ApiSocket, SocketFile};
+use vmm_bin::api::snapshot::{load_failed, LoadRequest};
 use vmm_bin::cli::{self, Cli, SerialOut};
 use vmm_bin::signals::{self, signal_name};
 use vmm_bin::terminal::{restore_terminal, RawTerminal};
@@ -75,21 +77,67 @@ impl LaunchError {
     }
 }
 
+/// Builds the next boot of a VM after a guest reset (`--on-reset reboot`).
+type Rebuild = Box<dyn FnMut(NextBoot) -> Result<Vm, VmmError>>;
+
 /// A built VM, ready to run, and the terminal mode it runs under.
 struct Launched {
     vm: Vm,
     _raw: Option<RawTerminal>,
+    /// How to build its next boot, when it reboots on a guest reset.
+    reboot: Option<Rebuild>,
     /// Where `--exit-plot` draws the run, created before the guest started.
     plot: Option<BufWriter<File>>,
 }
 
-/// Builds the VM `config` describes; `prepared` adds what the API or the
-/// config file asked of the host (huge pages, the metrics file). A GDB
-/// socket in `gdb` is attached to it (and taken).
+/// What a VM is built from.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    /// A configuration (flags, config file, API calls).
+    Config(&'a VmConfig),
+    /// A snapshot (`--restore`, `PUT /snapshot/load`); its console is the
+    /// one `--serial` names.
+    Snapshot(&'a LoadRequest),
+}
+
+/// What the API or the config file asked of the host, beyond the flags.
+#[derive(Debug, Default)]
+struct HostExtras {
+    thp: bool,
+    metrics: Option<PathBuf>,
+    track_dirty_pages: bool,
+}
+
+impl From<&PreparedVm> for HostExtras {
+    fn from(p: &PreparedVm) -> Self {
+        HostExtras {
+            thp: p.thp,
+            metrics: p.metrics.clone(),
+            track_dirty_pages: p.track_dirty_pages,
+        }
+    }
+}
+
+/// The snapshot `--restore` names.
+fn cli_load(cli: &Cli) -> Option<LoadRequest> {
+    let snapshot = cli.restore.clone()?;
+    Some(LoadRequest {
+        // clap makes --restore require --restore-mem.
+        mem_file_path: cli.restore_mem.clone().unwrap_or_else(|| snapshot.clone()),
+        snapshot_path: snapshot,
+        track_dirty_pages: cli.track_dirty_pages,
+        resume_vm: cli.resume,
+    })
+}
+
+/// Builds the VM `source` describes; `extras` adds what the API or the
+/// config file asked of the host (huge pages, the metrics file, dirty-page
+/// tracking). A GDB socket in `gdb` is attached to it (and taken; a reboot
+/// runs without the stub).
 fn launch(
     cli: &Cli,
-    config: &VmConfig,
-    prepared: Option<&PreparedVm>,
+    source: Source<'_>,
+    extras: &HostExtras,
     started_at: Instant,
     gdb: &mut Option<GdbServer>,
 ) -> Result<Launched, LaunchError> {
@@ -105,6 +153,14 @@ fn launch(
                 })?,
         ),
         None => None,
+    };
+    let flags;
+    let config = match source {
+        Source::Config(c) => c,
+        Source::Snapshot(_) => {
+            flags = cli.vm_config();
+            &flags
+        }
     };
     let console = config
         .devices
@@ -137,8 +193,7 @@ fn launch(
             let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
         }));
     }
-    let api_metrics = prepared.and_then(|p| p.metrics.clone());
-    if let Some(path) = api_metrics {
+    if let Some(path) = extras.metrics.clone() {
         let file = open_append(&path).map_err(|e| LaunchError {
             message: format!("Metrics error: cannot open {}: {e}", path.display()),
             status: exit_status::BAD_INPUT,
@@ -160,12 +215,31 @@ fn launch(
             .unwrap_or(std::time::Duration::from_secs(u64::MAX / 4));
         host.metrics = Some((every, metrics_writer(path.clone())));
     }
-    if prepared.is_some_and(|p| p.thp) {
-        host.thp = true;
-    }
-    let mut vm = match &cli.restore {
-        Some(snapshot) => restore_vm(cli, snapshot, host, console),
-        None => create_with_devices(config, host, console),
+    host.thp |= extras.thp;
+    host.track_dirty_pages |= extras.track_dirty_pages;
+    let reboot = match (cli.on_reset, source) {
+        (OnReset::Exit, _) => None,
+        (OnReset::Reboot, Source::Snapshot(_)) => {
+            log::warn!(
+                "--on-reset reboot: a VM restored from a snapshot cannot reboot (the snapshot \
+                 keeps no boot inputs); a guest reset ends it (status 14)"
+            );
+            None
+        }
+        (OnReset::Reboot, Source::Config(config)) => {
+            // Each boot: the same configuration, host options and console
+            // (one file, not truncated again), the handles handed on.
+            let config = config.clone();
+            let host = host.for_next_boot();
+            let console = console.clone();
+            Some(Box::new(move |next: NextBoot| {
+                create_with_devices(&config, host.for_next_boot(), console.clone(), Some(next))
+            }) as Rebuild)
+        }
+    };
+    let mut vm = match source {
+        Source::Snapshot(load) => restore_vm(load, host, console),
+        Source::Config(config) => create_with_devices(config, host, console, None),
     }
     .map_err(|e| LaunchError::vmm(&e))?;
     if let Some(server) = gdb.take() {
@@ -174,13 +248,19 @@ fn launch(
     Ok(Launched {
         vm,
         _raw: raw,
+        reboot,
         plot,
     })
 }
 
 /// Runs a launched VM to its end; the process's exit status.
 fn finish(cli: &Cli, launched: Launched) -> i32 {
-    let Launched { vm, _raw, mut plot } = launched;
+    let Launched {
+        vm,
+        _raw,
+        reboot,
+        mut plot,
+    } = launched;
     if let Some(signal) = signals::stop_on_signal(vm.handle()) {
         eprintln!(
             "vmm-bin: stopped by {} ({signal}) during start-up",
@@ -188,7 +268,11 @@ fn finish(cli: &Cli, launched: Launched) -> i32 {
         );
         return 128 + signal;
     }
-    let report = match vm.run() {
+    let run = match reboot {
+        Some(rebuild) => vmm_core::run_rebooting(vm, rebuild),
+        None => vm.run(),
+    };
+    let report = match run {
         Ok(r) => r,
         Err(e) => {
             eprintln!("vmm-bin: error: {}", hints::message(&e));
@@ -235,7 +319,13 @@ fn run(cli: Cli, started_at: Instant) -> i32 {
         }
     };
     if cli.api_sock.is_none() && cli.config_file.is_none() {
-        return match launch(&cli, &cli.vm_config(), None, started_at, &mut gdb) {
+        let config = cli.vm_config();
+        let load = cli_load(&cli);
+        let source = match &load {
+            Some(l) => Source::Snapshot(l),
+            None => Source::Config(&config),
+        };
+        return match launch(&cli, source, &HostExtras::default(), started_at, &mut gdb) {
             Ok(launched) => finish(&cli, launched),
             Err(e) => {
                 eprintln!("vmm-bin: error: {}", e.message);
@@ -299,7 +389,8 @@ fn run_firecracker_style(cli: Cli, started_at: Instant, mut gdb: Option<GdbServe
     if cli.config_file.is_some() || cli.restore.is_some() || socket.is_none() {
         // The file or the snapshot describes the VM: start it now; the API
         // (if any) serves runtime calls.
-        let vm_config = match &cli.restore {
+        let load = cli_load(&cli);
+        let vm_config = match &load {
             Some(_) => None,
             None => match prepared.vm_config() {
                 Ok(v) => Some(v),
@@ -309,11 +400,12 @@ fn run_firecracker_style(cli: Cli, started_at: Instant, mut gdb: Option<GdbServe
                 }
             },
         };
-        let config = match &vm_config {
-            Some(v) => v.config.clone(),
-            None => cli.vm_config(),
+        let (source, extras) = match (&load, &vm_config) {
+            (Some(l), _) => (Source::Snapshot(l), HostExtras::default()),
+            (None, Some(v)) => (Source::Config(&v.config), HostExtras::from(v)),
+            (None, None) => return exit_status::VMM_FAILURE,
         };
-        let launched = match launch(&cli, &config, vm_config.as_ref(), started_at, &mut gdb) {
+        let launched = match launch(&cli, source, &extras, started_at, &mut gdb) {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("vmm-bin: error: {}", e.message);
@@ -321,9 +413,13 @@ fn run_firecracker_style(cli: Cli, started_at: Instant, mut gdb: Option<GdbServe
             }
         };
         if let Some(socket) = socket {
+            let config = match &load {
+                Some(l) => prepared.restored_config(launched.vm.config(), l.track_dirty_pages),
+                None => prepared.full_config(),
+            };
             let started = StartedVm {
                 handle: launched.vm.handle(),
-                config: prepared.full_config(),
+                config,
             };
             if let Err(status) = serve(socket, Some(started)) {
                 return status;
@@ -332,7 +428,8 @@ fn run_firecracker_style(cli: Cli, started_at: Instant, mut gdb: Option<GdbServe
         return finish(&cli, launched);
     }
 
-    // An API and no file: configuration calls until InstanceStart.
+    // An API and no file: configuration calls until InstanceStart or a
+    // snapshot load.
     let Some(socket) = socket else {
         return exit_status::VMM_FAILURE;
     };
@@ -365,11 +462,42 @@ fn run_firecracker_style(cli: Cli, started_at: Instant, mut gdb: Option<GdbServe
                     started: None,
                 });
             }
+            Preboot::Load(load) => {
+                let extras = HostExtras {
+                    metrics: prepared.metrics_path(),
+                    track_dirty_pages: load.track_dirty_pages,
+                    thp: false,
+                };
+                match launch(&cli, Source::Snapshot(&load), &extras, started_at, &mut gdb) {
+                    Ok(launched) => {
+                        let track = load.track_dirty_pages || cli.track_dirty_pages;
+                        let started = StartedVm {
+                            handle: launched.vm.handle(),
+                            config: prepared.restored_config(launched.vm.config(), track),
+                        };
+                        let _ = reply.send(MainReply {
+                            response: Response::no_content(),
+                            started: Some(started),
+                        });
+                        return finish(&cli, launched);
+                    }
+                    Err(e) => {
+                        // Nothing was left behind: the process can take
+                        // another load, or a configuration.
+                        log::warn!("PUT /snapshot/load failed: {}", e.message);
+                        let _ = reply.send(MainReply {
+                            response: load_failed(&e.message),
+                            started: None,
+                        });
+                    }
+                }
+            }
             Preboot::Start(vm_config) => {
+                let extras = HostExtras::from(&*vm_config);
                 match launch(
                     &cli,
-                    &vm_config.config,
-                    Some(&vm_config),
+                    Source::Config(&vm_config.config),
+                    &extras,
                     started_at,
                     &mut gdb,
                 ) {
@@ -400,35 +528,40 @@ fn run_firecracker_style(cli: Cli, started_at: Instant, mut gdb: Option<GdbServe
     }
 }
 
-/// The VM a snapshot describes (`--restore`), its console output to
-/// `console` (`--serial`); running at once with `--resume`, else paused.
-fn restore_vm(
-    cli: &Cli,
-    snapshot: &std::path::Path,
-    host: HostOptions,
-    console: Console,
-) -> Result<Vm, VmmError> {
-    // clap makes --restore require --restore-mem.
-    let mem = cli.restore_mem.as_deref().unwrap_or(snapshot);
-    let mut vm = Vm::restore_with_console(snapshot, mem, host, Some(console))?;
-    if cli.resume {
+/// The VM a snapshot describes (`--restore`, `PUT /snapshot/load`), its
+/// console output to `console` (`--serial`); running at once with
+/// `--resume` / `resume_vm`, else paused.
+fn restore_vm(load: &LoadRequest, host: HostOptions, console: Console) -> Result<Vm, VmmError> {
+    let mut vm = Vm::restore_with_console(
+        &load.snapshot_path,
+        &load.mem_file_path,
+        host,
+        Some(console),
+    )?;
+    if load.resume_vm {
         vm.resume_on_start();
     } else {
-        log::warn!("the restored VM is paused; it runs once resumed (--resume, or the API)");
+        log::warn!(
+            "the restored VM is paused; it runs once resumed (--resume, or the API's PATCH /vm)"
+        );
     }
     Ok(vm)
 }
 
 /// The VM, with the platform's device set (`vmm_devices::pc`) on its exit
-/// dispatcher's bus.
+/// dispatcher's bus; with `next`, as the next boot of a rebooting VM.
 fn create_with_devices(
     config: &VmConfig,
     host: HostOptions,
     console: Console,
+    next: Option<NextBoot>,
 ) -> Result<Vm, VmmError> {
     // Host resources first: an unusable disk or socket is bad input.
     let backends = build_backends(&config.devices)?;
-    let mut vm = Vm::create(config, host)?;
+    let mut vm = match next {
+        Some(next) => Vm::create_next(config, host, next)?,
+        None => Vm::create(config, host)?,
+    };
     let devices = build_devices(vm.device_options(console), &mut vm.interrupt_lines())?;
     vm.attach_devices(devices);
     for backend in backends.devices {

@@ -19,6 +19,7 @@ use vmm_loader::{BootMode, Entry, Format};
 use crate::config::{HostOptions, KernelImage, ModuleConfig, VmConfig};
 use crate::error::VmmError;
 use crate::platform::Platform;
+use crate::reboot::NextBoot;
 use crate::virtio::build_backends;
 use crate::vm::{MetricsSink, Vm};
 
@@ -62,6 +63,8 @@ pub struct VmBuilder {
     console: Option<Console>,
     extra_pio: Vec<ExtraPio>,
     extra_mmio: Vec<ExtraMmio>,
+    /// Built as the next boot of a rebooting VM.
+    next: Option<NextBoot>,
 }
 
 impl VmBuilder {
@@ -78,6 +81,14 @@ impl VmBuilder {
             host,
             ..Self::default()
         }
+    }
+
+    /// Builds the next boot of a rebooting VM: the VM takes over the
+    /// handles, limits and metrics sink of the boot before (see
+    /// [`crate::reboot::run_rebooting`] and [`Vm::create_next`]).
+    pub fn next_boot(mut self, next: NextBoot) -> Self {
+        self.next = Some(next);
+        self
     }
 
     /// The VM description so far.
@@ -337,7 +348,10 @@ impl VmBuilder {
             None => self.config.devices.serial.open()?,
         };
         let backends = build_backends(&self.config.devices)?;
-        let mut vm = Vm::create(&self.config, self.host)?;
+        let mut vm = match self.next {
+            Some(next) => Vm::create_next(&self.config, self.host, next)?,
+            None => Vm::create(&self.config, self.host)?,
+        };
         let mut devices = build_devices(vm.device_options(console), &mut vm.interrupt_lines())?;
         let mut extra = Vec::new();
         for d in self.extra_pio {
@@ -370,6 +384,9 @@ impl VmBuilder {
     /// irqchip and firmware tables. Attach devices with
     /// [`Vm::attach_devices`] before [`Vm::run`].
     pub fn create(self) -> Result<Vm, VmmError> {
-        Vm::create(&self.config, self.host)
+        match self.next {
+            Some(next) => Vm::create_next(&self.config, self.host, next),
+            None => Vm::create(&self.config, self.host),
+        }
     }
 }

@@ -260,6 +260,34 @@ pub struct HostOptions {
     pub track_dirty_pages: bool,
 }
 
+impl HostOptions {
+    /// The same options for the next boot of a rebooting VM
+    /// ([`crate::reboot::run_rebooting`]): everything but the metrics sink
+    /// (handed on from the boot before) and the start time (the first
+    /// boot's).
+    pub fn for_next_boot(&self) -> HostOptions {
+        HostOptions {
+            kvm_path: self.kvm_path.clone(),
+            kernel_cache: self.kernel_cache.clone(),
+            thp: self.thp,
+            seccomp: self.seccomp,
+            trace_io: self.trace_io,
+            print_post_codes: self.print_post_codes,
+            max_exits: self.max_exits,
+            timeout: self.timeout,
+            metrics: None,
+            console_input: self.console_input,
+            started_at: None,
+            emulation_fallback: self.emulation_fallback,
+            // Each boot is explained and counted afresh (the report's
+            // timeline is the last boot's).
+            explain: self.explain.clone(),
+            exit_timeline: self.exit_timeline,
+            track_dirty_pages: self.track_dirty_pages,
+        }
+    }
+}
+
 impl Default for HostOptions {
     fn default() -> Self {
         HostOptions {

@@ -8,14 +8,23 @@
 //! KVM_RUN, each vCPU thread parks ([`VmControl::park`]) until the pause is
 //! withdrawn or the VM stops, and once all are parked the main loop saves
 //! the clock and publishes [`RunState::Paused`].
+//!
+//! ACPI S3 uses the same parking: the guest's PM1_CNT write
+//! ([`VmEvent::Suspend`], on the vCPU thread that made it) asks for a
+//! suspension, the vCPU stops before its next instruction, the main loop
+//! parks the others and publishes [`RunState::Suspended`] (the clock is
+//! not saved: time passes in S3). A wake event ([`VmEvent::Wake`]) makes
+//! the main loop publish a [`WakeReset`] and then [`RunState::Running`];
+//! each vCPU thread leaving its park loads that reset before running on.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use vmm_cpu::snapshot::VcpuState;
-use vmm_cpu::Vcpu;
+use vmm_cpu::{Vcpu, WakeEntry};
 use vmm_devices::{VmEvent, VmEventSink};
+use vmm_sys_util::eventfd::EventFd;
 
 use crate::outcome::VmOutcome;
 use crate::snapshot::slot::SnapshotSlot;
@@ -33,12 +42,29 @@ pub struct VmControl {
     max_exits: Option<u64>,
     /// Key presses and metrics flushes asked for through the VM handle.
     pub(crate) host: crate::host_requests::HostRequests,
-    /// Fast check for the vCPU loop; the truth is in `pause`.
+    /// Fast check for the vCPU loop (a pause or a suspension is wanted);
+    /// the truth is in `pause`.
     pause_wanted: AtomicBool,
     pause: Mutex<PauseState>,
     pause_changed: Condvar,
     /// A snapshot request on its way to the main loop.
     pub(crate) snapshot: SnapshotSlot,
+    /// Reboots so far (the same control serves every boot of a VM run
+    /// with [`crate::reboot::run_rebooting`]).
+    reboots: AtomicU64,
+    /// Wakes the main loop (the VM's [`crate::VmHandle`] eventfd), for
+    /// events raised on vCPU threads that the main loop must act on.
+    main_loop: OnceLock<Arc<EventFd>>,
+}
+
+/// The state every vCPU loads when the VM wakes from S3, published by the
+/// main loop before it releases them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WakeReset {
+    /// Counts wakes: a vCPU thread loads a reset once per generation.
+    pub generation: u64,
+    /// Where the boot processor resumes; the others wait for SIPI.
+    pub entry: WakeEntry,
 }
 
 /// Whether a VM's vCPUs run.
@@ -50,6 +76,9 @@ pub enum RunState {
     /// Every vCPU is parked outside KVM_RUN and the devices take no
     /// requests.
     Paused,
+    /// The guest is in ACPI S3: every vCPU is parked and the devices take
+    /// no requests until a wake event.
+    Suspended,
 }
 
 #[derive(Debug, Default)]
@@ -57,6 +86,12 @@ struct PauseState {
     wanted: bool,
     state: RunState,
     parked: usize,
+    /// The guest asked for S3 and has not been woken yet.
+    suspend: bool,
+    /// A wake event arrived during the suspension.
+    wake: bool,
+    /// The last wake's reset.
+    reset: Option<WakeReset>,
     /// Generation of the latest request for the parked vCPUs' state.
     save_gen: u64,
     /// Answers to request `save_gen`: (vCPU index, state or error).
@@ -67,12 +102,43 @@ struct PauseState {
     held: Vec<u64>,
 }
 
-/// How a parked vCPU thread saves its state when the main loop asks.
-pub type SaveVcpu<'a> = &'a mut dyn FnMut(&mut Vcpu) -> Result<VcpuState, SnapshotError>;
+impl PauseState {
+    fn wants_park(&self) -> bool {
+        self.wanted || self.suspend
+    }
+}
 
-/// Work for one parked vCPU, run on that vCPU's own thread (the only one
-/// that may touch its fd): how a debugger reads and changes a stopped
-/// vCPU. The job carries its own way of answering (a channel).
+/// What a parked vCPU thread does for others, on that thread (the only
+/// one that may touch the vCPU's fd): save its state when the main loop
+/// asks (a snapshot), run the jobs a debugger posts.
+pub trait ParkedVcpu {
+    /// Saves the vCPU's state.
+    fn save(&mut self) -> Result<VcpuState, SnapshotError>;
+    /// Runs `job` with the vCPU.
+    fn run_job(&mut self, job: VcpuJob);
+}
+
+/// A vCPU and how to save it: the [`ParkedVcpu`] of a vCPU thread.
+pub struct Parked<'a, F: FnMut(&mut Vcpu) -> Result<VcpuState, SnapshotError>> {
+    /// The thread's vCPU.
+    pub vcpu: &'a mut Vcpu,
+    /// Saves it.
+    pub save: F,
+}
+
+impl<F: FnMut(&mut Vcpu) -> Result<VcpuState, SnapshotError>> ParkedVcpu for Parked<'_, F> {
+    fn save(&mut self) -> Result<VcpuState, SnapshotError> {
+        (self.save)(self.vcpu)
+    }
+
+    fn run_job(&mut self, job: VcpuJob) {
+        job(self.vcpu)
+    }
+}
+
+/// Work for one parked vCPU, run on that vCPU's own thread: how a
+/// debugger reads and changes a stopped vCPU. The job carries its own way
+/// of answering (a channel).
 pub type VcpuJob = Box<dyn FnOnce(&mut Vcpu) + Send>;
 
 /// A job and the vCPU it is for.
@@ -163,6 +229,32 @@ impl VmControl {
     pub fn exits(&self) -> u64 {
         self.exits.load(Ordering::Relaxed)
     }
+
+    /// Reboots so far.
+    pub fn reboots(&self) -> u64 {
+        self.reboots.load(Ordering::Relaxed)
+    }
+
+    /// Readies this control for the next boot after a guest reset: no
+    /// outcome, not stopping (unless a stop was asked for meanwhile: the
+    /// next boot then ends at once), running, no pause pending; the exit
+    /// budget and its count carry on (the limits are the whole run's), and
+    /// the reboot is counted.
+    pub(crate) fn reset_for_reboot(&self) {
+        *self.outcome.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        {
+            let mut p = self.pause_state();
+            p.wanted = false;
+            p.state = RunState::Running;
+            p.saved.clear();
+            self.pause_wanted.store(false, Ordering::SeqCst);
+            self.pause_changed.notify_all();
+        }
+        self.reboots.fetch_add(1, Ordering::Relaxed);
+        // Last, so that a stop asked for at any point above survives.
+        self.stopping
+            .store(self.requested.load(Ordering::SeqCst), Ordering::Release);
+    }
 }
 
 impl VmControl {
@@ -175,43 +267,110 @@ impl VmControl {
     pub fn want_pause(&self, wanted: bool) {
         let mut p = self.pause_state();
         p.wanted = wanted;
-        self.pause_wanted.store(wanted, Ordering::SeqCst);
+        self.pause_wanted.store(p.wants_park(), Ordering::SeqCst);
         self.pause_changed.notify_all();
     }
 
-    /// Whether a pause is wanted (checked by the vCPU loop before every
-    /// KVM_RUN).
+    /// Whether a pause or a suspension is wanted (checked by the vCPU loop
+    /// before every KVM_RUN).
     pub fn pause_wanted(&self) -> bool {
         self.pause_wanted.load(Ordering::SeqCst)
     }
 
+    /// Connects the main loop's eventfd, written when a device event needs
+    /// the main loop (S3 entry and wake).
+    pub(crate) fn set_main_loop_waker(&self, fd: Arc<EventFd>) {
+        let _ = self.main_loop.set(fd);
+    }
+
+    fn wake_main_loop(&self) {
+        if let Some(fd) = self.main_loop.get() {
+            let _ = fd.write(1);
+        }
+    }
+
+    /// The guest entered S3: every vCPU is to stop (the caller's before
+    /// its next instruction: it checks [`Self::pause_wanted`] before
+    /// re-entering the guest).
+    pub fn request_suspend(&self) {
+        let mut p = self.pause_state();
+        p.suspend = true;
+        p.wake = false;
+        self.pause_wanted.store(true, Ordering::SeqCst);
+        self.pause_changed.notify_all();
+        drop(p);
+        self.wake_main_loop();
+    }
+
+    /// A wake event: the suspended VM resumes (ignored unless suspended or
+    /// suspending).
+    pub fn request_wake(&self) {
+        let mut p = self.pause_state();
+        if p.suspend {
+            p.wake = true;
+        }
+        drop(p);
+        self.wake_main_loop();
+    }
+
+    /// Whether the guest asked for S3 and is not awake again.
+    pub fn suspend_wanted(&self) -> bool {
+        self.pause_state().suspend
+    }
+
+    /// Whether a wake event arrived for the current suspension.
+    pub fn wake_wanted(&self) -> bool {
+        let p = self.pause_state();
+        p.suspend && p.wake
+    }
+
+    /// Ends the suspension (the main loop, with every vCPU parked): the
+    /// vCPUs load `entry` when they leave their park, which publishing
+    /// [`RunState::Running`] then allows.
+    pub(crate) fn publish_wake(&self, entry: WakeEntry) -> WakeReset {
+        let mut p = self.pause_state();
+        let generation = p.reset.map_or(1, |r| r.generation + 1);
+        let reset = WakeReset { generation, entry };
+        p.reset = Some(reset);
+        p.suspend = false;
+        p.wake = false;
+        self.pause_wanted.store(p.wants_park(), Ordering::SeqCst);
+        reset
+    }
+
+    /// The last wake's reset, if it is newer than generation `seen`.
+    pub fn wake_reset_since(&self, seen: u64) -> Option<WakeReset> {
+        self.pause_state().reset.filter(|r| r.generation > seen)
+    }
+
     /// On a vCPU thread that left KVM_RUN for a pause: waits, counted as
     /// parked, until the pause is withdrawn or the VM stops. Meanwhile it
-    /// answers each request of [`Self::collect_vcpu_states`] with `save`
-    /// and runs each job posted for it ([`Self::post_job`]), on this
-    /// thread (which owns `vcpu`), outside the lock.
-    pub fn park(&self, index: u64, vcpu: &mut Vcpu, save: SaveVcpu<'_>) {
+    /// answers each request of [`Self::collect_vcpu_states`] and runs each
+    /// job posted for it ([`Self::post_job`]) through `parked`, on this
+    /// thread (which owns the vCPU), outside the lock.
+    pub fn park(&self, index: u64, parked: &mut dyn ParkedVcpu) {
         let mut p = self.pause_state();
         p.parked += 1;
         // Requests made before this thread parked are not its to answer.
         let mut served = p.save_gen;
         self.pause_changed.notify_all();
-        // Until the main loop has restored the clock and published
-        // Running, not merely until the pause is withdrawn.
-        while (p.wanted || p.state == RunState::Paused || p.held.contains(&index))
+        // Until the main loop has restored the clock (or, after S3,
+        // published the wake reset) and published Running, not merely until
+        // the pause is withdrawn; a vCPU a debugger holds stays.
+        while (p.wants_park() || p.state != RunState::Running || p.held.contains(&index))
             && !self.is_stopping()
         {
             if let Some(at) = p.jobs.iter().position(|j| j.vcpu == index) {
                 let job = p.jobs.remove(at).job;
                 drop(p);
-                job(vcpu);
+                parked.run_job(job);
                 p = self.pause_state();
                 continue;
             }
             if p.save_gen != served {
                 served = p.save_gen;
                 drop(p);
-                let state = save(vcpu);
+                let state = parked.save();
                 p = self.pause_state();
                 if p.save_gen == served {
                     p.saved.push((index, state));
@@ -346,6 +505,8 @@ impl VmEventSink for VmControl {
             VmEvent::DebugExit(value) => self.stop(VmOutcome::DebugExit { value }),
             VmEvent::Reset => self.stop(VmOutcome::Reset),
             VmEvent::PowerOff => self.stop(VmOutcome::PowerOff),
+            VmEvent::Suspend => self.request_suspend(),
+            VmEvent::Wake => self.request_wake(),
         }
     }
 }
@@ -353,6 +514,17 @@ impl VmEventSink for VmControl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A parked "vCPU" with nothing to save and no jobs to run.
+    struct NoVcpu;
+
+    impl ParkedVcpu for NoVcpu {
+        fn save(&mut self) -> Result<VcpuState, SnapshotError> {
+            Err(SnapshotError::NotPaused)
+        }
+
+        fn run_job(&mut self, _job: VcpuJob) {}
+    }
 
     #[test]
     fn test_first_outcome_wins() {
@@ -374,6 +546,64 @@ mod tests {
         c.vm_event(VmEvent::PowerOff);
         c.request_stop();
         assert_eq!(c.outcome(), Some(VmOutcome::PowerOff));
+    }
+
+    #[test]
+    fn test_reset_for_reboot_clears_the_outcome_but_keeps_budget_and_stop_requests() {
+        let c = VmControl::new(Some(10));
+        c.count_exit();
+        c.vm_event(VmEvent::Reset);
+        assert!(c.is_stopping());
+        c.reset_for_reboot();
+        assert!(!c.is_stopping());
+        assert_eq!(c.outcome(), None);
+        assert_eq!((c.exits(), c.reboots()), (1, 1));
+        assert_eq!(c.run_state(), RunState::Running);
+        // A stop asked for around the reboot is not lost.
+        c.vm_event(VmEvent::Reset);
+        c.request_stop();
+        c.reset_for_reboot();
+        assert!(c.is_stopping());
+        assert_eq!(c.outcome(), Some(VmOutcome::Stopped));
+        assert_eq!(c.reboots(), 2);
+    }
+
+    #[test]
+    fn test_suspend_parks_until_wake_published() {
+        let c = Arc::new(VmControl::new(None));
+        let fd = Arc::new(EventFd::new(vmm_sys_util::eventfd::EFD_NONBLOCK).unwrap());
+        c.set_main_loop_waker(fd.clone());
+        // A wake before any suspension means nothing.
+        c.vm_event(VmEvent::Wake);
+        assert!(!c.wake_wanted());
+        c.vm_event(VmEvent::Suspend);
+        assert!(c.pause_wanted() && c.suspend_wanted());
+        assert!(fd.read().unwrap() >= 1, "the main loop was woken");
+        // A user's resume does not end a suspension.
+        c.want_pause(false);
+        assert!(c.pause_wanted());
+        let parked = {
+            let c = c.clone();
+            std::thread::spawn(move || {
+                // No snapshot is asked for here: the save is never called.
+                c.park(0, &mut NoVcpu);
+                c.wake_reset_since(0)
+            })
+        };
+        assert!(c.wait_parked(1, Duration::from_secs(5)));
+        c.set_run_state(RunState::Suspended);
+        c.vm_event(VmEvent::Wake);
+        assert!(c.wake_wanted());
+        let entry = WakeEntry::RealMode { vector: 0x1000 };
+        let reset = c.publish_wake(entry);
+        assert_eq!(reset.generation, 1);
+        assert!(!c.pause_wanted());
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(!parked.is_finished(), "held until Running is published");
+        c.set_run_state(RunState::Running);
+        assert_eq!(parked.join().unwrap(), Some(reset));
+        assert_eq!(c.wake_reset_since(1), None);
+        assert_eq!(c.publish_wake(entry).generation, 2);
     }
 
     #[test]

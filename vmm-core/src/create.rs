@@ -22,10 +22,12 @@ use crate::config::{BootConfig, HostOptions, VmConfig};
 use crate::control::VmControl;
 use crate::error::VmmError;
 use crate::explain::{regs_line, say, size_text, sregs_line, Explainer};
+use crate::firmware::acpi::facs::find_facs;
 use crate::firmware::real_mode::write_real_mode_firmware;
 use crate::firmware::{write_firmware_tables, PlatformInfo, VirtioMmio};
 use crate::kvm::open_kvm;
 use crate::platform::{create_irqchip, set_bios_pic_and_pit, Platform};
+use crate::reboot::NextBoot;
 use crate::snapshot::create::SnapshotContext;
 use crate::snapshot::SnapshotError;
 use crate::timeline::ExitTimeline;
@@ -52,6 +54,27 @@ impl Vm {
     /// [`Vm::attach_devices`] (or use [`crate::VmBuilder::build`], which
     /// does exactly that).
     pub fn create(config: &VmConfig, host: HostOptions) -> Result<Vm, VmmError> {
+        Self::create_with(config, host, None)
+    }
+
+    /// [`Self::create`] for the next boot of a rebooting VM (see
+    /// [`crate::reboot::run_rebooting`]): the new VM takes over the handles
+    /// of the one before (the same [`crate::VmHandle`]s keep working), its
+    /// exit budget and the deadline of its timeout, and, if `host` has no
+    /// metrics sink, the one before's.
+    pub fn create_next(
+        config: &VmConfig,
+        host: HostOptions,
+        next: NextBoot,
+    ) -> Result<Vm, VmmError> {
+        Self::create_with(config, host, Some(next))
+    }
+
+    fn create_with(
+        config: &VmConfig,
+        mut host: HostOptions,
+        next: Option<NextBoot>,
+    ) -> Result<Vm, VmmError> {
         // Input first, KVM last: bad input is reported even without KVM.
         let cpus = config.vcpus;
         if cpus == 0 {
@@ -125,11 +148,11 @@ impl Vm {
         say(&explain, || {
             "KVM_CREATE_VM: a VM file descriptor, with no memory and no vCPUs yet".to_string()
         });
-        // SAFETY: `ram` is moved into the returned `Vm`, which drops its VM
-        // fd before its RAM (see `Vm`'s field order).
         let slot_options = SlotOptions {
             log_dirty_pages: host.track_dirty_pages,
         };
+        // SAFETY: `ram` is moved into the returned `Vm`, which drops its VM
+        // fd before its RAM (see `Vm`'s field order).
         let slots = unsafe {
             register_memory_slots_with(&vm_fd, &ram, kvm.get_nr_memslots(), slot_options)
         }?;
@@ -258,6 +281,7 @@ impl Vm {
             vcpus.push(vcpu);
         }
 
+        let mut facs = None;
         if pc {
             let info = PlatformInfo {
                 pm_timer_32bit: acpi_pm::PM_TMR_VAL_EXT,
@@ -297,6 +321,9 @@ impl Vm {
                 tables.rsdp.0,
                 tables.mp_floating_pointer.0
             );
+            // Firmware knows where its FACS is: read back once, before the
+            // guest can touch the tables.
+            facs = find_facs(ram.memory(), tables.rsdp);
         }
 
         phase("vCPUs set up");
@@ -315,7 +342,15 @@ impl Vm {
             restored: false,
             has_memory_base: false,
         };
-        let control = Arc::new(VmControl::new(host.max_exits));
+        let (control, wake, deadline, cmos) = match next {
+            Some(next) => {
+                if host.metrics.is_none() {
+                    host.metrics = next.metrics;
+                }
+                (next.control, Some(next.wake), next.deadline, next.cmos)
+            }
+            None => (Arc::new(VmControl::new(host.max_exits)), None, None, None),
+        };
         let options = RunOptions {
             timeout: host.timeout,
             metrics: host.metrics,
@@ -324,10 +359,11 @@ impl Vm {
             print_post_codes: host.print_post_codes,
             console_input: host.console_input,
             started_at: host.started_at,
+            deadline,
             explain,
             timeline,
         };
-        Vm::new(VmParts {
+        let mut vm = Vm::new(VmParts {
             vcpus,
             vm_fd,
             kvm,
@@ -336,10 +372,14 @@ impl Vm {
             control,
             options,
             virtio_slots,
+            facs,
             fallback,
             snapshot,
             track_dirty_pages: host.track_dirty_pages,
-        })
+            wake,
+        })?;
+        vm.cmos_kept = cmos;
+        Ok(vm)
     }
 }
 

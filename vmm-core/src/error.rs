@@ -136,6 +136,26 @@ pub enum VmmError {
     /// An eventfd could not be created.
     #[error("creating an eventfd failed: {0}")]
     EventFd(std::io::Error),
+    /// A timerfd (for the devices' timed interrupts) could not be created.
+    #[error("creating a timerfd failed: {0}")]
+    TimerFd(vmm_sys_util::errno::Error),
+    /// Saving the interrupt controllers' start state (KVM_GET_IRQCHIP, for
+    /// the reset at an S3 wake) failed.
+    #[error("KVM_GET_IRQCHIP (chip {chip}) failed: {source}")]
+    GetIrqchip {
+        /// KVM's chip number (0, 1: PICs, 2: IOAPIC).
+        chip: u32,
+        /// The ioctl's error.
+        source: kvm_ioctls::Error,
+    },
+    /// A vCPU could not load its state for the wake from S3.
+    #[error("vCPU {index}: {source}")]
+    WakeState {
+        /// The vCPU.
+        index: u64,
+        /// What failed.
+        source: vmm_cpu::WakeStateError,
+    },
     /// The event loop could not be created.
     #[error("creating the event loop failed: {0:?}")]
     EventLoop(event_manager::Error),
@@ -232,6 +252,12 @@ pub enum VmmError {
     /// A vCPU thread panicked (a VMM bug).
     #[error("a vCPU thread panicked (a VMM bug; the VM was stopped)")]
     VcpuPanicked,
+    /// The thread running one boot of a rebooting VM could not be started.
+    #[error("starting the thread for the next boot failed: {0}")]
+    SpawnBootThread(std::io::Error),
+    /// The thread running one boot of a rebooting VM panicked (a VMM bug).
+    #[error("the thread running the VM panicked (a VMM bug)")]
+    BootThreadPanicked,
     /// Taking or restoring a snapshot failed.
     #[error(transparent)]
     Snapshot(#[from] crate::snapshot::SnapshotError),

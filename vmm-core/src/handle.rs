@@ -106,6 +106,12 @@ impl VmHandle {
         self.control.run_state() == RunState::Paused
     }
 
+    /// Whether the guest is in ACPI S3 (suspended to RAM, every vCPU
+    /// stopped until a wake event). [`Self::resume`] does not wake it.
+    pub fn is_suspended(&self) -> bool {
+        self.control.run_state() == RunState::Suspended
+    }
+
     /// Takes a snapshot of the paused VM: its state to
     /// `request.snapshot_path`, guest RAM to `request.mem_file_path` (see
     /// [`crate::snapshot`]). The thread running the VM does the work while

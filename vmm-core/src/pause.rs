@@ -7,6 +7,9 @@
 //! Resume: restore the clock (so the guest sees no time pass while it was
 //! paused, as QEMU and Cloud Hypervisor do), let the devices serve what
 //! arrived meanwhile, publish Running, which releases the vCPUs.
+//!
+//! A suspension to ACPI S3 parks the vCPUs the same way but publishes
+//! Suspended and keeps the clock running; [`crate::suspend`] wakes it.
 
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::thread::JoinHandle;
@@ -85,6 +88,13 @@ impl Pauser {
                 let _ = t.kill(kick_signal());
             }
             control.wait_parked(threads.len(), KICK_RETRY);
+        }
+        if control.suspend_wanted() {
+            // ACPI S3: time goes on for the guest (its RTC and kvmclock
+            // show the sleep), so the clock is not saved.
+            control.set_run_state(RunState::Suspended);
+            log::info!("VM suspended (ACPI S3)");
+            return PauseEnd::Paused;
         }
         self.clock = match vm_fd.get_clock() {
             Ok(c) => Some(c),

@@ -11,9 +11,10 @@
 //! The lists were taken from strace of every feature the VMM has (console to
 //! stdout/file, tracing, metrics files, kicks, teardown) and are kept as
 //! short as that allows. `ioctl` is limited to KVM_RUN and the snapshot
-//! state reads on vCPU threads, plus the few register and event writes of
-//! the emulation fallback, and with a debugger attached KVM_SET_GUEST_DEBUG
-//! and KVM_SET_FPU ([`ThreadRole::VcpuDebugged`]).
+//! state reads on vCPU threads, plus the state setters a vCPU needs to load
+//! its reset state at an ACPI S3 wake (on its own thread, on its own fd),
+//! the few register and event writes of the emulation fallback, and with a
+//! debugger attached KVM_SET_GUEST_DEBUG ([`ThreadRole::VcpuDebugged`]).
 
 use std::collections::BTreeMap;
 
@@ -68,12 +69,11 @@ const FALLBACK_IOCTLS: [u64; 3] = [
 
 /// What a vCPU thread adds while a debugger is attached (`--gdb`,
 /// `vmm-core/src/gdb/`): turning guest debugging (single step, DR0-DR7
-/// breakpoints) on and off, and writing the x87/SSE registers gdb
-/// changed. Its other reads and writes (registers, special registers)
-/// are snapshot reads and fallback writes already.
-const GDB_VCPU_IOCTLS: [u64; 2] = [
+/// breakpoints) on and off. Its other reads and writes (registers,
+/// special registers, x87/SSE) are snapshot reads, fallback and S3-wake
+/// writes already.
+const GDB_VCPU_IOCTLS: [u64; 1] = [
     iow::<kvm_bindings::kvm_guest_debug>(0x9b), // KVM_SET_GUEST_DEBUG
-    iow::<kvm_bindings::kvm_fpu>(0x8d),         // KVM_SET_FPU
 ];
 
 /// The VM-wide state reads the main thread makes for a snapshot.
@@ -89,6 +89,25 @@ const KVM_GET_CLOCK: u64 = (2 << 30) | (CLOCK_DATA_LEN << 16) | 0xae7c;
 /// KVM_SET_CLOCK = _IOW(KVMIO, 0x7b, struct kvm_clock_data).
 const KVM_SET_CLOCK: u64 = (1 << 30) | (CLOCK_DATA_LEN << 16) | 0xae7b;
 
+/// The vCPU ioctls of an S3 wake (`vmm_cpu::Vcpu::reset_for_wake`):
+/// KVM_SET_REGS, KVM_GET_SREGS, KVM_SET_SREGS, KVM_SET_FPU, KVM_GET_LAPIC,
+/// KVM_SET_LAPIC, KVM_SET_MP_STATE, KVM_SET_VCPU_EVENTS.
+const VCPU_WAKE_IOCTLS: [u64; 8] = [
+    iow::<kvm_bindings::kvm_regs>(0x82),
+    ior::<kvm_bindings::kvm_sregs>(0x83),
+    iow::<kvm_bindings::kvm_sregs>(0x84),
+    iow::<kvm_bindings::kvm_fpu>(0x8d),
+    ior::<kvm_bindings::kvm_lapic_state>(0x8e),
+    iow::<kvm_bindings::kvm_lapic_state>(0x8f),
+    iow::<kvm_bindings::kvm_mp_state>(0x99),
+    iow::<kvm_bindings::kvm_vcpu_events>(0xa0),
+];
+
+/// KVM_SET_IRQCHIP = _IOR(KVMIO, 0x63, struct kvm_irqchip) (sic: the
+/// kernel declares it as a read): the main loop puts the PIC and IOAPIC
+/// back in their start state at an S3 wake.
+const KVM_SET_IRQCHIP: u64 = ior::<kvm_bindings::kvm_irqchip>(0x63);
+
 /// Exit status after a seccomp violation: 128 + SIGSYS.
 pub const SECCOMP_VIOLATION_STATUS: i32 = 128 + libc::SIGSYS;
 
@@ -103,7 +122,7 @@ pub enum ThreadRole {
     /// apart unnoticed (a test compares them).
     VcpuExplained,
     /// A vCPU thread of a VM with a debugger attached: the vCPU list plus
-    /// [`GDB_VCPU_IOCTLS`] (the `--explain` read is in both).
+    /// KVM_SET_GUEST_DEBUG (the `--explain` read is in both).
     VcpuDebugged,
     /// The thread that runs the watchdog, signals and teardown.
     Main,
@@ -192,6 +211,9 @@ const MAIN_ONLY: &[i64] = &[
     libc::SYS_statx,
     libc::SYS_lseek,
     libc::SYS_unlink,
+    // Arming the devices' timers (RTC interrupts, PM timer carry); the
+    // timerfds are created before confinement.
+    libc::SYS_timerfd_settime,
 ];
 
 /// What the virtio device thread adds: its event loop, positioned disk I/O
@@ -282,19 +304,16 @@ fn rules_for(
     match role {
         // KVM_GET_REGS, which `--explain` reads for the final state, is among
         // the snapshot reads: the explained vCPU needs nothing more.
-        ThreadRole::Vcpu | ThreadRole::VcpuExplained => {
+        ThreadRole::Vcpu | ThreadRole::VcpuExplained | ThreadRole::VcpuDebugged => {
+            let debugged = role == ThreadRole::VcpuDebugged;
             let allowed = std::iter::once(KVM_RUN)
                 .chain(VCPU_SNAPSHOT_IOCTLS)
                 .chain(FALLBACK_IOCTLS)
-                .map(ioctl_rule)
-                .collect::<Result<Vec<_>, _>>()?;
-            rules.insert(libc::SYS_ioctl, allowed);
-        }
-        ThreadRole::VcpuDebugged => {
-            let allowed = std::iter::once(KVM_RUN)
-                .chain(VCPU_SNAPSHOT_IOCTLS)
-                .chain(FALLBACK_IOCTLS)
-                .chain(GDB_VCPU_IOCTLS)
+                .chain(VCPU_WAKE_IOCTLS)
+                .chain(GDB_VCPU_IOCTLS.into_iter().filter(|_| debugged))
+                // One rule per request: the lists share a few reads.
+                .collect::<std::collections::BTreeSet<u64>>()
+                .into_iter()
                 .map(ioctl_rule)
                 .collect::<Result<Vec<_>, _>>()?;
             rules.insert(libc::SYS_ioctl, allowed);
@@ -307,12 +326,19 @@ fn rules_for(
             // Restoring the terminal from raw mode at the end (and reading
             // its mode): TCGETS and TCSETS; saving and restoring the guest
             // clock around a pause: KVM_GET_CLOCK and KVM_SET_CLOCK; the
-            // VM's state and dirty log for snapshots.
-            let allowed = [libc::TCGETS, libc::TCSETS, KVM_GET_CLOCK, KVM_SET_CLOCK]
-                .into_iter()
-                .chain(MAIN_SNAPSHOT_IOCTLS)
-                .map(ioctl_rule)
-                .collect::<Result<Vec<_>, _>>()?;
+            // VM's state and dirty log for snapshots; the irqchip reset at
+            // an S3 wake: KVM_SET_IRQCHIP.
+            let allowed = [
+                libc::TCGETS,
+                libc::TCSETS,
+                KVM_GET_CLOCK,
+                KVM_SET_CLOCK,
+                KVM_SET_IRQCHIP,
+            ]
+            .into_iter()
+            .chain(MAIN_SNAPSHOT_IOCTLS)
+            .map(ioctl_rule)
+            .collect::<Result<Vec<_>, _>>()?;
             rules.insert(libc::SYS_ioctl, allowed);
         }
         ThreadRole::Device => {
@@ -457,14 +483,16 @@ mod tests {
         let main = rules_for(ThreadRole::Main).unwrap();
         assert_eq!(
             main[&libc::SYS_ioctl].len(),
-            7,
-            "main thread: the terminal ioctls (TCGETS, TCSETS), the clock ones and the \
-             snapshot reads only"
+            8,
+            "main thread: the terminal ioctls (TCGETS, TCSETS), the clock ones, the \
+             snapshot reads and KVM_SET_IRQCHIP only"
         );
         assert_eq!(
             vcpu[&libc::SYS_ioctl].len(),
-            16,
-            "KVM_RUN, the state reads and the fallback's writes"
+            // 1 + 12 reads + 6 wake setters not among them; the fallback's
+            // three writes are wake setters too.
+            19,
+            "KVM_RUN, the state reads, the fallback's writes and the wake state's setters"
         );
         let explained = rules_for(ThreadRole::VcpuExplained).unwrap();
         assert_eq!(
@@ -476,6 +504,20 @@ mod tests {
         // program on x86_64).
         assert_eq!(KVM_GET_CLOCK, 0x8030_ae7c);
         assert_eq!(KVM_SET_CLOCK, 0x4030_ae7b);
+        assert_eq!(KVM_SET_IRQCHIP, 0x8208_ae63);
+        assert_eq!(
+            VCPU_WAKE_IOCTLS,
+            [
+                0x4090_ae82,
+                0x8138_ae83,
+                0x4138_ae84,
+                0x41a0_ae8d,
+                0x8400_ae8e,
+                0x4400_ae8f,
+                0x4004_ae99,
+                0x4040_aea0
+            ]
+        );
         assert_eq!(
             VCPU_SNAPSHOT_IOCTLS,
             [
@@ -507,9 +549,9 @@ mod tests {
     }
 
     #[test]
-    fn test_debugged_vcpu_adds_exactly_guest_debug_and_fpu_writes() {
-        // The values from <linux/kvm.h> on x86_64.
-        assert_eq!(GDB_VCPU_IOCTLS, [0x4048_ae9b, 0x41a0_ae8d]);
+    fn test_debugged_vcpu_adds_exactly_guest_debug() {
+        // The value from <linux/kvm.h> on x86_64.
+        assert_eq!(GDB_VCPU_IOCTLS, [0x4048_ae9b]);
         let vcpu = rules_for(ThreadRole::Vcpu).unwrap();
         let debugged = rules_for(ThreadRole::VcpuDebugged).unwrap();
         assert_eq!(
@@ -523,13 +565,15 @@ mod tests {
         assert_eq!(
             others.keys().collect::<Vec<_>>(),
             plain.keys().collect::<Vec<_>>(),
-            "no system call but the two ioctls is added"
+            "no system call but the ioctl is added"
         );
-        // KVM_GET_REGS, _SREGS, _FPU and KVM_SET_REGS are there already.
+        // KVM_GET_REGS, _SREGS, _FPU, KVM_SET_REGS and _FPU (what gdb reads
+        // and writes) are there already.
         for read in [0x8090_ae81, 0x8138_ae83, 0x81a0_ae8c] {
             assert!(VCPU_SNAPSHOT_IOCTLS.contains(&read), "{read:#x}");
         }
         assert!(FALLBACK_IOCTLS.contains(&0x4090_ae82));
+        assert!(VCPU_WAKE_IOCTLS.contains(&0x41a0_ae8d));
     }
 
     #[test]

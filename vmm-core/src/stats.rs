@@ -27,6 +27,9 @@ pub struct VmStats {
     /// From the VMM's start (see `VmBuilder::started_at`) to the moment the
     /// vCPUs were released into the guest.
     pub startup: Option<Duration>,
+    /// Guest resets the VM rebooted from (see [`crate::reboot`]); the
+    /// other figures are the current boot's.
+    pub reboots: u64,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -41,7 +44,7 @@ impl VmStats {
     /// The same report as JSON (for `--metrics-file`): one object with
     /// `exits_by_kind`, `exit_latency_ns` (count, p50, p99, max per kind),
     /// `emulation_fallback` (per mnemonic: completed, ud, gp, ss, pf),
-    /// `bus` rows, `vcpus` and `wall_ns`.
+    /// `bus` rows, `vcpus`, `startup_ns`, `reboots` and `wall_ns`.
     pub fn to_json(&self) -> String {
         let mut out = String::from("{\"exits_by_kind\":{");
         let kinds: Vec<String> = self
@@ -122,7 +125,8 @@ impl VmStats {
             .map(|d| d.as_nanos().to_string())
             .unwrap_or_else(|| "null".into());
         out += &format!(
-            "],\"startup_ns\":{startup},\"wall_ns\":{}}}",
+            "],\"startup_ns\":{startup},\"reboots\":{},\"wall_ns\":{}}}",
+            self.reboots,
             self.wall.as_nanos()
         );
         out
@@ -206,6 +210,13 @@ impl fmt::Display for VmStats {
         }
         if let Some(d) = self.startup {
             writeln!(f, "  startup (VMM start to guest entry)={:.3}ms", ms(d))?;
+        }
+        if self.reboots > 0 {
+            writeln!(
+                f,
+                "  reboots={} (the figures above are the last boot's)",
+                self.reboots
+            )?;
         }
         write!(f, "  wall={:.3}ms", ms(self.wall))
     }

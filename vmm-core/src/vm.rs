@@ -9,12 +9,14 @@ use std::time::{Duration, Instant};
 
 use event_manager::{EventManager, EventOps, Events, MutEventSubscriber, SubscriberOps};
 use kvm_ioctls::{Kvm, VmFd};
-use vm_memory::GuestMemoryMmap;
+use vm_memory::{GuestAddress, GuestMemoryMmap};
 use vmm_cpu::kick::{install_kick_handler, kick_signal};
 use vmm_cpu::metrics::{LatencySnapshot, VcpuMetrics};
-use vmm_cpu::{EmulationFallback, ExitKind, Vcpu, VcpuError, VcpuStats, VcpuStop};
+use vmm_cpu::{EmulationFallback, ExitKind, Vcpu, VcpuError, VcpuStats, VcpuStop, WakeStateError};
+use vmm_devices::legacy::cmos::CmosState;
 use vmm_devices::legacy::{CmosMemorySizes, PostCode, PostCodePort};
 use vmm_devices::pc::{BuiltDevices, DeviceSet, DeviceSetOptions};
+use vmm_devices::timer::TimedDeviceLink;
 use vmm_devices::{Console, IoBus};
 use vmm_memory::GuestRam;
 use vmm_sys_util::epoll::EventSet;
@@ -22,7 +24,7 @@ use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC, EFD_NONBLOCK};
 use vmm_sys_util::signal::Killable;
 
 use crate::control::RunState;
-use crate::control::VmControl;
+use crate::control::{Parked, VmControl};
 use crate::dispatch::ExitDispatcher;
 use crate::error::VmmError;
 use crate::explain::{final_regs_line, group_thousands, say, Explainer};
@@ -38,7 +40,9 @@ use crate::seccomp::{confine_current_thread, install_sigsys_handler, SeccompErro
 use crate::snapshot::create::{save_vcpu, take_snapshot, SnapshotContext, SnapshotSource};
 use crate::snapshot::{SnapshotError, SnapshotInfo, SnapshotRequest};
 use crate::stats::VmStats;
+use crate::suspend::Suspender;
 use crate::timeline::{ExitTimeline, TimelineSnapshot};
+use crate::timers::DeviceTimer;
 use crate::virtio::{
     register_queue_notifies, ConsoleInputLink, DeviceThread, SharedTransport, VirtioSlot, WINDOW,
 };
@@ -81,6 +85,9 @@ pub(crate) struct RunOptions {
     pub print_post_codes: bool,
     pub console_input: Option<RawFd>,
     pub started_at: Option<Instant>,
+    /// The whole run's deadline, for a later boot of a rebooting VM (its
+    /// timeout counts from the first boot); else `timeout` from `run`.
+    pub deadline: Option<Instant>,
     pub explain: Option<Arc<Explainer>>,
     pub timeline: Option<Arc<ExitTimeline>>,
 }
@@ -95,10 +102,25 @@ pub(crate) struct VmParts {
     pub control: Arc<VmControl>,
     pub options: RunOptions,
     pub virtio_slots: Vec<VirtioSlot>,
+    /// Where the firmware tables put the FACS (PC platform).
+    pub facs: Option<GuestAddress>,
     pub fallback: Option<Arc<EmulationFallback>>,
     pub snapshot: SnapshotContext,
     /// Track the pages virtio devices write (diff snapshots).
     pub track_dirty_pages: bool,
+    /// The wake-up eventfd of the VM's handles, for a later boot of a
+    /// rebooting VM (else a new one).
+    pub wake: Option<Arc<EventFd>>,
+}
+
+/// What one boot hands the next (see [`crate::reboot`]): the handles' state
+/// and what the host set up once for the whole run.
+pub(crate) struct Leftovers {
+    pub control: Arc<VmControl>,
+    pub wake: Arc<EventFd>,
+    pub metrics: Option<(Duration, MetricsSink)>,
+    pub deadline: Option<Instant>,
+    pub cmos: Option<CmosState>,
 }
 
 /// A created VM: guest RAM holding the image, the KVM VM with its vCPUs in
@@ -129,6 +151,10 @@ pub struct Vm {
     /// attached to them so far (in slot order).
     virtio_slots: Vec<VirtioSlot>,
     virtio: Vec<(VirtioSlot, SharedTransport)>,
+    /// Devices the main loop services on timers (RTC, PM timer).
+    timed: Vec<TimedDeviceLink>,
+    /// The FACS, for the waking vector at an S3 wake.
+    facs: Option<GuestAddress>,
     /// The emulation fallback the vCPUs share, for its counters.
     fallback: Option<Arc<EmulationFallback>>,
     /// What snapshots need.
@@ -138,6 +164,8 @@ pub struct Vm {
     /// A debugger is attached: the guest waits for it, so its silence
     /// means nothing.
     debugged: bool,
+    /// The CMOS of the boot before (a reboot), for the CMOS attached next.
+    pub(crate) cmos_kept: Option<CmosState>,
 }
 
 /// Sends a vCPU's index when its thread leaves its run loop (even by
@@ -172,6 +200,7 @@ type EventLoop = EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>>;
 enum VcpuFailure {
     Run(VcpuError),
     Seccomp(SeccompError),
+    Wake(WakeStateError),
 }
 
 type VcpuResult = (u64, Result<VcpuStop, VcpuFailure>, VcpuStats);
@@ -184,6 +213,7 @@ struct Running<'a> {
     vcpus: &'a [(u64, Arc<VcpuMetrics>)],
     threads: &'a [JoinHandle<VcpuResult>],
     devices: Option<&'a DeviceThread>,
+    suspender: &'a Suspender,
 }
 
 impl Vm {
@@ -197,11 +227,19 @@ impl Vm {
             control,
             options,
             virtio_slots,
+            facs,
             fallback,
             mut snapshot,
             track_dirty_pages,
+            wake,
         } = parts;
-        let wake = Arc::new(EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC).map_err(VmmError::EventFd)?);
+        let wake = match wake {
+            Some(w) => w,
+            None => Arc::new(EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC).map_err(VmmError::EventFd)?),
+        };
+        // S3 entry and wake come from devices on vCPU threads and need the
+        // main loop (the same eventfd for every boot of a rebooting VM).
+        control.set_main_loop_waker(wake.clone());
         if track_dirty_pages {
             snapshot.dirty = Some(Arc::new(DirtyPages::new(ram.memory())));
         }
@@ -221,11 +259,21 @@ impl Vm {
             options,
             virtio_slots,
             virtio: Vec::new(),
+            timed: Vec::new(),
+            facs,
             fallback,
             snap: snapshot,
             gdb: None,
             debugged: false,
+            cmos_kept: None,
         })
+    }
+
+    /// What this VM is: its configuration without the boot inputs, the
+    /// platform resolved (for a restored VM, the snapshot's). A control
+    /// API reports a restored VM's machine and devices from it.
+    pub fn config(&self) -> &crate::VmConfig {
+        &self.snap.config
     }
 
     /// The virtio slots the VM's configuration asked for, in the order
@@ -396,8 +444,15 @@ impl Vm {
     /// to their UART (unless [`Self::connect_console_input`] gave it to a
     /// virtio console).
     pub fn attach_devices(&mut self, devices: BuiltDevices) {
+        if let (Some(before), Some(cmos)) = (self.cmos_kept.take(), &devices.handles.cmos) {
+            // A reboot: the CMOS RAM and clock survive it, as on a PC.
+            if let Err(e) = cmos.keep_across_reset(&before) {
+                log::warn!("reboot: the CMOS starts over ({e})");
+            }
+        }
         self.bus = devices.bus;
         self.post = Some(devices.post);
+        self.timed = devices.timed;
         self.control
             .host
             .set_keyboard(devices.handles.i8042.clone());
@@ -414,6 +469,7 @@ impl Vm {
 
     /// Statistics as of now, from the live counters.
     fn stats_now(
+        control: &VmControl,
         dispatcher: &ExitDispatcher,
         fallback: Option<&EmulationFallback>,
         vcpus: &[(u64, Arc<VcpuMetrics>)],
@@ -449,6 +505,7 @@ impl Vm {
             emulation_fallback: fallback.map(|f| f.stats()).unwrap_or_default(),
             wall,
             startup: None,
+            reboots: control.reboots(),
         }
     }
 
@@ -463,6 +520,7 @@ impl Vm {
             vcpus,
             threads,
             devices,
+            suspender,
         } = run;
         // A restored VM starts paused, with the snapshot's clock for its
         // resume.
@@ -476,7 +534,10 @@ impl Vm {
             .as_ref()
             .filter(|_| !self.snap.restored && !self.debugged)
             .map(|_| started + QUIET_HINT_AFTER);
-        let deadline = self.options.timeout.map(|t| started + t);
+        let deadline = self
+            .options
+            .deadline
+            .or_else(|| self.options.timeout.map(|t| started + t));
         let mut next_report = self
             .options
             .metrics
@@ -505,6 +566,10 @@ impl Vm {
                 (false, RunState::Paused) => {
                     pauser.resume(&self.control, &self.vm_fd, devices);
                 }
+                (_, RunState::Suspended) if self.control.wake_wanted() => {
+                    suspender.wake(&self.control, &self.vm_fd, self.ram.memory(), devices);
+                    continue;
+                }
                 _ => {}
             }
             if let Some(request) = self.control.snapshot.take() {
@@ -518,6 +583,7 @@ impl Vm {
             // A flush through the handle: a report now, out of schedule.
             if self.control.host.flush_pending() {
                 let stats = Self::stats_now(
+                    &self.control,
                     dispatcher,
                     self.fallback.as_deref(),
                     vcpus,
@@ -530,6 +596,7 @@ impl Vm {
             }
             if let Some(at) = next_report.filter(|at| now >= *at) {
                 let stats = Self::stats_now(
+                    &self.control,
                     dispatcher,
                     self.fallback.as_deref(),
                     vcpus,
@@ -573,6 +640,12 @@ impl Vm {
         if self.control.run_state() != RunState::Paused {
             return Err(SnapshotError::NotPaused);
         }
+        // A VM restored paused is Paused before its vCPU threads have
+        // parked (they may still be on their way to the first KVM_RUN): a
+        // thread answers only requests made after it parked, so wait for
+        // all of them (collecting then times out if one never comes).
+        self.control
+            .wait_parked(vcpus, crate::snapshot::VCPU_SAVE_TIMEOUT);
         let source = SnapshotSource {
             vm_fd: &self.vm_fd,
             ram: &self.ram,
@@ -618,7 +691,34 @@ impl Vm {
     /// With seccomp on (the default), every vCPU thread and the calling
     /// thread are confined to their system-call lists before the guest runs
     /// (see [`crate::seccomp`]); the calling thread stays confined afterwards.
-    pub fn run(mut self) -> Result<RunReport, VmmError> {
+    pub fn run(self) -> Result<RunReport, VmmError> {
+        self.run_boot().0
+    }
+
+    /// [`Self::run`], also handing back what the next boot of a rebooting
+    /// VM needs (see [`crate::reboot`]).
+    pub(crate) fn run_boot(mut self) -> (Result<RunReport, VmmError>, Leftovers) {
+        let started = Instant::now();
+        let result = self.run_once(started);
+        let leftovers = Leftovers {
+            control: self.control.clone(),
+            wake: self.wake.clone(),
+            metrics: self.options.metrics.take(),
+            deadline: self
+                .options
+                .deadline
+                .or_else(|| self.options.timeout.map(|t| started + t)),
+            cmos: self
+                .snap
+                .devices
+                .as_ref()
+                .and_then(|d| d.cmos.as_ref())
+                .map(|c| c.state()),
+        };
+        (result, leftovers)
+    }
+
+    fn run_once(&mut self, started: Instant) -> Result<RunReport, VmmError> {
         install_kick_handler()?;
         if self.options.seccomp {
             install_sigsys_handler()?;
@@ -626,7 +726,6 @@ impl Vm {
         // Guest code runs only once every thread is confined.
         let vcpu_count = self.vcpus.len();
         let gate = Arc::new(Barrier::new(vcpu_count + 1));
-        let started = Instant::now();
         let (done_tx, done_rx) = mpsc::channel();
         let wakeup = self.wake.clone();
         let transports: Vec<SharedTransport> = self.virtio.iter().map(|(_, t)| t.clone()).collect();
@@ -660,6 +759,11 @@ impl Vm {
         if let Some(input) = self.host_input.take() {
             events.add_subscriber(Arc::new(Mutex::new(input)));
         }
+        // Timerfds are made here, before the main thread is confined.
+        for link in std::mem::take(&mut self.timed) {
+            events.add_subscriber(Arc::new(Mutex::new(DeviceTimer::new(link)?)));
+        }
+        let suspender = Suspender::new(&self.vm_fd, self.irqchip, self.facs)?;
         let metrics: Vec<(u64, Arc<VcpuMetrics>)> = self
             .vcpus
             .iter()
@@ -736,6 +840,16 @@ impl Vm {
         if confined.is_err() {
             self.control.stop_all();
         }
+        if self.snap.restored && !start_paused {
+            // Restored and resumed at once: requests the guest made
+            // available before the snapshot whose notify the device never
+            // served (it came as the VM paused, or the device had not got
+            // to it) are served now, as a resume serves them (Firecracker
+            // also processes every queue after a restore).
+            if let Some(d) = &devices {
+                d.resume();
+            }
+        }
         if !start_paused {
             // Restored and resumed at once: the snapshot's clock, set as
             // late as possible so the guest sees no time pass.
@@ -762,6 +876,7 @@ impl Vm {
             vcpus: &metrics,
             threads: &threads,
             devices: devices.as_ref(),
+            suspender: &suspender,
         };
         if let Some(i) = self.watch(running, &mut events) {
             reported.push(i);
@@ -790,6 +905,9 @@ impl Vm {
                 Ok((_, Err(VcpuFailure::Seccomp(e)), _)) => {
                     error.get_or_insert(VmmError::Seccomp(e));
                 }
+                Ok((index, Err(VcpuFailure::Wake(source)), _)) => {
+                    error.get_or_insert(VmmError::WakeState { index, source });
+                }
                 Ok(_) => {}
                 Err(_) => {
                     error = Some(VmmError::VcpuPanicked);
@@ -806,7 +924,13 @@ impl Vm {
             // Unreachable in practice: every way out records an outcome.
             (None, None) => VmOutcome::Timeout { after: wall },
         };
-        let mut stats = Self::stats_now(&dispatcher, self.fallback.as_deref(), &metrics, wall);
+        let mut stats = Self::stats_now(
+            &self.control,
+            &dispatcher,
+            self.fallback.as_deref(),
+            &metrics,
+            wall,
+        );
         stats.startup = startup;
         if let Some(e) = &self.options.explain {
             e.finish();
@@ -884,6 +1008,8 @@ impl Vm {
                 say(&explain, || {
                     format!("KVM_RUN: vCPU {index} enters the guest; this thread runs guest code until an exit")
                 });
+                // The last S3 wake this vCPU loaded.
+                let mut woken = 0;
                 let result = match confined {
                     Ok(()) => loop {
                         let stop = match (vcpu.run(&*dispatcher), &debug) {
@@ -895,8 +1021,9 @@ impl Vm {
                             }
                             (stop, _) => stop,
                         };
-                        // Out of KVM_RUN for a pause, not a stop: park,
-                        // then run on from the same state.
+                        // Out of KVM_RUN for a pause or S3, not a stop:
+                        // park, then run on from the same state (a pause)
+                        // or from the wake state (S3).
                         if matches!(stop, Ok(VcpuStop::StopRequested))
                             && control.pause_wanted()
                             && !control.is_stopping()
@@ -904,9 +1031,20 @@ impl Vm {
                             // While parked, the main loop may ask for this
                             // vCPU's state (a snapshot): only this thread
                             // may touch its fd.
-                            control.park(index, &mut vcpu, &mut |vcpu| {
-                                save_vcpu(vcpu, &dispatcher, &msrs, lapic)
-                            });
+                            control.park(
+                                index,
+                                &mut Parked {
+                                    vcpu: &mut vcpu,
+                                    save: |v: &mut Vcpu| save_vcpu(v, &dispatcher, &msrs, lapic),
+                                },
+                            );
+                            if let Some(reset) = control.wake_reset_since(woken) {
+                                woken = reset.generation;
+                                let entry = (index == 0).then_some(reset.entry);
+                                if let Err(e) = vcpu.reset_for_wake(entry, &*dispatcher) {
+                                    break Err(VcpuFailure::Wake(e));
+                                }
+                            }
                             continue;
                         }
                         break stop.map_err(VcpuFailure::Run);

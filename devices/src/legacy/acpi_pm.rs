@@ -24,10 +24,19 @@
 //!   PWRBTN_STS, SLPBTN_STS, RTC_STS, PCIEXP_WAKE_STS, WAK_STS) are cleared
 //!   by writing 1; writing 0 leaves them; reserved bits read 0. TMR_STS is
 //!   set whenever bit 23 of the timer changes, as the spec defines for a
-//!   24-bit timer. Nothing else in this VMM sets the other bits.
-//! - **PM1_EN**: the defined enable bits are stored; reserved bits read 0.
-//!   **No SCI is raised**: the device has no interrupt line (the enable bits
-//!   only read back). OSPM needs no SCI for the PM timer or for S5.
+//!   24-bit timer. RTC_STS is set when the RTC raises its alarm interrupt
+//!   (§4.8.2.1.1 "RTC alarm", [`RtcAlarmListener`]), PWRBTN_STS by
+//!   [`AcpiPm::power_button`], WAK_STS by a wake from S3.
+//! - **PM1_EN** and the **SCI** ([`AcpiPm::with_sci`], GSI 9): the defined
+//!   enable bits are stored; reserved bits read 0. While the system works,
+//!   the SCI is raised when an event status bit (TMR, GBL, PWRBTN, SLPBTN,
+//!   RTC) and its enable bit are both set. The SCI is level-triggered; its
+//!   line here is a KVM irqfd, which pulses: the device pulses it when the
+//!   level rises, and again after a guest write to PM1_STS or PM1_EN that
+//!   leaves the level high (the re-assertion a level line gives after the
+//!   handler's EOI), so an event cannot be lost while another is pending.
+//!   For TMR_STS with TMR_EN the device is a [`TimedDevice`]: the VMM's
+//!   loop services it at the next carry (every 2^23 ticks, 2.34 s).
 //! - **PM1_CNT**: this is an ACPI-only platform (the FADT's SMI_CMD must be
 //!   0; there is no SMM), and on such platforms SCI_EN is always set (the
 //!   spec's PM1 Enable text: "ACPI-only platforms (where SCI_EN is always
@@ -36,20 +45,34 @@
 //!   GBL_RLS and SLP_EN are write-only and read 0. Writing SLP_EN = 1 enters
 //!   the sleep state SLP_TYP names (the value in PM1_CNT after the write's
 //!   bytes are applied): [`S5_SLP_TYP`] (soft-off) sends
-//!   [`VmEvent::PowerOff`] to the sink; S1-S4 are not implemented and the
-//!   request is logged and ignored (the guest keeps running).
+//!   [`VmEvent::PowerOff`] to the sink; [`S3_SLP_TYP`] (suspend to RAM)
+//!   marks the platform sleeping and sends [`VmEvent::Suspend`] (the VMM
+//!   stops every vCPU and keeps RAM); S1, S2 and S4 are not implemented
+//!   and the request is logged and ignored (the guest keeps running).
+//! - **Waking from S3** (§4.8.2.1.1, §16.1.5): while sleeping, the RTC
+//!   alarm wakes the platform if RTC_EN is set, the power button always
+//!   does. A wake sets WAK_STS (and the event's status bit, which says
+//!   why), ends the sleeping state and sends [`VmEvent::Wake`]; the VMM
+//!   restarts the boot processor at the FACS waking vector. While
+//!   sleeping, events raise no SCI (they are wake events); an event that
+//!   does not wake only sets its status bit.
 //! - **PM_TMR**: `floor(elapsed_ns * 3579545 / 10^9) mod 2^24`, from a
 //!   monotonic clock, zero when the device is created; bits 24-31 read 0.
 //!   The FADT must advertise a 24-bit timer: TMR_VAL_EXT (FADT flag bit 8) =
 //!   [`PM_TMR_VAL_EXT`] = false. Writes are ignored.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use vm_device::bus::{PioAddress, PioAddressOffset};
 use vm_device::DevicePio;
+use vm_superio::Trigger;
 
+use crate::irq::IrqLine;
+use crate::legacy::cmos::RtcAlarmListener;
 use crate::lock;
+use crate::timer::{delay_until, Rearm, TimedDevice};
 use crate::vm_event::{VmEvent, VmEventSink};
 
 mod state;
@@ -58,6 +81,11 @@ pub use state::AcpiPmState;
 /// PM1a_CNT SLP_TYP value for S5 (soft-off). The DSDT's `\_S5_` package must
 /// carry the same value.
 pub const S5_SLP_TYP: u16 = 5;
+
+/// PM1a_CNT SLP_TYP value for S3 (suspend to RAM), QEMU's value (which
+/// kvm-unit-tests' `s3.flat` writes without reading the DSDT). The DSDT's
+/// `\_S3_` package must carry the same value.
+pub const S3_SLP_TYP: u16 = 1;
 
 /// Offset of PM1_STS (PM1a_EVT_BLK + 0).
 pub const PM1_STS_OFFSET: u16 = 0;
@@ -123,6 +151,10 @@ pub const PM1_EN_PCIEXP_WAKE_DIS: u16 = 1 << 14;
 /// All defined PM1_EN bits.
 pub const PM1_EN_DEFINED: u16 =
     PM1_EN_TMR | PM1_EN_GBL | PM1_EN_PWRBTN | PM1_EN_SLPBTN | PM1_EN_RTC | PM1_EN_PCIEXP_WAKE_DIS;
+/// The status bits that raise the SCI when their enable bit (at the same
+/// position in PM1_EN) is set.
+pub const PM1_SCI_EVENTS: u16 =
+    PM1_STS_TMR | PM1_STS_GBL | PM1_STS_PWRBTN | PM1_STS_SLPBTN | PM1_STS_RTC;
 
 /// PM1_CNT: SCI (not SMI) delivery of PM events; always 1 here.
 pub const PM1_CNT_SCI_EN: u16 = 1 << 0;
@@ -181,6 +213,10 @@ struct State {
     cnt: u16,
     /// `ticks >> 23` when TMR_STS was last brought up to date.
     tmr_carry_seen: u128,
+    /// In S3: between SLP_EN with [`S3_SLP_TYP`] and a wake event.
+    sleeping: bool,
+    /// The SCI level (an enabled event pending) as last evaluated.
+    sci_level: bool,
 }
 
 /// The PM1a event/control registers and PM timer.
@@ -192,6 +228,10 @@ pub struct AcpiPm {
     /// timer goes on from its saved value).
     base_ns: u64,
     state: Mutex<State>,
+    sci: IrqLine,
+    rearm: Rearm,
+    /// SCI pulses sent.
+    sci_pulses: AtomicU64,
 }
 
 impl std::fmt::Debug for AcpiPm {
@@ -234,8 +274,88 @@ impl AcpiPm {
                 en: 0,
                 cnt: 0,
                 tmr_carry_seen: 0,
+                sleeping: false,
+                sci_level: false,
             }),
+            sci: IrqLine::None,
+            rearm: Rearm::none(),
+            sci_pulses: AtomicU64::new(0),
         }
+    }
+
+    /// Connects the SCI: `sci` is pulsed as the module docs say, `rearm`
+    /// is written when the guest enables TMR_EN (the loop then services
+    /// the timer carry).
+    pub fn with_sci(mut self, sci: IrqLine, rearm: Rearm) -> Self {
+        self.sci = sci;
+        self.rearm = rearm;
+        self
+    }
+
+    /// SCI pulses sent so far.
+    pub fn sci_pulses(&self) -> u64 {
+        self.sci_pulses.load(Ordering::Relaxed)
+    }
+
+    /// Whether the platform is in S3.
+    pub fn is_sleeping(&self) -> bool {
+        lock(&self.state).sleeping
+    }
+
+    /// The power button is pressed: PWRBTN_STS; a wake from S3 (whatever
+    /// PWRBTN_EN says, §4.8.2.2.1.1), or the SCI if PWRBTN_EN is set.
+    /// (No VMM front end presses it yet, and the FADT still says there is
+    /// no fixed power button.)
+    pub fn power_button(&self) {
+        let wake = {
+            let mut s = lock(&self.state);
+            s.sts |= PM1_STS_PWRBTN;
+            s.sleeping
+        };
+        self.event(wake);
+    }
+
+    /// After an event set a status bit: wakes the platform if `wake` (and
+    /// it sleeps), else raises the SCI if the event is enabled.
+    fn event(&self, wake: bool) {
+        let (pulse, woke) = {
+            let mut s = lock(&self.state);
+            if s.sleeping && wake {
+                s.sts |= PM1_STS_WAK;
+                s.sleeping = false;
+                // The VMM resets the interrupt controllers at the wake: the
+                // level counts as seen, the guest clears it after resuming.
+                s.sci_level = s.sci_pending();
+                (false, true)
+            } else {
+                (s.sync_sci(false), false)
+            }
+        };
+        if pulse {
+            self.pulse_sci();
+        }
+        if woke {
+            log::info!("acpi-pm: wake from S3");
+            self.sink.vm_event(VmEvent::Wake);
+        }
+    }
+
+    fn pulse_sci(&self) {
+        self.sci_pulses.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = self.sci.trigger() {
+            log::warn!("acpi-pm: raising the SCI failed: {e}");
+        }
+    }
+
+    /// Host nanoseconds (on the device's clock) until the next timer carry.
+    fn until_next_carry(&self, s: &State) -> Duration {
+        let next_ticks = (s.tmr_carry_seen + 1) << TMR_CARRY_SHIFT;
+        // The first ns whose tick count reaches `next_ticks`.
+        let hz = u128::from(PM_TIMER_FREQUENCY_HZ);
+        let at_ns = (next_ticks * NANOS_PER_SEC).div_ceil(hz);
+        let elapsed = self.clock.now_ns().saturating_sub(self.origin_ns);
+        let at = i128::try_from(at_ns).unwrap_or(i128::MAX);
+        delay_until(at, i128::from(elapsed))
     }
 
     /// Timer ticks since the device was made (not wrapped).
@@ -261,13 +381,66 @@ impl AcpiPm {
         if slp_typ == S5_SLP_TYP {
             log::info!("acpi-pm: S5 (soft-off) requested");
             self.sink.vm_event(VmEvent::PowerOff);
+        } else if slp_typ == S3_SLP_TYP {
+            log::info!("acpi-pm: S3 (suspend to RAM) requested");
+            lock(&self.state).sleeping = true;
+            self.sink.vm_event(VmEvent::Suspend);
         } else {
-            log::warn!("acpi-pm: sleep type {slp_typ} requested; only S5 is implemented, ignored");
+            log::warn!(
+                "acpi-pm: sleep type {slp_typ} requested; only S3 and S5 are implemented, ignored"
+            );
         }
     }
 }
 
+impl RtcAlarmListener for AcpiPm {
+    /// The RTC raised its alarm interrupt: RTC_STS; a wake from S3 if
+    /// RTC_EN is set, else the SCI if RTC_EN is set.
+    fn rtc_alarm(&self) {
+        let wake = {
+            let mut s = lock(&self.state);
+            s.sts |= PM1_STS_RTC;
+            s.en & PM1_EN_RTC != 0
+        };
+        self.event(wake);
+    }
+}
+
+impl TimedDevice for AcpiPm {
+    /// Brings TMR_STS up to date (raising the SCI for it) and, with TMR_EN
+    /// set, asks to be called at the next carry.
+    fn service(&self) -> Option<Duration> {
+        let ticks = self.ticks();
+        let (pulse, next) = {
+            let mut s = lock(&self.state);
+            s.update_tmr_sts(ticks);
+            let pulse = !s.sleeping && s.sync_sci(false);
+            let next = (s.en & PM1_EN_TMR != 0 && !s.sleeping).then(|| self.until_next_carry(&s));
+            (pulse, next)
+        };
+        if pulse {
+            self.pulse_sci();
+        }
+        next
+    }
+}
+
 impl State {
+    /// An enabled event is pending (the SCI's level).
+    fn sci_pending(&self) -> bool {
+        self.sts & self.en & PM1_SCI_EVENTS != 0
+    }
+
+    /// Re-evaluates the SCI level; whether to pulse: on a rise, or with
+    /// `reassert` (a guest write to STS/EN) while it stays high. No SCI
+    /// while sleeping.
+    fn sync_sci(&mut self, reassert: bool) -> bool {
+        let level = self.sci_pending() && !self.sleeping;
+        let pulse = level && (!self.sci_level || reassert);
+        self.sci_level = level;
+        pulse
+    }
+
     fn update_tmr_sts(&mut self, ticks: u128) {
         let carry = ticks >> TMR_CARRY_SHIFT;
         if carry != self.tmr_carry_seen {
@@ -282,6 +455,10 @@ impl DevicePio for AcpiPm {
         let ticks = self.ticks();
         let mut s = lock(&self.state);
         s.update_tmr_sts(ticks);
+        // A carry found by this read raises the SCI now if TMR_EN is set.
+        if s.sync_sci(false) {
+            self.pulse_sci();
+        }
         let tmr = (ticks & u128::from(PM_TMR_MASK)) as u32;
         for (i, byte) in data.iter_mut().enumerate() {
             let at = u64::from(offset).saturating_add(i as u64);
@@ -315,18 +492,30 @@ impl DevicePio for AcpiPm {
             }
         }
         let ticks = self.ticks();
-        let sleep_type = {
+        let (sleep_type, pulse, timer_enabled) = {
             let mut s = lock(&self.state);
             // Bring TMR_STS up to date first, so a carry that already
             // happened is the one the guest clears.
             s.update_tmr_sts(ticks);
+            let old_en = s.en;
             s.sts &= !(value[0] & mask[0] & PM1_STS_DEFINED);
             s.en = (s.en & !mask[1]) | (value[1] & mask[1] & PM1_EN_DEFINED);
             let stored = PM1_CNT_BM_RLD | PM1_CNT_SLP_TYP_MASK;
             s.cnt = (s.cnt & !(mask[2] & stored)) | (value[2] & mask[2] & stored);
-            (value[2] & mask[2] & PM1_CNT_SLP_EN != 0)
-                .then_some((s.cnt & PM1_CNT_SLP_TYP_MASK) >> PM1_CNT_SLP_TYP_SHIFT)
+            // A handler's write to STS or EN that leaves an enabled event
+            // pending sees the SCI again, as a level line would.
+            let pulse = s.sync_sci(mask[0] | mask[1] != 0);
+            let timer_enabled = old_en & PM1_EN_TMR == 0 && s.en & PM1_EN_TMR != 0;
+            let sleep = (value[2] & mask[2] & PM1_CNT_SLP_EN != 0)
+                .then_some((s.cnt & PM1_CNT_SLP_TYP_MASK) >> PM1_CNT_SLP_TYP_SHIFT);
+            (sleep, pulse, timer_enabled)
         };
+        if pulse {
+            self.pulse_sci();
+        }
+        if timer_enabled {
+            self.rearm.notify();
+        }
         // Outside the lock: the sink may stop vCPUs.
         if let Some(typ) = sleep_type {
             self.sleep(typ);
@@ -338,7 +527,7 @@ impl DevicePio for AcpiPm {
 mod tests {
     use super::*;
     use crate::vm_event::RecordingSink;
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use vmm_sys_util::eventfd::EventFd;
 
     #[derive(Default)]
     struct TestClock(AtomicU64);
@@ -455,7 +644,7 @@ mod tests {
     #[test]
     fn test_acpi_pm_other_sleep_types_ignored() {
         let (dev, sink, _) = pm();
-        for typ in (0..8u16).filter(|&t| t != S5_SLP_TYP) {
+        for typ in (0..8u16).filter(|&t| t != S5_SLP_TYP && t != S3_SLP_TYP) {
             w16(
                 &dev,
                 PM1_CNT_OFFSET,
@@ -589,5 +778,124 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(2));
         let t2 = dev.timer();
         assert!(t2 > t1, "{t1} {t2}");
+    }
+
+    /// A PM block with its SCI connected (pulses counted by the device).
+    fn pm_sci() -> (AcpiPm, Arc<RecordingSink>, Arc<TestClock>, EventFd) {
+        let (dev, sink, clock) = pm();
+        let (rearm, watched) = Rearm::eventfd().unwrap();
+        let dev = dev.with_sci(IrqLine::eventfd().unwrap(), rearm);
+        (dev, sink, clock, watched)
+    }
+
+    fn sleep_s3(dev: &AcpiPm) {
+        w16(
+            dev,
+            PM1_CNT_OFFSET,
+            S3_SLP_TYP << PM1_CNT_SLP_TYP_SHIFT | PM1_CNT_SLP_EN,
+        );
+    }
+
+    #[test]
+    fn test_acpi_pm_s3_suspends_and_rtc_alarm_with_rtc_en_wakes() {
+        let (dev, sink, _, _) = pm_sci();
+        // kvm-unit-tests s3.flat: PM1_EN = RTC_EN, then PM1_CNT = 0x2400.
+        w16(&dev, PM1_EN_OFFSET, PM1_EN_RTC);
+        w16(&dev, PM1_CNT_OFFSET, 0x2400);
+        assert_eq!(sink.events(), vec![VmEvent::Suspend]);
+        assert!(dev.is_sleeping());
+        assert_eq!(r16(&dev, PM1_CNT_OFFSET), PM1_CNT_SCI_EN | 1 << 10);
+        dev.rtc_alarm();
+        assert!(!dev.is_sleeping());
+        assert_eq!(sink.events(), vec![VmEvent::Suspend, VmEvent::Wake]);
+        assert_eq!(r16(&dev, PM1_STS_OFFSET), PM1_STS_WAK | PM1_STS_RTC);
+        assert_eq!(dev.sci_pulses(), 0, "a wake is not an SCI");
+        // OSPM clears them after resuming.
+        w16(&dev, PM1_STS_OFFSET, PM1_STS_WAK | PM1_STS_RTC);
+        assert_eq!(r16(&dev, PM1_STS_OFFSET), 0);
+        assert_eq!(dev.sci_pulses(), 0);
+    }
+
+    #[test]
+    fn test_acpi_pm_rtc_alarm_without_rtc_en_does_not_wake() {
+        let (dev, sink, _, _) = pm_sci();
+        sleep_s3(&dev);
+        dev.rtc_alarm();
+        assert!(dev.is_sleeping());
+        assert_eq!(sink.events(), vec![VmEvent::Suspend]);
+        assert_eq!(r16(&dev, PM1_STS_OFFSET), PM1_STS_RTC);
+        // Enabling RTC_EN afterwards does not wake by itself (no new
+        // event), nor raise an SCI while sleeping.
+        w16(&dev, PM1_EN_OFFSET, PM1_EN_RTC);
+        assert!(dev.is_sleeping());
+        assert_eq!(dev.sci_pulses(), 0);
+        // The power button wakes whatever PWRBTN_EN says.
+        dev.power_button();
+        assert!(!dev.is_sleeping());
+        assert_eq!(
+            r16(&dev, PM1_STS_OFFSET),
+            PM1_STS_WAK | PM1_STS_PWRBTN | PM1_STS_RTC
+        );
+        assert_eq!(sink.events(), vec![VmEvent::Suspend, VmEvent::Wake]);
+    }
+
+    #[test]
+    fn test_acpi_pm_sci_for_enabled_events_while_working() {
+        let (dev, sink, _, _) = pm_sci();
+        // Not enabled: status only.
+        dev.rtc_alarm();
+        dev.power_button();
+        assert_eq!(dev.sci_pulses(), 0);
+        assert_eq!(r16(&dev, PM1_STS_OFFSET), PM1_STS_RTC | PM1_STS_PWRBTN);
+        // Enabling an event whose status is set raises the level: a pulse.
+        w16(&dev, PM1_EN_OFFSET, PM1_EN_RTC);
+        assert_eq!(dev.sci_pulses(), 1);
+        // A second event while the level is high: no new edge.
+        dev.rtc_alarm();
+        assert_eq!(dev.sci_pulses(), 1);
+        // The handler clears PWRBTN_STS only: RTC is still pending, so the
+        // SCI is seen again (a level line after EOI).
+        w16(&dev, PM1_STS_OFFSET, PM1_STS_PWRBTN);
+        assert_eq!(dev.sci_pulses(), 2);
+        // Clearing RTC_STS drops the level; the next alarm raises it.
+        w16(&dev, PM1_STS_OFFSET, PM1_STS_RTC);
+        assert_eq!(dev.sci_pulses(), 2);
+        dev.rtc_alarm();
+        assert_eq!(dev.sci_pulses(), 3);
+        // PWRBTN_EN: a press raises no new edge while RTC is pending...
+        w16(&dev, PM1_STS_OFFSET, PM1_STS_RTC);
+        w16(&dev, PM1_EN_OFFSET, PM1_EN_PWRBTN);
+        dev.power_button();
+        assert_eq!(dev.sci_pulses(), 4);
+        assert!(sink.events().is_empty(), "no VM events while working");
+    }
+
+    #[test]
+    fn test_acpi_pm_timer_carry_raises_sci_with_tmr_en() {
+        let (dev, _, clock, rearm) = pm_sci();
+        assert_eq!(dev.service(), None, "TMR_EN clear: no timer needed");
+        w16(&dev, PM1_EN_OFFSET, PM1_EN_TMR);
+        assert_eq!(rearm.read().unwrap(), 1, "enabling TMR_EN re-arms");
+        // The first carry: 2^23 ticks = 2.343495 s after the origin.
+        let d = dev.service().unwrap();
+        let carry_ns = ((1u128 << 23) * 1_000_000_000).div_ceil(3_579_545) as u64;
+        assert_eq!(d, Duration::from_nanos(carry_ns));
+        clock.advance(carry_ns - 1);
+        assert!(dev.service().is_some());
+        assert_eq!(dev.sci_pulses(), 0);
+        clock.advance(1);
+        let second = ((2u128 << 23) * 1_000_000_000).div_ceil(3_579_545) as u64;
+        assert_eq!(dev.service(), Some(Duration::from_nanos(second - carry_ns)));
+        assert_eq!(dev.sci_pulses(), 1);
+        assert_eq!(r16(&dev, PM1_STS_OFFSET), PM1_STS_TMR);
+        // Another enable write does not re-arm.
+        w16(&dev, PM1_EN_OFFSET, PM1_EN_TMR);
+        assert!(rearm.read().is_err());
+        // No SCI and no timer while sleeping.
+        w16(&dev, PM1_STS_OFFSET, PM1_STS_TMR);
+        sleep_s3(&dev);
+        clock.advance(carry_ns * 3);
+        assert_eq!(dev.service(), None);
+        assert_eq!(dev.sci_pulses(), 2, "only the STS write's re-assert");
     }
 }

@@ -8,8 +8,8 @@ pub mod i8042;
 pub mod post_code;
 pub mod uart8250;
 
-pub use acpi_pm::{AcpiPm, InstantClock, MonotonicClock, S5_SLP_TYP};
-pub use cmos::{Cmos, CmosMemorySizes, RtcClock, SystemClock};
+pub use acpi_pm::{AcpiPm, InstantClock, MonotonicClock, S3_SLP_TYP, S5_SLP_TYP};
+pub use cmos::{Cmos, CmosMemorySizes, RtcAlarmListener, RtcClock, SystemClock};
 pub use debug_exit::DebugExit;
 pub use debugcon::DebugCon;
 pub use i8042::I8042;

@@ -14,6 +14,7 @@ use crate::legacy::{
     Uart8250, I8042,
 };
 use crate::state::StateError;
+use crate::timer::{Rearm, TimedDeviceLink};
 use crate::{BusError, Console, IoBus, IrqLine, VmEventSink};
 
 /// Where a device's interrupt lines come from. A KVM VMM registers an
@@ -65,6 +66,9 @@ pub struct BuiltDevices {
     /// The console the UART and the debug console write to (its byte
     /// count tells whether the guest has said anything).
     pub console: Console,
+    /// Devices with time-driven interrupts (the RTC, the ACPI PM timer's
+    /// carry) for the VMM's main loop to service on a timer.
+    pub timed: Vec<TimedDeviceLink>,
     /// Every device with state, for snapshots.
     pub handles: DeviceHandles,
 }
@@ -219,6 +223,40 @@ fn build(
         cmos: None,
         acpi_pm: None,
     };
+    let mut timed = Vec::new();
+    let rearm_for = |device: &'static str| {
+        Rearm::eventfd().map_err(|source| DeviceSetError::EventFd { device, source })
+    };
+    // The PM block is made before the RTC: the RTC's alarm sets its RTC_STS
+    // and wakes the platform from S3 through it.
+    let acpi = super::device(PcDevice::AcpiPm);
+    let acpi_pm = if options.set.rows().any(|r| r.device == PcDevice::AcpiPm) {
+        let gsi = acpi.gsis.first().copied().unwrap_or_default();
+        let sci = irqs.line(gsi).map_err(|source| DeviceSetError::Interrupt {
+            device: acpi.name,
+            gsi,
+            source,
+        })?;
+        let (rearm, watched) = rearm_for(acpi.name)?;
+        let clock = Arc::new(InstantClock::new());
+        let pm = match states {
+            Some(st) => {
+                let saved = st.acpi_pm.as_ref().ok_or_else(|| missing("acpi_pm"))?;
+                AcpiPm::from_state(saved, options.events.clone(), clock)?
+            }
+            None => AcpiPm::new(options.events.clone(), clock),
+        };
+        let pm = Arc::new(pm.with_sci(sci, rearm));
+        timed.push(TimedDeviceLink {
+            name: acpi.name,
+            device: pm.clone(),
+            rearm: watched,
+        });
+        handles.acpi_pm = Some(pm.clone());
+        Some(pm)
+    } else {
+        None
+    };
     for row in options.set.rows() {
         let mut line = |i: usize| {
             let gsi = row.gsis.get(i).copied().unwrap_or_default();
@@ -246,29 +284,32 @@ fn build(
                 dev
             }
             PcDevice::RtcCmos => {
+                let (rearm, watched) = rearm_for(row.name)?;
                 let clock = Arc::new(SystemClock);
-                let dev = Arc::new(match states {
+                let cmos = match states {
                     Some(st) => {
                         let saved = st.cmos.as_ref().ok_or_else(|| missing("cmos"))?;
                         Cmos::from_state(saved, clock)?
                     }
                     None => Cmos::new(options.memory, clock),
+                };
+                let mut rtc = cmos.with_interrupt(line(0)?, rearm);
+                if let Some(pm) = &acpi_pm {
+                    rtc = rtc.with_alarm_listener(pm.clone());
+                }
+                let rtc = Arc::new(rtc);
+                timed.push(TimedDeviceLink {
+                    name: row.name,
+                    device: rtc.clone(),
+                    rearm: watched,
                 });
-                handles.cmos = Some(dev.clone());
-                dev
+                handles.cmos = Some(rtc.clone());
+                rtc
             }
-            PcDevice::AcpiPm => {
-                let clock = Arc::new(InstantClock::new());
-                let dev = Arc::new(match states {
-                    Some(st) => {
-                        let saved = st.acpi_pm.as_ref().ok_or_else(|| missing("acpi_pm"))?;
-                        AcpiPm::from_state(saved, options.events.clone(), clock)?
-                    }
-                    None => AcpiPm::new(options.events.clone(), clock),
-                });
-                handles.acpi_pm = Some(dev.clone());
-                dev
-            }
+            PcDevice::AcpiPm => match &acpi_pm {
+                Some(pm) => pm.clone(),
+                None => continue,
+            },
         };
         register(&mut bus, row, device)?;
     }
@@ -278,6 +319,7 @@ fn build(
         uart_rx_drained: drained,
         post,
         console: options.console.clone(),
+        timed,
         handles,
     })
 }
@@ -353,6 +395,44 @@ mod tests {
         built.bus.pio_read(PioAddress(0x60), &mut b);
         // Set 2 0x14 (left Ctrl) through the default translation: set 1 0x1d.
         assert_eq!(b[0], 0x1d);
+        let timed: Vec<_> = built.timed.iter().map(|t| t.name).collect();
+        assert_eq!(timed, ["acpi-pm", "rtc-cmos"]);
+    }
+
+    #[test]
+    fn test_build_devices_rtc_alarm_wakes_the_pm_block_from_s3() {
+        let sink = Arc::new(RecordingSink::default());
+        let built = build_devices(
+            options(DeviceSet::Pc, Console::discard(), sink.clone()),
+            &mut NoInterrupts,
+        )
+        .unwrap();
+        let out = |port: u16, v: &[u8]| built.bus.pio_write(PioAddress(port), v);
+        // RTC_EN, alarm at every second with AIE, then S3.
+        out(0x602, &0x0400u16.to_le_bytes());
+        for index in [1u8, 3, 5] {
+            out(0x70, &[index]);
+            out(0x71, &[0xc0]);
+        }
+        out(0x70, &[0x0b]);
+        out(0x71, &[0x22]);
+        out(0x604, &0x2400u16.to_le_bytes());
+        assert_eq!(sink.events(), vec![VmEvent::Suspend]);
+        // The main loop services the RTC until the alarm fires (within a
+        // second of host time).
+        let rtc = &built.timed[1];
+        let start = Instant::now();
+        while sink.events().len() < 2 && start.elapsed().as_secs() < 3 {
+            match rtc.device.service() {
+                Some(d) => std::thread::sleep(d),
+                None => break,
+            }
+        }
+        assert_eq!(sink.events(), vec![VmEvent::Suspend, VmEvent::Wake]);
+        let mut sts = [0u8; 2];
+        built.bus.pio_read(PioAddress(0x600), &mut sts);
+        assert_eq!(u16::from_le_bytes(sts), 0x8400, "WAK_STS | RTC_STS");
+        assert!(rtc.rearm.read().is_ok(), "enabling AIE re-armed the loop");
     }
 
     #[test]

@@ -163,4 +163,11 @@ pub trait VirtioDevice: Send {
     fn snapshot_identity(&self) -> BackendIdentity {
         BackendIdentity::DeviceType(self.device_type())
     }
+
+    /// The device was just restored from a snapshot: activated with the
+    /// saved features, its queues where the snapshot left them, the host
+    /// state the snapshot could not carry gone (runs on the VMM's main
+    /// thread, before the guest runs: no system calls). The default does
+    /// nothing; vsock tells the driver its connections are gone.
+    fn restored(&mut self) {}
 }

@@ -21,10 +21,14 @@ pub enum BackendIdentity {
     Disk {
         /// The image file.
         path: PathBuf,
-        /// Its size in bytes.
+        /// Its size in bytes, in whole sectors (the capacity the guest
+        /// sees, times 512).
         size: u64,
         /// Opened read-only.
         read_only: bool,
+        /// The GET_ID serial, if any.
+        #[serde(default)]
+        serial: Option<String>,
     },
     /// A network interface on a tap.
     Net {

@@ -616,7 +616,7 @@ fn i8042_seeds(out: &Out) {
 
 fn cmos_seeds(out: &Out) {
     let mut e = Enc::default();
-    let n = 5;
+    let n = 6;
     // 2024-02-29 23:59:59.9 UTC, 128 MiB of RAM.
     e.i64(1_709_251_199).u32(900_000_000).u32(128 << 20).u32(0);
     for r in [
@@ -654,11 +654,35 @@ fn cmos_seeds(out: &Out) {
     e.variant(1, n).u8(0x40);
     e.variant(1, n).u8(0x34);
     out.put("cmos", "set-time", &e.take());
+    // Interrupts: 1024 Hz periodic, update-ended, an every-second alarm;
+    // the loop services the timer, the handler reads C.
+    e.i64(1_709_251_199).u32(500_000_000).u32(64 << 20).u32(0);
+    e.variant(1, n).u8(0x0c);
+    e.variant(2, n).u8(0x0b).u8(0x02 | 0x40);
+    for _ in 0..3 {
+        e.variant(5, n);
+        e.variant(3, n).u32(976_563);
+        e.variant(5, n);
+        e.variant(1, n).u8(0x0c);
+    }
+    for r in [0x01u8, 0x03, 0x05] {
+        e.variant(2, n).u8(r).u8(0xc0);
+    }
+    e.variant(2, n).u8(0x0b).u8(0x02 | 0x20 | 0x10);
+    e.variant(5, n);
+    e.variant(3, n).u32(500_000_000);
+    e.variant(5, n);
+    e.variant(2, n).u8(0x0b).u8(0x02);
+    e.variant(2, n).u8(0x0b).u8(0x02 | 0x10);
+    e.variant(1, n).u8(0x0c);
+    e.variant(4, n).u16(2);
+    e.variant(5, n);
+    out.put("cmos", "interrupts", &e.take());
 }
 
 fn acpi_pm_seeds(out: &Out) {
     let mut e = Enc::default();
-    let n = 3;
+    let n = 6;
     e.u32(0);
     // Read the timer, let it carry (bit 23), read PM1_STS, clear TMR_STS,
     // enable the power button, then S5.
@@ -674,6 +698,24 @@ fn acpi_pm_seeds(out: &Out) {
     e.variant(0, n).bool(true).u8(4).u8(W2).raw(&[0x00, 0x34]);
     e.variant(0, n).bool(false).u8(6).u8(W4);
     out.put("acpi_pm", "timer-then-s5", &e.take());
+    // kvm-unit-tests s3.flat: RTC_EN, S3 (0x2400), the RTC alarm wakes;
+    // then TMR_EN with the loop servicing the carry, S3 again, an alarm
+    // without RTC_EN, the power button.
+    e.u32(0);
+    e.variant(0, n).bool(true).u8(2).u8(W2).raw(&[0x00, 0x04]);
+    e.variant(0, n).bool(true).u8(4).u8(W2).raw(&[0x00, 0x24]);
+    e.variant(3, n);
+    e.variant(0, n).bool(false).u8(0).u8(W2);
+    e.variant(0, n).bool(true).u8(0).u8(W2).raw(&[0x00, 0x84]);
+    e.variant(0, n).bool(true).u8(2).u8(W2).raw(&[0x01, 0x00]);
+    e.variant(5, n);
+    e.variant(2, n).u16(3);
+    e.variant(5, n);
+    e.variant(0, n).bool(true).u8(4).u8(W2).raw(&[0x00, 0x24]);
+    e.variant(3, n);
+    e.variant(4, n);
+    e.variant(0, n).bool(false).u8(0).u8(W2);
+    out.put("acpi_pm", "s3-wake", &e.take());
 }
 
 fn bus_seeds(out: &Out) {

@@ -50,6 +50,7 @@ const FLAGS: &[&str] = &[
     "--restore-mem",
     "--resume",
     "--track-dirty-pages",
+    "--on-reset",
     "-v",
     "-vvv",
     "--verbose",
@@ -95,6 +96,8 @@ const VALUES: &[&str] = &[
     "/tmp/firecracker.socket",
     "vm_config.json",
     "anonymous-instance",
+    "exit",
+    "reboot",
 ];
 
 #[derive(Debug, Arbitrary)]
@@ -182,6 +185,9 @@ fn check_parsers(s: &str) {
     }
     if cli::parse_platform(s).is_ok() {
         assert!(matches!(s, "auto" | "minimal" | "pc"), "{s:?}");
+    }
+    if cli::parse_on_reset(s).is_ok() {
+        assert!(matches!(s, "exit" | "reboot"), "{s:?}");
     }
 }
 

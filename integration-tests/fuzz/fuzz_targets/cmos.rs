@@ -8,8 +8,12 @@
 //! Checked: the index port reads 0xff; the NMI mask follows bit 7 of the
 //! last index written; register D always reads VRT; plain CMOS RAM
 //! (0x0E-0x7F except the century byte 0x32) reads back what was last
-//! written (starting from what it held at power-on); and the guest's time
-//! can always be asked for.
+//! written (starting from what it held at power-on); the guest's time
+//! can always be asked for; and the interrupt (IRQ 8) follows IRQF: at most
+//! one pulse per access or service call, none from time passing alone, no
+//! second pulse until register C is read or B rewritten, and a C read after
+//! a pulse (B untouched) shows IRQF. `Service` is the VMM's timer loop
+//! calling `TimedDevice::service`.
 #![no_main]
 
 use std::sync::Arc;
@@ -22,7 +26,9 @@ use vmm_devices::legacy::cmos::{
     CMOS_CENTURY, CMOS_DATA_PORT, CMOS_INDEX_MASK, CMOS_INDEX_NMI_DISABLE, CMOS_INDEX_PORT,
     CMOS_SIZE, REG_D_VRT, RTC_REG_D,
 };
+use vmm_devices::legacy::cmos::{REG_C_IRQF, RTC_REG_B, RTC_REG_C};
 use vmm_devices::legacy::{Cmos, CmosMemorySizes};
+use vmm_devices::timer::TimedDevice;
 use vmm_fuzz::clock::FuzzClock;
 use vmm_fuzz::ports::{self, MAX_OPS};
 
@@ -46,6 +52,8 @@ enum Op {
     Tick(u32),
     /// Time passes: seconds.
     Jump(u16),
+    /// The VMM's loop services the device's timer.
+    Service,
 }
 
 /// What the test knows about the device.
@@ -54,6 +62,12 @@ struct Model {
     nmi_masked: bool,
     /// Plain RAM bytes as last written (or read at power-on).
     ram: [u8; CMOS_SIZE],
+    /// IRQ pulses seen.
+    pulses: u64,
+    /// A pulse came and C was not read since.
+    pulse_unread: bool,
+    /// Register B was written since the last pulse (IRQF may have dropped).
+    b_written: bool,
 }
 
 fn plain_ram(index: u8) -> bool {
@@ -73,6 +87,9 @@ impl Model {
                 assert_eq!(value, 0xff, "index port read");
             }
             (p, true) if p == u64::from(CMOS_DATA_PORT) => {
+                if self.index == RTC_REG_B {
+                    self.b_written = true;
+                }
                 if plain_ram(self.index) {
                     self.ram[usize::from(self.index)] = value;
                 }
@@ -88,6 +105,12 @@ impl Model {
                 }
                 if self.index == RTC_REG_D {
                     assert_eq!(value, REG_D_VRT, "register D");
+                }
+                if self.index == RTC_REG_C {
+                    if self.pulse_unread && !self.b_written {
+                        assert_ne!(value & REG_C_IRQF, 0, "C after a pulse lacks IRQF");
+                    }
+                    self.pulse_unread = false;
                 }
             }
             (_, false) => assert_eq!(value, 0xff, "port {port:#x} is not the RTC's"),
@@ -110,6 +133,9 @@ fn run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
         index: 0,
         nmi_masked: false,
         ram: [0; CMOS_SIZE],
+        pulses: 0,
+        pulse_unread: false,
+        b_written: false,
     };
     // Power-on contents of plain RAM, through the ports.
     for i in 0..CMOS_SIZE as u8 {
@@ -162,7 +188,26 @@ fn run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
             }
             Op::Tick(ns) => clock.advance(u64::from(ns)),
             Op::Jump(secs) => clock.advance(u64::from(secs) * 1_000_000_000),
+            Op::Service => {
+                if let Some(d) = rtc.service() {
+                    assert!(!d.is_zero(), "a zero delay would disarm the timer");
+                }
+            }
         }
+        let pulses = rtc.interrupts();
+        match pulses - model.pulses {
+            0 => {}
+            1 => {
+                assert!(
+                    !(model.pulse_unread && !model.b_written),
+                    "a second pulse with IRQF never dropped"
+                );
+                model.pulse_unread = true;
+                model.b_written = false;
+            }
+            n => panic!("{n} pulses from one operation"),
+        }
+        model.pulses = pulses;
         assert_eq!(rtc.nmi_masked(), model.nmi_masked, "NMI mask");
     }
     let _ = rtc.guest_time();

@@ -9,6 +9,11 @@
 //! copy of the configuration the VM was built from: no call can change a
 //! running VM's configuration, as in Firecracker.
 //!
+//! `PUT /snapshot/load` is a pre-boot call like the configuration calls:
+//! the main thread builds the VM from the snapshot (instead of from the
+//! configuration) and the API thread then serves it as a started VM.
+//! `PUT /snapshot/create` is a runtime call ([`super::snapshot`]).
+//!
 //! Wrong-state calls get Firecracker's errors: configuration after the
 //! start, "The requested operation is not supported after starting the
 //! microVM."; runtime actions before it, "... before starting the
@@ -24,6 +29,7 @@ use super::http::Response;
 use super::model::{ActionType, FullVmConfig, InstanceInfo, Version, VmState};
 use super::prepare::{Prepared, PreparedVm};
 use super::routes::Action;
+use super::snapshot::{self, LoadRequest, LOAD_NOT_ALLOWED};
 
 /// Firecracker's `OperationNotSupportedPostBoot`.
 pub const NOT_AFTER_START: &str =
@@ -31,9 +37,6 @@ pub const NOT_AFTER_START: &str =
 /// Firecracker's `OperationNotSupportedPreBoot`.
 pub const NOT_BEFORE_START: &str =
     "The requested operation is not supported before starting the microVM.";
-/// The answer to both snapshot calls until the snapshot engine exists.
-pub const NO_SNAPSHOTS: &str =
-    "Snapshots are not supported by this build: PUT /snapshot/create and /snapshot/load are not implemented yet.";
 
 /// How long `FlushMetrics` waits for the run loop to write the report.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -73,6 +76,9 @@ pub enum Preboot {
     /// `InstanceStart`: build the VM from this and answer 204 (or 400 with
     /// the build error).
     Start(Box<PreparedVm>),
+    /// `PUT /snapshot/load`: build the VM from this snapshot and answer
+    /// 204 (or 400 with the restore error).
+    Load(LoadRequest),
 }
 
 /// Applies a forwarded configuration call to `prepared` (main thread).
@@ -105,6 +111,13 @@ pub fn preboot(
                 Preboot::Reply(Response::no_content())
             }
             Err(e) => Preboot::Reply(Response::fault(400, &format!("Logger error: {e}"))),
+        },
+        Action::SnapshotLoad(_) if !prepared.may_load_snapshot() => {
+            Preboot::Reply(Response::fault(400, LOAD_NOT_ALLOWED))
+        }
+        Action::SnapshotLoad(p) => match snapshot::load_request(p) {
+            Ok(load) => Preboot::Load(load),
+            Err(message) => Preboot::Reply(Response::fault(400, &message)),
         },
         Action::Instance(ActionType::InstanceStart) => match prepared.vm_config() {
             Ok(vm) => Preboot::Start(Box::new(vm)),
@@ -171,9 +184,6 @@ impl Controller {
             (Action::GetVersion, _) => Response::ok_json(&Version {
                 firecracker_version: env!("CARGO_PKG_VERSION").to_string(),
             }),
-            (Action::SnapshotCreate(_) | Action::SnapshotLoad(_), _) => {
-                Response::fault(400, NO_SNAPSHOTS)
-            }
             (Action::NotBuilt(path), _) => Response::fault(
                 400,
                 &format!("{path} is not supported by this build (Firecracker resource without an equivalent here)"),
@@ -181,6 +191,7 @@ impl Controller {
             (
                 Action::Instance(ActionType::SendCtrlAltDel | ActionType::FlushMetrics)
                 | Action::SetVmState(_)
+                | Action::SnapshotCreate(_)
                 | Action::PatchDrive(_)
                 | Action::PatchNetwork(_),
                 None,
@@ -235,6 +246,7 @@ impl Controller {
                     Err(e) => Response::fault(400, &format!("Internal VMM error: {e}")),
                 }
             }
+            Action::SnapshotCreate(p) => snapshot::create(&vm.handle, &p),
             Action::PatchDrive(_) | Action::PatchNetwork(_) => Response::fault(
                 400,
                 "Updating a drive or network interface of a running VM is not supported by this build.",
@@ -257,6 +269,11 @@ mod tests {
             Action::Instance(ActionType::SendCtrlAltDel),
             Action::Instance(ActionType::FlushMetrics),
             Action::SetVmState(VmState::Paused),
+            Action::SnapshotCreate(crate::api::model::SnapshotCreateParams {
+                mem_file_path: "/m".into(),
+                snapshot_path: "/s".into(),
+                snapshot_type: None,
+            }),
         ] {
             let r = c.handle(a);
             assert_eq!(r.status, 400);
@@ -282,20 +299,43 @@ mod tests {
         }));
         assert_eq!(r.status, 204);
         main.join().unwrap();
-        let r = c.handle(Action::SnapshotLoad(
-            crate::api::model::SnapshotLoadParams {
-                snapshot_path: "/s".into(),
-                mem_file_path: None,
-                mem_backend: None,
-                enable_diff_snapshots: None,
-                track_dirty_pages: None,
-                resume_vm: None,
-                network_overrides: None,
-                vsock_override: None,
-                clock_realtime: None,
-            },
-        ));
-        assert_eq!(r.fault_message().as_deref(), Some(NO_SNAPSHOTS));
+    }
+
+    fn load(path: &str) -> Action {
+        Action::SnapshotLoad(crate::api::model::SnapshotLoadParams {
+            snapshot_path: path.into(),
+            mem_file_path: Some("/m".into()),
+            mem_backend: None,
+            enable_diff_snapshots: None,
+            track_dirty_pages: None,
+            resume_vm: Some(true),
+            network_overrides: None,
+            vsock_override: None,
+            clock_realtime: None,
+        })
+    }
+
+    #[test]
+    fn test_preboot_load_only_on_a_fresh_configuration() {
+        let mut no_logger = |_: &crate::api::model::Logger| Ok(());
+        let mut p = Prepared::from_flags(vmm_core::VmConfig::default());
+        match preboot(&mut p, load("/s"), &mut no_logger) {
+            Preboot::Load(l) => {
+                assert_eq!(l.snapshot_path, std::path::PathBuf::from("/s"));
+                assert!(l.resume_vm);
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut flags = vmm_core::VmConfig::default();
+        flags.devices.rng = true;
+        let mut p = Prepared::from_flags(flags);
+        match preboot(&mut p, load("/s"), &mut no_logger) {
+            Preboot::Reply(r) => {
+                assert_eq!(r.status, 400);
+                assert_eq!(r.fault_message().as_deref(), Some(LOAD_NOT_ALLOWED));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -314,7 +354,7 @@ mod tests {
                     "{m}"
                 );
             }
-            Preboot::Start(_) => panic!("started without a kernel"),
+            other => panic!("started without a kernel: {other:?}"),
         }
     }
 }

@@ -10,6 +10,7 @@
 //! - [`model`]: the bodies, mirroring Firecracker's swagger definitions;
 //! - [`prepare`]: the pre-boot configuration and its `VmConfig`;
 //! - [`controller`]: who answers what in which VM state;
+//! - [`snapshot`]: the snapshot calls' checks and Firecracker's messages;
 //! - [`server`]: the socket and the serving thread.
 
 pub mod controller;
@@ -18,3 +19,4 @@ pub mod model;
 pub mod prepare;
 pub mod routes;
 pub mod server;
+pub mod snapshot;

@@ -5,7 +5,7 @@
 //! ([`crate::config_file`]) is a [`FullVmConfig`] read with these types.
 //!
 //! Parsing accepts everything the swagger allows; what this VMM cannot do
-//! (rate limiters, SMT, CPU templates, hugetlbfs, vhost-user, snapshots...)
+//! (rate limiters, SMT, CPU templates, hugetlbfs, vhost-user, UFFD...)
 //! is refused afterwards by [`super::prepare`] with a message naming the
 //! field, rather than failing as an unknown field.
 
@@ -392,7 +392,7 @@ pub enum SnapshotType {
     Diff,
 }
 
-/// `SnapshotCreateParams` (parsed, then refused: no snapshot engine yet).
+/// `SnapshotCreateParams` (`PUT /snapshot/create`).
 #[allow(missing_docs)]
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -437,7 +437,8 @@ pub struct VsockOverride {
     pub uds_path: String,
 }
 
-/// `SnapshotLoadParams` (parsed, then refused: no snapshot engine yet).
+/// `SnapshotLoadParams` (`PUT /snapshot/load`); exactly one of
+/// `mem_backend` and `mem_file_path`, checked when routed.
 #[allow(missing_docs)]
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]

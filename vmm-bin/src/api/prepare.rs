@@ -18,8 +18,13 @@
 //!   `root=/dev/vda` (or `root=PARTUUID=...`) and `ro`/`rw` to the command
 //!   line, as Firecracker's builder does.
 //! - `machine-config`: `vcpu_count` (1-32) and `mem_size_mib`;
-//!   `huge_pages: Transparent` is `--thp`. SMT, CPU templates, dirty-page
-//!   tracking and hugetlbfs pages are refused (see [`PrepareError`]).
+//!   `huge_pages: Transparent` is `--thp`; `track_dirty_pages` is
+//!   `--track-dirty-pages` (diff snapshots). SMT, CPU templates and
+//!   hugetlbfs pages are refused (see [`PrepareError`]).
+//! - boot-specific resources (everything but the logger and metrics, and
+//!   the flags that describe a VM: `--kernel` and the device flags) rule
+//!   out `PUT /snapshot/load` ([`Prepared::may_load_snapshot`]), as in
+//!   Firecracker.
 //! - rate limiters, MTU, vhost-user and io_uring are refused by name.
 
 use std::path::{Path, PathBuf};
@@ -96,6 +101,8 @@ pub struct Prepared {
     entropy: Option<Entropy>,
     logger: Option<Logger>,
     metrics: Option<Metrics>,
+    /// A boot-specific resource was configured (Firecracker's `boot_path`).
+    boot_path: bool,
 }
 
 /// What the VM is built from, beyond its `VmConfig`.
@@ -107,6 +114,8 @@ pub struct PreparedVm {
     pub thp: bool,
     /// Where metrics records go (`PUT /metrics`).
     pub metrics: Option<PathBuf>,
+    /// Dirty-page tracking (`track_dirty_pages`: diff snapshots).
+    pub track_dirty_pages: bool,
 }
 
 fn lossy(p: &Path) -> String {
@@ -174,6 +183,14 @@ impl Prepared {
             )
         });
         let entropy = base.devices.rng.then(Entropy::default);
+        // Flags that describe the VM configure it as much as the API would.
+        let d = &base.devices;
+        let boot_path = base.boot.kernel.is_some()
+            || !d.disks.is_empty()
+            || !d.nets.is_empty()
+            || d.vsock.is_some()
+            || d.rng
+            || d.virtio_console.is_some();
         Prepared {
             base,
             boot_source: None,
@@ -184,7 +201,19 @@ impl Prepared {
             entropy,
             logger: None,
             metrics: None,
+            boot_path,
         }
+    }
+
+    /// Where metrics records go (`PUT /metrics`), if set.
+    pub fn metrics_path(&self) -> Option<PathBuf> {
+        self.metrics.as_ref().map(|m| m.metrics_path.clone())
+    }
+
+    /// Whether `PUT /snapshot/load` may still come: no boot-specific
+    /// resource has been configured.
+    pub fn may_load_snapshot(&self) -> bool {
+        !self.boot_path
     }
 
     /// `PUT /boot-source`: the kernel (and initrd) must be readable now,
@@ -204,6 +233,7 @@ impl Prepared {
             })?;
         }
         self.boot_source = Some(b);
+        self.boot_path = true;
         Ok(())
     }
 
@@ -212,6 +242,7 @@ impl Prepared {
     pub fn set_machine_config(&mut self, m: MachineConfig) -> Result<(), PrepareError> {
         check_machine(&m)?;
         self.machine = m;
+        self.boot_path = true;
         Ok(())
     }
 
@@ -285,6 +316,7 @@ impl Prepared {
             Some(i) => self.drives[i] = entry,
             None => self.drives.push(entry),
         }
+        self.boot_path = true;
         // The root device first: it is /dev/vda, the first virtio-blk.
         if let Some(i) = self.drives.iter().position(|e| e.drive.is_root_device) {
             let root = self.drives.remove(i);
@@ -342,6 +374,7 @@ impl Prepared {
             Some(i) => self.nets[i] = n,
             None => self.nets.push(n),
         }
+        self.boot_path = true;
         Ok(())
     }
 
@@ -360,6 +393,7 @@ impl Prepared {
         }
         let path = PathBuf::from(&v.uds_path);
         self.vsock = Some((v, path));
+        self.boot_path = true;
         Ok(())
     }
 
@@ -372,6 +406,7 @@ impl Prepared {
             )));
         }
         self.entropy = Some(e);
+        self.boot_path = true;
         Ok(())
     }
 
@@ -459,6 +494,21 @@ impl Prepared {
             })
     }
 
+    /// `GET /vm/config` of a VM loaded from a snapshot that describes it as
+    /// `vm`: its machine and devices (drives `disk0`..., interfaces
+    /// `net0`..., the snapshot keeps no API IDs), this process's logger and
+    /// metrics, and no boot source (Firecracker leaves it empty too).
+    pub fn restored_config(&self, vm: &VmConfig, track_dirty_pages: bool) -> FullVmConfig {
+        let mut full = Prepared::from_flags(vm.clone()).full_config();
+        full.boot_source = None;
+        if let Some(m) = full.machine_config.as_mut() {
+            m.track_dirty_pages = track_dirty_pages;
+        }
+        full.logger = self.logger.clone();
+        full.metrics = self.metrics.clone();
+        full
+    }
+
     /// `GET /vm/config`: the configuration as Firecracker prints it.
     pub fn full_config(&self) -> FullVmConfig {
         FullVmConfig {
@@ -539,6 +589,7 @@ impl Prepared {
             config,
             thp: self.machine.huge_pages == HugePages::Transparent,
             metrics: self.metrics.as_ref().map(|m| m.metrics_path.clone()),
+            track_dirty_pages: self.machine.track_dirty_pages,
         })
     }
 }
@@ -570,12 +621,6 @@ fn check_machine(m: &MachineConfig) -> Result<(), PrepareError> {
         return Err(err(unsupported(
             "smt: true",
             "vCPUs are presented as one thread per core",
-        )));
-    }
-    if m.track_dirty_pages {
-        return Err(err(unsupported(
-            "track_dirty_pages: true",
-            "there are no (diff) snapshots in this build",
         )));
     }
     if let Some(t) = m.cpu_template.filter(|t| *t != CpuTemplate::None) {
@@ -786,5 +831,60 @@ mod tests {
         assert_eq!(vm.config.devices.nets[0].tap, "tap9");
         assert!(vm.config.devices.rng);
         assert_eq!(vm.config.memory_mib, 64);
+    }
+
+    #[test]
+    fn test_boot_specific_resources_rule_out_a_snapshot_load() {
+        let (d, ds) = file();
+        let mut p = Prepared::from_flags(VmConfig::default());
+        assert!(p.may_load_snapshot());
+        // Logger and metrics are not boot-specific.
+        p.set_logger(Logger::default());
+        p.set_metrics(Metrics {
+            metrics_path: d.clone(),
+        })
+        .unwrap();
+        assert!(p.may_load_snapshot());
+        // A refused call configures nothing.
+        assert!(p.insert_drive(drive("d", "/nonexistent/x", false)).is_err());
+        assert!(p.may_load_snapshot());
+        p.insert_drive(drive("d", &ds, false)).unwrap();
+        assert!(!p.may_load_snapshot());
+        let mut p = Prepared::from_flags(VmConfig::default());
+        p.set_machine_config(MachineConfig::default()).unwrap();
+        assert!(!p.may_load_snapshot());
+        let mut flags = VmConfig::default();
+        flags.boot.kernel = Some(KernelImage::Path("/k".into()));
+        assert!(!Prepared::from_flags(flags).may_load_snapshot());
+        let _ = std::fs::remove_file(d);
+    }
+
+    #[test]
+    fn test_restored_config_has_no_boot_source_and_the_snapshots_machine() {
+        let mut vm = VmConfig {
+            memory_mib: 48,
+            vcpus: 2,
+            ..VmConfig::default()
+        };
+        vm.boot.kernel = Some(KernelImage::Path("/k".into()));
+        vm.devices.rng = true;
+        let p = Prepared::from_flags(VmConfig::default());
+        let full = p.restored_config(&vm, true);
+        assert!(full.boot_source.is_none());
+        let m = full.machine_config.unwrap();
+        assert_eq!(
+            (m.vcpu_count, m.mem_size_mib, m.track_dirty_pages),
+            (2, 48, true)
+        );
+        assert!(full.entropy.is_some());
+        // Dirty-page tracking is accepted now, and reaches the VM.
+        let mut p = Prepared::from_flags(VmConfig::default());
+        p.set_machine_config(MachineConfig {
+            track_dirty_pages: true,
+            ..MachineConfig::default()
+        })
+        .unwrap();
+        p.base.boot.kernel = Some(KernelImage::Path("/k".into()));
+        assert!(p.vm_config().unwrap().track_dirty_pages);
     }
 }

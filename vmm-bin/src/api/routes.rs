@@ -12,6 +12,7 @@ use super::model::{
     MachineConfigUpdate, Metrics, NetworkInterface, PartialDrive, PartialNetworkInterface,
     SnapshotCreateParams, SnapshotLoadParams, VmState, VmStateRequest, Vsock,
 };
+use super::snapshot::check_mem_fields;
 
 /// What a request asks for.
 #[allow(missing_docs)]
@@ -131,7 +132,11 @@ pub fn route(req: &Request) -> Result<Action, RouteError> {
         (Method::Put, "metrics", Some(b)) => Ok(Action::PutMetrics(json(b)?)),
         (Method::Put, "snapshot", Some(b)) => match second {
             Some("create") => Ok(Action::SnapshotCreate(json(b)?)),
-            Some("load") => Ok(Action::SnapshotLoad(json(b)?)),
+            Some("load") => {
+                let p: SnapshotLoadParams = json(b)?;
+                check_mem_fields(&p).map_err(|m| RouteError::Json(m.to_string()))?;
+                Ok(Action::SnapshotLoad(p))
+            }
             Some(other) => Err(RouteError::InvalidPathMethod {
                 method: "PUT".into(),
                 path: format!("/snapshot/{other}"),
@@ -270,6 +275,10 @@ mod tests {
         assert!(
             e.starts_with("An error occurred when deserializing the json body of a request: unknown field `x`"),
             "{e}"
+        );
+        assert_eq!(
+            err(Method::Put, "/snapshot/load", Some(r#"{"snapshot_path":"/s"}"#)),
+            "An error occurred when deserializing the json body of a request: missing field: either `mem_backend` or `mem_file_path` is required."
         );
         assert_eq!(
             err(Method::Put, "/snapshot/restore", Some("{}")),

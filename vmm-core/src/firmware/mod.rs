@@ -21,7 +21,7 @@ pub use mptable::write_mptable;
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryError};
 
-use vmm_devices::legacy::acpi_pm::ACPI_PM_BLOCK_LEN;
+use vmm_devices::legacy::acpi_pm::{ACPI_PM_BLOCK_LEN, S3_SLP_TYP};
 use vmm_devices::pc::{self, PcDevice};
 use vmm_devices::virtio::VIRTIO_MMIO_WINDOW;
 use vmm_memory::layout::{IOAPIC_BASE, LAPIC_BASE};
@@ -100,6 +100,9 @@ pub struct PlatformInfo {
     pub sci_irq: u8,
     /// PM1_CNT.SLP_TYP value that enters S5 (soft off), 0-7.
     pub s5_slp_typ: u16,
+    /// PM1_CNT.SLP_TYP value that enters S3 (suspend to RAM), 0-7 and not
+    /// S5's, if the platform supports S3 (the DSDT then has `\_S3_`).
+    pub s3_slp_typ: Option<u16>,
     /// Whether ISA IRQ 0 (the PIT) is wired to IOAPIC input 2, as on PCs
     /// (an Interrupt Source Override), rather than to input 0.
     pub irq0_to_gsi2: bool,
@@ -148,6 +151,7 @@ impl PlatformInfo {
             pm_timer_32bit: false,
             sci_irq: pc::ACPI_SCI_GSI as u8,
             s5_slp_typ,
+            s3_slp_typ: Some(S3_SLP_TYP),
             irq0_to_gsi2: true,
             reset: Some(ResetRegister {
                 port: pc::device(PcDevice::I8042).ports[1].base,
@@ -192,6 +196,9 @@ impl PlatformInfo {
             return Err(FirmwareError::SleepType {
                 value: self.s5_slp_typ,
             });
+        }
+        if let Some(value) = self.s3_slp_typ.filter(|&t| t > 7 || t == self.s5_slp_typ) {
+            return Err(FirmwareError::S3SleepType { value });
         }
         if self.rtc_century_index != 0
             && (!self.rtc || !(0x0e..0x80).contains(&self.rtc_century_index))
@@ -341,6 +348,12 @@ pub enum FirmwareError {
     /// The S5 sleep type does not fit PM1_CNT.SLP_TYP (3 bits).
     #[error("S5 sleep type {value} does not fit the 3-bit PM1_CNT.SLP_TYP field (0-7)")]
     SleepType {
+        /// The value.
+        value: u16,
+    },
+    /// The S3 sleep type does not fit SLP_TYP or equals S5's.
+    #[error("S3 sleep type {value} is not a 3-bit PM1_CNT.SLP_TYP value (0-7) distinct from S5's")]
+    S3SleepType {
         /// The value.
         value: u16,
     },

@@ -36,6 +36,20 @@ fn test_validation_rejects_bad_descriptions() {
         ),
         (
             PlatformInfo {
+                s3_slp_typ: Some(5),
+                ..pc.clone()
+            },
+            "S3 sleep type 5",
+        ),
+        (
+            PlatformInfo {
+                s3_slp_typ: Some(9),
+                ..pc.clone()
+            },
+            "S3 sleep type 9",
+        ),
+        (
+            PlatformInfo {
                 ioapic_id: 16,
                 ..pc.clone()
             },

@@ -13,7 +13,9 @@ use vmm_cpu::cpuid;
 use vmm_cpu::snapshot::{check_cpuid_compatible, check_xsave_size};
 use vmm_cpu::{EmulationFallback, GuestFeatures, Vcpu};
 use vmm_devices::pc::build_devices_from_state;
+use vmm_devices::virtio::BackendIdentity;
 use vmm_devices::Console;
+use vmm_memory::layout::ACPI_TABLES_START;
 use vmm_memory::{register_memory_slots_with, GuestRam, MemoryLayout, SlotOptions};
 
 use super::body::SnapshotBody;
@@ -27,6 +29,7 @@ use crate::control::{RunState, VmControl};
 use crate::create::MAX_CPUS;
 use crate::error::VmmError;
 use crate::explain::Explainer;
+use crate::firmware::acpi::facs::find_facs;
 use crate::kvm::open_kvm;
 use crate::platform::create_irqchip;
 use crate::timeline::ExitTimeline;
@@ -54,6 +57,18 @@ pub fn read_snapshot(path: &Path) -> Result<SnapshotBody, SnapshotError> {
     let body = decode(&bytes)?;
     validate(&body)?;
     Ok(body)
+}
+
+/// Gives each network interface the MAC its snapshot recorded: one the
+/// configuration left out was random, and the guest's driver has it.
+fn with_saved_macs(body: &mut SnapshotBody) {
+    let saved = body.virtio.iter().filter_map(|v| match &v.identity {
+        BackendIdentity::Net { mac, .. } => Some(*mac),
+        _ => None,
+    });
+    for (net, mac) in body.config.devices.nets.iter_mut().zip(saved) {
+        net.mac = Some(mac);
+    }
 }
 
 /// Opens the memory file and checks it is exactly the snapshot's RAM.
@@ -116,8 +131,9 @@ impl Vm {
         console: Option<Console>,
     ) -> Result<Vm, VmmError> {
         let t0 = std::time::Instant::now();
-        let body = read_snapshot(snapshot_path)?;
+        let mut body = read_snapshot(snapshot_path)?;
         let mem_file = open_memory_file(mem_file_path, body.memory.size)?;
+        with_saved_macs(&mut body);
         let config = &body.config;
         let layout = MemoryLayout::new(config.memory_mib)?;
         let console = match console {
@@ -228,6 +244,7 @@ impl Vm {
             print_post_codes: host.print_post_codes,
             console_input: host.console_input,
             started_at: host.started_at,
+            deadline: None,
             // A restored VM's exits are explained and plotted; the steps
             // that built it are the restore's, not the ones --explain
             // teaches, so they are not told.
@@ -242,6 +259,11 @@ impl Vm {
             }),
         };
         let virtio_slots = body.virtio.iter().map(|v| v.slot).collect();
+        // Where `Vm::create` wrote the tables (the RSDP first): the FACS
+        // the guest was told of, for its waking vector at an S3 wake.
+        let facs = pc
+            .then(|| find_facs(ram.memory(), ACPI_TABLES_START))
+            .flatten();
         let mut vm = Vm::new(VmParts {
             vcpus,
             vm_fd,
@@ -253,6 +275,8 @@ impl Vm {
             virtio_slots,
             snapshot,
             track_dirty_pages: host.track_dirty_pages,
+            wake: None,
+            facs,
             fallback,
         })?;
         let devices = build_devices_from_state(
@@ -290,5 +314,52 @@ impl Vm {
             mem_file_path.display()
         );
         Ok(vm)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::NetConfig;
+    use crate::snapshot::body::VirtioState;
+    use crate::virtio::{virtio_layout, VirtioKind};
+
+    #[test]
+    fn test_restore_gives_each_interface_its_saved_mac() {
+        let mut body = crate::snapshot::tests::sample_body();
+        let nets = &mut body.config.devices.nets;
+        // The first had a random MAC (none configured), the second its own.
+        nets.push(NetConfig {
+            tap: "tap0".into(),
+            mac: None,
+        });
+        nets.push(NetConfig {
+            tap: "tap1".into(),
+            mac: Some([2, 0, 0, 0, 0, 9]),
+        });
+        body.config.devices.rng = true;
+        let slots = virtio_layout(&body.config.devices).unwrap();
+        let identity = |kind: VirtioKind, i: u8| match kind {
+            VirtioKind::Net => BackendIdentity::Net {
+                tap: format!("tap{i}"),
+                mac: [2, 0, 0, 0, 0, 0x10 + i],
+            },
+            other => BackendIdentity::DeviceType(other.device_type()),
+        };
+        body.virtio = slots
+            .iter()
+            .zip(0u8..)
+            .map(|(slot, i)| VirtioState {
+                slot: *slot,
+                identity: identity(slot.kind, i),
+                transport: Default::default(),
+            })
+            .collect();
+        with_saved_macs(&mut body);
+        let macs: Vec<_> = body.config.devices.nets.iter().map(|n| n.mac).collect();
+        assert_eq!(
+            macs,
+            [Some([2, 0, 0, 0, 0, 0x10]), Some([2, 0, 0, 0, 0, 0x11])]
+        );
     }
 }

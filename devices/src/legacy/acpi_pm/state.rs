@@ -3,6 +3,7 @@
 //! on from its saved value (like the guest's kvmclock, it does not count
 //! the time the VM spent saved).
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
@@ -11,9 +12,10 @@ use super::{
     AcpiPm, MonotonicClock, State, PM1_CNT_BM_RLD, PM1_CNT_SLP_TYP_MASK, PM1_EN_DEFINED,
     PM1_STS_DEFINED,
 };
-use crate::lock;
 use crate::state::StateError;
+use crate::timer::Rearm;
 use crate::vm_event::VmEventSink;
+use crate::{lock, IrqLine};
 
 /// The PM registers and timer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +31,13 @@ pub struct AcpiPmState {
     pub timer_ns: u64,
     /// The timer's carry (bit 23) count last reflected in TMR_STS.
     pub tmr_carry_seen: u64,
+    /// In S3 (asleep until a wake event).
+    #[serde(default)]
+    pub sleeping: bool,
+    /// The SCI level as last evaluated (an enabled event pending), so a
+    /// restored block does not pulse again for an event already signalled.
+    #[serde(default)]
+    pub sci_level: bool,
 }
 
 fn check(field: &'static str, value: u16, allowed: u16) -> Result<(), StateError> {
@@ -54,10 +63,13 @@ impl AcpiPm {
             pm1_cnt: s.cnt,
             timer_ns,
             tmr_carry_seen: u64::try_from(s.tmr_carry_seen).unwrap_or(u64::MAX),
+            sleeping: s.sleeping,
+            sci_level: s.sci_level,
         }
     }
 
-    /// A PM block in `state`, wired as [`AcpiPm::new`].
+    /// A PM block in `state`, wired as [`AcpiPm::new`] (no SCI until
+    /// [`AcpiPm::with_sci`]).
     pub fn from_state(
         state: &AcpiPmState,
         sink: Arc<dyn VmEventSink>,
@@ -81,7 +93,12 @@ impl AcpiPm {
                 en: state.pm1_en,
                 cnt: state.pm1_cnt,
                 tmr_carry_seen: u128::from(state.tmr_carry_seen),
+                sleeping: state.sleeping,
+                sci_level: state.sci_level,
             }),
+            sci: IrqLine::None,
+            rearm: Rearm::none(),
+            sci_pulses: AtomicU64::new(0),
         })
     }
 }

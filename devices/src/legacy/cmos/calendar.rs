@@ -384,14 +384,7 @@ impl Calendar {
         if divider_running(reg_a) {
             let d = now + self.phase_offset_ns;
             let rs = reg_a & REG_A_RS_MASK;
-            if rs != 0 && d > self.periodic_seen_ns {
-                // Periodic rate in time-base cycles (MC146818A table 5 for
-                // the 32.768 kHz base): RS 1 and 2 are 256 and 128 Hz.
-                let cycles: i128 = if rs <= 2 {
-                    1 << (rs + 6)
-                } else {
-                    1 << (rs - 1)
-                };
+            if let Some(cycles) = periodic_cycles(rs).filter(|_| d > self.periodic_seen_ns) {
                 let ticks = |ns: i128| (ns * TIME_BASE_HZ).div_euclid(NANOS_PER_SEC * cycles);
                 if ticks(d) > ticks(self.periodic_seen_ns) {
                     self.flags |= REG_C_PF;
@@ -410,6 +403,55 @@ impl Calendar {
             }
             self.updates_seen_ns = g;
         }
+    }
+
+    /// The register C flags (PF, AF, UF) accumulated since the last read.
+    pub(super) fn flags(&self) -> u8 {
+        self.flags
+    }
+
+    /// Host time of the next periodic-rate edge after `now` (None if RS3-0
+    /// is 0 or the divider is held in reset).
+    pub(super) fn next_periodic_ns(&self, reg_a: u8, now: i128) -> Option<i128> {
+        if !divider_running(reg_a) {
+            return None;
+        }
+        let cycles = periodic_cycles(reg_a & REG_A_RS_MASK)?;
+        // Edge k of the divider falls at the first ns with
+        // ns * TIME_BASE_HZ >= k * cycles * 10^9 (see `accumulate`).
+        let per_edge = NANOS_PER_SEC * cycles;
+        let d = now + self.phase_offset_ns;
+        let k = (d * TIME_BASE_HZ).div_euclid(per_edge) + 1;
+        let edge = ceil_div(k * per_edge, TIME_BASE_HZ);
+        Some(edge - self.phase_offset_ns)
+    }
+
+    /// Host time of the next update (second boundary of the guest's time)
+    /// after `now`, if updates run.
+    pub(super) fn next_update_ns(&self, reg_a: u8, reg_b: u8, now: i128) -> Option<i128> {
+        if !running_with(reg_a, reg_b) {
+            return None;
+        }
+        let g = now + self.offset_ns;
+        let next = (g.div_euclid(NANOS_PER_SEC) + 1) * NANOS_PER_SEC;
+        Some(next - self.offset_ns)
+    }
+
+    /// Host time of the next update that reaches a time matching `alarm`
+    /// (seconds, minutes, hours alarm bytes), within a day of `now`.
+    pub(super) fn next_alarm_ns(
+        &self,
+        reg_a: u8,
+        reg_b: u8,
+        alarm: [u8; 3],
+        now: i128,
+    ) -> Option<i128> {
+        if !running_with(reg_a, reg_b) {
+            return None;
+        }
+        let g = now + self.offset_ns;
+        let s = next_alarm_second(Mode::of(reg_b), alarm, secs_of(g))?;
+        Some(i128::from(s) * NANOS_PER_SEC - self.offset_ns)
     }
 
     /// The time bytes for guest time `secs`, in mode `m`.
@@ -469,9 +511,55 @@ impl Calendar {
     }
 }
 
+/// Whether alarm byte `want` matches the time byte `have`.
+fn alarm_matches(have: u8, want: u8) -> bool {
+    want & ALARM_DONT_CARE == ALARM_DONT_CARE || have == want
+}
+
+/// The first second in `(from, from + 1 day]` whose time of day matches the
+/// alarm bytes (the alarm compares the time of day only, so a day covers
+/// every case; `None` if the bytes can never match, e.g. 0x61 seconds).
+/// Hours and minutes that do not match are skipped whole: at most a few
+/// thousand steps.
+fn next_alarm_second(m: Mode, alarm: [u8; 3], from: i64) -> Option<i64> {
+    let end = from.saturating_add(SECS_PER_DAY);
+    let mut s = from.checked_add(1)?;
+    while s <= end {
+        let sod = s.rem_euclid(SECS_PER_DAY);
+        let step = if !alarm_matches(m.encode_hour((sod / 3600) as u32), alarm[2]) {
+            3600 - sod % 3600
+        } else if !alarm_matches(m.encode((sod / 60 % 60) as u32), alarm[1]) {
+            60 - sod % 60
+        } else if !alarm_matches(m.encode((sod % 60) as u32), alarm[0]) {
+            1
+        } else {
+            return Some(s);
+        };
+        s = s.checked_add(step)?;
+    }
+    None
+}
+
+/// The periodic interrupt's period in 32.768 kHz time-base cycles for rate
+/// select `rs` (MC146818A table 5, QEMU `periodic_period_to_clock`): none
+/// for 0; RS 1 and 2 are 256 and 128 Hz (as RS 8 and 9) on this base; RS
+/// 3-15 halve the rate from 8192 Hz down to 2 Hz.
+pub(super) fn periodic_cycles(rs: u8) -> Option<i128> {
+    match rs & REG_A_RS_MASK {
+        0 => None,
+        rs @ 1..=2 => Some(1 << (rs + 6)),
+        rs => Some(1 << (rs - 1)),
+    }
+}
+
+/// `ceil(a / b)` for `b > 0`.
+fn ceil_div(a: i128, b: i128) -> i128 {
+    -(-a).div_euclid(b)
+}
+
 /// Whether an update in seconds `(from, to]` reached the alarm time.
 fn alarm_in(m: Mode, alarm: [u8; 3], from: i64, to: i64) -> bool {
-    let matches = |have: u8, want: u8| want & ALARM_DONT_CARE == ALARM_DONT_CARE || have == want;
+    let matches = alarm_matches;
     // Only the time of day is compared: a day covers every case.
     let start = from.max(to.saturating_sub(SECS_PER_DAY));
     (start.saturating_add(1)..=to).any(|s| {
@@ -583,6 +671,69 @@ mod tests {
             days_from_civil(2023, 3, 1) - days_from_civil(2023, 2, 1),
             28
         );
+    }
+
+    #[test]
+    fn test_cmos_next_alarm_second_agrees_with_alarm_in() {
+        // Brute force: the first second whose update alarm_in accepts.
+        let brute = |m: Mode, alarm: [u8; 3], from: i64| {
+            (from + 1..=from + SECS_PER_DAY).find(|&s| alarm_in(m, alarm, s - 1, s))
+        };
+        let bcd = Mode::of(REG_B_24H);
+        let bin12 = Mode::of(REG_B_DM);
+        let cases: [(Mode, [u8; 3]); 8] = [
+            (bcd, [0xc0, 0xc0, 0xc0]),
+            (bcd, [0x30, 0xc0, 0xc0]),
+            (bcd, [0x00, 0x15, 0xc0]),
+            (bcd, [0x59, 0x59, 0x23]),
+            (bcd, [0xc0, 0xc0, 0x07]),
+            (bcd, [0x61, 0xc0, 0xc0]),     // never matches
+            (bin12, [5, 0xff, 0x80 | 12]), // 12:xx:05 pm
+            (bin12, [0xc0, 30, 12]),       // 00:30:xx (12 am)
+        ];
+        for (m, alarm) in cases {
+            for from in [0i64, 86_399, 1_709_214_356, -1, 43_170] {
+                assert_eq!(
+                    next_alarm_second(m, alarm, from),
+                    brute(m, alarm, from),
+                    "alarm {alarm:x?} from {from}"
+                );
+            }
+        }
+        assert_eq!(next_alarm_second(bcd, [0xc0; 3], i64::MAX), None);
+        assert_eq!(
+            next_alarm_second(bcd, [0x00, 0xc0, 0xc0], i64::MAX - 5),
+            None
+        );
+    }
+
+    #[test]
+    fn test_cmos_periodic_cycles_per_rate_select() {
+        let hz: Vec<Option<i128>> = (0..16u8)
+            .map(|rs| periodic_cycles(rs).map(|c| TIME_BASE_HZ / c))
+            .collect();
+        let want = [
+            None,
+            Some(256),
+            Some(128),
+            Some(8192),
+            Some(4096),
+            Some(2048),
+            Some(1024),
+            Some(512),
+            Some(256),
+            Some(128),
+            Some(64),
+            Some(32),
+            Some(16),
+            Some(8),
+            Some(4),
+            Some(2),
+        ];
+        assert_eq!(hz, want);
+        assert_eq!(ceil_div(7, 2), 4);
+        assert_eq!(ceil_div(-7, 2), -3);
+        assert_eq!(ceil_div(8, 2), 4);
     }
 
     #[test]

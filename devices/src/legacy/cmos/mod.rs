@@ -50,9 +50,30 @@
 //!   set.
 //! - **Register D** (0x0D): VRT (bit 7) is always set: the RAM and time are
 //!   valid. Writes are ignored.
-//! - **Interrupts: not implemented.** This device has no timer of its own, so
-//!   IRQ8 is never raised; guests that poll register C (or read the time)
-//!   work, guests that wait for an RTC interrupt do not.
+//! - **Interrupts** (IRQ 8, [`Cmos::with_interrupt`]): the IRQ pin is
+//!   IRQF. ISA IRQ 8 is edge-triggered, so the line (a KVM irqfd) is pulsed
+//!   when IRQF goes from 0 to 1: when a flag sets while its enable bit is
+//!   set, or an enable bit is set while its flag already is (as QEMU does).
+//!   While IRQF stays set no further pulse is sent, however many events
+//!   pass; reading register C clears the flags and IRQF, and the next event
+//!   pulses again. The device has no thread: it is a
+//!   [`TimedDevice`], and the VMM's main loop calls [`TimedDevice::service`]
+//!   when the next enabled event is due (the next periodic edge with PIE,
+//!   the next update with UIE, the next update matching the alarm bytes
+//!   with AIE), or never while IRQF is pending. A guest access that brings
+//!   the next event forward (reading C, enabling an interrupt, a new rate,
+//!   alarm or time) writes the [`Rearm`] eventfd so the loop asks again.
+//!   Host time advances everything, alarm match included. An event the
+//!   guest reads from register C before the loop got to it raises no pulse
+//!   (as if the read had come first).
+//! - **Cost**: at most two main-loop wake-ups per interrupt delivered (the
+//!   timer, and the re-arm when the handler reads C), none while IRQF
+//!   waits: a periodic interrupt at 8192 Hz (RS = 3) costs up to 16384
+//!   wake-ups a second of the VMM's main thread while the guest services
+//!   it, and nothing if it stops reading C.
+//! - **Alarm listener** ([`Cmos::with_alarm_listener`]): told whenever the
+//!   alarm interrupt rises (AF with AIE); on the PC platform that is the
+//!   ACPI PM block's RTC_STS, its RTC wake from S3 and its SCI.
 //! - **CMOS RAM** (0x0E-0x7F except 0x32): plain storage. At construction it
 //!   holds the memory-size bytes firmware fills (see [`CmosMemorySizes`])
 //!   and the standard checksum over 0x10-0x2D at 0x2E/0x2F.
@@ -61,13 +82,18 @@
 //!   index, then the data with that index). Bytes beyond the two ports read
 //!   0xff and are ignored when written.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use vm_device::bus::{PioAddress, PioAddressOffset};
 use vm_device::DevicePio;
+use vm_superio::Trigger;
 
 use crate::bus::byte_lane_port;
+use crate::irq::IrqLine;
 use crate::lock;
+use crate::timer::{delay_until, Rearm, TimedDevice};
 
 mod calendar;
 mod state;
@@ -87,7 +113,7 @@ pub const CMOS_DATA_PORT: u16 = 0x71;
 pub const CMOS_PORT_COUNT: u16 = 2;
 /// Bytes of CMOS (the index is 7 bits).
 pub const CMOS_SIZE: usize = 128;
-/// The ISA IRQ line the RTC would use (never raised by this model).
+/// The ISA IRQ line the RTC raises.
 pub const RTC_IRQ: u32 = 8;
 
 /// Index port bit 7: NMI disabled.
@@ -217,12 +243,43 @@ struct State {
     ram: [u8; CMOS_SIZE],
     /// The time keeping behind the time bytes, UIP and register C.
     calendar: Calendar,
+    /// The IRQ pin (IRQF) as of the last access or service.
+    irqf: bool,
+    /// AF with AIE as of the last access or service: the alarm listener is
+    /// told when it rises.
+    alarm_irq: bool,
+    /// When the VMM's timer was last told to call [`TimedDevice::service`]
+    /// (host ns), if at all.
+    armed: Option<i128>,
+}
+
+/// Told whenever the RTC raises its alarm interrupt (AF with AIE): the ACPI
+/// PM block's RTC_STS and RTC wake. Called on whichever thread brought the
+/// RTC up to date (a vCPU thread or the VMM's main loop), outside the
+/// RTC's lock.
+pub trait RtcAlarmListener: Send + Sync {
+    /// The alarm interrupt rose.
+    fn rtc_alarm(&self);
+}
+
+/// What an access or a service call must do once the lock is released.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Effects {
+    /// IRQF rose: pulse the IRQ line.
+    pulse: bool,
+    /// The alarm interrupt rose: tell the listener.
+    alarm: bool,
 }
 
 /// The MC146818A RTC and CMOS RAM.
 pub struct Cmos {
     clock: Arc<dyn RtcClock>,
     state: Mutex<State>,
+    irq: IrqLine,
+    rearm: Rearm,
+    alarm_listener: Option<Arc<dyn RtcAlarmListener>>,
+    /// IRQ pulses sent.
+    interrupts: AtomicU64,
 }
 
 impl std::fmt::Debug for Cmos {
@@ -246,7 +303,75 @@ impl Cmos {
                 nmi_masked: false,
                 ram,
                 calendar: Calendar::new(now),
+                irqf: false,
+                alarm_irq: false,
+                armed: None,
             }),
+            irq: IrqLine::None,
+            rearm: Rearm::none(),
+            alarm_listener: None,
+            interrupts: AtomicU64::new(0),
+        }
+    }
+
+    /// Connects IRQ 8: `irq` is pulsed on each rise of IRQF, `rearm` is
+    /// written when a guest access brings the next interrupt forward (see
+    /// the module docs). Without it the flags still work for guests that
+    /// poll register C.
+    pub fn with_interrupt(mut self, irq: IrqLine, rearm: Rearm) -> Self {
+        self.irq = irq;
+        self.rearm = rearm;
+        self
+    }
+
+    /// Tells `listener` whenever the alarm interrupt rises.
+    pub fn with_alarm_listener(mut self, listener: Arc<dyn RtcAlarmListener>) -> Self {
+        self.alarm_listener = Some(listener);
+        self
+    }
+
+    /// IRQ pulses sent so far.
+    pub fn interrupts(&self) -> u64 {
+        self.interrupts.load(Ordering::Relaxed)
+    }
+
+    /// After a guest access to the data port: raises what rose, and tells
+    /// the loop if the next event is now earlier than its timer.
+    fn after_guest_access(&self, now: i128) {
+        let (fx, earlier) = {
+            let mut s = lock(&self.state);
+            let fx = s.sync_irq();
+            let next = s.next_event(now);
+            let earlier = match (next, s.armed) {
+                (Some(n), Some(a)) => n < a,
+                (Some(_), None) => true,
+                // A later or no event: the armed timer fires early and
+                // service() finds nothing due, which is cheaper than a
+                // wake-up per guest access.
+                (None, _) => false,
+            };
+            if earlier {
+                s.armed = next;
+            }
+            (fx, earlier)
+        };
+        self.apply(fx);
+        if earlier {
+            self.rearm.notify();
+        }
+    }
+
+    fn apply(&self, fx: Effects) {
+        if fx.pulse {
+            self.interrupts.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = self.irq.trigger() {
+                log::warn!("rtc-cmos: raising IRQ {RTC_IRQ} failed: {e}");
+            }
+        }
+        if fx.alarm {
+            if let Some(l) = &self.alarm_listener {
+                l.rtc_alarm();
+            }
         }
     }
 
@@ -324,9 +449,71 @@ fn fill_memory_sizes(ram: &mut [u8; CMOS_SIZE], mem: CmosMemorySizes) {
     ram[usize::from(CMOS_CHECKSUM_LO)] = sum as u8;
 }
 
+impl TimedDevice for Cmos {
+    fn service(&self) -> Option<Duration> {
+        let now = host_ns(self.clock.as_ref());
+        let (fx, next) = {
+            let mut s = lock(&self.state);
+            s.accumulate(now);
+            let fx = s.sync_irq();
+            let next = s.next_event(now);
+            s.armed = next;
+            (fx, next)
+        };
+        self.apply(fx);
+        next.map(|at| delay_until(at, now))
+    }
+}
+
 impl State {
     fn reg_a(&self) -> u8 {
         self.ram[usize::from(RTC_REG_A)]
+    }
+
+    fn alarm_bytes(&self) -> [u8; 3] {
+        [
+            self.ram[usize::from(RTC_SECONDS_ALARM)],
+            self.ram[usize::from(RTC_MINUTES_ALARM)],
+            self.ram[usize::from(RTC_HOURS_ALARM)],
+        ]
+    }
+
+    /// Re-evaluates the IRQ pin and the alarm interrupt from the flags and
+    /// enables (each flag of register C sits at its enable's bit in B).
+    fn sync_irq(&mut self) -> Effects {
+        let flags = self.calendar.flags();
+        let reg_b = self.reg_b();
+        let irqf = flags & reg_b & (REG_B_PIE | REG_B_AIE | REG_B_UIE) != 0;
+        let alarm = flags & REG_C_AF != 0 && reg_b & REG_B_AIE != 0;
+        let fx = Effects {
+            pulse: irqf && !self.irqf,
+            alarm: alarm && !self.alarm_irq,
+        };
+        self.irqf = irqf;
+        self.alarm_irq = alarm;
+        fx
+    }
+
+    /// When the loop must next call [`TimedDevice::service`] (host ns):
+    /// the earliest enabled event that would raise IRQF (none while it is
+    /// set), and the next alarm with AIE while AF is clear (for the alarm
+    /// listener, even while IRQF waits).
+    fn next_event(&self, now: i128) -> Option<i128> {
+        let (reg_a, reg_b) = (self.reg_a(), self.reg_b());
+        let mut times = Vec::with_capacity(3);
+        if !self.irqf {
+            if reg_b & REG_B_PIE != 0 {
+                times.push(self.calendar.next_periodic_ns(reg_a, now));
+            }
+            if reg_b & REG_B_UIE != 0 {
+                times.push(self.calendar.next_update_ns(reg_a, reg_b, now));
+            }
+        }
+        if reg_b & REG_B_AIE != 0 && self.calendar.flags() & REG_C_AF == 0 {
+            let alarm = self.alarm_bytes();
+            times.push(self.calendar.next_alarm_ns(reg_a, reg_b, alarm, now));
+        }
+        times.into_iter().flatten().min()
     }
 
     fn reg_b(&self) -> u8 {
@@ -335,11 +522,7 @@ impl State {
 
     /// Brings the calendar's register C flags up to host time `now`.
     fn accumulate(&mut self, now: i128) {
-        let alarm = [
-            self.ram[usize::from(RTC_SECONDS_ALARM)],
-            self.ram[usize::from(RTC_MINUTES_ALARM)],
-            self.ram[usize::from(RTC_HOURS_ALARM)],
-        ];
+        let alarm = self.alarm_bytes();
         let (reg_a, reg_b) = (self.reg_a(), self.reg_b());
         self.calendar.accumulate(reg_a, reg_b, alarm, now);
     }
@@ -392,20 +575,32 @@ impl State {
 impl DevicePio for Cmos {
     fn pio_read(&self, base: PioAddress, offset: PioAddressOffset, data: &mut [u8]) {
         let now = host_ns(self.clock.as_ref());
+        let mut data_port = false;
         for (i, byte) in data.iter_mut().enumerate() {
             *byte = match port_at(base, offset, i) {
-                Some(port) => self.read_port(port, now),
+                Some(port) => {
+                    data_port |= port == CMOS_DATA_PORT;
+                    self.read_port(port, now)
+                }
                 None => 0xff,
             };
+        }
+        if data_port {
+            self.after_guest_access(now);
         }
     }
 
     fn pio_write(&self, base: PioAddress, offset: PioAddressOffset, data: &[u8]) {
         let now = host_ns(self.clock.as_ref());
+        let mut data_port = false;
         for (i, &byte) in data.iter().enumerate() {
             if let Some(port) = port_at(base, offset, i) {
+                data_port |= port == CMOS_DATA_PORT;
                 self.write_port(port, byte, now);
             }
+        }
+        if data_port {
+            self.after_guest_access(now);
         }
     }
 }
@@ -418,3 +613,6 @@ fn port_at(base: PioAddress, offset: PioAddressOffset, i: usize) -> Option<u16> 
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod irq_tests;

@@ -5,14 +5,16 @@
 //! battery-backed RTC would after the machine was off: the guest's
 //! monotonic clocks (kvmclock, TSC) are what a snapshot freezes.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
 use super::calendar::Calendar;
 use super::{Cmos, RtcClock, State, CMOS_INDEX_MASK, CMOS_SIZE};
-use crate::lock;
 use crate::state::StateError;
+use crate::timer::Rearm;
+use crate::{lock, IrqLine};
 
 /// The RTC/CMOS's state (capture with [`Cmos::state`], rebuild with
 /// [`Cmos::from_state`]).
@@ -23,6 +25,14 @@ pub struct CmosState {
     nmi_masked: bool,
     ram: Vec<u8>,
     calendar: Calendar,
+    /// The IRQ pin as last evaluated, so a restored RTC does not pulse
+    /// again for a flag the guest has already been interrupted for.
+    #[serde(default)]
+    irqf: bool,
+    /// The alarm interrupt as last evaluated (the same, for the alarm
+    /// listener).
+    #[serde(default)]
+    alarm_irq: bool,
 }
 
 impl Cmos {
@@ -34,10 +44,14 @@ impl Cmos {
             nmi_masked: s.nmi_masked,
             ram: s.ram.to_vec(),
             calendar: s.calendar.clone(),
+            irqf: s.irqf,
+            alarm_irq: s.alarm_irq,
         }
     }
 
-    /// A device in `state`, reading the host's time from `clock`.
+    /// A device in `state`, reading the host's time from `clock`, with no
+    /// interrupt line yet ([`Cmos::with_interrupt`] connects it, and the
+    /// loop's first service re-arms the timer the registers ask for).
     pub fn from_state(state: &CmosState, clock: Arc<dyn RtcClock>) -> Result<Self, StateError> {
         let ram: [u8; CMOS_SIZE] =
             state
@@ -74,8 +88,31 @@ impl Cmos {
                 nmi_masked: state.nmi_masked,
                 ram,
                 calendar: state.calendar.clone(),
+                irqf: state.irqf,
+                alarm_irq: state.alarm_irq,
+                armed: None,
             }),
+            irq: IrqLine::None,
+            rearm: Rearm::none(),
+            alarm_listener: None,
+            interrupts: AtomicU64::new(0),
         })
+    }
+}
+
+impl Cmos {
+    /// Takes over what a PC's CMOS keeps across a machine reset from the
+    /// device of the boot before (`before`, its [`Cmos::state`]): the CMOS
+    /// RAM and the clock, which are battery-backed; the index register and
+    /// the NMI mask keep this device's power-on values. Refuses a state
+    /// [`Cmos::from_state`] would refuse, changing nothing.
+    pub fn keep_across_reset(&self, before: &CmosState) -> Result<(), StateError> {
+        let checked = Cmos::from_state(before, self.clock.clone())?;
+        let kept = lock(&checked.state);
+        let mut s = lock(&self.state);
+        s.ram = kept.ram;
+        s.calendar = kept.calendar.clone();
+        Ok(())
     }
 }
 
@@ -101,6 +138,24 @@ mod tests {
         let mut b = [0u8];
         c.pio_read(PioAddress(CMOS_INDEX_PORT), 1, &mut b);
         b[0]
+    }
+
+    #[test]
+    fn test_cmos_keeps_ram_and_clock_across_a_reset() {
+        let before = cmos();
+        before.pio_write(PioAddress(CMOS_INDEX_PORT), 0, &[0x40]);
+        before.pio_write(PioAddress(CMOS_INDEX_PORT), 1, &[0x03]);
+        // Index 0x41 and the NMI mask set: those start over.
+        before.pio_write(PioAddress(CMOS_INDEX_PORT), 0, &[0x80 | 0x41]);
+        let after = cmos();
+        after.keep_across_reset(&before.state()).unwrap();
+        assert!(!after.nmi_masked());
+        assert_eq!(read(&after, 0x40), 0x03);
+        // A damaged state changes nothing.
+        let mut bad = before.state();
+        bad.ram.pop();
+        assert!(after.keep_across_reset(&bad).is_err());
+        assert_eq!(read(&after, 0x40), 0x03);
     }
 
     #[test]

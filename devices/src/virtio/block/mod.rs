@@ -61,6 +61,7 @@ use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC, EFD_NONBLOCK};
 
 use super::device::{DeviceError, QueueContext, VirtioDevice};
+use super::identity::BackendIdentity;
 pub use config_space::{ConfigSpace, CONFIG_LEN};
 pub use counters::BlockCounters;
 use counters::Counter;
@@ -348,6 +349,23 @@ impl VirtioDevice for VirtioBlock {
             Ok(true) => log::info!("virtio-blk {path}: writes synced at shutdown"),
             Ok(false) => log::debug!("virtio-blk {path}: nothing to sync at shutdown"),
             Err(e) => log::error!("virtio-blk {path}: fdatasync at shutdown failed: {e}"),
+        }
+    }
+
+    /// The image, its size in whole sectors, its mode and serial. No
+    /// request is held between calls (each is answered in the turn that
+    /// took it), so nothing is in flight once the VM is paused: requests
+    /// the driver made available and the device has not taken stay in the
+    /// ring, and the restored device serves them (the VMM signals every
+    /// queue once when a restored VM first runs).
+    fn snapshot_identity(&self) -> BackendIdentity {
+        BackendIdentity::Disk {
+            path: self.disk.path().to_path_buf(),
+            size: self.disk.capacity() * SECTOR_SIZE,
+            read_only: self.disk.read_only(),
+            // Checked to be UTF-8 when the disk was opened (a `String`).
+            serial: (!self.serial.is_empty())
+                .then(|| String::from_utf8_lossy(&self.serial).into_owned()),
         }
     }
 }

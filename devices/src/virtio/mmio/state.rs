@@ -151,7 +151,9 @@ impl MmioTransport {
     /// and for the same backend. Every value is checked as if the driver
     /// had written it, and the rings of an active device must lie in
     /// guest RAM; an active device's backend is activated with the saved
-    /// features. Nothing is changed when the state is refused.
+    /// features and told it was restored
+    /// ([`super::VirtioDevice::restored`]). Nothing is changed when the
+    /// state is refused.
     pub fn restore(&mut self, state: &TransportState) -> Result<(), StateError> {
         let device_type = self.device.device_type();
         if state.device_type != device_type {
@@ -249,6 +251,9 @@ impl MmioTransport {
         self.config_generation = state.config_generation;
         self.active = state.active;
         self.interrupt.restore_status(state.interrupt_status);
+        if self.active {
+            self.device.restored();
+        }
         Ok(())
     }
 }

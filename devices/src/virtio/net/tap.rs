@@ -52,6 +52,12 @@ pub trait TapIo: Send {
 
     /// The descriptor to watch for readability (edge-triggered), if any.
     fn raw_fd(&self) -> Option<RawFd>;
+
+    /// The host interface's name, for a snapshot's backend identity
+    /// (a backend without one cannot be snapshotted).
+    fn name(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// Errors opening a tap. Each names the tap.
@@ -316,6 +322,10 @@ impl TapIo for Tap {
 
     fn raw_fd(&self) -> Option<RawFd> {
         Some(self.file.as_raw_fd())
+    }
+
+    fn name(&self) -> Option<&str> {
+        Some(&self.name)
     }
 }
 

@@ -89,6 +89,47 @@ impl TapIo for FakeTap {
     }
 }
 
+/// A [`FakeTap`] with a host interface name, as a real tap has.
+struct NamedTap(FakeTap, String);
+
+impl TapIo for NamedTap {
+    fn read_frame(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read_frame(buf)
+    }
+    fn write_frame(&mut self, frame: &[u8]) -> io::Result<usize> {
+        self.0.write_frame(frame)
+    }
+    fn set_offload(&mut self, flags: u32) -> io::Result<()> {
+        self.0.set_offload(flags)
+    }
+    fn raw_fd(&self) -> Option<RawFd> {
+        None
+    }
+    fn name(&self) -> Option<&str> {
+        Some(&self.1)
+    }
+}
+
+#[test]
+fn test_net_snapshot_identity_is_the_tap_and_the_mac() {
+    let dev = VirtioNet::new(Box::new(NamedTap(FakeTap::default(), "tap7".into())), MAC).unwrap();
+    let id = dev.snapshot_identity();
+    assert_eq!(
+        id,
+        BackendIdentity::Net {
+            tap: "tap7".into(),
+            mac: MAC.0,
+        }
+    );
+    let json = serde_json::to_string(&id).unwrap();
+    assert_eq!(serde_json::from_str::<BackendIdentity>(&json).unwrap(), id);
+    // A backend that cannot name its interface cannot be snapshotted.
+    let dev = VirtioNet::new(Box::new(FakeTap::default()), MAC).unwrap();
+    assert!(
+        matches!(dev.snapshot_identity(), BackendIdentity::Unsupported(why) if why.contains("name")),
+    );
+}
+
 fn desc(addr: u64, len: u32, flags: u32, next: u16) -> RawDescriptor {
     RawDescriptor::from(SplitDescriptor::new(addr, len, flags as u16, next))
 }

@@ -1,9 +1,11 @@
 //! virtio-vsock (virtio 1.2 section 5.10), stream sockets only, with the
 //! host side on Unix sockets in Firecracker's convention.
 //!
-//! Queues: 0 rx (device to driver), 1 tx (driver to device), 2 event (never
-//! written: there is no migration to announce). The configuration space is
-//! `le64 guest_cid`. No feature bits beyond `VIRTIO_F_VERSION_1`, so the
+//! Queues: 0 rx (device to driver), 1 tx (driver to device), 2 event
+//! (written once after a snapshot restore: `VIRTIO_VSOCK_EVENT_TRANSPORT_RESET`,
+//! since the snapshot's connections have no host sockets in the new
+//! process; the driver drops them, as with Firecracker). The configuration
+//! space is `le64 guest_cid`. No feature bits beyond `VIRTIO_F_VERSION_1`, so the
 //! stream type is implied (5.10.3).
 //!
 //! # Host convention (Firecracker's)
@@ -62,8 +64,10 @@ use std::sync::Arc;
 
 use virtio_bindings::virtio_ids::VIRTIO_ID_VSOCK;
 use virtio_queue::{QueueOwnedT, QueueT};
+use vm_memory::Bytes;
 
 use super::device::{DeviceError, QueueContext, VirtioDevice};
+use super::identity::BackendIdentity;
 use muxer::Muxer;
 use packet::{parse_tx, RxPacket};
 
@@ -78,6 +82,10 @@ pub const EVENTQ: usize = 2;
 /// The most connections at once (each may hold
 /// [`credit::BUF_ALLOC`] bytes for its host socket).
 pub const MAX_CONNECTIONS: usize = 256;
+/// `VIRTIO_VSOCK_EVENT_TRANSPORT_RESET` (5.10.6.6): the event's `le32 id`.
+pub const EVENT_TRANSPORT_RESET: u32 = 0;
+/// `struct virtio_vsock_event`'s size.
+const EVENT_LEN: u32 = 4;
 
 /// Errors building a vsock backend (before the guest runs).
 #[derive(Debug, thiserror::Error)]
@@ -200,6 +208,9 @@ pub struct VirtioVsock {
     metrics: Arc<VsockMetrics>,
     /// The tx queue was left with chains in it for want of room to answer.
     tx_stalled: bool,
+    /// Restored from a snapshot: the driver is still to be told its
+    /// connections are gone.
+    reset_event: bool,
 }
 
 impl VirtioVsock {
@@ -212,6 +223,7 @@ impl VirtioVsock {
             muxer: Muxer::new(path, cid, metrics.clone())?,
             metrics,
             tx_stalled: false,
+            reset_event: false,
         })
     }
 
@@ -295,9 +307,40 @@ impl VirtioVsock {
         Ok(())
     }
 
+    /// After a restore: tells the driver, once, that every connection is
+    /// gone (`VIRTIO_VSOCK_EVENT_TRANSPORT_RESET` in an event buffer). With
+    /// no event buffer posted yet it waits: the driver's notify of the
+    /// event queue brings the device back here.
+    fn announce_transport_reset(&mut self, ctx: &mut QueueContext<'_>) -> Result<(), DeviceError> {
+        if !self.reset_event || !ctx.queues.get(EVENTQ).is_some_and(|q| q.ready()) {
+            return Ok(());
+        }
+        let Some(chain) = ctx.pop(EVENTQ) else {
+            return Ok(());
+        };
+        let head = chain.head_index();
+        let mem = ctx.mem;
+        let written = match chain.writable().next() {
+            Some(d) if d.len() >= EVENT_LEN => mem
+                .write_obj(EVENT_TRANSPORT_RESET.to_le(), d.addr())
+                .is_ok(),
+            _ => false,
+        };
+        if written {
+            self.reset_event = false;
+            log::info!("vsock: restored; the driver was told its connections are gone");
+        } else {
+            // Returned empty; the next buffer is tried at the next turn.
+            VsockMetrics::add(&self.metrics.invalid_chains, 1);
+        }
+        ctx.add_used(EVENTQ, head, if written { EVENT_LEN } else { 0 })?;
+        ctx.signal_used(EVENTQ)
+    }
+
     /// Host events, transmit (if `tx`), delivery; transmit again while
     /// delivery makes room for the answers a stalled tx queue waits for.
     fn run(&mut self, ctx: &mut QueueContext<'_>, tx: bool) -> Result<(), DeviceError> {
+        self.announce_transport_reset(ctx)?;
         self.muxer.host_events();
         if tx || self.tx_stalled {
             self.transmit(ctx)?;
@@ -359,6 +402,26 @@ impl VirtioDevice for VirtioVsock {
     fn reset(&mut self) {
         self.muxer.reset();
         self.tx_stalled = false;
+        // A new driver session has no connections to be told about.
+        self.reset_event = false;
+    }
+
+    /// The guest's CID and the listening socket. Connections are not
+    /// saved (their host sockets belong to this process): the restored
+    /// device announces a transport reset ([`Self::restored`]), so the
+    /// driver drops them, as Firecracker's does. Transmit chains the
+    /// device has not taken stay in their queue for the restored device.
+    fn snapshot_identity(&self) -> BackendIdentity {
+        BackendIdentity::Vsock {
+            cid: self.cid,
+            socket: self.muxer.path().to_path_buf(),
+        }
+    }
+
+    /// Tells the driver, at the device's first turn, that the snapshot's
+    /// connections are gone. No system call here (the VMM's main thread).
+    fn restored(&mut self) {
+        self.reset_event = true;
     }
 
     fn shutdown(&mut self) {

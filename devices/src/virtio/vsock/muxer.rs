@@ -228,6 +228,11 @@ impl Muxer {
         self.conns.len() + self.handshakes.len() >= MAX_CONNECTIONS
     }
 
+    /// The Unix socket the device listens on.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Handles every event queued in the epoll instance.
     pub fn host_events(&mut self) {
         let mut events = [EpollEvent::default(); EVENTS_PER_WAIT];

@@ -345,6 +345,52 @@ fn test_vsock_identity_queues_and_config() {
     assert_eq!(dev.queue_max_sizes(), &[256, 256, 256]);
 }
 
+/// Where the snapshot test's event buffer is.
+const EV_BUF: u64 = 0x3_0000;
+
+#[test]
+fn test_vsock_snapshot_identity_and_transport_reset_after_restore() {
+    let mem = memory();
+    let mut r = Rig::active(&mem, "restore", 4);
+    let (mut host, local) = r.established(5000, 1 << 16);
+    let id = r.t.backend_identity();
+    assert_eq!(
+        id,
+        BackendIdentity::Vsock {
+            cid: CID,
+            socket: r.path.clone(),
+        }
+    );
+    let json = serde_json::to_string(&id).unwrap();
+    assert_eq!(serde_json::from_str::<BackendIdentity>(&json).unwrap(), id);
+    let state = r.t.state();
+
+    // "Another process": a new device and transport given the saved state.
+    let dev = VirtioVsock::new(CID, &r.dir.join("restored.sock")).unwrap();
+    r.t = MmioTransport::new(Box::new(dev), mem.clone(), IrqLine::None).unwrap();
+    r.t.restore(&state).unwrap();
+    // The old device is gone, and its host socket with it.
+    let mut b = [0u8; 1];
+    assert_eq!(host.read(&mut b).unwrap(), 0, "old connection closed");
+    // No event buffer yet: the announcement waits.
+    r.t.process_queue(RXQ);
+    assert!(r.ev.take_used(&mem).is_empty());
+    mem.write_obj(0xffff_ffffu32, GuestAddress(EV_BUF)).unwrap();
+    r.ev.push(&mem, &[(EV_BUF, 4, W)]);
+    r.t.process_queue(EVENTQ);
+    let used = r.ev.take_used(&mem);
+    assert_eq!(used, [(0, 4)], "one event, 4 bytes");
+    let event: u32 = mem.read_obj(GuestAddress(EV_BUF)).unwrap();
+    assert_eq!(event, EVENT_TRANSPORT_RESET);
+    // Once only.
+    r.ev.push(&mem, &[(EV_BUF, 4, W)]);
+    r.t.process_queue(EVENTQ);
+    assert!(r.ev.take_used(&mem).is_empty());
+    // A packet of the old connection now has nobody behind it: RST.
+    r.send(guest(5000, local, OP_RW), b"after");
+    assert_eq!(r.one().0.op, OP_RST);
+}
+
 #[test]
 fn test_vsock_bad_socket_paths_are_refused_by_name() {
     let dir = scratch("paths");

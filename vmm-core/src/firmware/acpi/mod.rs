@@ -10,7 +10,10 @@
 //! The platform is a full ACPI (not hardware-reduced) PC: the FADT points at
 //! the fixed PM1a event/control blocks and the PM timer, there is no SMI
 //! command port (ACPI mode is always on, so PM1_CNT.SCI_EN must read 1), and
-//! the DSDT carries `\_S5_` so OSPM can power the machine off.
+//! the DSDT carries `\_S5_` so OSPM can power the machine off and `\_S3_`
+//! so it can suspend to RAM (waking through the RTC alarm: FIX_RTC is
+//! clear, RTC_STS/RTC_EN are in the fixed PM1 registers; see [`facs`] for
+//! how the waking vector is entered).
 
 use acpi_tables::aml;
 use acpi_tables::facs::FACS;
@@ -23,6 +26,8 @@ use acpi_tables::xsdt::XSDT;
 use acpi_tables::{Aml, AmlSink};
 use vm_memory::{GuestAddress, GuestMemoryBackend};
 use vmm_memory::layout::{ACPI_TABLES_END, ACPI_TABLES_START};
+
+pub mod facs;
 
 use super::{
     address32, checksum, write_bytes, FirmwareError, Placer, PlatformInfo, VirtioMmio,
@@ -211,12 +216,12 @@ fn fadt(info: &PlatformInfo, facs_addr: u32, dsdt_addr: u32) -> Result<Vec<u8>, 
     let mut fadt = FADTBuilder::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION)
         .preferred_pm_profile(PmProfile::Unspecified)
         // WBINVD flushes caches; C1 (HLT) works on every CPU; there is no
-        // fixed power or sleep button and no RTC wake status in PM1_STS.
+        // fixed power or sleep button. FIX_RTC stays clear: the RTC alarm's
+        // wake status and enable are PM1_STS.RTC_STS / PM1_EN.RTC_EN.
         .flag(Flags::Wbinvd)
         .flag(Flags::ProcC1)
         .flag(Flags::PwrButton)
-        .flag(Flags::SlpButton)
-        .flag(Flags::FixRtc);
+        .flag(Flags::SlpButton);
     if info.pm_timer_32bit {
         fadt = fadt.flag(Flags::TmrValExt);
     }
@@ -385,7 +390,8 @@ fn virtio_mmio_device(out: &mut Vec<u8>, uid: usize, dev: &VirtioMmio) {
     .to_aml_bytes(out);
 }
 
-/// `\_S5_` for soft-off, and under `\_SB_` a processor device per CPU (its
+/// `\_S5_` for soft-off, `\_S3_` for suspend to RAM (if the platform has
+/// it), and under `\_SB_` a processor device per CPU (its
 /// _UID is the MADT's ACPI Processor UID), the ISA devices and the
 /// virtio-mmio devices.
 fn dsdt(info: &PlatformInfo) -> Vec<u8> {
@@ -437,6 +443,14 @@ fn dsdt(info: &PlatformInfo) -> Vec<u8> {
         &aml::Package::new(vec![&slp_typ, &slp_typ, &aml::ZERO, &aml::ZERO]),
     )
     .to_aml_bytes(&mut body);
+    if let Some(s3) = info.s3_slp_typ {
+        let s3 = (s3 & 7) as u8;
+        aml::Name::new(
+            "_S3_".into(),
+            &aml::Package::new(vec![&s3, &s3, &aml::ZERO, &aml::ZERO]),
+        )
+        .to_aml_bytes(&mut body);
+    }
 
     let mut dsdt = Sdt::new(
         *b"DSDT",

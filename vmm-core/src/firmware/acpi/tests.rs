@@ -286,6 +286,11 @@ fn test_fadt_describes_pm_hardware() {
     assert_eq!(flags & (1 << 20), 0, "not HW_REDUCED_ACPI");
     assert_eq!(flags & (1 << 8), 0, "24-bit PM timer");
     assert_ne!(flags & (1 << 2), 0, "PROC_C1");
+    assert_eq!(
+        flags & (1 << 6),
+        0,
+        "FIX_RTC clear: RTC_STS/RTC_EN are fixed"
+    );
     assert_ne!(flags & (1 << 10), 0, "RESET_REG_SUP");
     let boot_arch = u16_at(f, 109);
     assert_eq!(
@@ -320,6 +325,7 @@ fn test_dsdt_s5_and_devices() {
         let dsdt = &acpi.dsdt.1;
         let s5 = u64::from(s5);
         assert_eq!(package(dsdt, b"_S5_"), Some(vec![s5, s5, 0, 0]));
+        assert_eq!(package(dsdt, b"_S3_"), Some(vec![1, 1, 0, 0]));
         for hid in [b"PNP0501", b"PNP0303", b"PNP0B00"] {
             assert_eq!(count(dsdt, &eisa_id(hid)), 1, "{hid:?}");
         }

@@ -242,3 +242,39 @@ fn test_block_probe_changes_neither_size_contents_nor_allocation() {
     assert_eq!(img.contents(), contents);
     drop(dev);
 }
+
+#[test]
+fn test_block_snapshot_identity_names_image_size_mode_and_serial() {
+    let img = TempImage::new(&[0u8; 1000]);
+    let dev = BlockConfig::new(img.path())
+        .serial("disk-7")
+        .open()
+        .unwrap();
+    assert_eq!(
+        dev.snapshot_identity(),
+        BackendIdentity::Disk {
+            path: img.path().to_path_buf(),
+            // Whole sectors: what the guest sees.
+            size: 512,
+            read_only: false,
+            serial: Some("disk-7".into()),
+        }
+    );
+    drop(dev);
+    let dev = BlockConfig::new(img.path()).read_only(true).open().unwrap();
+    let id = dev.snapshot_identity();
+    assert!(
+        matches!(
+            &id,
+            BackendIdentity::Disk {
+                read_only: true,
+                serial: None,
+                ..
+            }
+        ),
+        "{id:?}"
+    );
+    // It reads back as it was written (what a snapshot stores).
+    let json = serde_json::to_string(&id).unwrap();
+    assert_eq!(serde_json::from_str::<BackendIdentity>(&json).unwrap(), id);
+}
