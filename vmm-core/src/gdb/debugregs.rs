@@ -113,7 +113,7 @@ impl HwSlots {
             .find_map(|i| self.slots[i])
     }
 
-    /// DR7 for these slots: L<n> enable bits, R/W and LEN fields.
+    /// DR7 for these slots: `L0`-`L3` enable bits, R/W and LEN fields.
     pub fn dr7(&self) -> u64 {
         let mut dr7 = 0;
         for (i, slot) in self.slots.iter().enumerate() {

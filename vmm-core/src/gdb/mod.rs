@@ -10,7 +10,7 @@
 //!   [`crate::seccomp::ThreadRole::Gdb`] (a socket, poll, no ioctl). It
 //!   never touches a vCPU: it pauses and resumes the VM through the main
 //!   loop like any [`crate::VmHandle`], and reads and writes a parked vCPU
-//!   through jobs run on that vCPU's own thread ([`vcpus`]).
+//!   through jobs run on that vCPU's own thread (`gdb/vcpus.rs`).
 //! - A vCPU thread whose KVM_RUN ends with KVM_EXIT_DEBUG (a single step,
 //!   a breakpoint or a watchpoint) records it ([`events`]), asks for the
 //!   pause and parks; the stub tells gdb. One gdb thread per vCPU.
@@ -19,7 +19,7 @@
 //!   the VMM on the hosts this project runs on. Memory is read through the
 //!   stopped vCPU's page tables ([`memory`]). Where the host reports no
 //!   data breakpoints, write watchpoints are kept by single-stepping
-//!   ([`target`]).
+//!   (`gdb/target.rs`).
 //! - When gdb detaches, guest debugging is turned off and the VM runs on;
 //!   another gdb may attach (the VM stops again). When the VM ends, gdb
 //!   is told how (an exit code or a signal) and the stub ends.

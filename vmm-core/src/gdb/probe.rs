@@ -10,7 +10,7 @@
 //! assuming:
 //! - a real-mode `mov` under a write watchpoint either ends KVM_RUN with
 //!   KVM_EXIT_DEBUG or runs on to its `hlt`. Where it does not fire, the
-//!   stub watches by single-stepping (see [`super::target`]);
+//!   stub watches by single-stepping (see `gdb/target.rs`);
 //! - one `nop` single-stepped at CPL3 in long mode either ends KVM_RUN
 //!   with KVM_EXIT_DEBUG after it or (with no IDT) triple-faults. Where it
 //!   does not exit, the stub refuses to step a vCPU at CPL3 (the #DB would
