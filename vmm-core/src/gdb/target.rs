@@ -601,3 +601,135 @@ impl HwWatchpoint for VmTarget {
         Ok(self.slots.remove(slot))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::VmControl;
+    use crate::dispatch::ExitDispatcher;
+    use crate::handle::VmHandle;
+    use vm_memory::GuestAddress;
+    use vmm_devices::IoBus;
+    use vmm_sys_util::eventfd::EventFd;
+
+    /// A target over a VM with `n` vCPUs and no vCPU threads: what needs
+    /// no job on a vCPU can be checked.
+    fn target(n: usize, host: HostDebug) -> VmTarget {
+        let control = Arc::new(VmControl::new(None));
+        let wake = Arc::new(EventFd::new(0).unwrap());
+        let handle = VmHandle::new(control.clone(), wake);
+        let dispatcher = Arc::new(ExitDispatcher::new(IoBus::new(), control, false));
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x1000)]).unwrap();
+        VmTarget::new(
+            Vcpus::new(handle, dispatcher, n),
+            mem,
+            vec![36; n],
+            host,
+            Arc::new(DebugExits::new().unwrap()),
+        )
+    }
+
+    const HW: HostDebug = HostDebug {
+        data_breakpoints: true,
+        user_mode_debug: true,
+        step_flags: 0,
+    };
+
+    fn exit(vcpu: u64, dr6: u64) -> DebugExit {
+        DebugExit { vcpu, pc: 0, dr6 }
+    }
+
+    #[test]
+    fn test_verdict_names_the_slot_and_the_thread() {
+        let mut t = target(2, HW);
+        assert_eq!(t.add_sw_breakpoint(0x1000, 1).ok(), Some(true));
+        assert_eq!(t.add_hw_breakpoint(0x2000, 1).ok(), Some(true));
+        assert_eq!(
+            t.add_hw_watchpoint(0x3000, 8, WatchKind::Write).ok(),
+            Some(true)
+        );
+        let two = NonZeroUsize::new(2).unwrap();
+        assert_eq!(
+            t.verdict(exit(1, 0xffff_0ff1)).unwrap(),
+            StopVerdict::Report(MultiThreadStopReason::SwBreak(two)),
+            "Z0 is reported as gdb's software breakpoint"
+        );
+        assert_eq!(
+            t.verdict(exit(1, 0xffff_0ff2)).unwrap(),
+            StopVerdict::Report(MultiThreadStopReason::HwBreak(two))
+        );
+        assert_eq!(
+            t.verdict(exit(0, 0xffff_0ff4)).unwrap(),
+            StopVerdict::Report(MultiThreadStopReason::Watch {
+                tid: NonZeroUsize::MIN,
+                kind: WatchKind::Write,
+                addr: 0x3000
+            })
+        );
+        // A single step is SIGTRAP on the thread that stepped.
+        assert_eq!(
+            t.verdict(exit(1, 0xffff_4ff0)).unwrap(),
+            StopVerdict::Report(MultiThreadStopReason::SignalWithThread {
+                tid: two,
+                signal: Signal::SIGTRAP
+            })
+        );
+    }
+
+    #[test]
+    fn test_breakpoints_share_four_slots_and_read_watches_are_refused() {
+        let mut t = target(1, HW);
+        assert_eq!(
+            t.add_hw_watchpoint(0x3000, 4, WatchKind::Read).ok(),
+            Some(false)
+        );
+        for i in 0..4 {
+            assert_eq!(t.add_sw_breakpoint(0x1000 + i, 1).ok(), Some(true));
+        }
+        assert_eq!(
+            t.add_hw_watchpoint(0x3000, 4, WatchKind::Write).ok(),
+            Some(false)
+        );
+        assert_eq!(t.remove_sw_breakpoint(0x1002, 1).ok(), Some(true));
+        assert_eq!(
+            t.remove_hw_breakpoint(0x1003, 1).ok(),
+            Some(false),
+            "inserted as Z0"
+        );
+        assert_eq!(
+            t.add_hw_watchpoint(0x3000, 4, WatchKind::ReadWrite).ok(),
+            Some(true)
+        );
+        // Stepped watchpoints (no data breakpoints) see writes only.
+        let mut s = target(
+            1,
+            HostDebug {
+                data_breakpoints: false,
+                ..HW
+            },
+        );
+        assert_eq!(
+            s.add_hw_watchpoint(0x3000, 4, WatchKind::ReadWrite).ok(),
+            Some(false)
+        );
+    }
+
+    #[test]
+    fn test_threads_are_vcpus_plus_one() {
+        let mut t = target(3, HW);
+        let mut tids = Vec::new();
+        t.list_active_threads(&mut |tid| tids.push(tid.get()))
+            .unwrap();
+        assert_eq!(tids, [1, 2, 3]);
+        assert_eq!(t.vcpu_of(NonZeroUsize::new(3).unwrap()).ok(), Some(2));
+        assert!(t.vcpu_of(NonZeroUsize::new(4).unwrap()).is_err());
+        assert_eq!(t.take_refused(), None);
+        assert_eq!(
+            t.interrupted(),
+            MultiThreadStopReason::SignalWithThread {
+                tid: NonZeroUsize::MIN,
+                signal: Signal::SIGINT
+            }
+        );
+    }
+}
