@@ -153,6 +153,10 @@ fn test_gdb_break_step_print_watch_and_exit() {
             "continue",
             "print counter",
             "print $pc == (unsigned long)&bump",
+            // A register write reaches the vCPU (bump's next instruction
+            // loads RAX anyway).
+            "set $rax = 0x1234",
+            "print/x $rax",
             "stepi",
             "print (long)$pc - (long)&bump",
             "watch counter",
@@ -187,7 +191,8 @@ fn test_gdb_break_step_print_watch_and_exit() {
         "1",
         "stopped at bump's first instruction; {context}"
     );
-    let stepped: u64 = printed(&out, 5)
+    assert_eq!(printed(&out, 5), "0x1234", "register write; {context}");
+    let stepped: u64 = printed(&out, 6)
         .parse()
         .unwrap_or_else(|e| panic!("{e}; {context}"));
     assert!(
@@ -203,7 +208,7 @@ fn test_gdb_break_step_print_watch_and_exit() {
         out.contains("Old value = 0") && out.contains("New value = 1"),
         "the watchpoint did not report bump's write; {context}"
     );
-    assert_eq!(printed(&out, 6), "1", "{context}");
+    assert_eq!(printed(&out, 7), "1", "{context}");
     assert!(
         out.contains(GDB_EXIT_LINE),
         "gdb was not told the exit; {context}"
@@ -414,6 +419,35 @@ fn test_gdb_step_in_user_mode_never_harms_the_guest() {
     assert_eq!(
         run.status,
         exit_status::debug_exit_status(FINAL_COUNT + 2),
+        "{context}"
+    );
+}
+
+#[test]
+fn test_gdb_detach_runs_the_guest_and_a_second_gdb_stops_it() {
+    let sock = socket_path("detach");
+    let mut vmm = start_vmm(&sock, &[]);
+    let (gdb, lines) = spawn_gdb(&sock, &["set var spin = 1", "detach"]);
+    let mut seen = Vec::new();
+    let first = finish_gdb(gdb, &lines, &mut seen);
+    assert!(first.contains("detached]"), "{first}");
+    // Without a debugger the guest runs on, to its spin loop.
+    vmm.wait_line("spinning", Duration::from_secs(30));
+    let (gdb, lines) = spawn_gdb(&sock, &["print spins > 0", "set var spin = 0", "continue"]);
+    let mut seen = Vec::new();
+    let second = finish_gdb(gdb, &lines, &mut seen);
+    let run = vmm.finish();
+    let _ = std::fs::remove_file(&sock);
+    let context = format!("second gdb:\n{second}\nvmm-bin stderr:\n{}", run.stderr);
+    assert_eq!(
+        printed(&second, 1),
+        "1",
+        "stopped while spinning; {context}"
+    );
+    assert!(second.contains(GDB_EXIT_LINE), "{context}");
+    assert_eq!(
+        run.status,
+        exit_status::debug_exit_status(FINAL_COUNT),
         "{context}"
     );
 }
