@@ -237,9 +237,14 @@ impl VmTarget {
                     ))
                 })??;
                 if cpl(&regs, &sregs) == 3 {
+                    let why = if self.actions[i] == Action::Step {
+                        "gdb asked for a step"
+                    } else {
+                        "a watchpoint is kept by stepping: delete it to run user code"
+                    };
                     log::warn!(
                         "gdb: vCPU {vcpu} runs user code (CPL3), which this host's KVM cannot \
-                         single-step (the step's #DB would go to the guest): not resumed"
+                         single-step (the step's #DB would go to the guest): not resumed ({why})"
                     );
                     self.refused = Some(vcpu);
                     return Ok(());

@@ -95,11 +95,12 @@ impl Vcpus {
     }
 
     /// Asks the main loop to pause the VM (it kicks every vCPU out of
-    /// KVM_RUN) and waits until it is paused: every vCPU parked.
+    /// KVM_RUN) and waits until it is paused: every vCPU parked (a guest in
+    /// ACPI S3 has every vCPU parked already).
     pub fn pause(&self) -> Result<(), GdbError> {
         self.handle.request_pause(true);
         let start = Instant::now();
-        while !self.control.wait_run_state(RunState::Paused, STOP_CHECK) {
+        while !self.control.wait_run_state(RunState::Paused, STOP_CHECK) && !self.paused() {
             if self.control.is_stopping() {
                 return Err(GdbError::VmEnded);
             }
@@ -113,9 +114,9 @@ impl Vcpus {
         Ok(())
     }
 
-    /// Whether the VM is paused (every vCPU parked).
+    /// Whether the VM is paused or suspended (every vCPU parked).
     pub fn paused(&self) -> bool {
-        self.control.run_state() == RunState::Paused
+        self.control.run_state() != RunState::Running
     }
 
     /// Lets the VM run on, but the vCPUs in `held`; returns at once (the
