@@ -134,12 +134,17 @@ pub enum VcpuStop {
         /// Physical CPU it happened on.
         cpu: u32,
     },
-    /// KVM_EXIT_DEBUG (breakpoint or single step) with no debugger attached.
+    /// KVM_EXIT_DEBUG: a single step or hardware breakpoint set through
+    /// KVM_SET_GUEST_DEBUG. A debugger (vmm-core's GDB stub) takes it;
+    /// without one it ends the VM.
     Debug {
         /// Guest PC at the debug exit.
         pc: u64,
-        /// Exception vector.
+        /// Exception vector (1 for #DB).
         exception: u32,
+        /// DR6 as KVM reports it: B0-B3 (bits 0-3) name the breakpoint
+        /// that hit, BS (bit 14) a completed single step.
+        dr6: u64,
     },
     /// KVM_EXIT_SYSTEM_EVENT (reset, shutdown, crash requested through KVM).
     SystemEvent {
@@ -168,7 +173,7 @@ impl fmt::Display for VcpuStop {
                 f,
                 "KVM_EXIT_FAIL_ENTRY: hardware entry failure reason {reason:#x} on host CPU {cpu}"
             ),
-            VcpuStop::Debug { pc, exception } => write!(
+            VcpuStop::Debug { pc, exception, .. } => write!(
                 f,
                 "KVM_EXIT_DEBUG at pc {pc:#x} (exception {exception}) with no debugger attached"
             ),
@@ -501,6 +506,7 @@ pub(crate) fn handle_exit<H: ExitHandler + ?Sized>(
             Some(VcpuStop::Debug {
                 pc: arch.pc,
                 exception: arch.exception,
+                dr6: arch.dr6,
             }),
         ),
         VcpuExit::SystemEvent(kind, _) => {

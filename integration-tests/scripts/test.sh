@@ -14,6 +14,11 @@ if ! command -v gcc >/dev/null; then
   echo "installing gcc for the virtio test guest" >&2
   apt-get update -qq && apt-get install -y -qq gcc >/dev/null
 fi
+# Debian's gdb drives the GDB stub in integration-tests/tests/gdb.rs.
+if ! command -v gdb >/dev/null; then
+  echo "installing gdb for the GDB stub tests" >&2
+  apt-get update -qq && apt-get install -y -qq gdb >/dev/null
+fi
 # iproute2's ip makes the network namespace and tap the virtio-net tests use.
 if ! command -v ip >/dev/null; then
   echo "installing iproute2 for the virtio-net tests" >&2

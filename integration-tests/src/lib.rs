@@ -12,6 +12,7 @@ pub mod api_client;
 pub mod boot_protocol;
 pub mod dump;
 pub mod expect;
+pub mod gdb_guest;
 pub mod gnu_guest;
 pub mod guest_asm;
 pub mod netns;
@@ -23,6 +24,7 @@ mod virtio_guest;
 
 pub use dump::{le_u32, le_u64, Dump};
 pub use expect::{assert_no_panic, expect_bad_input, expect_error, run_self_checked, tail};
+pub use gdb_guest::{gdb_guest, require_gdb};
 pub use guest_asm::assemble;
 pub use iced_x86::code_asm;
 pub use netns::NetNs;

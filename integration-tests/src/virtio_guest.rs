@@ -9,7 +9,7 @@ use crate::{target_dir, workspace_root};
 
 /// gcc flags for a CPL0 guest on an emulating host: no SSE or red zone,
 /// no CET `endbr64`, no stack protector, no PIE; linked by its own script.
-const CFLAGS: &[&str] = &[
+pub(crate) const CFLAGS: &[&str] = &[
     "-m64",
     "-ffreestanding",
     "-nostdlib",

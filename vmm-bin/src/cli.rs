@@ -189,6 +189,10 @@ pub struct Cli {
     #[arg(long = "exit-plot", value_name = "PATH.svg")]
     pub exit_plot: Option<PathBuf>,
 
+    /// Serve a GDB stub on this Unix socket (created mode 0600, removed at exit): `target remote PATH` in gdb. The guest waits at its entry until gdb continues; `break` uses the four debug registers (see README, Debugging with GDB).
+    #[arg(long, value_name = "PATH")]
+    pub gdb: Option<PathBuf>,
+
     /// Stop after N port/MMIO exits (N at least 1).
     #[arg(long = "max-exits", value_name = "N", value_parser = parse_max_exits)]
     pub max_exits: Option<u64>,

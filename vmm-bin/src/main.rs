@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use vmm_core::devices::pc::build_devices;
 use vmm_core::devices::Console;
+use vmm_core::gdb::GdbServer;
 use vmm_core::virtio::build_backends;
 use vmm_core::{HostOptions, NextBoot, OnReset, Vm, VmConfig, VmOutcome, VmmError};
 
@@ -131,12 +132,14 @@ fn cli_load(cli: &Cli) -> Option<LoadRequest> {
 
 /// Builds the VM `source` describes; `extras` adds what the API or the
 /// config file asked of the host (huge pages, the metrics file, dirty-page
-/// tracking).
+/// tracking). A GDB socket in `gdb` is attached to it (and taken; a reboot
+/// runs without the stub).
 fn launch(
     cli: &Cli,
     source: Source<'_>,
     extras: &HostExtras,
     started_at: Instant,
+    gdb: &mut Option<GdbServer>,
 ) -> Result<Launched, LaunchError> {
     // The picture's file is created before anything runs: a path that
     // cannot be written is bad input, found before the guest starts.
@@ -234,11 +237,14 @@ fn launch(
             }) as Rebuild)
         }
     };
-    let vm = match source {
+    let mut vm = match source {
         Source::Snapshot(load) => restore_vm(load, host, console),
         Source::Config(config) => create_with_devices(config, host, console, None),
     }
     .map_err(|e| LaunchError::vmm(&e))?;
+    if let Some(server) = gdb.take() {
+        vm.attach_gdb(server).map_err(|e| LaunchError::vmm(&e))?;
+    }
     Ok(Launched {
         vm,
         _raw: raw,
@@ -303,6 +309,15 @@ fn run(cli: Cli, started_at: Instant) -> i32 {
         eprintln!("vmm-bin: error: {e}");
         return exit_status::VMM_FAILURE;
     }
+    // The GDB socket first, before any thread exists (bind sets the
+    // umask): a path in use is bad input, found before the VM is built.
+    let mut gdb = match cli.gdb.as_deref().map(GdbServer::bind).transpose() {
+        Ok(g) => g.map(|g| g.with_exit_code(|o| exit_status::for_outcome(o, None) as u8)),
+        Err(e) => {
+            eprintln!("vmm-bin: error: --gdb: {e}");
+            return exit_status::BAD_INPUT;
+        }
+    };
     if cli.api_sock.is_none() && cli.config_file.is_none() {
         let config = cli.vm_config();
         let load = cli_load(&cli);
@@ -310,7 +325,7 @@ fn run(cli: Cli, started_at: Instant) -> i32 {
             Some(l) => Source::Snapshot(l),
             None => Source::Config(&config),
         };
-        return match launch(&cli, source, &HostExtras::default(), started_at) {
+        return match launch(&cli, source, &HostExtras::default(), started_at, &mut gdb) {
             Ok(launched) => finish(&cli, launched),
             Err(e) => {
                 eprintln!("vmm-bin: error: {}", e.message);
@@ -318,11 +333,11 @@ fn run(cli: Cli, started_at: Instant) -> i32 {
             }
         };
     }
-    run_firecracker_style(cli, started_at)
+    run_firecracker_style(cli, started_at, gdb)
 }
 
 /// `--api-sock` and/or `--config-file`.
-fn run_firecracker_style(cli: Cli, started_at: Instant) -> i32 {
+fn run_firecracker_style(cli: Cli, started_at: Instant, mut gdb: Option<GdbServer>) -> i32 {
     // The socket first, before any thread exists (bind sets the umask) and
     // before the VM is built: a path in use is refused at once.
     let socket = match cli.api_sock.as_deref().map(ApiSocket::bind).transpose() {
@@ -390,7 +405,7 @@ fn run_firecracker_style(cli: Cli, started_at: Instant) -> i32 {
             (None, Some(v)) => (Source::Config(&v.config), HostExtras::from(v)),
             (None, None) => return exit_status::VMM_FAILURE,
         };
-        let launched = match launch(&cli, source, &extras, started_at) {
+        let launched = match launch(&cli, source, &extras, started_at, &mut gdb) {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("vmm-bin: error: {}", e.message);
@@ -453,7 +468,7 @@ fn run_firecracker_style(cli: Cli, started_at: Instant) -> i32 {
                     track_dirty_pages: load.track_dirty_pages,
                     thp: false,
                 };
-                match launch(&cli, Source::Snapshot(&load), &extras, started_at) {
+                match launch(&cli, Source::Snapshot(&load), &extras, started_at, &mut gdb) {
                     Ok(launched) => {
                         let track = load.track_dirty_pages || cli.track_dirty_pages;
                         let started = StartedVm {
@@ -479,7 +494,13 @@ fn run_firecracker_style(cli: Cli, started_at: Instant) -> i32 {
             }
             Preboot::Start(vm_config) => {
                 let extras = HostExtras::from(&*vm_config);
-                match launch(&cli, Source::Config(&vm_config.config), &extras, started_at) {
+                match launch(
+                    &cli,
+                    Source::Config(&vm_config.config),
+                    &extras,
+                    started_at,
+                    &mut gdb,
+                ) {
                     Ok(launched) => {
                         let started = StartedVm {
                             handle: launched.vm.handle(),

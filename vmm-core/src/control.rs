@@ -22,7 +22,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use vmm_cpu::snapshot::VcpuState;
-use vmm_cpu::WakeEntry;
+use vmm_cpu::{Vcpu, WakeEntry};
 use vmm_devices::{VmEvent, VmEventSink};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -96,6 +96,10 @@ struct PauseState {
     save_gen: u64,
     /// Answers to request `save_gen`: (vCPU index, state or error).
     saved: Vec<(u64, Result<VcpuState, SnapshotError>)>,
+    /// Work waiting for a parked vCPU thread ([`VmControl::post_job`]).
+    jobs: Vec<PendingJob>,
+    /// vCPUs that stay parked while the others run ([`VmControl::hold`]).
+    held: Vec<u64>,
 }
 
 impl PauseState {
@@ -104,8 +108,52 @@ impl PauseState {
     }
 }
 
-/// How a parked vCPU thread saves its state when the main loop asks.
-pub type SaveVcpu<'a> = &'a mut dyn FnMut() -> Result<VcpuState, SnapshotError>;
+/// What a parked vCPU thread does for others, on that thread (the only
+/// one that may touch the vCPU's fd): save its state when the main loop
+/// asks (a snapshot), run the jobs a debugger posts.
+pub trait ParkedVcpu {
+    /// Saves the vCPU's state.
+    fn save(&mut self) -> Result<VcpuState, SnapshotError>;
+    /// Runs `job` with the vCPU.
+    fn run_job(&mut self, job: VcpuJob);
+}
+
+/// A vCPU and how to save it: the [`ParkedVcpu`] of a vCPU thread.
+pub struct Parked<'a, F: FnMut(&mut Vcpu) -> Result<VcpuState, SnapshotError>> {
+    /// The thread's vCPU.
+    pub vcpu: &'a mut Vcpu,
+    /// Saves it.
+    pub save: F,
+}
+
+impl<F: FnMut(&mut Vcpu) -> Result<VcpuState, SnapshotError>> ParkedVcpu for Parked<'_, F> {
+    fn save(&mut self) -> Result<VcpuState, SnapshotError> {
+        (self.save)(self.vcpu)
+    }
+
+    fn run_job(&mut self, job: VcpuJob) {
+        job(self.vcpu)
+    }
+}
+
+/// Work for one parked vCPU, run on that vCPU's own thread: how a
+/// debugger reads and changes a stopped vCPU. The job carries its own way
+/// of answering (a channel).
+pub type VcpuJob = Box<dyn FnOnce(&mut Vcpu) + Send>;
+
+/// A job and the vCPU it is for.
+struct PendingJob {
+    vcpu: u64,
+    job: VcpuJob,
+}
+
+impl std::fmt::Debug for PendingJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingJob")
+            .field("vcpu", &self.vcpu)
+            .finish()
+    }
+}
 
 impl VmControl {
     /// A control block that stops the VM after `max_exits` exits, if set.
@@ -297,9 +345,10 @@ impl VmControl {
 
     /// On a vCPU thread that left KVM_RUN for a pause: waits, counted as
     /// parked, until the pause is withdrawn or the VM stops. Meanwhile it
-    /// answers each request of [`Self::collect_vcpu_states`] with `save`,
-    /// run on this thread (which owns the vCPU), outside the lock.
-    pub fn park(&self, index: u64, save: SaveVcpu<'_>) {
+    /// answers each request of [`Self::collect_vcpu_states`] and runs each
+    /// job posted for it ([`Self::post_job`]) through `parked`, on this
+    /// thread (which owns the vCPU), outside the lock.
+    pub fn park(&self, index: u64, parked: &mut dyn ParkedVcpu) {
         let mut p = self.pause_state();
         p.parked += 1;
         // Requests made before this thread parked are not its to answer.
@@ -307,12 +356,21 @@ impl VmControl {
         self.pause_changed.notify_all();
         // Until the main loop has restored the clock (or, after S3,
         // published the wake reset) and published Running, not merely until
-        // the pause is withdrawn.
-        while (p.wants_park() || p.state != RunState::Running) && !self.is_stopping() {
+        // the pause is withdrawn; a vCPU a debugger holds stays.
+        while (p.wants_park() || p.state != RunState::Running || p.held.contains(&index))
+            && !self.is_stopping()
+        {
+            if let Some(at) = p.jobs.iter().position(|j| j.vcpu == index) {
+                let job = p.jobs.remove(at).job;
+                drop(p);
+                parked.run_job(job);
+                p = self.pause_state();
+                continue;
+            }
             if p.save_gen != served {
                 served = p.save_gen;
                 drop(p);
-                let state = save();
+                let state = parked.save();
                 p = self.pause_state();
                 if p.save_gen == served {
                     p.saved.push((index, state));
@@ -329,6 +387,30 @@ impl VmControl {
                 .0;
         }
         p.parked -= 1;
+        // Jobs nobody will run now: dropping them closes their answer
+        // channels, so whoever waits learns at once.
+        p.jobs.retain(|j| j.vcpu != index);
+        self.pause_changed.notify_all();
+    }
+
+    /// Keeps the vCPUs in `held` parked when the VM resumes, the others
+    /// running (a debugger's scheduler locking); an empty list releases
+    /// them all. Takes effect at the next resume.
+    pub fn hold(&self, held: Vec<u64>) {
+        let mut p = self.pause_state();
+        p.held = held;
+        self.pause_changed.notify_all();
+    }
+
+    /// Hands `job` to vCPU `index`'s thread, which runs it while parked
+    /// (now, or as soon as it parks). Jobs for one vCPU run in order. A job
+    /// posted while the VM stops is dropped unrun.
+    pub fn post_job(&self, index: u64, job: VcpuJob) {
+        let mut p = self.pause_state();
+        if self.is_stopping() {
+            return;
+        }
+        p.jobs.push(PendingJob { vcpu: index, job });
         self.pause_changed.notify_all();
     }
 
@@ -433,6 +515,17 @@ impl VmEventSink for VmControl {
 mod tests {
     use super::*;
 
+    /// A parked "vCPU" with nothing to save and no jobs to run.
+    struct NoVcpu;
+
+    impl ParkedVcpu for NoVcpu {
+        fn save(&mut self) -> Result<VcpuState, SnapshotError> {
+            Err(SnapshotError::NotPaused)
+        }
+
+        fn run_job(&mut self, _job: VcpuJob) {}
+    }
+
     #[test]
     fn test_first_outcome_wins() {
         let c = VmControl::new(None);
@@ -493,7 +586,7 @@ mod tests {
             let c = c.clone();
             std::thread::spawn(move || {
                 // No snapshot is asked for here: the save is never called.
-                c.park(0, &mut || Err(SnapshotError::NotPaused));
+                c.park(0, &mut NoVcpu);
                 c.wake_reset_since(0)
             })
         };

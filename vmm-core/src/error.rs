@@ -43,6 +43,9 @@ pub enum VmmError {
     /// No kernel image was given.
     #[error("no kernel image given")]
     NoKernel,
+    /// The GDB stub (its socket, the host probe, its thread).
+    #[error(transparent)]
+    Gdb(#[from] crate::gdb::GdbError),
     /// A control request (pause, resume) reached a VM that has stopped.
     #[error("the VM is not running: it has stopped")]
     NotRunning,
@@ -282,6 +285,11 @@ impl VmmError {
             | VmmError::Layout(_)
             | VmmError::Load { .. }
             | VmmError::SerialFile { .. }
+            | VmmError::Gdb(
+                crate::gdb::GdbError::InUse(_)
+                | crate::gdb::GdbError::NotASocket(_)
+                | crate::gdb::GdbError::Socket { .. },
+            )
             | VmmError::Net(NetError::Tap(_) | NetError::MulticastMac(_))
             | VmmError::BootState(B::RealModeEntry(_) | B::OverlapsBootTables { .. }) => {
                 ErrorClass::BadInput

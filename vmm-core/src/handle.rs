@@ -65,6 +65,19 @@ impl VmHandle {
         let _ = self.wake.write(1);
     }
 
+    /// The VM's control block (the GDB stub reaches the vCPUs through it).
+    pub(crate) fn control(&self) -> &Arc<VmControl> {
+        &self.control
+    }
+
+    /// Asks for a pause (`true`) or a resume and wakes the main loop,
+    /// without waiting: a debugger's resume is followed at once by the
+    /// next stop, so waiting to see the VM running could miss it.
+    pub(crate) fn request_pause(&self, paused: bool) {
+        self.control.want_pause(paused);
+        let _ = self.wake.write(1);
+    }
+
     /// Whether the VM is stopping or stopped, for whatever reason.
     pub fn is_stopping(&self) -> bool {
         self.control.is_stopping()

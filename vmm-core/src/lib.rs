@@ -29,6 +29,7 @@ pub mod dispatch;
 pub mod error;
 pub mod explain;
 pub mod firmware;
+pub mod gdb;
 pub mod handle;
 pub mod host_input;
 pub mod host_requests;

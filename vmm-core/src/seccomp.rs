@@ -12,8 +12,9 @@
 //! stdout/file, tracing, metrics files, kicks, teardown) and are kept as
 //! short as that allows. `ioctl` is limited to KVM_RUN and the snapshot
 //! state reads on vCPU threads, plus the state setters a vCPU needs to load
-//! its reset state at an ACPI S3 wake (on its own thread, on its own fd) and
-//! the few register and event writes of the emulation fallback.
+//! its reset state at an ACPI S3 wake (on its own thread, on its own fd),
+//! the few register and event writes of the emulation fallback, and with a
+//! debugger attached KVM_SET_GUEST_DEBUG ([`ThreadRole::VcpuDebugged`]).
 
 use std::collections::BTreeMap;
 
@@ -66,6 +67,15 @@ const FALLBACK_IOCTLS: [u64; 3] = [
     iow::<kvm_bindings::kvm_vcpu_events>(0xa0), // KVM_SET_VCPU_EVENTS
 ];
 
+/// What a vCPU thread adds while a debugger is attached (`--gdb`,
+/// `vmm-core/src/gdb/`): turning guest debugging (single step, DR0-DR7
+/// breakpoints) on and off. Its other reads and writes (registers,
+/// special registers, x87/SSE) are snapshot reads, fallback and S3-wake
+/// writes already.
+const GDB_VCPU_IOCTLS: [u64; 1] = [
+    iow::<kvm_bindings::kvm_guest_debug>(0x9b), // KVM_SET_GUEST_DEBUG
+];
+
 /// The VM-wide state reads the main thread makes for a snapshot.
 const MAIN_SNAPSHOT_IOCTLS: [u64; 3] = [
     iowr::<kvm_bindings::kvm_irqchip>(0x62),   // KVM_GET_IRQCHIP
@@ -111,6 +121,9 @@ pub enum ThreadRole {
     /// snapshot read); a role of its own so the two lists cannot drift
     /// apart unnoticed (a test compares them).
     VcpuExplained,
+    /// A vCPU thread of a VM with a debugger attached: the vCPU list plus
+    /// KVM_SET_GUEST_DEBUG (the `--explain` read is in both).
+    VcpuDebugged,
     /// The thread that runs the watchdog, signals and teardown.
     Main,
     /// The virtio device thread: its event loop, disk I/O, entropy, host
@@ -120,6 +133,11 @@ pub enum ThreadRole {
     /// an already bound Unix socket, and acting on the VM through its
     /// handle (eventfd writes, futex waits). It opens no files.
     Api,
+    /// The GDB stub thread (`vmm-core/src/gdb/`): accepting gdb on an
+    /// already bound Unix socket, reading and writing it, polling it and
+    /// an eventfd. No ioctl: vCPUs are touched only by their own threads,
+    /// guest memory through its mapping.
+    Gdb,
 }
 
 /// Errors building or installing a filter.
@@ -235,6 +253,18 @@ const API_ONLY: &[i64] = &[
     libc::SYS_shutdown,
 ];
 
+/// What the GDB stub thread adds: taking a connection from its listening
+/// socket, waiting on it and on the debug-exit eventfd, reading gdb's
+/// packets (`write` for the answers is common).
+const GDB_ONLY: &[i64] = &[
+    libc::SYS_accept4,
+    libc::SYS_read,
+    libc::SYS_recvfrom,
+    libc::SYS_sendto,
+    libc::SYS_poll,
+    libc::SYS_ppoll,
+];
+
 /// vsock's host side on the device thread (devices/src/virtio/vsock):
 /// the device's own epoll instance takes each connection's socket
 /// (`epoll_ctl`, `epoll_wait`, above); `accept4` takes host processes from
@@ -274,17 +304,22 @@ fn rules_for(
     match role {
         // KVM_GET_REGS, which `--explain` reads for the final state, is among
         // the snapshot reads: the explained vCPU needs nothing more.
-        ThreadRole::Vcpu | ThreadRole::VcpuExplained => {
+        ThreadRole::Vcpu | ThreadRole::VcpuExplained | ThreadRole::VcpuDebugged => {
+            let debugged = role == ThreadRole::VcpuDebugged;
             let allowed = std::iter::once(KVM_RUN)
                 .chain(VCPU_SNAPSHOT_IOCTLS)
                 .chain(FALLBACK_IOCTLS)
                 .chain(VCPU_WAKE_IOCTLS)
+                .chain(GDB_VCPU_IOCTLS.into_iter().filter(|_| debugged))
                 // One rule per request: the lists share a few reads.
                 .collect::<std::collections::BTreeSet<u64>>()
                 .into_iter()
                 .map(ioctl_rule)
                 .collect::<Result<Vec<_>, _>>()?;
             rules.insert(libc::SYS_ioctl, allowed);
+        }
+        ThreadRole::Gdb => {
+            rules.extend(GDB_ONLY.iter().map(|s| (*s, vec![])));
         }
         ThreadRole::Main => {
             rules.extend(MAIN_ONLY.iter().map(|s| (*s, vec![])));
@@ -422,6 +457,8 @@ mod tests {
             ThreadRole::Main,
             ThreadRole::Device,
             ThreadRole::Api,
+            ThreadRole::VcpuDebugged,
+            ThreadRole::Gdb,
         ] {
             let p = filter_for(role).unwrap();
             assert!(!p.is_empty());
@@ -509,6 +546,58 @@ mod tests {
             1,
             "device thread: TUNSETOFFLOAD only"
         );
+    }
+
+    #[test]
+    fn test_debugged_vcpu_adds_exactly_guest_debug() {
+        // The value from <linux/kvm.h> on x86_64.
+        assert_eq!(GDB_VCPU_IOCTLS, [0x4048_ae9b]);
+        let vcpu = rules_for(ThreadRole::Vcpu).unwrap();
+        let debugged = rules_for(ThreadRole::VcpuDebugged).unwrap();
+        assert_eq!(
+            debugged[&libc::SYS_ioctl].len(),
+            vcpu[&libc::SYS_ioctl].len() + GDB_VCPU_IOCTLS.len()
+        );
+        let mut others = debugged.clone();
+        others.remove(&libc::SYS_ioctl);
+        let mut plain = vcpu.clone();
+        plain.remove(&libc::SYS_ioctl);
+        assert_eq!(
+            others.keys().collect::<Vec<_>>(),
+            plain.keys().collect::<Vec<_>>(),
+            "no system call but the ioctl is added"
+        );
+        // KVM_GET_REGS, _SREGS, _FPU, KVM_SET_REGS and _FPU (what gdb reads
+        // and writes) are there already.
+        for read in [0x8090_ae81, 0x8138_ae83, 0x81a0_ae8c] {
+            assert!(VCPU_SNAPSHOT_IOCTLS.contains(&read), "{read:#x}");
+        }
+        assert!(FALLBACK_IOCTLS.contains(&0x4090_ae82));
+        assert!(VCPU_WAKE_IOCTLS.contains(&0x41a0_ae8d));
+    }
+
+    #[test]
+    fn test_gdb_thread_has_a_socket_and_no_ioctl() {
+        let gdb = rules_for(ThreadRole::Gdb).unwrap();
+        for needed in [
+            libc::SYS_accept4,
+            libc::SYS_poll,
+            libc::SYS_read,
+            libc::SYS_write,
+        ] {
+            assert!(gdb.contains_key(&needed), "gdb list lacks {needed}");
+        }
+        for forbidden in [
+            libc::SYS_ioctl,
+            libc::SYS_openat,
+            libc::SYS_socket,
+            libc::SYS_connect,
+            libc::SYS_execve,
+            libc::SYS_tgkill,
+            libc::SYS_unlink,
+        ] {
+            assert!(!gdb.contains_key(&forbidden), "gdb list allows {forbidden}");
+        }
     }
 
     #[test]

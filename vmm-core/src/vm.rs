@@ -24,10 +24,13 @@ use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC, EFD_NONBLOCK};
 use vmm_sys_util::signal::Killable;
 
 use crate::control::RunState;
-use crate::control::VmControl;
+use crate::control::{Parked, VmControl};
 use crate::dispatch::ExitDispatcher;
 use crate::error::VmmError;
 use crate::explain::{final_regs_line, group_thousands, say, Explainer};
+use crate::gdb::{
+    AttachedGdb, DebugExits, GdbError, GdbServer, HostDebug, StubParts, VcpuDebugLink,
+};
 use crate::handle::VmHandle;
 use crate::host_input::HostInput;
 use crate::outcome::VmOutcome;
@@ -156,6 +159,11 @@ pub struct Vm {
     fallback: Option<Arc<EmulationFallback>>,
     /// What snapshots need.
     snap: SnapshotContext,
+    /// The GDB stub, when one is attached ([`Vm::attach_gdb`]).
+    gdb: Option<AttachedGdb>,
+    /// A debugger is attached: the guest waits for it, so its silence
+    /// means nothing.
+    debugged: bool,
     /// The CMOS of the boot before (a reboot), for the CMOS attached next.
     pub(crate) cmos_kept: Option<CmosState>,
 }
@@ -255,6 +263,8 @@ impl Vm {
             facs,
             fallback,
             snap: snapshot,
+            gdb: None,
+            debugged: false,
             cmos_kept: None,
         })
     }
@@ -364,6 +374,34 @@ impl Vm {
             self.host_input = Some(HostInput::new(fd, Box::new(link.input), link.drained));
             self.input_to_virtio = true;
         }
+    }
+
+    /// Attaches a GDB stub on `server`'s socket (see [`crate::gdb`]): the
+    /// VM starts paused at its entry and runs once gdb continues. Asks the
+    /// host first what it can do for a debugger and returns it.
+    pub fn attach_gdb(&mut self, server: GdbServer) -> Result<HostDebug, VmmError> {
+        let host = crate::gdb::probe::probe(&self._kvm)?;
+        if !host.data_breakpoints {
+            log::warn!(
+                "gdb: this host's KVM reports no data breakpoints (a write to a watched \
+                 address does not exit); watchpoints are kept by single-stepping the guest"
+            );
+        }
+        if !host.user_mode_debug {
+            log::warn!(
+                "gdb: this host's KVM cannot debug guest user code (a single step at CPL3 \
+                 raises #DB in the guest instead of exiting; breakpoints there never fire): \
+                 only kernel-mode (CPL0) code can be stepped and stopped at"
+            );
+        }
+        let exits = Arc::new(DebugExits::new().map_err(|e| VmmError::Gdb(GdbError::Thread(e)))?);
+        self.gdb = Some(AttachedGdb {
+            server,
+            host,
+            exits,
+        });
+        self.debugged = true;
+        Ok(host)
     }
 
     /// A handle to stop this VM from another thread or a signal handler.
@@ -494,7 +532,7 @@ impl Vm {
         let mut quiet_check = self
             .console
             .as_ref()
-            .filter(|_| !self.snap.restored)
+            .filter(|_| !self.snap.restored && !self.debugged)
             .map(|_| started + QUIET_HINT_AFTER);
         let deadline = self
             .options
@@ -697,6 +735,11 @@ impl Vm {
                 .register_mmio(&name, MmioAddress(slot.base), WINDOW, t.clone())?;
         }
         let devices = DeviceThread::spawn(&transports, self.options.seccomp)?;
+        if self.gdb.is_some() {
+            // Stopped at the entry, before the first instruction, for gdb.
+            self.control.want_pause(true);
+            self.control.set_run_state(RunState::Paused);
+        }
         let start_paused = self.control.run_state() == RunState::Paused;
         if start_paused {
             if let Some(d) = &devices {
@@ -726,6 +769,15 @@ impl Vm {
             .iter()
             .map(|v| (v.index(), v.metrics()))
             .collect();
+        let phys_bits: Vec<u32> = self
+            .vcpus
+            .iter()
+            .map(|v| crate::gdb::phys_bits(v.cpuid()))
+            .collect();
+        let debug_link = self
+            .gdb
+            .as_ref()
+            .map(|g| VcpuDebugLink::new(g.exits.clone(), self.control.clone(), wakeup.clone()));
         let mut threads: Vec<JoinHandle<VcpuResult>> = Vec::new();
         let mut indices = Vec::new();
         let mut reported = Vec::new();
@@ -737,6 +789,7 @@ impl Vm {
                 done_tx.clone(),
                 wakeup.clone(),
                 gate.clone(),
+                debug_link.clone(),
             );
             match spawned {
                 Ok(t) => {
@@ -762,6 +815,23 @@ impl Vm {
             }
         }
         drop(done_tx);
+        let stub = self.gdb.take().and_then(|gdb| {
+            let parts = StubParts {
+                handle: self.handle(),
+                dispatcher: dispatcher.clone(),
+                memory: self.ram.memory().clone(),
+                phys_bits,
+                seccomp: self.options.seccomp,
+            };
+            match crate::gdb::spawn(gdb, parts) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    log::error!("gdb: {e}; the VM stops");
+                    self.control.stop_all();
+                    None
+                }
+            }
+        });
         let confined = if self.options.seccomp {
             confine_current_thread(ThreadRole::Main)
         } else {
@@ -820,6 +890,11 @@ impl Vm {
             d.stop();
         }
         let wall = started.elapsed();
+        // The stub has told gdb how the VM ended; the socket file goes
+        // here, where unlink is allowed.
+        if let Some(stub) = stub {
+            drop(stub.join());
+        }
 
         let mut error = None;
         for t in threads {
@@ -899,12 +974,15 @@ impl Vm {
         done: Sender<u64>,
         wakeup: Arc<EventFd>,
         gate: Arc<Barrier>,
+        debug: Option<VcpuDebugLink>,
     ) -> std::io::Result<JoinHandle<VcpuResult>> {
         let seccomp = self.options.seccomp;
         let explain = self.options.explain.clone();
         let timeline = self.options.timeline.clone();
         // Showing the final registers needs KVM_GET_REGS on this thread.
-        let role = if explain.is_some() {
+        let role = if debug.is_some() {
+            ThreadRole::VcpuDebugged
+        } else if explain.is_some() {
             ThreadRole::VcpuExplained
         } else {
             ThreadRole::Vcpu
@@ -934,7 +1012,15 @@ impl Vm {
                 let mut woken = 0;
                 let result = match confined {
                     Ok(()) => loop {
-                        let stop = vcpu.run(&*dispatcher);
+                        let stop = match (vcpu.run(&*dispatcher), &debug) {
+                            // gdb's single step or breakpoint: the stub
+                            // takes it and the VM pauses for gdb.
+                            (Ok(VcpuStop::Debug { pc, dr6, .. }), Some(link)) => {
+                                link.debug_exit(crate::gdb::DebugExit { vcpu: index, pc, dr6 });
+                                Ok(VcpuStop::StopRequested)
+                            }
+                            (stop, _) => stop,
+                        };
                         // Out of KVM_RUN for a pause or S3, not a stop:
                         // park, then run on from the same state (a pause)
                         // or from the wake state (S3).
@@ -945,9 +1031,13 @@ impl Vm {
                             // While parked, the main loop may ask for this
                             // vCPU's state (a snapshot): only this thread
                             // may touch its fd.
-                            control.park(index, &mut || {
-                                save_vcpu(&mut vcpu, &dispatcher, &msrs, lapic)
-                            });
+                            control.park(
+                                index,
+                                &mut Parked {
+                                    vcpu: &mut vcpu,
+                                    save: |v: &mut Vcpu| save_vcpu(v, &dispatcher, &msrs, lapic),
+                                },
+                            );
                             if let Some(reset) = control.wake_reset_since(woken) {
                                 woken = reset.generation;
                                 let entry = (index == 0).then_some(reset.entry);

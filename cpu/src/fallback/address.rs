@@ -8,10 +8,14 @@
 //! Faults are returned as the [`Exception`] hardware raises: #GP(0) (#SS(0)
 //! for stack-segment operands) for segment and canonical violations, #PF
 //! with the linear address and its error code for the page walk.
+//!
+//! The same walk serves a debugger ([`debugger_translate`]): it reads the
+//! guest's tables as the MMU would but checks no permissions and marks
+//! nothing, so looking at memory never changes the guest.
 
 use iced_x86::Register;
-use kvm_bindings::kvm_segment;
-use vm_memory::{Bytes, GuestAddress};
+use kvm_bindings::{kvm_segment, kvm_sregs};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::host_atomic::fetch_or;
 use super::{Ctx, Exception, CR0_PG, CR0_WP, CR4_LA57, CR4_PAE, CR4_PSE, EFER_LMA, RFLAGS_AC};
@@ -158,6 +162,26 @@ pub(crate) fn linear_address(ctx: &Ctx<'_>, op: u32, size: u64) -> Result<u64, E
     Ok(seg.base.wrapping_add(offset) & 0xffff_ffff)
 }
 
+/// What a page walk reads: guest RAM, the control registers and EFER, the
+/// guest's MAXPHYADDR, and the privilege level the access is made at.
+struct Paging<'a> {
+    mem: &'a GuestMemoryMmap,
+    sregs: &'a kvm_sregs,
+    phys_bits: u32,
+    cpl: u8,
+}
+
+impl<'a> Paging<'a> {
+    fn of(ctx: &'a Ctx<'_>) -> Self {
+        Paging {
+            mem: ctx.mem,
+            sregs: &ctx.sregs,
+            phys_bits: ctx.phys_bits,
+            cpl: ctx.cpl,
+        }
+    }
+}
+
 /// What a walk found: the physical address and the entries to mark.
 struct Walked {
     gpa: u64,
@@ -167,7 +191,7 @@ struct Walked {
     user: bool,
 }
 
-fn pf(la: u64, error: u32, ctx: &Ctx<'_>, access: Access) -> Exception {
+fn pf(la: u64, error: u32, ctx: &Paging<'_>, access: Access) -> Exception {
     let mut error = error;
     if access == Access::Write {
         error |= PF_WRITE;
@@ -180,7 +204,7 @@ fn pf(la: u64, error: u32, ctx: &Ctx<'_>, access: Access) -> Exception {
 
 /// Reads a paging entry; an entry outside guest RAM reads as all ones, as
 /// unbacked memory does on a PC, so it is present with reserved bits set.
-fn read_entry(ctx: &Ctx<'_>, addr: u64, size: usize) -> u64 {
+fn read_entry(ctx: &Paging<'_>, addr: u64, size: usize) -> u64 {
     if size == 8 {
         ctx.mem
             .read_obj::<u64>(GuestAddress(addr))
@@ -193,7 +217,7 @@ fn read_entry(ctx: &Ctx<'_>, addr: u64, size: usize) -> u64 {
 }
 
 /// The 64-bit-entry walks: 4- and 5-level paging (long mode) and PAE.
-fn walk64(ctx: &Ctx<'_>, la: u64, access: Access) -> Result<Walked, Exception> {
+fn walk64(ctx: &Paging<'_>, la: u64, access: Access) -> Result<Walked, Exception> {
     let long = ctx.sregs.efer & EFER_LMA != 0;
     let top = match (long, ctx.sregs.cr4 & CR4_LA57 != 0) {
         (true, true) => 5,
@@ -255,7 +279,7 @@ fn walk64(ctx: &Ctx<'_>, la: u64, access: Access) -> Result<Walked, Exception> {
 
 /// 32-bit paging: page directory and page table of 4-byte entries, 4 MiB
 /// pages with CR4.PSE (PSE-36 high bits included).
-fn walk32(ctx: &Ctx<'_>, la: u64, access: Access) -> Result<Walked, Exception> {
+fn walk32(ctx: &Paging<'_>, la: u64, access: Access) -> Result<Walked, Exception> {
     let pde_addr = (ctx.sregs.cr3 & 0xffff_f000) + ((la >> 22) & 0x3ff) * 4;
     let pde = read_entry(ctx, pde_addr, 4);
     if pde & PTE_P == 0 {
@@ -292,18 +316,14 @@ pub(crate) fn translate(ctx: &Ctx<'_>, la: u64, access: Access) -> Result<u64, E
     if s.cr0 & CR0_PG == 0 {
         return Ok(la);
     }
-    let w = if s.cr4 & CR4_PAE != 0 {
-        walk64(ctx, la, access)?
-    } else {
-        walk32(ctx, la, access)?
-    };
+    let w = walk(&Paging::of(ctx), la, access)?;
     let write_denied =
         access == Access::Write && !w.writable && (ctx.cpl == 3 || s.cr0 & CR0_WP != 0);
     let user_denied = ctx.cpl == 3 && !w.user;
     let smap_denied =
         ctx.cpl < 3 && w.user && s.cr4 & CR4_SMAP != 0 && ctx.regs.rflags & RFLAGS_AC == 0;
     if write_denied || user_denied || smap_denied {
-        return Err(pf(la, PF_PRESENT, ctx, access));
+        return Err(pf(la, PF_PRESENT, &Paging::of(ctx), access));
     }
     for (addr, size, leaf) in &w.entries {
         let bits = if *leaf && access == Access::Write {
@@ -314,4 +334,36 @@ pub(crate) fn translate(ctx: &Ctx<'_>, la: u64, access: Access) -> Result<u64, E
         fetch_or(ctx.mem, *addr, *size, bits);
     }
     Ok(w.gpa)
+}
+
+/// The walk the paging mode in CR4 selects (paging is on).
+fn walk(p: &Paging<'_>, la: u64, access: Access) -> Result<Walked, Exception> {
+    if p.sregs.cr4 & CR4_PAE != 0 {
+        walk64(p, la, access)
+    } else {
+        walk32(p, la, access)
+    }
+}
+
+/// The guest-physical address of linear address `la` as a debugger sees
+/// it: through the page tables `sregs` points to (identity with paging
+/// off), at CPL0, with no permission checks and no accessed or dirty bits
+/// set. `phys_bits` is the guest's MAXPHYADDR. A non-present or reserved
+/// entry is the #PF the walk would raise.
+pub fn debugger_translate(
+    mem: &GuestMemoryMmap,
+    sregs: &kvm_sregs,
+    phys_bits: u32,
+    la: u64,
+) -> Result<u64, Exception> {
+    if sregs.cr0 & CR0_PG == 0 {
+        return Ok(la);
+    }
+    let paging = Paging {
+        mem,
+        sregs,
+        phys_bits,
+        cpl: 0,
+    };
+    walk(&paging, la, Access::Read).map(|w| w.gpa)
 }

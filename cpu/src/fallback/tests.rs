@@ -634,3 +634,30 @@ fn test_guest_features_from_cpuid() {
     assert_eq!(empty.phys_bits, 36);
     assert!(!empty.cx16);
 }
+
+#[test]
+fn test_debugger_translate_walks_without_marking_or_checking() {
+    use super::address::debugger_translate;
+    // PAE: PDPT at 0x3000, PD at 0x4000 with a read-only supervisor 2 MiB
+    // page whose accessed bit is clear.
+    let ctx = protected32(CR0_PE | CR0_PG | CR0_WP, 0x3000, CR4_PAE);
+    let mem = ctx.mem;
+    mem.write_obj(0x4001u64, GuestAddress(0x3000 + 8)).unwrap();
+    mem.write_obj(0x20_0081u64, GuestAddress(0x4000)).unwrap();
+    assert_eq!(
+        debugger_translate(mem, &ctx.sregs, 36, 0x4000_1234),
+        Ok(0x20_1234)
+    );
+    let pde: u64 = mem.read_obj(GuestAddress(0x4000)).unwrap();
+    assert_eq!(pde & 0x20, 0, "the debugger's walk set the accessed bit");
+    assert!(matches!(
+        debugger_translate(mem, &ctx.sregs, 36, 0x1234),
+        Err(Exception::PageFault { error: 0, .. })
+    ));
+    // Paging off: linear is physical.
+    let off = protected32(CR0_PE, 0, 0);
+    assert_eq!(
+        debugger_translate(off.mem, &off.sregs, 36, 0xdead_beef),
+        Ok(0xdead_beef)
+    );
+}

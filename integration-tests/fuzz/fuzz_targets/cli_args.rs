@@ -51,6 +51,7 @@ const FLAGS: &[&str] = &[
     "--resume",
     "--track-dirty-pages",
     "--on-reset",
+    "--gdb",
     "-v",
     "-vvv",
     "--verbose",
