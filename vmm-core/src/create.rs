@@ -29,6 +29,7 @@ use crate::kvm::open_kvm;
 use crate::platform::{create_irqchip, set_bios_pic_and_pit, Platform};
 use crate::snapshot::create::SnapshotContext;
 use crate::snapshot::SnapshotError;
+use crate::startup::{Mark, StartupMarks};
 use crate::timeline::ExitTimeline;
 use crate::virtio::virtio_layout;
 use crate::vm::{RunOptions, Vm, VmParts};
@@ -53,6 +54,8 @@ impl Vm {
     /// [`Vm::attach_devices`] (or use [`crate::VmBuilder::build`], which
     /// does exactly that).
     pub fn create(config: &VmConfig, host: HostOptions) -> Result<Vm, VmmError> {
+        let mut marks = StartupMarks::new(host.started_at);
+        marks.mark(Mark::CreateEntered);
         // Input first, KVM last: bad input is reported even without KVM.
         let cpus = config.vcpus;
         if cpus == 0 {
@@ -79,6 +82,7 @@ impl Vm {
         let layout = MemoryLayout::new(config.memory_mib)?;
         let thp = if host.thp { ThpHint::On } else { ThpHint::Off };
         let ram = GuestRam::new(&layout, thp)?;
+        marks.mark(Mark::Memory);
         say(&explain, || {
             let regions = match ram.memory().num_regions() {
                 1 => "one region".to_string(),
@@ -97,6 +101,7 @@ impl Vm {
         } = load_image(config, cache.as_ref(), &ram, &virtio_slots)?;
         explain_load(&explain, format, &spec);
         phase("image loaded");
+        marks.mark(Mark::Load);
         let pc = is_pc(config, format);
         if !pc && cpus > 1 {
             return Err(VmmError::SmpNeedsPc { cpus });
@@ -321,6 +326,7 @@ impl Vm {
             has_memory_base: false,
         };
         let control = Arc::new(VmControl::new(host.max_exits));
+        marks.mark(Mark::Created);
         let options = RunOptions {
             timeout: host.timeout,
             metrics: host.metrics,
@@ -331,6 +337,7 @@ impl Vm {
             started_at: host.started_at,
             explain,
             timeline,
+            startup: marks,
         };
         Vm::new(VmParts {
             vcpus,

@@ -39,6 +39,7 @@ pub mod platform;
 pub mod seccomp;
 pub mod snapshot;
 pub mod start;
+pub mod startup;
 pub mod stats;
 mod suspend;
 pub mod timeline;

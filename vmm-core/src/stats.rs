@@ -8,6 +8,8 @@ use vmm_cpu::metrics::LatencySnapshot;
 use vmm_cpu::{ExitKind, FallbackStat, VcpuStats};
 use vmm_devices::bus::{AccessRow, BusKey};
 
+use crate::startup::StartupTimes;
+
 /// Statistics of one VM run.
 #[derive(Debug, Clone, Default)]
 pub struct VmStats {
@@ -27,6 +29,8 @@ pub struct VmStats {
     /// From the VMM's start (see `VmBuilder::started_at`) to the moment the
     /// vCPUs were released into the guest.
     pub startup: Option<Duration>,
+    /// Where the start-up time went, phase by phase.
+    pub startup_phases: StartupTimes,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -41,7 +45,8 @@ impl VmStats {
     /// The same report as JSON (for `--metrics-file`): one object with
     /// `exits_by_kind`, `exit_latency_ns` (count, p50, p99, max per kind),
     /// `emulation_fallback` (per mnemonic: completed, ud, gp, ss, pf),
-    /// `bus` rows, `vcpus` and `wall_ns`.
+    /// `bus` rows, `vcpus`, `startup_ns`, `startup_phases_ns` (the
+    /// measured [`crate::startup::StartupPhase`]s by name) and `wall_ns`.
     pub fn to_json(&self) -> String {
         let mut out = String::from("{\"exits_by_kind\":{");
         let kinds: Vec<String> = self
@@ -121,8 +126,15 @@ impl VmStats {
             .startup
             .map(|d| d.as_nanos().to_string())
             .unwrap_or_else(|| "null".into());
+        let phases: Vec<String> = self
+            .startup_phases
+            .phases
+            .iter()
+            .map(|(p, d)| format!("\"{}\":{}", p.name(), d.as_nanos()))
+            .collect();
         out += &format!(
-            "],\"startup_ns\":{startup},\"wall_ns\":{}}}",
+            "],\"startup_ns\":{startup},\"startup_phases_ns\":{{{}}},\"wall_ns\":{}}}",
+            phases.join(","),
             self.wall.as_nanos()
         );
         out
@@ -206,6 +218,9 @@ impl fmt::Display for VmStats {
         }
         if let Some(d) = self.startup {
             writeln!(f, "  startup (VMM start to guest entry)={:.3}ms", ms(d))?;
+        }
+        for (phase, d) in &self.startup_phases.phases {
+            writeln!(f, "    {:<12} {:>8.3}ms", phase.name(), ms(*d))?;
         }
         write!(f, "  wall={:.3}ms", ms(self.wall))
     }

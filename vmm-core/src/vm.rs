@@ -35,6 +35,7 @@ use crate::platform::KvmInterruptLines;
 use crate::seccomp::{confine_current_thread, install_sigsys_handler, SeccompError, ThreadRole};
 use crate::snapshot::create::{save_vcpu, take_snapshot, SnapshotContext, SnapshotSource};
 use crate::snapshot::{SnapshotError, SnapshotInfo, SnapshotRequest};
+use crate::startup::{Mark, StartupMarks, StartupPhase};
 use crate::stats::VmStats;
 use crate::suspend::Suspender;
 use crate::timeline::{ExitTimeline, TimelineSnapshot};
@@ -83,6 +84,8 @@ pub(crate) struct RunOptions {
     pub started_at: Option<Instant>,
     pub explain: Option<Arc<Explainer>>,
     pub timeline: Option<Arc<ExitTimeline>>,
+    /// Start-up phase marks, for the report.
+    pub startup: StartupMarks,
 }
 
 /// What [`Vm::create`] assembled, in the order it must be dropped.
@@ -429,6 +432,7 @@ impl Vm {
             emulation_fallback: fallback.map(|f| f.stats()).unwrap_or_default(),
             wall,
             startup: None,
+            startup_phases: Default::default(),
         }
     }
 
@@ -604,9 +608,10 @@ impl Vm {
     /// thread are confined to their system-call lists before the guest runs
     /// (see [`crate::seccomp`]); the calling thread stays confined afterwards.
     pub fn run(mut self) -> Result<RunReport, VmmError> {
+        self.options.startup.mark(Mark::RunEntered);
         install_kick_handler()?;
         if self.options.seccomp {
-            install_sigsys_handler()?;
+            self.options.startup.seccomp(install_sigsys_handler)?;
         }
         // Guest code runs only once every thread is confined.
         let vcpu_count = self.vcpus.len();
@@ -687,7 +692,9 @@ impl Vm {
         }
         drop(done_tx);
         let confined = if self.options.seccomp {
-            confine_current_thread(ThreadRole::Main)
+            self.options
+                .startup
+                .seccomp(|| confine_current_thread(ThreadRole::Main))
         } else {
             Ok(())
         };
@@ -705,6 +712,7 @@ impl Vm {
             }
         }
         gate.wait();
+        self.options.startup.mark(Mark::GateOpen);
         let startup = self.options.started_at.map(|t| t.elapsed());
         if let Some(d) = startup {
             log::info!(
@@ -764,7 +772,15 @@ impl Vm {
             (None, None) => VmOutcome::Timeout { after: wall },
         };
         let mut stats = Self::stats_now(&dispatcher, self.fallback.as_deref(), &metrics, wall);
-        stats.startup = startup;
+        stats.startup_phases = self.options.startup.times();
+        // With every phase measured, the total is their sum (to vCPU 0's
+        // first KVM_RUN); else to the gate.
+        stats.startup = match stats.startup_phases.get(StartupPhase::FirstEntry) {
+            Some(_) if stats.startup_phases.get(StartupPhase::Parse).is_some() => {
+                Some(stats.startup_phases.phases.iter().map(|(_, d)| *d).sum())
+            }
+            _ => startup,
+        };
         if let Some(e) = &self.options.explain {
             e.finish();
             let port_mmio: u64 = stats
@@ -822,6 +838,7 @@ impl Vm {
         let index = vcpu.index();
         let msrs = self.snap.msrs.clone();
         let lapic = self.irqchip;
+        let first_entry = (vcpu.index() == 0).then(|| self.options.startup.first_entry());
         std::thread::Builder::new()
             .name(format!("vcpu{index}"))
             .spawn(move || {
@@ -838,6 +855,9 @@ impl Vm {
                 say(&explain, || {
                     format!("KVM_RUN: vCPU {index} enters the guest; this thread runs guest code until an exit")
                 });
+                if let Some(at) = &first_entry {
+                    let _ = at.set(Instant::now());
+                }
                 // The last S3 wake this vCPU loaded.
                 let mut woken = 0;
                 let result = match confined {

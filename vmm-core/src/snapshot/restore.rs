@@ -230,6 +230,7 @@ impl Vm {
             print_post_codes: host.print_post_codes,
             console_input: host.console_input,
             started_at: host.started_at,
+            startup: crate::startup::StartupMarks::new(host.started_at),
             // A restored VM's exits are explained and plotted; the steps
             // that built it are the restore's, not the ones --explain
             // teaches, so they are not told.
