@@ -8,7 +8,8 @@
 #             (ELF64 in long mode, minimal platform; prints hello, triple-faults);
 #   elf64-pc  the same with --platform pc (irqchip, PIT, ACPI and MP tables,
 #             the PC device set; the i8042 reset ends it).
-# The four run interleaved, ROUNDS times, so they share the machine's load;
+# The four run interleaved, ROUNDS times, in a new random order each round, so
+# they share the machine's load;
 # integration-tests/benches/spawn_time.c times each from spawn to the last byte
 # the guest printed (the guest's end: it halts or resets right after) and to
 # reaping (the whole process, with the VM's teardown in the kernel), and takes
@@ -19,8 +20,11 @@
 # runs print nothing). Nothing here asserts a time: the targets are reported.
 #
 # Usage: integration-tests/scripts/bench-startup.sh
-# Knobs (environment): STARTUP_ROUNDS (default 40). Needs read/write /dev/kvm,
-# gcc, and a release build (made here).
+# Knobs (environment): STARTUP_ROUNDS (default 40); STARTUP_COMPARE=PATH adds
+# another vmm-bin (say, a build of the commit before a change) to the same
+# rounds as base-hello, base-elf64, base-elf64-pc, for before/after figures
+# measured together. Needs read/write /dev/kvm, gcc, and a release build
+# (made here).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")" && pwd)
@@ -46,25 +50,44 @@ fi
 
 echo "== building (release)"
 cargo build --release -p vmm-bin
-vmm=$target/release/vmm-bin
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+# Copies run: a file the linker has just written sits in the page cache in
+# small pieces and costs about 20 more page faults per start (0.1-0.2 ms
+# here) than one written in large blocks, as a copied or installed binary is.
+cp "$target/release/vmm-bin" "$work/vmm-bin"
+vmm=$work/vmm-bin
+compare=${STARTUP_COMPARE:-}
+if [ -n "$compare" ]; then
+  cp "$compare" "$work/vmm-bin-base"
+  compare=$work/vmm-bin-base
+fi
 gcc -O2 -Wall -o "$work/startup_raw" integration-tests/benches/startup_raw.c
 gcc -O2 -Wall -o "$work/spawn_time" integration-tests/benches/spawn_time.c
 hello=integration-tests/guests/hello.bin
 elf=integration-tests/guests/hello_reset.elf
 
 labels=(raw hello elf64 elf64-pc)
+vmms=(hello elf64 elf64-pc)
+if [ -n "$compare" ]; then
+  labels+=(base-hello base-elf64 base-elf64-pc)
+  vmms+=(base-hello base-elf64 base-elf64-pc)
+fi
 # Expected exit statuses (halt 0, triple fault 4, guest reset 14) and output
 # sizes ("4\n", "hello\n").
 declare -A want=([raw]=0 [hello]=0 [elf64]=4 [elf64-pc]=14)
 declare -A want_bytes=([raw]=2 [hello]=2 [elf64]=6 [elf64-pc]=6)
 cmd() {
-  case $1 in
+  local bin=$vmm l=$1
+  if [ "${l#base-}" != "$l" ]; then
+    bin=$compare
+    l=${l#base-}
+  fi
+  case $l in
     raw) echo "$work/startup_raw $hello" ;;
-    hello) echo "$vmm --kernel $hello --reg rax=2 --reg rbx=2" ;;
-    elf64) echo "$vmm --kernel $elf" ;;
-    elf64-pc) echo "$vmm --kernel $elf --platform pc" ;;
+    hello) echo "$bin --kernel $hello --reg rax=2 --reg rbx=2" ;;
+    elf64) echo "$bin --kernel $elf" ;;
+    elf64-pc) echo "$bin --kernel $elf --platform pc" ;;
   esac
 }
 
@@ -80,17 +103,18 @@ for l in "${labels[@]}"; do
   "$work/spawn_time" $(cmd "$l") >/dev/null
 done
 for ((r = 1; r <= rounds; r++)); do
-  for l in "${labels[@]}"; do
+  # A new order each round: no variant always follows the same one.
+  for l in $(printf '%s\n' "${labels[@]}" | shuf); do
     # shellcheck disable=SC2046
     read -r wall output cpu status bytes < <("$work/spawn_time" $(cmd "$l"))
-    if [ "$status" != "${want[$l]}" ] || [ "$bytes" != "${want_bytes[$l]}" ]; then
+    if [ "$status" != "${want[${l#base-}]}" ] || [ "$bytes" != "${want_bytes[${l#base-}]}" ]; then
       echo "bench-startup.sh: $l exited with status $status after $bytes bytes of output," \
-        "expected ${want[$l]} and ${want_bytes[$l]}: $(cmd "$l")" >&2
+        "expected ${want[${l#base-}]} and ${want_bytes[${l#base-}]}: $(cmd "$l")" >&2
       exit 1
     fi
     echo "$r $l $wall $cpu $output" >>"$times"
   done
-  for l in hello elf64 elf64-pc; do
+  for l in $(printf '%s\n' "${vmms[@]}" | shuf); do
     # shellcheck disable=SC2046
     $(cmd "$l") --stats 2>&1 >/dev/null |
       awk -v l="$l" '/^    [a-z_]+ +[0-9.]+ms$/ {sub("ms", "", $2); print l, $1, $2}
@@ -121,7 +145,7 @@ ratio() {
 }
 echo "$rounds interleaved rounds; ms from spawn, median [p25, p75]; ratio = this / raw loop of the same round."
 echo "to guest end = to its last byte of output (it halts or resets next); whole = to reaping:"
-printf '  %-9s %-22s %-22s %-22s %-22s %7s\n' "" "to guest end" "vs raw" "whole process" "vs raw" "CPU ms"
+printf '  %-13s %-22s %-22s %-22s %-22s %7s\n' "" "to guest end" "vs raw" "whole process" "vs raw" "CPU ms"
 for l in "${labels[@]}"; do
   read -r o25 o50 o75 < <(awk -v l="$l" '$2 == l {print $5}' "$times" | quant)
   read -r w25 w50 w75 < <(awk -v l="$l" '$2 == l {print $3}' "$times" | quant)
@@ -135,17 +159,19 @@ for l in "${labels[@]}"; do
     read -r a b c < <(ratio "$l" 3)
     rw="${b}x [$a, $c]"
   fi
-  printf '  %-9s %-22s %-22s %-22s %-22s %7s\n' "$l" "$o50 [$o25, $o75]" "$ro" "$w50 [$w25, $w75]" "$rw" "$c50"
+  printf '  %-13s %-22s %-22s %-22s %-22s %7s\n' "$l" "$o50 [$o25, $o75]" "$ro" "$w50 [$w25, $w75]" "$rw" "$c50"
 done
 
 echo
 echo "vmm-bin --stats start-up phases, median ms of $rounds runs (VMM start to vCPU 0's first KVM_RUN):"
-printf '  %-12s %9s %9s %9s\n' phase hello elf64 elf64-pc
+header=$(printf '  %-12s' phase)
+for l in "${vmms[@]}"; do header+=$(printf ' %13s' "$l"); done
+echo "$header"
 for p in parse memory load kvm_setup devices seccomp threads first_entry total; do
   row=$(printf '  %-12s' "$p")
-  for l in hello elf64 elf64-pc; do
+  for l in "${vmms[@]}"; do
     read -r _ m _ < <(awk -v l="$l" -v p="$p" '$1 == l && $2 == p {print $3}' "$phases" | quant)
-    row+=$(printf ' %9s' "$m")
+    row+=$(printf ' %13s' "$m")
   done
   echo "$row"
 done

@@ -4,7 +4,7 @@
 //! checked before `/dev/kvm` is opened, so bad input is reported as such
 //! even on a host without KVM, and nothing is left behind when it fails.
 
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
 use kvm_ioctls::Cap;
@@ -31,7 +31,9 @@ use crate::snapshot::create::SnapshotContext;
 use crate::snapshot::SnapshotError;
 use crate::startup::{Mark, StartupMarks};
 use crate::timeline::ExitTimeline;
+use crate::vcpu_threads::{FirstTask, VcpuThreads};
 use crate::virtio::virtio_layout;
+use crate::vm::vcpu_role;
 use crate::vm::{RunOptions, Vm, VmParts};
 
 /// Most vCPUs a VM may have: APIC IDs are 8 bits in the MP table and
@@ -127,6 +129,26 @@ impl Vm {
                 max,
             });
         }
+        // The vCPU threads start now and confine themselves while this
+        // thread builds the VM; vCPU 0's first fetches KVM's CPUID and MSR
+        // lists (see `crate::vcpu_threads`).
+        let kvm = Arc::new(kvm);
+        let (from_kvm, kvm_lists) = mpsc::channel();
+        let first: FirstTask = {
+            let kvm = kvm.clone();
+            Box::new(move || {
+                let _ = from_kvm.send((
+                    cpuid::supported_cpuid(&kvm),
+                    vmm_cpu::snapshot::msrs_to_save(&kvm),
+                ));
+            })
+        };
+        let threads = VcpuThreads::spawn(
+            cpus,
+            vcpu_role(host.seccomp, explain.is_some()),
+            Some(first),
+        )
+        .map_err(|(index, source)| VmmError::SpawnVcpu { index, source })?;
         let vm_fd = kvm.create_vm().map_err(VmmError::CreateVm)?;
         say(&explain, || {
             "KVM_CREATE_VM: a VM file descriptor, with no memory and no vCPUs yet".to_string()
@@ -171,7 +193,13 @@ impl Vm {
         }
         phase("KVM VM created");
 
-        let mut supported = cpuid::supported_cpuid(&kvm)?;
+        // Made while vCPU 0's thread asks KVM for its CPUID.
+        let mut first_vcpu = Some(Vcpu::new(&vm_fd, 0)?);
+        let (supported, msr_list) = kvm_lists.recv().map_err(|_| VmmError::SpawnVcpu {
+            index: 0,
+            source: std::io::Error::other("the thread of vCPU 0 ended before KVM's CPUID came"),
+        })?;
+        let mut supported = supported?;
         // The fallback completes RDTSCP, so the guest may be told it exists;
         // it decides #UD from the same table the vCPUs get.
         let fallback = host.emulation_fallback.then(|| {
@@ -187,10 +215,10 @@ impl Vm {
             cpus: cpus as u8,
             hypercall_pv_features: config.hypercall_pv_features,
         };
-        // What a snapshot of this VM will need: the MSR list comes from
-        // /dev/kvm, which vCPU threads may not use once confined, narrowed
-        // to what a restore can write back (probed on vCPU 0).
-        let msr_list = vmm_cpu::snapshot::msrs_to_save(&kvm).map_err(|source| {
+        // What a snapshot of this VM will need: the MSR list from
+        // /dev/kvm, narrowed to what a restore can write back (probed on
+        // vCPU 0).
+        let msr_list = msr_list.map_err(|source| {
             VmmError::from(SnapshotError::Kvm {
                 op: "KVM_GET_MSR_INDEX_LIST",
                 source,
@@ -200,7 +228,10 @@ impl Vm {
         let mut vcpus = Vec::new();
         let mmap_size = explain.as_ref().map(|_| kvm.get_vcpu_mmap_size());
         for index in 0..cpus {
-            let mut vcpu = Vcpu::new(&vm_fd, index)?;
+            let mut vcpu = match first_vcpu.take() {
+                Some(v) => v,
+                None => Vcpu::new(&vm_fd, index)?,
+            };
             if let Some(fb) = &fallback {
                 vcpu.set_emulation_fallback(fb.clone());
             }
@@ -341,6 +372,7 @@ impl Vm {
         };
         Vm::new(VmParts {
             vcpus,
+            threads: Some(threads),
             vm_fd,
             kvm,
             ram,

@@ -45,6 +45,7 @@ mod suspend;
 pub mod timeline;
 mod timers;
 pub mod trace;
+mod vcpu_threads;
 pub mod virtio;
 pub mod vm;
 

@@ -40,6 +40,7 @@ use crate::stats::VmStats;
 use crate::suspend::Suspender;
 use crate::timeline::{ExitTimeline, TimelineSnapshot};
 use crate::timers::DeviceTimer;
+use crate::vcpu_threads::{VcpuJob, VcpuThreads};
 use crate::virtio::{
     register_queue_notifies, ConsoleInputLink, DeviceThread, SharedTransport, VirtioSlot, WINDOW,
 };
@@ -91,8 +92,10 @@ pub(crate) struct RunOptions {
 /// What [`Vm::create`] assembled, in the order it must be dropped.
 pub(crate) struct VmParts {
     pub vcpus: Vec<Vcpu>,
+    /// The vCPU threads, if started already (else `run` starts them).
+    pub threads: Option<VcpuThreads<VcpuResult>>,
     pub vm_fd: VmFd,
-    pub kvm: Kvm,
+    pub kvm: Arc<Kvm>,
     pub ram: GuestRam,
     pub irqchip: bool,
     pub control: Arc<VmControl>,
@@ -116,8 +119,11 @@ pub struct Vm {
     // Field order is drop order: vCPU fds, then the VM fd, then the RAM that
     // KVM maps (see the safety contract of `register_memory_slots`).
     vcpus: Vec<Vcpu>,
+    /// Waiting for their vCPUs (see `crate::vcpu_threads`); dropped (and
+    /// joined) before the vCPU fds they never got.
+    threads: Option<VcpuThreads<VcpuResult>>,
     vm_fd: VmFd,
-    _kvm: Kvm,
+    _kvm: Arc<Kvm>,
     ram: GuestRam,
     irqchip: bool,
     bus: IoBus,
@@ -173,13 +179,14 @@ impl MutEventSubscriber for Wakeup {
 type EventLoop = EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>>;
 
 /// Why a vCPU thread failed.
-enum VcpuFailure {
+pub(crate) enum VcpuFailure {
     Run(VcpuError),
     Seccomp(SeccompError),
     Wake(WakeStateError),
 }
 
-type VcpuResult = (u64, Result<VcpuStop, VcpuFailure>, VcpuStats);
+/// What a vCPU thread ends with: its index, how its loop ended, its stats.
+pub(crate) type VcpuResult = (u64, Result<VcpuStop, VcpuFailure>, VcpuStats);
 
 /// What the main loop watches while the guest runs.
 struct Running<'a> {
@@ -187,7 +194,7 @@ struct Running<'a> {
     started: Instant,
     done: &'a mpsc::Receiver<u64>,
     vcpus: &'a [(u64, Arc<VcpuMetrics>)],
-    threads: &'a [JoinHandle<VcpuResult>],
+    threads: &'a [JoinHandle<Option<VcpuResult>>],
     devices: Option<&'a DeviceThread>,
     suspender: &'a Suspender,
 }
@@ -196,6 +203,7 @@ impl Vm {
     pub(crate) fn new(parts: VmParts) -> Result<Self, VmmError> {
         let VmParts {
             vcpus,
+            threads,
             vm_fd,
             kvm,
             ram,
@@ -217,6 +225,7 @@ impl Vm {
         }
         Ok(Vm {
             vcpus,
+            threads,
             vm_fd,
             _kvm: kvm,
             ram,
@@ -655,19 +664,29 @@ impl Vm {
             .iter()
             .map(|v| (v.index(), v.metrics()))
             .collect();
-        let mut threads: Vec<JoinHandle<VcpuResult>> = Vec::new();
+        let mut threads: Vec<JoinHandle<Option<VcpuResult>>> = Vec::new();
         let mut indices = Vec::new();
         let mut reported = Vec::new();
+        // A restored VM's threads start here; a created one's are waiting.
+        let mut waiting = match self.threads.take() {
+            Some(t) => t,
+            None => VcpuThreads::spawn(
+                vcpu_count as u64,
+                vcpu_role(self.options.seccomp, self.options.explain.is_some()),
+                None,
+            )
+            .map_err(|(index, source)| VmmError::SpawnVcpu { index, source })?,
+        };
         for vcpu in std::mem::take(&mut self.vcpus) {
             let index = vcpu.index();
-            let spawned = self.spawn_vcpu(
+            let job = self.vcpu_job(
                 vcpu,
                 &dispatcher,
                 done_tx.clone(),
                 wakeup.clone(),
                 gate.clone(),
             );
-            match spawned {
+            match waiting.start(index, job) {
                 Ok(t) => {
                     threads.push(t);
                     indices.push(index);
@@ -675,10 +694,13 @@ impl Vm {
                 Err(source) => {
                     self.control.stop_all();
                     // Threads already started wait at the gate: open it
-                    // (the gate counts every vCPU and this thread).
+                    // (it counts every vCPU and this thread), standing in
+                    // for the vCPUs that have no thread.
                     for _ in threads.len()..vcpu_count {
-                        let _ = gate.wait();
+                        let gate = gate.clone();
+                        std::thread::spawn(move || gate.wait());
                     }
+                    gate.wait();
                     if let Some(d) = devices {
                         d.stop();
                     }
@@ -746,13 +768,13 @@ impl Vm {
         let mut error = None;
         for t in threads {
             match t.join() {
-                Ok((_, Err(VcpuFailure::Run(e)), _)) => {
+                Ok(Some((_, Err(VcpuFailure::Run(e)), _))) => {
                     error.get_or_insert(VmmError::Vcpu(e));
                 }
-                Ok((_, Err(VcpuFailure::Seccomp(e)), _)) => {
+                Ok(Some((_, Err(VcpuFailure::Seccomp(e)), _))) => {
                     error.get_or_insert(VmmError::Seccomp(e));
                 }
-                Ok((index, Err(VcpuFailure::Wake(source)), _)) => {
+                Ok(Some((index, Err(VcpuFailure::Wake(source)), _))) => {
                     error.get_or_insert(VmmError::WakeState { index, source });
                 }
                 Ok(_) => {}
@@ -816,99 +838,99 @@ impl Vm {
         })
     }
 
-    fn spawn_vcpu(
+    /// What vCPU `vcpu`'s thread does once it has its vCPU: wait at the
+    /// gate, run the guest, park for pauses and S3, report its end.
+    fn vcpu_job(
         &self,
         mut vcpu: Vcpu,
         dispatcher: &Arc<ExitDispatcher>,
         done: Sender<u64>,
         wakeup: Arc<EventFd>,
         gate: Arc<Barrier>,
-    ) -> std::io::Result<JoinHandle<VcpuResult>> {
-        let seccomp = self.options.seccomp;
+    ) -> VcpuJob<VcpuResult> {
         let explain = self.options.explain.clone();
         let timeline = self.options.timeline.clone();
-        // Showing the final registers needs KVM_GET_REGS on this thread.
-        let role = if explain.is_some() {
-            ThreadRole::VcpuExplained
-        } else {
-            ThreadRole::Vcpu
-        };
         let dispatcher = dispatcher.clone();
         let control = self.control.clone();
         let index = vcpu.index();
         let msrs = self.snap.msrs.clone();
         let lapic = self.irqchip;
         let first_entry = (vcpu.index() == 0).then(|| self.options.startup.first_entry());
-        std::thread::Builder::new()
-            .name(format!("vcpu{index}"))
-            .spawn(move || {
-                let done = DoneSignal(done, index, wakeup);
-                let confined = if seccomp {
-                    confine_current_thread(role)
-                } else {
-                    Ok(())
-                };
-                gate.wait();
-                if let (Some(t), 0) = (&timeline, index) {
-                    t.phase("guest entered");
-                }
-                say(&explain, || {
-                    format!("KVM_RUN: vCPU {index} enters the guest; this thread runs guest code until an exit")
-                });
-                if let Some(at) = &first_entry {
-                    let _ = at.set(Instant::now());
-                }
-                // The last S3 wake this vCPU loaded.
-                let mut woken = 0;
-                let result = match confined {
-                    Ok(()) => loop {
-                        let stop = vcpu.run(&*dispatcher);
-                        // Out of KVM_RUN for a pause or S3, not a stop:
-                        // park, then run on from the same state (a pause)
-                        // or from the wake state (S3).
-                        if matches!(stop, Ok(VcpuStop::StopRequested))
-                            && control.pause_wanted()
-                            && !control.is_stopping()
-                        {
-                            // While parked, the main loop may ask for this
-                            // vCPU's state (a snapshot): only this thread
-                            // may touch its fd.
-                            control.park(index, &mut || {
-                                save_vcpu(&mut vcpu, &dispatcher, &msrs, lapic)
-                            });
-                            if let Some(reset) = control.wake_reset_since(woken) {
-                                woken = reset.generation;
-                                let entry = (index == 0).then_some(reset.entry);
-                                if let Err(e) = vcpu.reset_for_wake(entry, &*dispatcher) {
-                                    break Err(VcpuFailure::Wake(e));
-                                }
+        Box::new(move |confined| {
+            let done = DoneSignal(done, index, wakeup);
+            gate.wait();
+            if let (Some(t), 0) = (&timeline, index) {
+                t.phase("guest entered");
+            }
+            say(&explain, || {
+                format!("KVM_RUN: vCPU {index} enters the guest; this thread runs guest code until an exit")
+            });
+            if let Some(at) = &first_entry {
+                let _ = at.set(Instant::now());
+            }
+            // The last S3 wake this vCPU loaded.
+            let mut woken = 0;
+            let result = match confined {
+                Ok(()) => loop {
+                    let stop = vcpu.run(&*dispatcher);
+                    // Out of KVM_RUN for a pause or S3, not a stop:
+                    // park, then run on from the same state (a pause)
+                    // or from the wake state (S3).
+                    if matches!(stop, Ok(VcpuStop::StopRequested))
+                        && control.pause_wanted()
+                        && !control.is_stopping()
+                    {
+                        // While parked, the main loop may ask for this
+                        // vCPU's state (a snapshot): only this thread
+                        // may touch its fd.
+                        control.park(index, &mut || {
+                            save_vcpu(&mut vcpu, &dispatcher, &msrs, lapic)
+                        });
+                        if let Some(reset) = control.wake_reset_since(woken) {
+                            woken = reset.generation;
+                            let entry = (index == 0).then_some(reset.entry);
+                            if let Err(e) = vcpu.reset_for_wake(entry, &*dispatcher) {
+                                break Err(VcpuFailure::Wake(e));
                             }
-                            continue;
                         }
-                        break stop.map_err(VcpuFailure::Run);
-                    },
-                    Err(e) => Err(VcpuFailure::Seccomp(e)),
-                };
-                if explain.is_some() {
-                    match vcpu.fd().get_regs() {
-                        Ok(regs) => say(&explain, || final_regs_line(index, &regs)),
-                        Err(e) => say(&explain, || format!("KVM_GET_REGS (vCPU {index}) failed: {e}")),
+                        continue;
+                    }
+                    break stop.map_err(VcpuFailure::Run);
+                },
+                Err(e) => Err(VcpuFailure::Seccomp(e)),
+            };
+            if explain.is_some() {
+                match vcpu.fd().get_regs() {
+                    Ok(regs) => say(&explain, || final_regs_line(index, &regs)),
+                    Err(e) => say(&explain, || {
+                        format!("KVM_GET_REGS (vCPU {index}) failed: {e}")
+                    }),
+                }
+            }
+            match &result {
+                Ok(stop) => {
+                    if let Some(outcome) = outcome_of(index, stop) {
+                        control.stop(outcome);
                     }
                 }
-                match &result {
-                    Ok(stop) => {
-                        if let Some(outcome) = outcome_of(index, stop) {
-                            control.stop(outcome);
-                        }
-                    }
-                    Err(_) => control.stop_all(),
-                }
-                // Report as soon as the run loop is left: from here on the
-                // thread must not be kicked (signals during vCPU teardown
-                // can keep it from finishing on nested KVM).
-                drop(done);
-                (index, result, vcpu.stats())
-            })
+                Err(_) => control.stop_all(),
+            }
+            // Report as soon as the run loop is left: from here on the
+            // thread must not be kicked (signals during vCPU teardown
+            // can keep it from finishing on nested KVM).
+            drop(done);
+            (index, result, vcpu.stats())
+        })
+    }
+}
+
+/// The seccomp role of a vCPU thread (none: seccomp off). Showing the
+/// final registers (`--explain`) needs KVM_GET_REGS on the thread.
+pub(crate) fn vcpu_role(seccomp: bool, explained: bool) -> Option<ThreadRole> {
+    match (seccomp, explained) {
+        (false, _) => None,
+        (true, false) => Some(ThreadRole::Vcpu),
+        (true, true) => Some(ThreadRole::VcpuExplained),
     }
 }
 

@@ -252,8 +252,9 @@ impl Vm {
             .flatten();
         let mut vm = Vm::new(VmParts {
             vcpus,
+            threads: None,
             vm_fd,
-            kvm,
+            kvm: Arc::new(kvm),
             ram,
             irqchip: pc,
             control,
