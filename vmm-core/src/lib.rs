@@ -37,6 +37,7 @@ pub mod outcome;
 mod pause;
 pub mod platform;
 pub mod seccomp;
+pub mod seccomp_tree;
 pub mod snapshot;
 pub mod start;
 pub mod startup;
