@@ -27,6 +27,7 @@ use crate::firmware::real_mode::write_real_mode_firmware;
 use crate::firmware::{write_firmware_tables, PlatformInfo, VirtioMmio};
 use crate::kvm::open_kvm;
 use crate::platform::{create_irqchip, set_bios_pic_and_pit, Platform};
+use crate::seccomp::{self, ThreadRole};
 use crate::snapshot::create::SnapshotContext;
 use crate::snapshot::SnapshotError;
 use crate::startup::{Mark, StartupMarks};
@@ -131,15 +132,18 @@ impl Vm {
         }
         // The vCPU threads start now and confine themselves while this
         // thread builds the VM; vCPU 0's first fetches KVM's CPUID and MSR
-        // lists (see `crate::vcpu_threads`).
+        // lists and compiles the main thread's seccomp filter (see
+        // `crate::vcpu_threads`).
         let kvm = Arc::new(kvm);
         let (from_kvm, kvm_lists) = mpsc::channel();
         let first: FirstTask = {
             let kvm = kvm.clone();
+            let seccomp = host.seccomp;
             Box::new(move || {
                 let _ = from_kvm.send((
                     cpuid::supported_cpuid(&kvm),
                     vmm_cpu::snapshot::msrs_to_save(&kvm),
+                    seccomp.then(|| seccomp::filter_for(ThreadRole::Main)),
                 ));
             })
         };
@@ -195,11 +199,13 @@ impl Vm {
 
         // Made while vCPU 0's thread asks KVM for its CPUID.
         let mut first_vcpu = Some(Vcpu::new(&vm_fd, 0)?);
-        let (supported, msr_list) = kvm_lists.recv().map_err(|_| VmmError::SpawnVcpu {
-            index: 0,
-            source: std::io::Error::other("the thread of vCPU 0 ended before KVM's CPUID came"),
-        })?;
+        let (supported, msr_list, main_filter) =
+            kvm_lists.recv().map_err(|_| VmmError::SpawnVcpu {
+                index: 0,
+                source: std::io::Error::other("the thread of vCPU 0 ended before KVM's CPUID came"),
+            })?;
         let mut supported = supported?;
+        let main_filter = main_filter.transpose()?;
         // The fallback completes RDTSCP, so the guest may be told it exists;
         // it decides #UD from the same table the vCPUs get.
         let fallback = host.emulation_fallback.then(|| {
@@ -369,6 +375,7 @@ impl Vm {
             explain,
             timeline,
             startup: marks,
+            main_filter,
         };
         Vm::new(VmParts {
             vcpus,

@@ -19,8 +19,8 @@ use std::collections::BTreeMap;
 
 use libc::{c_int, c_void, siginfo_t};
 use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch,
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompRule,
+    TargetArch,
 };
 use vmm_sys_util::signal::register_signal_handler;
 
@@ -380,8 +380,13 @@ pub fn filter_for(role: ThreadRole) -> Result<BpfProgram, SeccompError> {
 /// Confines the calling thread to `role`'s list (for good: seccomp filters
 /// cannot be removed).
 pub fn confine_current_thread(role: ThreadRole) -> Result<(), SeccompError> {
-    let program = filter_for(role)?;
-    seccompiler::apply_filter(&program).map_err(|source| SeccompError::Apply { role, source })
+    apply(role, &filter_for(role)?)
+}
+
+/// Confines the calling thread to `program`, compiled for `role` by
+/// [`filter_for`] (perhaps on another thread, ahead of time).
+pub fn apply(role: ThreadRole, program: &BpfProgram) -> Result<(), SeccompError> {
+    seccompiler::apply_filter(program).map_err(|source| SeccompError::Apply { role, source })
 }
 
 extern "C" fn on_sigsys(_: c_int, info: *mut siginfo_t, _: *mut c_void) {
@@ -430,6 +435,7 @@ mod tests {
     #[test]
     fn test_tree_filters_decide_as_the_linear_ones() {
         use crate::seccomp_tree::tests::run;
+        use seccompiler::SeccompFilter;
         for role in [
             ThreadRole::Vcpu,
             ThreadRole::VcpuExplained,

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use event_manager::{EventManager, EventOps, Events, MutEventSubscriber, SubscriberOps};
 use kvm_ioctls::{Kvm, VmFd};
+use seccompiler::BpfProgram;
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 use vmm_cpu::kick::{install_kick_handler, kick_signal};
 use vmm_cpu::metrics::{LatencySnapshot, VcpuMetrics};
@@ -32,7 +33,9 @@ use crate::host_input::HostInput;
 use crate::outcome::VmOutcome;
 use crate::pause::{PauseEnd, Pauser};
 use crate::platform::KvmInterruptLines;
-use crate::seccomp::{confine_current_thread, install_sigsys_handler, SeccompError, ThreadRole};
+use crate::seccomp::{
+    self, confine_current_thread, install_sigsys_handler, SeccompError, ThreadRole,
+};
 use crate::snapshot::create::{save_vcpu, take_snapshot, SnapshotContext, SnapshotSource};
 use crate::snapshot::{SnapshotError, SnapshotInfo, SnapshotRequest};
 use crate::startup::{Mark, StartupMarks, StartupPhase};
@@ -87,6 +90,9 @@ pub(crate) struct RunOptions {
     pub timeline: Option<Arc<ExitTimeline>>,
     /// Start-up phase marks, for the report.
     pub startup: StartupMarks,
+    /// The main thread's seccomp filter, if compiled ahead (else `run`
+    /// compiles it).
+    pub main_filter: Option<BpfProgram>,
 }
 
 /// What [`Vm::create`] assembled, in the order it must be dropped.
@@ -714,9 +720,11 @@ impl Vm {
         }
         drop(done_tx);
         let confined = if self.options.seccomp {
-            self.options
-                .startup
-                .seccomp(|| confine_current_thread(ThreadRole::Main))
+            let ahead = self.options.main_filter.take();
+            self.options.startup.seccomp(|| match ahead {
+                Some(program) => seccomp::apply(ThreadRole::Main, &program),
+                None => confine_current_thread(ThreadRole::Main),
+            })
         } else {
             Ok(())
         };

@@ -231,6 +231,7 @@ impl Vm {
             console_input: host.console_input,
             started_at: host.started_at,
             startup: crate::startup::StartupMarks::new(host.started_at),
+            main_filter: None,
             // A restored VM's exits are explained and plotted; the steps
             // that built it are the restore's, not the ones --explain
             // teaches, so they are not told.
