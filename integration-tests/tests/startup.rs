@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use integration_tests::code_asm::*;
 use integration_tests::{assemble, require_kvm};
 use vmm_core::devices::Console;
 use vmm_core::loader::BootMode;
