@@ -88,14 +88,19 @@ fn test_committed_guests_match_their_source() {
         .status()
         .expect("guests/build.sh runs (needs GNU as and objcopy from binutils)");
     assert!(st.success(), "guests/build.sh failed");
-    for name in ["hello", "counter", "counter_stop"] {
-        let rebuilt = std::fs::read(dir.join(format!("{name}.bin"))).unwrap();
+    for name in [
+        "hello.bin",
+        "counter.bin",
+        "counter_stop.bin",
+        "hello_reset.elf",
+    ] {
+        let rebuilt = std::fs::read(dir.join(name)).unwrap();
         let committed =
-            std::fs::read(workspace_root().join(format!("integration-tests/guests/{name}.bin")))
+            std::fs::read(workspace_root().join(format!("integration-tests/guests/{name}")))
                 .unwrap();
         assert_eq!(
             rebuilt, committed,
-            "integration-tests/guests/{name}.bin differs from its .S source"
+            "integration-tests/guests/{name} differs from its .S source"
         );
     }
     assert_eq!(

@@ -346,3 +346,32 @@ fn test_elf_rejects_raw_only_mode_option() {
         "--mode applies to raw images only, but the image is elf",
     );
 }
+
+/// The committed ELF64 guest of the start-up bench, as the bench runs it.
+fn hello_reset(extra: &[&str]) -> integration_tests::Output {
+    let path = integration_tests::workspace_root().join("integration-tests/guests/hello_reset.elf");
+    let mut args = vec!["--kernel", path.to_str().unwrap(), "--timeout", "20"];
+    args.extend_from_slice(extra);
+    run_vmm(&args)
+}
+
+#[test]
+fn test_hello_reset_elf_triple_faults_without_an_i8042() {
+    require_kvm();
+    let out = hello_reset(&[]);
+    assert_eq!(out.stdout, "hello\n", "{}", out.stderr);
+    assert_eq!(out.status, exit_status::TRIPLE_FAULT, "{}", out.stderr);
+}
+
+#[test]
+fn test_hello_reset_elf_resets_through_the_i8042_on_a_pc() {
+    require_kvm();
+    let out = hello_reset(&["--platform", "pc"]);
+    assert_eq!(out.stdout, "hello\n", "{}", out.stderr);
+    assert_eq!(out.status, exit_status::GUEST_RESET, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("guest requested a reset"),
+        "{}",
+        out.stderr
+    );
+}

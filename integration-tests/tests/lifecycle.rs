@@ -120,3 +120,107 @@ fn test_metrics_file_written_periodically() {
         "the final report differs from the periodic one"
     );
 }
+
+/// The start-up phases `--stats` prints, as (name, ms), and its total.
+fn startup_phases(stderr: &str) -> (Vec<(String, f64)>, f64) {
+    let mut phases = Vec::new();
+    let mut total = None;
+    for line in stderr.lines() {
+        if let Some(t) = line
+            .trim()
+            .strip_prefix("startup (VMM start to guest entry)=")
+        {
+            total = t.strip_suffix("ms").and_then(|t| t.parse::<f64>().ok());
+        } else if total.is_some() && line.starts_with("    ") {
+            let mut words = line.split_whitespace();
+            if let (Some(name), Some(ms), None) = (words.next(), words.next(), words.next()) {
+                let ms = ms.strip_suffix("ms").and_then(|m| m.parse::<f64>().ok());
+                phases.push((
+                    name.to_string(),
+                    ms.expect("a phase line ends in a time in ms"),
+                ));
+            }
+        }
+    }
+    (phases, total.expect("--stats prints the start-up total"))
+}
+
+#[test]
+fn test_stats_show_every_startup_phase() {
+    require_kvm();
+    let path = std::env::temp_dir().join(format!("vmm-startup-{}.json", std::process::id()));
+    let hello = workspace_root().join("integration-tests/guests/hello.bin");
+    let out = run_vmm(&[
+        "--kernel",
+        hello.to_str().unwrap(),
+        "--reg",
+        "rax=2",
+        "--reg",
+        "rbx=2",
+        "--stats",
+        "--metrics-file",
+        path.to_str().unwrap(),
+        "--timeout",
+        "20",
+    ]);
+    assert_eq!(out.status, exit_status::HALTED, "{}", out.stderr);
+    let (phases, total) = startup_phases(&out.stderr);
+    let names: Vec<&str> = phases.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "parse",
+            "memory",
+            "load",
+            "kvm_setup",
+            "devices",
+            "seccomp",
+            "threads",
+            "first_entry"
+        ],
+        "{}",
+        out.stderr
+    );
+    // Consecutive intervals: they add up to the total (each rounded to 1 us).
+    let sum: f64 = phases.iter().map(|(_, ms)| ms).sum();
+    assert!(
+        (sum - total).abs() <= 0.001 * phases.len() as f64,
+        "phases add up to {sum} ms, total {total} ms: {}",
+        out.stderr
+    );
+    // KVM set-up and the seccomp filters cost something on any host.
+    for name in ["kvm_setup", "seccomp"] {
+        let ms = phases.iter().find(|(n, _)| n == name).map(|(_, ms)| *ms);
+        assert!(ms.is_some_and(|ms| ms > 0.0), "{name}: {}", out.stderr);
+    }
+    let json = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).ok();
+    for name in names {
+        assert!(
+            json.contains(&format!("\"{name}\":")),
+            "{name} missing: {json}"
+        );
+    }
+    assert!(json.contains("\"startup_phases_ns\":{\"parse\":"), "{json}");
+}
+
+#[test]
+fn test_stats_without_seccomp_measure_no_filter_time() {
+    require_kvm();
+    let hello = workspace_root().join("integration-tests/guests/hello.bin");
+    let out = run_vmm(&[
+        "--kernel",
+        hello.to_str().unwrap(),
+        "--no-seccomp",
+        "--stats",
+        "--timeout",
+        "20",
+    ]);
+    assert_eq!(out.status, exit_status::HALTED, "{}", out.stderr);
+    let (phases, _) = startup_phases(&out.stderr);
+    let seccomp = phases
+        .iter()
+        .find(|(n, _)| n == "seccomp")
+        .map(|(_, ms)| *ms);
+    assert_eq!(seccomp, Some(0.0), "{}", out.stderr);
+}

@@ -4,7 +4,7 @@
 //! checked before `/dev/kvm` is opened, so bad input is reported as such
 //! even on a host without KVM, and nothing is left behind when it fails.
 
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
 use kvm_ioctls::Cap;
@@ -28,10 +28,14 @@ use crate::firmware::{write_firmware_tables, PlatformInfo, VirtioMmio};
 use crate::kvm::open_kvm;
 use crate::platform::{create_irqchip, set_bios_pic_and_pit, Platform};
 use crate::reboot::NextBoot;
+use crate::seccomp::{self, ThreadRole};
 use crate::snapshot::create::SnapshotContext;
 use crate::snapshot::SnapshotError;
+use crate::startup::{Mark, StartupMarks};
 use crate::timeline::ExitTimeline;
+use crate::vcpu_threads::{FirstTask, VcpuThreads};
 use crate::virtio::virtio_layout;
+use crate::vm::vcpu_role;
 use crate::vm::{RunOptions, Vm, VmParts};
 
 /// Most vCPUs a VM may have: APIC IDs are 8 bits in the MP table and
@@ -87,6 +91,8 @@ impl Vm {
         mut host: HostOptions,
         next: Option<NextBoot>,
     ) -> Result<Vm, VmmError> {
+        let mut marks = StartupMarks::new(host.started_at);
+        marks.mark(Mark::CreateEntered);
         // Input first, KVM last: bad input is reported even without KVM.
         let cpus = config.vcpus;
         if cpus == 0 {
@@ -113,6 +119,7 @@ impl Vm {
         let layout = MemoryLayout::new(config.memory_mib)?;
         let thp = if host.thp { ThpHint::On } else { ThpHint::Off };
         let ram = GuestRam::new(&layout, thp)?;
+        marks.mark(Mark::Memory);
         say(&explain, || {
             let regions = match ram.memory().num_regions() {
                 1 => "one region".to_string(),
@@ -132,6 +139,7 @@ impl Vm {
         } = load_image(config, cache.as_ref(), &ram, &virtio_slots, &info)?;
         explain_load(&explain, format, &spec);
         phase("image loaded");
+        marks.mark(Mark::Load);
         let pc = is_pc(config, format);
         if !pc && cpus > 1 {
             return Err(VmmError::SmpNeedsPc { cpus });
@@ -153,6 +161,29 @@ impl Vm {
                 max,
             });
         }
+        // The vCPU threads start now and confine themselves while this
+        // thread builds the VM; vCPU 0's first fetches KVM's CPUID and MSR
+        // lists and compiles the main thread's seccomp filter (see
+        // `crate::vcpu_threads`).
+        let kvm = Arc::new(kvm);
+        let (from_kvm, kvm_lists) = mpsc::channel();
+        let first: FirstTask = {
+            let kvm = kvm.clone();
+            let seccomp = host.seccomp;
+            Box::new(move || {
+                let _ = from_kvm.send((
+                    cpuid::supported_cpuid(&kvm),
+                    vmm_cpu::snapshot::msrs_to_save(&kvm),
+                    seccomp.then(|| seccomp::filter_for(ThreadRole::Main)),
+                ));
+            })
+        };
+        let threads = VcpuThreads::spawn(
+            cpus,
+            vcpu_role(host.seccomp, explain.is_some(), false),
+            Some(first),
+        )
+        .map_err(|(index, source)| VmmError::SpawnVcpu { index, source })?;
         let vm_fd = kvm.create_vm().map_err(VmmError::CreateVm)?;
         say(&explain, || {
             "KVM_CREATE_VM: a VM file descriptor, with no memory and no vCPUs yet".to_string()
@@ -197,7 +228,15 @@ impl Vm {
         }
         phase("KVM VM created");
 
-        let mut supported = cpuid::supported_cpuid(&kvm)?;
+        // Made while vCPU 0's thread asks KVM for its CPUID.
+        let mut first_vcpu = Some(Vcpu::new(&vm_fd, 0)?);
+        let (supported, msr_list, main_filter) =
+            kvm_lists.recv().map_err(|_| VmmError::SpawnVcpu {
+                index: 0,
+                source: std::io::Error::other("the thread of vCPU 0 ended before KVM's CPUID came"),
+            })?;
+        let mut supported = supported?;
+        let main_filter = main_filter.transpose()?;
         // The fallback completes RDTSCP, so the guest may be told it exists;
         // it decides #UD from the same table the vCPUs get.
         let fallback = host.emulation_fallback.then(|| {
@@ -213,10 +252,10 @@ impl Vm {
             cpus: cpus as u8,
             hypercall_pv_features: config.hypercall_pv_features,
         };
-        // What a snapshot of this VM will need: the MSR list comes from
-        // /dev/kvm, which vCPU threads may not use once confined, narrowed
-        // to what a restore can write back (probed on vCPU 0).
-        let msr_list = vmm_cpu::snapshot::msrs_to_save(&kvm).map_err(|source| {
+        // What a snapshot of this VM will need: the MSR list from
+        // /dev/kvm, narrowed to what a restore can write back (probed on
+        // vCPU 0).
+        let msr_list = msr_list.map_err(|source| {
             VmmError::from(SnapshotError::Kvm {
                 op: "KVM_GET_MSR_INDEX_LIST",
                 source,
@@ -226,7 +265,10 @@ impl Vm {
         let mut vcpus = Vec::new();
         let mmap_size = explain.as_ref().map(|_| kvm.get_vcpu_mmap_size());
         for index in 0..cpus {
-            let mut vcpu = Vcpu::new(&vm_fd, index)?;
+            let mut vcpu = match first_vcpu.take() {
+                Some(v) => v,
+                None => Vcpu::new(&vm_fd, index)?,
+            };
             if let Some(fb) = &fallback {
                 vcpu.set_emulation_fallback(fb.clone());
             }
@@ -351,6 +393,7 @@ impl Vm {
             }
             None => (Arc::new(VmControl::new(host.max_exits)), None, None, None),
         };
+        marks.mark(Mark::Created);
         let options = RunOptions {
             timeout: host.timeout,
             metrics: host.metrics,
@@ -362,9 +405,12 @@ impl Vm {
             deadline,
             explain,
             timeline,
+            startup: marks,
+            main_filter,
         };
         let mut vm = Vm::new(VmParts {
             vcpus,
+            threads: Some(threads),
             vm_fd,
             kvm,
             ram,

@@ -39,13 +39,16 @@ mod pause;
 pub mod platform;
 pub mod reboot;
 pub mod seccomp;
+pub mod seccomp_tree;
 pub mod snapshot;
 pub mod start;
+pub mod startup;
 pub mod stats;
 mod suspend;
 pub mod timeline;
 mod timers;
 pub mod trace;
+mod vcpu_threads;
 pub mod virtio;
 pub mod vm;
 

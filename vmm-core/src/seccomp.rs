@@ -20,10 +20,12 @@ use std::collections::BTreeMap;
 
 use libc::{c_int, c_void, siginfo_t};
 use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch,
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompRule,
+    TargetArch,
 };
 use vmm_sys_util::signal::register_signal_handler;
+
+use crate::seccomp_tree::tree_program;
 
 /// KVM_RUN = _IO(KVMIO, 0x80).
 const KVM_RUN: u64 = 0xae80;
@@ -150,6 +152,14 @@ pub enum SeccompError {
         role: ThreadRole,
         /// seccompiler's error.
         source: seccompiler::BackendError,
+    },
+    /// The filter could not be laid out as a search tree.
+    #[error("laying out the {role:?} seccomp filter failed: {source}")]
+    Tree {
+        /// For which thread.
+        role: ThreadRole,
+        /// What went wrong.
+        source: crate::seccomp_tree::TreeError,
     },
     /// The kernel refused the filter.
     #[error("installing the {role:?} seccomp filter failed: {source}")]
@@ -388,25 +398,30 @@ fn rules_for(
     Ok(rules)
 }
 
-/// The compiled filter for `role`.
+/// The compiled filter for `role`: seccompiler's code for each call's
+/// rules, found through a search tree on the call number (see
+/// [`crate::seccomp_tree`]: loading it costs the kernel about half).
 pub fn filter_for(role: ThreadRole) -> Result<BpfProgram, SeccompError> {
-    let build = || -> Result<BpfProgram, seccompiler::BackendError> {
-        let filter = SeccompFilter::new(
-            rules_for(role)?,
-            SeccompAction::Trap,
-            SeccompAction::Allow,
-            TargetArch::x86_64,
-        )?;
-        filter.try_into()
-    };
-    build().map_err(|source| SeccompError::Build { role, source })
+    let rules = rules_for(role).map_err(|source| SeccompError::Build { role, source })?;
+    tree_program(
+        rules,
+        SeccompAction::Trap,
+        SeccompAction::Allow,
+        TargetArch::x86_64,
+    )
+    .map_err(|source| SeccompError::Tree { role, source })
 }
 
 /// Confines the calling thread to `role`'s list (for good: seccomp filters
 /// cannot be removed).
 pub fn confine_current_thread(role: ThreadRole) -> Result<(), SeccompError> {
-    let program = filter_for(role)?;
-    seccompiler::apply_filter(&program).map_err(|source| SeccompError::Apply { role, source })
+    apply(role, &filter_for(role)?)
+}
+
+/// Confines the calling thread to `program`, compiled for `role` by
+/// [`filter_for`] (perhaps on another thread, ahead of time).
+pub fn apply(role: ThreadRole, program: &BpfProgram) -> Result<(), SeccompError> {
+    seccompiler::apply_filter(program).map_err(|source| SeccompError::Apply { role, source })
 }
 
 extern "C" fn on_sigsys(_: c_int, info: *mut siginfo_t, _: *mut c_void) {
@@ -446,6 +461,66 @@ mod tests {
         // _VCPU_EVENTS.
         for read in [0x8090_ae81, 0x8138_ae83, 0xc008_ae88, 0x8040_ae9f] {
             assert!(VCPU_SNAPSHOT_IOCTLS.contains(&read), "{read:#x}");
+        }
+    }
+
+    /// Every role's tree filter gives seccompiler's linear filter's verdict
+    /// for every call number and for arguments made of the constants the
+    /// filter compares with (so every rule's allowed values are tried).
+    #[test]
+    fn test_tree_filters_decide_as_the_linear_ones() {
+        use crate::seccomp_tree::tests::run;
+        use seccompiler::SeccompFilter;
+        for role in [
+            ThreadRole::Vcpu,
+            ThreadRole::VcpuExplained,
+            ThreadRole::Main,
+            ThreadRole::Device,
+            ThreadRole::Api,
+        ] {
+            let linear: BpfProgram = SeccompFilter::new(
+                rules_for(role).unwrap(),
+                SeccompAction::Trap,
+                SeccompAction::Allow,
+                TargetArch::x86_64,
+            )
+            .unwrap()
+            .try_into()
+            .unwrap();
+            let tree = filter_for(role).unwrap();
+            // Jumps and loads compare against offsets and masks too; as
+            // values they do no harm.
+            let mut values: Vec<u64> = linear.iter().map(|i| u64::from(i.k)).collect();
+            values.extend([0, 1, u64::from(u32::MAX)]);
+            values.sort_unstable();
+            values.dedup();
+            let mut checked = 0u64;
+            for nr in 0..512 {
+                let same = |args: &[u64; 6]| {
+                    assert_eq!(
+                        run(&tree, nr, args),
+                        run(&linear, nr, args),
+                        "{role:?}: call {nr} with {args:x?}"
+                    );
+                };
+                same(&[0; 6]);
+                for arg in 0..6 {
+                    for &v in &values {
+                        let mut args = [0; 6];
+                        args[arg] = v;
+                        same(&args);
+                        checked += 1;
+                    }
+                }
+            }
+            assert!(checked > 10_000, "{role:?}: {checked}");
+            // Shorter lookups, barely longer programs.
+            assert!(
+                tree.len() <= linear.len() + linear.len() / 5,
+                "{role:?}: {} vs {}",
+                tree.len(),
+                linear.len()
+            );
         }
     }
 

@@ -8,6 +8,8 @@ use vmm_cpu::metrics::LatencySnapshot;
 use vmm_cpu::{ExitKind, FallbackStat, VcpuStats};
 use vmm_devices::bus::{AccessRow, BusKey};
 
+use crate::startup::StartupTimes;
+
 /// Statistics of one VM run.
 #[derive(Debug, Clone, Default)]
 pub struct VmStats {
@@ -30,6 +32,8 @@ pub struct VmStats {
     /// Guest resets the VM rebooted from (see [`crate::reboot`]); the
     /// other figures are the current boot's.
     pub reboots: u64,
+    /// Where the start-up time went, phase by phase.
+    pub startup_phases: StartupTimes,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -44,7 +48,9 @@ impl VmStats {
     /// The same report as JSON (for `--metrics-file`): one object with
     /// `exits_by_kind`, `exit_latency_ns` (count, p50, p99, max per kind),
     /// `emulation_fallback` (per mnemonic: completed, ud, gp, ss, pf),
-    /// `bus` rows, `vcpus`, `startup_ns`, `reboots` and `wall_ns`.
+    /// `bus` rows, `vcpus`, `startup_ns`, `startup_phases_ns` (the
+    /// measured [`crate::startup::StartupPhase`]s by name), `reboots` and
+    /// `wall_ns`.
     pub fn to_json(&self) -> String {
         let mut out = String::from("{\"exits_by_kind\":{");
         let kinds: Vec<String> = self
@@ -124,8 +130,15 @@ impl VmStats {
             .startup
             .map(|d| d.as_nanos().to_string())
             .unwrap_or_else(|| "null".into());
+        let phases: Vec<String> = self
+            .startup_phases
+            .phases
+            .iter()
+            .map(|(p, d)| format!("\"{}\":{}", p.name(), d.as_nanos()))
+            .collect();
         out += &format!(
-            "],\"startup_ns\":{startup},\"reboots\":{},\"wall_ns\":{}}}",
+            "],\"startup_ns\":{startup},\"startup_phases_ns\":{{{}}},\"reboots\":{},\"wall_ns\":{}}}",
+            phases.join(","),
             self.reboots,
             self.wall.as_nanos()
         );
@@ -210,6 +223,9 @@ impl fmt::Display for VmStats {
         }
         if let Some(d) = self.startup {
             writeln!(f, "  startup (VMM start to guest entry)={:.3}ms", ms(d))?;
+        }
+        for (phase, d) in &self.startup_phases.phases {
+            writeln!(f, "    {:<12} {:>8.3}ms", phase.name(), ms(*d))?;
         }
         if self.reboots > 0 {
             writeln!(

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use event_manager::{EventManager, EventOps, Events, MutEventSubscriber, SubscriberOps};
 use kvm_ioctls::{Kvm, VmFd};
+use seccompiler::BpfProgram;
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 use vmm_cpu::kick::{install_kick_handler, kick_signal};
 use vmm_cpu::metrics::{LatencySnapshot, VcpuMetrics};
@@ -36,13 +37,17 @@ use crate::host_input::HostInput;
 use crate::outcome::VmOutcome;
 use crate::pause::{PauseEnd, Pauser};
 use crate::platform::KvmInterruptLines;
-use crate::seccomp::{confine_current_thread, install_sigsys_handler, SeccompError, ThreadRole};
+use crate::seccomp::{
+    self, confine_current_thread, install_sigsys_handler, SeccompError, ThreadRole,
+};
 use crate::snapshot::create::{save_vcpu, take_snapshot, SnapshotContext, SnapshotSource};
 use crate::snapshot::{SnapshotError, SnapshotInfo, SnapshotRequest};
+use crate::startup::{Mark, StartupMarks, StartupPhase};
 use crate::stats::VmStats;
 use crate::suspend::Suspender;
 use crate::timeline::{ExitTimeline, TimelineSnapshot};
 use crate::timers::DeviceTimer;
+use crate::vcpu_threads::{VcpuJob, VcpuThreads};
 use crate::virtio::{
     register_queue_notifies, ConsoleInputLink, DeviceThread, SharedTransport, VirtioSlot, WINDOW,
 };
@@ -90,13 +95,20 @@ pub(crate) struct RunOptions {
     pub deadline: Option<Instant>,
     pub explain: Option<Arc<Explainer>>,
     pub timeline: Option<Arc<ExitTimeline>>,
+    /// Start-up phase marks, for the report.
+    pub startup: StartupMarks,
+    /// The main thread's seccomp filter, if compiled ahead (else `run`
+    /// compiles it).
+    pub main_filter: Option<BpfProgram>,
 }
 
 /// What [`Vm::create`] assembled, in the order it must be dropped.
 pub(crate) struct VmParts {
     pub vcpus: Vec<Vcpu>,
+    /// The vCPU threads, if started already (else `run` starts them).
+    pub threads: Option<VcpuThreads<VcpuResult>>,
     pub vm_fd: VmFd,
-    pub kvm: Kvm,
+    pub kvm: Arc<Kvm>,
     pub ram: GuestRam,
     pub irqchip: bool,
     pub control: Arc<VmControl>,
@@ -133,8 +145,11 @@ pub struct Vm {
     // Field order is drop order: vCPU fds, then the VM fd, then the RAM that
     // KVM maps (see the safety contract of `register_memory_slots`).
     vcpus: Vec<Vcpu>,
+    /// Waiting for their vCPUs (see `crate::vcpu_threads`); dropped (and
+    /// joined) before the vCPU fds they never got.
+    threads: Option<VcpuThreads<VcpuResult>>,
     vm_fd: VmFd,
-    _kvm: Kvm,
+    _kvm: Arc<Kvm>,
     ram: GuestRam,
     irqchip: bool,
     bus: IoBus,
@@ -197,13 +212,14 @@ impl MutEventSubscriber for Wakeup {
 type EventLoop = EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>>;
 
 /// Why a vCPU thread failed.
-enum VcpuFailure {
+pub(crate) enum VcpuFailure {
     Run(VcpuError),
     Seccomp(SeccompError),
     Wake(WakeStateError),
 }
 
-type VcpuResult = (u64, Result<VcpuStop, VcpuFailure>, VcpuStats);
+/// What a vCPU thread ends with: its index, how its loop ended, its stats.
+pub(crate) type VcpuResult = (u64, Result<VcpuStop, VcpuFailure>, VcpuStats);
 
 /// What the main loop watches while the guest runs.
 struct Running<'a> {
@@ -211,7 +227,7 @@ struct Running<'a> {
     started: Instant,
     done: &'a mpsc::Receiver<u64>,
     vcpus: &'a [(u64, Arc<VcpuMetrics>)],
-    threads: &'a [JoinHandle<VcpuResult>],
+    threads: &'a [JoinHandle<Option<VcpuResult>>],
     devices: Option<&'a DeviceThread>,
     suspender: &'a Suspender,
 }
@@ -220,6 +236,7 @@ impl Vm {
     pub(crate) fn new(parts: VmParts) -> Result<Self, VmmError> {
         let VmParts {
             vcpus,
+            threads,
             vm_fd,
             kvm,
             ram,
@@ -245,6 +262,7 @@ impl Vm {
         }
         Ok(Vm {
             vcpus,
+            threads,
             vm_fd,
             _kvm: kvm,
             ram,
@@ -395,6 +413,10 @@ impl Vm {
             );
         }
         let exits = Arc::new(DebugExits::new().map_err(|e| VmmError::Gdb(GdbError::Thread(e)))?);
+        // The vCPU threads `create` started are confined without
+        // KVM_SET_GUEST_DEBUG: let them go (dropping joins them) so that
+        // `run` starts debuggable ones.
+        self.threads = None;
         self.gdb = Some(AttachedGdb {
             server,
             host,
@@ -506,6 +528,7 @@ impl Vm {
             wall,
             startup: None,
             reboots: control.reboots(),
+            startup_phases: Default::default(),
         }
     }
 
@@ -719,9 +742,10 @@ impl Vm {
     }
 
     fn run_once(&mut self, started: Instant) -> Result<RunReport, VmmError> {
+        self.options.startup.mark(Mark::RunEntered);
         install_kick_handler()?;
         if self.options.seccomp {
-            install_sigsys_handler()?;
+            self.options.startup.seccomp(install_sigsys_handler)?;
         }
         // Guest code runs only once every thread is confined.
         let vcpu_count = self.vcpus.len();
@@ -778,12 +802,26 @@ impl Vm {
             .gdb
             .as_ref()
             .map(|g| VcpuDebugLink::new(g.exits.clone(), self.control.clone(), wakeup.clone()));
-        let mut threads: Vec<JoinHandle<VcpuResult>> = Vec::new();
+        let mut threads: Vec<JoinHandle<Option<VcpuResult>>> = Vec::new();
         let mut indices = Vec::new();
         let mut reported = Vec::new();
+        // A restored VM's threads start here; a created one's are waiting.
+        let mut waiting = match self.threads.take() {
+            Some(t) => t,
+            None => VcpuThreads::spawn(
+                vcpu_count as u64,
+                vcpu_role(
+                    self.options.seccomp,
+                    self.options.explain.is_some(),
+                    self.gdb.is_some(),
+                ),
+                None,
+            )
+            .map_err(|(index, source)| VmmError::SpawnVcpu { index, source })?,
+        };
         for vcpu in std::mem::take(&mut self.vcpus) {
             let index = vcpu.index();
-            let spawned = self.spawn_vcpu(
+            let job = self.vcpu_job(
                 vcpu,
                 &dispatcher,
                 done_tx.clone(),
@@ -791,7 +829,7 @@ impl Vm {
                 gate.clone(),
                 debug_link.clone(),
             );
-            match spawned {
+            match waiting.start(index, job) {
                 Ok(t) => {
                     threads.push(t);
                     indices.push(index);
@@ -799,10 +837,13 @@ impl Vm {
                 Err(source) => {
                     self.control.stop_all();
                     // Threads already started wait at the gate: open it
-                    // (the gate counts every vCPU and this thread).
+                    // (it counts every vCPU and this thread), standing in
+                    // for the vCPUs that have no thread.
                     for _ in threads.len()..vcpu_count {
-                        let _ = gate.wait();
+                        let gate = gate.clone();
+                        std::thread::spawn(move || gate.wait());
                     }
+                    gate.wait();
                     if let Some(d) = devices {
                         d.stop();
                     }
@@ -833,7 +874,11 @@ impl Vm {
             }
         });
         let confined = if self.options.seccomp {
-            confine_current_thread(ThreadRole::Main)
+            let ahead = self.options.main_filter.take();
+            self.options.startup.seccomp(|| match ahead {
+                Some(program) => seccomp::apply(ThreadRole::Main, &program),
+                None => confine_current_thread(ThreadRole::Main),
+            })
         } else {
             Ok(())
         };
@@ -861,6 +906,7 @@ impl Vm {
             }
         }
         gate.wait();
+        self.options.startup.mark(Mark::GateOpen);
         let startup = self.options.started_at.map(|t| t.elapsed());
         if let Some(d) = startup {
             log::info!(
@@ -899,13 +945,13 @@ impl Vm {
         let mut error = None;
         for t in threads {
             match t.join() {
-                Ok((_, Err(VcpuFailure::Run(e)), _)) => {
+                Ok(Some((_, Err(VcpuFailure::Run(e)), _))) => {
                     error.get_or_insert(VmmError::Vcpu(e));
                 }
-                Ok((_, Err(VcpuFailure::Seccomp(e)), _)) => {
+                Ok(Some((_, Err(VcpuFailure::Seccomp(e)), _))) => {
                     error.get_or_insert(VmmError::Seccomp(e));
                 }
-                Ok((index, Err(VcpuFailure::Wake(source)), _)) => {
+                Ok(Some((index, Err(VcpuFailure::Wake(source)), _))) => {
                     error.get_or_insert(VmmError::WakeState { index, source });
                 }
                 Ok(_) => {}
@@ -931,7 +977,15 @@ impl Vm {
             &metrics,
             wall,
         );
-        stats.startup = startup;
+        stats.startup_phases = self.options.startup.times();
+        // With every phase measured, the total is their sum (to vCPU 0's
+        // first KVM_RUN); else to the gate.
+        stats.startup = match stats.startup_phases.get(StartupPhase::FirstEntry) {
+            Some(_) if stats.startup_phases.get(StartupPhase::Parse).is_some() => {
+                Some(stats.startup_phases.phases.iter().map(|(_, d)| *d).sum())
+            }
+            _ => startup,
+        };
         if let Some(e) = &self.options.explain {
             e.finish();
             let port_mmio: u64 = stats
@@ -967,7 +1021,9 @@ impl Vm {
         })
     }
 
-    fn spawn_vcpu(
+    /// What vCPU `vcpu`'s thread does once it has its vCPU: wait at the
+    /// gate, run the guest, park for pauses and S3, report its end.
+    fn vcpu_job(
         &self,
         mut vcpu: Vcpu,
         dispatcher: &Arc<ExitDispatcher>,
@@ -975,102 +1031,108 @@ impl Vm {
         wakeup: Arc<EventFd>,
         gate: Arc<Barrier>,
         debug: Option<VcpuDebugLink>,
-    ) -> std::io::Result<JoinHandle<VcpuResult>> {
-        let seccomp = self.options.seccomp;
+    ) -> VcpuJob<VcpuResult> {
         let explain = self.options.explain.clone();
         let timeline = self.options.timeline.clone();
-        // Showing the final registers needs KVM_GET_REGS on this thread.
-        let role = if debug.is_some() {
-            ThreadRole::VcpuDebugged
-        } else if explain.is_some() {
-            ThreadRole::VcpuExplained
-        } else {
-            ThreadRole::Vcpu
-        };
         let dispatcher = dispatcher.clone();
         let control = self.control.clone();
         let index = vcpu.index();
         let msrs = self.snap.msrs.clone();
         let lapic = self.irqchip;
-        std::thread::Builder::new()
-            .name(format!("vcpu{index}"))
-            .spawn(move || {
-                let done = DoneSignal(done, index, wakeup);
-                let confined = if seccomp {
-                    confine_current_thread(role)
-                } else {
-                    Ok(())
-                };
-                gate.wait();
-                if let (Some(t), 0) = (&timeline, index) {
-                    t.phase("guest entered");
-                }
-                say(&explain, || {
-                    format!("KVM_RUN: vCPU {index} enters the guest; this thread runs guest code until an exit")
-                });
-                // The last S3 wake this vCPU loaded.
-                let mut woken = 0;
-                let result = match confined {
-                    Ok(()) => loop {
-                        let stop = match (vcpu.run(&*dispatcher), &debug) {
-                            // gdb's single step or breakpoint: the stub
-                            // takes it and the VM pauses for gdb.
-                            (Ok(VcpuStop::Debug { pc, dr6, .. }), Some(link)) => {
-                                link.debug_exit(crate::gdb::DebugExit { vcpu: index, pc, dr6 });
-                                Ok(VcpuStop::StopRequested)
-                            }
-                            (stop, _) => stop,
-                        };
-                        // Out of KVM_RUN for a pause or S3, not a stop:
-                        // park, then run on from the same state (a pause)
-                        // or from the wake state (S3).
-                        if matches!(stop, Ok(VcpuStop::StopRequested))
-                            && control.pause_wanted()
-                            && !control.is_stopping()
-                        {
-                            // While parked, the main loop may ask for this
-                            // vCPU's state (a snapshot): only this thread
-                            // may touch its fd.
-                            control.park(
-                                index,
-                                &mut Parked {
-                                    vcpu: &mut vcpu,
-                                    save: |v: &mut Vcpu| save_vcpu(v, &dispatcher, &msrs, lapic),
-                                },
-                            );
-                            if let Some(reset) = control.wake_reset_since(woken) {
-                                woken = reset.generation;
-                                let entry = (index == 0).then_some(reset.entry);
-                                if let Err(e) = vcpu.reset_for_wake(entry, &*dispatcher) {
-                                    break Err(VcpuFailure::Wake(e));
-                                }
-                            }
-                            continue;
+        let first_entry = (vcpu.index() == 0).then(|| self.options.startup.first_entry());
+        Box::new(move |confined| {
+            let done = DoneSignal(done, index, wakeup);
+            gate.wait();
+            if let (Some(t), 0) = (&timeline, index) {
+                t.phase("guest entered");
+            }
+            say(&explain, || {
+                format!("KVM_RUN: vCPU {index} enters the guest; this thread runs guest code until an exit")
+            });
+            if let Some(at) = &first_entry {
+                let _ = at.set(Instant::now());
+            }
+            // The last S3 wake this vCPU loaded.
+            let mut woken = 0;
+            let result = match confined {
+                Ok(()) => loop {
+                    let stop = match (vcpu.run(&*dispatcher), &debug) {
+                        // gdb's single step or breakpoint: the stub takes
+                        // it and the VM pauses for gdb.
+                        (Ok(VcpuStop::Debug { pc, dr6, .. }), Some(link)) => {
+                            link.debug_exit(crate::gdb::DebugExit {
+                                vcpu: index,
+                                pc,
+                                dr6,
+                            });
+                            Ok(VcpuStop::StopRequested)
                         }
-                        break stop.map_err(VcpuFailure::Run);
-                    },
-                    Err(e) => Err(VcpuFailure::Seccomp(e)),
-                };
-                if explain.is_some() {
-                    match vcpu.fd().get_regs() {
-                        Ok(regs) => say(&explain, || final_regs_line(index, &regs)),
-                        Err(e) => say(&explain, || format!("KVM_GET_REGS (vCPU {index}) failed: {e}")),
+                        (stop, _) => stop,
+                    };
+                    // Out of KVM_RUN for a pause or S3, not a stop:
+                    // park, then run on from the same state (a pause)
+                    // or from the wake state (S3).
+                    if matches!(stop, Ok(VcpuStop::StopRequested))
+                        && control.pause_wanted()
+                        && !control.is_stopping()
+                    {
+                        // While parked, the main loop may ask for this
+                        // vCPU's state (a snapshot): only this thread
+                        // may touch its fd.
+                        control.park(
+                            index,
+                            &mut Parked {
+                                vcpu: &mut vcpu,
+                                save: |v: &mut Vcpu| save_vcpu(v, &dispatcher, &msrs, lapic),
+                            },
+                        );
+                        if let Some(reset) = control.wake_reset_since(woken) {
+                            woken = reset.generation;
+                            let entry = (index == 0).then_some(reset.entry);
+                            if let Err(e) = vcpu.reset_for_wake(entry, &*dispatcher) {
+                                break Err(VcpuFailure::Wake(e));
+                            }
+                        }
+                        continue;
+                    }
+                    break stop.map_err(VcpuFailure::Run);
+                },
+                Err(e) => Err(VcpuFailure::Seccomp(e)),
+            };
+            if explain.is_some() {
+                match vcpu.fd().get_regs() {
+                    Ok(regs) => say(&explain, || final_regs_line(index, &regs)),
+                    Err(e) => say(&explain, || {
+                        format!("KVM_GET_REGS (vCPU {index}) failed: {e}")
+                    }),
+                }
+            }
+            match &result {
+                Ok(stop) => {
+                    if let Some(outcome) = outcome_of(index, stop) {
+                        control.stop(outcome);
                     }
                 }
-                match &result {
-                    Ok(stop) => {
-                        if let Some(outcome) = outcome_of(index, stop) {
-                            control.stop(outcome);
-                        }
-                    }
-                    Err(_) => control.stop_all(),
-                }
-                // Report as soon as the run loop is left: from here on the
-                // thread must not be kicked (signals during vCPU teardown
-                // can keep it from finishing on nested KVM).
-                drop(done);
-                (index, result, vcpu.stats())
-            })
+                Err(_) => control.stop_all(),
+            }
+            // Report as soon as the run loop is left: from here on the
+            // thread must not be kicked (signals during vCPU teardown
+            // can keep it from finishing on nested KVM).
+            drop(done);
+            (index, result, vcpu.stats())
+        })
+    }
+}
+
+/// The seccomp role of a vCPU thread (none: seccomp off). Showing the
+/// final registers (`--explain`) needs KVM_GET_REGS on the thread; a
+/// debugged vCPU (`--gdb`) KVM_SET_GUEST_DEBUG.
+pub(crate) fn vcpu_role(seccomp: bool, explained: bool, debugged: bool) -> Option<ThreadRole> {
+    match (seccomp, explained, debugged) {
+        (false, _, _) => None,
+        (true, _, true) => Some(ThreadRole::VcpuDebugged),
+        (true, false, false) => Some(ThreadRole::Vcpu),
+        (true, true, false) => Some(ThreadRole::VcpuExplained),
     }
 }
 

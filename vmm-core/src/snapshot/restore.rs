@@ -245,6 +245,8 @@ impl Vm {
             console_input: host.console_input,
             started_at: host.started_at,
             deadline: None,
+            startup: crate::startup::StartupMarks::new(host.started_at),
+            main_filter: None,
             // A restored VM's exits are explained and plotted; the steps
             // that built it are the restore's, not the ones --explain
             // teaches, so they are not told.
@@ -267,8 +269,9 @@ impl Vm {
             .flatten();
         let mut vm = Vm::new(VmParts {
             vcpus,
+            threads: None,
             vm_fd,
-            kvm,
+            kvm: Arc::new(kvm),
             ram,
             irqchip: pc,
             control,
