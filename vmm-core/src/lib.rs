@@ -37,6 +37,7 @@ pub mod kvm;
 pub mod outcome;
 mod pause;
 pub mod platform;
+pub mod private_socket;
 pub mod reboot;
 pub mod seccomp;
 pub mod seccomp_tree;

@@ -9,12 +9,12 @@
 //! through a decoded [`super::routes::Action`].
 
 use std::io::{ErrorKind, Read};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use vmm_core::private_socket::{bind_private, BindError};
 use vmm_core::seccomp::{confine_current_thread, ThreadRole};
 
 use super::controller::Controller;
@@ -61,42 +61,15 @@ impl ApiSocket {
     /// on (connecting is refused) is a leftover of a process that died and
     /// is replaced; a live one, or any other file, is an error.
     pub fn bind(path: &Path) -> Result<ApiSocket, ApiSocketError> {
-        let io = |what, source| ApiSocketError::Io {
-            path: path.to_path_buf(),
-            what,
-            source,
-        };
-        match std::fs::symlink_metadata(path) {
-            Ok(meta) if meta.file_type().is_socket() => match UnixStream::connect(path) {
-                Ok(_) => return Err(ApiSocketError::InUse(path.to_path_buf())),
-                Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
-                    log::info!("replacing stale API socket {}", path.display());
-                    std::fs::remove_file(path).map_err(|e| io("removing the stale socket", e))?;
-                }
-                Err(e) => return Err(io("probing the existing socket", e)),
+        let listener = bind_private(path, "API").map_err(|e| match e {
+            BindError::InUse => ApiSocketError::InUse(path.to_path_buf()),
+            BindError::NotASocket => ApiSocketError::NotASocket(path.to_path_buf()),
+            BindError::Io { what, source } => ApiSocketError::Io {
+                path: path.to_path_buf(),
+                what,
+                source,
             },
-            Ok(_) => return Err(ApiSocketError::NotASocket(path.to_path_buf())),
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(io("inspecting the path", e)),
-        }
-        // The file gets its mode at bind(2), from the umask: 0600 from the
-        // start, so no other user can connect in between. The umask is
-        // process-wide; this runs before any other thread exists.
-        // SAFETY: umask only swaps the process's file-mode mask.
-        let old = unsafe { libc::umask(0o177) };
-        let bound = UnixListener::bind(path);
-        // SAFETY: as above, restoring the previous mask.
-        unsafe { libc::umask(old) };
-        let listener = bound.map_err(|e| io("binding", e))?;
-        // Belt and braces: a umask cannot widen, but check what we made.
-        let mode = std::fs::metadata(path)
-            .map_err(|e| io("inspecting the socket", e))?
-            .permissions()
-            .mode();
-        if mode & 0o077 != 0 {
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-                .map_err(|e| io("restricting the socket's mode", e))?;
-        }
+        })?;
         Ok(ApiSocket {
             listener,
             path: path.to_path_buf(),
@@ -272,6 +245,7 @@ fn serve_forever(listener: &UnixListener, mut controller: Controller) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn temp_sock(name: &str) -> PathBuf {
         std::env::temp_dir().join(format!("vmm-api-{}-{name}.sock", std::process::id()))

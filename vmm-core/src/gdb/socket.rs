@@ -3,12 +3,11 @@
 //! file nobody listens on (a VMM that died) is replaced, a live one or any
 //! other file is refused. Removed again when the [`SocketFile`] drops.
 
-use std::io::ErrorKind;
-use std::os::unix::fs::FileTypeExt;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
 use super::GdbError;
+use crate::private_socket::{bind_private, BindError};
 
 /// Removes the socket file when dropped.
 #[derive(Debug)]
@@ -29,45 +28,17 @@ impl Drop for SocketFile {
 
 /// Binds `path`.
 pub(super) fn bind(path: &Path) -> Result<(UnixListener, SocketFile), GdbError> {
-    let io = |what, source| GdbError::Socket {
-        path: path.to_path_buf(),
-        what,
-        source,
-    };
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => match UnixStream::connect(path) {
-            Ok(_) => return Err(GdbError::InUse(path.to_path_buf())),
-            Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
-                log::info!("replacing stale GDB socket {}", path.display());
-                std::fs::remove_file(path).map_err(|e| io("removing the stale socket", e))?;
-            }
-            Err(e) => return Err(io("probing the existing socket", e)),
+    // Only the user who started the VMM may debug its guest.
+    let listener = bind_private(path, "GDB").map_err(|e| match e {
+        BindError::InUse => GdbError::InUse(path.to_path_buf()),
+        BindError::NotASocket => GdbError::NotASocket(path.to_path_buf()),
+        BindError::Io { what, source } => GdbError::Socket {
+            path: path.to_path_buf(),
+            what,
+            source,
         },
-        Ok(_) => return Err(GdbError::NotASocket(path.to_path_buf())),
-        Err(e) if e.kind() == ErrorKind::NotFound => {}
-        Err(e) => return Err(io("inspecting the path", e)),
-    }
-    // Only the user who started the VMM may debug its guest: the file gets
-    // its mode at bind(2), from the umask, so it is 0600 from the start and
-    // nobody else can connect in between. The umask is process-wide: bind
-    // before starting other threads (vmm-bin does it first thing).
-    // SAFETY: umask only swaps the process's file-mode mask.
-    let old = unsafe { libc::umask(0o177) };
-    let bound = UnixListener::bind(path);
-    // SAFETY: as above, restoring the previous mask.
-    unsafe { libc::umask(old) };
-    let listener = bound.map_err(|e| io("binding", e))?;
+    })?;
     let file = SocketFile(path.to_path_buf());
-    // A umask cannot widen, but check what was made.
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(path)
-        .map_err(|e| io("inspecting the socket", e))?
-        .permissions()
-        .mode();
-    if mode & 0o077 != 0 {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| io("restricting the socket's mode", e))?;
-    }
     Ok((listener, file))
 }
 
