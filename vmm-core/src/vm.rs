@@ -37,7 +37,7 @@ use crate::virtio::{
 };
 use vm_device::bus::MmioAddress;
 use vmm_devices::pc::InterruptLines;
-use vmm_devices::virtio::{MmioTransport, VirtioDevice};
+use vmm_devices::virtio::{MmioTransport, MmioWindow, VirtioDevice};
 
 /// Receives periodic statistics while the VM runs (`--metrics-interval`).
 pub type MetricsSink = Box<dyn FnMut(&VmStats) + Send>;
@@ -461,8 +461,9 @@ impl Vm {
         let transports: Vec<SharedTransport> = self.virtio.iter().map(|(_, t)| t.clone()).collect();
         for (slot, t) in &self.virtio {
             let name = format!("virtio-{:?}", slot.kind).to_lowercase();
+            let window = Arc::new(MmioWindow::new(t.clone()));
             self.bus
-                .register_mmio(&name, MmioAddress(slot.base), WINDOW, t.clone())?;
+                .register_mmio(&name, MmioAddress(slot.base), WINDOW, window)?;
         }
         let devices = DeviceThread::spawn(&transports, self.options.seccomp)?;
         let dispatcher = Arc::new(ExitDispatcher::new(

@@ -545,6 +545,7 @@ static void test_blk_bench(void) {
     line("bench-requests", completed);
     line("bench-errors", errors);
     line("bench-bytes", completed * BENCH_LEN);
+    line("bench-irqs", irq_count);
 }
 
 static void test_console(void) {

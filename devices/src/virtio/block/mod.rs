@@ -40,7 +40,16 @@
 //! more are available, the device writes its own eventfd (a host fd the
 //! device thread watches) and serves them on the next turn, after the
 //! other devices' events.
+//!
+//! Interrupts ([`coalesce`]): a turn that re-arms does not signal the used
+//! ring; the turn that drains the queue does, and so does every
+//! [`SIGNAL_TURNS_MAX`]th turn in a row, so a driver that keeps the queue
+//! full still gets an interrupt at least every `SIGNAL_TURNS_MAX` turns.
+//! VIRTIO_RING_F_EVENT_IDX is offered: with it, the driver's `used_event`
+//! decides whether a signal interrupts, and a draining turn publishes
+//! `avail_event` (and serves what raced in before it was visible).
 
+mod coalesce;
 mod config_space;
 mod counters;
 pub mod disk;
@@ -61,6 +70,9 @@ use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC, EFD_NONBLOCK};
 
 use super::device::{DeviceError, QueueContext, VirtioDevice};
+use super::VIRTIO_RING_F_EVENT_IDX;
+use coalesce::Coalescer;
+pub use coalesce::SIGNAL_TURNS_MAX;
 pub use config_space::{ConfigSpace, CONFIG_LEN};
 pub use counters::BlockCounters;
 use counters::Counter;
@@ -99,6 +111,8 @@ pub struct VirtioBlock {
     /// Written when requests are left at the end of a turn; watched by the
     /// device thread as a host fd.
     pending: EventFd,
+    /// Which turns signal the used ring.
+    coalescer: Coalescer,
 }
 
 impl std::fmt::Debug for VirtioBlock {
@@ -137,8 +151,10 @@ impl VirtioBlock {
             max_write_zeroes_seg: if write_zeroes { segs } else { 0 },
             write_zeroes_may_unmap: write_zeroes && ranges.punch_hole,
         };
-        let mut offered =
-            bit(VIRTIO_BLK_F_SEG_MAX) | bit(VIRTIO_BLK_F_BLK_SIZE) | bit(VIRTIO_BLK_F_FLUSH);
+        let mut offered = bit(VIRTIO_BLK_F_SEG_MAX)
+            | bit(VIRTIO_BLK_F_BLK_SIZE)
+            | bit(VIRTIO_BLK_F_FLUSH)
+            | VIRTIO_RING_F_EVENT_IDX;
         if disk.read_only() {
             offered |= bit(VIRTIO_BLK_F_RO);
         }
@@ -156,6 +172,7 @@ impl VirtioBlock {
             accepted: 0,
             counters: Arc::default(),
             pending: EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC)?,
+            coalescer: Coalescer::default(),
         })
     }
 
@@ -230,8 +247,9 @@ impl VirtioBlock {
         Ok((outcome.written.saturating_add(1), outcome.cost))
     }
 
-    /// One turn: serves requests until the budget is spent, interrupts
-    /// once, and re-arms itself if more are available.
+    /// One turn: serves requests until the budget is spent, re-arms itself
+    /// if more are available, and signals the used ring if the
+    /// [`Coalescer`] says so (see the module docs).
     fn serve_turn(&mut self, ctx: &mut QueueContext<'_>) -> Result<(), DeviceError> {
         // The re-arm eventfd fires whatever the driver set up: without a
         // ready queue there is nothing to serve (and nothing to re-arm for).
@@ -250,10 +268,17 @@ impl VirtioBlock {
             spent = spent.saturating_add(cost);
             served = true;
         }
-        if served {
-            ctx.signal_used(REQUESTQ)?;
+        let mut more = self.more_available(ctx)?;
+        if !more && ctx.features & VIRTIO_RING_F_EVENT_IDX != 0 {
+            // Stopping: ask for a notification for the next chain, and
+            // serve any that became available before the driver could see
+            // that request (it will not notify for them).
+            more = ctx.enable_notification(REQUESTQ)?;
         }
-        if self.more_available(ctx)? {
+        if self.coalescer.end_turn(served, more) && ctx.signal_used(REQUESTQ)? {
+            self.counters.add(Counter::Interrupts, 1);
+        }
+        if more {
             self.counters.add(Counter::Rearms, 1);
             if let Err(e) = self.pending.write(1) {
                 log::warn!("virtio-blk: re-arming the device: {e}");
@@ -337,6 +362,7 @@ impl VirtioDevice for VirtioBlock {
     fn reset(&mut self) {
         // No request is ever held between calls: nothing in flight.
         self.accepted = 0;
+        self.coalescer.reset();
     }
 
     /// `fdatasync`: every write acknowledged to the guest is on disk before
