@@ -108,7 +108,11 @@ mod tests {
         let status = rx.recv_timeout(Duration::from_secs(10));
         drop(turn);
         handler.join().unwrap();
-        assert_eq!(status, Ok(VIRTIO_MMIO_INT_VRING), "the handler waited for the turn");
+        assert_eq!(
+            status,
+            Ok(VIRTIO_MMIO_INT_VRING),
+            "the handler waited for the turn"
+        );
         assert_eq!(interrupt.status(), 0, "acknowledged");
     }
 
@@ -118,9 +122,17 @@ mod tests {
         assert_eq!(read32(&w, VIRTIO_MMIO_MAGIC_VALUE), MMIO_MAGIC_VALUE);
         let before = t.lock().unwrap().ignored_accesses();
         // A 2-byte ACK is not the register: the transport counts it.
-        w.mmio_write(MmioAddress(0), u64::from(VIRTIO_MMIO_INTERRUPT_ACK), &[1, 0]);
+        w.mmio_write(
+            MmioAddress(0),
+            u64::from(VIRTIO_MMIO_INTERRUPT_ACK),
+            &[1, 0],
+        );
         let mut b = [0u8; 2];
-        w.mmio_read(MmioAddress(0), u64::from(VIRTIO_MMIO_INTERRUPT_STATUS), &mut b);
+        w.mmio_read(
+            MmioAddress(0),
+            u64::from(VIRTIO_MMIO_INTERRUPT_STATUS),
+            &mut b,
+        );
         assert_eq!(t.lock().unwrap().ignored_accesses(), before + 2);
     }
 }

@@ -58,7 +58,10 @@ mod tests {
     fn test_coalescer_draining_turn_signals() {
         let mut c = Coalescer::default();
         assert!(c.end_turn(true, false));
-        assert!(!c.end_turn(false, false), "nothing returned, nothing to say");
+        assert!(
+            !c.end_turn(false, false),
+            "nothing returned, nothing to say"
+        );
     }
 
     #[test]

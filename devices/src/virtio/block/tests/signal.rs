@@ -88,7 +88,11 @@ fn test_block_queue_kept_full_interrupts_within_the_bound() {
         }
     }
     assert_eq!(r.counters.rearms(), u64::from(turns), "every turn re-armed");
-    assert_eq!(total, turns / SIGNAL_TURNS_MAX, "one per SIGNAL_TURNS_MAX turns");
+    assert_eq!(
+        total,
+        turns / SIGNAL_TURNS_MAX,
+        "one per SIGNAL_TURNS_MAX turns"
+    );
     assert_eq!(r.ring.used_idx(), turns as u16 * per_turn());
 }
 
