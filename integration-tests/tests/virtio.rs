@@ -341,6 +341,145 @@ fn test_virtio_vsock_host_and_guest_connections_with_credit_flow_control() {
     assert!(rest.is_empty());
 }
 
+/// Real mode: prints "R\n" on the UART, then spins until stopped.
+const PRINT_AND_SPIN: &[u8] = &[
+    0xba, 0xf8, 0x03, // mov dx, 0x3f8
+    0xb0, b'R', 0xee, // mov al, 'R'; out dx, al
+    0xb0, b'\n', 0xee, // mov al, '\n'; out dx, al
+    0xeb, 0xfe, // jmp $
+];
+
+fn vsock_arg(path: &std::path::Path) -> String {
+    format!("cid=3,socket={}", path.display())
+}
+
+#[test]
+fn test_virtio_vsock_socket_file_is_removed_when_the_guest_exits() {
+    require_kvm();
+    let dir = SocketDir::new("exit");
+    let path = dir.0.join("v.sock");
+    // A killed VMM's socket (nobody listens): replaced.
+    drop(UnixListener::bind(&path).unwrap());
+    let hlt = TempFile::with_bytes(&[0xf4]);
+    let out = run_vmm(&["--kernel", hlt.path(), "--vsock", &vsock_arg(&path)]);
+    assert_eq!(out.status, 0, "the guest halts: {}", out.stderr);
+    assert!(!path.exists(), "the socket file outlived the VMM");
+}
+
+#[test]
+fn test_virtio_vsock_socket_file_is_removed_after_a_start_up_error() {
+    let dir = SocketDir::new("error");
+    let path = dir.0.join("v.sock");
+    // The socket is bound before the kernel is loaded, which then fails.
+    let empty = TempFile::with_bytes(&[]);
+    let out = run_vmm(&["--kernel", empty.path(), "--vsock", &vsock_arg(&path)]);
+    assert_eq!(out.status, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("empty"), "{}", out.stderr);
+    assert!(!path.exists(), "the socket file outlived the VMM");
+}
+
+/// Starts a spinning guest with a vsock device, waits until its socket
+/// listens, sends `signals` one after the other, `gap` apart; the socket
+/// file must be gone once the VMM has ended, with status 128 + the first
+/// signal. Returns the VMM's output.
+fn vsock_socket_removed_after(name: &str, signals: &[i32], gap: Duration) -> Output {
+    require_kvm();
+    let dir = SocketDir::new(name);
+    let path = dir.0.join("v.sock");
+    let guest = TempFile::with_bytes(PRINT_AND_SPIN);
+    let vsock = vsock_arg(&path);
+    let mut vm = spawn_vmm(&[
+        "--kernel",
+        guest.path(),
+        "--vsock",
+        &vsock,
+        "--timeout",
+        "60",
+    ]);
+    vm.wait_line("R", Duration::from_secs(30));
+    let live = UnixStream::connect(&path);
+    assert!(
+        live.is_ok(),
+        "the VMM listens on {}: {live:?}",
+        path.display()
+    );
+    drop(live);
+    for (i, &s) in signals.iter().enumerate() {
+        if i > 0 {
+            std::thread::sleep(gap);
+        }
+        vm.signal(s);
+    }
+    let out = vm.finish();
+    assert_eq!(out.status, 128 + signals[0], "{}", out.stderr);
+    assert!(
+        !path.exists(),
+        "the socket file outlived the VMM: {}",
+        out.stderr
+    );
+    out
+}
+
+#[test]
+fn test_virtio_vsock_socket_file_is_removed_after_sigterm() {
+    let out = vsock_socket_removed_after("sigterm", &[libc::SIGTERM], Duration::ZERO);
+    assert!(out.stderr.contains("stopped by SIGTERM"), "{}", out.stderr);
+}
+
+#[test]
+fn test_virtio_vsock_socket_file_is_removed_after_sigint() {
+    let out = vsock_socket_removed_after("sigint", &[libc::SIGINT], Duration::ZERO);
+    assert!(out.stderr.contains("stopped by SIGINT"), "{}", out.stderr);
+}
+
+#[test]
+fn test_virtio_vsock_socket_file_is_removed_after_a_forced_exit() {
+    // A second signal while the VMM is stopping ends it at once, from the
+    // signal handler, without the orderly report ("stopped by ..."). Two
+    // signals sent together merge into one, and one sent too late finds the
+    // VMM gone: a few tries with a short gap catch it mid-stop.
+    let mut forced = 0;
+    for attempt in 0..10u32 {
+        let gap = Duration::from_micros(100 + 100 * u64::from(attempt % 4));
+        let out = vsock_socket_removed_after(
+            &format!("forced{attempt}"),
+            &[libc::SIGTERM, libc::SIGTERM],
+            gap,
+        );
+        if !out.stderr.contains("stopped by") {
+            forced += 1;
+            if forced == 2 {
+                break;
+            }
+        }
+    }
+    assert!(
+        forced > 0,
+        "no try caught the VMM while it stopped: the forced exit went untested"
+    );
+}
+
+#[test]
+fn test_virtio_vsock_live_socket_is_refused_and_kept() {
+    let dir = SocketDir::new("live");
+    let path = dir.0.join("v.sock");
+    // Another process (another VMM, say) listens there.
+    let theirs = UnixListener::bind(&path).unwrap();
+    let hlt = TempFile::with_bytes(&[0xf4]);
+    let out = run_vmm(&["--kernel", hlt.path(), "--vsock", &vsock_arg(&path)]);
+    assert_eq!(out.status, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&path.display().to_string()),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("listening there"), "{}", out.stderr);
+    // Their socket is untouched: still there, still answering.
+    let _c = UnixStream::connect(&path).expect("their socket still listens");
+    theirs.set_nonblocking(true).unwrap();
+    assert!(theirs.accept().is_ok());
+}
+
 /// A 16-sector disk image: a marker in sector 0, sector `i` filled with
 /// byte `i` after that.
 fn disk_image() -> (TempFile, Vec<u8>) {

@@ -102,6 +102,11 @@ fn run(cli: Cli, started_at: std::time::Instant) -> i32 {
             return exit_status::for_error(&e);
         }
     };
+    // The vsock socket exists now: a forced exit removes it too (an
+    // orderly one drops the device, which removes it).
+    if let Some(v) = &config.devices.vsock {
+        signals::remove_at_forced_exit(std::slice::from_ref(&v.socket));
+    }
     if let Some(signal) = signals::stop_on_signal(vm.handle()) {
         eprintln!(
             "vmm-bin: stopped by {} ({signal}) during start-up",
