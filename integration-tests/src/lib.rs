@@ -10,6 +10,7 @@ pub mod boot_protocol;
 pub mod dump;
 pub mod expect;
 pub mod guest_asm;
+pub mod loop_device;
 pub mod netns;
 pub mod pattern;
 pub mod run;
@@ -20,6 +21,7 @@ pub use dump::{le_u32, le_u64, Dump};
 pub use expect::{assert_no_panic, expect_bad_input, expect_error, run_self_checked, tail};
 pub use guest_asm::assemble;
 pub use iced_x86::code_asm;
+pub use loop_device::LoopDevice;
 pub use netns::NetNs;
 pub use run::{
     require_kvm, run_raw, run_vmm, run_vmm_until, run_vmm_wrapped, spawn_vmm, target_dir, vmm_bin,

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use integration_tests::{
     expect_bad_input, require_kvm, run_vmm, spawn_vmm, virtio_guest, virtio_guest_pvh, vmm_command,
-    Output, TempFile,
+    LoopDevice, Output, TempFile,
 };
 
 /// The guest's lines "key value" (debug console on stdout).
@@ -535,6 +535,10 @@ fn test_virtio_blk_reads_writes_flushes_and_identifies() {
             ("read1-status", "0"),
             ("read1-used", "513"),
             ("read1-matches", "1"),
+            ("write-zeroes-status", "0"),
+            ("write-zeroes-used", "1"),
+            ("read8-status", "0"),
+            ("zeroed", "1"),
             ("oob-status", "1"),
             ("oob-used", "1"),
             ("oob-straddle-status", "1"),
@@ -548,15 +552,131 @@ fn test_virtio_blk_reads_writes_flushes_and_identifies() {
     // one when the guest sees the used ring before the first is delivered.
     let irqs: u32 = value(&out, "irqs").parse().unwrap();
     assert!(
-        (1..=8).contains(&irqs),
-        "{irqs} interrupts for 8 completions"
+        (1..=10).contains(&irqs),
+        "{irqs} interrupts for 10 completions"
     );
-    let after = std::fs::read(file.path()).unwrap();
-    assert_eq!(after.len(), before.len());
-    let mut want = before.clone();
+    assert_eq!(
+        std::fs::read(file.path()).unwrap(),
+        blk_guest_wrote(&before, true),
+        "only sector 1 (written) and sectors 8-15 (zeroed) changed"
+    );
+}
+
+/// The image after the `blk` guest mode ran on a writable disk: sector 1
+/// written, and sectors 8-15 zeroed if WRITE_ZEROES was offered.
+fn blk_guest_wrote(before: &[u8], write_zeroes: bool) -> Vec<u8> {
+    let mut want = before.to_vec();
     want[512..543].copy_from_slice(b"written by the guest, sector 1\0");
     want[543..1024].fill(0x5a);
-    assert_eq!(after, want, "only sector 1 changed, as the guest wrote it");
+    if write_zeroes {
+        want[4096..8192].fill(0);
+    }
+    want
+}
+
+/// `--disk path=/dev/loopN`: a host block device, whose size comes from
+/// the device (BLKGETSIZE64; its st_size is 0), locked like a file,
+/// honouring readonly=on, offering DISCARD/WRITE_ZEROES as its queue says.
+#[test]
+fn test_virtio_blk_on_a_host_block_device() {
+    require_kvm();
+    let (file, before) = disk_image();
+    let dev = LoopDevice::attach(file.path());
+    let node = std::fs::metadata(dev.path()).unwrap();
+    assert_eq!(node.len(), 0, "a block device's st_size says nothing");
+    // Probed as the device thread would: the kernel zeroes in "hardware"
+    // (the loop driver's fallocate on its file) when this is set.
+    let zeroes = dev.queue_limit("write_zeroes_max_bytes") > 0;
+    let offered = if zeroes { "1" } else { "0" };
+    let guest = virtio_guest().to_str().unwrap().to_string();
+
+    // Read-only first: nothing may change.
+    let ro = format!("path={},readonly=on", dev.path());
+    let out = run_guest("blk", &["--disk", &ro]);
+    expect_lines(
+        &out,
+        &[
+            ("features-ro", "1"),
+            ("features-discard", "0"),
+            ("features-write-zeroes", "0"),
+            ("capacity", "16"),
+            ("sector0", "marker in sector 0 of the dis"),
+            ("write1-status", "1"),
+            ("write-zeroes-status", "none"),
+        ],
+    );
+    assert_eq!(std::fs::read(file.path()).unwrap(), before, "unchanged");
+
+    // Someone else's exclusive lock on the device keeps us out.
+    {
+        let holder = std::fs::File::open(dev.path()).unwrap();
+        // SAFETY: flock(2) on a descriptor we own.
+        let r = unsafe { libc::flock(holder.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        assert_eq!(r, 0, "the test takes the lock");
+        let rw = format!("path={}", dev.path());
+        let out = expect_bad_input(&["--kernel", &guest, "--disk", &rw], dev.path());
+        assert!(out.stderr.contains("in use"), "{}", out.stderr);
+    }
+
+    let rw = format!("path={},serial=loop-disk", dev.path());
+    let out = run_guest("blk", &["--disk", &rw]);
+    let mut lines = vec![
+        ("features-ro", "0"),
+        ("features-discard", offered),
+        ("features-write-zeroes", offered),
+        ("capacity", "16"),
+        ("id", "loop-disk"),
+        ("read0-status", "0"),
+        ("sector0", "marker in sector 0 of the dis"),
+        ("write1-status", "0"),
+        ("flush-status", "0"),
+        ("read1-matches", "1"),
+        ("oob-status", "1"),
+        ("oob-straddle-status", "1"),
+        ("oob-untouched", "1"),
+    ];
+    if zeroes {
+        lines.extend([("write-zeroes-status", "0"), ("zeroed", "1")]);
+    } else {
+        lines.push(("write-zeroes-status", "none"));
+    }
+    expect_lines(&out, &lines);
+    // Through the loop device into its file (the VMM synced at exit).
+    assert_eq!(
+        std::fs::read(file.path()).unwrap(),
+        blk_guest_wrote(&before, zeroes),
+        "the guest's writes are in the backing file"
+    );
+}
+
+/// A read-only block device (`losetup -r`) opens read-write without
+/// complaint and then fails every write: a writable disk on it is refused,
+/// a read-only one works.
+#[test]
+fn test_virtio_blk_read_only_block_device_needs_readonly_on() {
+    require_kvm();
+    let (file, before) = disk_image();
+    let dev = LoopDevice::attach_read_only(file.path());
+    let guest = virtio_guest().to_str().unwrap().to_string();
+    let rw = format!("path={}", dev.path());
+    let out = expect_bad_input(&["--kernel", &guest, "--disk", &rw], dev.path());
+    assert!(
+        out.stderr.contains("read-only block device"),
+        "{}",
+        out.stderr
+    );
+    let ro = format!("path={},readonly=on", dev.path());
+    let out = run_guest("blk", &["--disk", &ro]);
+    expect_lines(
+        &out,
+        &[
+            ("features-ro", "1"),
+            ("capacity", "16"),
+            ("sector0", "marker in sector 0 of the dis"),
+            ("write1-status", "1"),
+        ],
+    );
+    assert_eq!(std::fs::read(file.path()).unwrap(), before, "unchanged");
 }
 
 #[test]
@@ -575,6 +695,7 @@ fn test_virtio_blk_read_only_disk_refuses_writes() {
             ("write1-used", "1"),
             ("flush-status", "0"),
             ("read1-matches", "0"),
+            ("write-zeroes-status", "none"),
             ("id", ""),
         ],
     );

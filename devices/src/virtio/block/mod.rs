@@ -17,7 +17,9 @@
 //! The image ([`disk`]): opened read-only for a read-only disk (never
 //! writable), locked with `flock` (exclusive when writable, shared when
 //! read-only) so that two VMs cannot have it open writable at once; its
-//! capacity is its size in whole 512-byte sectors, rounded down. Writes
+//! capacity is its size in whole 512-byte sectors, rounded down (a block
+//! device's size from `BLKGETSIZE64`: its `st_size` is 0; a read-only block
+//! device is refused unless the disk is read-only). Writes
 //! acknowledged to the guest are made durable by [`VirtioBlock::shutdown`]
 //! (`fdatasync`), which the VMM's device thread calls when the VM ends.
 //!

@@ -242,3 +242,15 @@ fn test_block_probe_changes_neither_size_contents_nor_allocation() {
     assert_eq!(img.contents(), contents);
     drop(dev);
 }
+
+#[test]
+fn test_block_device_ioctls_refuse_a_regular_file() {
+    // BLKGETSIZE64 and BLKROGET are for block devices (a loop device in
+    // the integration tests): a regular file is ENOTTY, never a size of 0.
+    let img = TempImage::patterned(4);
+    let file = std::fs::File::open(img.path()).unwrap();
+    let e = io::block_device_bytes(&file).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENOTTY), "{e}");
+    let e = io::block_device_read_only(&file).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENOTTY), "{e}");
+}
