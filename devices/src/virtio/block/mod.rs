@@ -43,7 +43,7 @@
 //! device thread watches) and serves them on the next turn, after the
 //! other devices' events.
 //!
-//! Interrupts ([`coalesce`]): a turn that re-arms does not signal the used
+//! Interrupts (`coalesce.rs`): a turn that re-arms does not signal the used
 //! ring; the turn that drains the queue does, and so does every
 //! [`SIGNAL_TURNS_MAX`]th turn in a row, so a driver that keeps the queue
 //! full still gets an interrupt at least every `SIGNAL_TURNS_MAX` turns.
