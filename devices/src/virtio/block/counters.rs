@@ -140,8 +140,8 @@ impl BlockCounters {
         self.get(Counter::Rearms)
     }
 
-    /// Used-buffer interrupts raised (after coalescing and the driver's
-    /// `used_event`).
+    /// Used-buffer interrupts raised (with VIRTIO_RING_F_EVENT_IDX, only
+    /// those the driver's `used_event` asked for).
     pub fn interrupts(&self) -> u64 {
         self.get(Counter::Interrupts)
     }

@@ -43,15 +43,18 @@
 //! device thread watches) and serves them on the next turn, after the
 //! other devices' events.
 //!
-//! Interrupts (`coalesce.rs`): a turn that re-arms does not signal the used
-//! ring; the turn that drains the queue does, and so does every
-//! [`SIGNAL_TURNS_MAX`]th turn in a row, so a driver that keeps the queue
-//! full still gets an interrupt at least every `SIGNAL_TURNS_MAX` turns.
-//! VIRTIO_RING_F_EVENT_IDX is offered: with it, the driver's `used_event`
-//! decides whether a signal interrupts, and a draining turn publishes
-//! `avail_event` (and serves what raced in before it was visible).
+//! Interrupts: every turn that returned buffers signals the used ring,
+//! also one that re-arms. The guest can then reap and repost the first
+//! part of a batch while the device serves the rest (its InterruptStatus
+//! read and ACK do not wait for the turn: [`super::window::MmioWindow`]).
+//! Deferring the signal to the turn that drains the queue was measured
+//! (`integration-tests/scripts/bench-block.sh`): one interrupt fewer per
+//! batch, but the guest's work and the device's no longer overlap, and it
+//! was slower. VIRTIO_RING_F_EVENT_IDX is offered: with it, the driver's
+//! `used_event` decides whether a signal interrupts (a driver busy reaping
+//! asks for none), and a draining turn publishes `avail_event` (and serves
+//! what raced in before it was visible).
 
-mod coalesce;
 mod config_space;
 mod counters;
 pub mod disk;
@@ -73,8 +76,6 @@ use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC, EFD_NONBLOCK};
 
 use super::device::{DeviceError, QueueContext, VirtioDevice};
 use super::VIRTIO_RING_F_EVENT_IDX;
-use coalesce::Coalescer;
-pub use coalesce::SIGNAL_TURNS_MAX;
 pub use config_space::{ConfigSpace, CONFIG_LEN};
 pub use counters::BlockCounters;
 use counters::Counter;
@@ -113,8 +114,6 @@ pub struct VirtioBlock {
     /// Written when requests are left at the end of a turn; watched by the
     /// device thread as a host fd.
     pending: EventFd,
-    /// Which turns signal the used ring.
-    coalescer: Coalescer,
 }
 
 impl std::fmt::Debug for VirtioBlock {
@@ -174,7 +173,6 @@ impl VirtioBlock {
             accepted: 0,
             counters: Arc::default(),
             pending: EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC)?,
-            coalescer: Coalescer::default(),
         })
     }
 
@@ -249,9 +247,8 @@ impl VirtioBlock {
         Ok((outcome.written.saturating_add(1), outcome.cost))
     }
 
-    /// One turn: serves requests until the budget is spent, re-arms itself
-    /// if more are available, and signals the used ring if the
-    /// [`Coalescer`] says so (see the module docs).
+    /// One turn: serves requests until the budget is spent, signals the
+    /// used ring, and re-arms itself if more are available.
     fn serve_turn(&mut self, ctx: &mut QueueContext<'_>) -> Result<(), DeviceError> {
         // The re-arm eventfd fires whatever the driver set up: without a
         // ready queue there is nothing to serve (and nothing to re-arm for).
@@ -277,7 +274,7 @@ impl VirtioBlock {
             // that request (it will not notify for them).
             more = ctx.enable_notification(REQUESTQ)?;
         }
-        if self.coalescer.end_turn(served, more) && ctx.signal_used(REQUESTQ)? {
+        if served && ctx.signal_used(REQUESTQ)? {
             self.counters.add(Counter::Interrupts, 1);
         }
         if more {
@@ -364,7 +361,6 @@ impl VirtioDevice for VirtioBlock {
     fn reset(&mut self) {
         // No request is ever held between calls: nothing in flight.
         self.accepted = 0;
-        self.coalescer.reset();
     }
 
     /// `fdatasync`: every write acknowledged to the guest is on disk before
