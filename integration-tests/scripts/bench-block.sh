@@ -55,6 +55,11 @@ check() { # log n
     { echo "bench-block: the guest did not finish $2 requests:" >&2; cat "$1" >&2; exit 1; }
 }
 
+# irqs log who n: keeps the interrupts the guest took (its bench-irqs line).
+irqs() {
+  awk '/^bench-irqs /{ print $2 }' "$1" >>"$work/irqs-$2-$3"
+}
+
 run_ours() {
   local n=$1 log=$work/ours.log t0 t1 st=0
   t0=$(date +%s%N)
@@ -63,6 +68,7 @@ run_ours() {
   t1=$(date +%s%N)
   [ "$st" = 1 ] || { echo "bench-block: vmm-bin exited $st" >&2; cat "$work/ours.err" >&2; exit 1; }
   check "$log" "$n"
+  irqs "$log" ours "$n"
   echo $((t1 - t0))
 }
 
@@ -81,6 +87,7 @@ run_qemu() {
   # isa-debug-exit: (0 << 1) | 1.
   [ "$st" = 1 ] || { echo "bench-block: QEMU exited $st" >&2; cat "$work/qemu.err" >&2; exit 1; }
   check "$log" "$n"
+  irqs "$log" qemu "$n"
   echo $((t1 - t0))
 }
 
@@ -99,6 +106,11 @@ for r in $(seq "$RUNS"); do
   done
 done
 
+per_request_irqs() { # who -> interrupts per request, median of the longer runs
+  sort -n "$work/irqs-$1-$MANY" | awk -v n="$MANY" '{ v[NR] = $1 }
+    END { printf "%.3f", v[int((NR + 1) / 2)] / n }'
+}
+
 report() { # who -> "MB/s us-per-request"
   local few many
   few=$(tr ' ' '\n' <<<"${times[$1-$FEW]}" | grep . | min)
@@ -111,7 +123,7 @@ report() { # who -> "MB/s us-per-request"
 read -r ours_mbs ours_us <<<"$(report ours)"
 read -r qemu_mbs qemu_us <<<"$(report qemu)"
 echo "== results (fastest of $RUNS; per request = difference of the two run lengths)"
-printf '  %-28s %10s %16s\n' "" "MB/s" "us per request"
-printf '  %-28s %10.1f %16.1f\n' "vmm-bin" "$ours_mbs" "$ours_us"
-printf '  %-28s %10.1f %16.1f\n' "QEMU $(qemu-system-x86_64 --version | head -1 | awk '{print $4}') microvm" "$qemu_mbs" "$qemu_us"
+printf '  %-28s %10s %16s %18s\n' "" "MB/s" "us per request" "irqs per request"
+printf '  %-28s %10.1f %16.1f %18s\n' "vmm-bin" "$ours_mbs" "$ours_us" "$(per_request_irqs ours)"
+printf '  %-28s %10.1f %16.1f %18s\n' "QEMU $(qemu-system-x86_64 --version | head -1 | awk '{print $4}') microvm" "$qemu_mbs" "$qemu_us" "$(per_request_irqs qemu)"
 awk -v a="$ours_mbs" -v b="$qemu_mbs" 'BEGIN { printf "  vmm-bin / QEMU throughput: %.2f\n", a / b }'

@@ -15,6 +15,7 @@ pub mod expect;
 pub mod gdb_guest;
 pub mod gnu_guest;
 pub mod guest_asm;
+pub mod loop_device;
 pub mod netns;
 pub mod pattern;
 pub mod reboot_guest;
@@ -27,6 +28,7 @@ pub use expect::{assert_no_panic, expect_bad_input, expect_error, run_self_check
 pub use gdb_guest::{gdb_guest, require_gdb};
 pub use guest_asm::assemble;
 pub use iced_x86::code_asm;
+pub use loop_device::LoopDevice;
 pub use netns::NetNs;
 pub use run::{
     require_kvm, run_raw, run_vmm, run_vmm_until, run_vmm_wrapped, spawn_vmm, target_dir, vmm_bin,

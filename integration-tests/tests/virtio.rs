@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use integration_tests::{
     expect_bad_input, require_kvm, run_vmm, spawn_vmm, virtio_guest, virtio_guest_pvh, vmm_command,
-    Output, TempFile,
+    LoopDevice, Output, TempFile,
 };
 
 /// The guest's lines "key value" (debug console on stdout).
@@ -341,6 +341,145 @@ fn test_virtio_vsock_host_and_guest_connections_with_credit_flow_control() {
     assert!(rest.is_empty());
 }
 
+/// Real mode: prints "R\n" on the UART, then spins until stopped.
+const PRINT_AND_SPIN: &[u8] = &[
+    0xba, 0xf8, 0x03, // mov dx, 0x3f8
+    0xb0, b'R', 0xee, // mov al, 'R'; out dx, al
+    0xb0, b'\n', 0xee, // mov al, '\n'; out dx, al
+    0xeb, 0xfe, // jmp $
+];
+
+fn vsock_arg(path: &std::path::Path) -> String {
+    format!("cid=3,socket={}", path.display())
+}
+
+#[test]
+fn test_virtio_vsock_socket_file_is_removed_when_the_guest_exits() {
+    require_kvm();
+    let dir = SocketDir::new("exit");
+    let path = dir.0.join("v.sock");
+    // A killed VMM's socket (nobody listens): replaced.
+    drop(UnixListener::bind(&path).unwrap());
+    let hlt = TempFile::with_bytes(&[0xf4]);
+    let out = run_vmm(&["--kernel", hlt.path(), "--vsock", &vsock_arg(&path)]);
+    assert_eq!(out.status, 0, "the guest halts: {}", out.stderr);
+    assert!(!path.exists(), "the socket file outlived the VMM");
+}
+
+#[test]
+fn test_virtio_vsock_socket_file_is_removed_after_a_start_up_error() {
+    let dir = SocketDir::new("error");
+    let path = dir.0.join("v.sock");
+    // The socket is bound before the kernel is loaded, which then fails.
+    let empty = TempFile::with_bytes(&[]);
+    let out = run_vmm(&["--kernel", empty.path(), "--vsock", &vsock_arg(&path)]);
+    assert_eq!(out.status, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("empty"), "{}", out.stderr);
+    assert!(!path.exists(), "the socket file outlived the VMM");
+}
+
+/// Starts a spinning guest with a vsock device, waits until its socket
+/// listens, sends `signals` one after the other, `gap` apart; the socket
+/// file must be gone once the VMM has ended, with status 128 + the first
+/// signal. Returns the VMM's output.
+fn vsock_socket_removed_after(name: &str, signals: &[i32], gap: Duration) -> Output {
+    require_kvm();
+    let dir = SocketDir::new(name);
+    let path = dir.0.join("v.sock");
+    let guest = TempFile::with_bytes(PRINT_AND_SPIN);
+    let vsock = vsock_arg(&path);
+    let mut vm = spawn_vmm(&[
+        "--kernel",
+        guest.path(),
+        "--vsock",
+        &vsock,
+        "--timeout",
+        "60",
+    ]);
+    vm.wait_line("R", Duration::from_secs(30));
+    let live = UnixStream::connect(&path);
+    assert!(
+        live.is_ok(),
+        "the VMM listens on {}: {live:?}",
+        path.display()
+    );
+    drop(live);
+    for (i, &s) in signals.iter().enumerate() {
+        if i > 0 {
+            std::thread::sleep(gap);
+        }
+        vm.signal(s);
+    }
+    let out = vm.finish();
+    assert_eq!(out.status, 128 + signals[0], "{}", out.stderr);
+    assert!(
+        !path.exists(),
+        "the socket file outlived the VMM: {}",
+        out.stderr
+    );
+    out
+}
+
+#[test]
+fn test_virtio_vsock_socket_file_is_removed_after_sigterm() {
+    let out = vsock_socket_removed_after("sigterm", &[libc::SIGTERM], Duration::ZERO);
+    assert!(out.stderr.contains("stopped by SIGTERM"), "{}", out.stderr);
+}
+
+#[test]
+fn test_virtio_vsock_socket_file_is_removed_after_sigint() {
+    let out = vsock_socket_removed_after("sigint", &[libc::SIGINT], Duration::ZERO);
+    assert!(out.stderr.contains("stopped by SIGINT"), "{}", out.stderr);
+}
+
+#[test]
+fn test_virtio_vsock_socket_file_is_removed_after_a_forced_exit() {
+    // A second signal while the VMM is stopping ends it at once, from the
+    // signal handler, without the orderly report ("stopped by ..."). Two
+    // signals sent together merge into one, and one sent too late finds the
+    // VMM gone: a few tries with a short gap catch it mid-stop.
+    let mut forced = 0;
+    for attempt in 0..10u32 {
+        let gap = Duration::from_micros(100 + 100 * u64::from(attempt % 4));
+        let out = vsock_socket_removed_after(
+            &format!("forced{attempt}"),
+            &[libc::SIGTERM, libc::SIGTERM],
+            gap,
+        );
+        if !out.stderr.contains("stopped by") {
+            forced += 1;
+            if forced == 2 {
+                break;
+            }
+        }
+    }
+    assert!(
+        forced > 0,
+        "no try caught the VMM while it stopped: the forced exit went untested"
+    );
+}
+
+#[test]
+fn test_virtio_vsock_live_socket_is_refused_and_kept() {
+    let dir = SocketDir::new("live");
+    let path = dir.0.join("v.sock");
+    // Another process (another VMM, say) listens there.
+    let theirs = UnixListener::bind(&path).unwrap();
+    let hlt = TempFile::with_bytes(&[0xf4]);
+    let out = run_vmm(&["--kernel", hlt.path(), "--vsock", &vsock_arg(&path)]);
+    assert_eq!(out.status, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&path.display().to_string()),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("listening there"), "{}", out.stderr);
+    // Their socket is untouched: still there, still answering.
+    let _c = UnixStream::connect(&path).expect("their socket still listens");
+    theirs.set_nonblocking(true).unwrap();
+    assert!(theirs.accept().is_ok());
+}
+
 /// A 16-sector disk image: a marker in sector 0, sector `i` filled with
 /// byte `i` after that.
 fn disk_image() -> (TempFile, Vec<u8>) {
@@ -396,6 +535,10 @@ fn test_virtio_blk_reads_writes_flushes_and_identifies() {
             ("read1-status", "0"),
             ("read1-used", "513"),
             ("read1-matches", "1"),
+            ("write-zeroes-status", "0"),
+            ("write-zeroes-used", "1"),
+            ("read8-status", "0"),
+            ("zeroed", "1"),
             ("oob-status", "1"),
             ("oob-used", "1"),
             ("oob-straddle-status", "1"),
@@ -409,15 +552,131 @@ fn test_virtio_blk_reads_writes_flushes_and_identifies() {
     // one when the guest sees the used ring before the first is delivered.
     let irqs: u32 = value(&out, "irqs").parse().unwrap();
     assert!(
-        (1..=8).contains(&irqs),
-        "{irqs} interrupts for 8 completions"
+        (1..=10).contains(&irqs),
+        "{irqs} interrupts for 10 completions"
     );
-    let after = std::fs::read(file.path()).unwrap();
-    assert_eq!(after.len(), before.len());
-    let mut want = before.clone();
+    assert_eq!(
+        std::fs::read(file.path()).unwrap(),
+        blk_guest_wrote(&before, true),
+        "only sector 1 (written) and sectors 8-15 (zeroed) changed"
+    );
+}
+
+/// The image after the `blk` guest mode ran on a writable disk: sector 1
+/// written, and sectors 8-15 zeroed if WRITE_ZEROES was offered.
+fn blk_guest_wrote(before: &[u8], write_zeroes: bool) -> Vec<u8> {
+    let mut want = before.to_vec();
     want[512..543].copy_from_slice(b"written by the guest, sector 1\0");
     want[543..1024].fill(0x5a);
-    assert_eq!(after, want, "only sector 1 changed, as the guest wrote it");
+    if write_zeroes {
+        want[4096..8192].fill(0);
+    }
+    want
+}
+
+/// `--disk path=/dev/loopN`: a host block device, whose size comes from
+/// the device (BLKGETSIZE64; its st_size is 0), locked like a file,
+/// honouring readonly=on, offering DISCARD/WRITE_ZEROES as its queue says.
+#[test]
+fn test_virtio_blk_on_a_host_block_device() {
+    require_kvm();
+    let (file, before) = disk_image();
+    let dev = LoopDevice::attach(file.path());
+    let node = std::fs::metadata(dev.path()).unwrap();
+    assert_eq!(node.len(), 0, "a block device's st_size says nothing");
+    // Probed as the device thread would: the kernel zeroes in "hardware"
+    // (the loop driver's fallocate on its file) when this is set.
+    let zeroes = dev.queue_limit("write_zeroes_max_bytes") > 0;
+    let offered = if zeroes { "1" } else { "0" };
+    let guest = virtio_guest().to_str().unwrap().to_string();
+
+    // Read-only first: nothing may change.
+    let ro = format!("path={},readonly=on", dev.path());
+    let out = run_guest("blk", &["--disk", &ro]);
+    expect_lines(
+        &out,
+        &[
+            ("features-ro", "1"),
+            ("features-discard", "0"),
+            ("features-write-zeroes", "0"),
+            ("capacity", "16"),
+            ("sector0", "marker in sector 0 of the dis"),
+            ("write1-status", "1"),
+            ("write-zeroes-status", "none"),
+        ],
+    );
+    assert_eq!(std::fs::read(file.path()).unwrap(), before, "unchanged");
+
+    // Someone else's exclusive lock on the device keeps us out.
+    {
+        let holder = std::fs::File::open(dev.path()).unwrap();
+        // SAFETY: flock(2) on a descriptor we own.
+        let r = unsafe { libc::flock(holder.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        assert_eq!(r, 0, "the test takes the lock");
+        let rw = format!("path={}", dev.path());
+        let out = expect_bad_input(&["--kernel", &guest, "--disk", &rw], dev.path());
+        assert!(out.stderr.contains("in use"), "{}", out.stderr);
+    }
+
+    let rw = format!("path={},serial=loop-disk", dev.path());
+    let out = run_guest("blk", &["--disk", &rw]);
+    let mut lines = vec![
+        ("features-ro", "0"),
+        ("features-discard", offered),
+        ("features-write-zeroes", offered),
+        ("capacity", "16"),
+        ("id", "loop-disk"),
+        ("read0-status", "0"),
+        ("sector0", "marker in sector 0 of the dis"),
+        ("write1-status", "0"),
+        ("flush-status", "0"),
+        ("read1-matches", "1"),
+        ("oob-status", "1"),
+        ("oob-straddle-status", "1"),
+        ("oob-untouched", "1"),
+    ];
+    if zeroes {
+        lines.extend([("write-zeroes-status", "0"), ("zeroed", "1")]);
+    } else {
+        lines.push(("write-zeroes-status", "none"));
+    }
+    expect_lines(&out, &lines);
+    // Through the loop device into its file (the VMM synced at exit).
+    assert_eq!(
+        std::fs::read(file.path()).unwrap(),
+        blk_guest_wrote(&before, zeroes),
+        "the guest's writes are in the backing file"
+    );
+}
+
+/// A read-only block device (`losetup -r`) opens read-write without
+/// complaint and then fails every write: a writable disk on it is refused,
+/// a read-only one works.
+#[test]
+fn test_virtio_blk_read_only_block_device_needs_readonly_on() {
+    require_kvm();
+    let (file, before) = disk_image();
+    let dev = LoopDevice::attach_read_only(file.path());
+    let guest = virtio_guest().to_str().unwrap().to_string();
+    let rw = format!("path={}", dev.path());
+    let out = expect_bad_input(&["--kernel", &guest, "--disk", &rw], dev.path());
+    assert!(
+        out.stderr.contains("read-only block device"),
+        "{}",
+        out.stderr
+    );
+    let ro = format!("path={},readonly=on", dev.path());
+    let out = run_guest("blk", &["--disk", &ro]);
+    expect_lines(
+        &out,
+        &[
+            ("features-ro", "1"),
+            ("capacity", "16"),
+            ("sector0", "marker in sector 0 of the dis"),
+            ("write1-status", "1"),
+        ],
+    );
+    assert_eq!(std::fs::read(file.path()).unwrap(), before, "unchanged");
 }
 
 #[test]
@@ -436,6 +695,7 @@ fn test_virtio_blk_read_only_disk_refuses_writes() {
             ("write1-used", "1"),
             ("flush-status", "0"),
             ("read1-matches", "0"),
+            ("write-zeroes-status", "none"),
             ("id", ""),
         ],
     );

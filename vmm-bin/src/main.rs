@@ -245,6 +245,11 @@ fn launch(
     if let Some(server) = gdb.take() {
         vm.attach_gdb(server).map_err(|e| LaunchError::vmm(&e))?;
     }
+    // The vsock socket exists now: a forced exit removes it too (an
+    // orderly one drops the device, which removes it).
+    if let Some(v) = &config.devices.vsock {
+        signals::remove_at_forced_exit(std::slice::from_ref(&v.socket));
+    }
     Ok(Launched {
         vm,
         _raw: raw,

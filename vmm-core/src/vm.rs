@@ -54,7 +54,7 @@ use crate::virtio::{
 use vm_device::bus::MmioAddress;
 use vmm_devices::pc::InterruptLines;
 use vmm_devices::state::StateError;
-use vmm_devices::virtio::{DirtyPages, MmioTransport, TransportState, VirtioDevice};
+use vmm_devices::virtio::{DirtyPages, MmioTransport, MmioWindow, TransportState, VirtioDevice};
 
 /// Receives periodic statistics while the VM runs (`--metrics-interval`).
 pub type MetricsSink = Box<dyn FnMut(&VmStats) + Send>;
@@ -755,8 +755,9 @@ impl Vm {
         let transports: Vec<SharedTransport> = self.virtio.iter().map(|(_, t)| t.clone()).collect();
         for (slot, t) in &self.virtio {
             let name = format!("virtio-{:?}", slot.kind).to_lowercase();
+            let window = Arc::new(MmioWindow::new(t.clone()));
             self.bus
-                .register_mmio(&name, MmioAddress(slot.base), WINDOW, t.clone())?;
+                .register_mmio(&name, MmioAddress(slot.base), WINDOW, window)?;
         }
         let devices = DeviceThread::spawn(&transports, self.options.seccomp)?;
         if self.gdb.is_some() {

@@ -45,10 +45,12 @@ pub struct QueueContext<'a> {
 
 impl<'a> QueueContext<'a> {
     /// Tells the driver queue `index` has new used buffers, unless it asked
-    /// not to be told (VIRTIO_F_EVENT_IDX / VIRTQ_AVAIL_F_NO_INTERRUPT).
-    pub fn signal_used(&mut self, index: usize) -> Result<(), DeviceError> {
+    /// not to be told (`used_event` with VIRTIO_RING_F_EVENT_IDX, counting
+    /// every buffer added since the last call); returns whether the
+    /// interrupt was raised.
+    pub fn signal_used(&mut self, index: usize) -> Result<bool, DeviceError> {
         let Some(queue) = self.queues.get_mut(index) else {
-            return Ok(());
+            return Ok(false);
         };
         let notify = queue
             .needs_notification(self.mem)
@@ -56,7 +58,22 @@ impl<'a> QueueContext<'a> {
         if notify {
             self.interrupt.signal_used_queue();
         }
-        Ok(())
+        Ok(notify)
+    }
+
+    /// The device is about to stop serving queue `index`: asks the driver
+    /// to notify for what it makes available next (with
+    /// VIRTIO_RING_F_EVENT_IDX, `avail_event` := the next index to serve).
+    /// Returns whether chains are available already, having raced in
+    /// before the request was visible (the device must serve them, as no
+    /// notification will come for them).
+    pub fn enable_notification(&mut self, index: usize) -> Result<bool, DeviceError> {
+        let Some(queue) = self.queues.get_mut(index) else {
+            return Ok(false);
+        };
+        queue
+            .enable_notification(self.mem)
+            .map_err(|e| DeviceError::NeedsReset(format!("queue {index}: {e}")))
     }
 
     /// Pops the next available chain of queue `index`, if any.

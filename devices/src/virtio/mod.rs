@@ -28,7 +28,9 @@
 //! registered by a KVM VMM as ioeventfds so a notify never exits to
 //! userspace) on whatever thread the VMM runs device work on, which calls
 //! [`mmio::MmioTransport::process_queue`]. Both go through one mutex per
-//! device.
+//! device, except InterruptStatus reads and InterruptACK writes, which
+//! [`window::MmioWindow`] serves from the interrupt's atomics so that an
+//! interrupt handler never waits for a device's turn of request work.
 //!
 //! Nothing here knows KVM: the unit tests drive a transport with the
 //! register sequence a driver writes and `virtio-queue`'s mock queues.
@@ -45,6 +47,7 @@ pub mod rng;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod vsock;
+pub mod window;
 
 pub use block::{BlockConfig, BlockError, VirtioBlock};
 pub use console::{ConsoleInput, VirtioConsole};
@@ -56,6 +59,7 @@ pub use mmio::{MmioTransport, QueueSnapshot, TransportState, VIRTIO_MMIO_WINDOW}
 pub use net::VirtioNet;
 pub use rng::VirtioRng;
 pub use vsock::VirtioVsock;
+pub use window::MmioWindow;
 
 /// `VIRTIO_F_VERSION_1`: the device follows virtio 1.x (required: this
 /// transport has no legacy interface).

@@ -190,6 +190,20 @@ impl<'a> TestRing<'a> {
         self.mem.read_obj(GuestAddress(self.used.0 + 2)).unwrap()
     }
 
+    /// Writes the available ring's `used_event` (VIRTIO_RING_F_EVENT_IDX:
+    /// interrupt once the used index passes it).
+    pub fn set_used_event(&self, idx: u16) {
+        let at = self.avail.0 + 4 + 2 * u64::from(self.size);
+        self.mem.write_obj(idx, GuestAddress(at)).unwrap();
+    }
+
+    /// The used ring's `avail_event` (VIRTIO_RING_F_EVENT_IDX: the device
+    /// wants a notification once the available index passes it).
+    pub fn avail_event(&self) -> u16 {
+        let at = self.used.0 + 4 + 8 * u64::from(self.size);
+        self.mem.read_obj(GuestAddress(at)).unwrap()
+    }
+
     /// Used entry `i`: (id, len).
     pub fn used_entry(&self, i: u16) -> (u32, u32) {
         let at = self.used.0 + 4 + 8 * u64::from(i % self.size);

@@ -425,6 +425,8 @@ static void blk_line(const char *name, u8 st) {
 #define BLK_F_DISCARD (1ull << 13)
 #define BLK_F_WRITE_ZEROES (1ull << 14)
 
+static u64 blk_features; /* what blk_init negotiated */
+
 /* Initialises the disk with the features a driver would take. */
 static struct dev *blk_init(void) {
     struct dev *d = device(2);
@@ -433,7 +435,10 @@ static struct dev *blk_init(void) {
     line("features-flush", (f >> 9) & 1);
     line("features-discard", (f >> 13) & 1);
     line("features-write-zeroes", (f >> 14) & 1);
-    init(d, BLK_F_FLUSH | BLK_F_BLK_SIZE | BLK_F_SEG_MAX | BLK_F_RO, 1);
+    blk_features = negotiate(d, BLK_F_FLUSH | BLK_F_BLK_SIZE | BLK_F_SEG_MAX | BLK_F_RO |
+                                    BLK_F_WRITE_ZEROES);
+    setup_queue(d, 0, QSZ);
+    if (driver_ok(d) & S_NEEDS_RESET) fail("device needs reset after DRIVER_OK");
     return d;
 }
 
@@ -463,6 +468,18 @@ static void test_blk(void) {
     int same = 1;
     for (int i = 0; i < 512; i++) if (buf[i] != buf2[i]) same = 0;
     line("read1-matches", (u64)same);
+    /* WRITE_ZEROES of sectors 8-15 (one 4 KiB block), when offered. */
+    if (blk_features & BLK_F_WRITE_ZEROES) {
+        static struct { u64 sector; u32 num_sectors, flags; } range = {8, 8, 0};
+        blk_line("write-zeroes", blk(d, 13, 0, &range, 16, 0));
+        memset(buf, 0x77, 4096);
+        blk_line("read8", blk(d, 0, 8, buf, 4096, 1));
+        int zero = 1;
+        for (int i = 0; i < 4096; i++) if (buf[i] != 0) zero = 0;
+        line("zeroed", (u64)zero);
+    } else {
+        puts_("write-zeroes-status none\n");
+    }
     memset(buf, 0xaa, 1024);
     blk_line("oob", blk(d, 0, cap, buf, 512, 1));
     blk_line("oob-straddle", blk(d, 0, cap - 1, buf, 1024, 1));
@@ -579,6 +596,7 @@ static void test_blk_bench(void) {
     line("bench-requests", completed);
     line("bench-errors", errors);
     line("bench-bytes", completed * BENCH_LEN);
+    line("bench-irqs", irq_count);
 }
 
 static void test_console(void) {

@@ -19,6 +19,7 @@ pub struct BlockCounters {
     invalid_chains: AtomicU64,
     host_errors: AtomicU64,
     rearms: AtomicU64,
+    interrupts: AtomicU64,
     syncs: AtomicU64,
 }
 
@@ -38,6 +39,7 @@ pub(crate) enum Counter {
     InvalidChains,
     HostErrors,
     Rearms,
+    Interrupts,
     Syncs,
 }
 
@@ -57,6 +59,7 @@ impl BlockCounters {
             Counter::InvalidChains => &self.invalid_chains,
             Counter::HostErrors => &self.host_errors,
             Counter::Rearms => &self.rearms,
+            Counter::Interrupts => &self.interrupts,
             Counter::Syncs => &self.syncs,
         }
     }
@@ -135,6 +138,12 @@ impl BlockCounters {
     /// spent) and woke itself for the next turn.
     pub fn rearms(&self) -> u64 {
         self.get(Counter::Rearms)
+    }
+
+    /// Used-buffer interrupts raised (with VIRTIO_RING_F_EVENT_IDX, only
+    /// those the driver's `used_event` asked for).
+    pub fn interrupts(&self) -> u64 {
+        self.get(Counter::Interrupts)
     }
 
     /// `fdatasync` calls made (FLUSH, write-through writes, shutdown).

@@ -3,7 +3,7 @@
 //! [`Disk`] is the open image the request code reads and writes.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Seek, SeekFrom};
+use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -71,6 +71,13 @@ pub enum BlockError {
         path: PathBuf,
         /// Whether this open asked for a shared (read-only) lock.
         read_only: bool,
+    },
+    /// A writable disk on a read-only block device (`losetup -r`, a
+    /// write-protected disk): every write would fail.
+    #[error("disk {} is a read-only block device: add readonly=on", path.display())]
+    ReadOnlyDevice {
+        /// The device.
+        path: PathBuf,
     },
     /// Locking failed for another reason.
     #[error("locking disk image {} failed: {source}", path.display())]
@@ -144,9 +151,11 @@ impl BlockConfig {
     /// a shared one for a read-only disk, so two VMs never have the image
     /// open writable together (nor one writable and one read-only).
     ///
-    /// The capacity is the size in whole sectors: a size that is not a
-    /// multiple of 512 is rounded down (with a warning) and the tail is
-    /// never read or written; a file smaller than one sector is refused.
+    /// The capacity is the size in whole sectors (a block device's from
+    /// `BLKGETSIZE64`): a size that is not a multiple of 512 is rounded
+    /// down (with a warning) and the tail is never read or written; an
+    /// image smaller than one sector is refused, and so is a writable disk
+    /// on a read-only block device ([`BlockError::ReadOnlyDevice`]).
     pub fn open(&self) -> Result<VirtioBlock, BlockError> {
         let serial = self.checked_serial()?;
         let disk = self.open_disk()?;
@@ -183,7 +192,7 @@ impl BlockConfig {
         // Before opening: opening a FIFO would block, a directory fail
         // with a less helpful error.
         check_kind(path, &std::fs::metadata(path).map_err(stat)?)?;
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .write(!self.read_only)
             .open(path)
@@ -211,8 +220,11 @@ impl BlockConfig {
             }
         }
         let block_device = meta.file_type().is_block_device();
+        if block_device && !self.read_only && host::block_device_read_only(&file).map_err(stat)? {
+            return Err(BlockError::ReadOnlyDevice { path: path.clone() });
+        }
         let bytes = if block_device {
-            file.seek(SeekFrom::End(0)).map_err(stat)?
+            host::block_device_bytes(&file).map_err(stat)?
         } else {
             meta.len()
         };

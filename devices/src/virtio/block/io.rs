@@ -1,7 +1,8 @@
 //! The host calls a disk makes, each a thin wrapper that retries after a
 //! signal: positioned vectored I/O between the image and guest memory
-//! (`preadv`/`pwritev`, no bounce buffer), `fdatasync`, `fallocate`, and
-//! `flock` for the image lock.
+//! (`preadv`/`pwritev`, no bounce buffer), `fdatasync`, `fallocate`,
+//! `flock` for the image lock, and a block device's size and read-only
+//! flag (`BLKGETSIZE64`, `BLKROGET`).
 //!
 //! Guest memory is reached only through `vm_memory::VolatileSlice`s that
 //! the caller got from `GuestMemoryBackend::get_slices`, i.e. ranges that
@@ -163,6 +164,32 @@ pub(crate) const PUNCH_HOLE: libc::c_int = libc::FALLOC_FL_PUNCH_HOLE | libc::FA
 /// `fallocate` mode that zeroes a range (possibly as unwritten extents),
 /// the size unchanged.
 pub(crate) const ZERO_RANGE: libc::c_int = libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE;
+
+/// `BLKGETSIZE64` (`_IOR(0x12, 114, size_t)`).
+const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
+/// `BLKROGET` (`_IO(0x12, 94)`).
+const BLKROGET: libc::c_ulong = 0x125e;
+
+/// A block device's size in bytes (`ioctl(BLKGETSIZE64)`; its `st_size`
+/// is 0). ENOTTY for anything but a block device.
+pub(crate) fn block_device_bytes(file: &File) -> io::Result<u64> {
+    let mut bytes: u64 = 0;
+    // SAFETY: BLKGETSIZE64 writes one u64 through the pointer, which points
+    // at a live local; the fd is open for the call.
+    let ret = unsafe { libc::ioctl(file.as_raw_fd(), BLKGETSIZE64 as _, &mut bytes as *mut u64) };
+    check(ret as libc::ssize_t).map(|_| bytes)
+}
+
+/// Whether a block device is read-only (`ioctl(BLKROGET)`: a `losetup -r`
+/// loop device, a write-protected disk). Opening such a device O_RDWR
+/// succeeds; its writes then fail with EPERM.
+pub(crate) fn block_device_read_only(file: &File) -> io::Result<bool> {
+    let mut ro: libc::c_int = 0;
+    // SAFETY: BLKROGET writes one int through the pointer, which points at
+    // a live local; the fd is open for the call.
+    let ret = unsafe { libc::ioctl(file.as_raw_fd(), BLKROGET as _, &mut ro as *mut libc::c_int) };
+    check(ret as libc::ssize_t).map(|_| ro != 0)
+}
 
 /// How a lock attempt ended.
 pub(crate) enum Lock {

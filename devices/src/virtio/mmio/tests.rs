@@ -63,7 +63,7 @@ impl VirtioDevice for Echo {
             let n = w.write(&data).unwrap();
             ctx.add_used(index, head, n as u32)?;
         }
-        ctx.signal_used(index)
+        ctx.signal_used(index).map(|_| ())
     }
     fn reset(&mut self) {
         *self.resets.lock().unwrap() += 1;

@@ -11,8 +11,10 @@
 //! # Host convention (Firecracker's)
 //!
 //! The device listens on a Unix socket at `PATH` (`--vsock cid=N,socket=PATH`),
-//! created when the backend is built; a stale socket file from an earlier
-//! run is replaced, any other file there is an error.
+//! created when the backend is built and removed when the device is
+//! dropped ([`unix::Listener`]). A stale socket file there (one nobody
+//! listens on: connecting is refused) is replaced; a live socket or any
+//! other file is an error naming the path.
 //! - Host to guest: a host process connects to `PATH` and writes
 //!   `CONNECT <port>\n`. The device sends the guest a REQUEST from the host
 //!   (CID 2) to that guest port, from a host-side port of its own (from
@@ -95,6 +97,21 @@ pub enum VsockError {
     NotASocket {
         /// The path.
         path: PathBuf,
+    },
+    /// A process listens on the socket at the path.
+    #[error("vsock socket {path}: another process is listening there (not replacing it)")]
+    InUse {
+        /// The path.
+        path: PathBuf,
+    },
+    /// Connecting to the socket at the path, to see whether it is stale,
+    /// failed other than by being refused (no permission, say).
+    #[error("vsock socket {path}: cannot tell whether the socket there is in use: {source}")]
+    Probe {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
     },
     /// A stale socket file could not be removed.
     #[error("vsock socket {path}: removing the stale socket failed: {source}")]
@@ -334,7 +351,7 @@ impl VirtioVsock {
             VsockMetrics::add(&self.metrics.invalid_chains, 1);
         }
         ctx.add_used(EVENTQ, head, if written { EVENT_LEN } else { 0 })?;
-        ctx.signal_used(EVENTQ)
+        ctx.signal_used(EVENTQ).map(|_| ())
     }
 
     /// Host events, transmit (if `tx`), delivery; transmit again while

@@ -25,7 +25,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::os::fd::AsRawFd;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -73,7 +73,7 @@ struct Handshake {
 pub struct Muxer {
     path: PathBuf,
     guest_cid: u64,
-    listener: UnixListener,
+    listener: unix::Listener,
     epoll: Epoll,
     conns: BTreeMap<Key, Connection>,
     /// Epoll token of each connection's socket.
@@ -119,7 +119,7 @@ impl Muxer {
             connect_timeout: CONNECT_TIMEOUT,
             metrics,
         };
-        m.watch(m.listener.as_raw_fd(), LISTENER)
+        m.watch(m.listener.socket().as_raw_fd(), LISTENER)
             .map_err(VsockError::Epoll)?;
         m.watch(m.timer.as_raw_fd(), TIMER)
             .map_err(VsockError::Epoll)?;
@@ -276,7 +276,7 @@ impl Muxer {
 
     fn accept_all(&mut self) {
         loop {
-            let stream = match unix::accept(&self.listener) {
+            let stream = match unix::accept(self.listener.socket()) {
                 Ok(Some(s)) => s,
                 Ok(None) => return,
                 Err(e) => {

@@ -10,22 +10,108 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
 use super::VsockError;
 
-/// Listens at `path`. A socket file already there is a previous run's
-/// (Firecracker replaces it too); any other file is refused, never removed.
-pub fn listen(path: &Path) -> Result<UnixListener, VsockError> {
+/// The listening socket and the file its bind made at `path`. Dropping it
+/// removes the file, as Firecracker's and vhost-device-vsock's backends do
+/// when they end, but only if the file there is still the one this bind
+/// made (same device and inode): a socket another process put in its place
+/// is left alone.
+#[derive(Debug)]
+pub struct Listener {
+    socket: UnixListener,
+    path: PathBuf,
+    /// `(st_dev, st_ino)` of the socket file right after the bind.
+    file: Option<(u64, u64)>,
+}
+
+impl Listener {
+    /// The listening socket.
+    pub fn socket(&self) -> &UnixListener {
+        &self.socket
+    }
+
+    /// Where it listens.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        // Runs on the thread that drops the last device reference: the
+        // VMM's main thread, whose seccomp list has statx and unlink.
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(meta)
+                if meta.file_type().is_socket() && self.file == Some((meta.dev(), meta.ino())) =>
+            {
+                match std::fs::remove_file(&self.path) {
+                    Ok(()) => log::debug!("vsock: removed {}", self.path.display()),
+                    Err(e) => log::warn!("vsock: removing {}: {e}", self.path.display()),
+                }
+            }
+            Ok(_) => log::warn!(
+                "vsock: {} is no longer the socket this VMM made; leaving it",
+                self.path.display()
+            ),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => log::warn!("vsock: {}: {e}", self.path.display()),
+        }
+    }
+}
+
+/// Whether a process listens on the Unix socket file at `path`: connecting
+/// is refused (ECONNREFUSED) only when none does. `Ok(false)` also when the
+/// file went away meanwhile.
+pub fn is_live(path: &Path) -> io::Result<bool> {
+    match connect(path) {
+        // Accepted, or queued (EAGAIN: a full backlog): someone listens.
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Listens at `path`. A socket file already there that nobody listens on
+/// is a previous run's and is replaced; a live socket (another VMM's, or
+/// any server's) and any other kind of file are refused, never removed.
+/// (Firecracker refuses any existing file, EADDRINUSE from bind(2); this
+/// VMM removes its socket when it ends, so a stale one is left only by a
+/// VMM that was killed.)
+pub fn listen(path: &Path) -> Result<Listener, VsockError> {
     let owned = || path.to_path_buf();
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {
-            std::fs::remove_file(path).map_err(|source| VsockError::RemoveStale {
-                path: owned(),
-                source,
-            })?;
+            match is_live(path) {
+                Ok(false) => {}
+                Ok(true) => return Err(VsockError::InUse { path: owned() }),
+                Err(source) => {
+                    return Err(VsockError::Probe {
+                        path: owned(),
+                        source,
+                    })
+                }
+            }
+            // The window between the probe and the bind is not closed: a
+            // process binding here meanwhile loses its file. Sharing a
+            // socket path with a process started at the same moment is a
+            // configuration error the bind below cannot always catch.
+            match std::fs::remove_file(path) {
+                Ok(()) => log::info!("vsock: replacing the stale socket {}", path.display()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(VsockError::RemoveStale {
+                        path: owned(),
+                        source,
+                    })
+                }
+            }
         }
         Ok(_) => return Err(VsockError::NotASocket { path: owned() }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -36,12 +122,23 @@ pub fn listen(path: &Path) -> Result<UnixListener, VsockError> {
             })
         }
     }
-    let listener = UnixListener::bind(path).map_err(|source| VsockError::Listen {
+    let socket = UnixListener::bind(path).map_err(|source| VsockError::Listen {
         path: owned(),
         source,
     })?;
+    // From here on the file is ours: dropping `listener` removes it, also
+    // when what follows fails.
+    let file = std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()));
+    let listener = Listener {
+        socket,
+        path: owned(),
+        file,
+    };
     // Not yet confined here: std's ioctl is fine.
     listener
+        .socket
         .set_nonblocking(true)
         .map_err(|source| VsockError::Listen {
             path: owned(),
@@ -153,12 +250,15 @@ mod tests {
     fn test_unix_listen_replaces_a_stale_socket_and_refuses_other_files() {
         let dir = scratch("listen");
         let sock = dir.join("v.sock");
-        drop(listen(&sock).unwrap());
-        assert!(sock.exists(), "the socket file stays behind");
+        // A socket file nobody listens on (a killed VMM's): replaced.
+        drop(UnixListener::bind(&sock).unwrap());
+        assert!(sock.exists());
+        assert!(!is_live(&sock).unwrap());
         let l = listen(&sock).unwrap();
+        assert_eq!(l.path(), sock);
         let c = connect(&sock).unwrap();
-        assert!(accept(&l).unwrap().is_some());
-        assert!(accept(&l).unwrap().is_none(), "non-blocking");
+        assert!(accept(l.socket()).unwrap().is_some());
+        assert!(accept(l.socket()).unwrap().is_none(), "non-blocking");
         drop(c);
         let file = dir.join("plain");
         std::fs::write(&file, b"keep").unwrap();
@@ -168,6 +268,54 @@ mod tests {
         assert_eq!(std::fs::read(&file).unwrap(), b"keep");
         let e = listen(&dir.join("missing/v.sock")).unwrap_err();
         assert!(e.to_string().contains("missing/v.sock"), "{e}");
+        drop(l);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn test_unix_listen_refuses_a_live_socket_and_keeps_it() {
+        let dir = scratch("live");
+        let sock = dir.join("v.sock");
+        let theirs = UnixListener::bind(&sock).unwrap();
+        assert!(is_live(&sock).unwrap());
+        let e = listen(&sock).unwrap_err();
+        assert!(matches!(e, VsockError::InUse { .. }), "{e}");
+        assert!(e.to_string().contains("v.sock"), "{e}");
+        assert!(e.is_bad_path());
+        // Their socket still works.
+        let _c = UnixStream::connect(&sock).unwrap();
+        assert!(theirs.accept().is_ok());
+        // Another VMM's listener counts as live too.
+        drop(theirs);
+        let ours = listen(&sock).unwrap();
+        assert!(matches!(listen(&sock), Err(VsockError::InUse { .. })));
+        drop(ours);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn test_unix_listener_drop_removes_its_own_file_only() {
+        let dir = scratch("drop");
+        let sock = dir.join("v.sock");
+        drop(listen(&sock).unwrap());
+        assert!(!sock.exists(), "the socket file is removed at drop");
+        // Replaced by someone else's socket meanwhile: left alone.
+        let l = listen(&sock).unwrap();
+        std::fs::remove_file(&sock).unwrap();
+        let theirs = UnixListener::bind(&sock).unwrap();
+        drop(l);
+        assert!(
+            sock.exists(),
+            "another process's socket is not ours to remove"
+        );
+        drop(theirs);
+        // Or by a regular file.
+        std::fs::remove_file(&sock).unwrap();
+        let l = listen(&sock).unwrap();
+        std::fs::remove_file(&sock).unwrap();
+        std::fs::write(&sock, b"keep").unwrap();
+        drop(l);
+        assert_eq!(std::fs::read(&sock).unwrap(), b"keep");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -6,6 +6,7 @@ mod hostile;
 mod open;
 mod parse;
 mod requests;
+mod signal;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -87,7 +88,8 @@ impl<'a> Rig<'a> {
     ) -> Self {
         let dev = cfg.open().unwrap();
         let (counters, config) = (dev.counters(), dev.config());
-        let mut t = MmioTransport::new(Box::new(dev), mem.clone(), IrqLine::None).unwrap();
+        let line = IrqLine::eventfd().unwrap();
+        let mut t = MmioTransport::new(Box::new(dev), mem.clone(), line).unwrap();
         let features = features.unwrap_or_else(|| device_features(&mut t));
         assert!(negotiate(&mut t, features), "FEATURES_OK refused");
         let ring = TestRing::new(mem, GuestAddress(RING), size);
@@ -156,6 +158,16 @@ impl<'a> Rig<'a> {
         self.mem
             .write_slice(&vec![byte; len], GuestAddress(addr))
             .unwrap();
+    }
+
+    /// Interrupts raised since the last call (the line's eventfd count).
+    pub fn interrupts(&self) -> u64 {
+        let line = self.t.interrupt().line().as_eventfd().unwrap();
+        match line.read() {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+            Err(e) => panic!("reading the interrupt eventfd: {e}"),
+        }
     }
 
     /// The re-arm eventfd fired: what the device thread then does.

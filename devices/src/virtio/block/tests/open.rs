@@ -278,3 +278,15 @@ fn test_block_snapshot_identity_names_image_size_mode_and_serial() {
     let json = serde_json::to_string(&id).unwrap();
     assert_eq!(serde_json::from_str::<BackendIdentity>(&json).unwrap(), id);
 }
+
+#[test]
+fn test_block_device_ioctls_refuse_a_regular_file() {
+    // BLKGETSIZE64 and BLKROGET are for block devices (a loop device in
+    // the integration tests): a regular file is ENOTTY, never a size of 0.
+    let img = TempImage::patterned(4);
+    let file = std::fs::File::open(img.path()).unwrap();
+    let e = io::block_device_bytes(&file).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENOTTY), "{e}");
+    let e = io::block_device_read_only(&file).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENOTTY), "{e}");
+}
