@@ -41,3 +41,56 @@ pub fn dump_string(a: &mut CodeAssembler, max: u32) {
     a.sub(ecx, esi).expect("sub");
     a.rep().outsb().expect("outsb");
 }
+
+/// MSR_KVM_SYSTEM_TIME_NEW.
+const MSR_KVM_SYSTEM_TIME_NEW: u32 = 0x4b56_4d01;
+
+/// A long-mode guest at CPL0, loaded at `load`: enables kvmclock with its
+/// pvclock structure at `pvclock`, then forever writes the guest's
+/// clock in nanoseconds (system_time + scaled TSC delta, the pvclock ABI)
+/// as 8 little-endian bytes to the debug console.
+pub fn kvmclock_guest(load: u64, pvclock: u64) -> Vec<u8> {
+    assemble(64, load, |a| {
+        a.mov(ecx, MSR_KVM_SYSTEM_TIME_NEW).unwrap();
+        a.mov(eax, (pvclock | 1) as u32).unwrap();
+        a.xor(edx, edx).unwrap();
+        a.wrmsr().unwrap();
+        let mut sample = a.create_label();
+        let mut negative = a.create_label();
+        let mut scaled = a.create_label();
+        let mut emit = a.create_label();
+        a.set_label(&mut sample).unwrap();
+        // Version odd: KVM is updating the structure; read again.
+        a.mov(r8d, dword_ptr(pvclock)).unwrap();
+        a.test(r8d, 1).unwrap();
+        a.jnz(sample).unwrap();
+        a.rdtsc().unwrap();
+        a.shl(rdx, 32).unwrap();
+        a.or(rax, rdx).unwrap();
+        a.sub(rax, qword_ptr(pvclock + 8)).unwrap();
+        a.movsx(ecx, byte_ptr(pvclock + 28)).unwrap();
+        a.test(ecx, ecx).unwrap();
+        a.js(negative).unwrap();
+        a.shl(rax, cl).unwrap();
+        a.jmp(scaled).unwrap();
+        a.set_label(&mut negative).unwrap();
+        a.neg(ecx).unwrap();
+        a.shr(rax, cl).unwrap();
+        a.set_label(&mut scaled).unwrap();
+        a.mov(r9d, dword_ptr(pvclock + 24)).unwrap();
+        a.mul(r9).unwrap();
+        a.shrd(rax, rdx, 32).unwrap();
+        a.add(rax, qword_ptr(pvclock + 16)).unwrap();
+        a.mov(r10, rax).unwrap();
+        a.cmp(r8d, dword_ptr(pvclock)).unwrap();
+        a.jne(sample).unwrap();
+        a.mov(ecx, 8).unwrap();
+        a.set_label(&mut emit).unwrap();
+        a.mov(al, r10b).unwrap();
+        a.out(0xe9, al).unwrap();
+        a.shr(r10, 8).unwrap();
+        a.dec(ecx).unwrap();
+        a.jnz(emit).unwrap();
+        a.jmp(sample).unwrap();
+    })
+}

@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use iced_x86::code_asm::*;
+use integration_tests::guest_asm::kvmclock_guest;
 use integration_tests::{assemble, require_kvm};
 use vmm_core::devices::Console;
 use vmm_core::loader::BootMode;
@@ -27,56 +28,11 @@ fn counting_guest() -> Vec<u8> {
 /// pvclock structure (`struct pvclock_vcpu_time_info`) the guest asks KVM
 /// to keep at this guest-physical address.
 const PVCLOCK: u64 = 0x3000;
-/// MSR_KVM_SYSTEM_TIME_NEW.
-const MSR_KVM_SYSTEM_TIME_NEW: u32 = 0x4b56_4d01;
 
-/// Long mode at CPL0: enables kvmclock, then forever writes the guest's
-/// clock in nanoseconds (system_time + scaled TSC delta, the pvclock ABI)
-/// as 8 little-endian bytes to the debug console.
+/// Long mode at CPL0: kvmclock's nanoseconds, forever, to the debug
+/// console (see [`kvmclock_guest`]).
 fn clock_guest() -> Vec<u8> {
-    assemble(64, 0x1000, |a| {
-        a.mov(ecx, MSR_KVM_SYSTEM_TIME_NEW).unwrap();
-        a.mov(eax, (PVCLOCK | 1) as u32).unwrap();
-        a.xor(edx, edx).unwrap();
-        a.wrmsr().unwrap();
-        let mut sample = a.create_label();
-        let mut negative = a.create_label();
-        let mut scaled = a.create_label();
-        let mut emit = a.create_label();
-        a.set_label(&mut sample).unwrap();
-        // Version odd: KVM is updating the structure; read again.
-        a.mov(r8d, dword_ptr(PVCLOCK)).unwrap();
-        a.test(r8d, 1).unwrap();
-        a.jnz(sample).unwrap();
-        a.rdtsc().unwrap();
-        a.shl(rdx, 32).unwrap();
-        a.or(rax, rdx).unwrap();
-        a.sub(rax, qword_ptr(PVCLOCK + 8)).unwrap();
-        a.movsx(ecx, byte_ptr(PVCLOCK + 28)).unwrap();
-        a.test(ecx, ecx).unwrap();
-        a.js(negative).unwrap();
-        a.shl(rax, cl).unwrap();
-        a.jmp(scaled).unwrap();
-        a.set_label(&mut negative).unwrap();
-        a.neg(ecx).unwrap();
-        a.shr(rax, cl).unwrap();
-        a.set_label(&mut scaled).unwrap();
-        a.mov(r9d, dword_ptr(PVCLOCK + 24)).unwrap();
-        a.mul(r9).unwrap();
-        a.shrd(rax, rdx, 32).unwrap();
-        a.add(rax, qword_ptr(PVCLOCK + 16)).unwrap();
-        a.mov(r10, rax).unwrap();
-        a.cmp(r8d, dword_ptr(PVCLOCK)).unwrap();
-        a.jne(sample).unwrap();
-        a.mov(ecx, 8).unwrap();
-        a.set_label(&mut emit).unwrap();
-        a.mov(al, r10b).unwrap();
-        a.out(0xe9, al).unwrap();
-        a.shr(r10, 8).unwrap();
-        a.dec(ecx).unwrap();
-        a.jnz(emit).unwrap();
-        a.jmp(sample).unwrap();
-    })
+    kvmclock_guest(0x1000, PVCLOCK)
 }
 
 fn builder(guest: Vec<u8>, console: Console) -> VmBuilder {

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use iced_x86::code_asm::*;
-use integration_tests::guest_asm::idt_gate64;
+use integration_tests::guest_asm::{idt_gate64, kvmclock_guest};
 use integration_tests::{assemble, expect_bad_input, require_kvm, run_vmm, target_dir, Output};
 use vmm_bin::exit_status;
 use vmm_core::config::{BootConfig, KernelImage, RawBoot};
@@ -168,55 +168,12 @@ fn pit_guest() -> Vec<u8> {
 
 /// pvclock structure the clock guest asks KVM to keep here.
 const PVCLOCK: u64 = 0x3000;
-/// MSR_KVM_SYSTEM_TIME_NEW.
-const MSR_KVM_SYSTEM_TIME_NEW: u32 = 0x4b56_4d01;
 
 /// Enables kvmclock, then forever writes the guest clock in nanoseconds
-/// (pvclock ABI) as 8 little-endian bytes to the debug console (as in
-/// tests/pause.rs).
+/// (pvclock ABI) as 8 little-endian bytes to the debug console (see
+/// [`kvmclock_guest`]).
 fn clock_guest() -> Vec<u8> {
-    assemble(64, LOAD, |a| {
-        a.mov(ecx, MSR_KVM_SYSTEM_TIME_NEW).unwrap();
-        a.mov(eax, (PVCLOCK | 1) as u32).unwrap();
-        a.xor(edx, edx).unwrap();
-        a.wrmsr().unwrap();
-        let mut sample = a.create_label();
-        let mut negative = a.create_label();
-        let mut scaled = a.create_label();
-        let mut emit = a.create_label();
-        a.set_label(&mut sample).unwrap();
-        a.mov(r8d, dword_ptr(PVCLOCK)).unwrap();
-        a.test(r8d, 1).unwrap();
-        a.jnz(sample).unwrap();
-        a.rdtsc().unwrap();
-        a.shl(rdx, 32).unwrap();
-        a.or(rax, rdx).unwrap();
-        a.sub(rax, qword_ptr(PVCLOCK + 8)).unwrap();
-        a.movsx(ecx, byte_ptr(PVCLOCK + 28)).unwrap();
-        a.test(ecx, ecx).unwrap();
-        a.js(negative).unwrap();
-        a.shl(rax, cl).unwrap();
-        a.jmp(scaled).unwrap();
-        a.set_label(&mut negative).unwrap();
-        a.neg(ecx).unwrap();
-        a.shr(rax, cl).unwrap();
-        a.set_label(&mut scaled).unwrap();
-        a.mov(r9d, dword_ptr(PVCLOCK + 24)).unwrap();
-        a.mul(r9).unwrap();
-        a.shrd(rax, rdx, 32).unwrap();
-        a.add(rax, qword_ptr(PVCLOCK + 16)).unwrap();
-        a.mov(r10, rax).unwrap();
-        a.cmp(r8d, dword_ptr(PVCLOCK)).unwrap();
-        a.jne(sample).unwrap();
-        a.mov(ecx, 8).unwrap();
-        a.set_label(&mut emit).unwrap();
-        a.mov(al, r10b).unwrap();
-        a.out(0xe9, al).unwrap();
-        a.shr(r10, 8).unwrap();
-        a.dec(ecx).unwrap();
-        a.jnz(emit).unwrap();
-        a.jmp(sample).unwrap();
-    })
+    kvmclock_guest(LOAD, PVCLOCK)
 }
 
 /// Answers port reads with 0x77 and asks the run loop to stop after the
