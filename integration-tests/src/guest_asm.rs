@@ -94,3 +94,19 @@ pub fn kvmclock_guest(load: u64, pvclock: u64) -> Vec<u8> {
         a.jmp(sample).unwrap();
     })
 }
+
+/// Writes `value` to CMOS/RTC register `index` (index port 0x70, data
+/// 0x71; clobbers AL).
+pub fn rtc_out(a: &mut CodeAssembler, index: i32, value: i32) {
+    a.mov(al, index).unwrap();
+    a.out(0x70, al).unwrap();
+    a.mov(al, value).unwrap();
+    a.out(0x71, al).unwrap();
+}
+
+/// Reads CMOS/RTC register `index` into AL.
+pub fn rtc_in(a: &mut CodeAssembler, index: i32) {
+    a.mov(al, index).unwrap();
+    a.out(0x70, al).unwrap();
+    a.in_(al, 0x71).unwrap();
+}

@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use integration_tests::code_asm::*;
-use integration_tests::guest_asm::idt_gate64;
+use integration_tests::guest_asm::{idt_gate64, rtc_in, rtc_out};
 use integration_tests::{assemble, require_kvm, run_vmm_until, TempFile};
 use vmm_bin::exit_status::debug_exit_status;
 
@@ -42,19 +42,6 @@ const STEADY: u64 = 0x6028;
 const WARMUP: i32 = 16;
 const COUNTED: i32 = 192;
 const RATE_HZ: f64 = 64.0;
-
-fn rtc_out(a: &mut CodeAssembler, index: i32, value: i32) {
-    a.mov(al, index).unwrap();
-    a.out(0x70, al).unwrap();
-    a.mov(al, value).unwrap();
-    a.out(0x71, al).unwrap();
-}
-
-fn rtc_in(a: &mut CodeAssembler, index: i32) {
-    a.mov(al, index).unwrap();
-    a.out(0x70, al).unwrap();
-    a.in_(al, 0x71).unwrap();
-}
 
 /// Prints `text` on the debug console (DX = 0xe9).
 fn print(a: &mut CodeAssembler, text: &[u8]) {

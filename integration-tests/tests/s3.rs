@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use integration_tests::code_asm::*;
+use integration_tests::guest_asm::{rtc_in, rtc_out};
 use integration_tests::{assemble, require_kvm, run_vmm_until, TempFile};
 use vmm_bin::exit_status::{debug_exit_status, LIMIT_REACHED};
 
@@ -26,19 +27,6 @@ const DID_NOT_SLEEP: i32 = 0x7e;
 /// The stub's report: 0x10 | WAK_STS (1) | RTC_STS (2) | marker clean (4)
 /// | RTC AF (8).
 const WOKE_ALL_OK: u32 = 0x1f;
-
-fn rtc_out(a: &mut CodeAssembler, index: i32, value: i32) {
-    a.mov(al, index).unwrap();
-    a.out(0x70, al).unwrap();
-    a.mov(al, value).unwrap();
-    a.out(0x71, al).unwrap();
-}
-
-fn rtc_in(a: &mut CodeAssembler, index: i32) {
-    a.mov(al, index).unwrap();
-    a.out(0x70, al).unwrap();
-    a.in_(al, 0x71).unwrap();
-}
 
 fn print(a: &mut CodeAssembler, text: &[u8]) {
     a.mov(dx, 0xe9).unwrap();
