@@ -31,6 +31,7 @@ pub mod explain;
 pub mod firmware;
 pub mod gdb;
 pub mod handle;
+mod head_start;
 pub mod host_input;
 pub mod host_requests;
 pub mod kvm;

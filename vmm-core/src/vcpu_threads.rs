@@ -19,6 +19,7 @@
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
+use crate::head_start::HeadStart;
 use crate::seccomp::{confine_current_thread, SeccompError, ThreadRole};
 
 /// What a vCPU thread runs once its vCPU is ready: given how its
@@ -51,14 +52,26 @@ impl<R: Send + 'static> VcpuThreads<R> {
         let mut threads = VcpuThreads {
             waiting: Vec::new(),
         };
+        // The creator goes on to KVM_CREATE_VM and more without pausing:
+        // without a head start these threads would begin only after it.
+        let head = HeadStart::here();
         for index in 0..count {
             let (job, jobs) = mpsc::sync_channel(1);
             let task = if index == 0 { first.take() } else { None };
+            let (started, pending) = head.as_ref().map(HeadStart::pair).unzip();
             let thread = std::thread::Builder::new()
                 .name(format!("vcpu{index}"))
-                .spawn(move || wait_for_job(task, role, jobs))
+                .spawn(move || {
+                    if let Some(started) = started {
+                        started.release();
+                    }
+                    wait_for_job(task, role, jobs)
+                })
                 // Threads already started are joined on drop.
                 .map_err(|e| (index, e))?;
+            if let (Some(head), Some(pending)) = (&head, pending) {
+                head.pin(pending, &thread);
+            }
             threads.waiting.push(Waiting { index, job, thread });
         }
         Ok(threads)
