@@ -39,7 +39,8 @@ fi
 
 echo "== building vmm-bin (release) and the PVH guest"
 cargo build -q --release -p vmm-bin
-vmm=target/release/vmm-bin
+# The triple: .cargo/config.toml names the target.
+vmm=${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-gnu/release/vmm-bin
 guest=$(cargo run -q -p integration-tests --example virtio_guest -- pvh)
 
 work=$(mktemp -d)

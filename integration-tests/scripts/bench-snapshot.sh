@@ -21,4 +21,4 @@ echo "== building (release)"
 cargo build --release -q -p vmm-bin
 cargo build --release -q -p integration-tests --bin bench_snapshot
 echo "== $(uname -r), $(nproc) CPUs, $(date -u +%Y-%m-%dT%H:%MZ)"
-"$target/release/bench_snapshot" "$target/release/vmm-bin" "${sizes[@]}"
+"$target/x86_64-unknown-linux-gnu/release/bench_snapshot" "$target/x86_64-unknown-linux-gnu/release/vmm-bin" "${sizes[@]}"

@@ -36,6 +36,7 @@ while [ ! -f "$root/Cargo.toml" ] || ! grep -q '^\[workspace\]' "$root/Cargo.tom
   root=$(dirname "$root")
 done
 cd "$root"
+# .cargo/config.toml names the target, so binaries are under its triple.
 target=${CARGO_TARGET_DIR:-$root/target}
 rounds=${STARTUP_ROUNDS:-40}
 
@@ -55,7 +56,7 @@ trap 'rm -rf "$work"' EXIT
 # Copies run: a file the linker has just written sits in the page cache in
 # small pieces and costs about 20 more page faults per start (0.1-0.2 ms
 # here) than one written in large blocks, as a copied or installed binary is.
-cp "$target/release/vmm-bin" "$work/vmm-bin"
+cp "$target/x86_64-unknown-linux-gnu/release/vmm-bin" "$work/vmm-bin"
 vmm=$work/vmm-bin
 compare=${STARTUP_COMPARE:-}
 if [ -n "$compare" ]; then

@@ -22,6 +22,7 @@ while [ ! -f "$root/Cargo.toml" ] || ! grep -q '^\[workspace\]' "$root/Cargo.tom
   root=$(dirname "$root")
 done
 cd "$root"
+# .cargo/config.toml names the target, so binaries are under its triple.
 target=${CARGO_TARGET_DIR:-$root/target}
 
 # GNU time measures peak RSS (the bench uses it too).
@@ -41,7 +42,7 @@ fi
 
 echo "== building (release)"
 cargo build --release -p vmm-bin
-vmm_bin=$target/release/vmm-bin
+vmm_bin=$target/x86_64-unknown-linux-gnu/release/vmm-bin
 hello=integration-tests/guests/hello.bin
 [ -f "$hello" ] || hello=guests/hello.bin
 

@@ -28,6 +28,9 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The target `.cargo/config.toml` builds for.
+pub const BUILD_TARGET: &str = "x86_64-unknown-linux-gnu";
+
 /// Path to a freshly built `vmm-bin` (built once per test process with the
 /// same profile as the tests).
 pub fn vmm_bin() -> &'static Path {
@@ -43,7 +46,10 @@ pub fn vmm_bin() -> &'static Path {
         }
         let status = cmd.status().expect("cargo runs");
         assert!(status.success(), "building vmm-bin failed");
+        // .cargo/config.toml names the target (for its static link), so
+        // binaries are under the triple.
         target_dir()
+            .join(BUILD_TARGET)
             .join(if release { "release" } else { "debug" })
             .join("vmm-bin")
     })

@@ -61,9 +61,10 @@ impl HeadStart {
         }
         let mut others = all;
         let cpu = cpu as usize;
-        // SAFETY: CPU_ISSET/CPU_CLR index bounds are checked by the
-        // libc crate (an index past the set is ignored).
+        // SAFETY: `others` is a valid set; the libc crate checks the
+        // index against the set's size (one past it is ignored).
         if unsafe { libc::CPU_ISSET(cpu, &others) } {
+            // SAFETY: as above.
             unsafe { libc::CPU_CLR(cpu, &mut others) };
         }
         // SAFETY: `others` is a valid set.
@@ -138,10 +139,9 @@ mod tests {
     fn affinity() -> libc::cpu_set_t {
         // SAFETY: as in `HeadStart::here`.
         let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-        assert_eq!(
-            unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) },
-            0
-        );
+        // SAFETY: `set` is a valid cpu_set_t of the size passed.
+        let got = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
+        assert_eq!(got, 0);
         set
     }
 
