@@ -14,6 +14,12 @@ if ! command -v gcc >/dev/null; then
   echo "installing gcc for the virtio test guest" >&2
   apt-get update -qq && apt-get install -y -qq gcc >/dev/null
 fi
+# The workspace links its binaries statically (.cargo/config.toml): glibc's
+# static archives come with libc6-dev.
+if [ ! -f /usr/lib/x86_64-linux-gnu/libc.a ]; then
+  echo "installing libc6-dev (static glibc) for the static-pie build" >&2
+  apt-get update -qq && apt-get install -y -qq libc6-dev >/dev/null
+fi
 # Debian's gdb drives the GDB stub in integration-tests/tests/gdb.rs.
 if ! command -v gdb >/dev/null; then
   echo "installing gdb for the GDB stub tests" >&2
