@@ -7,6 +7,18 @@
 //! `--exit-plot`). `main.rs` wires them to vmm-core and builds the
 //! device set.
 
+/// `eprintln!` in one `write(2)`: std's stderr is unbuffered and writes a
+/// formatted line piece by piece (five calls for an outcome line), so a
+/// line could interleave with the guest's console output or a vCPU
+/// thread's log. The README promises errors as one line each.
+#[macro_export]
+macro_rules! stderr_line {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = std::io::stderr().write_all(format!("{}\n", format_args!($($arg)*)).as_bytes());
+    }};
+}
+
 pub mod api;
 pub mod cli;
 pub mod config_file;

@@ -267,7 +267,7 @@ fn finish(cli: &Cli, launched: Launched) -> i32 {
         mut plot,
     } = launched;
     if let Some(signal) = signals::stop_on_signal(vm.handle()) {
-        eprintln!(
+        vmm_bin::stderr_line!(
             "vmm-bin: stopped by {} ({signal}) during start-up",
             signal_name(signal)
         );
@@ -280,7 +280,7 @@ fn finish(cli: &Cli, launched: Launched) -> i32 {
     let report = match run {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("vmm-bin: error: {}", hints::message(&e));
+            vmm_bin::stderr_line!("vmm-bin: error: {}", hints::message(&e));
             return exit_status::for_error(&e);
         }
     };
@@ -290,14 +290,14 @@ fn finish(cli: &Cli, launched: Launched) -> i32 {
             log::info!("{}", report.outcome)
         }
         VmOutcome::Stopped => match signal {
-            Some(s) => eprintln!("vmm-bin: stopped by {} ({s})", signal_name(s)),
-            None => eprintln!("vmm-bin: {}", report.outcome),
+            Some(s) => vmm_bin::stderr_line!("vmm-bin: stopped by {} ({s})", signal_name(s)),
+            None => vmm_bin::stderr_line!("vmm-bin: {}", report.outcome),
         },
-        other => eprintln!("vmm-bin: {other}"),
+        other => vmm_bin::stderr_line!("vmm-bin: {other}"),
     }
     if let (Some(out), Some(timeline)) = (plot.as_mut(), &report.timeline) {
         if let Err(e) = vmm_bin::plot::write(timeline, out) {
-            eprintln!("vmm-bin: error: {e}");
+            vmm_bin::stderr_line!("vmm-bin: error: {e}");
             return exit_status::VMM_FAILURE;
         }
     }
@@ -311,7 +311,7 @@ fn finish(cli: &Cli, launched: Launched) -> i32 {
 
 fn run(cli: Cli, started_at: Instant) -> i32 {
     if let Err(e) = signals::install_stop_signal_handlers() {
-        eprintln!("vmm-bin: error: {e}");
+        vmm_bin::stderr_line!("vmm-bin: error: {e}");
         return exit_status::VMM_FAILURE;
     }
     // The GDB socket first, before any thread exists (bind sets the
@@ -319,7 +319,7 @@ fn run(cli: Cli, started_at: Instant) -> i32 {
     let mut gdb = match cli.gdb.as_deref().map(GdbServer::bind).transpose() {
         Ok(g) => g.map(|g| g.with_exit_code(|o| exit_status::for_outcome(o, None) as u8)),
         Err(e) => {
-            eprintln!("vmm-bin: error: --gdb: {e}");
+            vmm_bin::stderr_line!("vmm-bin: error: --gdb: {e}");
             return exit_status::BAD_INPUT;
         }
     };
@@ -333,7 +333,7 @@ fn run(cli: Cli, started_at: Instant) -> i32 {
         return match launch(&cli, source, &HostExtras::default(), started_at, &mut gdb) {
             Ok(launched) => finish(&cli, launched),
             Err(e) => {
-                eprintln!("vmm-bin: error: {}", e.message);
+                vmm_bin::stderr_line!("vmm-bin: error: {}", e.message);
                 e.status
             }
         };
@@ -348,7 +348,7 @@ fn run_firecracker_style(cli: Cli, started_at: Instant, mut gdb: Option<GdbServe
     let socket = match cli.api_sock.as_deref().map(ApiSocket::bind).transpose() {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("vmm-bin: error: {e}");
+            vmm_bin::stderr_line!("vmm-bin: error: {e}");
             return exit_status::BAD_INPUT;
         }
     };
@@ -369,7 +369,7 @@ fn run_firecracker_style(cli: Cli, started_at: Instant, mut gdb: Option<GdbServe
                 None => Ok(()),
             });
         if let Err(message) = applied {
-            eprintln!("vmm-bin: error: {message}");
+            vmm_bin::stderr_line!("vmm-bin: error: {message}");
             return exit_status::BAD_INPUT;
         }
     }
@@ -378,7 +378,7 @@ fn run_firecracker_style(cli: Cli, started_at: Instant, mut gdb: Option<GdbServe
         // The API thread is confined before the VM runs (which would
         // install it).
         if let Err(e) = vmm_core::seccomp::install_sigsys_handler() {
-            eprintln!("vmm-bin: error: {e}");
+            vmm_bin::stderr_line!("vmm-bin: error: {e}");
             return exit_status::VMM_FAILURE;
         }
     }
@@ -386,7 +386,7 @@ fn run_firecracker_style(cli: Cli, started_at: Instant, mut gdb: Option<GdbServe
     let serve = |socket: ApiSocket, started: Option<StartedVm>| {
         let controller = Controller::new(cli.id.clone(), to_main.clone(), started);
         socket.serve(controller, seccomp).map_err(|e| {
-            eprintln!("vmm-bin: error: starting the API thread: {e}");
+            vmm_bin::stderr_line!("vmm-bin: error: starting the API thread: {e}");
             exit_status::VMM_FAILURE
         })
     };
@@ -400,7 +400,7 @@ fn run_firecracker_style(cli: Cli, started_at: Instant, mut gdb: Option<GdbServe
             None => match prepared.vm_config() {
                 Ok(v) => Some(v),
                 Err(e) => {
-                    eprintln!("vmm-bin: error: {e}");
+                    vmm_bin::stderr_line!("vmm-bin: error: {e}");
                     return exit_status::BAD_INPUT;
                 }
             },
@@ -413,7 +413,7 @@ fn run_firecracker_style(cli: Cli, started_at: Instant, mut gdb: Option<GdbServe
         let launched = match launch(&cli, source, &extras, started_at, &mut gdb) {
             Ok(l) => l,
             Err(e) => {
-                eprintln!("vmm-bin: error: {}", e.message);
+                vmm_bin::stderr_line!("vmm-bin: error: {}", e.message);
                 return e.status;
             }
         };
@@ -447,7 +447,7 @@ fn run_firecracker_style(cli: Cli, started_at: Instant, mut gdb: Option<GdbServe
             Ok(m) => m,
             Err(RecvTimeoutError::Timeout) => {
                 if let Some(s) = signals::stop_signal() {
-                    eprintln!(
+                    vmm_bin::stderr_line!(
                         "vmm-bin: stopped by {} ({s}) before the VM was started",
                         signal_name(s)
                     );
@@ -456,7 +456,7 @@ fn run_firecracker_style(cli: Cli, started_at: Instant, mut gdb: Option<GdbServe
                 continue;
             }
             Err(RecvTimeoutError::Disconnected) => {
-                eprintln!("vmm-bin: error: the API thread ended");
+                vmm_bin::stderr_line!("vmm-bin: error: the API thread ended");
                 return exit_status::VMM_FAILURE;
             }
         };
@@ -588,7 +588,7 @@ fn main() {
             std::process::exit(0);
         }
         Err(e) => {
-            eprintln!("vmm-bin: error: {}", cli::one_line_error(&e));
+            vmm_bin::stderr_line!("vmm-bin: error: {}", cli::one_line_error(&e));
             std::process::exit(exit_status::BAD_INPUT);
         }
     };

@@ -93,7 +93,7 @@ impl ApiSocket {
                 if seccomp {
                     if let Err(e) = confine_current_thread(ThreadRole::Api) {
                         // Never serve unconfined when confinement was asked.
-                        eprintln!("vmm-bin: error: API thread: {e}");
+                        crate::stderr_line!("vmm-bin: error: API thread: {e}");
                         std::process::exit(crate::exit_status::VMM_FAILURE);
                     }
                 }
