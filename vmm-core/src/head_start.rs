@@ -12,7 +12,7 @@
 //! begun, and never while it runs guest code.
 //!
 //! The two steps race (the thread may begin before its creator pins it),
-//! so a three-state handshake decides: whoever comes first wins, and a
+//! so a four-state atomic handshake decides: whoever comes first wins, and a
 //! thread that began first is never pinned.
 
 use std::os::unix::thread::JoinHandleExt;
