@@ -469,8 +469,7 @@ mod tests {
     /// filter compares with (so every rule's allowed values are tried).
     #[test]
     fn test_tree_filters_decide_as_the_linear_ones() {
-        use crate::seccomp_tree::tests::run;
-        use seccompiler::SeccompFilter;
+        use crate::seccomp_tree::tests::{linear_program, run};
         for role in [
             ThreadRole::Vcpu,
             ThreadRole::VcpuExplained,
@@ -478,15 +477,7 @@ mod tests {
             ThreadRole::Device,
             ThreadRole::Api,
         ] {
-            let linear: BpfProgram = SeccompFilter::new(
-                rules_for(role).unwrap(),
-                SeccompAction::Trap,
-                SeccompAction::Allow,
-                TargetArch::x86_64,
-            )
-            .unwrap()
-            .try_into()
-            .unwrap();
+            let linear = linear_program(rules_for(role).unwrap());
             let tree = filter_for(role).unwrap();
             // Jumps and loads compare against offsets and masks too; as
             // values they do no harm.

@@ -173,6 +173,18 @@ pub(crate) mod tests {
     use super::*;
     use seccompiler::{SeccompCmpArgLen, SeccompCmpOp, SeccompCondition};
 
+    const TRAP: SeccompAction = SeccompAction::Trap;
+    const ALLOW: SeccompAction = SeccompAction::Allow;
+
+    /// seccompiler's own linear filter for `rules` (calls not listed trap),
+    /// the reference the tree must decide as.
+    pub(crate) fn linear_program(rules: BTreeMap<i64, Vec<SeccompRule>>) -> BpfProgram {
+        SeccompFilter::new(rules, TRAP, ALLOW, TargetArch::x86_64)
+            .unwrap()
+            .try_into()
+            .unwrap()
+    }
+
     /// What a classic BPF seccomp program returns for call `nr` with
     /// `args` on x86_64: the instructions seccompiler and the tree use.
     pub(crate) fn run(program: &[sock_filter], nr: u32, args: &[u64; 6]) -> u32 {
@@ -241,22 +253,8 @@ pub(crate) mod tests {
             };
             rules.insert(nr, chain);
         }
-        let linear: BpfProgram = SeccompFilter::new(
-            rules.clone(),
-            SeccompAction::Trap,
-            SeccompAction::Allow,
-            TargetArch::x86_64,
-        )
-        .unwrap()
-        .try_into()
-        .unwrap();
-        let tree = tree_program(
-            rules,
-            SeccompAction::Trap,
-            SeccompAction::Allow,
-            TargetArch::x86_64,
-        )
-        .unwrap();
+        let linear = linear_program(rules.clone());
+        let tree = tree_program(rules, TRAP, ALLOW, TargetArch::x86_64).unwrap();
         for nr in 0..260 {
             for args in [
                 [0; 6],
@@ -284,22 +282,8 @@ pub(crate) mod tests {
     #[test]
     fn test_tree_program_of_one_group_is_the_linear_chain() {
         let rules: BTreeMap<i64, Vec<SeccompRule>> = [(1, vec![]), (3, vec![])].into();
-        let linear: BpfProgram = SeccompFilter::new(
-            rules.clone(),
-            SeccompAction::Trap,
-            SeccompAction::Allow,
-            TargetArch::x86_64,
-        )
-        .unwrap()
-        .try_into()
-        .unwrap();
-        let tree = tree_program(
-            rules,
-            SeccompAction::Trap,
-            SeccompAction::Allow,
-            TargetArch::x86_64,
-        )
-        .unwrap();
+        let linear = linear_program(rules.clone());
+        let tree = tree_program(rules, TRAP, ALLOW, TargetArch::x86_64).unwrap();
         assert_eq!(tree, linear);
     }
 }

@@ -33,16 +33,22 @@ fn post_reads(r: &mut Rig<'_>, n: u64) {
     }
 }
 
+/// A 64-entry queue on `img` with `features` taken, its request header
+/// set to read sector 0.
+fn reading<'a>(mem: &'a GuestMemoryMmap, img: &TempImage, features: u64) -> Rig<'a> {
+    let mut r = Rig::new(mem, &BlockConfig::new(img.path()), Some(features), 64);
+    r.header(VIRTIO_BLK_T_IN, 0);
+    r
+}
+
 fn per_turn() -> u16 {
     (TURN_BYTE_BUDGET / u64::from(READ)) as u16
 }
 
 #[test]
 fn test_block_rearming_turn_signals_what_it_served() {
-    let mem = big_memory();
-    let img = TempImage::patterned(1024);
-    let mut r = Rig::new(&mem, &BlockConfig::new(img.path()), Some(plain()), 64);
-    r.header(VIRTIO_BLK_T_IN, 0);
+    let (mem, img) = (big_memory(), TempImage::patterned(1024));
+    let mut r = reading(&mem, &img, plain());
     post_reads(&mut r, 2 * u64::from(per_turn()));
     r.t.process_queue(0);
     assert_eq!(r.ring.used_idx(), per_turn(), "one budget's worth served");
@@ -63,10 +69,8 @@ fn test_block_rearming_turn_signals_what_it_served() {
 
 #[test]
 fn test_block_queue_kept_full_interrupts_every_turn() {
-    let mem = big_memory();
-    let img = TempImage::patterned(1024);
-    let mut r = Rig::new(&mem, &BlockConfig::new(img.path()), Some(plain()), 64);
-    r.header(VIRTIO_BLK_T_IN, 0);
+    let (mem, img) = (big_memory(), TempImage::patterned(1024));
+    let mut r = reading(&mem, &img, plain());
     // Two turns' worth in flight; after each turn the driver tops it up,
     // so every turn ends with more available and re-arms.
     post_reads(&mut r, 2 * u64::from(per_turn()));
@@ -93,8 +97,7 @@ fn test_block_event_idx_follows_used_event_and_publishes_avail_event() {
         0,
         "EVENT_IDX offered"
     );
-    let mut r = Rig::new(&mem, &BlockConfig::new(img.path()), Some(features), 64);
-    r.header(VIRTIO_BLK_T_IN, 0);
+    let mut r = reading(&mem, &img, features);
     // used_event 0: interrupt for the first used buffer.
     r.ring.set_used_event(0);
     post_reads(&mut r, 1);
