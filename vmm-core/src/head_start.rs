@@ -113,8 +113,8 @@ impl HeadStart {
 
 impl Started {
     /// Run first on the new thread: gives back the creator's CPU set if
-    /// the creator pinned this thread (waiting the few microseconds its
-    /// call may still take), and makes sure it never will if not.
+    /// the creator pinned this thread (waiting for the call it may still be
+    /// in), and makes sure it never will if not.
     pub(crate) fn release(self) {
         if self
             .state
@@ -123,8 +123,10 @@ impl Started {
         {
             return;
         }
+        // Yield, not spin: this thread may have preempted its creator on
+        // the creator's own CPU, mid-call.
         while self.state.load(Ordering::Acquire) != PINNED {
-            std::hint::spin_loop();
+            std::thread::yield_now();
         }
         // SAFETY: `all` is a valid set of the size passed. A failure
         // leaves the thread on the other CPUs, which is still correct.

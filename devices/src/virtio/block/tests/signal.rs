@@ -36,7 +36,7 @@ fn post_reads(r: &mut Rig<'_>, n: u64) {
 /// A 64-entry queue on `img` with `features` taken, its request header
 /// set to read sector 0.
 fn reading<'a>(mem: &'a GuestMemoryMmap, img: &TempImage, features: u64) -> Rig<'a> {
-    let mut r = Rig::new(mem, &BlockConfig::new(img.path()), Some(features), 64);
+    let r = Rig::new(mem, &BlockConfig::new(img.path()), Some(features), 64);
     r.header(VIRTIO_BLK_T_IN, 0);
     r
 }
